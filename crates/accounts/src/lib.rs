@@ -1,0 +1,21 @@
+//! Plaza accounts: who a user is (users and their public profiles), how they prove it
+//! (password login and session tokens) and whom they know (contacts and contact
+//! requests). Other services learn the caller's identity through the [`CurrentUser`]
+//! extractor and look users up through [`Accounts`]; none of them reads these tables.
+//!
+//! Security choices: passwords are hashed with argon2id with a bounded number of hashes
+//! running at once; session tokens are 256-bit random values of which only a SHA-256
+//! digest is stored; a session expires after 30 days of disuse; an unknown username and a
+//! wrong password are indistinguishable (same status, same code, same work done).
+
+mod migrations;
+pub mod model;
+mod password;
+pub mod routes;
+mod service;
+
+pub use migrations::MIGRATIONS;
+pub use model::{ContactStatus, DisplayName, Password, User, Username};
+pub use password::PasswordHasher;
+pub use routes::{router, CurrentUser};
+pub use service::{Accounts, AccountsConfig, AccountsError, Contact, Session};

@@ -1,0 +1,63 @@
+use plaza_store::Migration;
+
+/// The accounts service's schema, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    service: "accounts",
+    version: 1,
+    name: "users, sessions and contacts",
+    sqlite: r#"
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            display_name TEXT NOT NULL,
+            display_name_lower TEXT NOT NULL,
+            avatar_url TEXT,
+            password_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX users_display_name_lower ON users (display_name_lower);
+        CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            created_at BIGINT NOT NULL,
+            last_used_at BIGINT NOT NULL
+        );
+        CREATE INDEX sessions_user ON sessions (user_id);
+        CREATE TABLE contacts (
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            contact_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            status TEXT NOT NULL CHECK (status IN ('outgoing', 'incoming', 'accepted')),
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (user_id, contact_id)
+        );
+    "#,
+    postgres: r#"
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            display_name TEXT NOT NULL,
+            display_name_lower TEXT NOT NULL,
+            avatar_url TEXT,
+            password_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        );
+        CREATE INDEX users_username_prefix ON users (username text_pattern_ops);
+        CREATE INDEX users_display_name_lower ON users (display_name_lower text_pattern_ops);
+        CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            created_at BIGINT NOT NULL,
+            last_used_at BIGINT NOT NULL
+        );
+        CREATE INDEX sessions_user ON sessions (user_id);
+        CREATE TABLE contacts (
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            contact_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            status TEXT NOT NULL CHECK (status IN ('outgoing', 'incoming', 'accepted')),
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (user_id, contact_id)
+        );
+    "#,
+}];

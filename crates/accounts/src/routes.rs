@@ -1,0 +1,451 @@
+//! The accounts HTTP API (API.md, "Accounts"): wire types, handlers, the [`CurrentUser`]
+//! extractor, and the one mapping from [`AccountsError`] to problems.
+
+use crate::model::{ContactStatus, User};
+use crate::service::{Accounts, AccountsError, Contact, Session};
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use plaza_http::{ApiJson, ApiQuery, ClientAddress, ErrorCode, Problem};
+use plaza_kernel::{Page, PageLimit};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The accounts routes, relative to `/api/v1`.
+pub fn router(accounts: Accounts) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(user_by_id))
+        .routes(routes!(search_users))
+        .routes(routes!(request_contact, list_contacts))
+        .routes(routes!(accept_contact))
+        .routes(routes!(remove_contact))
+        .with_state(accounts)
+}
+
+/// The authenticated caller. Taking this as an argument makes a handler require a valid
+/// `Authorization: Bearer <token>`; without one the request is a 401 `unauthenticated`.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: User,
+    pub is_admin: bool,
+    token: String,
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let accounts = Accounts::from_ref(state);
+        let token = bearer_token(parts).ok_or_else(|| {
+            Problem::new(
+                ErrorCode::Unauthenticated,
+                "send Authorization: Bearer <token> from login or register",
+            )
+        })?;
+        let user = accounts.authenticate(&token).await?;
+        let is_admin = accounts.is_admin(&user);
+        Ok(CurrentUser {
+            user,
+            is_admin,
+            token,
+        })
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+impl From<AccountsError> for Problem {
+    fn from(error: AccountsError) -> Self {
+        match error {
+            AccountsError::InvalidField { field, reason } => Problem::invalid_field(field, reason),
+            AccountsError::UsernameTaken(name) => Problem::new(
+                ErrorCode::UsernameTaken,
+                format!("the username {name} is taken"),
+            )
+            .with_field("username"),
+            AccountsError::InvalidCredentials => {
+                Problem::new(ErrorCode::InvalidCredentials, "wrong username or password")
+            }
+            AccountsError::Unauthenticated => Problem::new(
+                ErrorCode::Unauthenticated,
+                "the session token is unknown, expired or revoked",
+            ),
+            AccountsError::RateLimited { retry_after } => Problem::new(
+                ErrorCode::RateLimited,
+                "too many attempts; wait before trying again",
+            )
+            .with_retry_after(retry_after.as_secs_f64().ceil() as u64),
+            AccountsError::UserNotFound => Problem::new(ErrorCode::UserNotFound, "no such user"),
+            AccountsError::CannotContactSelf => Problem::new(
+                ErrorCode::CannotContactSelf,
+                "you cannot add yourself as a contact",
+            )
+            .with_field("user_id"),
+            AccountsError::ContactNotFound => Problem::new(
+                ErrorCode::ContactNotFound,
+                "no contact or contact request with that user",
+            ),
+            AccountsError::Database(error) => Problem::internal(&error),
+            AccountsError::Hashing(error) => Problem::internal(&error),
+        }
+    }
+}
+
+// ---- wire types ----
+
+/// A user's public profile.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
+pub struct UserBody {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl From<User> for UserBody {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username,
+            display_name: user.display_name,
+            avatar_url: user.avatar_url,
+            created_at: user.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// The signed-in user's own profile: the public profile plus their roles.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Me)]
+pub struct MeBody {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub created_at: String,
+    /// `admin` for operators named in `PLAZA_ADMINS`.
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// 3–32 characters of a–z, 0–9 and `_`; case-insensitive.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_]{3,32}$")]
+    pub username: String,
+    /// At least 8 characters.
+    #[schema(min_length = 8)]
+    pub password: String,
+    /// 1–64 characters; defaults to the username.
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// A new session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthResponse {
+    /// Send as `Authorization: Bearer <token>`. Shown once; the server keeps only a digest.
+    pub token: String,
+    pub user: UserBody,
+}
+
+impl From<Session> for AuthResponse {
+    fn from(session: Session) -> Self {
+        Self {
+            token: session.token,
+            user: session.user.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserBody>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SearchParams {
+    /// Prefix of a username or display name, 1–64 characters.
+    pub q: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ContactRequestBody {
+    pub user_id: String,
+}
+
+/// Where a contact relationship stands, from the caller's side.
+#[derive(Debug, Serialize, Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactStatusBody {
+    /// The caller asked; the other has not answered.
+    Outgoing,
+    /// The other asked; the caller has not answered.
+    Incoming,
+    Accepted,
+}
+
+impl From<ContactStatus> for ContactStatusBody {
+    fn from(status: ContactStatus) -> Self {
+        match status {
+            ContactStatus::Outgoing => Self::Outgoing,
+            ContactStatus::Incoming => Self::Incoming,
+            ContactStatus::Accepted => Self::Accepted,
+        }
+    }
+}
+
+impl From<ContactStatusBody> for ContactStatus {
+    fn from(status: ContactStatusBody) -> Self {
+        match status {
+            ContactStatusBody::Outgoing => Self::Outgoing,
+            ContactStatusBody::Incoming => Self::Incoming,
+            ContactStatusBody::Accepted => Self::Accepted,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Contact)]
+pub struct ContactBody {
+    pub user: UserBody,
+    pub status: ContactStatusBody,
+    pub updated_at: String,
+}
+
+impl From<Contact> for ContactBody {
+    fn from(contact: Contact) -> Self {
+        Self {
+            user: contact.user.into(),
+            status: contact.status.into(),
+            updated_at: contact.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactPage {
+    pub items: Vec<ContactBody>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ContactParams {
+    /// Only contacts in this state.
+    pub status: Option<ContactStatusBody>,
+    /// 1–200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn page_limit(limit: Option<i64>) -> Result<PageLimit, Problem> {
+    PageLimit::parse(limit).map_err(|reason| Problem::invalid_field("limit", reason))
+}
+
+fn user_page(page: Page<User>) -> UserPage {
+    let page = page.map(UserBody::from);
+    UserPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }
+}
+
+// ---- handlers ----
+
+/// Create an account and sign in.
+#[utoipa::path(post, path = "/auth/register", tag = "accounts", request_body = RegisterRequest,
+    responses((status = 201, description = "Registered and signed in", body = AuthResponse)))]
+async fn register(
+    State(accounts): State<Accounts>,
+    ClientAddress(address): ClientAddress,
+    ApiJson(request): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, axum::Json<AuthResponse>), Problem> {
+    let session = accounts
+        .register(
+            &address,
+            &request.username,
+            &request.password,
+            request.display_name.as_deref(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(session.into())))
+}
+
+/// Sign in with a username and password.
+#[utoipa::path(post, path = "/auth/login", tag = "accounts", request_body = LoginRequest,
+    responses((status = 200, description = "Signed in", body = AuthResponse)))]
+async fn login(
+    State(accounts): State<Accounts>,
+    ClientAddress(address): ClientAddress,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<axum::Json<AuthResponse>, Problem> {
+    let session = accounts
+        .login(&address, &request.username, &request.password)
+        .await?;
+    Ok(axum::Json(session.into()))
+}
+
+/// Revoke the session whose token authenticates this request.
+#[utoipa::path(post, path = "/auth/logout", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out; the token no longer works")))]
+async fn logout(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+) -> Result<StatusCode, Problem> {
+    accounts.logout(&current.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's profile", body = MeBody)))]
+async fn me(current: CurrentUser) -> axum::Json<MeBody> {
+    let roles = if current.is_admin {
+        vec!["admin".to_string()]
+    } else {
+        Vec::new()
+    };
+    let user = current.user;
+    axum::Json(MeBody {
+        id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        avatar_url: user.avatar_url,
+        created_at: user.created_at.to_rfc3339(),
+        roles,
+    })
+}
+
+/// A user's public profile.
+#[utoipa::path(get, path = "/users/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "The profile", body = UserBody)))]
+async fn user_by_id(
+    State(accounts): State<Accounts>,
+    _current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<axum::Json<UserBody>, Problem> {
+    Ok(axum::Json(accounts.user(&id).await?.into()))
+}
+
+/// Find users by the start of their username or display name.
+#[utoipa::path(get, path = "/users", tag = "accounts", security(("bearer" = [])), params(SearchParams),
+    responses((status = 200, description = "Matching users, by username", body = UserPage)))]
+async fn search_users(
+    State(accounts): State<Accounts>,
+    _current: CurrentUser,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<axum::Json<UserPage>, Problem> {
+    let limit = page_limit(params.limit)?;
+    let query = params
+        .q
+        .ok_or_else(|| Problem::invalid_field("q", "q (the search text) is required"))?;
+    let page = accounts
+        .search(&query, limit, params.cursor.as_deref())
+        .await?;
+    Ok(axum::Json(user_page(page)))
+}
+
+/// Ask someone to be a contact, or accept their pending request.
+#[utoipa::path(post, path = "/contacts", tag = "accounts", security(("bearer" = [])), request_body = ContactRequestBody,
+    responses(
+        (status = 201, description = "A new request was sent", body = ContactBody),
+        (status = 200, description = "Already requested or already contacts, or their request was accepted", body = ContactBody)))]
+async fn request_contact(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    ApiJson(request): ApiJson<ContactRequestBody>,
+) -> Result<impl IntoResponse, Problem> {
+    let (contact, created) = accounts
+        .request_contact(&current.user, &request.user_id)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(ContactBody::from(contact))))
+}
+
+/// The caller's contacts and pending requests, by username.
+#[utoipa::path(get, path = "/contacts", tag = "accounts", security(("bearer" = [])), params(ContactParams),
+    responses((status = 200, description = "Contacts and requests", body = ContactPage)))]
+async fn list_contacts(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    ApiQuery(params): ApiQuery<ContactParams>,
+) -> Result<axum::Json<ContactPage>, Problem> {
+    let limit = page_limit(params.limit)?;
+    let page = accounts
+        .contacts(
+            &current.user,
+            params.status.map(Into::into),
+            limit,
+            params.cursor.as_deref(),
+        )
+        .await?;
+    let page = page.map(ContactBody::from);
+    Ok(axum::Json(ContactPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Accept a pending contact request from this user.
+#[utoipa::path(post, path = "/contacts/{user_id}/accept", tag = "accounts", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "Who sent the request")),
+    responses((status = 200, description = "Now contacts", body = ContactBody)))]
+async fn accept_contact(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    Path(user_id): Path<String>,
+) -> Result<axum::Json<ContactBody>, Problem> {
+    Ok(axum::Json(
+        accounts
+            .accept_contact(&current.user, &user_id)
+            .await?
+            .into(),
+    ))
+}
+
+/// Remove a contact, decline their request, or withdraw yours.
+#[utoipa::path(delete, path = "/contacts/{user_id}", tag = "accounts", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The other user")),
+    responses((status = 204, description = "Removed on both sides")))]
+async fn remove_contact(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    accounts.remove_contact(&current.user, &user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

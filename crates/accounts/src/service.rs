@@ -1,0 +1,602 @@
+//! The accounts service: everything accounts can do, as plain async functions over the
+//! store. No HTTP types here; `routes` translates.
+
+use crate::model::{ContactStatus, DisplayName, Password, User, Username};
+use crate::password::{HashError, PasswordHasher};
+use plaza_http::RateLimiter;
+use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
+use plaza_store::{is_unique_violation, AnyRow, Row, Store};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A session ends after this long without use.
+pub const SESSION_IDLE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// `last_used_at` is written at most this often per session, so that authenticating a
+/// request is a read, not a write.
+const SESSION_TOUCH_INTERVAL: Duration = Duration::from_secs(3600);
+/// The longest search query accepted.
+pub const SEARCH_QUERY_MAX_CHARS: usize = 64;
+
+/// Tunables of the accounts service.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Usernames that hold the admin role.
+    pub admins: HashSet<String>,
+    /// Login/register attempts allowed per client address per minute.
+    pub auth_attempts_per_address_per_minute: u32,
+    /// Login/register attempts allowed per username per minute.
+    pub auth_attempts_per_username_per_minute: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            admins: HashSet::new(),
+            auth_attempts_per_address_per_minute: 30,
+            auth_attempts_per_username_per_minute: 10,
+        }
+    }
+}
+
+/// What can go wrong, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error("{field}: {reason}")]
+    InvalidField {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error("the username {0} is taken")]
+    UsernameTaken(String),
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("missing, unknown or expired session token")]
+    Unauthenticated,
+    #[error("too many attempts; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    #[error("no such user")]
+    UserNotFound,
+    #[error("cannot add yourself as a contact")]
+    CannotContactSelf,
+    #[error("no contact or request with that user")]
+    ContactNotFound,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("password hashing: {0}")]
+    Hashing(#[from] HashError),
+}
+
+/// A session just created: the token is shown to the client once and never stored.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub user: User,
+}
+
+/// One side of a contact relationship.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub user: User,
+    pub status: ContactStatus,
+    pub updated_at: Timestamp,
+}
+
+/// The accounts service handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    hasher: PasswordHasher,
+    admins: HashSet<String>,
+    limit_by_address: RateLimiter,
+    limit_by_username: RateLimiter,
+}
+
+const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.avatar_url, u.created_at";
+
+impl Accounts {
+    pub fn new(store: Store, config: AccountsConfig) -> Result<Self, AccountsError> {
+        let minute = Duration::from_secs(60);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                hasher: PasswordHasher::new()?,
+                admins: config.admins,
+                limit_by_address: RateLimiter::new(
+                    config.auth_attempts_per_address_per_minute,
+                    minute,
+                    100_000,
+                ),
+                limit_by_username: RateLimiter::new(
+                    config.auth_attempts_per_username_per_minute,
+                    minute,
+                    100_000,
+                ),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn is_admin(&self, user: &User) -> bool {
+        self.inner.admins.contains(&user.username)
+    }
+
+    /// Creates a user and a first session.
+    pub async fn register(
+        &self,
+        client_address: &str,
+        username: &str,
+        password: &str,
+        display_name: Option<&str>,
+    ) -> Result<Session, AccountsError> {
+        let username = Username::parse(username).map_err(|reason| AccountsError::InvalidField {
+            field: "username",
+            reason,
+        })?;
+        self.check_rate(client_address, username.as_str())?;
+        let password = Password::parse(password).map_err(|reason| AccountsError::InvalidField {
+            field: "password",
+            reason,
+        })?;
+        let display_name =
+            DisplayName::parse(display_name.unwrap_or(username.as_str())).map_err(|reason| {
+                AccountsError::InvalidField {
+                    field: "display_name",
+                    reason,
+                }
+            })?;
+        let password_hash = self.inner.hasher.hash(password.expose()).await?;
+        let user = User {
+            id: plaza_kernel::new_id(),
+            username: username.as_str().to_string(),
+            display_name: display_name.as_str().to_string(),
+            avatar_url: None,
+            created_at: Timestamp::now(),
+        };
+        let (token, token_hash) = new_token();
+        let mut transaction = self.inner.store.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, username, display_name, display_name_lower, avatar_url, password_hash, created_at)
+             VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(&user.display_name)
+        .bind(user.display_name.to_lowercase())
+        .bind(&password_hash)
+        .bind(user.created_at.unix_millis())
+        .execute(&mut *transaction)
+        .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                return Err(AccountsError::UsernameTaken(user.username))
+            }
+            other => other?,
+        };
+        insert_session(&mut transaction, &token_hash, &user.id).await?;
+        transaction.commit().await?;
+        tracing::info!(user_id = %user.id, "registered");
+        Ok(Session { token, user })
+    }
+
+    /// Checks a username and password and opens a session.
+    pub async fn login(
+        &self,
+        client_address: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Session, AccountsError> {
+        // A malformed username cannot exist; it still counts against the address and gets
+        // the same answer as a wrong password.
+        let normalized = username.to_ascii_lowercase();
+        self.check_rate(client_address, &normalized)?;
+        let row = match Username::parse(&normalized) {
+            Ok(valid) => {
+                sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = $1"
+                ))
+                .bind(valid.as_str())
+                .fetch_optional(self.inner.store.read())
+                .await?
+            }
+            Err(_) => None,
+        };
+        let stored_hash = row
+            .as_ref()
+            .map(|row| row.try_get::<String, _>("password_hash"))
+            .transpose()?;
+        let verified = self.inner.hasher.verify(password, stored_hash).await?;
+        let Some(row) = row.filter(|_| verified) else {
+            return Err(AccountsError::InvalidCredentials);
+        };
+        let user = user_from_row(&row)?;
+        let (token, token_hash) = new_token();
+        let mut transaction = self.inner.store.begin().await?;
+        insert_session(&mut transaction, &token_hash, &user.id).await?;
+        transaction.commit().await?;
+        Ok(Session { token, user })
+    }
+
+    /// The user a bearer token belongs to, if the session is live.
+    pub async fn authenticate(&self, token: &str) -> Result<User, AccountsError> {
+        let token_hash = hash_token(token).ok_or(AccountsError::Unauthenticated)?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
+        ))
+        .bind(&token_hash)
+        .fetch_optional(self.inner.store.read())
+        .await?
+        .ok_or(AccountsError::Unauthenticated)?;
+        let last_used = Timestamp::from_unix_millis(row.try_get("last_used_at")?);
+        let now = Timestamp::now();
+        if last_used.plus(SESSION_IDLE_EXPIRY) <= now {
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                .bind(&token_hash)
+                .execute(self.inner.store.write())
+                .await?;
+            return Err(AccountsError::Unauthenticated);
+        }
+        if last_used.plus(SESSION_TOUCH_INTERVAL) <= now {
+            sqlx::query(
+                "UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2 AND last_used_at < $1",
+            )
+            .bind(now.unix_millis())
+            .bind(&token_hash)
+            .execute(self.inner.store.write())
+            .await?;
+        }
+        Ok(user_from_row(&row)?)
+    }
+
+    /// Revokes the session of `token`.
+    pub async fn logout(&self, token: &str) -> Result<(), AccountsError> {
+        let token_hash = hash_token(token).ok_or(AccountsError::Unauthenticated)?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(&token_hash)
+            .execute(self.inner.store.write())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: &str) -> Result<User, AccountsError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.inner.store.read())
+        .await?
+        .ok_or(AccountsError::UserNotFound)?;
+        Ok(user_from_row(&row)?)
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<User, AccountsError> {
+        let username = Username::parse(username).map_err(|_| AccountsError::UserNotFound)?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"
+        ))
+        .bind(username.as_str())
+        .fetch_optional(self.inner.store.read())
+        .await?
+        .ok_or(AccountsError::UserNotFound)?;
+        Ok(user_from_row(&row)?)
+    }
+
+    /// Users whose username or display name starts with `query` (case-insensitive),
+    /// ordered by username.
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: PageLimit,
+        cursor: Option<&str>,
+    ) -> Result<Page<User>, AccountsError> {
+        let query = query.trim().to_lowercase();
+        if query.is_empty() || query.chars().count() > SEARCH_QUERY_MAX_CHARS {
+            return Err(AccountsError::InvalidField {
+                field: "q",
+                reason: "the search query has 1 to 64 characters",
+            });
+        }
+        let after = decode_cursor(cursor)?;
+        let pattern = format!("{}%", escape_like(&query));
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u
+             WHERE (u.username LIKE $1 ESCAPE '\\' OR u.display_name_lower LIKE $1 ESCAPE '\\') AND u.username > $2
+             ORDER BY u.username LIMIT $3"
+        ))
+        .bind(&pattern)
+        .bind(after.unwrap_or_default())
+        .bind(limit.probe())
+        .fetch_all(self.inner.store.read())
+        .await?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_probe(users, limit, |user| user.username.clone()))
+    }
+
+    /// Sends a contact request to `other_id`, or accepts theirs if they already asked.
+    /// Returns the relationship as seen by `me` and whether a new request was created.
+    pub async fn request_contact(
+        &self,
+        me: &User,
+        other_id: &str,
+    ) -> Result<(Contact, bool), AccountsError> {
+        if me.id == other_id {
+            return Err(AccountsError::CannotContactSelf);
+        }
+        let other = self.user(other_id).await?;
+        // On PostgreSQL two people asking each other at the same instant both insert; the
+        // loser's unique violation means the other request now exists, so try once more
+        // and accept it.
+        for _attempt in 0..2 {
+            match self.try_request_contact(me, &other).await {
+                Err(AccountsError::Database(error)) if is_unique_violation(&error) => continue,
+                outcome => return outcome,
+            }
+        }
+        self.try_request_contact(me, &other).await
+    }
+
+    async fn try_request_contact(
+        &self,
+        me: &User,
+        other: &User,
+    ) -> Result<(Contact, bool), AccountsError> {
+        let now = Timestamp::now();
+        let mut transaction = self.inner.store.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM contacts WHERE user_id = $1 AND contact_id = $2",
+        )
+        .bind(&me.id)
+        .bind(&other.id)
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let (status, created) = match existing.as_deref().and_then(ContactStatus::parse) {
+            Some(ContactStatus::Incoming) => {
+                sqlx::query(
+                    "UPDATE contacts SET status = 'accepted', updated_at = $1
+                     WHERE (user_id = $2 AND contact_id = $3) OR (user_id = $3 AND contact_id = $2)",
+                )
+                .bind(now.unix_millis())
+                .bind(&me.id)
+                .bind(&other.id)
+                .execute(&mut *transaction)
+                .await?;
+                (ContactStatus::Accepted, false)
+            }
+            Some(status) => (status, false),
+            None => {
+                let insert = "INSERT INTO contacts (user_id, contact_id, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
+                for (owner, peer, status) in [
+                    (&me.id, &other.id, "outgoing"),
+                    (&other.id, &me.id, "incoming"),
+                ] {
+                    sqlx::query(insert)
+                        .bind(owner)
+                        .bind(peer)
+                        .bind(status)
+                        .bind(now.unix_millis())
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                (ContactStatus::Outgoing, true)
+            }
+        };
+        transaction.commit().await?;
+        Ok((
+            Contact {
+                user: other.clone(),
+                status,
+                updated_at: now,
+            },
+            created,
+        ))
+    }
+
+    /// Accepts the pending request `other_id` sent to `me`.
+    pub async fn accept_contact(
+        &self,
+        me: &User,
+        other_id: &str,
+    ) -> Result<Contact, AccountsError> {
+        let now = Timestamp::now();
+        let mut transaction = self.inner.store.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE contacts SET status = 'accepted', updated_at = $1 WHERE user_id = $2 AND contact_id = $3 AND status = 'incoming'",
+        )
+        .bind(now.unix_millis())
+        .bind(&me.id)
+        .bind(other_id)
+        .execute(&mut *transaction)
+        .await?;
+        if updated.rows_affected() == 0 {
+            let already: Option<String> =
+                sqlx::query_scalar("SELECT status FROM contacts WHERE user_id = $1 AND contact_id = $2 AND status = 'accepted'")
+                    .bind(&me.id)
+                    .bind(other_id)
+                    .fetch_optional(&mut *transaction)
+                    .await?;
+            if already.is_none() {
+                return Err(AccountsError::ContactNotFound);
+            }
+        } else {
+            sqlx::query("UPDATE contacts SET status = 'accepted', updated_at = $1 WHERE user_id = $2 AND contact_id = $3")
+                .bind(now.unix_millis())
+                .bind(other_id)
+                .bind(&me.id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        let other = self.user(other_id).await?;
+        Ok(Contact {
+            user: other,
+            status: ContactStatus::Accepted,
+            updated_at: now,
+        })
+    }
+
+    /// Removes a contact, declines their request, or withdraws mine: both sides forget it.
+    pub async fn remove_contact(&self, me: &User, other_id: &str) -> Result<(), AccountsError> {
+        let removed = sqlx::query(
+            "DELETE FROM contacts WHERE (user_id = $1 AND contact_id = $2) OR (user_id = $2 AND contact_id = $1)",
+        )
+        .bind(&me.id)
+        .bind(other_id)
+        .execute(self.inner.store.write())
+        .await?;
+        if removed.rows_affected() == 0 {
+            return Err(AccountsError::ContactNotFound);
+        }
+        Ok(())
+    }
+
+    /// My contacts and pending requests, ordered by username, optionally of one status.
+    pub async fn contacts(
+        &self,
+        me: &User,
+        status: Option<ContactStatus>,
+        limit: PageLimit,
+        cursor: Option<&str>,
+    ) -> Result<Page<Contact>, AccountsError> {
+        let after = decode_cursor(cursor)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, c.status, c.updated_at AS contact_updated_at
+             FROM contacts c JOIN users u ON u.id = c.contact_id
+             WHERE c.user_id = $1 AND ($2 = '' OR c.status = $2) AND u.username > $3
+             ORDER BY u.username LIMIT $4"
+        ))
+        .bind(&me.id)
+        .bind(status.map(ContactStatus::as_str).unwrap_or(""))
+        .bind(after.unwrap_or_default())
+        .bind(limit.probe())
+        .fetch_all(self.inner.store.read())
+        .await?;
+        let contacts = rows
+            .iter()
+            .map(|row| {
+                let status_text: String = row.try_get("status")?;
+                Ok(Contact {
+                    user: user_from_row(row)?,
+                    status: ContactStatus::parse(&status_text).ok_or_else(|| {
+                        sqlx::Error::Decode(format!("unknown contact status {status_text}").into())
+                    })?,
+                    updated_at: Timestamp::from_unix_millis(row.try_get("contact_updated_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Page::from_probe(contacts, limit, |contact| {
+            contact.user.username.clone()
+        }))
+    }
+
+    fn check_rate(&self, client_address: &str, username: &str) -> Result<(), AccountsError> {
+        self.inner
+            .limit_by_address
+            .check(client_address)
+            .map_err(|retry_after| AccountsError::RateLimited { retry_after })?;
+        self.inner
+            .limit_by_username
+            .check(username)
+            .map_err(|retry_after| AccountsError::RateLimited { retry_after })?;
+        Ok(())
+    }
+}
+
+async fn insert_session(
+    transaction: &mut plaza_store::Transaction<'static, plaza_store::Any>,
+    token_hash: &str,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
+    let now = Timestamp::now().unix_millis();
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
+}
+
+/// A new token (64 hex characters, 256 random bits) and the digest that is stored.
+fn new_token() -> (String, String) {
+    let token = plaza_kernel::id::to_hex(&plaza_kernel::random_token_bytes::<32>());
+    let digest = plaza_kernel::id::to_hex(&Sha256::digest(token.as_bytes()));
+    (token, digest)
+}
+
+/// The stored digest of a presented token; `None` when it cannot be one of ours.
+fn hash_token(token: &str) -> Option<String> {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(plaza_kernel::id::to_hex(&Sha256::digest(
+        token.to_ascii_lowercase().as_bytes(),
+    )))
+}
+
+fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        display_name: row.try_get("display_name")?,
+        avatar_url: row.try_get("avatar_url")?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+    })
+}
+
+fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, AccountsError> {
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(opaque) => {
+            Cursor::parse_position(opaque)
+                .map(Some)
+                .ok_or(AccountsError::InvalidField {
+                    field: "cursor",
+                    reason: "not a cursor this server issued",
+                })
+        }
+    }
+}
+
+/// Escapes LIKE's wildcards so a search for `a_b` matches only `a_b…`.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bit_hex_and_only_their_digest_is_kept() {
+        let (token, digest) = new_token();
+        assert_eq!(token.len(), 64);
+        assert_eq!(hash_token(&token).as_deref(), Some(digest.as_str()));
+        assert_ne!(token, digest);
+        assert_eq!(hash_token("short"), None);
+        assert_eq!(hash_token(&"z".repeat(64)), None);
+    }
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(escape_like("a_b%c\\"), "a\\_b\\%c\\\\");
+    }
+}

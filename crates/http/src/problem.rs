@@ -1,0 +1,268 @@
+//! Problem details (RFC 9457) with a stable `code`. [`ErrorCode`] is the single catalogue
+//! of codes: adding a variant forces a choice of status in [`ErrorCode::status`], whose
+//! match is exhaustive, so no failure silently becomes a 400 or a 500.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every machine-readable error code a client can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The body is not well-formed JSON.
+    MalformedJson,
+    /// A request that cannot be understood at all (bad header, bad path segment).
+    BadRequest,
+    /// A field is missing, of the wrong type, or fails validation; `field` names it.
+    InvalidField,
+    /// No bearer token, or one that is unknown, expired or revoked.
+    Unauthenticated,
+    /// Wrong username or password (deliberately the same for an unknown user).
+    InvalidCredentials,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
+    /// No such route.
+    NotFound,
+    /// No such user (or one the caller may not see).
+    UserNotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The username is taken (usernames are unique regardless of case).
+    UsernameTaken,
+    /// A contact request to oneself.
+    CannotContactSelf,
+    /// No contact or contact request with that user.
+    ContactNotFound,
+    /// The request body is larger than the endpoint accepts.
+    PayloadTooLarge,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// Too many attempts; `Retry-After` says when to try again.
+    RateLimited,
+    /// The request took too long and was abandoned.
+    Timeout,
+    /// A dependency (usually the database) is unavailable.
+    Unavailable,
+    /// A bug or an unexpected failure; logged with the request id.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MalformedJson | Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidField | Self::CannotContactSelf => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::UserNotFound | Self::ContactNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::BadRequest => "bad_request",
+            Self::InvalidField => "invalid_field",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::UserNotFound => "user_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UsernameTaken => "username_taken",
+            Self::CannotContactSelf => "cannot_contact_self",
+            Self::ContactNotFound => "contact_not_found",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited => "rate_limited",
+            Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// A short, human summary that does not change from one occurrence to the next.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "The request body is not valid JSON",
+            Self::BadRequest => "The request could not be understood",
+            Self::InvalidField => "A field is missing or invalid",
+            Self::Unauthenticated => "Authentication is required",
+            Self::InvalidCredentials => "Wrong username or password",
+            Self::Forbidden => "Not allowed",
+            Self::NotFound => "Not found",
+            Self::UserNotFound => "No such user",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::UsernameTaken => "The username is taken",
+            Self::CannotContactSelf => "You cannot add yourself as a contact",
+            Self::ContactNotFound => "No such contact or contact request",
+            Self::PayloadTooLarge => "The request body is too large",
+            Self::UnsupportedMediaType => "The request body must be application/json",
+            Self::RateLimited => "Too many requests",
+            Self::Timeout => "The request took too long",
+            Self::Unavailable => "The service is temporarily unavailable",
+            Self::Internal => "Something went wrong on our side",
+        }
+    }
+
+    /// Every code, for documentation and for the test that each one has a distinct name.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::MalformedJson,
+        Self::BadRequest,
+        Self::InvalidField,
+        Self::Unauthenticated,
+        Self::InvalidCredentials,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::UserNotFound,
+        Self::MethodNotAllowed,
+        Self::UsernameTaken,
+        Self::CannotContactSelf,
+        Self::ContactNotFound,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::RateLimited,
+        Self::Timeout,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+}
+
+/// A failure as the client sees it.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    code: ErrorCode,
+    detail: String,
+    field: Option<String>,
+    retry_after_seconds: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            field: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// A 422 naming the offending field (a dotted path for nested fields).
+    pub fn invalid_field(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidField, detail).with_field(field)
+    }
+
+    /// An unexpected failure. The cause is logged here, once, with the request id;
+    /// the client sees only the generic title.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(request_id = %crate::request_id::current(), "internal error: {cause}");
+        Self::new(ErrorCode::Internal, ErrorCode::Internal.title())
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds.max(1));
+        self
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    fn body(&self) -> ProblemSchema {
+        ProblemSchema {
+            r#type: format!("urn:plaza:problem:{}", self.code.as_str()),
+            title: self.code.title().to_string(),
+            status: self.code.status().as_u16(),
+            code: self.code.as_str().to_string(),
+            detail: self.detail.clone(),
+            field: self.field.clone(),
+            request_id: crate::request_id::current_opt(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (self.code.status(), body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = self.retry_after_seconds {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The problem document as it appears on the wire (RFC 9457 plus `code`, `field` and
+/// `request_id`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemSchema {
+    /// A URI naming the kind of problem: `urn:plaza:problem:<code>`.
+    pub r#type: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// Stable, snake_case, for clients to branch on.
+    pub code: String,
+    /// A human explanation of this occurrence.
+    pub detail: String,
+    /// The offending field, for `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The id of the request, to quote when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_code_has_a_distinct_name_and_an_error_status() {
+        let names: HashSet<_> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert!(code
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Router assembly: every service's routes under `/api/v1`, the operations endpoints,
+//! the OpenAPI document and the middleware every request passes through.
+
+use crate::config::Config;
+use crate::{docs, ops};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use plaza_accounts::{Accounts, AccountsConfig};
+use plaza_http::{ErrorCode, Problem};
+use plaza_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// How long one request may take before it is abandoned with a 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a running node holds.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub openapi_json: Arc<String>,
+}
+
+/// Every service's migrations, in dependency order.
+pub fn migrations() -> Vec<plaza_store::Migration> {
+    plaza_accounts::MIGRATIONS.to_vec()
+}
+
+/// Connects to the database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {error}",
+                config.data_dir.display()
+            )
+        })?;
+    }
+    let store = Store::connect(&config.database_url, config.db_pool_max).await?;
+    store.migrate(&migrations()).await?;
+    Ok(store)
+}
+
+/// The services over an open store.
+pub fn services(store: Store, config: &Config) -> anyhow::Result<(Accounts,)> {
+    let accounts = Accounts::new(
+        store,
+        AccountsConfig {
+            admins: config.admins.clone(),
+            auth_attempts_per_address_per_minute: config.auth_attempts_per_address,
+            auth_attempts_per_username_per_minute: config.auth_attempts_per_username,
+        },
+    )?;
+    Ok((accounts,))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Plaza API", description = "The public HTTP API of Plaza, the self-hostable super app. Errors are RFC 9457 problem documents with a stable `code`."),
+    tags((name = "accounts", description = "Users, sessions and contacts"), (name = "operations", description = "Health and metrics")),
+    components(schemas(plaza_http::ProblemSchema))
+)]
+struct ApiDoc;
+
+/// The whole HTTP application.
+pub fn router(store: Store, accounts: Accounts) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", plaza_accounts::router(accounts.clone()))
+        .merge(ops::router(store.clone()))
+        .split_for_parts();
+    let openapi_json = Arc::new(docs::finish_openapi(openapi));
+    let state = AppState {
+        store,
+        accounts,
+        openapi_json,
+    };
+
+    api.merge(docs::router(state.clone()))
+        .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(RequestBodyLimitLayer::new(plaza_http::JSON_BODY_MAX_BYTES))
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(middleware::from_fn(crate::metrics::track))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(plaza_http::request_id::HEADER)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+                })
+                .on_request(())
+                .on_response(|response: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::debug!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
+                })
+                .on_failure(()),
+        )
+        .layer(middleware::from_fn(plaza_http::request_id::assign))
+}
+
+/// Errors produced below the handlers (no route for a method, a body over the limit,
+/// a time-out, a path that does not parse) come out of axum and tower as bare statuses.
+/// This turns each into the problem document the API promises.
+async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value == HeaderValue::from_static("application/problem+json"));
+    if is_problem {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let problem = match status {
+        StatusCode::NOT_FOUND => Problem::new(ErrorCode::NotFound, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => Problem::new(
+            ErrorCode::MethodNotAllowed,
+            "this route does not accept that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the body must be at most {} bytes",
+                plaza_http::JSON_BODY_MAX_BYTES
+            ),
+        ),
+        StatusCode::REQUEST_TIMEOUT => {
+            Problem::new(ErrorCode::Timeout, "the request took too long")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            Problem::new(ErrorCode::UnsupportedMediaType, "unsupported content type")
+        }
+        status if status.is_server_error() => {
+            Problem::internal(&format!("bare {status} from the stack"))
+        }
+        _ => Problem::new(ErrorCode::BadRequest, "the request could not be understood"),
+    };
+    let mut response = problem.into_response();
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
+}

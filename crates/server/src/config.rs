@@ -1,0 +1,441 @@
+//! Configuration: flags, which mirror environment variables (`--addr` / `PLAZA_ADDR`),
+//! over an optional `plaza.toml`, over defaults. Every value is checked here, before
+//! anything starts, and a bad one stops start-up with one line naming the setting.
+
+use clap::Args;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The settings as given on the command line or in the environment (all optional).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Path of a TOML file with any of these settings (default: ./plaza.toml if present).
+    #[arg(long, env = "PLAZA_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "PLAZA_ADDR", global = true, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Directory for the embedded database and local media [default: ./plaza-data].
+    #[arg(long, env = "PLAZA_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// sqlite://FILE or postgres://USER:PASSWORD@HOST/DB [default: SQLite in the data dir].
+    #[arg(long, env = "PLAZA_DATABASE_URL", global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Comma-separated usernames that hold the admin role.
+    #[arg(long, env = "PLAZA_ADMINS", global = true, value_name = "USERS")]
+    pub admins: Option<String>,
+    /// Log filter, e.g. `info` or `info,plaza_server=debug` [default: info].
+    #[arg(long, env = "PLAZA_LOG", global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// `text` or `json` [default: text].
+    #[arg(long, env = "PLAZA_LOG_FORMAT", global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Most database connections per pool [default: 16].
+    #[arg(long, env = "PLAZA_DB_POOL_MAX", global = true, value_name = "N")]
+    pub db_pool_max: Option<String>,
+    /// Login/register attempts per client address per minute [default: 30].
+    #[arg(
+        long,
+        env = "PLAZA_AUTH_ATTEMPTS_PER_ADDRESS",
+        global = true,
+        value_name = "N"
+    )]
+    pub auth_attempts_per_address: Option<String>,
+    /// Login/register attempts per username per minute [default: 10].
+    #[arg(
+        long,
+        env = "PLAZA_AUTH_ATTEMPTS_PER_USERNAME",
+        global = true,
+        value_name = "N"
+    )]
+    pub auth_attempts_per_username: Option<String>,
+    /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
+    #[arg(
+        long,
+        env = "PLAZA_SHUTDOWN_GRACE_SECONDS",
+        global = true,
+        value_name = "SECONDS"
+    )]
+    pub shutdown_grace_seconds: Option<String>,
+}
+
+/// The same settings in `plaza.toml`, with the flag names in snake case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    addr: Option<String>,
+    data_dir: Option<String>,
+    database_url: Option<String>,
+    admins: Option<AdminList>,
+    log: Option<String>,
+    log_format: Option<String>,
+    db_pool_max: Option<u32>,
+    auth_attempts_per_address: Option<u32>,
+    auth_attempts_per_username: Option<u32>,
+    shutdown_grace_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AdminList {
+    Text(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub admins: HashSet<String>,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub db_pool_max: u32,
+    pub auth_attempts_per_address: u32,
+    pub auth_attempts_per_username: u32,
+    pub shutdown_grace: Duration,
+}
+
+/// A setting that cannot be used, named as the operator would write it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Resolves flags/environment over the TOML file over defaults.
+    pub fn resolve(args: &SettingsArgs) -> Result<Self, ConfigError> {
+        let file = load_file(args.config.as_deref())?;
+        let addr_text = args
+            .addr
+            .clone()
+            .or(file.addr)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let addr = addr_text.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "PLAZA_ADDR",
+                format!("{addr_text:?} is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+
+        let data_dir_text = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| "./plaza-data".to_string());
+        if data_dir_text.trim().is_empty() {
+            return Err(invalid("PLAZA_DATA_DIR", "must not be empty"));
+        }
+        let data_dir = PathBuf::from(data_dir_text);
+
+        let database_url = match args.database_url.clone().or(file.database_url) {
+            Some(url)
+                if url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://") =>
+            {
+                url
+            }
+            Some(url) => {
+                return Err(invalid(
+                    "PLAZA_DATABASE_URL",
+                    format!(
+                        "{:?} is neither sqlite://… nor postgres://…",
+                        plaza_store::redact(&url)
+                    ),
+                ))
+            }
+            None => plaza_store::Store::sqlite_url_in(&data_dir),
+        };
+
+        let admin_names: Vec<String> = match (args.admins.clone(), file.admins) {
+            (Some(text), _) | (None, Some(AdminList::Text(text))) => {
+                text.split(',').map(str::to_string).collect()
+            }
+            (None, Some(AdminList::List(list))) => list,
+            (None, None) => Vec::new(),
+        };
+        let mut admins = HashSet::new();
+        for name in admin_names
+            .iter()
+            .map(|name| name.trim())
+            .filter(|name| !name.is_empty())
+        {
+            let username = plaza_accounts::Username::parse(name).map_err(|reason| {
+                invalid(
+                    "PLAZA_ADMINS",
+                    format!("{name:?} is not a username ({reason})"),
+                )
+            })?;
+            admins.insert(username.as_str().to_string());
+        }
+
+        let log = args
+            .log
+            .clone()
+            .or(file.log)
+            .unwrap_or_else(|| "info".to_string());
+        tracing_subscriber::EnvFilter::try_new(&log).map_err(|error| {
+            invalid(
+                "PLAZA_LOG",
+                format!("{log:?} is not a log filter ({error})"),
+            )
+        })?;
+
+        let log_format = match args.log_format.clone().or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "PLAZA_LOG_FORMAT",
+                    format!("{other:?} is neither text nor json"),
+                ))
+            }
+        };
+
+        let db_pool_max = number(
+            &args.db_pool_max,
+            file.db_pool_max,
+            16,
+            1..=1000,
+            "PLAZA_DB_POOL_MAX",
+        )?;
+        let auth_attempts_per_address = number(
+            &args.auth_attempts_per_address,
+            file.auth_attempts_per_address,
+            30,
+            1..=100_000,
+            "PLAZA_AUTH_ATTEMPTS_PER_ADDRESS",
+        )?;
+        let auth_attempts_per_username = number(
+            &args.auth_attempts_per_username,
+            file.auth_attempts_per_username,
+            10,
+            1..=100_000,
+            "PLAZA_AUTH_ATTEMPTS_PER_USERNAME",
+        )?;
+        let grace_file = file
+            .shutdown_grace_seconds
+            .map(|s| s.min(u32::MAX as u64) as u32);
+        let grace = number(
+            &args.shutdown_grace_seconds,
+            grace_file,
+            30,
+            0..=3600,
+            "PLAZA_SHUTDOWN_GRACE_SECONDS",
+        )?;
+
+        Ok(Self {
+            addr,
+            data_dir,
+            database_url,
+            admins,
+            log,
+            log_format,
+            db_pool_max,
+            auth_attempts_per_address,
+            auth_attempts_per_username,
+            shutdown_grace: Duration::from_secs(grace as u64),
+        })
+    }
+
+    /// Defaults with this data directory and database, for tests and tools.
+    pub fn for_test(data_dir: &Path, database_url: Option<String>) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            database_url: database_url
+                .unwrap_or_else(|| plaza_store::Store::sqlite_url_in(data_dir)),
+            admins: HashSet::new(),
+            log: "warn".to_string(),
+            log_format: LogFormat::Text,
+            db_pool_max: 8,
+            auth_attempts_per_address: 30,
+            auth_attempts_per_username: 10,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+fn number(
+    flag: &Option<String>,
+    from_file: Option<u32>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    setting: &'static str,
+) -> Result<u32, ConfigError> {
+    let value = match flag {
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| invalid(setting, format!("{text:?} is not a whole number")))?,
+        None => from_file.unwrap_or(default),
+    };
+    if !range.contains(&value) {
+        return Err(invalid(
+            setting,
+            format!("{value} is outside {}..={}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
+}
+
+fn load_file(explicit: Option<&Path>) -> Result<FileSettings, ConfigError> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let default = PathBuf::from("plaza.toml");
+            if !default.exists() {
+                return Ok(FileSettings::default());
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        invalid(
+            "PLAZA_CONFIG",
+            format!("cannot read {}: {error}", path.display()),
+        )
+    })?;
+    toml::from_str(&text).map_err(|error| {
+        let first_line = error
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
+        invalid("PLAZA_CONFIG", format!("{}: {first_line}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> SettingsArgs {
+        SettingsArgs {
+            config: Some(PathBuf::from("/nonexistent/plaza.toml")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::resolve(&SettingsArgs {
+            config: None,
+            ..Default::default()
+        })
+        .expect("defaults");
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert!(config.database_url.starts_with("sqlite://"));
+        assert!(config.database_url.ends_with("plaza-data/plaza.db"));
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_setting() {
+        let cases: Vec<(SettingsArgs, &str)> = vec![
+            (
+                SettingsArgs {
+                    addr: Some("nope".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_ADDR",
+            ),
+            (
+                SettingsArgs {
+                    database_url: Some("mysql://x".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_DATABASE_URL",
+            ),
+            (
+                SettingsArgs {
+                    admins: Some("ok,Bad Name".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_ADMINS",
+            ),
+            (
+                SettingsArgs {
+                    log: Some("info,[[".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_LOG",
+            ),
+            (
+                SettingsArgs {
+                    log_format: Some("xml".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_LOG_FORMAT",
+            ),
+            (
+                SettingsArgs {
+                    db_pool_max: Some("0".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_DB_POOL_MAX",
+            ),
+            (args(), "PLAZA_CONFIG"),
+        ];
+        for (settings, expected) in cases {
+            let error = Config::resolve(&settings).expect_err(expected);
+            assert_eq!(error.setting, expected, "{error}");
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn the_toml_file_fills_in_what_flags_leave_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plaza.toml");
+        std::fs::write(
+            &path,
+            "addr = \"0.0.0.0:9000\"\nadmins = [\"Root\"]\nlog = \"debug\"\n",
+        )
+        .expect("write");
+        let config = Config::resolve(&SettingsArgs {
+            config: Some(path.clone()),
+            log: Some("warn".into()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        assert_eq!(config.addr.to_string(), "0.0.0.0:9000");
+        assert!(config.admins.contains("root"));
+        assert_eq!(config.log, "warn", "the flag wins over the file");
+
+        std::fs::write(&path, "adress = \"typo\"\n").expect("write");
+        let error = Config::resolve(&SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("unknown key");
+        assert_eq!(error.setting, "PLAZA_CONFIG");
+    }
+}

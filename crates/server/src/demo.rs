@@ -1,0 +1,77 @@
+//! `plaza demo`: demo users with known passwords and a few contacts, so a newcomer can
+//! sign in and look around at once. Seeding is idempotent: run it again and nothing
+//! changes. Later services add their own demo data here (chats, money, drivers).
+
+use crate::app;
+use crate::config::Config;
+use plaza_accounts::{AccountsError, User};
+
+/// Every demo user's password.
+pub const DEMO_PASSWORD: &str = "plaza-demo";
+
+const DEMO_USERS: &[(&str, &str)] = &[
+    ("alice", "Alice Chen"),
+    ("bob", "Bob Okafor"),
+    ("carol", "Carol Santos"),
+    ("dave", "Dave Kim"),
+];
+
+/// Accepted contacts between these pairs, and a pending request from dave to alice.
+const DEMO_CONTACTS: &[(&str, &str)] = &[("alice", "bob"), ("alice", "carol"), ("bob", "carol")];
+
+/// A demo login, as printed.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub username: String,
+    pub display_name: String,
+}
+
+pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<Vec<DemoLogin>> {
+    let (accounts,) = app::services(store, config)?;
+    let mut users: Vec<User> = Vec::new();
+    for (username, display_name) in DEMO_USERS {
+        let user = match accounts
+            .register("demo-seed", username, DEMO_PASSWORD, Some(display_name))
+            .await
+        {
+            Ok(session) => {
+                accounts.logout(&session.token).await?;
+                session.user
+            }
+            Err(AccountsError::UsernameTaken(_)) => accounts.user_by_username(username).await?,
+            Err(error) => return Err(error.into()),
+        };
+        users.push(user);
+    }
+    let find = |name: &str| users.iter().find(|user| user.username == name).cloned();
+    for (first, second) in DEMO_CONTACTS {
+        if let (Some(first), Some(second)) = (find(first), find(second)) {
+            accounts.request_contact(&first, &second.id).await?;
+            accounts.request_contact(&second, &first.id).await?;
+        }
+    }
+    if let (Some(dave), Some(alice)) = (find("dave"), find("alice")) {
+        accounts.request_contact(&dave, &alice.id).await?;
+    }
+    Ok(users
+        .into_iter()
+        .map(|user| DemoLogin {
+            username: user.username,
+            display_name: user.display_name,
+        })
+        .collect())
+}
+
+pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
+    let mut text = String::from("Demo data is ready. Sign in as any of these (password for all: ");
+    text.push_str(DEMO_PASSWORD);
+    text.push_str("):\n");
+    for login in logins {
+        text.push_str(&format!("  {:<8} {}\n", login.username, login.display_name));
+    }
+    text.push_str(&format!(
+        "alice, bob and carol are contacts; dave has asked alice. Server address: http://{}/",
+        config.addr
+    ));
+    text
+}

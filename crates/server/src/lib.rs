@@ -1,0 +1,100 @@
+//! The `plaza` binary's library half: configuration, router assembly, operations
+//! endpoints, the demo seed and the serve loop. Services never depend on this crate;
+//! it depends on all of them and wires them together.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod docs;
+pub mod metrics;
+pub mod ops;
+
+use config::{Config, LogFormat};
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// Starts logging to stderr according to the configuration.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log_format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // A second initialisation (tests start many servers in one process) is harmless.
+    drop(result);
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish for at most the configured grace period, and closes the database.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    metrics::install();
+    let store = app::open_store(&config).await?;
+    let (accounts,) = app::services(store.clone(), &config)?;
+    let router = app::router(store.clone(), accounts);
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
+
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let mut stopping = stop_receiver.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_sender.send(true);
+    });
+    let graceful = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful);
+    let grace = config.shutdown_grace;
+    let mut deadline_watch = stop_receiver;
+    let deadline = async move {
+        let _ = deadline_watch.wait_for(|stop| *stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = deadline => tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway"),
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,97 @@
+//! `plaza`: the Plaza server and its administrative commands.
+
+use clap::{Parser, Subcommand};
+use plaza_server::config::{Config, SettingsArgs};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "plaza",
+    version,
+    about = "Plaza: a self-hostable super app — chat, wallet, rides and more in one binary."
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Seed demo users and contacts (idempotent), print their logins, and exit — or, with
+    /// --serve, go on to run the server.
+    Demo {
+        /// Start the server after seeding.
+        #[arg(long)]
+        serve: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::resolve(&cli.settings) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("plaza: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    plaza_server::init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("plaza: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("plaza: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let store = plaza_server::app::open_store(&config).await?;
+            println!("migrations are up to date ({})", store.backend().name());
+            store.close().await;
+            Ok(())
+        }
+        Command::Demo { serve: then_serve } => {
+            let store = plaza_server::app::open_store(&config).await?;
+            let logins = plaza_server::demo::seed(store.clone(), &config).await?;
+            store.close().await;
+            println!("{}", plaza_server::demo::describe(&logins, &config));
+            if then_serve {
+                serve(config).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("cannot listen on {} (PLAZA_ADDR): {error}", config.addr)
+        })?;
+    println!(
+        "Plaza is running at http://{}/  (API reference: /api/docs)",
+        listener.local_addr()?
+    );
+    plaza_server::serve(config, listener, plaza_server::termination_signal()).await
+}

@@ -1,0 +1,273 @@
+//! Plaza's database access. One [`Store`] holds two pools over either SQLite or
+//! PostgreSQL, chosen by the database URL:
+//!
+//! - On **SQLite** (WAL), all writes go through a pool of exactly one connection and reads
+//!   through several read-only ones. SQLite allows one writer at a time anyway; queueing
+//!   writers in the pool instead of in SQLite's lock means a transaction never fails with
+//!   `SQLITE_BUSY` halfway, and concurrent read-modify-write code is serialised for free.
+//! - On **PostgreSQL**, both are the same pool, and concurrency-sensitive writes rely on
+//!   atomic conditional updates and row locks, as they must across many nodes.
+//!
+//! SQL is written once with `$1`-style parameters (both drivers accept them); where the
+//! dialects differ, [`Store::backend`] lets the caller choose. Each service crate owns
+//! its tables and hands its [`Migration`]s to [`Store::migrate`].
+
+mod migrate;
+
+pub use migrate::{AppliedMigration, Migration};
+pub use sqlx::any::AnyRow;
+pub use sqlx::AnyPool;
+pub use sqlx::{Any, Row, Transaction};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::Executor;
+use std::path::Path;
+use std::time::Duration;
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration {service}/{version} ({name}) failed: {source}")]
+    Migration {
+        service: &'static str,
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("migration {service}/{version} was changed after it was applied (checksum differs)")]
+    MigrationChanged { service: String, version: i64 },
+}
+
+/// How long a request waits for a free connection before it gives up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits on a lock held by another process (e.g. `plaza migrate`).
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// The database, as every service sees it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+/// Connection-pool occupancy, for the `/metrics` gauges.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub read_size: u32,
+    pub read_idle: usize,
+    pub write_size: u32,
+    pub write_idle: usize,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`). `pool_max` bounds the
+    /// PostgreSQL pool and SQLite's read pool; SQLite's write pool is always one.
+    pub async fn connect(url: &str, pool_max: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool_max = pool_max.max(1);
+        if url.starts_with("sqlite:") {
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        connection
+                            .execute(
+                                format!(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+                                )
+                                .as_str(),
+                            )
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&with_sqlite_mode(url, "rwc"))
+                .await?;
+            // The write connection has created the file and switched it to WAL; only now
+            // can read-only connections open it.
+            let read = AnyPoolOptions::new()
+                .max_connections(pool_max)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        connection
+                            .execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA query_only = ON;").as_str())
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&with_sqlite_mode(url, "ro"))
+                .await?;
+            Ok(Self {
+                read,
+                write,
+                backend: Backend::Sqlite,
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(pool_max)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await?;
+            Ok(Self {
+                read: pool.clone(),
+                write: pool,
+                backend: Backend::Postgres,
+            })
+        } else {
+            Err(StoreError::UnsupportedUrl(redact(url)))
+        }
+    }
+
+    /// The SQLite URL for the database file inside a data directory.
+    pub fn sqlite_url_in(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("plaza.db").display())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for queries that only read.
+    pub fn read(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// The pool for anything that writes; on SQLite it serialises writers.
+    pub fn write(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    /// True when the database answers a trivial query, for `/readyz`.
+    pub async fn ping(&self) -> bool {
+        let read = sqlx::query("SELECT 1").execute(&self.read);
+        let write = sqlx::query("SELECT 1").execute(&self.write);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), async { (read.await, write.await) }).await,
+            Ok((Ok(_), Ok(_)))
+        )
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            read_size: self.read.size(),
+            read_idle: self.read.num_idle(),
+            write_size: self.write.size(),
+            write_idle: self.write.num_idle(),
+        }
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// True when `error` is a violated unique constraint, on either engine.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|database_error| database_error.is_unique_violation())
+}
+
+fn with_sqlite_mode(url: &str, mode: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode={mode}")
+}
+
+/// A URL with any password removed, fit for an error message or a log line.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact("postgres://plaza:secret@db:5432/plaza"),
+            "postgres://plaza:***@db:5432/plaza"
+        );
+        assert_eq!(
+            redact("postgres://plaza@db/plaza"),
+            "postgres://plaza@db/plaza"
+        );
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_reads_what_it_writes_and_refuses_writes_on_the_read_pool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 4)
+            .await
+            .expect("connect");
+        sqlx::query("CREATE TABLE t (n BIGINT NOT NULL)")
+            .execute(store.write())
+            .await
+            .expect("create");
+        sqlx::query("INSERT INTO t (n) VALUES ($1)")
+            .bind(7_i64)
+            .execute(store.write())
+            .await
+            .expect("insert");
+        let n: i64 = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_one(store.read())
+            .await
+            .expect("select");
+        assert_eq!(n, 7);
+        assert!(sqlx::query("INSERT INTO t (n) VALUES (1)")
+            .execute(store.read())
+            .await
+            .is_err());
+        assert!(store.ping().await);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.write())
+            .await
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+    }
+}
