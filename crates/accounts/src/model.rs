@@ -17,10 +17,7 @@ impl Username {
         if lower.len() < Self::MIN_CHARS || lower.len() > Self::MAX_CHARS {
             return Err("a username has 3 to 32 characters");
         }
-        if !lower
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !lower.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err("a username uses only letters a-z, digits and underscores");
         }
         Ok(Self(lower))
@@ -132,10 +129,7 @@ mod tests {
 
     #[test]
     fn usernames_are_lower_cased_and_restricted() {
-        assert_eq!(
-            Username::parse("Ann_99").map(|u| u.as_str().to_string()),
-            Ok("ann_99".into())
-        );
+        assert_eq!(Username::parse("Ann_99").map(|u| u.as_str().to_string()), Ok("ann_99".into()));
         assert!(Username::parse("ab").is_err());
         assert!(Username::parse(&"a".repeat(33)).is_err());
         assert!(Username::parse("ann-lee").is_err());
@@ -144,10 +138,7 @@ mod tests {
 
     #[test]
     fn display_names_are_trimmed_and_bounded() {
-        assert_eq!(
-            DisplayName::parse("  Ann Lee ").map(|d| d.as_str().to_string()),
-            Ok("Ann Lee".into())
-        );
+        assert_eq!(DisplayName::parse("  Ann Lee ").map(|d| d.as_str().to_string()), Ok("Ann Lee".into()));
         assert!(DisplayName::parse("   ").is_err());
         assert!(DisplayName::parse(&"字".repeat(64)).is_ok());
         assert!(DisplayName::parse(&"字".repeat(65)).is_err());
@@ -159,9 +150,6 @@ mod tests {
         assert!(Password::parse("short").is_err());
         assert!(Password::parse("long enough").is_ok());
         assert!(Password::parse(&"x".repeat(1025)).is_err());
-        assert_eq!(
-            format!("{:?}", Password::parse("secret-password")),
-            "Ok(Password(***))"
-        );
+        assert_eq!(format!("{:?}", Password::parse("secret-password")), "Ok(Password(***))");
     }
 }

@@ -32,23 +32,14 @@ pub enum HashError {
 
 impl PasswordHasher {
     pub fn new() -> Result<Self, HashError> {
-        let concurrent = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let concurrent = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let decoy_password = plaza_kernel::id::to_hex(&plaza_kernel::random_token_bytes::<16>());
         let decoy_hash = hash_now(&decoy_password)?;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrent)),
-            decoy_hash: Arc::new(decoy_hash),
-        })
+        Ok(Self { permits: Arc::new(Semaphore::new(concurrent)), decoy_hash: Arc::new(decoy_hash) })
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError::Hashing(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| HashError::Hashing(e.to_string()))?;
         let password = password.to_string();
         tokio::task::spawn_blocking(move || hash_now(&password)).await?
     }
@@ -56,11 +47,7 @@ impl PasswordHasher {
     /// Verifies `password` against `stored`, or against the decoy when there is no stored
     /// hash (and then always answers false).
     pub async fn verify(&self, password: &str, stored: Option<String>) -> Result<bool, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError::Hashing(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| HashError::Hashing(e.to_string()))?;
         let password = password.to_string();
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy_hash.as_ref().clone());
@@ -70,18 +57,15 @@ impl PasswordHasher {
 }
 
 fn argon2() -> Result<Argon2<'static>, HashError> {
-    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
-        .map_err(|e| HashError::Hashing(e.to_string()))?;
+    let params =
+        Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).map_err(|e| HashError::Hashing(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 fn hash_now(password: &str) -> Result<String, HashError> {
     let salt_bytes = plaza_kernel::random_token_bytes::<16>();
-    let salt =
-        SaltString::encode_b64(&salt_bytes).map_err(|e| HashError::Hashing(e.to_string()))?;
-    let hash = argon2()?
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| HashError::Hashing(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| HashError::Hashing(e.to_string()))?;
+    let hash = argon2()?.hash_password(password.as_bytes(), &salt).map_err(|e| HashError::Hashing(e.to_string()))?;
     Ok(hash.to_string())
 }
 
@@ -89,9 +73,7 @@ fn verify_now(password: &str, stored: &str) -> Result<bool, HashError> {
     let parsed = PasswordHash::new(stored).map_err(|e| HashError::Hashing(e.to_string()))?;
     // Verification uses the parameters recorded in the hash, so raising the costs later
     // keeps old hashes valid.
-    Ok(argon2()?
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok())
+    Ok(argon2()?.verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 #[cfg(test)]
@@ -103,17 +85,8 @@ mod tests {
         let hasher = PasswordHasher::new().expect("hasher");
         let hash = hasher.hash("correct horse").await.expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher
-            .verify("correct horse", Some(hash.clone()))
-            .await
-            .expect("verify"));
-        assert!(!hasher
-            .verify("wrong horse", Some(hash))
-            .await
-            .expect("verify"));
-        assert!(!hasher
-            .verify("correct horse", None)
-            .await
-            .expect("verify decoy"));
+        assert!(hasher.verify("correct horse", Some(hash.clone())).await.expect("verify"));
+        assert!(!hasher.verify("wrong horse", Some(hash)).await.expect("verify"));
+        assert!(!hasher.verify("correct horse", None).await.expect("verify decoy"));
     }
 }

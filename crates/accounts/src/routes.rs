@@ -48,60 +48,44 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let accounts = Accounts::from_ref(state);
         let token = bearer_token(parts).ok_or_else(|| {
-            Problem::new(
-                ErrorCode::Unauthenticated,
-                "send Authorization: Bearer <token> from login or register",
-            )
+            Problem::new(ErrorCode::Unauthenticated, "send Authorization: Bearer <token> from login or register")
         })?;
         let user = accounts.authenticate(&token).await?;
         let is_admin = accounts.is_admin(&user);
-        Ok(CurrentUser {
-            user,
-            is_admin,
-            token,
-        })
+        Ok(CurrentUser { user, is_admin, token })
     }
 }
 
 fn bearer_token(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
 }
 
 impl From<AccountsError> for Problem {
     fn from(error: AccountsError) -> Self {
         match error {
             AccountsError::InvalidField { field, reason } => Problem::invalid_field(field, reason),
-            AccountsError::UsernameTaken(name) => Problem::new(
-                ErrorCode::UsernameTaken,
-                format!("the username {name} is taken"),
-            )
-            .with_field("username"),
+            AccountsError::UsernameTaken(name) => {
+                Problem::new(ErrorCode::UsernameTaken, format!("the username {name} is taken")).with_field("username")
+            }
             AccountsError::InvalidCredentials => {
                 Problem::new(ErrorCode::InvalidCredentials, "wrong username or password")
             }
-            AccountsError::Unauthenticated => Problem::new(
-                ErrorCode::Unauthenticated,
-                "the session token is unknown, expired or revoked",
-            ),
-            AccountsError::RateLimited { retry_after } => Problem::new(
-                ErrorCode::RateLimited,
-                "too many attempts; wait before trying again",
-            )
-            .with_retry_after(retry_after.as_secs_f64().ceil() as u64),
+            AccountsError::Unauthenticated => {
+                Problem::new(ErrorCode::Unauthenticated, "the session token is unknown, expired or revoked")
+            }
+            AccountsError::RateLimited { retry_after } => {
+                Problem::new(ErrorCode::RateLimited, "too many attempts; wait before trying again")
+                    .with_retry_after(retry_after.as_secs_f64().ceil() as u64)
+            }
             AccountsError::UserNotFound => Problem::new(ErrorCode::UserNotFound, "no such user"),
-            AccountsError::CannotContactSelf => Problem::new(
-                ErrorCode::CannotContactSelf,
-                "you cannot add yourself as a contact",
-            )
-            .with_field("user_id"),
-            AccountsError::ContactNotFound => Problem::new(
-                ErrorCode::ContactNotFound,
-                "no contact or contact request with that user",
-            ),
+            AccountsError::CannotContactSelf => {
+                Problem::new(ErrorCode::CannotContactSelf, "you cannot add yourself as a contact").with_field("user_id")
+            }
+            AccountsError::ContactNotFound => {
+                Problem::new(ErrorCode::ContactNotFound, "no contact or contact request with that user")
+            }
             AccountsError::Database(error) => Problem::internal(&error),
             AccountsError::Hashing(error) => Problem::internal(&error),
         }
@@ -175,10 +159,7 @@ pub struct AuthResponse {
 
 impl From<Session> for AuthResponse {
     fn from(session: Session) -> Self {
-        Self {
-            token: session.token,
-            user: session.user.into(),
-        }
+        Self { token: session.token, user: session.user.into() }
     }
 }
 
@@ -244,11 +225,7 @@ pub struct ContactBody {
 
 impl From<Contact> for ContactBody {
     fn from(contact: Contact) -> Self {
-        Self {
-            user: contact.user.into(),
-            status: contact.status.into(),
-            updated_at: contact.updated_at.to_rfc3339(),
-        }
+        Self { user: contact.user.into(), status: contact.status.into(), updated_at: contact.updated_at.to_rfc3339() }
     }
 }
 
@@ -273,10 +250,7 @@ fn page_limit(limit: Option<i64>) -> Result<PageLimit, Problem> {
 
 fn user_page(page: Page<User>) -> UserPage {
     let page = page.map(UserBody::from);
-    UserPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }
+    UserPage { items: page.items, next_cursor: page.next_cursor }
 }
 
 // ---- handlers ----
@@ -289,14 +263,8 @@ async fn register(
     ClientAddress(address): ClientAddress,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<AuthResponse>), Problem> {
-    let session = accounts
-        .register(
-            &address,
-            &request.username,
-            &request.password,
-            request.display_name.as_deref(),
-        )
-        .await?;
+    let session =
+        accounts.register(&address, &request.username, &request.password, request.display_name.as_deref()).await?;
     Ok((StatusCode::CREATED, axum::Json(session.into())))
 }
 
@@ -308,19 +276,14 @@ async fn login(
     ClientAddress(address): ClientAddress,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<axum::Json<AuthResponse>, Problem> {
-    let session = accounts
-        .login(&address, &request.username, &request.password)
-        .await?;
+    let session = accounts.login(&address, &request.username, &request.password).await?;
     Ok(axum::Json(session.into()))
 }
 
 /// Revoke the session whose token authenticates this request.
 #[utoipa::path(post, path = "/auth/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204, description = "Signed out; the token no longer works")))]
-async fn logout(
-    State(accounts): State<Accounts>,
-    current: CurrentUser,
-) -> Result<StatusCode, Problem> {
+async fn logout(State(accounts): State<Accounts>, current: CurrentUser) -> Result<StatusCode, Problem> {
     accounts.logout(&current.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -329,11 +292,7 @@ async fn logout(
 #[utoipa::path(get, path = "/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, description = "The caller's profile", body = MeBody)))]
 async fn me(current: CurrentUser) -> axum::Json<MeBody> {
-    let roles = if current.is_admin {
-        vec!["admin".to_string()]
-    } else {
-        Vec::new()
-    };
+    let roles = if current.is_admin { vec!["admin".to_string()] } else { Vec::new() };
     let user = current.user;
     axum::Json(MeBody {
         id: user.id,
@@ -366,12 +325,8 @@ async fn search_users(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<axum::Json<UserPage>, Problem> {
     let limit = page_limit(params.limit)?;
-    let query = params
-        .q
-        .ok_or_else(|| Problem::invalid_field("q", "q (the search text) is required"))?;
-    let page = accounts
-        .search(&query, limit, params.cursor.as_deref())
-        .await?;
+    let query = params.q.ok_or_else(|| Problem::invalid_field("q", "q (the search text) is required"))?;
+    let page = accounts.search(&query, limit, params.cursor.as_deref()).await?;
     Ok(axum::Json(user_page(page)))
 }
 
@@ -385,14 +340,8 @@ async fn request_contact(
     current: CurrentUser,
     ApiJson(request): ApiJson<ContactRequestBody>,
 ) -> Result<impl IntoResponse, Problem> {
-    let (contact, created) = accounts
-        .request_contact(&current.user, &request.user_id)
-        .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let (contact, created) = accounts.request_contact(&current.user, &request.user_id).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(ContactBody::from(contact))))
 }
 
@@ -405,19 +354,9 @@ async fn list_contacts(
     ApiQuery(params): ApiQuery<ContactParams>,
 ) -> Result<axum::Json<ContactPage>, Problem> {
     let limit = page_limit(params.limit)?;
-    let page = accounts
-        .contacts(
-            &current.user,
-            params.status.map(Into::into),
-            limit,
-            params.cursor.as_deref(),
-        )
-        .await?;
+    let page = accounts.contacts(&current.user, params.status.map(Into::into), limit, params.cursor.as_deref()).await?;
     let page = page.map(ContactBody::from);
-    Ok(axum::Json(ContactPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(axum::Json(ContactPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// Accept a pending contact request from this user.
@@ -429,12 +368,7 @@ async fn accept_contact(
     current: CurrentUser,
     Path(user_id): Path<String>,
 ) -> Result<axum::Json<ContactBody>, Problem> {
-    Ok(axum::Json(
-        accounts
-            .accept_contact(&current.user, &user_id)
-            .await?
-            .into(),
-    ))
+    Ok(axum::Json(accounts.accept_contact(&current.user, &user_id).await?.into()))
 }
 
 /// Remove a contact, decline their request, or withdraw yours.

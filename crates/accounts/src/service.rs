@@ -44,10 +44,7 @@ impl Default for AccountsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
     #[error("{field}: {reason}")]
-    InvalidField {
-        field: &'static str,
-        reason: &'static str,
-    },
+    InvalidField { field: &'static str, reason: &'static str },
     #[error("the username {0} is taken")]
     UsernameTaken(String),
     #[error("wrong username or password")]
@@ -108,16 +105,8 @@ impl Accounts {
                 store,
                 hasher: PasswordHasher::new()?,
                 admins: config.admins,
-                limit_by_address: RateLimiter::new(
-                    config.auth_attempts_per_address_per_minute,
-                    minute,
-                    100_000,
-                ),
-                limit_by_username: RateLimiter::new(
-                    config.auth_attempts_per_username_per_minute,
-                    minute,
-                    100_000,
-                ),
+                limit_by_address: RateLimiter::new(config.auth_attempts_per_address_per_minute, minute, 100_000),
+                limit_by_username: RateLimiter::new(config.auth_attempts_per_username_per_minute, minute, 100_000),
             }),
         })
     }
@@ -138,22 +127,13 @@ impl Accounts {
         password: &str,
         display_name: Option<&str>,
     ) -> Result<Session, AccountsError> {
-        let username = Username::parse(username).map_err(|reason| AccountsError::InvalidField {
-            field: "username",
-            reason,
-        })?;
+        let username =
+            Username::parse(username).map_err(|reason| AccountsError::InvalidField { field: "username", reason })?;
         self.check_rate(client_address, username.as_str())?;
-        let password = Password::parse(password).map_err(|reason| AccountsError::InvalidField {
-            field: "password",
-            reason,
-        })?;
-        let display_name =
-            DisplayName::parse(display_name.unwrap_or(username.as_str())).map_err(|reason| {
-                AccountsError::InvalidField {
-                    field: "display_name",
-                    reason,
-                }
-            })?;
+        let password =
+            Password::parse(password).map_err(|reason| AccountsError::InvalidField { field: "password", reason })?;
+        let display_name = DisplayName::parse(display_name.unwrap_or(username.as_str()))
+            .map_err(|reason| AccountsError::InvalidField { field: "display_name", reason })?;
         let password_hash = self.inner.hasher.hash(password.expose()).await?;
         let user = User {
             id: plaza_kernel::new_id(),
@@ -177,9 +157,7 @@ impl Accounts {
         .execute(&mut *transaction)
         .await;
         match inserted {
-            Err(error) if is_unique_violation(&error) => {
-                return Err(AccountsError::UsernameTaken(user.username))
-            }
+            Err(error) if is_unique_violation(&error) => return Err(AccountsError::UsernameTaken(user.username)),
             other => other?,
         };
         insert_session(&mut transaction, &token_hash, &user.id).await?;
@@ -189,31 +167,21 @@ impl Accounts {
     }
 
     /// Checks a username and password and opens a session.
-    pub async fn login(
-        &self,
-        client_address: &str,
-        username: &str,
-        password: &str,
-    ) -> Result<Session, AccountsError> {
+    pub async fn login(&self, client_address: &str, username: &str, password: &str) -> Result<Session, AccountsError> {
         // A malformed username cannot exist; it still counts against the address and gets
         // the same answer as a wrong password.
         let normalized = username.to_ascii_lowercase();
         self.check_rate(client_address, &normalized)?;
         let row = match Username::parse(&normalized) {
             Ok(valid) => {
-                sqlx::query(&format!(
-                    "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = $1"
-                ))
-                .bind(valid.as_str())
-                .fetch_optional(self.inner.store.read())
-                .await?
+                sqlx::query(&format!("SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = $1"))
+                    .bind(valid.as_str())
+                    .fetch_optional(self.inner.store.read())
+                    .await?
             }
             Err(_) => None,
         };
-        let stored_hash = row
-            .as_ref()
-            .map(|row| row.try_get::<String, _>("password_hash"))
-            .transpose()?;
+        let stored_hash = row.as_ref().map(|row| row.try_get::<String, _>("password_hash")).transpose()?;
         let verified = self.inner.hasher.verify(password, stored_hash).await?;
         let Some(row) = row.filter(|_| verified) else {
             return Err(AccountsError::InvalidCredentials);
@@ -246,13 +214,11 @@ impl Accounts {
             return Err(AccountsError::Unauthenticated);
         }
         if last_used.plus(SESSION_TOUCH_INTERVAL) <= now {
-            sqlx::query(
-                "UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2 AND last_used_at < $1",
-            )
-            .bind(now.unix_millis())
-            .bind(&token_hash)
-            .execute(self.inner.store.write())
-            .await?;
+            sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE token_hash = $2 AND last_used_at < $1")
+                .bind(now.unix_millis())
+                .bind(&token_hash)
+                .execute(self.inner.store.write())
+                .await?;
         }
         Ok(user_from_row(&row)?)
     }
@@ -268,25 +234,21 @@ impl Accounts {
     }
 
     pub async fn user(&self, id: &str) -> Result<User, AccountsError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.inner.store.read())
-        .await?
-        .ok_or(AccountsError::UserNotFound)?;
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"))
+            .bind(id)
+            .fetch_optional(self.inner.store.read())
+            .await?
+            .ok_or(AccountsError::UserNotFound)?;
         Ok(user_from_row(&row)?)
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<User, AccountsError> {
         let username = Username::parse(username).map_err(|_| AccountsError::UserNotFound)?;
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"
-        ))
-        .bind(username.as_str())
-        .fetch_optional(self.inner.store.read())
-        .await?
-        .ok_or(AccountsError::UserNotFound)?;
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"))
+            .bind(username.as_str())
+            .fetch_optional(self.inner.store.read())
+            .await?
+            .ok_or(AccountsError::UserNotFound)?;
         Ok(user_from_row(&row)?)
     }
 
@@ -300,10 +262,7 @@ impl Accounts {
     ) -> Result<Page<User>, AccountsError> {
         let query = query.trim().to_lowercase();
         if query.is_empty() || query.chars().count() > SEARCH_QUERY_MAX_CHARS {
-            return Err(AccountsError::InvalidField {
-                field: "q",
-                reason: "the search query has 1 to 64 characters",
-            });
+            return Err(AccountsError::InvalidField { field: "q", reason: "the search query has 1 to 64 characters" });
         }
         let after = decode_cursor(cursor)?;
         let pattern = format!("{}%", escape_like(&query));
@@ -317,20 +276,13 @@ impl Accounts {
         .bind(limit.probe())
         .fetch_all(self.inner.store.read())
         .await?;
-        let users = rows
-            .iter()
-            .map(user_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_probe(users, limit, |user| user.username.clone()))
     }
 
     /// Sends a contact request to `other_id`, or accepts theirs if they already asked.
     /// Returns the relationship as seen by `me` and whether a new request was created.
-    pub async fn request_contact(
-        &self,
-        me: &User,
-        other_id: &str,
-    ) -> Result<(Contact, bool), AccountsError> {
+    pub async fn request_contact(&self, me: &User, other_id: &str) -> Result<(Contact, bool), AccountsError> {
         if me.id == other_id {
             return Err(AccountsError::CannotContactSelf);
         }
@@ -347,20 +299,15 @@ impl Accounts {
         self.try_request_contact(me, &other).await
     }
 
-    async fn try_request_contact(
-        &self,
-        me: &User,
-        other: &User,
-    ) -> Result<(Contact, bool), AccountsError> {
+    async fn try_request_contact(&self, me: &User, other: &User) -> Result<(Contact, bool), AccountsError> {
         let now = Timestamp::now();
         let mut transaction = self.inner.store.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM contacts WHERE user_id = $1 AND contact_id = $2",
-        )
-        .bind(&me.id)
-        .bind(&other.id)
-        .fetch_optional(&mut *transaction)
-        .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT status FROM contacts WHERE user_id = $1 AND contact_id = $2")
+                .bind(&me.id)
+                .bind(&other.id)
+                .fetch_optional(&mut *transaction)
+                .await?;
         let (status, created) = match existing.as_deref().and_then(ContactStatus::parse) {
             Some(ContactStatus::Incoming) => {
                 sqlx::query(
@@ -377,10 +324,12 @@ impl Accounts {
             Some(status) => (status, false),
             None => {
                 let insert = "INSERT INTO contacts (user_id, contact_id, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
-                for (owner, peer, status) in [
-                    (&me.id, &other.id, "outgoing"),
-                    (&other.id, &me.id, "incoming"),
-                ] {
+                let mut rows = [(&me.id, &other.id, "outgoing"), (&other.id, &me.id, "incoming")];
+                // Both rows of a pair are always inserted in the same (key) order, so two
+                // people asking each other at once queue on the first row instead of
+                // deadlocking; the loser then sees a unique violation and retries.
+                rows.sort_by_key(|(owner, _, _)| owner.as_str());
+                for (owner, peer, status) in rows {
                     sqlx::query(insert)
                         .bind(owner)
                         .bind(peer)
@@ -393,22 +342,11 @@ impl Accounts {
             }
         };
         transaction.commit().await?;
-        Ok((
-            Contact {
-                user: other.clone(),
-                status,
-                updated_at: now,
-            },
-            created,
-        ))
+        Ok((Contact { user: other.clone(), status, updated_at: now }, created))
     }
 
     /// Accepts the pending request `other_id` sent to `me`.
-    pub async fn accept_contact(
-        &self,
-        me: &User,
-        other_id: &str,
-    ) -> Result<Contact, AccountsError> {
+    pub async fn accept_contact(&self, me: &User, other_id: &str) -> Result<Contact, AccountsError> {
         let now = Timestamp::now();
         let mut transaction = self.inner.store.begin().await?;
         let updated = sqlx::query(
@@ -420,30 +358,29 @@ impl Accounts {
         .execute(&mut *transaction)
         .await?;
         if updated.rows_affected() == 0 {
-            let already: Option<String> =
-                sqlx::query_scalar("SELECT status FROM contacts WHERE user_id = $1 AND contact_id = $2 AND status = 'accepted'")
-                    .bind(&me.id)
-                    .bind(other_id)
-                    .fetch_optional(&mut *transaction)
-                    .await?;
+            let already: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM contacts WHERE user_id = $1 AND contact_id = $2 AND status = 'accepted'",
+            )
+            .bind(&me.id)
+            .bind(other_id)
+            .fetch_optional(&mut *transaction)
+            .await?;
             if already.is_none() {
                 return Err(AccountsError::ContactNotFound);
             }
         } else {
-            sqlx::query("UPDATE contacts SET status = 'accepted', updated_at = $1 WHERE user_id = $2 AND contact_id = $3")
-                .bind(now.unix_millis())
-                .bind(other_id)
-                .bind(&me.id)
-                .execute(&mut *transaction)
-                .await?;
+            sqlx::query(
+                "UPDATE contacts SET status = 'accepted', updated_at = $1 WHERE user_id = $2 AND contact_id = $3",
+            )
+            .bind(now.unix_millis())
+            .bind(other_id)
+            .bind(&me.id)
+            .execute(&mut *transaction)
+            .await?;
         }
         transaction.commit().await?;
         let other = self.user(other_id).await?;
-        Ok(Contact {
-            user: other,
-            status: ContactStatus::Accepted,
-            updated_at: now,
-        })
+        Ok(Contact { user: other, status: ContactStatus::Accepted, updated_at: now })
     }
 
     /// Removes a contact, declines their request, or withdraws mine: both sides forget it.
@@ -488,16 +425,13 @@ impl Accounts {
                 let status_text: String = row.try_get("status")?;
                 Ok(Contact {
                     user: user_from_row(row)?,
-                    status: ContactStatus::parse(&status_text).ok_or_else(|| {
-                        sqlx::Error::Decode(format!("unknown contact status {status_text}").into())
-                    })?,
+                    status: ContactStatus::parse(&status_text)
+                        .ok_or_else(|| sqlx::Error::Decode(format!("unknown contact status {status_text}").into()))?,
                     updated_at: Timestamp::from_unix_millis(row.try_get("contact_updated_at")?),
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Page::from_probe(contacts, limit, |contact| {
-            contact.user.username.clone()
-        }))
+        Ok(Page::from_probe(contacts, limit, |contact| contact.user.username.clone()))
     }
 
     fn check_rate(&self, client_address: &str, username: &str) -> Result<(), AccountsError> {
@@ -540,9 +474,7 @@ fn hash_token(token: &str) -> Option<String> {
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    Some(plaza_kernel::id::to_hex(&Sha256::digest(
-        token.to_ascii_lowercase().as_bytes(),
-    )))
+    Some(plaza_kernel::id::to_hex(&Sha256::digest(token.to_ascii_lowercase().as_bytes())))
 }
 
 fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
@@ -558,14 +490,9 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
 fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, AccountsError> {
     match cursor {
         None | Some("") => Ok(None),
-        Some(opaque) => {
-            Cursor::parse_position(opaque)
-                .map(Some)
-                .ok_or(AccountsError::InvalidField {
-                    field: "cursor",
-                    reason: "not a cursor this server issued",
-                })
-        }
+        Some(opaque) => Cursor::parse_position(opaque)
+            .map(Some)
+            .ok_or(AccountsError::InvalidField { field: "cursor", reason: "not a cursor this server issued" }),
     }
 }
 

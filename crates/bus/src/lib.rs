@@ -74,12 +74,7 @@ impl Bus {
         let sender = self.lock().get(subject).cloned();
         if let Some(sender) = sender {
             // An error only means the last subscriber left meanwhile.
-            let delivered = sender
-                .send(Notification {
-                    subject: subject.to_string(),
-                    payload,
-                })
-                .unwrap_or(0);
+            let delivered = sender.send(Notification { subject: subject.to_string(), payload }).unwrap_or(0);
             metrics::counter!("plaza_bus_delivered_total").increment(delivered as u64);
         }
         metrics::counter!("plaza_bus_published_total").increment(1);
@@ -88,9 +83,7 @@ impl Bus {
     pub fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
         let mut subjects = self.lock();
         if let Some(sender) = subjects.get(subject) {
-            return Ok(Subscription {
-                receiver: sender.subscribe(),
-            });
+            return Ok(Subscription { receiver: sender.subscribe() });
         }
         if subjects.len() >= SUBJECTS_MAX {
             subjects.retain(|_, sender| sender.receiver_count() > 0);
@@ -109,9 +102,7 @@ impl Bus {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Notification>>> {
-        self.subjects
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.subjects.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -138,10 +129,7 @@ mod tests {
         bus.publish("user.nobody", Bytes::from_static(b"lost"));
         assert_eq!(
             ann.recv().await,
-            Received::Notification(Notification {
-                subject: "user.ann".into(),
-                payload: Bytes::from_static(b"hello")
-            })
+            Received::Notification(Notification { subject: "user.ann".into(), payload: Bytes::from_static(b"hello") })
         );
         bus.publish("user.bob", Bytes::from_static(b"hi"));
         assert!(matches!(bob.recv().await, Received::Notification(n) if n.payload == "hi"));

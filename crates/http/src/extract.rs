@@ -26,17 +26,12 @@ where
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = axum::body::to_bytes(request.into_body(), crate::JSON_BODY_MAX_BYTES)
-            .await
-            .map_err(|_| {
-                Problem::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "the body must be at most {} bytes",
-                        crate::JSON_BODY_MAX_BYTES
-                    ),
-                )
-            })?;
+        let bytes = axum::body::to_bytes(request.into_body(), crate::JSON_BODY_MAX_BYTES).await.map_err(|_| {
+            Problem::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body must be at most {} bytes", crate::JSON_BODY_MAX_BYTES),
+            )
+        })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -48,9 +43,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         let path = error.path().to_string();
         classify(error.into_inner(), path)
     })?;
-    deserializer
-        .end()
-        .map_err(|error| classify(error, String::new()))?;
+    deserializer.end().map_err(|error| classify(error, String::new()))?;
     Ok(value)
 }
 
@@ -58,15 +51,11 @@ fn classify(error: serde_json::Error, path: String) -> Problem {
     match error.classify() {
         serde_json::error::Category::Data => {
             let message = error.to_string();
-            let field = missing_field_name(&message)
-                .map(|missing| join_path(&path, missing))
-                .unwrap_or(path);
+            let field = missing_field_name(&message).map(|missing| join_path(&path, missing)).unwrap_or(path);
             let field = if field == "." { String::new() } else { field };
             Problem::invalid_field(field, strip_position(&message))
         }
-        serde_json::error::Category::Syntax
-        | serde_json::error::Category::Eof
-        | serde_json::error::Category::Io => {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
             Problem::new(ErrorCode::MalformedJson, strip_position(&error.to_string()))
         }
     }
@@ -88,39 +77,20 @@ where
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => {
                 let text = rejection.body_text();
-                let detail = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                let field = detail
-                    .split(':')
-                    .next()
-                    .filter(|name| !name.contains(' '))
-                    .unwrap_or("query");
-                Err(Problem::invalid_field(
-                    field.to_string(),
-                    detail.to_string(),
-                ))
+                let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+                let field = detail.split(':').next().filter(|name| !name.contains(' ')).unwrap_or("query");
+                Err(Problem::invalid_field(field.to_string(), detail.to_string()))
             }
         }
     }
 }
 
 fn has_json_content_type(request: &Request) -> bool {
-    let Some(value) = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn missing_field_name(message: &str) -> Option<&str> {
@@ -172,17 +142,14 @@ mod tests {
         assert_eq!(missing.code(), ErrorCode::InvalidField);
         assert_eq!(missing.field(), Some("password"));
 
-        let wrong_type =
-            parse_json::<Login>(br#"{"username": 5, "password": "x"}"#).expect_err("type");
+        let wrong_type = parse_json::<Login>(br#"{"username": 5, "password": "x"}"#).expect_err("type");
         assert_eq!(wrong_type.field(), Some("username"));
 
         let nested =
-            parse_json::<Login>(br#"{"username": "a", "password": "b", "nested": {"count": -1}}"#)
-                .expect_err("nested");
+            parse_json::<Login>(br#"{"username": "a", "password": "b", "nested": {"count": -1}}"#).expect_err("nested");
         assert_eq!(nested.field(), Some("nested.count"));
 
-        let trailing =
-            parse_json::<Login>(br#"{"username": "a", "password": "b"} x"#).expect_err("trailing");
+        let trailing = parse_json::<Login>(br#"{"username": "a", "password": "b"} x"#).expect_err("trailing");
         assert_eq!(trailing.code(), ErrorCode::MalformedJson);
     }
 }

@@ -148,12 +148,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self {
-            code,
-            detail: detail.into(),
-            field: None,
-            retry_after_seconds: None,
-        }
+        Self { code, detail: detail.into(), field: None, retry_after_seconds: None }
     }
 
     /// A 422 naming the offending field (a dotted path for nested fields).
@@ -214,10 +209,7 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (self.code.status(), body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = self.retry_after_seconds {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -259,10 +251,7 @@ mod tests {
         assert_eq!(names.len(), ErrorCode::ALL.len());
         for code in ErrorCode::ALL {
             assert!(code.status().is_client_error() || code.status().is_server_error());
-            assert!(code
-                .as_str()
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         }
     }
 }

@@ -25,12 +25,7 @@ impl RateLimiter {
     /// `keys_max` bounds memory: when that many keys are tracked, expired windows are
     /// swept, and if none has expired the oldest is dropped.
     pub fn new(limit: u32, window: Duration, keys_max: usize) -> Self {
-        Self {
-            limit,
-            window,
-            keys_max: keys_max.max(1),
-            windows: Mutex::new(HashMap::new()),
-        }
+        Self { limit, window, keys_max: keys_max.max(1), windows: Mutex::new(HashMap::new()) }
     }
 
     /// Counts a hit for `key`. `Err(retry_after)` when the key is over its limit.
@@ -39,37 +34,22 @@ impl RateLimiter {
     }
 
     fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !windows.contains_key(key) && windows.len() >= self.keys_max {
             let window = self.window;
             windows.retain(|_, entry| now.duration_since(entry.started) < window);
             if windows.len() >= self.keys_max {
-                if let Some(oldest) = windows
-                    .iter()
-                    .min_by_key(|(_, entry)| entry.started)
-                    .map(|(k, _)| k.clone())
-                {
+                if let Some(oldest) = windows.iter().min_by_key(|(_, entry)| entry.started).map(|(k, _)| k.clone()) {
                     windows.remove(&oldest);
                 }
             }
         }
-        let entry = windows.entry(key.to_string()).or_insert(Window {
-            started: now,
-            hits: 0,
-        });
+        let entry = windows.entry(key.to_string()).or_insert(Window { started: now, hits: 0 });
         if now.duration_since(entry.started) >= self.window {
-            *entry = Window {
-                started: now,
-                hits: 0,
-            };
+            *entry = Window { started: now, hits: 0 };
         }
         if entry.hits >= self.limit {
-            return Err(self
-                .window
-                .saturating_sub(now.duration_since(entry.started)));
+            return Err(self.window.saturating_sub(now.duration_since(entry.started)));
         }
         entry.hits += 1;
         Ok(())
@@ -86,14 +66,10 @@ mod tests {
         let start = Instant::now();
         assert!(limiter.check_at("ann", start).is_ok());
         assert!(limiter.check_at("ann", start).is_ok());
-        let retry = limiter
-            .check_at("ann", start + Duration::from_secs(10))
-            .expect_err("limited");
+        let retry = limiter.check_at("ann", start + Duration::from_secs(10)).expect_err("limited");
         assert_eq!(retry, Duration::from_secs(50));
         assert!(limiter.check_at("bob", start).is_ok());
-        assert!(limiter
-            .check_at("ann", start + Duration::from_secs(61))
-            .is_ok());
+        assert!(limiter.check_at("ann", start + Duration::from_secs(61)).is_ok());
     }
 
     #[test]

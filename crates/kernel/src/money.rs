@@ -13,66 +13,21 @@ pub struct Currency {
 
 /// The currencies Plaza knows about. Operators enable a subset.
 const KNOWN: &[Currency] = &[
-    Currency {
-        code: "USD",
-        exponent: 2,
-    },
-    Currency {
-        code: "EUR",
-        exponent: 2,
-    },
-    Currency {
-        code: "GBP",
-        exponent: 2,
-    },
-    Currency {
-        code: "CNY",
-        exponent: 2,
-    },
-    Currency {
-        code: "HKD",
-        exponent: 2,
-    },
-    Currency {
-        code: "SGD",
-        exponent: 2,
-    },
-    Currency {
-        code: "IDR",
-        exponent: 2,
-    },
-    Currency {
-        code: "MYR",
-        exponent: 2,
-    },
-    Currency {
-        code: "THB",
-        exponent: 2,
-    },
-    Currency {
-        code: "INR",
-        exponent: 2,
-    },
-    Currency {
-        code: "BRL",
-        exponent: 2,
-    },
-    Currency {
-        code: "JPY",
-        exponent: 0,
-    },
-    Currency {
-        code: "KRW",
-        exponent: 0,
-    },
-    Currency {
-        code: "VND",
-        exponent: 0,
-    },
-    Currency {
-        code: "KWD",
-        exponent: 3,
-    },
+    Currency { code: "USD", exponent: 2 },
+    Currency { code: "EUR", exponent: 2 },
+    Currency { code: "GBP", exponent: 2 },
+    Currency { code: "CNY", exponent: 2 },
+    Currency { code: "HKD", exponent: 2 },
+    Currency { code: "SGD", exponent: 2 },
+    Currency { code: "IDR", exponent: 2 },
+    Currency { code: "MYR", exponent: 2 },
+    Currency { code: "THB", exponent: 2 },
+    Currency { code: "INR", exponent: 2 },
+    Currency { code: "BRL", exponent: 2 },
+    Currency { code: "JPY", exponent: 0 },
+    Currency { code: "KRW", exponent: 0 },
+    Currency { code: "VND", exponent: 0 },
+    Currency { code: "KWD", exponent: 3 },
 ];
 
 impl Currency {
@@ -117,9 +72,7 @@ impl Money {
             return Err(MoneyError::NotPositive);
         }
         if amount > Self::MAX_MINOR {
-            return Err(MoneyError::TooLarge {
-                max: Self::MAX_MINOR,
-            });
+            return Err(MoneyError::TooLarge { max: Self::MAX_MINOR });
         }
         Ok(Self { amount, currency })
     }
@@ -133,10 +86,7 @@ impl Money {
     }
 }
 
-fn serialize_currency<S: serde::Serializer>(
-    currency: &Currency,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_currency<S: serde::Serializer>(currency: &Currency, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(currency.code())
 }
 

@@ -63,30 +63,19 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from rows fetched with [`PageLimit::probe`]: the extra row, when
     /// present, is dropped and means there is a next page after the last kept item.
-    pub fn from_probe(
-        mut rows: Vec<T>,
-        limit: PageLimit,
-        position_of: impl Fn(&T) -> String,
-    ) -> Self {
+    pub fn from_probe(mut rows: Vec<T>, limit: PageLimit, position_of: impl Fn(&T) -> String) -> Self {
         let has_more = rows.len() > limit.get() as usize;
         rows.truncate(limit.get() as usize);
         let next_cursor = if has_more {
-            rows.last()
-                .map(|last| Cursor::from_position(&position_of(last)).into_string())
+            rows.last().map(|last| Cursor::from_position(&position_of(last)).into_string())
         } else {
             None
         };
-        Self {
-            items: rows,
-            next_cursor,
-        }
+        Self { items: rows, next_cursor }
     }
 
     pub fn map<U>(self, convert: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(convert).collect(),
-            next_cursor: self.next_cursor,
-        }
+        Page { items: self.items.into_iter().map(convert).collect(), next_cursor: self.next_cursor }
     }
 }
 

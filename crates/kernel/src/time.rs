@@ -12,9 +12,7 @@ pub struct Timestamp(i64);
 
 impl Timestamp {
     pub fn now() -> Self {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         Self(since_epoch.as_millis() as i64)
     }
 
@@ -37,8 +35,7 @@ impl Timestamp {
     /// RFC 3339 in UTC with a `Z` suffix and millisecond precision.
     pub fn to_rfc3339(self) -> String {
         let nanos = (self.0 as i128) * 1_000_000;
-        let when =
-            OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let when = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         // Formatting a valid UTC date with the well-known format cannot fail.
         when.format(&Rfc3339).unwrap_or_default()
     }

@@ -39,10 +39,7 @@ pub fn migrations() -> Vec<plaza_store::Migration> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     if config.database_url.starts_with("sqlite:") {
         std::fs::create_dir_all(&config.data_dir).map_err(|error| {
-            anyhow::anyhow!(
-                "cannot create the data directory {}: {error}",
-                config.data_dir.display()
-            )
+            anyhow::anyhow!("cannot create the data directory {}: {error}", config.data_dir.display())
         })?;
     }
     let store = Store::connect(&config.database_url, config.db_pool_max).await?;
@@ -78,11 +75,7 @@ pub fn router(store: Store, accounts: Accounts) -> Router {
         .merge(ops::router(store.clone()))
         .split_for_parts();
     let openapi_json = Arc::new(docs::finish_openapi(openapi));
-    let state = AppState {
-        store,
-        accounts,
-        openapi_json,
-    };
+    let state = AppState { store, accounts, openapi_json };
 
     api.merge(docs::router(state.clone()))
         .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
@@ -102,7 +95,11 @@ pub fn router(store: Store, accounts: Accounts) -> Router {
                 })
                 .on_request(())
                 .on_response(|response: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::debug!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
+                    tracing::debug!(
+                        status = response.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "response"
+                    );
                 })
                 .on_failure(()),
         )
@@ -128,26 +125,16 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     let allow = response.headers().get(header::ALLOW).cloned();
     let problem = match status {
         StatusCode::NOT_FOUND => Problem::new(ErrorCode::NotFound, "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => Problem::new(
-            ErrorCode::MethodNotAllowed,
-            "this route does not accept that method",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            Problem::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+        }
         StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
             ErrorCode::PayloadTooLarge,
-            format!(
-                "the body must be at most {} bytes",
-                plaza_http::JSON_BODY_MAX_BYTES
-            ),
+            format!("the body must be at most {} bytes", plaza_http::JSON_BODY_MAX_BYTES),
         ),
-        StatusCode::REQUEST_TIMEOUT => {
-            Problem::new(ErrorCode::Timeout, "the request took too long")
-        }
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            Problem::new(ErrorCode::UnsupportedMediaType, "unsupported content type")
-        }
-        status if status.is_server_error() => {
-            Problem::internal(&format!("bare {status} from the stack"))
-        }
+        StatusCode::REQUEST_TIMEOUT => Problem::new(ErrorCode::Timeout, "the request took too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(ErrorCode::UnsupportedMediaType, "unsupported content type"),
+        status if status.is_server_error() => Problem::internal(&format!("bare {status} from the stack")),
         _ => Problem::new(ErrorCode::BadRequest, "the request could not be understood"),
     };
     let mut response = problem.into_response();

@@ -37,28 +37,13 @@ pub struct SettingsArgs {
     #[arg(long, env = "PLAZA_DB_POOL_MAX", global = true, value_name = "N")]
     pub db_pool_max: Option<String>,
     /// Login/register attempts per client address per minute [default: 30].
-    #[arg(
-        long,
-        env = "PLAZA_AUTH_ATTEMPTS_PER_ADDRESS",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", global = true, value_name = "N")]
     pub auth_attempts_per_address: Option<String>,
     /// Login/register attempts per username per minute [default: 10].
-    #[arg(
-        long,
-        env = "PLAZA_AUTH_ATTEMPTS_PER_USERNAME",
-        global = true,
-        value_name = "N"
-    )]
+    #[arg(long, env = "PLAZA_AUTH_ATTEMPTS_PER_USERNAME", global = true, value_name = "N")]
     pub auth_attempts_per_username: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
-    #[arg(
-        long,
-        env = "PLAZA_SHUTDOWN_GRACE_SECONDS",
-        global = true,
-        value_name = "SECONDS"
-    )]
+    #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
 }
 
@@ -115,33 +100,19 @@ pub struct ConfigError {
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting,
-        message: message.into(),
-    }
+    ConfigError { setting, message: message.into() }
 }
 
 impl Config {
     /// Resolves flags/environment over the TOML file over defaults.
     pub fn resolve(args: &SettingsArgs) -> Result<Self, ConfigError> {
         let file = load_file(args.config.as_deref())?;
-        let addr_text = args
-            .addr
-            .clone()
-            .or(file.addr)
-            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
-        let addr = addr_text.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                "PLAZA_ADDR",
-                format!("{addr_text:?} is not an address like 127.0.0.1:8080"),
-            )
-        })?;
+        let addr_text = args.addr.clone().or(file.addr).unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let addr = addr_text
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("PLAZA_ADDR", format!("{addr_text:?} is not an address like 127.0.0.1:8080")))?;
 
-        let data_dir_text = args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| "./plaza-data".to_string());
+        let data_dir_text = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| "./plaza-data".to_string());
         if data_dir_text.trim().is_empty() {
             return Err(invalid("PLAZA_DATA_DIR", "must not be empty"));
         }
@@ -149,76 +120,42 @@ impl Config {
 
         let database_url = match args.database_url.clone().or(file.database_url) {
             Some(url)
-                if url.starts_with("sqlite:")
-                    || url.starts_with("postgres://")
-                    || url.starts_with("postgresql://") =>
+                if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") =>
             {
                 url
             }
             Some(url) => {
                 return Err(invalid(
                     "PLAZA_DATABASE_URL",
-                    format!(
-                        "{:?} is neither sqlite://… nor postgres://…",
-                        plaza_store::redact(&url)
-                    ),
+                    format!("{:?} is neither sqlite://… nor postgres://…", plaza_store::redact(&url)),
                 ))
             }
             None => plaza_store::Store::sqlite_url_in(&data_dir),
         };
 
         let admin_names: Vec<String> = match (args.admins.clone(), file.admins) {
-            (Some(text), _) | (None, Some(AdminList::Text(text))) => {
-                text.split(',').map(str::to_string).collect()
-            }
+            (Some(text), _) | (None, Some(AdminList::Text(text))) => text.split(',').map(str::to_string).collect(),
             (None, Some(AdminList::List(list))) => list,
             (None, None) => Vec::new(),
         };
         let mut admins = HashSet::new();
-        for name in admin_names
-            .iter()
-            .map(|name| name.trim())
-            .filter(|name| !name.is_empty())
-        {
-            let username = plaza_accounts::Username::parse(name).map_err(|reason| {
-                invalid(
-                    "PLAZA_ADMINS",
-                    format!("{name:?} is not a username ({reason})"),
-                )
-            })?;
+        for name in admin_names.iter().map(|name| name.trim()).filter(|name| !name.is_empty()) {
+            let username = plaza_accounts::Username::parse(name)
+                .map_err(|reason| invalid("PLAZA_ADMINS", format!("{name:?} is not a username ({reason})")))?;
             admins.insert(username.as_str().to_string());
         }
 
-        let log = args
-            .log
-            .clone()
-            .or(file.log)
-            .unwrap_or_else(|| "info".to_string());
-        tracing_subscriber::EnvFilter::try_new(&log).map_err(|error| {
-            invalid(
-                "PLAZA_LOG",
-                format!("{log:?} is not a log filter ({error})"),
-            )
-        })?;
+        let log = args.log.clone().or(file.log).unwrap_or_else(|| "info".to_string());
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .map_err(|error| invalid("PLAZA_LOG", format!("{log:?} is not a log filter ({error})")))?;
 
         let log_format = match args.log_format.clone().or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(invalid(
-                    "PLAZA_LOG_FORMAT",
-                    format!("{other:?} is neither text nor json"),
-                ))
-            }
+            Some(other) => return Err(invalid("PLAZA_LOG_FORMAT", format!("{other:?} is neither text nor json"))),
         };
 
-        let db_pool_max = number(
-            &args.db_pool_max,
-            file.db_pool_max,
-            16,
-            1..=1000,
-            "PLAZA_DB_POOL_MAX",
-        )?;
+        let db_pool_max = number(&args.db_pool_max, file.db_pool_max, 16, 1..=1000, "PLAZA_DB_POOL_MAX")?;
         let auth_attempts_per_address = number(
             &args.auth_attempts_per_address,
             file.auth_attempts_per_address,
@@ -233,16 +170,8 @@ impl Config {
             1..=100_000,
             "PLAZA_AUTH_ATTEMPTS_PER_USERNAME",
         )?;
-        let grace_file = file
-            .shutdown_grace_seconds
-            .map(|s| s.min(u32::MAX as u64) as u32);
-        let grace = number(
-            &args.shutdown_grace_seconds,
-            grace_file,
-            30,
-            0..=3600,
-            "PLAZA_SHUTDOWN_GRACE_SECONDS",
-        )?;
+        let grace_file = file.shutdown_grace_seconds.map(|s| s.min(u32::MAX as u64) as u32);
+        let grace = number(&args.shutdown_grace_seconds, grace_file, 30, 0..=3600, "PLAZA_SHUTDOWN_GRACE_SECONDS")?;
 
         Ok(Self {
             addr,
@@ -263,8 +192,7 @@ impl Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_path_buf(),
-            database_url: database_url
-                .unwrap_or_else(|| plaza_store::Store::sqlite_url_in(data_dir)),
+            database_url: database_url.unwrap_or_else(|| plaza_store::Store::sqlite_url_in(data_dir)),
             admins: HashSet::new(),
             log: "warn".to_string(),
             log_format: LogFormat::Text,
@@ -284,17 +212,13 @@ fn number(
     setting: &'static str,
 ) -> Result<u32, ConfigError> {
     let value = match flag {
-        Some(text) => text
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| invalid(setting, format!("{text:?} is not a whole number")))?,
+        Some(text) => {
+            text.trim().parse::<u32>().map_err(|_| invalid(setting, format!("{text:?} is not a whole number")))?
+        }
         None => from_file.unwrap_or(default),
     };
     if !range.contains(&value) {
-        return Err(invalid(
-            setting,
-            format!("{value} is outside {}..={}", range.start(), range.end()),
-        ));
+        return Err(invalid(setting, format!("{value} is outside {}..={}", range.start(), range.end())));
     }
     Ok(value)
 }
@@ -310,19 +234,10 @@ fn load_file(explicit: Option<&Path>) -> Result<FileSettings, ConfigError> {
             default
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|error| {
-        invalid(
-            "PLAZA_CONFIG",
-            format!("cannot read {}: {error}", path.display()),
-        )
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|error| invalid("PLAZA_CONFIG", format!("cannot read {}: {error}", path.display())))?;
     toml::from_str(&text).map_err(|error| {
-        let first_line = error
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string();
+        let first_line = error.message().lines().next().unwrap_or("invalid TOML").to_string();
         invalid("PLAZA_CONFIG", format!("{}: {first_line}", path.display()))
     })
 }
@@ -332,19 +247,12 @@ mod tests {
     use super::*;
 
     fn args() -> SettingsArgs {
-        SettingsArgs {
-            config: Some(PathBuf::from("/nonexistent/plaza.toml")),
-            ..Default::default()
-        }
+        SettingsArgs { config: Some(PathBuf::from("/nonexistent/plaza.toml")), ..Default::default() }
     }
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {
-        let config = Config::resolve(&SettingsArgs {
-            config: None,
-            ..Default::default()
-        })
-        .expect("defaults");
+        let config = Config::resolve(&SettingsArgs { config: None, ..Default::default() }).expect("defaults");
         assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
         assert!(config.database_url.starts_with("sqlite://"));
         assert!(config.database_url.ends_with("plaza-data/plaza.db"));
@@ -354,54 +262,15 @@ mod tests {
     #[test]
     fn each_bad_value_names_its_setting() {
         let cases: Vec<(SettingsArgs, &str)> = vec![
+            (SettingsArgs { addr: Some("nope".into()), config: None, ..Default::default() }, "PLAZA_ADDR"),
             (
-                SettingsArgs {
-                    addr: Some("nope".into()),
-                    config: None,
-                    ..Default::default()
-                },
-                "PLAZA_ADDR",
-            ),
-            (
-                SettingsArgs {
-                    database_url: Some("mysql://x".into()),
-                    config: None,
-                    ..Default::default()
-                },
+                SettingsArgs { database_url: Some("mysql://x".into()), config: None, ..Default::default() },
                 "PLAZA_DATABASE_URL",
             ),
-            (
-                SettingsArgs {
-                    admins: Some("ok,Bad Name".into()),
-                    config: None,
-                    ..Default::default()
-                },
-                "PLAZA_ADMINS",
-            ),
-            (
-                SettingsArgs {
-                    log: Some("info,[[".into()),
-                    config: None,
-                    ..Default::default()
-                },
-                "PLAZA_LOG",
-            ),
-            (
-                SettingsArgs {
-                    log_format: Some("xml".into()),
-                    config: None,
-                    ..Default::default()
-                },
-                "PLAZA_LOG_FORMAT",
-            ),
-            (
-                SettingsArgs {
-                    db_pool_max: Some("0".into()),
-                    config: None,
-                    ..Default::default()
-                },
-                "PLAZA_DB_POOL_MAX",
-            ),
+            (SettingsArgs { admins: Some("ok,Bad Name".into()), config: None, ..Default::default() }, "PLAZA_ADMINS"),
+            (SettingsArgs { log: Some("info,[[".into()), config: None, ..Default::default() }, "PLAZA_LOG"),
+            (SettingsArgs { log_format: Some("xml".into()), config: None, ..Default::default() }, "PLAZA_LOG_FORMAT"),
+            (SettingsArgs { db_pool_max: Some("0".into()), config: None, ..Default::default() }, "PLAZA_DB_POOL_MAX"),
             (args(), "PLAZA_CONFIG"),
         ];
         for (settings, expected) in cases {
@@ -415,11 +284,7 @@ mod tests {
     fn the_toml_file_fills_in_what_flags_leave_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("plaza.toml");
-        std::fs::write(
-            &path,
-            "addr = \"0.0.0.0:9000\"\nadmins = [\"Root\"]\nlog = \"debug\"\n",
-        )
-        .expect("write");
+        std::fs::write(&path, "addr = \"0.0.0.0:9000\"\nadmins = [\"Root\"]\nlog = \"debug\"\n").expect("write");
         let config = Config::resolve(&SettingsArgs {
             config: Some(path.clone()),
             log: Some("warn".into()),
@@ -431,11 +296,8 @@ mod tests {
         assert_eq!(config.log, "warn", "the flag wins over the file");
 
         std::fs::write(&path, "adress = \"typo\"\n").expect("write");
-        let error = Config::resolve(&SettingsArgs {
-            config: Some(path),
-            ..Default::default()
-        })
-        .expect_err("unknown key");
+        let error =
+            Config::resolve(&SettingsArgs { config: Some(path), ..Default::default() }).expect_err("unknown key");
         assert_eq!(error.setting, "PLAZA_CONFIG");
     }
 }

@@ -9,12 +9,8 @@ use plaza_accounts::{AccountsError, User};
 /// Every demo user's password.
 pub const DEMO_PASSWORD: &str = "plaza-demo";
 
-const DEMO_USERS: &[(&str, &str)] = &[
-    ("alice", "Alice Chen"),
-    ("bob", "Bob Okafor"),
-    ("carol", "Carol Santos"),
-    ("dave", "Dave Kim"),
-];
+const DEMO_USERS: &[(&str, &str)] =
+    &[("alice", "Alice Chen"), ("bob", "Bob Okafor"), ("carol", "Carol Santos"), ("dave", "Dave Kim")];
 
 /// Accepted contacts between these pairs, and a pending request from dave to alice.
 const DEMO_CONTACTS: &[(&str, &str)] = &[("alice", "bob"), ("alice", "carol"), ("bob", "carol")];
@@ -30,10 +26,7 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
     let (accounts,) = app::services(store, config)?;
     let mut users: Vec<User> = Vec::new();
     for (username, display_name) in DEMO_USERS {
-        let user = match accounts
-            .register("demo-seed", username, DEMO_PASSWORD, Some(display_name))
-            .await
-        {
+        let user = match accounts.register("demo-seed", username, DEMO_PASSWORD, Some(display_name)).await {
             Ok(session) => {
                 accounts.logout(&session.token).await?;
                 session.user
@@ -53,13 +46,7 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
     if let (Some(dave), Some(alice)) = (find("dave"), find("alice")) {
         accounts.request_contact(&dave, &alice.id).await?;
     }
-    Ok(users
-        .into_iter()
-        .map(|user| DemoLogin {
-            username: user.username,
-            display_name: user.display_name,
-        })
-        .collect())
+    Ok(users.into_iter().map(|user| DemoLogin { username: user.username, display_name: user.display_name }).collect())
 }
 
 pub fn describe(logins: &[DemoLogin], config: &Config) -> String {

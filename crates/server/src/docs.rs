@@ -18,38 +18,20 @@ pub fn finish_openapi(mut openapi: OpenApi) -> String {
     let components = openapi.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(
-            HttpBuilder::new()
-                .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("opaque")
-                .build(),
-        ),
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("opaque").build()),
     );
     let problem = ResponseBuilder::new()
         .description("A problem document (RFC 9457) with a stable `code`")
         .content(
             "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                    "Problem",
-                ))))
-                .build(),
+            ContentBuilder::new().schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem")))).build(),
         )
         .build();
     for path_item in openapi.paths.paths.values_mut() {
-        let operations = [
-            &mut path_item.get,
-            &mut path_item.put,
-            &mut path_item.post,
-            &mut path_item.delete,
-            &mut path_item.patch,
-        ];
+        let operations =
+            [&mut path_item.get, &mut path_item.put, &mut path_item.post, &mut path_item.delete, &mut path_item.patch];
         for operation in operations.into_iter().flatten() {
-            operation
-                .responses
-                .responses
-                .entry("default".to_string())
-                .or_insert_with(|| RefOr::T(problem.clone()));
+            operation.responses.responses.entry("default".to_string()).or_insert_with(|| RefOr::T(problem.clone()));
         }
     }
     openapi.to_json().unwrap_or_else(|_| "{}".to_string())
@@ -64,10 +46,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.openapi_json.as_ref().clone(),
-    )
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi_json.as_ref().clone())
 }
 
 const LANDING_PAGE: &str = r#"<!doctype html>

@@ -42,10 +42,7 @@ fn main() -> ExitCode {
         }
     };
     plaza_server::init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("plaza: cannot start the async runtime: {error}");
@@ -86,12 +83,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|error| {
-            anyhow::anyhow!("cannot listen on {} (PLAZA_ADDR): {error}", config.addr)
-        })?;
-    println!(
-        "Plaza is running at http://{}/  (API reference: /api/docs)",
-        listener.local_addr()?
-    );
+        .map_err(|error| anyhow::anyhow!("cannot listen on {} (PLAZA_ADDR): {error}", config.addr))?;
+    println!("Plaza is running at http://{}/  (API reference: /api/docs)", listener.local_addr()?);
     plaza_server::serve(config, listener, plaza_server::termination_signal()).await
 }

@@ -13,18 +13,13 @@ use std::time::Instant;
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Installs the recorder (once per process).
 pub fn install() {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Suffix("duration_seconds".to_string()),
-                LATENCY_BUCKETS,
-            )
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".to_string()), LATENCY_BUCKETS)
             .ok()?;
         match builder.install_recorder() {
             Ok(handle) => Some(handle),
@@ -38,21 +33,17 @@ pub fn install() {
 
 pub fn render() -> String {
     install();
-    HANDLE
-        .get()
-        .and_then(Option::as_ref)
-        .map(PrometheusHandle::render)
-        .unwrap_or_default()
+    HANDLE.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default()
 }
 
 pub fn record_pool(store: &Store) {
     let stats = store.pool_stats();
     let backend = store.backend().name();
-    for (pool, size, idle) in [
-        ("read", stats.read_size, stats.read_idle),
-        ("write", stats.write_size, stats.write_idle),
-    ] {
-        metrics::gauge!("plaza_db_pool_connections", "backend" => backend, "pool" => pool, "state" => "idle").set(idle as f64);
+    for (pool, size, idle) in
+        [("read", stats.read_size, stats.read_idle), ("write", stats.write_size, stats.write_idle)]
+    {
+        metrics::gauge!("plaza_db_pool_connections", "backend" => backend, "pool" => pool, "state" => "idle")
+            .set(idle as f64);
         metrics::gauge!("plaza_db_pool_connections", "backend" => backend, "pool" => pool, "state" => "in_use")
             .set(size.saturating_sub(idle as u32) as f64);
     }

@@ -11,11 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router(store: Store) -> OpenApiRouter {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
-        .routes(routes!(metrics))
-        .with_state(store)
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics)).with_state(store)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,9 +23,7 @@ pub struct Health {
 /// Liveness: the process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
 async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health {
-        status: "ok".to_string(),
-    })
+    axum::Json(Health { status: "ok".to_string() })
 }
 
 /// Readiness: the database answers.
@@ -37,14 +31,9 @@ async fn healthz() -> axum::Json<Health> {
     (status = 200, description = "Ready", body = Health)))]
 async fn readyz(State(store): State<Store>) -> Result<axum::Json<Health>, Problem> {
     if store.ping().await {
-        Ok(axum::Json(Health {
-            status: "ok".to_string(),
-        }))
+        Ok(axum::Json(Health { status: "ok".to_string() }))
     } else {
-        Err(Problem::new(
-            ErrorCode::Unavailable,
-            "the database is not reachable",
-        ))
+        Err(Problem::new(ErrorCode::Unavailable, "the database is not reachable"))
     }
 }
 
@@ -53,8 +42,5 @@ async fn readyz(State(store): State<Store>) -> Result<axum::Json<Health>, Proble
     (status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(store): State<Store>) -> impl IntoResponse {
     crate::metrics::record_pool(&store);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
 }

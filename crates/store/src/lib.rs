@@ -47,12 +47,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration {service}/{version} ({name}) failed: {source}")]
-    Migration {
-        service: &'static str,
-        version: i64,
-        name: &'static str,
-        source: sqlx::Error,
-    },
+    Migration { service: &'static str, version: i64, name: &'static str, source: sqlx::Error },
     #[error("migration {service}/{version} was changed after it was applied (checksum differs)")]
     MigrationChanged { service: String, version: i64 },
 }
@@ -113,29 +108,21 @@ impl Store {
                 .after_connect(|connection, _| {
                     Box::pin(async move {
                         connection
-                            .execute(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA query_only = ON;").as_str())
+                            .execute(
+                                format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA query_only = ON;")
+                                    .as_str(),
+                            )
                             .await?;
                         Ok(())
                     })
                 })
                 .connect(&with_sqlite_mode(url, "ro"))
                 .await?;
-            Ok(Self {
-                read,
-                write,
-                backend: Backend::Sqlite,
-            })
+            Ok(Self { read, write, backend: Backend::Sqlite })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = AnyPoolOptions::new()
-                .max_connections(pool_max)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect(url)
-                .await?;
-            Ok(Self {
-                read: pool.clone(),
-                write: pool,
-                backend: Backend::Postgres,
-            })
+            let pool =
+                AnyPoolOptions::new().max_connections(pool_max).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
+            Ok(Self { read: pool.clone(), write: pool, backend: Backend::Postgres })
         } else {
             Err(StoreError::UnsupportedUrl(redact(url)))
         }
@@ -193,9 +180,7 @@ impl Store {
 
 /// True when `error` is a violated unique constraint, on either engine.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|database_error| database_error.is_unique_violation())
+    error.as_database_error().is_some_and(|database_error| database_error.is_unique_violation())
 }
 
 fn with_sqlite_mode(url: &str, mode: &str) -> String {
@@ -209,12 +194,7 @@ pub fn redact(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
             match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &url[at..]),
                 None => url.to_string(),
             }
         }
@@ -228,46 +208,22 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redact("postgres://plaza:secret@db:5432/plaza"),
-            "postgres://plaza:***@db:5432/plaza"
-        );
-        assert_eq!(
-            redact("postgres://plaza@db/plaza"),
-            "postgres://plaza@db/plaza"
-        );
+        assert_eq!(redact("postgres://plaza:secret@db:5432/plaza"), "postgres://plaza:***@db:5432/plaza");
+        assert_eq!(redact("postgres://plaza@db/plaza"), "postgres://plaza@db/plaza");
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 
     #[tokio::test]
     async fn sqlite_store_reads_what_it_writes_and_refuses_writes_on_the_read_pool() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 4)
-            .await
-            .expect("connect");
-        sqlx::query("CREATE TABLE t (n BIGINT NOT NULL)")
-            .execute(store.write())
-            .await
-            .expect("create");
-        sqlx::query("INSERT INTO t (n) VALUES ($1)")
-            .bind(7_i64)
-            .execute(store.write())
-            .await
-            .expect("insert");
-        let n: i64 = sqlx::query_scalar("SELECT n FROM t")
-            .fetch_one(store.read())
-            .await
-            .expect("select");
+        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 4).await.expect("connect");
+        sqlx::query("CREATE TABLE t (n BIGINT NOT NULL)").execute(store.write()).await.expect("create");
+        sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(7_i64).execute(store.write()).await.expect("insert");
+        let n: i64 = sqlx::query_scalar("SELECT n FROM t").fetch_one(store.read()).await.expect("select");
         assert_eq!(n, 7);
-        assert!(sqlx::query("INSERT INTO t (n) VALUES (1)")
-            .execute(store.read())
-            .await
-            .is_err());
+        assert!(sqlx::query("INSERT INTO t (n) VALUES (1)").execute(store.read()).await.is_err());
         assert!(store.ping().await);
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(store.write())
-            .await
-            .expect("pragma");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.write()).await.expect("pragma");
         assert_eq!(mode, "wal");
     }
 }

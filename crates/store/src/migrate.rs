@@ -45,12 +45,8 @@ impl Migration {
 
 impl Store {
     /// Applies every migration not yet applied, in order, each in its own transaction.
-    pub async fn migrate(
-        &self,
-        migrations: &[Migration],
-    ) -> Result<Vec<AppliedMigration>, StoreError> {
-        let mut connection = self.write().acquire().await?;
-        sqlx::raw_sql(
+    pub async fn migrate(&self, migrations: &[Migration]) -> Result<Vec<AppliedMigration>, StoreError> {
+        sqlx::query(
             "CREATE TABLE IF NOT EXISTS plaza_migrations (
                 service TEXT NOT NULL,
                 version BIGINT NOT NULL,
@@ -60,16 +56,24 @@ impl Store {
                 PRIMARY KEY (service, version)
             )",
         )
-        .execute(&mut *connection)
+        .execute(self.write())
         .await?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(POSTGRES_MIGRATION_LOCK)
-                .execute(&mut *connection)
-                .await?;
-        }
-        let result = self.apply_pending(&mut connection, migrations).await;
-        if self.backend() == Backend::Postgres {
+        // On PostgreSQL a session-level advisory lock, held on a connection of its own,
+        // makes nodes starting together migrate one after another. (SQLite's single
+        // writer already serialises them, and its pool has no second connection to spare.)
+        let lock = match self.backend() {
+            Backend::Postgres => {
+                let mut connection = self.write().acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(POSTGRES_MIGRATION_LOCK)
+                    .execute(&mut *connection)
+                    .await?;
+                Some(connection)
+            }
+            Backend::Sqlite => None,
+        };
+        let result = self.apply_pending(migrations).await;
+        if let Some(mut connection) = lock {
             sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(POSTGRES_MIGRATION_LOCK)
                 .execute(&mut *connection)
@@ -78,14 +82,9 @@ impl Store {
         result
     }
 
-    async fn apply_pending(
-        &self,
-        connection: &mut sqlx::pool::PoolConnection<sqlx::Any>,
-        migrations: &[Migration],
-    ) -> Result<Vec<AppliedMigration>, StoreError> {
-        let rows = sqlx::query("SELECT service, version, checksum FROM plaza_migrations")
-            .fetch_all(&mut **connection)
-            .await?;
+    async fn apply_pending(&self, migrations: &[Migration]) -> Result<Vec<AppliedMigration>, StoreError> {
+        let rows =
+            sqlx::query("SELECT service, version, checksum FROM plaza_migrations").fetch_all(self.write()).await?;
         let mut applied_before = std::collections::HashMap::new();
         for row in rows {
             let service: String = row.try_get("service")?;
@@ -106,29 +105,12 @@ impl Store {
                 }
                 None => {}
             }
-            let failed = |source| StoreError::Migration {
+            self.apply_one(migration, &checksum).await.map_err(|source| StoreError::Migration {
                 service: migration.service,
                 version: migration.version,
                 name: migration.name,
                 source,
-            };
-            let mut transaction = sqlx::Connection::begin(&mut **connection).await?;
-            sqlx::raw_sql(migration.sql(self.backend()))
-                .execute(&mut *transaction)
-                .await
-                .map_err(failed)?;
-            sqlx::query(
-                "INSERT INTO plaza_migrations (service, version, name, checksum, applied_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(migration.service)
-            .bind(migration.version)
-            .bind(migration.name)
-            .bind(&checksum)
-            .bind(plaza_kernel::Timestamp::now().unix_millis())
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed)?;
-            transaction.commit().await.map_err(failed)?;
+            })?;
             tracing::info!(
                 service = migration.service,
                 version = migration.version,
@@ -143,6 +125,30 @@ impl Store {
         }
         Ok(applied_now)
     }
+
+    async fn apply_one(&self, migration: &Migration, checksum: &str) -> Result<(), sqlx::Error> {
+        let mut transaction = self.begin().await?;
+        for statement in statements(migration.sql(self.backend())) {
+            sqlx::query(statement).execute(&mut *transaction).await?;
+        }
+        sqlx::query(
+            "INSERT INTO plaza_migrations (service, version, name, checksum, applied_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(migration.service)
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(checksum)
+        .bind(plaza_kernel::Timestamp::now().unix_millis())
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await
+    }
+}
+
+/// Splits a migration into statements at each `;`. Migrations are ours, so the rule is
+/// simple: never put a `;` inside a string literal or a trigger body.
+fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|statement| !statement.is_empty())
 }
 
 #[cfg(test)]
@@ -154,38 +160,23 @@ mod tests {
         version: 1,
         name: "things",
         sqlite: "CREATE TABLE things (id TEXT PRIMARY KEY); CREATE INDEX things_id ON things (id);",
-        postgres:
-            "CREATE TABLE things (id TEXT PRIMARY KEY); CREATE INDEX things_id ON things (id);",
+        postgres: "CREATE TABLE things (id TEXT PRIMARY KEY); CREATE INDEX things_id ON things (id);",
     };
 
     #[tokio::test]
     async fn migrations_apply_once_and_detect_edits() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 2)
-            .await
-            .expect("connect");
+        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 2).await.expect("connect");
         assert_eq!(store.migrate(&[FIRST]).await.expect("first run").len(), 1);
-        assert!(store
-            .migrate(&[FIRST])
-            .await
-            .expect("second run")
-            .is_empty());
-        let edited = Migration {
-            sqlite: "CREATE TABLE other (id TEXT);",
-            ..FIRST
-        };
-        assert!(matches!(
-            store.migrate(&[edited]).await,
-            Err(StoreError::MigrationChanged { .. })
-        ));
+        assert!(store.migrate(&[FIRST]).await.expect("second run").is_empty());
+        let edited = Migration { sqlite: "CREATE TABLE other (id TEXT);", ..FIRST };
+        assert!(matches!(store.migrate(&[edited]).await, Err(StoreError::MigrationChanged { .. })));
     }
 
     #[tokio::test]
     async fn a_failing_migration_leaves_nothing_behind() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 2)
-            .await
-            .expect("connect");
+        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 2).await.expect("connect");
         let broken = Migration {
             service: "test",
             version: 1,
@@ -193,15 +184,11 @@ mod tests {
             sqlite: "CREATE TABLE half (id TEXT); THIS IS NOT SQL;",
             postgres: "",
         };
-        assert!(matches!(
-            store.migrate(&[broken]).await,
-            Err(StoreError::Migration { .. })
-        ));
-        let tables: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'")
-                .fetch_one(store.read())
-                .await
-                .expect("count");
+        assert!(matches!(store.migrate(&[broken]).await, Err(StoreError::Migration { .. })));
+        let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'")
+            .fetch_one(store.read())
+            .await
+            .expect("count");
         assert_eq!(tables, 0);
     }
 }

@@ -1,0 +1,198 @@
+//! Test support: a real Plaza server on a free port with a fresh database per test, on
+//! SQLite (a temporary directory) or PostgreSQL (a new database in the cluster named by
+//! `PLAZA_TEST_DATABASE_URL`, which `scripts/test` starts), and a small HTTP client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use plaza_server::config::Config;
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per database for each named `async fn(Db)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::support::Db::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::support::Db::Postgres).await }
+            )*
+        }
+    };
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A response as a client sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Asserts this is a problem document with the given status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status, status, "expected {status} {code}, got {}: {}", self.status, self.text);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{}", self.text);
+        assert_eq!(self.body["code"], code, "{}", self.text);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string() && self.body["type"].is_string());
+        self
+    }
+}
+
+/// A fresh database URL for one test.
+pub async fn fresh_database(db: Db, dir: &std::path::Path) -> String {
+    match db {
+        Db::Sqlite => plaza_store::Store::sqlite_url_in(dir),
+        Db::Postgres => {
+            let admin_url = std::env::var("PLAZA_TEST_DATABASE_URL").expect(
+                "PLAZA_TEST_DATABASE_URL must name a PostgreSQL cluster for the postgres tests; \
+                 scripts/test starts a throw-away one",
+            );
+            sqlx::any::install_default_drivers();
+            let name = format!("plaza_test_{}", plaza_kernel::new_id().to_ascii_lowercase());
+            let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                .await
+                .expect("connect to the test cluster");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
+            sqlx::Connection::close(admin).await.ok();
+            let (base, query) = match admin_url.split_once('?') {
+                Some((base, query)) => (base.to_string(), format!("?{query}")),
+                None => (admin_url.clone(), String::new()),
+            };
+            let prefix =
+                base.rsplit_once('/').map(|(prefix, _)| prefix.to_string()).expect("a database URL with a path");
+            format!("{prefix}/{name}{query}")
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database(db, dir.path()).await;
+        let mut config = Config::for_test(dir.path(), Some(database_url.clone()));
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(plaza_server::serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let server = Self {
+            base: format!("http://{addr}"),
+            database_url,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = self.client.get(format!("{}/readyz", self.base)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the server did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+
+    pub async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_reply(request.send().await.expect("request")).await
+    }
+
+    pub async fn raw(&self, request: reqwest::RequestBuilder) -> Reply {
+        into_reply(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request("GET", path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.request("POST", path, token, Some(body)).await
+    }
+
+    /// Registers `username` (password `password-<username>`) and returns (token, user id).
+    pub async fn register(&self, username: &str) -> (String, String) {
+        let reply = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                serde_json::json!({"username": username, "password": format!("password-{username}"), "display_name": username}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "register {username}: {}", reply.text);
+        (reply.body["token"].as_str().unwrap().to_string(), reply.body["user"]["id"].as_str().unwrap().to_string())
+    }
+
+    /// A direct connection to this test's database, for arranging what the API cannot
+    /// (such as a session unused for 31 days).
+    pub async fn database(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&self.database_url).await.expect("connect")
+    }
+}
+
+async fn into_reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, headers, body, text }
+}
