@@ -38,6 +38,16 @@ where
 
 /// Parses a JSON document into `T`, classifying failures the way the API promises.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // Syntax first, over the whole document: a body that is both malformed and incomplete
+    // is malformed.
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(Problem::new(ErrorCode::MalformedJson, strip_position(&error.to_string())));
+    }
+    // Every Plaza request body is an object; serde would otherwise accept an array for a
+    // struct, field by position.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::invalid_field("", "the body must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -163,8 +163,10 @@ impl Problem {
         Self::new(ErrorCode::Internal, ErrorCode::Internal.title())
     }
 
+    /// Names the offending field; an empty name (the body as a whole) names none.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        let field = field.into();
+        self.field = (!field.is_empty()).then_some(field);
         self
     }
 

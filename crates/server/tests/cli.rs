@@ -1,0 +1,169 @@
+//! The `plaza` binary as an operator runs it: flags, start-up errors, migrate, demo, JSON
+//! logs and graceful shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn plaza() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plaza"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PLAZA_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+#[test]
+fn version_and_help_describe_the_binary() {
+    let version = plaza().arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("plaza {}", env!("CARGO_PKG_VERSION")));
+    let help = plaza().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for word in
+        ["serve", "migrate", "demo", "PLAZA_ADDR", "PLAZA_DATABASE_URL", "PLAZA_DATA_DIR", "PLAZA_ADMINS", "PLAZA_LOG"]
+    {
+        assert!(text.contains(word), "--help mentions {word}:\n{text}");
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("PLAZA_ADDR", "not-an-address"),
+        ("PLAZA_DATABASE_URL", "mysql://localhost/plaza"),
+        ("PLAZA_ADMINS", "alice,not valid"),
+        ("PLAZA_LOG", "info,[[["),
+        ("PLAZA_LOG_FORMAT", "yaml"),
+        ("PLAZA_DB_POOL_MAX", "lots"),
+    ];
+    for (setting, value) in cases {
+        let output = plaza().env("PLAZA_DATA_DIR", dir.path()).env(setting, value).arg("migrate").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{setting}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line for {setting}: {stderr}");
+        assert!(stderr.contains(setting), "{stderr}");
+    }
+    // A flag mirrors its variable and names the same setting.
+    let output = plaza().args(["--addr", "nope", "migrate"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("PLAZA_ADDR"));
+}
+
+#[test]
+fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = plaza().env("PLAZA_DATA_DIR", dir.path()).arg("migrate").output().unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(dir.path().join("plaza.db").exists());
+    let first = plaza().env("PLAZA_DATA_DIR", dir.path()).arg("demo").output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = plaza().env("PLAZA_DATA_DIR", dir.path()).arg("demo").output().unwrap();
+    assert!(second.status.success());
+    let text = String::from_utf8_lossy(&second.stdout);
+    for name in ["alice", "bob", "carol", "dave", "plaza-demo"] {
+        assert!(text.contains(name), "{text}");
+    }
+    assert_eq!(String::from_utf8_lossy(&first.stdout), text);
+}
+
+/// Starts `plaza serve` on a free port and returns the child and its base URL.
+fn spawn_server(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut command = plaza();
+    command
+        .env("PLAZA_DATA_DIR", dir)
+        .env("PLAZA_ADDR", "127.0.0.1:0")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .map(|url| url.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    (child, base)
+}
+
+fn in_flight(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with("plaza_http_requests_in_flight"))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_json_logs_carry_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn_server(dir.path(), &[("PLAZA_LOG_FORMAT", "json"), ("PLAZA_LOG", "info")]);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "server never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Registrations are slow on purpose (argon2id), so several are in flight at once.
+    let registrations: Vec<_> = (0..8)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!("{base}/api/v1/auth/register");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&serde_json::json!({"username": format!("late_{n}"), "password": "long enough"}))
+                    .send()
+                    .await
+                    .map(|response| response.status().as_u16())
+            })
+        })
+        .collect();
+    // Wait until the server reports them in flight (the metrics request itself is one more).
+    loop {
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        if in_flight(&metrics) >= 4.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "requests never showed as in flight");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+
+    let mut statuses = Vec::new();
+    for registration in registrations {
+        statuses.push(registration.await.unwrap());
+    }
+    let finished = statuses.iter().filter(|status| matches!(status, Ok(201))).count();
+    let refused = statuses.iter().filter(|status| status.is_err()).count();
+    assert!(finished >= 3, "the requests in flight at SIGTERM completed: {statuses:?}");
+    assert_eq!(finished + refused, 8, "each request either completed or was never accepted: {statuses:?}");
+
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
+    assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "no longer listening");
+
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let mut saw_request_log = false;
+    for line in stderr.lines().filter(|line| !line.trim().is_empty()) {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if entry["fields"]["message"] == "registered" {
+            assert_eq!(entry["span"]["request_id"].as_str().map(str::len), Some(26), "{line}");
+            saw_request_log = true;
+        }
+    }
+    assert!(saw_request_log, "{stderr}");
+}

@@ -1,0 +1,207 @@
+//! The error model, request ids, the OpenAPI document and the operations endpoints, over
+//! real HTTP on both databases.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::json;
+use support::{Db, TestServer};
+
+on_both_databases!(
+    malformed_json_is_a_400_problem,
+    a_body_of_the_wrong_shape_is_a_422_naming_the_field,
+    a_body_over_one_mebibyte_is_a_413_problem,
+    a_body_that_is_not_json_is_a_415_problem,
+    unknown_routes_and_methods_are_problems,
+    every_response_carries_a_request_id_that_problems_repeat,
+    the_openapi_document_is_3_1_and_describes_every_route,
+    the_api_reference_page_is_served,
+    health_readiness_and_metrics_answer,
+);
+
+async fn malformed_json_is_a_400_problem(db: Db) {
+    let server = TestServer::start(db).await;
+    for body in ["{\"username\": ", "not json", "{\"username\": \"a\"} trailing", ""] {
+        let reply = server
+            .raw(
+                server
+                    .client
+                    .post(format!("{}/api/v1/auth/login", server.base))
+                    .header("content-type", "application/json")
+                    .body(body.to_string()),
+            )
+            .await;
+        reply.assert_problem(400, "malformed_json");
+    }
+}
+
+async fn a_body_of_the_wrong_shape_is_a_422_naming_the_field(db: Db) {
+    let server = TestServer::start(db).await;
+    let reply = server.post("/api/v1/auth/login", None, json!({"username": "ann"})).await;
+    reply.assert_problem(422, "invalid_field");
+    assert_eq!(reply.body["field"], "password");
+    let reply = server.post("/api/v1/auth/login", None, json!(["an", "array"])).await;
+    reply.assert_problem(422, "invalid_field");
+    let reply = server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": 12345678})).await;
+    reply.assert_problem(422, "invalid_field");
+    assert_eq!(reply.body["field"], "password");
+}
+
+async fn a_body_over_one_mebibyte_is_a_413_problem(db: Db) {
+    let server = TestServer::start(db).await;
+    let big = format!("{{\"username\": \"ann\", \"password\": \"{}\"}}", "x".repeat(1024 * 1024));
+    let reply = server
+        .raw(
+            server
+                .client
+                .post(format!("{}/api/v1/auth/register", server.base))
+                .header("content-type", "application/json")
+                .body(big),
+        )
+        .await;
+    reply.assert_problem(413, "payload_too_large");
+    // Also when the client does not announce the length (chunked), the limit holds.
+    let response = send_chunked(&server.base, "/api/v1/auth/register", 20, 64 * 1024).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("payload_too_large"), "{response}");
+    let mut database = server.database().await;
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut database).await.unwrap();
+    assert_eq!(users, 0);
+}
+
+/// Sends `chunks` chunks of `chunk_bytes` spaces as a chunked JSON body over a raw
+/// socket and returns the start of the response.
+async fn send_chunked(base: &str, path: &str, chunks: usize, chunk_bytes: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{chunk_bytes:x}\r\n{}\r\n", " ".repeat(chunk_bytes));
+    for _ in 0..chunks {
+        // The server may answer and close before the whole body is sent.
+        if socket.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).to_string()
+}
+
+async fn a_body_that_is_not_json_is_a_415_problem(db: Db) {
+    let server = TestServer::start(db).await;
+    let reply = server
+        .raw(
+            server
+                .client
+                .post(format!("{}/api/v1/auth/login", server.base))
+                .header("content-type", "text/plain")
+                .body("username=ann"),
+        )
+        .await;
+    reply.assert_problem(415, "unsupported_media_type");
+}
+
+async fn unknown_routes_and_methods_are_problems(db: Db) {
+    let server = TestServer::start(db).await;
+    server.get("/api/v1/no/such/route", None).await.assert_problem(404, "not_found");
+    server.get("/nothing-here", None).await.assert_problem(404, "not_found");
+    let reply = server.request("DELETE", "/api/v1/me", None, None).await;
+    reply.assert_problem(405, "method_not_allowed");
+    assert!(reply.header("allow").unwrap().contains("GET"));
+}
+
+async fn every_response_carries_a_request_id_that_problems_repeat(db: Db) {
+    let server = TestServer::start(db).await;
+    let ok = server.get("/healthz", None).await;
+    let first = ok.header("x-request-id").unwrap().to_string();
+    assert_eq!(first.len(), 26);
+    let problem = server.get("/api/v1/me", None).await;
+    let id = problem.header("x-request-id").unwrap();
+    assert_ne!(id, first);
+    assert_eq!(problem.body["request_id"], id);
+
+    let supplied = server
+        .raw(server.client.get(format!("{}/api/v1/me", server.base)).header("x-request-id", "trace-abc_123"))
+        .await;
+    assert_eq!(supplied.header("x-request-id"), Some("trace-abc_123"));
+    assert_eq!(supplied.body["request_id"], "trace-abc_123");
+    // An id that could forge a log line is replaced, not echoed.
+    let hostile =
+        server.raw(server.client.get(format!("{}/healthz", server.base)).header("x-request-id", "x y\tinjected")).await;
+    assert_ne!(hostile.header("x-request-id"), Some("x y\tinjected"));
+}
+
+async fn the_openapi_document_is_3_1_and_describes_every_route(db: Db) {
+    let server = TestServer::start(db).await;
+    let reply = server.get("/api/v1/openapi.json", None).await;
+    assert_eq!(reply.status, 200);
+    let document = &reply.body;
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/auth/register", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/me", "get"),
+        ("/api/v1/users/{id}", "get"),
+        ("/api/v1/users", "get"),
+        ("/api/v1/contacts", "post"),
+        ("/api/v1/contacts", "get"),
+        ("/api/v1/contacts/{user_id}/accept", "post"),
+        ("/api/v1/contacts/{user_id}", "delete"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        assert_eq!(
+            operation["responses"]["default"]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem",
+            "{method} {path} documents its problems"
+        );
+    }
+    assert!(paths["/api/v1/me"]["get"]["security"].is_array());
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let user = &document["components"]["schemas"]["User"]["properties"];
+    for field in ["id", "username", "display_name", "avatar_url", "created_at"] {
+        assert!(user[field].is_object(), "User.{field}");
+    }
+}
+
+async fn the_api_reference_page_is_served(db: Db) {
+    let server = TestServer::start(db).await;
+    let reply = server.get("/api/docs", None).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("content-type").unwrap().starts_with("text/html"));
+    assert!(reply.text.contains("/api/v1/openapi.json"));
+}
+
+async fn health_readiness_and_metrics_answer(db: Db) {
+    let server = TestServer::start(db).await;
+    assert_eq!(server.get("/healthz", None).await.body["status"], "ok");
+    assert_eq!(server.get("/readyz", None).await.body["status"], "ok");
+    server.register("metered").await;
+    server.get("/api/v1/me", None).await;
+    let metrics = server.get("/metrics", None).await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
+    let text = &metrics.text;
+    assert!(
+        text.lines().any(|line| line.starts_with("plaza_http_requests_total")
+            && line.contains("route=\"/api/v1/auth/register\"")
+            && line.contains("status=\"201\"")),
+        "{text}"
+    );
+    assert!(text.lines().any(|line| line.starts_with("plaza_http_requests_total")
+        && line.contains("route=\"/api/v1/me\"")
+        && line.contains("status=\"401\"")));
+    assert!(text.contains("plaza_http_request_duration_seconds_bucket"));
+    assert!(text.contains("plaza_db_pool_connections"));
+    assert!(text.contains("plaza_http_requests_in_flight"));
+}
