@@ -13,9 +13,10 @@ pub mod model;
 mod password;
 pub mod routes;
 mod service;
+mod session_cache;
 
 pub use migrations::MIGRATIONS;
 pub use model::{ContactStatus, DisplayName, Password, User, Username};
 pub use password::PasswordHasher;
 pub use routes::{router, CurrentUser};
-pub use service::{Accounts, AccountsConfig, AccountsError, Contact, Session};
+pub use service::{Accounts, AccountsConfig, AccountsError, Contact, Session, DEFAULT_SESSION_CACHE_TTL};

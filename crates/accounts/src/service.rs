@@ -3,6 +3,7 @@
 
 use crate::model::{ContactStatus, DisplayName, Password, User, Username};
 use crate::password::{HashError, PasswordHasher};
+use crate::session_cache::SessionCache;
 use plaza_http::RateLimiter;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
 use plaza_store::{is_unique_violation, AnyRow, Row, Store};
@@ -16,6 +17,10 @@ pub const SESSION_IDLE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// `last_used_at` is written at most this often per session, so that authenticating a
 /// request is a read, not a write.
 const SESSION_TOUCH_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long an authenticated session is served from memory by default.
+pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(10);
+/// The most sessions held in memory per node.
+const SESSION_CACHE_ENTRIES_MAX: usize = 100_000;
 /// The longest search query accepted.
 pub const SEARCH_QUERY_MAX_CHARS: usize = 64;
 
@@ -28,6 +33,8 @@ pub struct AccountsConfig {
     pub auth_attempts_per_address_per_minute: u32,
     /// Login/register attempts allowed per username per minute.
     pub auth_attempts_per_username_per_minute: u32,
+    /// How long an authenticated session may be served from memory (zero: never).
+    pub session_cache_ttl: Duration,
 }
 
 impl Default for AccountsConfig {
@@ -36,6 +43,7 @@ impl Default for AccountsConfig {
             admins: HashSet::new(),
             auth_attempts_per_address_per_minute: 30,
             auth_attempts_per_username_per_minute: 10,
+            session_cache_ttl: DEFAULT_SESSION_CACHE_TTL,
         }
     }
 }
@@ -93,6 +101,7 @@ struct Inner {
     admins: HashSet<String>,
     limit_by_address: RateLimiter,
     limit_by_username: RateLimiter,
+    sessions: SessionCache,
 }
 
 const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.avatar_url, u.created_at";
@@ -107,6 +116,7 @@ impl Accounts {
                 admins: config.admins,
                 limit_by_address: RateLimiter::new(config.auth_attempts_per_address_per_minute, minute, 100_000),
                 limit_by_username: RateLimiter::new(config.auth_attempts_per_username_per_minute, minute, 100_000),
+                sessions: SessionCache::new(config.session_cache_ttl, SESSION_CACHE_ENTRIES_MAX),
             }),
         })
     }
@@ -197,6 +207,9 @@ impl Accounts {
     /// The user a bearer token belongs to, if the session is live.
     pub async fn authenticate(&self, token: &str) -> Result<User, AccountsError> {
         let token_hash = hash_token(token).ok_or(AccountsError::Unauthenticated)?;
+        if let Some(user) = self.inner.sessions.get(&token_hash) {
+            return Ok(user);
+        }
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS}, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
         ))
@@ -220,12 +233,15 @@ impl Accounts {
                 .execute(self.inner.store.write())
                 .await?;
         }
-        Ok(user_from_row(&row)?)
+        let user = user_from_row(&row)?;
+        self.inner.sessions.put(&token_hash, &user);
+        Ok(user)
     }
 
     /// Revokes the session of `token`.
     pub async fn logout(&self, token: &str) -> Result<(), AccountsError> {
         let token_hash = hash_token(token).ok_or(AccountsError::Unauthenticated)?;
+        self.inner.sessions.remove(&token_hash);
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(&token_hash)
             .execute(self.inner.store.write())

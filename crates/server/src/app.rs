@@ -55,6 +55,7 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<(Accounts,)> {
             admins: config.admins.clone(),
             auth_attempts_per_address_per_minute: config.auth_attempts_per_address,
             auth_attempts_per_username_per_minute: config.auth_attempts_per_username,
+            session_cache_ttl: config.session_cache,
         },
     )?;
     Ok((accounts,))

@@ -42,6 +42,9 @@ pub struct SettingsArgs {
     /// Login/register attempts per username per minute [default: 10].
     #[arg(long, env = "PLAZA_AUTH_ATTEMPTS_PER_USERNAME", global = true, value_name = "N")]
     pub auth_attempts_per_username: Option<String>,
+    /// Seconds an authenticated session may be served from memory; 0 turns it off [default: 10].
+    #[arg(long, env = "PLAZA_SESSION_CACHE_SECONDS", global = true, value_name = "SECONDS")]
+    pub session_cache_seconds: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -61,6 +64,7 @@ struct FileSettings {
     auth_attempts_per_address: Option<u32>,
     auth_attempts_per_username: Option<u32>,
     shutdown_grace_seconds: Option<u64>,
+    session_cache_seconds: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +93,7 @@ pub struct Config {
     pub auth_attempts_per_address: u32,
     pub auth_attempts_per_username: u32,
     pub shutdown_grace: Duration,
+    pub session_cache: Duration,
 }
 
 /// A setting that cannot be used, named as the operator would write it.
@@ -173,6 +178,14 @@ impl Config {
         let grace_file = file.shutdown_grace_seconds.map(|s| s.min(u32::MAX as u64) as u32);
         let grace = number(&args.shutdown_grace_seconds, grace_file, 30, 0..=3600, "PLAZA_SHUTDOWN_GRACE_SECONDS")?;
 
+        let session_cache = number(
+            &args.session_cache_seconds,
+            file.session_cache_seconds,
+            10,
+            0..=300,
+            "PLAZA_SESSION_CACHE_SECONDS",
+        )?;
+
         Ok(Self {
             addr,
             data_dir,
@@ -184,6 +197,7 @@ impl Config {
             auth_attempts_per_address,
             auth_attempts_per_username,
             shutdown_grace: Duration::from_secs(grace as u64),
+            session_cache: Duration::from_secs(session_cache as u64),
         })
     }
 
@@ -200,6 +214,7 @@ impl Config {
             auth_attempts_per_address: 30,
             auth_attempts_per_username: 10,
             shutdown_grace: Duration::from_secs(5),
+            session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
         }
     }
 }
