@@ -173,8 +173,10 @@ pub struct UserPage {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct SearchParams {
     /// Prefix of a username or display name, 1–64 characters.
-    pub q: Option<String>,
+    #[param(min_length = 1, max_length = 64)]
+    pub q: String,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -240,6 +242,7 @@ pub struct ContactParams {
     /// Only contacts in this state.
     pub status: Option<ContactStatusBody>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -325,8 +328,7 @@ async fn search_users(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<axum::Json<UserPage>, Problem> {
     let limit = page_limit(params.limit)?;
-    let query = params.q.ok_or_else(|| Problem::invalid_field("q", "q (the search text) is required"))?;
-    let page = accounts.search(&query, limit, params.cursor.as_deref()).await?;
+    let page = accounts.search(&params.q, limit, params.cursor.as_deref()).await?;
     Ok(axum::Json(user_page(page)))
 }
 

@@ -88,7 +88,9 @@ where
             Err(rejection) => {
                 let text = rejection.body_text();
                 let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
-                let field = detail.split(':').next().filter(|name| !name.contains(' ')).unwrap_or("query");
+                let field = missing_field_name(detail)
+                    .or_else(|| detail.split(':').next().filter(|name| !name.contains(' ')))
+                    .unwrap_or("query");
                 Err(Problem::invalid_field(field.to_string(), detail.to_string()))
             }
         }
