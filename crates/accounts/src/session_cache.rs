@@ -50,11 +50,6 @@ impl SessionCache {
     pub fn remove(&self, token_hash: &str) {
         self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(token_hash);
     }
-
-    /// Forgets every session of one user (after a profile change, say).
-    pub fn remove_user(&self, user_id: &str) {
-        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, (user, _)| user.id != user_id);
-    }
 }
 
 #[cfg(test)]
@@ -83,8 +78,6 @@ mod tests {
             cache.put(key, &user(key));
         }
         assert!(cache.entries.read().map(|e| e.len()).unwrap_or(0) <= 2);
-        cache.remove_user("z");
-        assert!(cache.get("z").is_none());
     }
 
     #[test]

@@ -1,1 +1,52 @@
-fn main() {}
+//! `plaza-bench`: Plaza's benchmarks. Each subcommand starts a real `plaza serve` on a
+//! free loopback port with a fresh database, drives it, and prints Markdown rows ready
+//! for `docs/BENCHMARKS.md`. Every figure comes with a baseline measured in the same run
+//! (this machine is shared and noisy), and the ratio between them.
+
+mod me;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "plaza-bench", version, about = "Benchmarks for Plaza")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// GET /api/v1/me with a valid token under wrk (baseline: GET /healthz), and the cost
+    /// of one login (argon2id).
+    Me {
+        /// The plaza binary to benchmark (build it with --release).
+        #[arg(long, default_value = "target/release/plaza")]
+        plaza: PathBuf,
+        /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 10)]
+        duration: u32,
+        /// wrk connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// wrk threads.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Sequential logins to time.
+        #[arg(long, default_value_t = 30)]
+        logins: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Me { plaza, database_url, duration, connections, threads, logins } => {
+            me::run(me::Options { plaza, database_url, duration, connections, threads, logins }).await
+        }
+    }
+}

@@ -123,7 +123,8 @@ impl Config {
         }
         let data_dir = PathBuf::from(data_dir_text);
 
-        let database_url = match args.database_url.clone().or(file.database_url) {
+        // An empty variable (PLAZA_DATABASE_URL= in a unit file or script) means "not set".
+        let database_url = match args.database_url.clone().filter(|url| !url.trim().is_empty()).or(file.database_url) {
             Some(url)
                 if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") =>
             {

@@ -1,0 +1,161 @@
+//! `plaza-bench me`: the authenticated read path, and what one login costs.
+
+use crate::server::PlazaServer;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    pub plaza: PathBuf,
+    pub database_url: Option<String>,
+    pub duration: u32,
+    pub connections: u32,
+    pub threads: u32,
+    pub logins: u32,
+}
+
+/// What wrk reported for one run.
+struct WrkResult {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let server = PlazaServer::start(
+        &options.plaza,
+        options.database_url.as_deref(),
+        &[("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000"), ("PLAZA_AUTH_ATTEMPTS_PER_USERNAME", "100000")],
+    )?;
+    let client = reqwest::Client::new();
+    wait_ready(&client, &server.base).await?;
+
+    let register: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/register", server.base))
+        .json(&serde_json::json!({"username": "bench_user", "password": "bench-password"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = register["token"].as_str().context("no token from register")?.to_string();
+
+    let mut login_ms = Vec::new();
+    for _ in 0..options.logins {
+        let started = Instant::now();
+        let response = client
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&serde_json::json!({"username": "bench_user", "password": "bench-password"}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "login failed: {}", response.status());
+        login_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    login_ms.sort_by(f64::total_cmp);
+
+    let script = tempfile::NamedTempFile::new()?;
+    std::fs::write(script.path(), format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"))?;
+    let baseline = wrk(&options, &format!("{}/healthz", server.base), script.path())?;
+    let me = wrk(&options, &format!("{}/api/v1/me", server.base), script.path())?;
+    anyhow::ensure!(me.non_2xx == 0, "GET /me answered {} non-2xx responses", me.non_2xx);
+
+    println!("| backend | endpoint | requests/s | p50 | p99 | ratio to /healthz |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    for (name, result) in [("GET /healthz (baseline)", &baseline), ("GET /api/v1/me", &me)] {
+        println!(
+            "| {backend} | {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} |",
+            result.requests_per_second,
+            result.p50_ms,
+            result.p99_ms,
+            result.requests_per_second / baseline.requests_per_second
+        );
+    }
+    let percentile = |p: f64| login_ms[((login_ms.len() as f64 - 1.0) * p).round() as usize];
+    println!();
+    println!(
+        "login ({backend}, {} sequential): median {:.1} ms, p90 {:.1} ms, min {:.1} ms",
+        login_ms.len(),
+        percentile(0.5),
+        percentile(0.9),
+        login_ms[0]
+    );
+    Ok(())
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "plaza did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn wrk(options: &Options, url: &str, script: &std::path::Path) -> anyhow::Result<WrkResult> {
+    let output = Command::new("wrk")
+        .args([
+            "-t",
+            &options.threads.to_string(),
+            "-c",
+            &options.connections.to_string(),
+            "-d",
+            &format!("{}s", options.duration),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("running wrk (apt-get install -y wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(output.status.success(), "wrk failed: {text}");
+    let value_after = |label: &str| -> Option<String> {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(label))
+            .and_then(|line| line.split_whitespace().nth(1).map(str::to_string))
+    };
+    let requests_per_second: f64 =
+        value_after("Requests/sec:").and_then(|v| v.parse().ok()).context("no Requests/sec in wrk output")?;
+    let p50_ms = value_after("50%").map(|v| parse_latency_ms(&v)).context("no p50")??;
+    let p99_ms = value_after("99%").map(|v| parse_latency_ms(&v)).context("no p99")??;
+    let non_2xx = text
+        .lines()
+        .find(|line| line.contains("Non-2xx or 3xx responses:"))
+        .and_then(|line| line.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Ok(WrkResult { requests_per_second, p50_ms, p99_ms, non_2xx })
+}
+
+/// wrk prints latencies as `812.00us`, `2.65ms` or `1.02s`.
+fn parse_latency_ms(text: &str) -> anyhow::Result<f64> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        anyhow::bail!("unknown latency {text}")
+    };
+    Ok(number.parse::<f64>()? * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_latencies_are_read_in_milliseconds() {
+        assert_eq!(parse_latency_ms("812.00us").ok(), Some(0.812));
+        assert_eq!(parse_latency_ms("2.65ms").ok(), Some(2.65));
+        assert_eq!(parse_latency_ms("1.5s").ok(), Some(1500.0));
+        assert!(parse_latency_ms("fast").is_err());
+    }
+}
