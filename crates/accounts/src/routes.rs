@@ -86,6 +86,10 @@ impl From<AccountsError> for Problem {
             AccountsError::ContactNotFound => {
                 Problem::new(ErrorCode::ContactNotFound, "no contact or contact request with that user")
             }
+            AccountsError::Database(error) if plaza_store::is_unavailable(&error) => {
+                tracing::warn!(request_id = %plaza_http::request_id::current(), "database unavailable: {error}");
+                Problem::new(ErrorCode::Unavailable, "the database is not reachable; try again shortly")
+            }
             AccountsError::Database(error) => Problem::internal(&error),
             AccountsError::Hashing(error) => Problem::internal(&error),
         }

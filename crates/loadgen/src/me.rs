@@ -25,45 +25,39 @@ struct WrkResult {
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
-    let server = PlazaServer::start(
-        &options.plaza,
-        options.database_url.as_deref(),
-        &[("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000"), ("PLAZA_AUTH_ATTEMPTS_PER_USERNAME", "100000")],
-    )?;
+    let limits = [("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000"), ("PLAZA_AUTH_ATTEMPTS_PER_USERNAME", "100000")];
     let client = reqwest::Client::new();
+
+    let server = PlazaServer::start(&options.plaza, options.database_url.as_deref(), &limits)?;
     wait_ready(&client, &server.base).await?;
-
-    let register: serde_json::Value = client
-        .post(format!("{}/api/v1/auth/register", server.base))
-        .json(&serde_json::json!({"username": "bench_user", "password": "bench-password"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = register["token"].as_str().context("no token from register")?.to_string();
-
-    let mut login_ms = Vec::new();
-    for _ in 0..options.logins {
-        let started = Instant::now();
-        let response = client
-            .post(format!("{}/api/v1/auth/login", server.base))
-            .json(&serde_json::json!({"username": "bench_user", "password": "bench-password"}))
-            .send()
-            .await?;
-        anyhow::ensure!(response.status().is_success(), "login failed: {}", response.status());
-        login_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    login_ms.sort_by(f64::total_cmp);
-
+    let token = obtain_token(&client, &server.base).await?;
+    let login_ms = time_logins(&client, &server.base, options.logins).await?;
     let script = tempfile::NamedTempFile::new()?;
     std::fs::write(script.path(), format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"))?;
     let baseline = wrk(&options, &format!("{}/healthz", server.base), script.path())?;
-    let me = wrk(&options, &format!("{}/api/v1/me", server.base), script.path())?;
-    anyhow::ensure!(me.non_2xx == 0, "GET /me answered {} non-2xx responses", me.non_2xx);
+    let cached = wrk(&options, &format!("{}/api/v1/me", server.base), script.path())?;
+    drop(server);
 
+    // The same read with the session cache off: every request queries the database.
+    let mut uncached_settings = limits.to_vec();
+    uncached_settings.push(("PLAZA_SESSION_CACHE_SECONDS", "0"));
+    let server = PlazaServer::start(&options.plaza, options.database_url.as_deref(), &uncached_settings)?;
+    wait_ready(&client, &server.base).await?;
+    let token = obtain_token(&client, &server.base).await?;
+    std::fs::write(script.path(), format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"))?;
+    let uncached = wrk(&options, &format!("{}/api/v1/me", server.base), script.path())?;
+    drop(server);
+
+    for (name, result) in [("cached", &cached), ("uncached", &uncached)] {
+        anyhow::ensure!(result.non_2xx == 0, "GET /me ({name}) answered {} non-2xx responses", result.non_2xx);
+    }
     println!("| backend | endpoint | requests/s | p50 | p99 | ratio to /healthz |");
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
-    for (name, result) in [("GET /healthz (baseline)", &baseline), ("GET /api/v1/me", &me)] {
+    for (name, result) in [
+        ("GET /healthz (baseline)", &baseline),
+        ("GET /api/v1/me", &cached),
+        ("GET /api/v1/me, session cache off", &uncached),
+    ] {
         println!(
             "| {backend} | {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} |",
             result.requests_per_second,
@@ -82,6 +76,35 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         login_ms[0]
     );
     Ok(())
+}
+
+/// Registers the benchmark user, or logs in when an earlier run on the same database did.
+async fn obtain_token(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let credentials = serde_json::json!({"username": "bench_user", "password": "bench-password"});
+    let mut response = client.post(format!("{base}/api/v1/auth/register")).json(&credentials).send().await?;
+    if response.status() == reqwest::StatusCode::CONFLICT {
+        response = client.post(format!("{base}/api/v1/auth/login")).json(&credentials).send().await?;
+    }
+    anyhow::ensure!(response.status().is_success(), "could not sign in: {}", response.status());
+    let body: serde_json::Value = response.json().await?;
+    Ok(body["token"].as_str().context("no token")?.to_string())
+}
+
+/// Milliseconds each of `count` sequential logins took, sorted.
+async fn time_logins(client: &reqwest::Client, base: &str, count: u32) -> anyhow::Result<Vec<f64>> {
+    let mut login_ms = Vec::new();
+    for _ in 0..count.max(1) {
+        let started = Instant::now();
+        let response = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": "bench_user", "password": "bench-password"}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "login failed: {}", response.status());
+        login_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    login_ms.sort_by(f64::total_cmp);
+    Ok(login_ms)
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {

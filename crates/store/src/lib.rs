@@ -183,6 +183,12 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|database_error| database_error.is_unique_violation())
 }
 
+/// True when `error` means the database could not be reached (pool exhausted, connection
+/// refused or lost) rather than that a query was wrong: a 503, not a 500.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+}
+
 fn with_sqlite_mode(url: &str, mode: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}mode={mode}")
