@@ -99,7 +99,7 @@ impl From<AccountsError> for Problem {
 // ---- wire types ----
 
 /// A user's public profile.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = User)]
 pub struct UserBody {
     pub id: String,

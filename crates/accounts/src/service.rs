@@ -258,6 +258,25 @@ impl Accounts {
         Ok(user_from_row(&row)?)
     }
 
+    /// The users with these ids that exist, in no particular order (missing ids are
+    /// simply absent from the result).
+    pub async fn users(&self, ids: &[String]) -> Result<Vec<User>, AccountsError> {
+        let mut users = Vec::with_capacity(ids.len());
+        // Bounded statements: at most 500 parameters per query.
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.inner.store.read()).await? {
+                users.push(user_from_row(&row)?);
+            }
+        }
+        Ok(users)
+    }
+
     pub async fn user_by_username(&self, username: &str) -> Result<User, AccountsError> {
         let username = Username::parse(username).map_err(|_| AccountsError::UserNotFound)?;
         let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"))

@@ -34,6 +34,18 @@ pub enum ErrorCode {
     CannotContactSelf,
     /// No contact or contact request with that user.
     ContactNotFound,
+    /// No such conversation, or the caller is not a member of it.
+    ConversationNotFound,
+    /// The user named is not a member of the conversation.
+    NotAMember,
+    /// A group-only operation on a direct conversation.
+    NotAGroup,
+    /// Only the group's owner may do this.
+    NotConversationOwner,
+    /// Adding members would exceed the group's size limit.
+    GroupFull,
+    /// No such media, or the caller may not see it.
+    MediaNotFound,
     /// The request body is larger than the endpoint accepts.
     PayloadTooLarge,
     /// The body is not `application/json`.
@@ -58,6 +70,12 @@ impl ErrorCode {
             Self::NotFound | Self::UserNotFound | Self::ContactNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::ConversationNotFound => StatusCode::NOT_FOUND,
+            Self::NotAMember => StatusCode::NOT_FOUND,
+            Self::NotAGroup => StatusCode::CONFLICT,
+            Self::NotConversationOwner => StatusCode::FORBIDDEN,
+            Self::GroupFull => StatusCode::CONFLICT,
+            Self::MediaNotFound => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -81,6 +99,12 @@ impl ErrorCode {
             Self::UsernameTaken => "username_taken",
             Self::CannotContactSelf => "cannot_contact_self",
             Self::ContactNotFound => "contact_not_found",
+            Self::ConversationNotFound => "conversation_not_found",
+            Self::NotAMember => "not_a_member",
+            Self::NotAGroup => "not_a_group",
+            Self::NotConversationOwner => "not_conversation_owner",
+            Self::GroupFull => "group_full",
+            Self::MediaNotFound => "media_not_found",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited => "rate_limited",
@@ -105,6 +129,12 @@ impl ErrorCode {
             Self::UsernameTaken => "The username is taken",
             Self::CannotContactSelf => "You cannot add yourself as a contact",
             Self::ContactNotFound => "No such contact or contact request",
+            Self::ConversationNotFound => "No such conversation",
+            Self::NotAMember => "That user is not a member of this conversation",
+            Self::NotAGroup => "Only group conversations have members to add or remove",
+            Self::NotConversationOwner => "Only the group's owner can do that",
+            Self::GroupFull => "The group has as many members as it may have",
+            Self::MediaNotFound => "No such media",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "The request body must be application/json",
             Self::RateLimited => "Too many requests",
@@ -128,6 +158,12 @@ impl ErrorCode {
         Self::UsernameTaken,
         Self::CannotContactSelf,
         Self::ContactNotFound,
+        Self::ConversationNotFound,
+        Self::NotAMember,
+        Self::NotAGroup,
+        Self::NotConversationOwner,
+        Self::GroupFull,
+        Self::MediaNotFound,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::RateLimited,
@@ -185,6 +221,12 @@ impl Problem {
 
     pub fn field(&self) -> Option<&str> {
         self.field.as_deref()
+    }
+
+    /// The problem document as JSON, for transports other than an HTTP response (a
+    /// WebSocket `error` frame).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.body()).unwrap_or(serde_json::Value::Null)
     }
 
     fn body(&self) -> ProblemSchema {

@@ -2,13 +2,17 @@
 //! the OpenAPI document and the middleware every request passes through.
 
 use crate::config::Config;
+use crate::gateway::GatewayConfig;
 use crate::{docs, ops};
-use axum::extract::Request;
+use axum::extract::{FromRef, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use plaza_accounts::{Accounts, AccountsConfig};
+use plaza_bus::Bus;
+use plaza_chat::{Chat, ChatConfig};
+use plaza_events::Events;
 use plaza_http::{ErrorCode, Problem};
 use plaza_store::Store;
 use std::sync::Arc;
@@ -27,12 +31,30 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub store: Store,
     pub accounts: Accounts,
+    pub events: Events,
+    pub chat: Chat,
+    pub gateway: GatewayConfig,
     pub openapi_json: Arc<String>,
+}
+
+impl FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Accounts {
+        state.accounts.clone()
+    }
+}
+
+/// The services of one node.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub store: Store,
+    pub accounts: Accounts,
+    pub events: Events,
+    pub chat: Chat,
 }
 
 /// Every service's migrations, in dependency order.
 pub fn migrations() -> Vec<plaza_store::Migration> {
-    plaza_accounts::MIGRATIONS.to_vec()
+    [plaza_accounts::MIGRATIONS, plaza_events::MIGRATIONS, plaza_chat::MIGRATIONS].concat()
 }
 
 /// Connects to the database and applies pending migrations.
@@ -47,10 +69,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// The services over an open store.
-pub fn services(store: Store, config: &Config) -> anyhow::Result<(Accounts,)> {
+/// The services over an open store and this node's bus.
+pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Services> {
     let accounts = Accounts::new(
-        store,
+        store.clone(),
         AccountsConfig {
             admins: config.admins.clone(),
             auth_attempts_per_address_per_minute: config.auth_attempts_per_address,
@@ -58,25 +80,41 @@ pub fn services(store: Store, config: &Config) -> anyhow::Result<(Accounts,)> {
             session_cache_ttl: config.session_cache,
         },
     )?;
-    Ok((accounts,))
+    let events = Events::new(store.clone(), bus);
+    let chat = Chat::new(
+        store.clone(),
+        events.clone(),
+        accounts.clone(),
+        ChatConfig { group_members_max: config.group_members_max },
+    );
+    Ok(Services { store, accounts, events, chat })
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Plaza API", description = "The public HTTP API of Plaza, the self-hostable super app. Errors are RFC 9457 problem documents with a stable `code`."),
-    tags((name = "accounts", description = "Users, sessions and contacts"), (name = "operations", description = "Health and metrics")),
+    tags(
+        (name = "accounts", description = "Users, sessions and contacts"),
+        (name = "chat", description = "Conversations, messages and read receipts"),
+        (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
+        (name = "operations", description = "Health and metrics")),
     components(schemas(plaza_http::ProblemSchema))
 )]
 struct ApiDoc;
 
 /// The whole HTTP application.
-pub fn router(store: Store, accounts: Accounts) -> Router {
+pub fn router(services: Services, gateway: GatewayConfig) -> Router {
+    let Services { store, accounts, events, chat } = services;
+    // The gateway's routes are part of the document, so its state is built first with a
+    // placeholder document and completed below.
+    let mut state = AppState { store, accounts, events, chat, gateway, openapi_json: Arc::new(String::new()) };
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", plaza_accounts::router(accounts.clone()))
-        .merge(ops::router(store.clone()))
+        .nest("/api/v1", plaza_accounts::router(state.accounts.clone()))
+        .nest("/api/v1", plaza_chat::router(state.chat.clone()))
+        .merge(crate::gateway::router(state.clone()))
+        .merge(ops::router(state.store.clone()))
         .split_for_parts();
-    let openapi_json = Arc::new(docs::finish_openapi(openapi));
-    let state = AppState { store, accounts, openapi_json };
+    state.openapi_json = Arc::new(docs::finish_openapi(openapi));
 
     api.merge(docs::router(state.clone()))
         .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })

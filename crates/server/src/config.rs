@@ -45,6 +45,9 @@ pub struct SettingsArgs {
     /// Seconds an authenticated session may be served from memory; 0 turns it off [default: 10].
     #[arg(long, env = "PLAZA_SESSION_CACHE_SECONDS", global = true, value_name = "SECONDS")]
     pub session_cache_seconds: Option<String>,
+    /// The most members a group conversation may have [default: 500].
+    #[arg(long, env = "PLAZA_GROUP_MEMBERS_MAX", global = true, value_name = "N")]
+    pub group_members_max: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -65,6 +68,7 @@ struct FileSettings {
     auth_attempts_per_username: Option<u32>,
     shutdown_grace_seconds: Option<u64>,
     session_cache_seconds: Option<u32>,
+    group_members_max: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +98,9 @@ pub struct Config {
     pub auth_attempts_per_username: u32,
     pub shutdown_grace: Duration,
     pub session_cache: Duration,
+    pub group_members_max: usize,
+    /// Per-connection limits of the WebSocket gateway (not configurable from outside yet).
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 /// A setting that cannot be used, named as the operator would write it.
@@ -187,6 +194,9 @@ impl Config {
             "PLAZA_SESSION_CACHE_SECONDS",
         )?;
 
+        let group_members_max =
+            number(&args.group_members_max, file.group_members_max, 500, 2..=100_000, "PLAZA_GROUP_MEMBERS_MAX")?;
+
         Ok(Self {
             addr,
             data_dir,
@@ -199,6 +209,8 @@ impl Config {
             auth_attempts_per_username,
             shutdown_grace: Duration::from_secs(grace as u64),
             session_cache: Duration::from_secs(session_cache as u64),
+            group_members_max: group_members_max as usize,
+            gateway: Default::default(),
         })
     }
 
@@ -216,6 +228,8 @@ impl Config {
             auth_attempts_per_username: 10,
             shutdown_grace: Duration::from_secs(5),
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
+            group_members_max: 500,
+            gateway: Default::default(),
         }
     }
 }

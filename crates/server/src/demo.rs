@@ -23,7 +23,8 @@ pub struct DemoLogin {
 }
 
 pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<Vec<DemoLogin>> {
-    let (accounts,) = app::services(store, config)?;
+    let services = app::services(store, plaza_bus::Bus::in_process(), config)?;
+    let accounts = services.accounts.clone();
     let mut users: Vec<User> = Vec::new();
     for (username, display_name) in DEMO_USERS {
         let user = match accounts.register("demo-seed", username, DEMO_PASSWORD, Some(display_name)).await {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod docs;
+pub mod gateway;
 pub mod metrics;
 pub mod ops;
 
@@ -36,8 +37,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     metrics::install();
     let store = app::open_store(&config).await?;
-    let (accounts,) = app::services(store.clone(), &config)?;
-    let router = app::router(store.clone(), accounts);
+    let services = app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
+    let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
 

@@ -196,3 +196,91 @@ async fn into_reply(response: reqwest::Response) -> Reply {
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, headers, body, text }
 }
+
+/// A WebSocket client of the gateway.
+pub struct Socket {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl TestServer {
+    /// Opens `/api/v1/ws` with the token in the Authorization header and reads `hello`.
+    pub async fn socket(&self, token: &str) -> (Socket, Value) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/api/v1/ws", self.base.replace("http://", "ws://"));
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("websocket");
+        let mut socket = Socket { stream };
+        let hello = socket.next_frame().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        (socket, hello)
+    }
+
+    /// Sends a text message over HTTP and returns the message.
+    pub async fn send_text(&self, token: &str, conversation_id: &str, client_id: &str, text: &str) -> Value {
+        let reply = self
+            .post(
+                &format!("/api/v1/conversations/{conversation_id}/messages"),
+                Some(token),
+                serde_json::json!({"client_id": client_id, "kind": "text", "body": {"text": text}}),
+            )
+            .await;
+        assert!(reply.status == 201 || reply.status == 200, "send: {}", reply.text);
+        reply.body
+    }
+
+    /// Creates a conversation and returns its id.
+    pub async fn conversation(&self, token: &str, kind: &str, member_ids: &[&str]) -> String {
+        let reply = self
+            .post("/api/v1/conversations", Some(token), serde_json::json!({"kind": kind, "member_ids": member_ids}))
+            .await;
+        assert!(reply.status == 201 || reply.status == 200, "create: {}", reply.text);
+        reply.body["id"].as_str().unwrap().to_string()
+    }
+}
+
+impl Socket {
+    pub async fn send(&mut self, frame: Value) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into()))
+            .await
+            .expect("send frame");
+    }
+
+    /// The next JSON frame (pings are skipped), waiting at most 10 s.
+    pub async fn next_frame(&mut self) -> Value {
+        self.try_next_frame(Duration::from_secs(10)).await.expect("a frame within 10 s")
+    }
+
+    /// The next JSON frame, or `None` if the socket closed or nothing came within `wait`.
+    pub async fn try_next_frame(&mut self, wait: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            match message {
+                tokio_tungstenite::tungstenite::Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
+                tokio_tungstenite::tungstenite::Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Frames until one of type `frame_type` arrives; returns all of them, that one last.
+    pub async fn frames_until(&mut self, frame_type: &str) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next_frame().await;
+            let done = frame["type"] == frame_type;
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}

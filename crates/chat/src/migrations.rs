@@ -1,0 +1,44 @@
+use plaza_store::Migration;
+
+const SCHEMA: &str = r#"
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
+        title TEXT,
+        owner_id TEXT,
+        direct_key TEXT UNIQUE,
+        last_seq BIGINT NOT NULL DEFAULT 0,
+        last_activity_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE conversation_members (
+        conversation_id TEXT NOT NULL REFERENCES conversations (id),
+        user_id TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+        read_seq BIGINT NOT NULL DEFAULT 0,
+        joined_at BIGINT NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+    );
+    CREATE INDEX conversation_members_user ON conversation_members (user_id);
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id),
+        seq BIGINT NOT NULL,
+        sender_id TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (conversation_id, seq),
+        UNIQUE (conversation_id, sender_id, client_id)
+    );
+"#;
+
+/// The chat service's schema, in order. The DDL is portable, so both engines share it.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    service: "chat",
+    version: 1,
+    name: "conversations, members, messages",
+    sqlite: SCHEMA,
+    postgres: SCHEMA,
+}];

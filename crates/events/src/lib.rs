@@ -1,0 +1,288 @@
+//! The durable per-user event log behind the real-time gateway.
+//!
+//! Every event a user must not miss (`message.new`, `message.read`, …) is appended here
+//! **inside the transaction that causes it**, then announced on the bus after commit.
+//! Each user has a cursor that is 1, 2, 3, … without gaps: appending takes the user's
+//! counter row with an atomic upsert, so transactions touching one user commit in cursor
+//! order, and a reader that has seen cursor `n` knows the next one is `n + 1`. That is
+//! what lets the gateway deliver live events straight from the bus and fall back to the
+//! database only when it sees a gap (a lost or late notification) — with nothing missed
+//! and nothing repeated at the seam between replay and live delivery.
+//!
+//! Deadlock freedom on PostgreSQL: a transaction appends for its users in sorted id
+//! order, so two transactions never wait on each other's counters in a cycle.
+
+use bytes::Bytes;
+use plaza_bus::{Bus, BusError, Subscription};
+use plaza_kernel::Timestamp;
+use plaza_store::{Any, Migration, Row, Store, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The event log's schema.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    service: "events",
+    version: 1,
+    name: "per-user event log",
+    sqlite: r#"
+        CREATE TABLE user_event_cursors (
+            user_id TEXT PRIMARY KEY,
+            last_cursor BIGINT NOT NULL
+        );
+        CREATE TABLE user_events (
+            user_id TEXT NOT NULL,
+            cursor BIGINT NOT NULL,
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (user_id, cursor)
+        );
+    "#,
+    postgres: r#"
+        CREATE TABLE user_event_cursors (
+            user_id TEXT PRIMARY KEY,
+            last_cursor BIGINT NOT NULL
+        );
+        CREATE TABLE user_events (
+            user_id TEXT NOT NULL,
+            cursor BIGINT NOT NULL,
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (user_id, cursor)
+        );
+    "#,
+}];
+
+/// The most events one read returns.
+pub const READ_MAX: u32 = 500;
+
+/// One stored event of one user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub cursor: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Value,
+    pub created_at_ms: i64,
+}
+
+/// What the bus carries for a user: a durable event (with its cursor), or an ephemeral
+/// frame such as a typing indicator that is never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    Durable { event: Event },
+    Ephemeral { frame_type: String, data: Value },
+}
+
+/// Events appended in a transaction, to announce once it has committed.
+#[derive(Debug, Default)]
+#[must_use = "publish the appended events after the transaction commits"]
+pub struct Appended {
+    per_user: Vec<(String, Event)>,
+}
+
+impl Appended {
+    pub fn merge(&mut self, other: Appended) {
+        self.per_user.extend(other.per_user);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.per_user.is_empty()
+    }
+}
+
+/// The event log and the bus it announces on; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Events {
+    store: Store,
+    bus: Bus,
+}
+
+impl Events {
+    pub fn new(store: Store, bus: Bus) -> Self {
+        Self { store, bus }
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Appends one event for each of `user_ids` inside `transaction`.
+    pub async fn append(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        user_ids: &[String],
+        event_type: &str,
+        data: &Value,
+    ) -> Result<Appended, sqlx::Error> {
+        let mut users: Vec<&String> = user_ids.iter().collect();
+        users.sort();
+        users.dedup();
+        let created_at_ms = Timestamp::now().unix_millis();
+        let text = data.to_string();
+        let mut appended = Appended::default();
+        for user_id in users {
+            let cursor: i64 = sqlx::query_scalar(
+                "INSERT INTO user_event_cursors (user_id, last_cursor) VALUES ($1, 1)
+                 ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + 1
+                 RETURNING last_cursor",
+            )
+            .bind(user_id)
+            .fetch_one(&mut **transaction)
+            .await?;
+            sqlx::query(
+                "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(user_id)
+            .bind(cursor)
+            .bind(event_type)
+            .bind(&text)
+            .bind(created_at_ms)
+            .execute(&mut **transaction)
+            .await?;
+            appended.per_user.push((
+                user_id.clone(),
+                Event { cursor, event_type: event_type.to_string(), data: data.clone(), created_at_ms },
+            ));
+        }
+        Ok(appended)
+    }
+
+    /// Announces committed events on the bus. Losing an announcement is harmless: the
+    /// gateway notices the gap and reads the log.
+    pub fn publish(&self, appended: Appended) {
+        for (user_id, event) in appended.per_user {
+            self.publish_notice(&user_id, &Notice::Durable { event });
+        }
+    }
+
+    /// Sends a frame that is never stored (typing indicators) to the users' sockets.
+    pub fn publish_ephemeral(&self, user_ids: &[String], frame_type: &str, data: &Value) {
+        let notice = Notice::Ephemeral { frame_type: frame_type.to_string(), data: data.clone() };
+        for user_id in user_ids {
+            self.publish_notice(user_id, &notice);
+        }
+    }
+
+    fn publish_notice(&self, user_id: &str, notice: &Notice) {
+        match serde_json::to_vec(notice) {
+            Ok(payload) => self.bus.publish(&subject(user_id), Bytes::from(payload)),
+            Err(error) => tracing::error!("cannot encode a notice: {error}"),
+        }
+    }
+
+    pub fn subscribe(&self, user_id: &str) -> Result<Subscription, BusError> {
+        self.bus.subscribe(&subject(user_id))
+    }
+
+    /// Up to `limit` (at most [`READ_MAX`]) events of `user_id` after `cursor`, in order.
+    pub async fn after(&self, user_id: &str, cursor: i64, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT cursor, type, data, created_at FROM user_events WHERE user_id = $1 AND cursor > $2
+             ORDER BY cursor LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(cursor)
+        .bind(limit.clamp(1, READ_MAX) as i64)
+        .fetch_all(self.store.read())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let data: String = row.try_get("data")?;
+                Ok(Event {
+                    cursor: row.try_get("cursor")?,
+                    event_type: row.try_get("type")?,
+                    data: serde_json::from_str(&data).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+                    created_at_ms: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The cursor of the user's latest event (0 when there is none).
+    pub async fn latest_cursor(&self, user_id: &str) -> Result<i64, sqlx::Error> {
+        let cursor: Option<i64> = sqlx::query_scalar("SELECT last_cursor FROM user_event_cursors WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(self.store.read())
+            .await?;
+        Ok(cursor.unwrap_or(0))
+    }
+}
+
+/// The bus subject of one user's notices.
+pub fn subject(user_id: &str) -> String {
+    format!("user.{user_id}")
+}
+
+/// Parses a cursor a client sent back (the decimal form of the number); `None` if it is
+/// not one.
+pub fn parse_cursor(text: &str) -> Option<i64> {
+    let cursor: i64 = text.parse().ok()?;
+    (cursor >= 0 && text.len() <= 19).then_some(cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn events() -> (Events, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 2).await.expect("connect");
+        store.migrate(MIGRATIONS).await.expect("migrate");
+        (Events::new(store, Bus::in_process()), dir)
+    }
+
+    #[tokio::test]
+    async fn cursors_are_gap_free_per_user_and_announced_after_commit() {
+        let (events, _dir) = events().await;
+        let mut ann = events.subscribe("ann").expect("subscribe");
+        let users = vec!["bob".to_string(), "ann".to_string()];
+        for n in 0..3 {
+            let mut transaction = events.store.begin().await.expect("begin");
+            let appended = events
+                .append(&mut transaction, &users, "test.event", &serde_json::json!({"n": n}))
+                .await
+                .expect("append");
+            transaction.commit().await.expect("commit");
+            events.publish(appended);
+        }
+        let stored = events.after("ann", 0, 100).await.expect("read");
+        assert_eq!(stored.iter().map(|e| e.cursor).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(stored[2].data["n"], 2);
+        assert_eq!(events.after("bob", 1, 100).await.expect("read").len(), 2);
+        assert_eq!(events.latest_cursor("ann").await.expect("latest"), 3);
+        assert_eq!(events.latest_cursor("nobody").await.expect("latest"), 0);
+        match ann.recv().await {
+            plaza_bus::Received::Notification(notification) => {
+                let notice: Notice = serde_json::from_slice(&notification.payload).expect("notice");
+                assert!(matches!(notice, Notice::Durable { event } if event.cursor == 1));
+            }
+            other => panic!("expected a notification, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_transaction_leaves_no_event_and_no_gap() {
+        let (events, _dir) = events().await;
+        let users = vec!["ann".to_string()];
+        let mut transaction = events.store.begin().await.expect("begin");
+        let _discarded = events.append(&mut transaction, &users, "lost", &Value::Null).await.expect("append");
+        transaction.rollback().await.expect("rollback");
+        let mut transaction = events.store.begin().await.expect("begin");
+        let kept = events.append(&mut transaction, &users, "kept", &Value::Null).await.expect("append");
+        transaction.commit().await.expect("commit");
+        events.publish(kept);
+        let stored = events.after("ann", 0, 10).await.expect("read");
+        assert_eq!(stored.len(), 1);
+        assert_eq!((stored[0].cursor, stored[0].event_type.as_str()), (1, "kept"));
+    }
+
+    #[test]
+    fn cursors_from_clients_are_checked() {
+        assert_eq!(parse_cursor("42"), Some(42));
+        assert_eq!(parse_cursor("-1"), None);
+        assert_eq!(parse_cursor("abc"), None);
+    }
+}

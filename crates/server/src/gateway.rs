@@ -1,0 +1,419 @@
+//! The real-time gateway: one WebSocket per client at `/api/v1/ws`, and the same events
+//! over HTTP at `/api/v1/events`.
+//!
+//! Delivery is exactly-once and in order per user, by construction rather than by care:
+//! a connection remembers the cursor of the last event it sent. An event from the bus is
+//! sent only if its cursor is exactly the next one; anything else (a lost, late or
+//! reordered notification, a lagging subscription, a `resume`) makes the connection read
+//! the durable log after its cursor instead. Subscribing before reading the log closes the
+//! race between the two, so the seam between replay and live delivery neither drops nor
+//! repeats an event.
+//!
+//! Every connection has a bounded send queue. A client that does not drain it within the
+//! send time-out is disconnected (it resumes later from its cursor) instead of growing
+//! the server's memory.
+
+use crate::app::AppState;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use plaza_accounts::User;
+use plaza_bus::Received;
+use plaza_events::{Event, Notice};
+use plaza_http::{ApiQuery, ErrorCode, Problem};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayConfig {
+    /// Frames that may wait to be written to one socket.
+    pub send_queue_frames: usize,
+    /// How long a full queue may stay full before the client is disconnected.
+    pub send_timeout: Duration,
+    /// How often the server pings an otherwise quiet socket.
+    pub heartbeat: Duration,
+    /// A socket that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            send_queue_frames: 256,
+            send_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(70),
+        }
+    }
+}
+
+/// The largest frame a client may send.
+const INBOUND_FRAME_MAX_BYTES: usize = 64 * 1024;
+/// Typing indicators a connection may relay per second.
+const TYPING_PER_SECOND: u32 = 5;
+
+pub fn router(state: AppState) -> OpenApiRouter {
+    OpenApiRouter::new().routes(routes!(events)).routes(routes!(websocket)).with_state(state)
+}
+
+/// The caller, from `Authorization: Bearer` or, for browsers' WebSocket API which cannot
+/// set headers, `?token=`.
+struct SocketUser(User);
+
+impl FromRequestParts<AppState> for SocketUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            let current = plaza_accounts::CurrentUser::from_request_parts(parts, state).await?;
+            return Ok(SocketUser(current.user));
+        }
+        let token = parts
+            .uri
+            .query()
+            .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("token=")))
+            .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "send a bearer token or ?token="))?;
+        Ok(SocketUser(state.accounts.authenticate(token).await?))
+    }
+}
+
+/// One event as delivered over HTTP (the same fields as on the socket).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Opaque, increasing per user; pass it back as `after` (or in `resume`).
+    pub cursor: String,
+    pub data: Value,
+    pub created_at: String,
+}
+
+impl From<&Event> for EventView {
+    fn from(event: &Event) -> Self {
+        Self {
+            event_type: event.event_type.clone(),
+            cursor: event.cursor.to_string(),
+            data: event.data.clone(),
+            created_at: plaza_kernel::Timestamp::from_unix_millis(event.created_at_ms).to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub items: Vec<EventView>,
+    /// The cursor to pass as `after` next (the last item's), or null when caught up.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventParams {
+    /// Events after this cursor; omit for the first.
+    pub after: Option<String>,
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// The caller's durable events after a cursor: the same events the socket delivers.
+#[utoipa::path(get, path = "/api/v1/events", tag = "realtime", security(("bearer" = [])), params(EventParams),
+    responses((status = 200, description = "Events in cursor order", body = EventPage)))]
+async fn events(
+    State(state): State<AppState>,
+    current: plaza_accounts::CurrentUser,
+    ApiQuery(params): ApiQuery<EventParams>,
+) -> Result<axum::Json<EventPage>, Problem> {
+    let limit =
+        plaza_kernel::PageLimit::parse(params.limit).map_err(|reason| Problem::invalid_field("limit", reason))?;
+    let after = match params.after.as_deref() {
+        None | Some("") => 0,
+        Some(text) => plaza_events::parse_cursor(text)
+            .ok_or_else(|| Problem::invalid_field("after", "not a cursor this server issued"))?,
+    };
+    let found =
+        state.events.after(&current.user.id, after, limit.get()).await.map_err(|error| Problem::internal(&error))?;
+    let next_cursor =
+        (found.len() == limit.get() as usize).then(|| found.last().map(|e| e.cursor.to_string())).flatten();
+    Ok(axum::Json(EventPage { items: found.iter().map(EventView::from).collect(), next_cursor }))
+}
+
+/// Opens the real-time socket (see API.md, "Real time").
+#[utoipa::path(get, path = "/api/v1/ws", tag = "realtime", security(("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "The session token, for clients that cannot send headers")),
+    responses((status = 101, description = "Switching to the WebSocket protocol")))]
+async fn websocket(State(state): State<AppState>, SocketUser(user): SocketUser, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.max_message_size(INBOUND_FRAME_MAX_BYTES).max_frame_size(INBOUND_FRAME_MAX_BYTES).on_upgrade(
+        move |socket| async move {
+            metrics::gauge!("plaza_ws_connections").increment(1.0);
+            let user_id = user.id.clone();
+            if let Err(reason) = Connection::run(socket, user, state).await {
+                tracing::debug!(user_id, "socket closed: {reason}");
+            }
+            metrics::gauge!("plaza_ws_connections").decrement(1.0);
+        },
+    )
+}
+
+/// A frame from the client.
+#[derive(Debug, Deserialize)]
+struct ClientFrame {
+    #[serde(rename = "type")]
+    frame_type: String,
+    id: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+struct Connection {
+    user: User,
+    state: AppState,
+    outbound: mpsc::Sender<WsMessage>,
+    /// The cursor of the last durable event sent on this socket.
+    last_sent: i64,
+    typing_window: (Instant, u32),
+}
+
+impl Connection {
+    async fn run(socket: WebSocket, user: User, state: AppState) -> Result<(), String> {
+        let config = state.gateway;
+        let (mut sink, mut stream) = socket.split();
+        let (outbound, mut queue) = mpsc::channel::<WsMessage>(config.send_queue_frames.max(1));
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                if sink.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+
+        // Subscribe first, then read where the log stands: nothing committed in between
+        // can fall into the gap.
+        let mut subscription = state.events.subscribe(&user.id).map_err(|error| error.to_string())?;
+        let last_sent = state.events.latest_cursor(&user.id).await.map_err(|error| error.to_string())?;
+        let mut connection = Connection { user, state, outbound, last_sent, typing_window: (Instant::now(), 0) };
+        connection
+            .send_json(
+                &json!({"type": "hello", "data": {"user_id": connection.user.id, "cursor": last_sent.to_string()}}),
+            )
+            .await?;
+
+        let mut heartbeat = tokio::time::interval(config.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let outcome = loop {
+            tokio::select! {
+                inbound = stream.next() => {
+                    last_heard = Instant::now();
+                    match inbound {
+                        Some(Ok(WsMessage::Text(text))) => {
+                            if let Err(reason) = connection.handle_client_frame(text.as_str()).await {
+                                break Err(reason);
+                            }
+                        }
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            let problem = Problem::new(ErrorCode::BadRequest, "frames are JSON text");
+                            if let Err(reason) = connection.send_error(None, &problem).await {
+                                break Err(reason);
+                            }
+                        }
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                        Some(Ok(WsMessage::Close(_))) | None => break Ok(()),
+                        Some(Err(error)) => break Err(error.to_string()),
+                    }
+                }
+                received = subscription.recv() => {
+                    let delivered = match received {
+                        Received::Notification(notification) => match serde_json::from_slice::<Notice>(&notification.payload) {
+                            Ok(Notice::Durable { event }) => connection.deliver(event).await,
+                            Ok(Notice::Ephemeral { frame_type, data }) => {
+                                connection.send_json(&json!({"type": frame_type, "data": data})).await
+                            }
+                            Err(error) => Err(format!("undecodable notice: {error}")),
+                        },
+                        Received::Lagged(_) => connection.catch_up().await,
+                        Received::Closed => break Ok(()),
+                    };
+                    if let Err(reason) = delivered {
+                        break Err(reason);
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > config.idle_timeout {
+                        break Err("idle".to_string());
+                    }
+                    if let Err(reason) = connection.enqueue(WsMessage::Ping(Default::default())).await {
+                        break Err(reason);
+                    }
+                }
+            }
+        };
+        if let Err(reason) = &outcome {
+            if reason == "too slow" {
+                metrics::counter!("plaza_ws_slow_consumer_disconnects_total").increment(1);
+                // The queue is full, so the close frame cannot wait in line: stop the writer.
+                writer.abort();
+                return outcome;
+            }
+            let close = CloseFrame { code: 1011, reason: Utf8Bytes::from("server error") };
+            let _ = connection.outbound.try_send(WsMessage::Close(Some(close)));
+        }
+        drop(connection);
+        let _ = writer.await;
+        outcome
+    }
+
+    async fn handle_client_frame(&mut self, text: &str) -> Result<(), String> {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                let problem = Problem::new(ErrorCode::MalformedJson, format!("not a frame: {error}"));
+                return self.send_error(None, &problem).await;
+            }
+        };
+        let id = frame.id.clone();
+        match frame.frame_type.as_str() {
+            "ping" => self.send_json(&with_id(json!({"type": "pong"}), id)).await,
+            "resume" => {
+                let cursor = frame.data.get("cursor").and_then(Value::as_str).and_then(plaza_events::parse_cursor);
+                match cursor {
+                    Some(cursor) => {
+                        self.last_sent = cursor;
+                        self.catch_up().await?;
+                        self.send_json(&with_id(
+                            json!({"type": "resumed", "data": {"cursor": self.last_sent.to_string()}}),
+                            id,
+                        ))
+                        .await
+                    }
+                    None => {
+                        let problem = Problem::invalid_field("data.cursor", "resume needs a cursor this server issued");
+                        self.send_error(id, &problem).await
+                    }
+                }
+            }
+            "message.send" => {
+                let data = &frame.data;
+                let text_field = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+                let sent = self
+                    .state
+                    .chat
+                    .send_message(
+                        &self.user,
+                        &text_field("conversation_id"),
+                        &text_field("client_id"),
+                        &text_field("kind"),
+                        data.get("body").unwrap_or(&Value::Null),
+                    )
+                    .await;
+                match sent {
+                    Ok((message, _)) => {
+                        let message =
+                            serde_json::to_value(plaza_chat::wire::MessageView::from(&message)).unwrap_or(Value::Null);
+                        self.send_json(&with_id(json!({"type": "ack", "data": message}), id)).await
+                    }
+                    Err(error) => self.send_error(id, &Problem::from(error)).await,
+                }
+            }
+            "typing" => {
+                let conversation_id =
+                    frame.data.get("conversation_id").and_then(Value::as_str).unwrap_or("").to_string();
+                if !self.allow_typing() {
+                    return Ok(());
+                }
+                match self.state.chat.other_members(&self.user, &conversation_id).await {
+                    Ok(others) => {
+                        let data = json!({"conversation_id": conversation_id, "user_id": self.user.id});
+                        self.state.events.publish_ephemeral(&others, "typing", &data);
+                        Ok(())
+                    }
+                    Err(error) => self.send_error(id, &Problem::from(error)).await,
+                }
+            }
+            other => {
+                let problem = Problem::invalid_field("type", format!("unknown frame type {other:?}"));
+                self.send_error(id, &problem).await
+            }
+        }
+    }
+
+    /// Sends `event` if it is the next one; otherwise reads the log to fill the gap.
+    async fn deliver(&mut self, event: Event) -> Result<(), String> {
+        if event.cursor <= self.last_sent {
+            return Ok(());
+        }
+        if event.cursor == self.last_sent + 1 {
+            self.send_event(&event).await
+        } else {
+            self.catch_up().await
+        }
+    }
+
+    /// Sends every logged event after `last_sent`.
+    async fn catch_up(&mut self) -> Result<(), String> {
+        loop {
+            let page = self
+                .state
+                .events
+                .after(&self.user.id, self.last_sent, plaza_events::READ_MAX)
+                .await
+                .map_err(|error| error.to_string())?;
+            let full = page.len() == plaza_events::READ_MAX as usize;
+            for event in &page {
+                self.send_event(event).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send_event(&mut self, event: &Event) -> Result<(), String> {
+        self.send_json(&json!({"type": event.event_type, "cursor": event.cursor.to_string(), "data": event.data}))
+            .await?;
+        self.last_sent = event.cursor;
+        Ok(())
+    }
+
+    async fn send_error(&self, id: Option<String>, problem: &Problem) -> Result<(), String> {
+        self.send_json(&with_id(json!({"type": "error", "data": problem.to_json()}), id)).await
+    }
+
+    async fn send_json(&self, frame: &Value) -> Result<(), String> {
+        self.enqueue(WsMessage::Text(Utf8Bytes::from(frame.to_string()))).await
+    }
+
+    /// Queues a frame, waiting at most the send time-out for room.
+    async fn enqueue(&self, frame: WsMessage) -> Result<(), String> {
+        match tokio::time::timeout(self.state.gateway.send_timeout, self.outbound.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("writer gone".to_string()),
+            Err(_) => Err("too slow".to_string()),
+        }
+    }
+
+    fn allow_typing(&mut self) -> bool {
+        let (started, count) = &mut self.typing_window;
+        if started.elapsed() >= Duration::from_secs(1) {
+            *started = Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        *count <= TYPING_PER_SECOND
+    }
+}
+
+fn with_id(mut frame: Value, id: Option<String>) -> Value {
+    if let (Some(id), Some(object)) = (id, frame.as_object_mut()) {
+        object.insert("id".to_string(), Value::String(id));
+    }
+    frame
+}
