@@ -34,11 +34,30 @@ const SCHEMA: &str = r#"
     );
 "#;
 
+/// Which media were sent in which conversation: the members of those conversations may
+/// read them.
+const MEDIA_SHARES: &str = r#"
+    CREATE TABLE conversation_media (
+        media_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id),
+        PRIMARY KEY (media_id, conversation_id)
+    );
+"#;
+
 /// The chat service's schema, in order. The DDL is portable, so both engines share it.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    service: "chat",
-    version: 1,
-    name: "conversations, members, messages",
-    sqlite: SCHEMA,
-    postgres: SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        service: "chat",
+        version: 1,
+        name: "conversations, members, messages",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    },
+    Migration {
+        service: "chat",
+        version: 2,
+        name: "media shared in conversations",
+        sqlite: MEDIA_SHARES,
+        postgres: MEDIA_SHARES,
+    },
+];

@@ -4,15 +4,17 @@
 use crate::service::{Chat, ChatError, Conversation, HistoryWindow};
 use crate::wire::{ConversationView, MemberView, MessageView};
 use crate::ConversationKind;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Multipart, Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use plaza_accounts::{Accounts, CurrentUser};
 use plaza_http::{ApiJson, ApiQuery, ErrorCode, Problem};
 use plaza_kernel::PageLimit;
+use plaza_media::{MediaError, MediaItem, UPLOAD_MAX_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 /// The chat routes, relative to `/api/v1`.
@@ -24,6 +26,8 @@ pub fn router(chat: Chat) -> OpenApiRouter {
         .routes(routes!(remove_member))
         .routes(routes!(send_message, list_messages))
         .routes(routes!(mark_read))
+        .routes(routes!(upload_media).layer(DefaultBodyLimit::max(UPLOAD_MAX_BYTES + 64 * 1024)))
+        .routes(routes!(get_media))
         .with_state(chat)
 }
 
@@ -56,8 +60,117 @@ impl From<ChatError> for Problem {
             }
             ChatError::Database(error) => Problem::internal(&error),
             ChatError::Accounts(error) => error.into(),
+            ChatError::Media(error) => match error {
+                MediaError::TooLarge { max } => {
+                    Problem::new(ErrorCode::PayloadTooLarge, format!("an image has at most {max} bytes"))
+                        .with_field("file")
+                }
+                MediaError::Empty => Problem::invalid_field("file", "the file is empty"),
+                MediaError::NotAnImage => {
+                    Problem::invalid_field("file", "the file is not a PNG, JPEG, GIF or WebP image")
+                }
+                MediaError::NotFound => Problem::new(ErrorCode::MediaNotFound, "no such media"),
+                MediaError::Database(error) => ChatError::Database(error).into(),
+                MediaError::UnsupportedUrl(_) | MediaError::Storage(_) => Problem::internal(&error),
+            },
         }
     }
+}
+
+/// The multipart body of an upload (documentation only; parsed by hand).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The image: PNG, JPEG, GIF or WebP, at most 10 MiB.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// An uploaded media item.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Media)]
+pub struct MediaView {
+    pub id: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub created_at: String,
+    /// Where members fetch it (with their bearer token).
+    pub url: String,
+}
+
+impl From<&MediaItem> for MediaView {
+    fn from(item: &MediaItem) -> Self {
+        Self {
+            id: item.id.clone(),
+            content_type: item.content_type.clone(),
+            size_bytes: item.size_bytes,
+            created_at: item.created_at.to_rfc3339(),
+            url: format!("/api/v1/media/{}", item.id),
+        }
+    }
+}
+
+/// Upload an image (multipart form, field `file`), to send as an `image` message.
+#[utoipa::path(post, path = "/media", tag = "chat", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Stored", body = MediaView)))]
+async fn upload_media(
+    State(chat): State<Chat>,
+    current: CurrentUser,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(StatusCode, axum::Json<MediaView>), Problem> {
+    let mut multipart = multipart.map_err(|rejection| {
+        Problem::new(ErrorCode::UnsupportedMediaType, format!("send multipart/form-data: {}", rejection.body_text()))
+    })?;
+    let too_large = || {
+        Problem::new(ErrorCode::PayloadTooLarge, format!("an image has at most {UPLOAD_MAX_BYTES} bytes"))
+            .with_field("file")
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(|error| multipart_problem(&error))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|error| multipart_problem(&error))? {
+            if bytes.len() + chunk.len() > UPLOAD_MAX_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let item = chat.upload_media(&current.user, bytes::Bytes::from(bytes)).await?;
+        return Ok((StatusCode::CREATED, axum::Json(MediaView::from(&item))));
+    }
+    Err(Problem::invalid_field("file", "the form has no `file` field"))
+}
+
+fn multipart_problem(error: &axum::extract::multipart::MultipartError) -> Problem {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(ErrorCode::PayloadTooLarge, format!("an image has at most {UPLOAD_MAX_BYTES} bytes"))
+            .with_field("file")
+    } else {
+        Problem::new(ErrorCode::BadRequest, format!("unreadable multipart body: {}", error.body_text()))
+    }
+}
+
+/// Fetch an image: its uploader and the members of a conversation it was sent in may.
+#[utoipa::path(get, path = "/media/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Media id")),
+    responses((status = 200, description = "The image bytes", content_type = "image/*", body = Vec<u8>)))]
+async fn get_media(
+    State(chat): State<Chat>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, Problem> {
+    let (item, bytes) = chat.media_for(&current.user, &id).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, item.content_type),
+            (axum::http::header::CACHE_CONTROL, "private, max-age=31536000, immutable".to_string()),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -7,6 +7,7 @@ use crate::wire::{ConversationView, MessageView, ReadReceipt};
 use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_events::{Appended, Events};
 use plaza_kernel::{PageLimit, Timestamp};
+use plaza_media::{Media, MediaError, MediaItem};
 use plaza_store::{is_unique_violation, Any, AnyRow, Row, Store, Transaction};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -45,6 +46,8 @@ pub enum ChatError {
     Database(#[from] sqlx::Error),
     #[error("accounts: {0}")]
     Accounts(#[from] AccountsError),
+    #[error("media: {0}")]
+    Media(#[from] MediaError),
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ChatError {
@@ -133,14 +136,15 @@ struct Inner {
     store: Store,
     events: Events,
     accounts: Accounts,
+    media: Media,
     config: ChatConfig,
 }
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, client_id, kind, body, created_at";
 
 impl Chat {
-    pub fn new(store: Store, events: Events, accounts: Accounts, config: ChatConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, events, accounts, config }) }
+    pub fn new(store: Store, events: Events, accounts: Accounts, media: Media, config: ChatConfig) -> Self {
+        Self { inner: Arc::new(Inner { store, events, accounts, media, config }) }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -387,8 +391,13 @@ impl Chat {
         let client_id = ClientId::parse(client_id).map_err(|reason| invalid("client_id", reason))?;
         let body = MessageBody::parse(kind, body).map_err(|(field, reason)| invalid(field, reason))?;
         if let Some(media_id) = body.media_id() {
-            // Media arrive with the media service; until then no media id is valid.
-            return Err(invalid("body.media_id", format!("no media {media_id:?} belongs to you")));
+            // Only your own uploads can be sent; anyone else's id is as good as unknown.
+            let foreign = || invalid("body.media_id", format!("no media {media_id:?} of yours"));
+            match self.inner.media.item(media_id).await {
+                Ok(item) if item.owner_id == me.id => {}
+                Ok(_) | Err(MediaError::NotFound) => return Err(foreign()),
+                Err(error) => return Err(error.into()),
+            }
         }
         // A concurrent duplicate send loses the race on the unique (sender, client_id) key
         // and then finds the winner's message.
@@ -424,6 +433,15 @@ impl Chat {
         .await?;
         if let Some(row) = existing {
             return Ok((message_from_row(&row)?, false));
+        }
+        if let Some(media_id) = body.get("media_id").and_then(Value::as_str).filter(|_| kind == MessageKind::Image) {
+            sqlx::query(
+                "INSERT INTO conversation_media (media_id, conversation_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(media_id)
+            .bind(conversation_id)
+            .execute(&mut *transaction)
+            .await?;
         }
         let (message, appended) = self
             .insert_message(
@@ -713,6 +731,33 @@ impl Chat {
             return Err(ChatError::ConversationNotFound);
         }
         Ok(ids.into_iter().filter(|id| *id != me.id).collect())
+    }
+
+    /// Stores an uploaded image of `me`.
+    pub async fn upload_media(&self, me: &User, bytes: bytes::Bytes) -> Result<MediaItem, ChatError> {
+        Ok(self.inner.media.upload(&me.id, bytes).await?)
+    }
+
+    /// A media item and its bytes, for its uploader and for members of a conversation it
+    /// was sent in; to anyone else it does not exist.
+    pub async fn media_for(&self, me: &User, media_id: &str) -> Result<(MediaItem, bytes::Bytes), ChatError> {
+        let item = self.inner.media.item(media_id).await?;
+        if item.owner_id != me.id {
+            let shared: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM conversation_media cm
+                 JOIN conversation_members m ON m.conversation_id = cm.conversation_id
+                 WHERE cm.media_id = $1 AND m.user_id = $2 LIMIT 1",
+            )
+            .bind(media_id)
+            .bind(&me.id)
+            .fetch_optional(self.inner.store.read())
+            .await?;
+            if shared.is_none() {
+                return Err(MediaError::NotFound.into());
+            }
+        }
+        let bytes = self.inner.media.bytes(&item).await?;
+        Ok((item, bytes))
     }
 
     async fn load(&self, conversation_id: &str) -> Result<Option<Conversation>, ChatError> {

@@ -43,6 +43,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
         return Err(Problem::new(ErrorCode::MalformedJson, strip_position(&error.to_string())));
     }
+    // PostgreSQL cannot store U+0000 in text, and no Plaza field has a use for it.
+    if contains_escaped_nul(bytes) {
+        return Err(Problem::invalid_field("", "strings cannot contain the NUL character (U+0000)"));
+    }
     // Every Plaza request body is an object; serde would otherwise accept an array for a
     // struct, field by position.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -69,6 +73,24 @@ fn classify(error: serde_json::Error, path: String) -> Problem {
             Problem::new(ErrorCode::MalformedJson, strip_position(&error.to_string()))
         }
     }
+}
+
+/// True when a JSON document contains an escaped NUL (`\u0000`) in a string. (A raw NUL
+/// byte is not valid JSON at all, so the escape is the only way one can arrive.)
+pub fn contains_escaped_nul(json: &[u8]) -> bool {
+    let pattern = b"\\u0000";
+    let mut start = 0;
+    while let Some(offset) = json[start..].windows(pattern.len()).position(|window| window == pattern) {
+        let at = start + offset;
+        // `\\u0000` is an escaped backslash followed by the text "u0000", not a NUL: the
+        // escape is real only after an even number of backslashes.
+        let backslashes_before = json[..at].iter().rev().take_while(|byte| **byte == b'\\').count();
+        if backslashes_before % 2 == 0 {
+            return true;
+        }
+        start = at + 1;
+    }
+    false
 }
 
 /// Query-string parameters.
@@ -163,6 +185,11 @@ mod tests {
 
         let trailing = parse_json::<Login>(br#"{"username": "a", "password": "b"} x"#).expect_err("trailing");
         assert_eq!(trailing.code(), ErrorCode::MalformedJson);
+
+        let nul = parse_json::<Login>(br#"{"username": "a\u0000", "password": "b"}"#).expect_err("nul");
+        assert_eq!(nul.code(), ErrorCode::InvalidField);
+        assert!(parse_json::<Login>(br#"{"username": "a\\u0000", "password": "b"}"#).is_ok(), "a literal backslash-u");
+        assert!(contains_escaped_nul(br#"["\\\u0000"]"#));
     }
 }
 

@@ -54,7 +54,7 @@ pub struct Services {
 
 /// Every service's migrations, in dependency order.
 pub fn migrations() -> Vec<plaza_store::Migration> {
-    [plaza_accounts::MIGRATIONS, plaza_events::MIGRATIONS, plaza_chat::MIGRATIONS].concat()
+    [plaza_accounts::MIGRATIONS, plaza_events::MIGRATIONS, plaza_media::MIGRATIONS, plaza_chat::MIGRATIONS].concat()
 }
 
 /// Connects to the database and applies pending migrations.
@@ -81,10 +81,13 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         },
     )?;
     let events = Events::new(store.clone(), bus);
+    let media = plaza_media::Media::open(store.clone(), &config.data_dir, config.media_url.as_deref())
+        .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?;
     let chat = Chat::new(
         store.clone(),
         events.clone(),
         accounts.clone(),
+        media,
         ChatConfig { group_members_max: config.group_members_max },
     );
     Ok(Services { store, accounts, events, chat })
@@ -119,8 +122,11 @@ pub fn router(services: Services, gateway: GatewayConfig) -> Router {
     api.merge(docs::router(state.clone()))
         .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
-        .layer(RequestBodyLimitLayer::new(plaza_http::JSON_BODY_MAX_BYTES))
+        // The largest body any route takes (an image upload); JSON routes hold their
+        // bodies to 1 MiB in `ApiJson`.
+        .layer(RequestBodyLimitLayer::new(plaza_media::UPLOAD_MAX_BYTES + 64 * 1024))
         .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(middleware::from_fn(refuse_nul_in_url))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(
             TraceLayer::new_for_http()
@@ -145,6 +151,20 @@ pub fn router(services: Services, gateway: GatewayConfig) -> Router {
         .layer(middleware::from_fn(plaza_http::request_id::assign))
 }
 
+/// PostgreSQL cannot store U+0000 in text and no id or parameter has a use for it, so a
+/// percent-encoded NUL is refused before it reaches a handler: in the path nothing can be
+/// found by it (404), in the query it is an invalid parameter (422).
+async fn refuse_nul_in_url(request: Request, next: Next) -> Response {
+    let has_nul = |text: &str| text.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0');
+    if has_nul(request.uri().path()) {
+        return Problem::new(ErrorCode::NotFound, "no such resource").into_response();
+    }
+    if request.uri().query().is_some_and(has_nul) {
+        return Problem::invalid_field("", "query parameters cannot contain the NUL character").into_response();
+    }
+    next.run(request).await
+}
+
 /// Errors produced below the handlers (no route for a method, a body over the limit,
 /// a time-out, a path that does not parse) come out of axum and tower as bare statuses.
 /// This turns each into the problem document the API promises.
@@ -167,10 +187,7 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => {
             Problem::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
         }
-        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the body must be at most {} bytes", plaza_http::JSON_BODY_MAX_BYTES),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(ErrorCode::PayloadTooLarge, "the request body is too large"),
         StatusCode::REQUEST_TIMEOUT => Problem::new(ErrorCode::Timeout, "the request took too long"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(ErrorCode::UnsupportedMediaType, "unsupported content type"),
         status if status.is_server_error() => Problem::internal(&format!("bare {status} from the stack")),

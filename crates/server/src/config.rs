@@ -45,6 +45,10 @@ pub struct SettingsArgs {
     /// Seconds an authenticated session may be served from memory; 0 turns it off [default: 10].
     #[arg(long, env = "PLAZA_SESSION_CACHE_SECONDS", global = true, value_name = "SECONDS")]
     pub session_cache_seconds: Option<String>,
+    /// Where uploaded media go: s3://bucket[/prefix] (credentials from AWS_* variables)
+    /// [default: files under the data dir].
+    #[arg(long, env = "PLAZA_MEDIA_URL", global = true, value_name = "URL")]
+    pub media_url: Option<String>,
     /// The most members a group conversation may have [default: 500].
     #[arg(long, env = "PLAZA_GROUP_MEMBERS_MAX", global = true, value_name = "N")]
     pub group_members_max: Option<String>,
@@ -69,6 +73,7 @@ struct FileSettings {
     shutdown_grace_seconds: Option<u64>,
     session_cache_seconds: Option<u32>,
     group_members_max: Option<u32>,
+    media_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +104,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub session_cache: Duration,
     pub group_members_max: usize,
+    /// `s3://…` for an S3-compatible bucket; files under the data dir when unset.
+    pub media_url: Option<String>,
     /// Per-connection limits of the WebSocket gateway (not configurable from outside yet).
     pub gateway: crate::gateway::GatewayConfig,
 }
@@ -197,6 +204,12 @@ impl Config {
         let group_members_max =
             number(&args.group_members_max, file.group_members_max, 500, 2..=100_000, "PLAZA_GROUP_MEMBERS_MAX")?;
 
+        let media_url = match args.media_url.clone().filter(|url| !url.trim().is_empty()).or(file.media_url) {
+            Some(url) if url.starts_with("s3://") && url.len() > 5 => Some(url),
+            Some(url) => return Err(invalid("PLAZA_MEDIA_URL", format!("{url:?} is not s3://bucket[/prefix]"))),
+            None => None,
+        };
+
         Ok(Self {
             addr,
             data_dir,
@@ -210,6 +223,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(grace as u64),
             session_cache: Duration::from_secs(session_cache as u64),
             group_members_max: group_members_max as usize,
+            media_url,
             gateway: Default::default(),
         })
     }
@@ -229,6 +243,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
             group_members_max: 500,
+            media_url: None,
             gateway: Default::default(),
         }
     }

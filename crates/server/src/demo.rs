@@ -5,6 +5,9 @@
 use crate::app;
 use crate::config::Config;
 use plaza_accounts::{AccountsError, User};
+use plaza_chat::ConversationKind;
+use plaza_kernel::PageLimit;
+use serde_json::json;
 
 /// Every demo user's password.
 pub const DEMO_PASSWORD: &str = "plaza-demo";
@@ -47,8 +50,48 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
     if let (Some(dave), Some(alice)) = (find("dave"), find("alice")) {
         accounts.request_contact(&dave, &alice.id).await?;
     }
+    if let (Some(alice), Some(bob), Some(carol)) = (find("alice"), find("bob"), find("carol")) {
+        seed_chats(&services.chat, &alice, &bob, &carol).await?;
+    }
     Ok(users.into_iter().map(|user| DemoLogin { username: user.username, display_name: user.display_name }).collect())
 }
+
+/// A direct chat between alice and bob and a group of three, with some history. Sends
+/// carry fixed client ids, so seeding twice posts nothing twice.
+async fn seed_chats(chat: &plaza_chat::Chat, alice: &User, bob: &User, carol: &User) -> anyhow::Result<()> {
+    let (direct, _) = chat.create_conversation(alice, ConversationKind::Direct, &[bob.id.clone()], None).await?;
+    let lines: [(&User, &str); 4] = [
+        (alice, "Hi Bob! Are we still on for lunch tomorrow?"),
+        (bob, "Yes! 12:30 at the noodle place?"),
+        (alice, "Perfect, see you there 🍜"),
+        (bob, "I'll book a table."),
+    ];
+    for (n, (sender, text)) in lines.iter().enumerate() {
+        chat.send_message(sender, &direct.id, &format!("demo-direct-{n}"), "text", &json!({"text": text})).await?;
+    }
+    let (existing, _) =
+        chat.conversations(alice, PageLimit::parse(Some(200)).map_err(anyhow::Error::msg)?, None).await?;
+    let hike = existing.iter().find(|summary| summary.conversation.title.as_deref() == Some(DEMO_GROUP_TITLE));
+    let group_id = match hike {
+        Some(summary) => summary.conversation.id.clone(),
+        None => {
+            let members = [bob.id.clone(), carol.id.clone()];
+            chat.create_conversation(alice, ConversationKind::Group, &members, Some(DEMO_GROUP_TITLE)).await?.0.id
+        }
+    };
+    let lines: [(&User, &str); 4] = [
+        (alice, "Who's in for the ridge trail on Saturday?"),
+        (carol, "Me! I can drive two people."),
+        (bob, "Count me in. I'll bring snacks."),
+        (alice, "Great, meet at 8:00 by the station."),
+    ];
+    for (n, (sender, text)) in lines.iter().enumerate() {
+        chat.send_message(sender, &group_id, &format!("demo-group-{n}"), "text", &json!({"text": text})).await?;
+    }
+    Ok(())
+}
+
+const DEMO_GROUP_TITLE: &str = "Weekend hike";
 
 pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
     let mut text = String::from("Demo data is ready. Sign in as any of these (password for all: ");
@@ -58,7 +101,7 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
         text.push_str(&format!("  {:<8} {}\n", login.username, login.display_name));
     }
     text.push_str(&format!(
-        "alice, bob and carol are contacts; dave has asked alice. Server address: http://{}/",
+        "alice, bob and carol are contacts and chat in \"Weekend hike\"; dave has asked alice. Server address: http://{}/",
         config.addr
     ));
     text

@@ -272,6 +272,10 @@ impl Connection {
     }
 
     async fn handle_client_frame(&mut self, text: &str) -> Result<(), String> {
+        if plaza_http::extract::contains_escaped_nul(text.as_bytes()) {
+            let problem = Problem::invalid_field("", "strings cannot contain the NUL character (U+0000)");
+            return self.send_error(None, &problem).await;
+        }
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(frame) => frame,
             Err(error) => {

@@ -69,6 +69,18 @@ fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
         assert!(text.contains(name), "{text}");
     }
     assert_eq!(String::from_utf8_lossy(&first.stdout), text);
+    // Two chats with history, seeded once however often demo runs.
+    let counts = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sqlx::any::install_default_drivers();
+        let url = plaza_store::Store::sqlite_url_in(dir.path());
+        let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let conversations: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(&mut connection).await.unwrap();
+        let messages: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&mut connection).await.unwrap();
+        (conversations, messages)
+    });
+    assert_eq!(counts, (2, 9), "a direct chat of 4 messages and a group of 1 + 4");
 }
 
 /// Starts `plaza serve` on a free port and returns the child and its base URL.

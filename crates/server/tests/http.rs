@@ -17,7 +17,21 @@ on_both_databases!(
     the_openapi_document_is_3_1_and_describes_every_route,
     the_api_reference_page_is_served,
     health_readiness_and_metrics_answer,
+    nul_characters_are_refused_before_they_reach_the_database,
 );
+
+async fn nul_characters_are_refused_before_they_reach_the_database(db: Db) {
+    let server = TestServer::start(db).await;
+    let (token, _) = server.register("nul_tester").await;
+    server.get("/api/v1/users/abc%00def", Some(&token)).await.assert_problem(404, "not_found");
+    server.get("/api/v1/users?q=a%00", Some(&token)).await.assert_problem(422, "invalid_field");
+    let reply = server.post("/api/v1/contacts", Some(&token), serde_json::json!({"user_id": "a\u{0}b"})).await;
+    reply.assert_problem(422, "invalid_field");
+    let reply = server
+        .post("/api/v1/conversations", Some(&token), serde_json::json!({"kind": "group", "member_ids": ["x\u{0}"]}))
+        .await;
+    reply.assert_problem(422, "invalid_field");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_with_a_problem_when_the_database_is_gone() {

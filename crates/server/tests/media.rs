@@ -1,0 +1,104 @@
+//! Image uploads and who may see them, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::json;
+use support::{Db, TestServer};
+
+on_both_databases!(
+    an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent_to,
+    uploads_that_are_not_images_or_too_large_are_refused,
+    another_users_media_cannot_be_sent,
+);
+
+/// The smallest valid PNG: one transparent pixel.
+const PIXEL_PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+async fn upload(server: &TestServer, token: &str, name: &str, bytes: Vec<u8>) -> support::Reply {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name("upload.png").mime_str("image/png").unwrap();
+    let form = reqwest::multipart::Form::new().part(name.to_string(), part);
+    server.raw(server.client.post(format!("{}/api/v1/media", server.base)).bearer_auth(token).multipart(form)).await
+}
+
+async fn fetch(server: &TestServer, token: &str, id: &str) -> (u16, Option<String>, Vec<u8>) {
+    let response =
+        server.client.get(format!("{}/api/v1/media/{id}", server.base)).bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+    (status, content_type, response.bytes().await.unwrap().to_vec())
+}
+
+async fn an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent_to(db: Db) {
+    let server = TestServer::start(db).await;
+    let (ann, _) = server.register("pic_ann").await;
+    let (bob, bob_id) = server.register("pic_bob").await;
+    let (eve, _) = server.register("pic_eve").await;
+    let uploaded = upload(&server, &ann, "file", PIXEL_PNG.to_vec()).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    assert_eq!(uploaded.body["content_type"], "image/png");
+    assert_eq!(uploaded.body["size_bytes"], PIXEL_PNG.len());
+    let media_id = uploaded.body["id"].as_str().unwrap().to_string();
+
+    assert_eq!(fetch(&server, &ann, &media_id).await, (200, Some("image/png".to_string()), PIXEL_PNG.to_vec()));
+    assert_eq!(fetch(&server, &bob, &media_id).await.0, 404, "not shared with bob yet");
+
+    let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let sent = server
+        .post(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(&ann),
+            json!({"client_id": "pic", "kind": "image", "body": {"media_id": media_id}}),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.text);
+    assert_eq!(sent.body["body"], json!({"media_id": media_id}));
+    assert_eq!(fetch(&server, &bob, &media_id).await.2, PIXEL_PNG.to_vec());
+    let refused = server.get(&format!("/api/v1/media/{media_id}"), Some(&eve)).await;
+    refused.assert_problem(404, "media_not_found");
+}
+
+async fn uploads_that_are_not_images_or_too_large_are_refused(db: Db) {
+    let server = TestServer::start(db).await;
+    let (ann, _) = server.register("up_ann").await;
+    let not_image = upload(&server, &ann, "file", b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec()).await;
+    not_image.assert_problem(422, "invalid_field");
+    assert_eq!(not_image.body["field"], "file");
+    upload(&server, &ann, "file", Vec::new()).await.assert_problem(422, "invalid_field");
+    upload(&server, &ann, "picture", PIXEL_PNG.to_vec()).await.assert_problem(422, "invalid_field");
+    let mut huge = PIXEL_PNG.to_vec();
+    huge.resize(10 * 1024 * 1024 + 1, 0);
+    let too_large = upload(&server, &ann, "file", huge).await;
+    too_large.assert_problem(413, "payload_too_large");
+    let not_multipart = server.post("/api/v1/media", Some(&ann), json!({"file": "x"})).await;
+    not_multipart.assert_problem(415, "unsupported_media_type");
+    server.get("/api/v1/media/01NOSUCHMEDIA", Some(&ann)).await.assert_problem(404, "media_not_found");
+    let mut database = server.database().await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM media").fetch_one(&mut database).await.unwrap();
+    assert_eq!(stored, 0);
+}
+
+async fn another_users_media_cannot_be_sent(db: Db) {
+    let server = TestServer::start(db).await;
+    let (ann, _) = server.register("own_ann").await;
+    let (bob, bob_id) = server.register("own_bob").await;
+    let annes = upload(&server, &ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
+    let _ = bob_id;
+    let (carl, carl_id) = server.register("own_carl").await;
+    let with_carl = server.conversation(&bob, "direct", &[&carl_id]).await;
+    let reply = server
+        .post(
+            &format!("/api/v1/conversations/{with_carl}/messages"),
+            Some(&bob),
+            json!({"client_id": "steal", "kind": "image", "body": {"media_id": annes}}),
+        )
+        .await;
+    reply.assert_problem(422, "invalid_field");
+    assert_eq!(reply.body["field"], "body.media_id");
+    assert_eq!(fetch(&server, &carl, &annes).await.0, 404);
+}
