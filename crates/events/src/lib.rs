@@ -173,8 +173,8 @@ impl Events {
         }
     }
 
-    pub fn subscribe(&self, user_id: &str) -> Result<Subscription, BusError> {
-        self.bus.subscribe(&subject(user_id))
+    pub async fn subscribe(&self, user_id: &str) -> Result<Subscription, BusError> {
+        self.bus.subscribe(&subject(user_id)).await
     }
 
     /// Up to `limit` (at most [`READ_MAX`]) events of `user_id` after `cursor`, in order.
@@ -237,7 +237,7 @@ mod tests {
     #[tokio::test]
     async fn cursors_are_gap_free_per_user_and_announced_after_commit() {
         let (events, _dir) = events().await;
-        let mut ann = events.subscribe("ann").expect("subscribe");
+        let mut ann = events.subscribe("ann").await.expect("subscribe");
         let users = vec!["bob".to_string(), "ann".to_string()];
         for n in 0..3 {
             let mut transaction = events.store.begin().await.expect("begin");

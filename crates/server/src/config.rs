@@ -49,6 +49,10 @@ pub struct SettingsArgs {
     /// [default: files under the data dir].
     #[arg(long, env = "PLAZA_MEDIA_URL", global = true, value_name = "URL")]
     pub media_url: Option<String>,
+    /// nats://host:port of the NATS server that connects the nodes of a cluster
+    /// [default: none — a single node with an in-process bus].
+    #[arg(long, env = "PLAZA_NATS_URL", global = true, value_name = "URL")]
+    pub nats_url: Option<String>,
     /// The most members a group conversation may have [default: 500].
     #[arg(long, env = "PLAZA_GROUP_MEMBERS_MAX", global = true, value_name = "N")]
     pub group_members_max: Option<String>,
@@ -74,6 +78,7 @@ struct FileSettings {
     session_cache_seconds: Option<u32>,
     group_members_max: Option<u32>,
     media_url: Option<String>,
+    nats_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +109,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub session_cache: Duration,
     pub group_members_max: usize,
+    /// NATS for multi-node delivery; the in-process bus when unset.
+    pub nats_url: Option<String>,
     /// `s3://…` for an S3-compatible bucket; files under the data dir when unset.
     pub media_url: Option<String>,
     /// Per-connection limits of the WebSocket gateway (not configurable from outside yet).
@@ -210,6 +217,12 @@ impl Config {
             None => None,
         };
 
+        let nats_url = match args.nats_url.clone().filter(|url| !url.trim().is_empty()).or(file.nats_url) {
+            Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => Some(url),
+            Some(url) => return Err(invalid("PLAZA_NATS_URL", format!("{url:?} is not nats://host:port"))),
+            None => None,
+        };
+
         Ok(Self {
             addr,
             data_dir,
@@ -224,6 +237,7 @@ impl Config {
             session_cache: Duration::from_secs(session_cache as u64),
             group_members_max: group_members_max as usize,
             media_url,
+            nats_url,
             gateway: Default::default(),
         })
     }
@@ -244,6 +258,7 @@ impl Config {
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
             group_members_max: 500,
             media_url: None,
+            nats_url: None,
             gateway: Default::default(),
         }
     }

@@ -197,7 +197,7 @@ impl Connection {
 
         // Subscribe first, then read where the log stands: nothing committed in between
         // can fall into the gap.
-        let mut subscription = state.events.subscribe(&user.id).map_err(|error| error.to_string())?;
+        let mut subscription = state.events.subscribe(&user.id).await.map_err(|error| error.to_string())?;
         let last_sent = state.events.latest_cursor(&user.id).await.map_err(|error| error.to_string())?;
         let mut connection = Connection { user, state, outbound, last_sent, typing_window: (Instant::now(), 0) };
         connection

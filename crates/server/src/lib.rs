@@ -37,7 +37,20 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     metrics::install();
     let store = app::open_store(&config).await?;
-    let services = app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
+    let bus = match &config.nats_url {
+        Some(url) => plaza_bus::Bus::nats(url).await.map_err(|error| anyhow::anyhow!("PLAZA_NATS_URL: {error}"))?,
+        None => plaza_bus::Bus::in_process(),
+    };
+    // Subjects whose last socket closed are forgotten (and unsubscribed on NATS) here.
+    let sweeper = bus.clone();
+    let sweep_task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            every.tick().await;
+            sweeper.sweep();
+        }
+    });
+    let services = app::services(store.clone(), bus, &config)?;
     let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -64,6 +77,7 @@ pub async fn serve(
         result = server => result?,
         () = deadline => tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway"),
     }
+    sweep_task.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

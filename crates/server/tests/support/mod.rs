@@ -101,6 +101,15 @@ impl TestServer {
     pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database(db, dir.path()).await;
+        Self::start_in(dir, database_url, adjust).await
+    }
+
+    /// A node on an existing database (several nodes can share one PostgreSQL database).
+    pub async fn start_on(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), database_url.to_string(), adjust).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, database_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_test(dir.path(), Some(database_url.clone()));
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
