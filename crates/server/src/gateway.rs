@@ -57,6 +57,9 @@ impl Default for GatewayConfig {
 
 /// The largest frame a client may send.
 const INBOUND_FRAME_MAX_BYTES: usize = 64 * 1024;
+/// How long a new connection waits for a `resume` before it starts live delivery from
+/// the cursor in its `hello`.
+const RESUME_GRACE: Duration = Duration::from_secs(1);
 /// Typing indicators a connection may relay per second.
 const TYPING_PER_SECOND: u32 = 5;
 
@@ -146,20 +149,39 @@ async fn events(
 }
 
 /// Opens the real-time socket (see API.md, "Real time").
-#[utoipa::path(get, path = "/api/v1/ws", tag = "realtime", security(("bearer" = [])),
-    params(("token" = Option<String>, Query, description = "The session token, for clients that cannot send headers")),
+#[utoipa::path(get, path = "/api/v1/ws", tag = "realtime", security(("bearer" = [])), params(SocketParams),
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
-async fn websocket(State(state): State<AppState>, SocketUser(user): SocketUser, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.max_message_size(INBOUND_FRAME_MAX_BYTES).max_frame_size(INBOUND_FRAME_MAX_BYTES).on_upgrade(
+async fn websocket(
+    State(state): State<AppState>,
+    SocketUser(user): SocketUser,
+    ApiQuery(params): ApiQuery<SocketParams>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, Problem> {
+    let resume_from = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(
+            plaza_events::parse_cursor(text)
+                .ok_or_else(|| Problem::invalid_field("cursor", "not a cursor this server issued"))?,
+        ),
+    };
+    Ok(upgrade.max_message_size(INBOUND_FRAME_MAX_BYTES).max_frame_size(INBOUND_FRAME_MAX_BYTES).on_upgrade(
         move |socket| async move {
             metrics::gauge!("plaza_ws_connections").increment(1.0);
             let user_id = user.id.clone();
-            if let Err(reason) = Connection::run(socket, user, state).await {
+            if let Err(reason) = Connection::run(socket, user, state, resume_from).await {
                 tracing::debug!(user_id, "socket closed: {reason}");
             }
             metrics::gauge!("plaza_ws_connections").decrement(1.0);
         },
-    )
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SocketParams {
+    /// The session token, for clients that cannot send headers.
+    pub token: Option<String>,
+    /// Resume at connect: replay every event after this cursor, then continue live.
+    pub cursor: Option<String>,
 }
 
 /// A frame from the client.
@@ -178,11 +200,15 @@ struct Connection {
     outbound: mpsc::Sender<WsMessage>,
     /// The cursor of the last durable event sent on this socket.
     last_sent: i64,
+    /// Until the client's first frame (or [`RESUME_GRACE`]), durable events are held back,
+    /// so that a `resume` sent first replays in order without repeating what live
+    /// delivery would otherwise have sent ahead of it.
+    live: bool,
     typing_window: (Instant, u32),
 }
 
 impl Connection {
-    async fn run(socket: WebSocket, user: User, state: AppState) -> Result<(), String> {
+    async fn run(socket: WebSocket, user: User, state: AppState, resume_from: Option<i64>) -> Result<(), String> {
         let config = state.gateway;
         let (mut sink, mut stream) = socket.split();
         let (outbound, mut queue) = mpsc::channel::<WsMessage>(config.send_queue_frames.max(1));
@@ -198,23 +224,41 @@ impl Connection {
         // Subscribe first, then read where the log stands: nothing committed in between
         // can fall into the gap.
         let mut subscription = state.events.subscribe(&user.id).await.map_err(|error| error.to_string())?;
-        let last_sent = state.events.latest_cursor(&user.id).await.map_err(|error| error.to_string())?;
-        let mut connection = Connection { user, state, outbound, last_sent, typing_window: (Instant::now(), 0) };
+        let latest = state.events.latest_cursor(&user.id).await.map_err(|error| error.to_string())?;
+        let (last_sent, live) = match resume_from {
+            Some(cursor) => (cursor, true),
+            None => (latest, false),
+        };
+        let mut connection = Connection { user, state, outbound, last_sent, live, typing_window: (Instant::now(), 0) };
         connection
-            .send_json(
-                &json!({"type": "hello", "data": {"user_id": connection.user.id, "cursor": last_sent.to_string()}}),
-            )
+            .send_json(&json!({"type": "hello", "data": {"user_id": connection.user.id, "cursor": latest.to_string()}}))
             .await?;
+        if connection.live {
+            connection.catch_up().await?;
+        }
+        let grace = tokio::time::sleep(RESUME_GRACE);
+        tokio::pin!(grace);
 
         let mut heartbeat = tokio::time::interval(config.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let outcome = loop {
             tokio::select! {
+                () = &mut grace, if !connection.live => {
+                    if let Err(reason) = connection.go_live().await {
+                        break Err(reason);
+                    }
+                }
                 inbound = stream.next() => {
                     last_heard = Instant::now();
                     match inbound {
                         Some(Ok(WsMessage::Text(text))) => {
+                            let resuming = text.as_str().contains("\"resume\"");
+                            if !connection.live && !resuming {
+                                if let Err(reason) = connection.go_live().await {
+                                    break Err(reason);
+                                }
+                            }
                             if let Err(reason) = connection.handle_client_frame(text.as_str()).await {
                                 break Err(reason);
                             }
@@ -233,13 +277,16 @@ impl Connection {
                 received = subscription.recv() => {
                     let delivered = match received {
                         Received::Notification(notification) => match serde_json::from_slice::<Notice>(&notification.payload) {
-                            Ok(Notice::Durable { event }) => connection.deliver(event).await,
+                            Ok(Notice::Durable { event }) if connection.live => connection.deliver(event).await,
+                            // Held back until the client has said where to start; the log has it.
+                            Ok(Notice::Durable { .. }) => Ok(()),
                             Ok(Notice::Ephemeral { frame_type, data }) => {
                                 connection.send_json(&json!({"type": frame_type, "data": data})).await
                             }
                             Err(error) => Err(format!("undecodable notice: {error}")),
                         },
-                        Received::Lagged(_) => connection.catch_up().await,
+                        Received::Lagged(_) if connection.live => connection.catch_up().await,
+                        Received::Lagged(_) => Ok(()),
                         Received::Closed => break Ok(()),
                     };
                     if let Err(reason) = delivered {
@@ -291,6 +338,7 @@ impl Connection {
                 match cursor {
                     Some(cursor) => {
                         self.last_sent = cursor;
+                        self.live = true;
                         self.catch_up().await?;
                         self.send_json(&with_id(
                             json!({"type": "resumed", "data": {"cursor": self.last_sent.to_string()}}),
@@ -347,6 +395,12 @@ impl Connection {
                 self.send_error(id, &problem).await
             }
         }
+    }
+
+    /// Starts live delivery from where the log stood at connect (plus anything since).
+    async fn go_live(&mut self) -> Result<(), String> {
+        self.live = true;
+        self.catch_up().await
     }
 
     /// Sends `event` if it is the next one; otherwise reads the log to fill the gap.

@@ -43,10 +43,11 @@ async fn a_message_sent_through_one_node_reaches_a_socket_on_the_other_and_a_mov
     node_b.send_text(&ann, &conversation, "x2", "two").await;
     node_a.send_text(&ann, &conversation, "x3", "three").await;
     node_b.send_text(&ann, &conversation, "x4", "four").await;
-    let (mut on_a, _) = node_a.socket(&bob).await;
+    let (mut on_a, _) = node_a.socket_raw(&bob).await;
     on_a.send(json!({"type": "resume", "data": {"cursor": kept_cursor}})).await;
     let frames = on_a.frames_until("resumed").await;
-    let seqs: Vec<i64> = frames.iter().filter(|f| f["type"] == "message.new").map(|f| f["data"]["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> =
+        frames.iter().filter(|f| f["type"] == "message.new").map(|f| f["data"]["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [2, 3, 4], "nothing missed, nothing repeated");
     node_b.send_text(&ann, &conversation, "x5", "live from B").await;
     let live = on_a.next_frame().await;

@@ -94,7 +94,7 @@ async fn resume_replays_exactly_what_was_missed_then_continues_live(db: Db) {
     for n in 2..=5 {
         server.send_text(&ann, &conversation, &format!("m{n}"), &format!("number {n}")).await;
     }
-    let (mut socket, hello) = server.socket(&bob).await;
+    let (mut socket, hello) = server.socket_raw(&bob).await;
     let log_position: i64 = hello["data"]["cursor"].as_str().unwrap().parse().unwrap();
     assert!(log_position >= 5, "hello tells where the log stands: {hello}");
     socket.send(json!({"type": "resume", "id": "r", "data": {"cursor": kept_cursor}})).await;
@@ -116,6 +116,17 @@ async fn resume_replays_exactly_what_was_missed_then_continues_live(db: Db) {
     assert!(socket.try_next_frame(Duration::from_millis(300)).await.is_none(), "no duplicates afterwards");
     server.send_text(&ann, &conversation, "m7", "live again").await;
     assert_eq!(socket.next_frame().await["data"]["seq"], 7);
+
+    // Resuming in the URL does the same at connect.
+    let url = format!("{}/api/v1/ws?token={bob}&cursor={kept_cursor}", server.base.replace("http://", "ws://"));
+    let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("socket");
+    let mut by_url = support::Socket::from_stream(stream);
+    assert_eq!(by_url.next_frame().await["type"], "hello");
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(by_url.next_frame().await["data"]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(got, [2, 3, 4, 5, 6, 7]);
 }
 
 async fn the_events_endpoint_returns_what_the_socket_delivers(db: Db) {

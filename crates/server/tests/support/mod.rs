@@ -212,8 +212,19 @@ pub struct Socket {
 }
 
 impl TestServer {
-    /// Opens `/api/v1/ws` with the token in the Authorization header and reads `hello`.
+    /// Opens `/api/v1/ws` as a client should: reads `hello`, then resumes from its cursor
+    /// so that live delivery starts at once.
     pub async fn socket(&self, token: &str) -> (Socket, Value) {
+        let (mut socket, hello) = self.socket_raw(token).await;
+        socket.send(serde_json::json!({"type": "resume", "data": {"cursor": hello["data"]["cursor"]}})).await;
+        let resumed = socket.next_frame().await;
+        assert_eq!(resumed["type"], "resumed", "{resumed}");
+        (socket, hello)
+    }
+
+    /// Opens `/api/v1/ws` with the token in the Authorization header and reads `hello`,
+    /// sending nothing.
+    pub async fn socket_raw(&self, token: &str) -> (Socket, Value) {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/api/v1/ws", self.base.replace("http://", "ws://"));
         let mut request = url.into_client_request().unwrap();
@@ -249,6 +260,12 @@ impl TestServer {
 }
 
 impl Socket {
+    pub fn from_stream(
+        stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ) -> Self {
+        Self { stream }
+    }
+
     pub async fn send(&mut self, frame: Value) {
         use futures_util::SinkExt;
         self.stream
