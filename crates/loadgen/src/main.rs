@@ -3,6 +3,7 @@
 //! for `docs/BENCHMARKS.md`. Every figure comes with a baseline measured in the same run
 //! (this machine is shared and noisy), and the ratio between them.
 
+mod chat;
 mod me;
 mod server;
 
@@ -40,6 +41,36 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         logins: u32,
     },
+    /// WebSockets end to end: idle sockets and memory per socket, 1:1 throughput and
+    /// latency, and fan-out to a large group.
+    Chat {
+        #[arg(long, default_value = "target/release/plaza")]
+        plaza: PathBuf,
+        /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Start two nodes connected by this NATS server (needs --database-url).
+        #[arg(long, requires = "database_url")]
+        nats_url: Option<String>,
+        /// Idle sockets to open (0 to skip).
+        #[arg(long, default_value_t = 20_000)]
+        idle_sockets: usize,
+        /// 1:1 conversations driven at once (0 to skip).
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Messages per second offered across all pairs.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Seconds of 1:1 sending.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Members of the fan-out group, its sender included (0 to skip).
+        #[arg(long, default_value_t = 500)]
+        group_size: usize,
+        /// Messages sent to the group, one at a time.
+        #[arg(long, default_value_t = 20)]
+        group_messages: usize,
+    },
 }
 
 #[tokio::main]
@@ -47,6 +78,30 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Me { plaza, database_url, duration, connections, threads, logins } => {
             me::run(me::Options { plaza, database_url, duration, connections, threads, logins }).await
+        }
+        Command::Chat {
+            plaza,
+            database_url,
+            nats_url,
+            idle_sockets,
+            pairs,
+            rate,
+            duration,
+            group_size,
+            group_messages,
+        } => {
+            chat::run(chat::Options {
+                plaza,
+                database_url,
+                nats_url,
+                idle_sockets,
+                pairs,
+                rate_per_second: rate,
+                duration,
+                group_size,
+                group_messages,
+            })
+            .await
         }
     }
 }

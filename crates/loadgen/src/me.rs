@@ -107,7 +107,7 @@ async fn time_logins(client: &reqwest::Client, base: &str, count: u32) -> anyhow
     Ok(login_ms)
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(response) = client.get(format!("{base}/readyz")).send().await {

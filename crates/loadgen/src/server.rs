@@ -42,6 +42,20 @@ impl PlazaServer {
     }
 }
 
+impl PlazaServer {
+    /// The server process's resident memory, from /proc (0 where unavailable).
+    pub fn rss_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            })
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for PlazaServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -64,7 +64,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
             anyhow::anyhow!("cannot create the data directory {}: {error}", config.data_dir.display())
         })?;
     }
-    let store = Store::connect(&config.database_url, config.db_pool_max).await?;
+    let store = Store::connect_with(&config.database_url, config.db_pool_max, config.sqlite_sync).await?;
     store.migrate(&migrations()).await?;
     Ok(store)
 }

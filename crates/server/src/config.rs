@@ -33,6 +33,11 @@ pub struct SettingsArgs {
     /// `text` or `json` [default: text].
     #[arg(long, env = "PLAZA_LOG_FORMAT", global = true, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// SQLite durability: `full` waits for the disk at every commit (survives power
+    /// loss); `normal` only at checkpoints (survives a crash of Plaza, not of the
+    /// machine) [default: full].
+    #[arg(long, env = "PLAZA_SQLITE_SYNC", global = true, value_name = "full|normal")]
+    pub sqlite_sync: Option<String>,
     /// Most database connections per pool [default: 16].
     #[arg(long, env = "PLAZA_DB_POOL_MAX", global = true, value_name = "N")]
     pub db_pool_max: Option<String>,
@@ -79,6 +84,7 @@ struct FileSettings {
     group_members_max: Option<u32>,
     media_url: Option<String>,
     nats_url: Option<String>,
+    sqlite_sync: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +110,7 @@ pub struct Config {
     pub log: String,
     pub log_format: LogFormat,
     pub db_pool_max: u32,
+    pub sqlite_sync: plaza_store::SqliteSync,
     pub auth_attempts_per_address: u32,
     pub auth_attempts_per_username: u32,
     pub shutdown_grace: Duration,
@@ -223,6 +230,12 @@ impl Config {
             None => None,
         };
 
+        let sqlite_sync = match args.sqlite_sync.clone().or(file.sqlite_sync).as_deref().map(str::trim) {
+            None | Some("") | Some("full") => plaza_store::SqliteSync::Full,
+            Some("normal") => plaza_store::SqliteSync::Normal,
+            Some(other) => return Err(invalid("PLAZA_SQLITE_SYNC", format!("{other:?} is neither full nor normal"))),
+        };
+
         Ok(Self {
             addr,
             data_dir,
@@ -231,6 +244,7 @@ impl Config {
             log,
             log_format,
             db_pool_max,
+            sqlite_sync,
             auth_attempts_per_address,
             auth_attempts_per_username,
             shutdown_grace: Duration::from_secs(grace as u64),
@@ -252,6 +266,7 @@ impl Config {
             log: "warn".to_string(),
             log_format: LogFormat::Text,
             db_pool_max: 8,
+            sqlite_sync: plaza_store::SqliteSync::Full,
             auth_attempts_per_address: 30,
             auth_attempts_per_username: 10,
             shutdown_grace: Duration::from_secs(5),

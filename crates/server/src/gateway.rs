@@ -164,16 +164,21 @@ async fn websocket(
                 .ok_or_else(|| Problem::invalid_field("cursor", "not a cursor this server issued"))?,
         ),
     };
-    Ok(upgrade.max_message_size(INBOUND_FRAME_MAX_BYTES).max_frame_size(INBOUND_FRAME_MAX_BYTES).on_upgrade(
-        move |socket| async move {
+    // Small buffers: most sockets are idle most of the time, and tungstenite's defaults
+    // (128 KiB each way) would cost a quarter of a megabyte per connected client.
+    Ok(upgrade
+        .max_message_size(INBOUND_FRAME_MAX_BYTES)
+        .max_frame_size(INBOUND_FRAME_MAX_BYTES)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .on_upgrade(move |socket| async move {
             metrics::gauge!("plaza_ws_connections").increment(1.0);
             let user_id = user.id.clone();
             if let Err(reason) = Connection::run(socket, user, state, resume_from).await {
                 tracing::debug!(user_id, "socket closed: {reason}");
             }
             metrics::gauge!("plaza_ws_connections").decrement(1.0);
-        },
-    ))
+        }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

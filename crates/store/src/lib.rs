@@ -52,6 +52,25 @@ pub enum StoreError {
     MigrationChanged { service: String, version: i64 },
 }
 
+/// When SQLite waits for the disk. Both survive a crash of the process (SIGKILL): a
+/// committed transaction is in the WAL, in the operating system's hands. `Full` also
+/// survives a power cut or kernel crash, by waiting for the disk at every commit; `Normal`
+/// waits only at checkpoints, and may lose the last transactions to a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
 /// How long a request waits for a free connection before it gives up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long SQLite waits on a lock held by another process (e.g. `plaza migrate`).
@@ -78,18 +97,24 @@ impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`). `pool_max` bounds the
     /// PostgreSQL pool and SQLite's read pool; SQLite's write pool is always one.
     pub async fn connect(url: &str, pool_max: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, pool_max, SqliteSync::Full).await
+    }
+
+    /// [`Store::connect`] with a choice of SQLite durability (ignored for PostgreSQL).
+    pub async fn connect_with(url: &str, pool_max: u32, sqlite_sync: SqliteSync) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let pool_max = pool_max.max(1);
+        let sync = sqlite_sync.pragma();
         if url.starts_with("sqlite:") {
             let write = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .after_connect(|connection, _| {
+                .after_connect(move |connection, _| {
                     Box::pin(async move {
                         connection
                             .execute(
                                 format!(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
                                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
                                 )
                                 .as_str(),
