@@ -46,6 +46,32 @@ impl Migration {
 impl Store {
     /// Applies every migration not yet applied, in order, each in its own transaction.
     pub async fn migrate(&self, migrations: &[Migration]) -> Result<Vec<AppliedMigration>, StoreError> {
+        // On PostgreSQL a session-level advisory lock, held on a connection of its own,
+        // makes nodes starting together migrate one after another — taken before anything
+        // else, since even `CREATE TABLE IF NOT EXISTS` races with itself there. (SQLite's
+        // single writer already serialises them, and its pool has no second connection.)
+        let lock = match self.backend() {
+            Backend::Postgres => {
+                let mut connection = self.write().acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(POSTGRES_MIGRATION_LOCK)
+                    .execute(&mut *connection)
+                    .await?;
+                Some(connection)
+            }
+            Backend::Sqlite => None,
+        };
+        let result = self.migrate_locked(migrations).await;
+        if let Some(mut connection) = lock {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(POSTGRES_MIGRATION_LOCK)
+                .execute(&mut *connection)
+                .await?;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, migrations: &[Migration]) -> Result<Vec<AppliedMigration>, StoreError> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS plaza_migrations (
                 service TEXT NOT NULL,
@@ -58,28 +84,7 @@ impl Store {
         )
         .execute(self.write())
         .await?;
-        // On PostgreSQL a session-level advisory lock, held on a connection of its own,
-        // makes nodes starting together migrate one after another. (SQLite's single
-        // writer already serialises them, and its pool has no second connection to spare.)
-        let lock = match self.backend() {
-            Backend::Postgres => {
-                let mut connection = self.write().acquire().await?;
-                sqlx::query("SELECT pg_advisory_lock($1)")
-                    .bind(POSTGRES_MIGRATION_LOCK)
-                    .execute(&mut *connection)
-                    .await?;
-                Some(connection)
-            }
-            Backend::Sqlite => None,
-        };
-        let result = self.apply_pending(migrations).await;
-        if let Some(mut connection) = lock {
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(POSTGRES_MIGRATION_LOCK)
-                .execute(&mut *connection)
-                .await?;
-        }
-        result
+        self.apply_pending(migrations).await
     }
 
     async fn apply_pending(&self, migrations: &[Migration]) -> Result<Vec<AppliedMigration>, StoreError> {
