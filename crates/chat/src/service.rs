@@ -419,19 +419,31 @@ impl Chat {
         body: &Value,
     ) -> Result<(Message, bool), ChatError> {
         let mut transaction = self.inner.store.begin().await?;
-        let member_ids = member_ids(&mut transaction, conversation_id).await?;
-        if !member_ids.contains(&me.id) {
-            return Err(ChatError::ConversationNotFound);
-        }
-        let existing = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3"
-        ))
+        // Members and an earlier send with this client_id, in one round trip.
+        let rows = sqlx::query(
+            "SELECT m.user_id,
+                    (SELECT e.id FROM messages e
+                     WHERE e.conversation_id = $1 AND e.sender_id = $2 AND e.client_id = $3) AS existing_id
+             FROM conversation_members m WHERE m.conversation_id = $1",
+        )
         .bind(conversation_id)
         .bind(&me.id)
         .bind(client_id.as_str())
-        .fetch_optional(&mut *transaction)
+        .fetch_all(&mut *transaction)
         .await?;
-        if let Some(row) = existing {
+        let member_ids = rows.iter().map(|row| row.try_get::<String, _>("user_id")).collect::<Result<Vec<_>, _>>()?;
+        if !member_ids.contains(&me.id) {
+            return Err(ChatError::ConversationNotFound);
+        }
+        let existing_id = match rows.first() {
+            Some(row) => row.try_get::<Option<String>, _>("existing_id")?,
+            None => None,
+        };
+        if let Some(existing_id) = existing_id {
+            let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"))
+                .bind(&existing_id)
+                .fetch_one(&mut *transaction)
+                .await?;
             return Ok((message_from_row(&row)?, false));
         }
         if let Some(media_id) = body.get("media_id").and_then(Value::as_str).filter(|_| kind == MessageKind::Image) {

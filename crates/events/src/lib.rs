@@ -54,6 +54,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     "#,
 }];
 
+/// Users per statement when appending (bounded so a statement stays well under both
+/// engines' parameter limits).
+const APPEND_CHUNK: usize = 500;
+
 /// The most events one read returns.
 pub const READ_MAX: u32 = 500;
 
@@ -123,29 +127,43 @@ impl Events {
         let created_at_ms = Timestamp::now().unix_millis();
         let text = data.to_string();
         let mut appended = Appended::default();
-        for user_id in users {
-            let cursor: i64 = sqlx::query_scalar(
-                "INSERT INTO user_event_cursors (user_id, last_cursor) VALUES ($1, 1)
+        // Two statements per chunk of users, however many users: one multi-row upsert of
+        // the counters (rows in sorted order, so PostgreSQL locks them in that order) and
+        // one multi-row insert of the events.
+        for chunk in users.chunks(APPEND_CHUNK) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("(${n}, 1)")).collect();
+            let sql = format!(
+                "INSERT INTO user_event_cursors (user_id, last_cursor) VALUES {}
                  ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + 1
-                 RETURNING last_cursor",
-            )
-            .bind(user_id)
-            .fetch_one(&mut **transaction)
-            .await?;
-            sqlx::query(
-                "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(user_id)
-            .bind(cursor)
-            .bind(event_type)
-            .bind(&text)
-            .bind(created_at_ms)
-            .execute(&mut **transaction)
-            .await?;
-            appended.per_user.push((
-                user_id.clone(),
-                Event { cursor, event_type: event_type.to_string(), data: data.clone(), created_at_ms },
-            ));
+                 RETURNING user_id, last_cursor",
+                placeholders.join(", ")
+            );
+            let mut upsert = sqlx::query(&sql);
+            for user_id in chunk {
+                upsert = upsert.bind(*user_id);
+            }
+            let mut cursors = std::collections::HashMap::with_capacity(chunk.len());
+            for row in upsert.fetch_all(&mut **transaction).await? {
+                cursors.insert(row.try_get::<String, _>("user_id")?, row.try_get::<i64, _>("last_cursor")?);
+            }
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|n| format!("(${}, ${}, $1, $2, $3)", 4 + 2 * n, 5 + 2 * n)).collect();
+            let sql = format!(
+                "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(event_type).bind(&text).bind(created_at_ms);
+            for user_id in chunk {
+                let cursor = *cursors.get(user_id.as_str()).ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("no cursor returned for user {user_id}"))
+                })?;
+                insert = insert.bind(*user_id).bind(cursor);
+                appended.per_user.push((
+                    (*user_id).clone(),
+                    Event { cursor, event_type: event_type.to_string(), data: data.clone(), created_at_ms },
+                ));
+            }
+            insert.execute(&mut **transaction).await?;
         }
         Ok(appended)
     }
