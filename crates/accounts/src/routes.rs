@@ -7,8 +7,8 @@ use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use plaza_http::{ApiJson, ApiQuery, ClientAddress, ErrorCode, Problem};
-use plaza_kernel::{Page, PageLimit};
+use plaza_http::{page_limit, ApiJson, ApiQuery, ClientAddress, ErrorCode, Problem};
+use plaza_kernel::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -249,10 +249,6 @@ pub struct ContactParams {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
-}
-
-fn page_limit(limit: Option<i64>) -> Result<PageLimit, Problem> {
-    PageLimit::parse(limit).map_err(|reason| Problem::invalid_field("limit", reason))
 }
 
 fn user_page(page: Page<User>) -> UserPage {

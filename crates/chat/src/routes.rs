@@ -8,8 +8,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use plaza_accounts::{Accounts, CurrentUser};
-use plaza_http::{ApiJson, ApiQuery, ErrorCode, Problem};
-use plaza_kernel::PageLimit;
+use plaza_http::{page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
 use plaza_media::{MediaError, MediaItem, UPLOAD_MAX_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -238,10 +237,6 @@ pub struct MessagePage {
     /// Ordered by `seq`, oldest first.
     pub items: Vec<MessageView>,
     pub next_cursor: Option<String>,
-}
-
-fn page_limit(limit: Option<i64>) -> Result<PageLimit, Problem> {
-    PageLimit::parse(limit).map_err(|reason| Problem::invalid_field("limit", reason))
 }
 
 async fn with_members(chat: &Chat, conversation: &Conversation) -> Result<ConversationView, Problem> {

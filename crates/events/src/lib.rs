@@ -20,39 +20,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The event log's schema.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    service: "events",
-    version: 1,
-    name: "per-user event log",
-    sqlite: r#"
-        CREATE TABLE user_event_cursors (
-            user_id TEXT PRIMARY KEY,
-            last_cursor BIGINT NOT NULL
-        );
-        CREATE TABLE user_events (
-            user_id TEXT NOT NULL,
-            cursor BIGINT NOT NULL,
-            type TEXT NOT NULL,
-            data TEXT NOT NULL,
-            created_at BIGINT NOT NULL,
-            PRIMARY KEY (user_id, cursor)
-        );
-    "#,
-    postgres: r#"
-        CREATE TABLE user_event_cursors (
-            user_id TEXT PRIMARY KEY,
-            last_cursor BIGINT NOT NULL
-        );
-        CREATE TABLE user_events (
-            user_id TEXT NOT NULL,
-            cursor BIGINT NOT NULL,
-            type TEXT NOT NULL,
-            data TEXT NOT NULL,
-            created_at BIGINT NOT NULL,
-            PRIMARY KEY (user_id, cursor)
-        );
-    "#,
-}];
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { service: "events", version: 1, name: "per-user event log", sqlite: SCHEMA, postgres: SCHEMA }];
+
+/// Portable DDL: both engines share it.
+const SCHEMA: &str = r#"
+    CREATE TABLE user_event_cursors (
+        user_id TEXT PRIMARY KEY,
+        last_cursor BIGINT NOT NULL
+    );
+    CREATE TABLE user_events (
+        user_id TEXT NOT NULL,
+        cursor BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, cursor)
+    );
+"#;
 
 /// Users per statement when appending (bounded so a statement stays well under both
 /// engines' parameter limits).
@@ -148,15 +133,13 @@ impl Events {
             }
             let rows: Vec<String> =
                 (0..chunk.len()).map(|n| format!("(${}, ${}, $1, $2, $3)", 4 + 2 * n, 5 + 2 * n)).collect();
-            let sql = format!(
-                "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}",
-                rows.join(", ")
-            );
+            let sql =
+                format!("INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}", rows.join(", "));
             let mut insert = sqlx::query(&sql).bind(event_type).bind(&text).bind(created_at_ms);
             for user_id in chunk {
-                let cursor = *cursors.get(user_id.as_str()).ok_or_else(|| {
-                    sqlx::Error::Protocol(format!("no cursor returned for user {user_id}"))
-                })?;
+                let cursor = *cursors
+                    .get(user_id.as_str())
+                    .ok_or_else(|| sqlx::Error::Protocol(format!("no cursor returned for user {user_id}")))?;
                 insert = insert.bind(*user_id).bind(cursor);
                 appended.per_user.push((
                     (*user_id).clone(),

@@ -211,3 +211,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         Ok(ClientAddress(address))
     }
 }
+
+/// The `?limit=` of a list: default 50, 1 to 200, otherwise a 422 naming `limit`.
+pub fn page_limit(limit: Option<i64>) -> Result<plaza_kernel::PageLimit, Problem> {
+    plaza_kernel::PageLimit::parse(limit).map_err(|reason| Problem::invalid_field("limit", reason))
+}

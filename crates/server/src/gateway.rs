@@ -134,8 +134,7 @@ async fn events(
     current: plaza_accounts::CurrentUser,
     ApiQuery(params): ApiQuery<EventParams>,
 ) -> Result<axum::Json<EventPage>, Problem> {
-    let limit =
-        plaza_kernel::PageLimit::parse(params.limit).map_err(|reason| Problem::invalid_field("limit", reason))?;
+    let limit = plaza_http::page_limit(params.limit)?;
     let after = match params.after.as_deref() {
         None | Some("") => 0,
         Some(text) => plaza_events::parse_cursor(text)

@@ -38,8 +38,13 @@ impl Migration {
         }
     }
 
+    /// A digest of the statements with white space folded, so that re-indenting a
+    /// migration does not count as changing it.
     fn checksum(&self, backend: Backend) -> String {
-        plaza_kernel::id::to_hex(&Sha256::digest(self.sql(backend).as_bytes()))
+        let folded: Vec<String> = statements(self.sql(backend))
+            .map(|statement| statement.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        plaza_kernel::id::to_hex(&Sha256::digest(folded.join(";\n").as_bytes()))
     }
 }
 
@@ -174,6 +179,11 @@ mod tests {
         let store = Store::connect(&Store::sqlite_url_in(dir.path()), 2).await.expect("connect");
         assert_eq!(store.migrate(&[FIRST]).await.expect("first run").len(), 1);
         assert!(store.migrate(&[FIRST]).await.expect("second run").is_empty());
+        let reindented = Migration {
+            sqlite: "CREATE TABLE things (id TEXT PRIMARY KEY);\n\n    CREATE INDEX things_id\n        ON things (id);",
+            ..FIRST
+        };
+        assert!(store.migrate(&[reindented]).await.expect("white space is not a change").is_empty());
         let edited = Migration { sqlite: "CREATE TABLE other (id TEXT);", ..FIRST };
         assert!(matches!(store.migrate(&[edited]).await, Err(StoreError::MigrationChanged { .. })));
     }
