@@ -4,6 +4,7 @@
 use crate::model::{ContactStatus, DisplayName, Password, User, Username};
 use crate::password::{HashError, PasswordHasher};
 use crate::session_cache::SessionCache;
+use plaza_events::Events;
 use plaza_http::RateLimiter;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
 use plaza_store::{is_unique_violation, AnyRow, Row, Store};
@@ -102,12 +103,13 @@ struct Inner {
     limit_by_address: RateLimiter,
     limit_by_username: RateLimiter,
     sessions: SessionCache,
+    events: Events,
 }
 
 const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.avatar_url, u.created_at";
 
 impl Accounts {
-    pub fn new(store: Store, config: AccountsConfig) -> Result<Self, AccountsError> {
+    pub fn new(store: Store, events: Events, config: AccountsConfig) -> Result<Self, AccountsError> {
         let minute = Duration::from_secs(60);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -117,6 +119,7 @@ impl Accounts {
                 limit_by_address: RateLimiter::new(config.auth_attempts_per_address_per_minute, minute, 100_000),
                 limit_by_username: RateLimiter::new(config.auth_attempts_per_username_per_minute, minute, 100_000),
                 sessions: SessionCache::new(config.session_cache_ttl, SESSION_CACHE_ENTRIES_MAX),
+                events,
             }),
         })
     }
@@ -345,6 +348,7 @@ impl Accounts {
                 .await?;
         let (status, created) = match existing.as_deref().and_then(ContactStatus::parse) {
             Some(ContactStatus::Incoming) => {
+                // They asked first: this is an acceptance.
                 sqlx::query(
                     "UPDATE contacts SET status = 'accepted', updated_at = $1
                      WHERE (user_id = $2 AND contact_id = $3) OR (user_id = $3 AND contact_id = $2)",
@@ -376,7 +380,23 @@ impl Accounts {
                 (ContactStatus::Outgoing, true)
             }
         };
+        // The other side learns in real time: a new request, or that theirs was accepted.
+        let event = match (status, created) {
+            (ContactStatus::Outgoing, true) => Some("contact.request"),
+            (ContactStatus::Accepted, false) if existing.as_deref() == Some("incoming") => Some("contact.accepted"),
+            _ => None,
+        };
+        let appended = match event {
+            Some(event_type) => {
+                let data = contact_event(me, if event_type == "contact.request" { "incoming" } else { "accepted" });
+                Some(self.inner.events.append(&mut transaction, &[other.id.clone()], event_type, &data).await?)
+            }
+            None => None,
+        };
         transaction.commit().await?;
+        if let Some(appended) = appended {
+            self.inner.events.publish(appended);
+        }
         Ok((Contact { user: other.clone(), status, updated_at: now }, created))
     }
 
@@ -413,7 +433,16 @@ impl Accounts {
             .execute(&mut *transaction)
             .await?;
         }
+        let appended = if updated.rows_affected() > 0 {
+            let data = contact_event(me, "accepted");
+            Some(self.inner.events.append(&mut transaction, &[other_id.to_string()], "contact.accepted", &data).await?)
+        } else {
+            None
+        };
         transaction.commit().await?;
+        if let Some(appended) = appended {
+            self.inner.events.publish(appended);
+        }
         let other = self.user(other_id).await?;
         Ok(Contact { user: other, status: ContactStatus::Accepted, updated_at: now })
     }
@@ -480,6 +509,18 @@ impl Accounts {
             .map_err(|retry_after| AccountsError::RateLimited { retry_after })?;
         Ok(())
     }
+}
+
+/// The data of a `contact.request` / `contact.accepted` event: who, and where it stands
+/// from the recipient's side.
+fn contact_event(from: &User, status: &str) -> serde_json::Value {
+    serde_json::json!({
+        "user": {
+            "id": from.id, "username": from.username, "display_name": from.display_name,
+            "avatar_url": from.avatar_url, "created_at": from.created_at.to_rfc3339(),
+        },
+        "status": status,
+    })
 }
 
 async fn insert_session(

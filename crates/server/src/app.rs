@@ -71,8 +71,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 /// The services over an open store and this node's bus.
 pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Services> {
+    let events = Events::new(store.clone(), bus);
     let accounts = Accounts::new(
         store.clone(),
+        events.clone(),
         AccountsConfig {
             admins: config.admins.clone(),
             auth_attempts_per_address_per_minute: config.auth_attempts_per_address,
@@ -80,7 +82,6 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
             session_cache_ttl: config.session_cache,
         },
     )?;
-    let events = Events::new(store.clone(), bus);
     let media = plaza_media::Media::open(store.clone(), &config.data_dir, config.media_url.as_deref())
         .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?;
     let chat = Chat::new(

@@ -14,6 +14,7 @@ on_both_databases!(
     the_events_endpoint_returns_what_the_socket_delivers,
     read_receipts_and_typing_reach_the_other_members,
     the_socket_authenticates_by_query_token_and_refuses_without_one,
+    contact_requests_and_acceptances_arrive_on_the_socket,
     a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming,
 );
 
@@ -264,4 +265,21 @@ async fn a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming(db: D
     let seqs: Vec<i64> =
         frames.iter().filter(|f| f["type"] == "message.new").map(|f| f["data"]["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (1..=sent as i64).collect::<Vec<_>>());
+}
+
+async fn contact_requests_and_acceptances_arrive_on_the_socket(db: Db) {
+    let server = TestServer::start(db).await;
+    let (ann, ann_id) = server.register("cr_ann").await;
+    let (bob, bob_id) = server.register("cr_bob").await;
+    let (mut bobs, _) = server.socket(&bob).await;
+    let (mut anns, _) = server.socket(&ann).await;
+    assert_eq!(server.post("/api/v1/contacts", Some(&ann), json!({"user_id": bob_id})).await.status, 201);
+    let request = bobs.next_frame().await;
+    assert_eq!(request["type"], "contact.request", "{request}");
+    assert_eq!(request["data"]["user"]["id"], ann_id.as_str());
+    assert_eq!(request["data"]["status"], "incoming");
+    assert_eq!(server.post("/api/v1/contacts", Some(&bob), json!({"user_id": ann_id})).await.status, 200);
+    let accepted = anns.next_frame().await;
+    assert_eq!(accepted["type"], "contact.accepted", "{accepted}");
+    assert_eq!(accepted["data"]["user"]["id"], bob_id.as_str());
 }
