@@ -653,25 +653,22 @@ impl Chat {
         if !self.is_member(me, conversation_id).await? {
             return Err(ChatError::ConversationNotFound);
         }
-        let (condition, ascending, first, second) = match window {
-            HistoryWindow::Latest => ("TRUE", false, 0, 0),
-            HistoryWindow::After(after, None) => ("seq > $2", true, after, 0),
-            HistoryWindow::After(after, Some(before)) => ("seq > $2 AND seq < $3", true, after, before),
-            HistoryWindow::Before(before) => ("seq < $2", false, before, 0),
+        // Each window binds only the bounds it uses: $1 conversation, $2 limit, then bounds.
+        let (condition, ascending, bounds) = match window {
+            HistoryWindow::Latest => ("", false, vec![]),
+            HistoryWindow::After(after, None) => ("AND seq > $3", true, vec![after]),
+            HistoryWindow::After(after, Some(before)) => ("AND seq > $3 AND seq < $4", true, vec![after, before]),
+            HistoryWindow::Before(before) => ("AND seq < $3", false, vec![before]),
         };
-        // Parameters a condition does not use are still bound; keep them referenced.
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {condition} AND $2 = $2 AND $3 = $3
-             ORDER BY seq {} LIMIT $4",
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 {condition} ORDER BY seq {} LIMIT $2",
             if ascending { "ASC" } else { "DESC" }
         );
-        let rows = sqlx::query(&sql)
-            .bind(conversation_id)
-            .bind(first)
-            .bind(second)
-            .bind(limit.probe())
-            .fetch_all(self.inner.store.read())
-            .await?;
+        let mut query = sqlx::query(&sql).bind(conversation_id).bind(limit.probe());
+        for bound in bounds {
+            query = query.bind(bound);
+        }
+        let rows = query.fetch_all(self.inner.store.read()).await?;
         let more = rows.len() > limit.get() as usize;
         let mut messages =
             rows.iter().take(limit.get() as usize).map(message_from_row).collect::<Result<Vec<_>, _>>()?;

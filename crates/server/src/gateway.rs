@@ -257,13 +257,18 @@ impl Connection {
                     last_heard = Instant::now();
                     match inbound {
                         Some(Ok(WsMessage::Text(text))) => {
-                            let resuming = text.as_str().contains("\"resume\"");
+                            let frame = parse_client_frame(text.as_str());
+                            let resuming = matches!(&frame, Ok(frame) if frame.frame_type == "resume");
                             if !connection.live && !resuming {
                                 if let Err(reason) = connection.go_live().await {
                                     break Err(reason);
                                 }
                             }
-                            if let Err(reason) = connection.handle_client_frame(text.as_str()).await {
+                            let handled = match frame {
+                                Ok(frame) => connection.handle_client_frame(frame).await,
+                                Err(problem) => connection.send_error(None, &problem).await,
+                            };
+                            if let Err(reason) = handled {
                                 break Err(reason);
                             }
                         }
@@ -322,18 +327,7 @@ impl Connection {
         outcome
     }
 
-    async fn handle_client_frame(&mut self, text: &str) -> Result<(), String> {
-        if plaza_http::extract::contains_escaped_nul(text.as_bytes()) {
-            let problem = Problem::invalid_field("", "strings cannot contain the NUL character (U+0000)");
-            return self.send_error(None, &problem).await;
-        }
-        let frame: ClientFrame = match serde_json::from_str(text) {
-            Ok(frame) => frame,
-            Err(error) => {
-                let problem = Problem::new(ErrorCode::MalformedJson, format!("not a frame: {error}"));
-                return self.send_error(None, &problem).await;
-            }
-        };
+    async fn handle_client_frame(&mut self, frame: ClientFrame) -> Result<(), String> {
         let id = frame.id.clone();
         match frame.frame_type.as_str() {
             "ping" => self.send_json(&with_id(json!({"type": "pong"}), id)).await,
@@ -471,6 +465,14 @@ impl Connection {
         *count += 1;
         *count <= TYPING_PER_SECOND
     }
+}
+
+/// A client's text frame, or the problem to answer it with.
+fn parse_client_frame(text: &str) -> Result<ClientFrame, Problem> {
+    if plaza_http::extract::contains_escaped_nul(text.as_bytes()) {
+        return Err(Problem::invalid_field("", "strings cannot contain the NUL character (U+0000)"));
+    }
+    serde_json::from_str(text).map_err(|error| Problem::new(ErrorCode::MalformedJson, format!("not a frame: {error}")))
 }
 
 fn with_id(mut frame: Value, id: Option<String>) -> Value {
