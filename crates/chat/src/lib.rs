@@ -15,6 +15,7 @@
 mod migrations;
 pub mod model;
 pub mod routes;
+mod send_batch;
 mod service;
 pub mod wire;
 

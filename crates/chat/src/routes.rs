@@ -58,6 +58,9 @@ impl From<ChatError> for Problem {
                 Problem::new(ErrorCode::Unavailable, "the database is not reachable; try again shortly")
             }
             ChatError::Database(error) => Problem::internal(&error),
+            ChatError::SendLost(error) => {
+                Problem::new(ErrorCode::Unavailable, format!("{error}; retry with the same client_id"))
+            }
             ChatError::Accounts(error) => error.into(),
             ChatError::Media(error) => match error {
                 MediaError::TooLarge { max } => {

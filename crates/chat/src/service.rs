@@ -3,15 +3,16 @@
 //! transaction and publishes them after commit.
 
 use crate::model::{parse_title, ClientId, ConversationKind, MessageBody, MessageKind};
+use crate::send_batch::{SendJob, SendOutcome, SEND_BATCH_MAX, SEND_QUEUE_MAX};
 use crate::wire::{ConversationView, MessageView, ReadReceipt};
 use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_events::{Appended, Events};
 use plaza_kernel::{PageLimit, Timestamp};
 use plaza_media::{Media, MediaError, MediaItem};
-use plaza_store::{is_unique_violation, Any, AnyRow, Row, Store, Transaction};
+use plaza_store::{is_unique_violation, Any, AnyRow, GroupCommit, GroupCommitError, Row, Store, Transaction};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Tunables of the chat service.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub enum ChatError {
     Accounts(#[from] AccountsError),
     #[error("media: {0}")]
     Media(#[from] MediaError),
+    #[error("send: {0}")]
+    SendLost(#[from] GroupCommitError),
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ChatError {
@@ -138,13 +141,15 @@ struct Inner {
     accounts: Accounts,
     media: Media,
     config: ChatConfig,
+    /// Client sends, group-committed; started on first use (it needs the runtime).
+    sends: OnceLock<GroupCommit<SendJob, SendOutcome>>,
 }
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, client_id, kind, body, created_at";
+pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, client_id, kind, body, created_at";
 
 impl Chat {
     pub fn new(store: Store, events: Events, accounts: Accounts, media: Media, config: ChatConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, events, accounts, media, config }) }
+        Self { inner: Arc::new(Inner { store, events, accounts, media, config, sends: OnceLock::new() }) }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -153,6 +158,26 @@ impl Chat {
 
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn sends(&self) -> &GroupCommit<SendJob, SendOutcome> {
+        self.inner.sends.get_or_init(|| {
+            // The runner holds the service weakly, so dropping the last handle stops it.
+            let service = Arc::downgrade(&self.inner);
+            GroupCommit::spawn(SEND_QUEUE_MAX, SEND_BATCH_MAX, move |jobs: Vec<SendJob>| {
+                let service = service.upgrade().map(|inner| Chat { inner });
+                async move {
+                    match service {
+                        Some(chat) => chat.send_batch(jobs).await,
+                        None => jobs.iter().map(|_| Err(ChatError::SendLost(GroupCommitError::Stopped))).collect(),
+                    }
+                }
+            })
+        })
     }
 
     /// Creates a conversation. A direct conversation with the same person is returned
@@ -399,25 +424,32 @@ impl Chat {
                 Err(error) => return Err(error.into()),
             }
         }
+        let job = SendJob {
+            sender_id: me.id.clone(),
+            conversation_id: conversation_id.to_string(),
+            client_id: client_id.as_str().to_string(),
+            kind,
+            body: body.value().clone(),
+        };
+        self.sends().submit(job).await?
+    }
+
+    /// Stores one send in its own transaction.
+    pub(crate) async fn send_one(&self, job: &SendJob) -> SendOutcome {
         // A concurrent duplicate send loses the race on the unique (sender, client_id) key
         // and then finds the winner's message.
         for _attempt in 0..3 {
-            match self.try_send(me, conversation_id, &client_id, kind, body.value()).await {
+            match self.try_send(job).await {
                 Err(ChatError::Database(error)) if is_unique_violation(&error) => continue,
                 outcome => return outcome,
             }
         }
-        self.try_send(me, conversation_id, &client_id, kind, body.value()).await
+        self.try_send(job).await
     }
 
-    async fn try_send(
-        &self,
-        me: &User,
-        conversation_id: &str,
-        client_id: &ClientId,
-        kind: MessageKind,
-        body: &Value,
-    ) -> Result<(Message, bool), ChatError> {
+    async fn try_send(&self, job: &SendJob) -> SendOutcome {
+        let SendJob { sender_id, conversation_id, client_id, kind, body } = job;
+        let (conversation_id, kind) = (conversation_id.as_str(), *kind);
         let mut transaction = self.inner.store.begin().await?;
         // Members and an earlier send with this client_id, in one round trip.
         let rows = sqlx::query(
@@ -427,12 +459,12 @@ impl Chat {
              FROM conversation_members m WHERE m.conversation_id = $1",
         )
         .bind(conversation_id)
-        .bind(&me.id)
+        .bind(sender_id)
         .bind(client_id.as_str())
         .fetch_all(&mut *transaction)
         .await?;
         let member_ids = rows.iter().map(|row| row.try_get::<String, _>("user_id")).collect::<Result<Vec<_>, _>>()?;
-        if !member_ids.contains(&me.id) {
+        if !member_ids.contains(sender_id) {
             return Err(ChatError::ConversationNotFound);
         }
         let existing_id = match rows.first() {
@@ -459,7 +491,7 @@ impl Chat {
             .insert_message(
                 &mut transaction,
                 conversation_id,
-                &me.id,
+                sender_id,
                 Some(client_id.as_str()),
                 kind,
                 body,
@@ -908,7 +940,7 @@ fn member_from_row(row: &AnyRow) -> Result<Member, sqlx::Error> {
     })
 }
 
-fn message_from_row(row: &AnyRow) -> Result<Message, sqlx::Error> {
+pub(crate) fn message_from_row(row: &AnyRow) -> Result<Message, sqlx::Error> {
     Ok(Message {
         id: row.try_get("id")?,
         conversation_id: row.try_get("conversation_id")?,

@@ -65,6 +65,14 @@ pub enum Notice {
     Ephemeral { frame_type: String, data: Value },
 }
 
+/// One event to append for some users, as part of [`Events::append_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct ToAppend<'a> {
+    pub user_ids: &'a [String],
+    pub event_type: &'a str,
+    pub data: &'a Value,
+}
+
 /// Events appended in a transaction, to announce once it has committed.
 #[derive(Debug, Default)]
 #[must_use = "publish the appended events after the transaction commits"]
@@ -106,45 +114,111 @@ impl Events {
         event_type: &str,
         data: &Value,
     ) -> Result<Appended, sqlx::Error> {
-        let mut users: Vec<&String> = user_ids.iter().collect();
-        users.sort();
-        users.dedup();
-        let created_at_ms = Timestamp::now().unix_millis();
-        let text = data.to_string();
-        let mut appended = Appended::default();
-        // Two statements per chunk of users, however many users: one multi-row upsert of
-        // the counters (rows in sorted order, so PostgreSQL locks them in that order) and
-        // one multi-row insert of the events.
-        for chunk in users.chunks(APPEND_CHUNK) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("(${n}, 1)")).collect();
+        self.append_many(transaction, &[ToAppend { user_ids, event_type, data }]).await
+    }
+
+    /// Appends several events at once (a group-committed batch of messages): each goes to
+    /// its own users, in the order given, with a constant number of statements per chunk
+    /// of rows however many events and users there are.
+    pub async fn append_many(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        batch: &[ToAppend<'_>],
+    ) -> Result<Appended, sqlx::Error> {
+        // How many events each user receives; each user's counter moves once by that many.
+        let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+        let mut recipients: Vec<Vec<&str>> = Vec::with_capacity(batch.len());
+        for entry in batch {
+            let mut users: Vec<&str> = entry.user_ids.iter().map(String::as_str).collect();
+            users.sort_unstable();
+            users.dedup();
+            for user in &users {
+                *counts.entry(user).or_default() += 1;
+            }
+            recipients.push(users);
+        }
+        // The next cursor to hand out per user. Counters are taken in sorted user order
+        // (a BTreeMap), so PostgreSQL locks them in that order.
+        let mut next_cursor: std::collections::HashMap<&str, i64> =
+            std::collections::HashMap::with_capacity(counts.len());
+        let counted: Vec<(&str, i64)> = counts.into_iter().collect();
+        for chunk in counted.chunks(APPEND_CHUNK) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2)).collect();
             let sql = format!(
                 "INSERT INTO user_event_cursors (user_id, last_cursor) VALUES {}
-                 ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + 1
+                 ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor
                  RETURNING user_id, last_cursor",
                 placeholders.join(", ")
             );
             let mut upsert = sqlx::query(&sql);
-            for user_id in chunk {
-                upsert = upsert.bind(*user_id);
+            for (user_id, count) in chunk {
+                upsert = upsert.bind(*user_id).bind(*count);
             }
-            let mut cursors = std::collections::HashMap::with_capacity(chunk.len());
+            let mut returned = std::collections::HashMap::with_capacity(chunk.len());
             for row in upsert.fetch_all(&mut **transaction).await? {
-                cursors.insert(row.try_get::<String, _>("user_id")?, row.try_get::<i64, _>("last_cursor")?);
+                returned.insert(row.try_get::<String, _>("user_id")?, row.try_get::<i64, _>("last_cursor")?);
             }
-            let rows: Vec<String> =
-                (0..chunk.len()).map(|n| format!("(${}, ${}, $1, $2, $3)", 4 + 2 * n, 5 + 2 * n)).collect();
-            let sql =
-                format!("INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}", rows.join(", "));
-            let mut insert = sqlx::query(&sql).bind(event_type).bind(&text).bind(created_at_ms);
-            for user_id in chunk {
-                let cursor = *cursors
-                    .get(user_id.as_str())
+            for (user_id, count) in chunk {
+                let last = *returned
+                    .get(*user_id)
                     .ok_or_else(|| sqlx::Error::Protocol(format!("no cursor returned for user {user_id}")))?;
-                insert = insert.bind(*user_id).bind(cursor);
+                next_cursor.insert(user_id, last - count + 1);
+            }
+        }
+        let created_at_ms = Timestamp::now().unix_millis();
+        let mut appended = Appended::default();
+        let mut rows: Vec<(&str, i64, usize)> = Vec::new();
+        for (index, users) in recipients.iter().enumerate() {
+            for user_id in users {
+                let cursor = next_cursor.get_mut(user_id).ok_or_else(|| sqlx::Error::Protocol("cursor lost".into()))?;
+                rows.push((user_id, *cursor, index));
                 appended.per_user.push((
-                    (*user_id).clone(),
-                    Event { cursor, event_type: event_type.to_string(), data: data.clone(), created_at_ms },
+                    (*user_id).to_string(),
+                    Event {
+                        cursor: *cursor,
+                        event_type: batch[index].event_type.to_string(),
+                        data: batch[index].data.clone(),
+                        created_at_ms,
+                    },
                 ));
+                *cursor += 1;
+            }
+        }
+        // Each event's type and data are bound once and shared by its rows.
+        let texts: Vec<String> = batch.iter().map(|entry| entry.data.to_string()).collect();
+        for chunk in rows.chunks(APPEND_CHUNK) {
+            let mut entries: Vec<usize> = chunk.iter().map(|(_, _, index)| *index).collect();
+            entries.sort_unstable();
+            entries.dedup();
+            // Parameters: $1 created_at, then type and data per entry, then user and cursor per row.
+            let entry_param: std::collections::HashMap<usize, usize> =
+                entries.iter().enumerate().map(|(position, index)| (*index, 2 + 2 * position)).collect();
+            let first_row_param = 2 + 2 * entries.len();
+            let values: Vec<String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, (_, _, index))| {
+                    let entry = entry_param[index];
+                    format!(
+                        "(${}, ${}, ${}, ${}, $1)",
+                        first_row_param + 2 * n,
+                        first_row_param + 2 * n + 1,
+                        entry,
+                        entry + 1
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}",
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(created_at_ms);
+            for index in &entries {
+                insert = insert.bind(batch[*index].event_type).bind(&texts[*index]);
+            }
+            for (user_id, cursor, _) in chunk {
+                insert = insert.bind(*user_id).bind(*cursor);
             }
             insert.execute(&mut **transaction).await?;
         }

@@ -49,7 +49,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// The inverse of [`to_hex`]; `None` for anything that is not even-length lower or upper hex.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| match c {

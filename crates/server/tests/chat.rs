@@ -12,6 +12,7 @@ on_both_databases!(
     messages_are_numbered_from_one_and_a_retried_send_is_idempotent,
     concurrent_senders_get_gap_free_sequence_numbers,
     concurrent_retries_of_one_send_store_one_message,
+    a_burst_of_mixed_sends_is_stored_as_if_sent_one_by_one,
     non_members_get_404_for_everything,
     bad_messages_are_answered_with_problems_and_store_nothing,
     conversations_are_listed_newest_first_with_last_message_and_unread_count,
@@ -156,6 +157,90 @@ async fn concurrent_retries_of_one_send_store_one_message(db: Db) {
     assert_eq!(ids.len(), 1);
     let history = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(&people[0].0)).await;
     assert_eq!(history.body["items"].as_array().unwrap().len(), 1);
+}
+
+/// Concurrent sends are group-committed; a burst mixing conversations, retries racing
+/// each other and an outsider must come out exactly as if each had been sent alone.
+async fn a_burst_of_mixed_sends_is_stored_as_if_sent_one_by_one(db: Db) {
+    let server = Arc::new(TestServer::start(db).await);
+    let people = users(&server, &["m_ann", "m_bob", "m_cyd", "m_dee", "m_out"]).await;
+    let token = |n: usize| people[n].0.clone();
+    let group = server.conversation(&token(0), "group", &[&people[1].1, &people[2].1]).await;
+    let direct = server.conversation(&token(0), "direct", &[&people[3].1]).await;
+    let rounds = 25;
+    let mut sends = Vec::new();
+    for n in 0..rounds {
+        // (sender, conversation, client_id); every send is also retried concurrently.
+        for (sender, conversation, client_id) in [
+            (0, &group, format!("g-ann-{n}")),
+            (1, &group, format!("g-bob-{n}")),
+            (0, &direct, format!("d-ann-{n}")),
+            (3, &direct, format!("d-dee-{n}")),
+        ] {
+            sends.push((sender, conversation.clone(), client_id.clone()));
+            sends.push((sender, conversation.clone(), client_id));
+        }
+    }
+    let tasks: Vec<_> = sends
+        .into_iter()
+        .map(|(sender, conversation, client_id)| {
+            let server = server.clone();
+            let token = token(sender);
+            tokio::spawn(async move {
+                let reply = server
+                    .post(
+                        &format!("/api/v1/conversations/{conversation}/messages"),
+                        Some(&token),
+                        json!({"client_id": client_id, "kind": "text", "body": {"text": client_id}}),
+                    )
+                    .await;
+                (client_id, reply)
+            })
+        })
+        .collect();
+    let outsiders: Vec<_> = (0..rounds)
+        .map(|n| {
+            let server = server.clone();
+            let (token, group) = (token(4), group.clone());
+            tokio::spawn(async move {
+                server
+                    .post(
+                        &format!("/api/v1/conversations/{group}/messages"),
+                        Some(&token),
+                        json!({"client_id": format!("out-{n}"), "kind": "text", "body": {"text": "let me in"}}),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ids: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
+    for task in tasks {
+        let (client_id, reply) = task.await.unwrap();
+        assert!(reply.status == 201 || reply.status == 200, "{}", reply.text);
+        assert_eq!(reply.body["client_id"], client_id.as_str());
+        ids.entry(client_id).or_default().insert(reply.body["id"].as_str().unwrap().to_string());
+    }
+    assert!(ids.values().all(|both| both.len() == 1), "a retry answers with the first send's message");
+    for task in outsiders {
+        task.await.unwrap().assert_problem(404, "conversation_not_found");
+    }
+    for (conversation, system_messages) in [(&group, 1), (&direct, 0)] {
+        let history =
+            server.get(&format!("/api/v1/conversations/{conversation}/messages?limit=200"), Some(&token(0))).await;
+        let items = history.body["items"].as_array().unwrap();
+        let seqs: Vec<i64> = items.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        let expected: Vec<i64> = (1..=(system_messages + 2 * rounds) as i64).collect();
+        assert_eq!(seqs, expected, "gap-free, and each retried send stored once");
+        assert!(items.iter().all(|m| m["body"]["text"] != "let me in"));
+    }
+    // The point of the burst: it really was stored in shared transactions.
+    let metrics = server.get("/metrics", None).await.text;
+    let batched: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("plaza_chat_batched_sends_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(batched > 0.0, "no sends shared a batch:\n{metrics}");
 }
 
 async fn non_members_get_404_for_everything(db: Db) {

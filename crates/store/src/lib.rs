@@ -12,8 +12,10 @@
 //! dialects differ, [`Store::backend`] lets the caller choose. Each service crate owns
 //! its tables and hands its [`Migration`]s to [`Store::migrate`].
 
+mod group_commit;
 mod migrate;
 
+pub use group_commit::{GroupCommit, GroupCommitError};
 pub use migrate::{AppliedMigration, Migration};
 pub use sqlx::any::AnyRow;
 pub use sqlx::AnyPool;

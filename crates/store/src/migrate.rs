@@ -28,7 +28,7 @@ pub struct AppliedMigration {
 }
 
 /// An arbitrary constant naming Plaza's migration lock among PostgreSQL advisory locks.
-const POSTGRES_MIGRATION_LOCK: i64 = 0x504C_415A_41;
+const POSTGRES_MIGRATION_LOCK: i64 = 0x0050_4C41_5A41;
 
 impl Migration {
     fn sql(&self, backend: Backend) -> &'static str {
