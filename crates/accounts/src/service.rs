@@ -128,6 +128,11 @@ impl Accounts {
         &self.inner.store
     }
 
+    /// The argon2 hashing threads, for other secrets hashed like passwords (payment PINs).
+    pub fn password_hasher(&self) -> &PasswordHasher {
+        &self.inner.hasher
+    }
+
     pub fn is_admin(&self, user: &User) -> bool {
         self.inner.admins.contains(&user.username)
     }
@@ -389,7 +394,7 @@ impl Accounts {
         let appended = match event {
             Some(event_type) => {
                 let data = contact_event(me, if event_type == "contact.request" { "incoming" } else { "accepted" });
-                Some(self.inner.events.append(&mut transaction, &[other.id.clone()], event_type, &data).await?)
+                Some(self.inner.events.append(&mut transaction, std::slice::from_ref(&other.id), event_type, &data).await?)
             }
             None => None,
         };

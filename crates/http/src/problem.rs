@@ -54,6 +54,34 @@ pub enum ErrorCode {
     RateLimited,
     /// The request took too long and was abandoned.
     Timeout,
+    /// Not enough available balance for the payment.
+    InsufficientFunds,
+    /// The Idempotency-Key was already used with a different request.
+    IdempotencyKeyReused,
+    /// A request with this Idempotency-Key is still being processed.
+    IdempotencyKeyInProgress,
+    /// The top-up would exceed the daily limit.
+    TopupLimitExceeded,
+    /// A payment PIN is set and the request did not carry it.
+    PinRequired,
+    /// The payment PIN is wrong.
+    WrongPin,
+    /// Too many wrong PINs: payments are locked for a while (`Retry-After`).
+    PinLocked,
+    /// No such red packet, or the caller may not see it.
+    RedPacketNotFound,
+    /// The caller already claimed a share of this red packet.
+    AlreadyClaimed,
+    /// Every share of the red packet has been claimed.
+    RedPacketEmpty,
+    /// The red packet has expired and its money went back to the sender.
+    RedPacketExpired,
+    /// No such payment intent.
+    PaymentIntentNotFound,
+    /// The object's current state does not allow this action.
+    InvalidTransition,
+    /// The funding provider (card, bank) refused or did not answer.
+    FundingProviderFailed,
     /// A dependency (usually the database) is unavailable.
     Unavailable,
     /// A bug or an unexpected failure; logged with the request id.
@@ -80,6 +108,20 @@ impl ErrorCode {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::InsufficientFunds => StatusCode::PAYMENT_REQUIRED,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
+            Self::TopupLimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PinRequired => StatusCode::FORBIDDEN,
+            Self::WrongPin => StatusCode::FORBIDDEN,
+            Self::PinLocked => StatusCode::FORBIDDEN,
+            Self::RedPacketNotFound => StatusCode::NOT_FOUND,
+            Self::AlreadyClaimed => StatusCode::CONFLICT,
+            Self::RedPacketEmpty => StatusCode::CONFLICT,
+            Self::RedPacketExpired => StatusCode::CONFLICT,
+            Self::PaymentIntentNotFound => StatusCode::NOT_FOUND,
+            Self::InvalidTransition => StatusCode::CONFLICT,
+            Self::FundingProviderFailed => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,6 +151,20 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited => "rate_limited",
             Self::Timeout => "timeout",
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyKeyInProgress => "idempotency_key_in_progress",
+            Self::TopupLimitExceeded => "topup_limit_exceeded",
+            Self::PinRequired => "pin_required",
+            Self::WrongPin => "wrong_pin",
+            Self::PinLocked => "pin_locked",
+            Self::RedPacketNotFound => "red_packet_not_found",
+            Self::AlreadyClaimed => "already_claimed",
+            Self::RedPacketEmpty => "red_packet_empty",
+            Self::RedPacketExpired => "red_packet_expired",
+            Self::PaymentIntentNotFound => "payment_intent_not_found",
+            Self::InvalidTransition => "invalid_transition",
+            Self::FundingProviderFailed => "funding_provider_failed",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -139,6 +195,20 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "The request body must be application/json",
             Self::RateLimited => "Too many requests",
             Self::Timeout => "The request took too long",
+            Self::InsufficientFunds => "Not enough money available",
+            Self::IdempotencyKeyReused => "This Idempotency-Key was used for another request",
+            Self::IdempotencyKeyInProgress => "A request with this Idempotency-Key is in progress",
+            Self::TopupLimitExceeded => "The daily top-up limit would be exceeded",
+            Self::PinRequired => "The payment PIN is required",
+            Self::WrongPin => "Wrong payment PIN",
+            Self::PinLocked => "Payments are locked after too many wrong PINs",
+            Self::RedPacketNotFound => "No such red packet",
+            Self::AlreadyClaimed => "You already claimed this red packet",
+            Self::RedPacketEmpty => "The red packet is empty",
+            Self::RedPacketExpired => "The red packet has expired",
+            Self::PaymentIntentNotFound => "No such payment intent",
+            Self::InvalidTransition => "Not allowed in the current state",
+            Self::FundingProviderFailed => "The funding provider failed",
             Self::Unavailable => "The service is temporarily unavailable",
             Self::Internal => "Something went wrong on our side",
         }
@@ -168,6 +238,20 @@ impl ErrorCode {
         Self::UnsupportedMediaType,
         Self::RateLimited,
         Self::Timeout,
+        Self::InsufficientFunds,
+        Self::IdempotencyKeyReused,
+        Self::IdempotencyKeyInProgress,
+        Self::TopupLimitExceeded,
+        Self::PinRequired,
+        Self::WrongPin,
+        Self::PinLocked,
+        Self::RedPacketNotFound,
+        Self::AlreadyClaimed,
+        Self::RedPacketEmpty,
+        Self::RedPacketExpired,
+        Self::PaymentIntentNotFound,
+        Self::InvalidTransition,
+        Self::FundingProviderFailed,
         Self::Unavailable,
         Self::Internal,
     ];

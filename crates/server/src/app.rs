@@ -15,6 +15,7 @@ use plaza_chat::{Chat, ChatConfig};
 use plaza_events::Events;
 use plaza_http::{ErrorCode, Problem};
 use plaza_store::Store;
+use plaza_wallet::{Wallet, WalletConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -33,6 +34,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub events: Events,
     pub chat: Chat,
+    pub wallet: Wallet,
     pub gateway: GatewayConfig,
     pub openapi_json: Arc<String>,
 }
@@ -50,11 +52,19 @@ pub struct Services {
     pub accounts: Accounts,
     pub events: Events,
     pub chat: Chat,
+    pub wallet: Wallet,
 }
 
 /// Every service's migrations, in dependency order.
 pub fn migrations() -> Vec<plaza_store::Migration> {
-    [plaza_accounts::MIGRATIONS, plaza_events::MIGRATIONS, plaza_media::MIGRATIONS, plaza_chat::MIGRATIONS].concat()
+    [
+        plaza_accounts::MIGRATIONS,
+        plaza_events::MIGRATIONS,
+        plaza_media::MIGRATIONS,
+        plaza_chat::MIGRATIONS,
+        plaza_wallet::MIGRATIONS,
+    ]
+    .concat()
 }
 
 /// Connects to the database and applies pending migrations.
@@ -91,7 +101,20 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         media,
         ChatConfig { group_members_max: config.group_members_max },
     );
-    Ok(Services { store, accounts, events, chat })
+    let wallet = Wallet::new(
+        store.clone(),
+        events.clone(),
+        accounts.clone(),
+        chat.clone(),
+        WalletConfig {
+            currencies: config.currencies.clone(),
+            topup_daily_limit_major: config.topup_daily_limit,
+            red_packet_refund_after: config.red_packet_refund_after,
+            job_interval: config.wallet_job_interval,
+            ..WalletConfig::default()
+        },
+    );
+    Ok(Services { store, accounts, events, chat, wallet })
 }
 
 #[derive(OpenApi)]
@@ -100,6 +123,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
     tags(
         (name = "accounts", description = "Users, sessions and contacts"),
         (name = "chat", description = "Conversations, messages and read receipts"),
+        (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "operations", description = "Health and metrics")),
     components(schemas(plaza_http::ProblemSchema))
@@ -108,13 +132,14 @@ struct ApiDoc;
 
 /// The whole HTTP application.
 pub fn router(services: Services, gateway: GatewayConfig) -> Router {
-    let Services { store, accounts, events, chat } = services;
+    let Services { store, accounts, events, chat, wallet } = services;
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
-    let mut state = AppState { store, accounts, events, chat, gateway, openapi_json: Arc::new(String::new()) };
+    let mut state = AppState { store, accounts, events, chat, wallet, gateway, openapi_json: Arc::new(String::new()) };
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", plaza_accounts::router(state.accounts.clone()))
         .nest("/api/v1", plaza_chat::router(state.chat.clone()))
+        .nest("/api/v1", plaza_wallet::router(state.wallet.clone()))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone()))
         .split_for_parts();

@@ -61,6 +61,17 @@ pub struct SettingsArgs {
     /// The most members a group conversation may have [default: 500].
     #[arg(long, env = "PLAZA_GROUP_MEMBERS_MAX", global = true, value_name = "N")]
     pub group_members_max: Option<String>,
+    /// Comma-separated ISO 4217 codes of the currencies wallets hold [default: USD].
+    #[arg(long, env = "PLAZA_CURRENCIES", global = true, value_name = "CODES")]
+    pub currencies: Option<String>,
+    /// The most a user may top up per currency per UTC day, in major units (dollars, yen)
+    /// [default: 10000].
+    #[arg(long, env = "PLAZA_TOPUP_DAILY_LIMIT", global = true, value_name = "AMOUNT")]
+    pub topup_daily_limit: Option<String>,
+    /// Seconds after which the unclaimed money of a red packet returns to its sender
+    /// [default: 86400].
+    #[arg(long, env = "PLAZA_RED_PACKET_REFUND_SECONDS", global = true, value_name = "SECONDS")]
+    pub red_packet_refund_seconds: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -85,8 +96,12 @@ struct FileSettings {
     media_url: Option<String>,
     nats_url: Option<String>,
     sqlite_sync: Option<String>,
+    currencies: Option<AdminList>,
+    topup_daily_limit: Option<u32>,
+    red_packet_refund_seconds: Option<u32>,
 }
 
+/// A list given as comma-separated text or as a TOML array (admins, currencies).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum AdminList {
@@ -122,6 +137,14 @@ pub struct Config {
     pub media_url: Option<String>,
     /// Per-connection limits of the WebSocket gateway (not configurable from outside yet).
     pub gateway: crate::gateway::GatewayConfig,
+    /// The currencies wallets hold, in the order given.
+    pub currencies: Vec<plaza_kernel::Currency>,
+    /// Per user, currency and UTC day, in major units.
+    pub topup_daily_limit: i64,
+    pub red_packet_refund_after: Duration,
+    /// How often the wallet's background job runs (red-packet refunds); not configurable
+    /// from outside, shortened by tests.
+    pub wallet_job_interval: Duration,
 }
 
 /// A setting that cannot be used, named as the operator would write it.
@@ -236,6 +259,38 @@ impl Config {
             Some(other) => return Err(invalid("PLAZA_SQLITE_SYNC", format!("{other:?} is neither full nor normal"))),
         };
 
+        let currency_codes: Vec<String> = match (args.currencies.clone(), file.currencies) {
+            (Some(text), _) | (None, Some(AdminList::Text(text))) => text.split(',').map(str::to_string).collect(),
+            (None, Some(AdminList::List(list))) => list,
+            (None, None) => vec!["USD".to_string()],
+        };
+        let mut currencies = Vec::new();
+        for code in currency_codes.iter().map(|code| code.trim()).filter(|code| !code.is_empty()) {
+            let currency = plaza_kernel::Currency::parse(code).ok_or_else(|| {
+                invalid("PLAZA_CURRENCIES", format!("{code:?} is not an ISO 4217 currency code this build knows"))
+            })?;
+            if !currencies.contains(&currency) {
+                currencies.push(currency);
+            }
+        }
+        if currencies.is_empty() {
+            return Err(invalid("PLAZA_CURRENCIES", "name at least one currency, e.g. USD"));
+        }
+        let topup_daily_limit = number(
+            &args.topup_daily_limit,
+            file.topup_daily_limit,
+            10_000,
+            1..=1_000_000_000,
+            "PLAZA_TOPUP_DAILY_LIMIT",
+        )?;
+        let red_packet_refund_seconds = number(
+            &args.red_packet_refund_seconds,
+            file.red_packet_refund_seconds,
+            86_400,
+            1..=30 * 86_400,
+            "PLAZA_RED_PACKET_REFUND_SECONDS",
+        )?;
+
         Ok(Self {
             addr,
             data_dir,
@@ -253,6 +308,10 @@ impl Config {
             media_url,
             nats_url,
             gateway: Default::default(),
+            currencies,
+            topup_daily_limit: topup_daily_limit as i64,
+            red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
+            wallet_job_interval: Duration::from_secs(30),
         })
     }
 
@@ -275,6 +334,10 @@ impl Config {
             media_url: None,
             nats_url: None,
             gateway: Default::default(),
+            currencies: plaza_kernel::Currency::parse("USD").into_iter().collect(),
+            topup_daily_limit: 10_000,
+            red_packet_refund_after: Duration::from_secs(86_400),
+            wallet_job_interval: Duration::from_secs(30),
         }
     }
 }
@@ -332,6 +395,7 @@ mod tests {
         assert!(config.database_url.starts_with("sqlite://"));
         assert!(config.database_url.ends_with("plaza-data/plaza.db"));
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.currencies.iter().map(|c| c.code()).collect::<Vec<_>>(), ["USD"]);
     }
 
     #[test]
@@ -346,6 +410,19 @@ mod tests {
             (SettingsArgs { log: Some("info,[[".into()), config: None, ..Default::default() }, "PLAZA_LOG"),
             (SettingsArgs { log_format: Some("xml".into()), config: None, ..Default::default() }, "PLAZA_LOG_FORMAT"),
             (SettingsArgs { db_pool_max: Some("0".into()), config: None, ..Default::default() }, "PLAZA_DB_POOL_MAX"),
+            (
+                SettingsArgs { currencies: Some("USD,XXX".into()), config: None, ..Default::default() },
+                "PLAZA_CURRENCIES",
+            ),
+            (SettingsArgs { currencies: Some(" , ".into()), config: None, ..Default::default() }, "PLAZA_CURRENCIES"),
+            (
+                SettingsArgs { topup_daily_limit: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_TOPUP_DAILY_LIMIT",
+            ),
+            (
+                SettingsArgs { red_packet_refund_seconds: Some("x".into()), config: None, ..Default::default() },
+                "PLAZA_RED_PACKET_REFUND_SECONDS",
+            ),
             (args(), "PLAZA_CONFIG"),
         ];
         for (settings, expected) in cases {

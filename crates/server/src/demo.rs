@@ -59,7 +59,7 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
 /// A direct chat between alice and bob and a group of three, with some history. Sends
 /// carry fixed client ids, so seeding twice posts nothing twice.
 async fn seed_chats(chat: &plaza_chat::Chat, alice: &User, bob: &User, carol: &User) -> anyhow::Result<()> {
-    let (direct, _) = chat.create_conversation(alice, ConversationKind::Direct, &[bob.id.clone()], None).await?;
+    let (direct, _) = chat.create_conversation(alice, ConversationKind::Direct, std::slice::from_ref(&bob.id), None).await?;
     let lines: [(&User, &str); 4] = [
         (alice, "Hi Bob! Are we still on for lunch tomorrow?"),
         (bob, "Yes! 12:30 at the noodle place?"),

@@ -51,6 +51,9 @@ pub async fn serve(
         }
     });
     let services = app::services(store.clone(), bus, &config)?;
+    // Red-packet refunds and other wallet upkeep. Every node runs it; each refund is
+    // decided in the database, so running it on many nodes (or after a crash) is safe.
+    let wallet_jobs = tokio::spawn(services.wallet.clone().run_jobs());
     let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -78,6 +81,7 @@ pub async fn serve(
         () = deadline => tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway"),
     }
     sweep_task.abort();
+    wallet_jobs.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

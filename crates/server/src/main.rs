@@ -30,6 +30,18 @@ enum Command {
         #[arg(long)]
         serve: bool,
     },
+    /// Wallet ledger administration.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Recompute every balance from the journal and check that each currency sums to
+    /// zero; exits with status 1 when the ledger is not sound.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -50,7 +62,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("plaza: {error:#}");
             ExitCode::FAILURE
@@ -58,14 +70,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
             let store = plaza_server::app::open_store(&config).await?;
             println!("migrations are up to date ({})", store.backend().name());
             store.close().await;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger { command: LedgerCommand::Check } => {
+            let store = plaza_server::app::open_store(&config).await?;
+            let check = plaza_wallet::check_ledger(&store).await?;
+            store.close().await;
+            println!("{}", describe_ledger_check(&check));
+            Ok(if check.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Demo { serve: then_serve } => {
             let store = plaza_server::app::open_store(&config).await?;
@@ -75,7 +94,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if then_serve {
                 serve(config).await?;
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -86,4 +105,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("cannot listen on {} (PLAZA_ADDR): {error}", config.addr))?;
     println!("Plaza is running at http://{}/  (API reference: /api/docs)", listener.local_addr()?);
     plaza_server::serve(config, listener, plaza_server::termination_signal()).await
+}
+
+/// The ledger check for a terminal: one line per currency, then any disagreement.
+fn describe_ledger_check(check: &plaza_wallet::LedgerCheck) -> String {
+    let mut text =
+        format!("ledger {}: {} accounts checked\n", if check.ok { "OK" } else { "NOT OK" }, check.accounts_checked);
+    for currency in &check.currencies {
+        text.push_str(&format!("  {} sums to {}\n", currency.currency, currency.sum));
+    }
+    for mismatch in &check.mismatches {
+        text.push_str(&format!(
+            "  {}: balance {} but the journal says {}\n",
+            mismatch.account_id, mismatch.balance, mismatch.journal
+        ));
+    }
+    for problem in &check.problems {
+        text.push_str(&format!("  {problem}\n"));
+    }
+    text.trim_end().to_string()
 }

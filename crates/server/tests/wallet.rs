@@ -1,0 +1,807 @@
+//! The wallet over real HTTP, on SQLite and PostgreSQL: money moves exactly once however
+//! requests are retried or raced, never overdraws, and the ledger always balances.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use support::{Db, Reply, TestServer};
+
+on_both_databases!(
+    topups_and_transfers_move_money_post_into_the_chat_and_show_in_history,
+    a_retried_transfer_moves_money_once_and_a_reused_key_is_refused,
+    concurrent_duplicates_of_one_transfer_move_money_once,
+    concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced,
+    concurrent_red_packet_claims_hand_out_exactly_the_shares,
+    a_lucky_red_packet_splits_exactly_and_a_retried_claim_returns_the_same_share,
+    unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding,
+    bad_inputs_are_answered_with_their_codes_and_move_nothing,
+    a_pin_guards_payments_and_five_wrong_answers_lock_them,
+    payment_intents_hold_capture_release_and_refund,
+    the_ledger_check_is_for_admins_and_the_cli_agrees,
+);
+
+const AUDITOR: &str = "auditor";
+
+async fn server(db: Db) -> TestServer {
+    TestServer::start_with(db, |config| {
+        config.admins.insert(AUDITOR.to_string());
+    })
+    .await
+}
+
+async fn post_keyed(server: &TestServer, path: &str, token: &str, key: Option<&str>, body: Value) -> Reply {
+    let mut request = server.client.post(format!("{}{path}", server.base)).bearer_auth(token).json(&body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    server.raw(request).await
+}
+
+async fn topup(server: &TestServer, token: &str, amount: i64) {
+    let reply = post_keyed(
+        server,
+        "/api/v1/wallet/topups",
+        token,
+        Some(&plaza_kernel::new_id()),
+        json!({"amount": amount, "currency": "USD"}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "topup: {}", reply.text);
+}
+
+/// (available, held) in USD.
+async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
+    let reply = server.get("/api/v1/wallet", Some(token)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let usd = reply.body["balances"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").unwrap().clone();
+    (usd["available"].as_i64().unwrap(), usd["held"].as_i64().unwrap())
+}
+
+/// Asserts the admin ledger check passes and returns its document.
+async fn assert_ledger_sound(server: &TestServer, auditor_token: &str) -> Value {
+    let reply = server.get("/api/v1/admin/ledger/check", Some(auditor_token)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["ok"], true, "{}", reply.text);
+    for currency in reply.body["currencies"].as_array().unwrap() {
+        assert_eq!(currency["sum"], 0, "{}", reply.text);
+    }
+    reply.body
+}
+
+async fn transfer_body(to: &str, amount: i64) -> Value {
+    json!({"to_user_id": to, "amount": amount, "currency": "USD"})
+}
+
+async fn topups_and_transfers_move_money_post_into_the_chat_and_show_in_history(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, ann_id) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    assert_eq!(balance(&server, &ann).await, (0, 0));
+
+    let reply =
+        post_keyed(&server, "/api/v1/wallet/topups", &ann, None, json!({"amount": 10_000, "currency": "USD"})).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["kind"], "topup");
+    assert_eq!(reply.body["direction"], "in");
+    assert_eq!(reply.body["counterparty"], "funding");
+    assert_eq!(balance(&server, &ann).await, (10_000, 0));
+
+    let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let reply = post_keyed(
+        &server,
+        "/api/v1/wallet/transfers",
+        &ann,
+        Some("t-1"),
+        json!({"to_user_id": bob_id, "amount": 2_500, "currency": "USD", "note": "lunch 🍜", "conversation_id": conversation}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let transfer = reply.body.clone();
+    assert_eq!(transfer["from_user_id"], ann_id.as_str());
+    assert_eq!(transfer["to_user_id"], bob_id.as_str());
+    assert_eq!(transfer["amount"], 2_500);
+    assert_eq!(transfer["note"], "lunch 🍜");
+    assert!(transfer["message_id"].is_string());
+    assert_eq!(balance(&server, &ann).await, (7_500, 0));
+    assert_eq!(balance(&server, &bob).await, (2_500, 0));
+
+    // The chat shows one `transfer` message, to both members.
+    let history = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(&bob)).await;
+    let messages = history.body["items"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{}", history.text);
+    assert_eq!(messages[0]["kind"], "transfer");
+    assert_eq!(messages[0]["id"], transfer["message_id"]);
+    assert_eq!(messages[0]["body"]["transfer_id"], transfer["id"]);
+    assert_eq!(messages[0]["body"]["amount"], 2_500);
+
+    // Both sides learn of it through `wallet.updated`.
+    for (token, available) in [(&ann, 7_500), (&bob, 2_500)] {
+        let events = server.get("/api/v1/events?after=0", Some(token)).await;
+        let updates: Vec<&Value> =
+            events.body["items"].as_array().unwrap().iter().filter(|e| e["type"] == "wallet.updated").collect();
+        let last = updates.last().unwrap_or_else(|| panic!("no wallet.updated: {}", events.text));
+        assert_eq!(last["data"]["available"], available, "{}", events.text);
+        assert_eq!(last["data"]["currency"], "USD");
+    }
+
+    // History: newest first, with the counterparty and the reference.
+    let history = server.get("/api/v1/wallet/transactions", Some(&ann)).await;
+    let items = history.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{}", history.text);
+    assert_eq!(items[0]["kind"], "transfer");
+    assert_eq!(items[0]["direction"], "out");
+    assert_eq!(items[0]["counterparty"], "user");
+    assert_eq!(items[0]["counterparty_user_id"], bob_id.as_str());
+    assert_eq!(items[0]["reference"], format!("transfer:{}", transfer["id"].as_str().unwrap()));
+    assert_eq!(items[0]["note"], "lunch 🍜");
+    assert_eq!(items[1]["kind"], "topup");
+    let bobs = server.get("/api/v1/wallet/transactions", Some(&bob)).await;
+    assert_eq!(bobs.body["items"][0]["direction"], "in");
+    assert_eq!(bobs.body["items"][0]["counterparty_user_id"], ann_id.as_str());
+
+    // Paging: one at a time, newest first, no repeats.
+    let first = server.get("/api/v1/wallet/transactions?limit=1", Some(&ann)).await;
+    assert_eq!(first.body["items"][0]["kind"], "transfer");
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = server.get(&format!("/api/v1/wallet/transactions?limit=1&cursor={cursor}"), Some(&ann)).await;
+    assert_eq!(second.body["items"][0]["kind"], "topup");
+    assert_eq!(second.body["next_cursor"], Value::Null);
+
+    // A withdrawal goes out through the same provider.
+    let reply =
+        post_keyed(&server, "/api/v1/wallet/withdrawals", &bob, Some("w-1"), json!({"amount": 500, "currency": "USD"}))
+            .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["direction"], "out");
+    assert_eq!(balance(&server, &bob).await, (2_000, 0));
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn a_retried_transfer_moves_money_once_and_a_reused_key_is_refused(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, _) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    topup(&server, &ann, 1_000).await;
+    let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let body = json!({"to_user_id": bob_id, "amount": 300, "currency": "USD", "conversation_id": conversation});
+
+    let first = post_keyed(&server, "/api/v1/wallet/transfers", &ann, Some("pay-bob-1"), body.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    for _ in 0..3 {
+        let retry = post_keyed(&server, "/api/v1/wallet/transfers", &ann, Some("pay-bob-1"), body.clone()).await;
+        assert_eq!(retry.status, 201, "{}", retry.text);
+        assert_eq!(retry.body, first.body, "a retry returns the first response");
+        assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    }
+    assert_eq!(balance(&server, &ann).await, (700, 0));
+    assert_eq!(balance(&server, &bob).await, (300, 0));
+    let history = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(&ann)).await;
+    assert_eq!(history.body["items"].as_array().unwrap().len(), 1, "one message: {}", history.text);
+
+    // The same key with another body is refused and moves nothing.
+    let mut other = body.clone();
+    other["amount"] = json!(301);
+    post_keyed(&server, "/api/v1/wallet/transfers", &ann, Some("pay-bob-1"), other)
+        .await
+        .assert_problem(422, "idempotency_key_reused");
+    // The same key on another endpoint is also another request.
+    post_keyed(&server, "/api/v1/wallet/topups", &ann, Some("pay-bob-1"), json!({"amount": 1, "currency": "USD"}))
+        .await
+        .assert_problem(422, "idempotency_key_reused");
+    // Keys belong to their user: bob may use the same string for his own request.
+    let bobs =
+        post_keyed(&server, "/api/v1/wallet/topups", &bob, Some("pay-bob-1"), json!({"amount": 5, "currency": "USD"}))
+            .await;
+    assert_eq!(bobs.status, 201, "{}", bobs.text);
+    assert_eq!(balance(&server, &ann).await, (700, 0));
+    assert_eq!(balance(&server, &bob).await, (305, 0));
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn concurrent_duplicates_of_one_transfer_move_money_once(db: Db) {
+    let server = Arc::new(server(db).await);
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, _) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    topup(&server, &ann, 1_000).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (server, ann, bob_id) = (server.clone(), ann.clone(), bob_id.clone());
+        tasks.push(tokio::spawn(async move {
+            post_keyed(&server, "/api/v1/wallet/transfers", &ann, Some("same-key"), transfer_body(&bob_id, 400).await)
+                .await
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        ids.insert(reply.body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "every duplicate answered with the one transfer");
+    assert_eq!(balance(&server, &ann).await, (600, 0));
+    assert_eq!(balance(&server, &bob).await, (400, 0));
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced(db: Db) {
+    let server = Arc::new(server(db).await);
+    let (auditor, _) = server.register(AUDITOR).await;
+    let mut people = Vec::new();
+    for name in ["ann", "bob", "cat", "dan"] {
+        let (token, id) = server.register(name).await;
+        topup(&server, &token, 1_000).await;
+        people.push((token, id));
+    }
+    let people = Arc::new(people);
+    let mut random = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let mut tasks = Vec::new();
+    for n in 0..300 {
+        let from = (next() % 4) as usize;
+        let to = (from + 1 + (next() % 3) as usize) % 4;
+        let amount = 1 + (next() % 400) as i64;
+        let (server, people) = (server.clone(), people.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = transfer_body(&people[to].1, amount).await;
+            let reply =
+                post_keyed(&server, "/api/v1/wallet/transfers", &people[from].0, Some(&format!("r-{n}")), body).await;
+            (from, to, amount, reply)
+        }));
+    }
+    let mut expected = [1_000_i64; 4];
+    let (mut sent, mut refused) = (0, 0);
+    for task in tasks {
+        let (from, to, amount, reply) = task.await.unwrap();
+        match reply.status {
+            201 => {
+                expected[from] -= amount;
+                expected[to] += amount;
+                sent += 1;
+            }
+            402 => {
+                reply.assert_problem(402, "insufficient_funds");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert!(sent > 0 && sent + refused == 300);
+    for (index, (token, _)) in people.iter().enumerate() {
+        let (available, held) = balance(&server, token).await;
+        assert!(available >= 0);
+        assert_eq!((available, held), (expected[index], 0), "person {index}");
+    }
+    assert_eq!(expected.iter().sum::<i64>(), 4_000);
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn group_with(server: &TestServer, owner: &str, members: &[String]) -> String {
+    let reply = server
+        .post("/api/v1/conversations", Some(owner), json!({"kind": "group", "member_ids": members, "title": "Party"}))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.body["id"].as_str().unwrap().to_string()
+}
+
+async fn concurrent_red_packet_claims_hand_out_exactly_the_shares(db: Db) {
+    let server = Arc::new(server(db).await);
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, ann_id) = server.register("ann").await;
+    let mut members = Vec::new();
+    for name in ["bob", "cat", "dan", "eve", "fay", "gus"] {
+        members.push(server.register(name).await);
+    }
+    topup(&server, &ann, 1_000).await;
+    let member_ids: Vec<String> = members.iter().map(|(_, id)| id.clone()).collect();
+    let group = group_with(&server, &ann, &member_ids).await;
+    let reply = post_keyed(
+        &server,
+        "/api/v1/red-packets",
+        &ann,
+        Some("packet-1"),
+        json!({"conversation_id": group, "total": {"amount": 1_000, "currency": "USD"}, "count": 4, "mode": "lucky", "greeting": "恭喜发财"}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let packet_id = reply.body["id"].as_str().unwrap().to_string();
+    assert_eq!(reply.body["count"], 4);
+    assert_eq!(reply.body["total"], json!({"amount": 1_000, "currency": "USD"}));
+    assert_eq!(balance(&server, &ann).await, (0, 0));
+    let history = server.get(&format!("/api/v1/conversations/{group}/messages"), Some(&members[0].0)).await;
+    let last = history.body["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "red_packet");
+    assert_eq!(last["body"]["red_packet_id"], packet_id.as_str());
+
+    // Six members claim at once, each twice: four shares exist, and nobody gets two.
+    let mut tasks = Vec::new();
+    for (token, id) in &members {
+        for _ in 0..2 {
+            let (server, token, id, packet_id) = (server.clone(), token.clone(), id.clone(), packet_id.clone());
+            tasks.push(tokio::spawn(async move {
+                (id, server.post(&format!("/api/v1/red-packets/{packet_id}/claim"), Some(&token), json!({})).await)
+            }));
+        }
+    }
+    let mut won: HashMap<String, i64> = HashMap::new();
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for task in tasks {
+        let (id, reply) = task.await.unwrap();
+        if reply.status == 200 {
+            assert!(won.insert(id, reply.body["amount"].as_i64().unwrap()).is_none(), "one share per person");
+            assert_eq!(reply.body["currency"], "USD");
+        } else {
+            assert_eq!(reply.status, 409, "{}", reply.text);
+            *codes.entry(reply.body["code"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(won.len(), 4, "exactly the four shares: {won:?} {codes:?}");
+    assert_eq!(won.values().sum::<i64>(), 1_000);
+    assert!(won.values().all(|amount| *amount >= 1));
+    assert_eq!(codes.values().sum::<usize>(), 8);
+    assert!(codes.keys().all(|code| code == "red_packet_empty" || code == "already_claimed"), "{codes:?}");
+
+    // What each member sees matches what each was told.
+    for (token, id) in &members {
+        let expected = won.get(id).copied().unwrap_or(0);
+        assert_eq!(balance(&server, token).await, (expected, 0));
+    }
+    let packet = server.get(&format!("/api/v1/red-packets/{packet_id}"), Some(&ann)).await;
+    assert_eq!(packet.body["claimed_count"], 4);
+    assert_eq!(packet.body["claimed_amount"], 1_000);
+    assert_eq!(packet.body["claims"].as_array().unwrap().len(), 4);
+    // A late claimer is told it is empty; a winner is told they already claimed.
+    let (late, _) = members.iter().find(|(_, id)| !won.contains_key(id)).unwrap();
+    server
+        .post(&format!("/api/v1/red-packets/{packet_id}/claim"), Some(late), json!({}))
+        .await
+        .assert_problem(409, "red_packet_empty");
+    let (winner, _) = members.iter().find(|(_, id)| won.contains_key(id)).unwrap();
+    server
+        .post(&format!("/api/v1/red-packets/{packet_id}/claim"), Some(winner), json!({}))
+        .await
+        .assert_problem(409, "already_claimed");
+
+    // The sender hears of every claim.
+    let events = server.get("/api/v1/events?after=0", Some(&ann)).await;
+    let claimed = events.body["items"].as_array().unwrap().iter().filter(|e| e["type"] == "red_packet.claimed").count();
+    assert_eq!(claimed, 4, "{}", events.text);
+    let _ = ann_id;
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn a_lucky_red_packet_splits_exactly_and_a_retried_claim_returns_the_same_share(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, _) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    topup(&server, &ann, 500).await;
+    let direct = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let body =
+        json!({"conversation_id": direct, "total": {"amount": 101, "currency": "USD"}, "count": 100, "mode": "equal"});
+    let packet = post_keyed(&server, "/api/v1/red-packets", &ann, Some("rp"), body.clone()).await;
+    assert_eq!(packet.status, 201, "{}", packet.text);
+    let again = post_keyed(&server, "/api/v1/red-packets", &ann, Some("rp"), body).await;
+    assert_eq!(again.body["id"], packet.body["id"], "a retried red packet is the same packet");
+    assert_eq!(balance(&server, &ann).await, (399, 0));
+    let id = packet.body["id"].as_str().unwrap();
+    let path = format!("/api/v1/red-packets/{id}/claim");
+    let first = post_keyed(&server, &path, &bob, Some("claim-1"), json!({})).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let retry = post_keyed(&server, &path, &bob, Some("claim-1"), json!({})).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    assert_eq!(retry.body, first.body);
+    let amount = first.body["amount"].as_i64().unwrap();
+    assert!(amount == 1 || amount == 2, "equal shares of 101 in 100 are 1 or 2: {amount}");
+    assert_eq!(balance(&server, &bob).await, (amount, 0));
+    // The sender may claim from their own packet too.
+    let own = server.post(&path, Some(&ann), json!({})).await;
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(db: Db) {
+    let quick = |config: &mut plaza_server::config::Config| {
+        config.admins.insert(AUDITOR.to_string());
+        config.red_packet_refund_after = Duration::from_secs(1);
+        config.wallet_job_interval = Duration::from_millis(50);
+    };
+    // The database outlives the nodes (a SQLite file lives in this directory).
+    let database_dir = tempfile::tempdir().unwrap();
+    let database_url = support::fresh_database(db, database_dir.path()).await;
+    let first = TestServer::start_on(&database_url, quick).await;
+    // A second node on the same database runs the same refund job at the same time.
+    let second = TestServer::start_on(&first.database_url, quick).await;
+    let (auditor, _) = first.register(AUDITOR).await;
+    let (ann, _) = first.register("ann").await;
+    let (bob, bob_id) = first.register("bob").await;
+    topup(&first, &ann, 1_000).await;
+    let direct = first.conversation(&ann, "direct", &[&bob_id]).await;
+    let reply = post_keyed(
+        &first,
+        "/api/v1/red-packets",
+        &ann,
+        None,
+        json!({"conversation_id": direct, "total": {"amount": 600, "currency": "USD"}, "count": 3, "mode": "equal"}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap().to_string();
+    let claim = first.post(&format!("/api/v1/red-packets/{id}/claim"), Some(&bob), json!({})).await;
+    assert_eq!(claim.status, 200, "{}", claim.text);
+    assert_eq!(claim.body["amount"], 200);
+
+    // Wait (with a deadline) until a node has refunded it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let packet = loop {
+        let packet = second.get(&format!("/api/v1/red-packets/{id}"), Some(&ann)).await;
+        if packet.body["refunded_at"].is_string() {
+            break packet;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no refund: {}", packet.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(packet.body["refunded_amount"], 400);
+    // Let both jobs run several more times; nothing more moves.
+    for _ in 0..5 {
+        let before = balance(&first, &ann).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(balance(&second, &ann).await, before);
+    }
+    assert_eq!(balance(&first, &ann).await, (800, 0));
+    let history = first.get("/api/v1/wallet/transactions", Some(&ann)).await;
+    let refunds = history.body["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "red_packet_refund").count();
+    assert_eq!(refunds, 1, "{}", history.text);
+    first
+        .post(&format!("/api/v1/red-packets/{id}/claim"), Some(&ann), json!({}))
+        .await
+        .assert_problem(409, "red_packet_expired");
+    assert_ledger_sound(&first, &auditor).await;
+
+    // A node started after a stop picks up what is due (the job is durable, in the table).
+    let late = post_keyed(
+        &first,
+        "/api/v1/red-packets",
+        &ann,
+        None,
+        json!({"conversation_id": direct, "total": {"amount": 100, "currency": "USD"}, "count": 1, "mode": "lucky"}),
+    )
+    .await;
+    assert_eq!(late.status, 201, "{}", late.text);
+    second.stop().await;
+    first.stop().await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // let the packet expire while no node runs
+    let restarted = TestServer::start_on(&database_url, quick).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while balance(&restarted, &ann).await != (800, 0) {
+        assert!(tokio::time::Instant::now() < deadline, "the restarted node did not refund");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ledger_sound(&restarted, &auditor).await;
+}
+
+async fn bad_inputs_are_answered_with_their_codes_and_move_nothing(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, ann_id) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    let (cat, cat_id) = server.register("cat").await;
+    topup(&server, &ann, 1_000).await;
+    let transfers = "/api/v1/wallet/transfers";
+
+    let field_cases = [
+        (json!({"to_user_id": bob_id, "amount": 12.5, "currency": "USD"}), "amount"),
+        (json!({"to_user_id": bob_id, "amount": "100", "currency": "USD"}), "amount"),
+        (json!({"to_user_id": bob_id, "amount": 1e3, "currency": "USD"}), "amount"),
+        (json!({"to_user_id": bob_id, "amount": 0, "currency": "USD"}), "amount"),
+        (json!({"to_user_id": bob_id, "amount": -5, "currency": "USD"}), "amount"),
+        (json!({"to_user_id": bob_id, "amount": 1_000_000_000_001_i64, "currency": "USD"}), "amount"),
+        (json!({"to_user_id": bob_id, "amount": 10, "currency": "EUR"}), "currency"),
+        (json!({"to_user_id": bob_id, "amount": 10, "currency": "usd"}), "currency"),
+        (json!({"to_user_id": bob_id, "currency": "USD"}), "amount"),
+        (json!({"to_user_id": ann_id, "amount": 10, "currency": "USD"}), "to_user_id"),
+        (json!({"to_user_id": bob_id, "amount": 10, "currency": "USD", "note": "x".repeat(201)}), "note"),
+    ];
+    for (body, field) in field_cases {
+        let reply = post_keyed(&server, transfers, &ann, None, body.clone()).await;
+        reply.assert_problem(422, "invalid_field");
+        assert_eq!(reply.body["field"], field, "{body}: {}", reply.text);
+    }
+    post_keyed(&server, transfers, &ann, None, json!({"to_user_id": "01NOBODY", "amount": 10, "currency": "USD"}))
+        .await
+        .assert_problem(404, "user_not_found");
+    post_keyed(&server, transfers, &ann, None, transfer_body(&bob_id, 1_001).await)
+        .await
+        .assert_problem(402, "insufficient_funds");
+    post_keyed(&server, transfers, &ann, Some(&"k".repeat(129)), transfer_body(&bob_id, 1).await)
+        .await
+        .assert_problem(422, "invalid_field");
+    // A conversation the sender is not in, and one the recipient is not in.
+    let bob_cat = server.conversation(&bob, "direct", &[&cat_id]).await;
+    let mut body = transfer_body(&bob_id, 10).await;
+    body["conversation_id"] = json!(bob_cat);
+    post_keyed(&server, transfers, &ann, None, body).await.assert_problem(404, "conversation_not_found");
+    let ann_cat = server.conversation(&ann, "direct", &[&cat_id]).await;
+    let mut body = transfer_body(&bob_id, 10).await;
+    body["conversation_id"] = json!(ann_cat);
+    post_keyed(&server, transfers, &ann, None, body).await.assert_problem(404, "not_a_member");
+
+    // Top-ups: a daily limit (10,000.00 by default).
+    let topups = "/api/v1/wallet/topups";
+    post_keyed(&server, topups, &ann, None, json!({"amount": 1_000_001, "currency": "USD"}))
+        .await
+        .assert_problem(422, "topup_limit_exceeded");
+    let reply = post_keyed(&server, topups, &ann, None, json!({"amount": 999_000, "currency": "USD"})).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    post_keyed(&server, topups, &ann, None, json!({"amount": 1, "currency": "USD"}))
+        .await
+        .assert_problem(422, "topup_limit_exceeded");
+    post_keyed(&server, topups, &ann, None, json!({"amount": 5.0, "currency": "USD"}))
+        .await
+        .assert_problem(422, "invalid_field");
+    assert_eq!(balance(&server, &ann).await, (1_000_000, 0));
+
+    // Red packets.
+    let packets = "/api/v1/red-packets";
+    let packet = |count: Value, amount: Value, mode: &str| json!({"conversation_id": ann_cat, "total": {"amount": amount, "currency": "USD"}, "count": count, "mode": mode});
+    for (body, field) in [
+        (packet(json!(0), json!(100), "lucky"), "count"),
+        (packet(json!(101), json!(1_000), "lucky"), "count"),
+        (packet(json!(5), json!(4), "equal"), "total.amount"),
+        (packet(json!(5), json!(0), "equal"), "total.amount"),
+        (packet(json!(5), json!(10.5), "equal"), "total.amount"),
+        (packet(json!(2), json!(100), "big"), "mode"),
+        (
+            json!({"conversation_id": ann_cat, "total": {"amount": 100, "currency": "JPY"}, "count": 1, "mode": "lucky"}),
+            "total.currency",
+        ),
+    ] {
+        let reply = post_keyed(&server, packets, &ann, None, body.clone()).await;
+        reply.assert_problem(422, "invalid_field");
+        assert_eq!(reply.body["field"], field, "{body}: {}", reply.text);
+    }
+    post_keyed(
+        &server,
+        packets,
+        &ann,
+        None,
+        json!({"conversation_id": bob_cat, "total": {"amount": 10, "currency": "USD"}, "count": 1, "mode": "lucky"}),
+    )
+    .await
+    .assert_problem(404, "conversation_not_found");
+    post_keyed(&server, packets, &ann, None, packet(json!(2), json!(2_000_000), "lucky"))
+        .await
+        .assert_problem(402, "insufficient_funds");
+    let reply = post_keyed(&server, packets, &ann, None, packet(json!(2), json!(100), "lucky")).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap();
+    // Someone outside the conversation cannot see or claim it.
+    server
+        .post(&format!("{packets}/{id}/claim"), Some(&bob), json!({}))
+        .await
+        .assert_problem(404, "red_packet_not_found");
+    server.get(&format!("{packets}/{id}"), Some(&bob)).await.assert_problem(404, "red_packet_not_found");
+    server
+        .post(&format!("{packets}/nope/claim"), Some(&bob), json!({}))
+        .await
+        .assert_problem(404, "red_packet_not_found");
+
+    // PINs are six digits.
+    for pin in [json!("12345"), json!("abcdef"), json!(123456)] {
+        server.post("/api/v1/wallet/pin", Some(&cat), json!({"pin": pin})).await.assert_problem(422, "invalid_field");
+    }
+    server.get("/api/v1/admin/ledger/check", Some(&ann)).await.assert_problem(403, "forbidden");
+    server.get("/api/v1/wallet", None).await.assert_problem(401, "unauthenticated");
+    assert_eq!(balance(&server, &ann).await, (999_900, 0));
+    assert_eq!(balance(&server, &bob).await, (0, 0));
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn a_pin_guards_payments_and_five_wrong_answers_lock_them(db: Db) {
+    let server = server(db).await;
+    let (ann, _) = server.register("ann").await;
+    let (_, bob_id) = server.register("bob").await;
+    topup(&server, &ann, 1_000).await;
+    let reply = server.post("/api/v1/wallet/pin", Some(&ann), json!({"pin": "024680"})).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    let transfers = "/api/v1/wallet/transfers";
+    let with_pin = |pin: Option<&str>| {
+        let mut body = json!({"to_user_id": bob_id, "amount": 10, "currency": "USD"});
+        if let Some(pin) = pin {
+            body["pin"] = json!(pin);
+        }
+        body
+    };
+    post_keyed(&server, transfers, &ann, None, with_pin(None)).await.assert_problem(403, "pin_required");
+    let ok = post_keyed(&server, transfers, &ann, None, with_pin(Some("024680"))).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    // Replacing needs the current PIN.
+    server.post("/api/v1/wallet/pin", Some(&ann), json!({"pin": "111111"})).await.assert_problem(422, "invalid_field");
+    for _ in 0..4 {
+        post_keyed(&server, transfers, &ann, None, with_pin(Some("999999"))).await.assert_problem(403, "wrong_pin");
+    }
+    let locked = post_keyed(&server, transfers, &ann, None, with_pin(Some("999999"))).await;
+    locked.assert_problem(403, "pin_locked");
+    assert!(locked.header("retry-after").is_some());
+    // Locked: even the right PIN is refused, and nothing moves.
+    post_keyed(&server, transfers, &ann, None, with_pin(Some("024680"))).await.assert_problem(403, "pin_locked");
+    post_keyed(&server, "/api/v1/wallet/topups", &ann, None, json!({"amount": 1, "currency": "USD", "pin": "024680"}))
+        .await
+        .assert_problem(403, "pin_locked");
+    assert_eq!(balance(&server, &ann).await, (990, 0));
+
+    // After the lock (moved into the past here), the right PIN works and wrong answers
+    // count from zero again.
+    let mut database = server.database().await;
+    sqlx::query("UPDATE wallet_pins SET locked_until = 0").execute(&mut database).await.unwrap();
+    let ok = post_keyed(&server, transfers, &ann, None, with_pin(Some("024680"))).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    post_keyed(&server, transfers, &ann, None, with_pin(Some("999999"))).await.assert_problem(403, "wrong_pin");
+    let replaced =
+        server.post("/api/v1/wallet/pin", Some(&ann), json!({"pin": "111111", "current_pin": "024680"})).await;
+    assert_eq!(replaced.status, 204, "{}", replaced.text);
+    let ok = post_keyed(&server, transfers, &ann, None, with_pin(Some("111111"))).await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    assert_eq!(balance(&server, &ann).await, (970, 0));
+}
+
+async fn payment_intents_hold_capture_release_and_refund(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, ann_id) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    topup(&server, &ann, 10_000).await;
+    // The service API, in-process on the same database, as the rides service will call it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = plaza_server::config::Config::for_test(dir.path(), Some(server.database_url.clone()));
+    let store = plaza_server::app::open_store(&config).await.unwrap();
+    let services = plaza_server::app::services(store, plaza_bus::Bus::in_process(), &config).unwrap();
+    let wallet = services.wallet;
+    let usd = |amount| wallet.money(amount, "USD").unwrap();
+    let key = |text: &str| plaza_wallet::model::IdempotencyKey::parse(text).unwrap();
+
+    let (intent, replayed) =
+        wallet.create_payment_intent(&ann_id, usd(3_000), "Ride to the station", Some(&key("ride-1"))).await.unwrap();
+    assert!(!replayed);
+    assert_eq!(intent.status, plaza_wallet::PaymentIntentStatus::Held);
+    assert_eq!(balance(&server, &ann).await, (7_000, 3_000));
+    let (again, replayed) =
+        wallet.create_payment_intent(&ann_id, usd(3_000), "Ride to the station", Some(&key("ride-1"))).await.unwrap();
+    assert!(replayed);
+    assert_eq!(again.id, intent.id);
+    assert_eq!(balance(&server, &ann).await, (7_000, 3_000));
+    assert!(matches!(
+        wallet.create_payment_intent(&ann_id, usd(7_001), "Too much", None).await,
+        Err(plaza_wallet::WalletError::InsufficientFunds { available: 7_000, requested: 7_001 })
+    ));
+
+    // Capture less than held, with a fee: the rest goes back to ann.
+    assert!(matches!(
+        wallet.capture_payment_intent(&intent.id, 3_001, &bob_id, 0, None).await,
+        Err(plaza_wallet::WalletError::InvalidField { field: "amount", .. })
+    ));
+    let (captured, _) =
+        wallet.capture_payment_intent(&intent.id, 2_500, &bob_id, 300, Some(&key("cap"))).await.unwrap();
+    assert_eq!((captured.captured, captured.fee, captured.held), (2_500, 300, 0));
+    let (retried, replayed) =
+        wallet.capture_payment_intent(&intent.id, 2_500, &bob_id, 300, Some(&key("cap"))).await.unwrap();
+    assert!(replayed);
+    assert_eq!(retried, captured);
+    assert_eq!(balance(&server, &ann).await, (7_500, 0));
+    assert_eq!(balance(&server, &bob).await, (2_200, 0));
+    assert!(matches!(
+        wallet.void_payment_intent(&intent.id, None).await,
+        Err(plaza_wallet::WalletError::InvalidTransition { status: "captured", .. })
+    ));
+
+    // Refunds: from the payee's share first, then from the fee; never more than captured.
+    let (refunded, _) = wallet.refund_payment_intent(&intent.id, 2_000, Some(&key("refund-1"))).await.unwrap();
+    assert_eq!(refunded.refunded, 2_000);
+    let (_, replayed) = wallet.refund_payment_intent(&intent.id, 2_000, Some(&key("refund-1"))).await.unwrap();
+    assert!(replayed);
+    assert_eq!(balance(&server, &ann).await, (9_500, 0));
+    assert_eq!(balance(&server, &bob).await, (200, 0));
+    let (refunded, _) = wallet.refund_payment_intent(&intent.id, 500, None).await.unwrap();
+    assert_eq!(refunded.refunded, 2_500);
+    assert_eq!(balance(&server, &ann).await, (10_000, 0));
+    assert_eq!(balance(&server, &bob).await, (0, 0));
+    assert!(matches!(
+        wallet.refund_payment_intent(&intent.id, 1, None).await,
+        Err(plaza_wallet::WalletError::InvalidField { field: "amount", .. })
+    ));
+
+    // Void releases everything.
+    let (second, _) = wallet.create_payment_intent(&ann_id, usd(4_000), "Another ride", None).await.unwrap();
+    assert_eq!(balance(&server, &ann).await, (6_000, 4_000));
+    let (voided, _) = wallet.void_payment_intent(&second.id, Some(&key("void"))).await.unwrap();
+    assert_eq!(voided.status, plaza_wallet::PaymentIntentStatus::Voided);
+    assert_eq!(balance(&server, &ann).await, (10_000, 0));
+    assert!(matches!(
+        wallet.capture_payment_intent(&second.id, 1, &bob_id, 0, None).await,
+        Err(plaza_wallet::WalletError::InvalidTransition { status: "voided", .. })
+    ));
+    assert!(matches!(wallet.payment_intent("nope").await, Err(plaza_wallet::WalletError::PaymentIntentNotFound)));
+
+    // Concurrent captures of one intent: exactly one wins.
+    let (third, _) = wallet.create_payment_intent(&ann_id, usd(1_000), "Contested", None).await.unwrap();
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let (wallet, id, bob_id) = (wallet.clone(), third.id.clone(), bob_id.clone());
+            tokio::spawn(async move { wallet.capture_payment_intent(&id, 1_000, &bob_id, 0, None).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(plaza_wallet::WalletError::InvalidTransition { .. }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(balance(&server, &ann).await, (9_000, 0));
+    assert_eq!(balance(&server, &bob).await, (1_000, 0));
+    let check = assert_ledger_sound(&server, &auditor).await;
+    assert!(check["accounts_checked"].as_i64().unwrap() >= 5, "{check}");
+}
+
+async fn the_ledger_check_is_for_admins_and_the_cli_agrees(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, _) = server.register("ann").await;
+    let (_, bob_id) = server.register("bob").await;
+    topup(&server, &ann, 5_000).await;
+    let reply = post_keyed(&server, "/api/v1/wallet/transfers", &ann, None, transfer_body(&bob_id, 1_234).await).await;
+    assert_eq!(reply.status, 201);
+    let check = assert_ledger_sound(&server, &auditor).await;
+    assert_eq!(check["currencies"], json!([{"currency": "USD", "sum": 0}]));
+    assert_eq!(check["accounts_checked"], 3, "ann, bob and the funding source: {check}");
+
+    let cli = |url: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plaza"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PLAZA_") {
+                command.env_remove(key);
+            }
+        }
+        let output = command
+            .env("PLAZA_DATA_DIR", dir.path())
+            .env("PLAZA_DATABASE_URL", url)
+            .env("PLAZA_LOG", "warn")
+            .args(["ledger", "check"])
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).to_string())
+    };
+    let (status, stdout) = cli(&server.database_url);
+    assert_eq!(status, Some(0), "{stdout}");
+    assert!(stdout.contains("ledger OK") && stdout.contains("USD sums to 0"), "{stdout}");
+
+    // Tamper with a balance behind the ledger's back: both the API and the CLI notice.
+    let mut database = server.database().await;
+    sqlx::query("UPDATE wallet_accounts SET balance = balance + 1 WHERE owner_id = $1")
+        .bind(&bob_id)
+        .execute(&mut database)
+        .await
+        .unwrap();
+    let reply = server.get("/api/v1/admin/ledger/check", Some(&auditor)).await;
+    assert_eq!(reply.body["ok"], false, "{}", reply.text);
+    assert_eq!(reply.body["mismatches"][0]["balance"], 1_235, "{}", reply.text);
+    assert_eq!(reply.body["mismatches"][0]["journal"], 1_234);
+    let (status, stdout) = cli(&server.database_url);
+    assert_eq!(status, Some(1), "{stdout}");
+    assert!(stdout.contains("NOT OK"), "{stdout}");
+}

@@ -1,0 +1,734 @@
+//! The wallet service: balances, top-ups and withdrawals, transfers, history, the payment
+//! PIN and the ledger check, as plain async functions over the store. Red packets and
+//! payment intents live in their own modules as further `impl Wallet` blocks.
+
+use crate::idempotency::{self, Earlier};
+use crate::ledger::{self, Account, AccountState, LedgerCheck, Posting, SystemAccount};
+use crate::model::{parse_money, FundingProvider, IdempotencyKey, Pin, SandboxFunding};
+use plaza_accounts::{Accounts, AccountsError, User};
+use plaza_chat::{Chat, ChatError, MessageKind};
+use plaza_events::{Appended, Events};
+use plaza_kernel::{Currency, Money, PageLimit, Timestamp};
+use plaza_store::{Any, Row, Store, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tunables of the wallet.
+#[derive(Debug, Clone)]
+pub struct WalletConfig {
+    /// The currencies users may hold and move (`PLAZA_CURRENCIES`).
+    pub currencies: Vec<Currency>,
+    /// The most a user may top up per currency per UTC day, in major units (dollars,
+    /// yen): scaled by each currency's exponent.
+    pub topup_daily_limit_major: i64,
+    /// How long after sending a red packet its unclaimed money returns to the sender.
+    pub red_packet_refund_after: Duration,
+    /// How often the background job looks for red packets to refund.
+    pub job_interval: Duration,
+    /// Wrong PINs in a row before payments lock.
+    pub pin_attempts_max: i64,
+    /// How long payments stay locked after too many wrong PINs.
+    pub pin_lock: Duration,
+    /// How long an idempotency key is remembered.
+    pub idempotency_retention: Duration,
+}
+
+impl Default for WalletConfig {
+    fn default() -> Self {
+        Self {
+            currencies: Currency::parse("USD").into_iter().collect(),
+            topup_daily_limit_major: 10_000,
+            red_packet_refund_after: Duration::from_secs(24 * 3600),
+            job_interval: Duration::from_secs(30),
+            pin_attempts_max: 5,
+            pin_lock: Duration::from_secs(15 * 60),
+            idempotency_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// How long a funding provider may take to answer.
+const FUNDING_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("not enough money: {available} available, {requested} requested")]
+    InsufficientFunds { available: i64, requested: i64 },
+    #[error("the daily top-up limit is {limit}; {remaining} remains today")]
+    TopupLimitExceeded { limit: i64, remaining: i64 },
+    #[error("this Idempotency-Key was used with another request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still running")]
+    IdempotencyKeyInProgress,
+    #[error("a payment PIN is set; send it as `pin`")]
+    PinRequired,
+    #[error("wrong PIN; {attempts_left} attempts left")]
+    WrongPin { attempts_left: i64 },
+    #[error("payments are locked until {until:?}")]
+    PinLocked { until: Timestamp },
+    #[error("no such user")]
+    UserNotFound,
+    #[error("no such conversation")]
+    ConversationNotFound,
+    #[error("the recipient is not a member of that conversation")]
+    RecipientNotAMember,
+    #[error("no such red packet")]
+    RedPacketNotFound,
+    #[error("already claimed")]
+    AlreadyClaimed,
+    #[error("every share has been claimed")]
+    RedPacketEmpty,
+    #[error("the red packet has expired")]
+    RedPacketExpired,
+    #[error("no such payment intent")]
+    PaymentIntentNotFound,
+    #[error("the payment intent is {status}, so it cannot be {action}")]
+    InvalidTransition { status: &'static str, action: &'static str },
+    #[error("the funding provider failed: {0}")]
+    Provider(String),
+    /// A broken invariant of the ledger: a bug, never the caller's fault.
+    #[error("ledger invariant: {0}")]
+    Invariant(String),
+    #[error("hashing: {0}")]
+    Hashing(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("accounts: {0}")]
+    Accounts(#[from] AccountsError),
+    #[error("chat: {0}")]
+    Chat(#[from] ChatError),
+}
+
+pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> WalletError {
+    WalletError::InvalidField { field, reason: reason.into() }
+}
+
+/// One currency of a user's wallet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Balance {
+    pub currency: String,
+    /// What the user can spend now.
+    pub available: i64,
+    /// What payment intents hold for services until they capture or release it.
+    pub held: i64,
+}
+
+/// One line of a user's history: a movement into or out of one of their accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    pub transaction_id: String,
+    /// `topup`, `withdrawal`, `transfer`, `red_packet`, `red_packet_claim`,
+    /// `red_packet_refund`, `payment_hold`, `payment_capture`, `payment_release`, `payment_refund`.
+    pub kind: String,
+    /// `in` or `out`.
+    pub direction: String,
+    pub amount: i64,
+    pub currency: String,
+    /// The other side: `user`, or a system account (`funding`, `fees`, `escrow`, `red_packets`).
+    pub counterparty: String,
+    pub counterparty_user_id: Option<String>,
+    pub reference: String,
+    pub note: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// A transfer between two users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub id: String,
+    pub from_user_id: String,
+    pub to_user_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub note: Option<String>,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// What a transfer asks for, checked.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    pub to_user_id: String,
+    pub money: Money,
+    pub note: Option<String>,
+    pub conversation_id: Option<String>,
+}
+
+/// The wallet service handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Wallet {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) events: Events,
+    pub(crate) accounts: Accounts,
+    pub(crate) chat: Chat,
+    pub(crate) funding: Arc<dyn FundingProvider>,
+    pub(crate) config: WalletConfig,
+}
+
+/// Events to append in a transaction, one per user; appended in user-id order (see
+/// [`Wallet::append_events`]).
+pub(crate) type PendingEvents = Vec<(String, &'static str, Value)>;
+
+impl Wallet {
+    pub fn new(store: Store, events: Events, accounts: Accounts, chat: Chat, config: WalletConfig) -> Self {
+        Self::with_funding(store, events, accounts, chat, config, Arc::new(SandboxFunding))
+    }
+
+    /// A wallet whose top-ups and withdrawals go through `funding`.
+    pub fn with_funding(
+        store: Store,
+        events: Events,
+        accounts: Accounts,
+        chat: Chat,
+        config: WalletConfig,
+        funding: Arc<dyn FundingProvider>,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { store, events, accounts, chat, funding, config }) }
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
+    }
+
+    pub fn config(&self) -> &WalletConfig {
+        &self.inner.config
+    }
+
+    /// Checks an amount and currency from a request.
+    pub fn money(&self, amount: i64, currency: &str) -> Result<Money, WalletError> {
+        parse_money(amount, currency, &self.inner.config.currencies)
+            .map_err(|(field, reason)| WalletError::InvalidField { field, reason })
+    }
+
+    /// The user's balance in every enabled currency (and any other they still hold).
+    pub async fn balances(&self, me: &User) -> Result<Vec<Balance>, WalletError> {
+        let rows = sqlx::query(
+            "SELECT currency, balance, held FROM wallet_accounts WHERE owner_id = $1 AND kind = 'user' ORDER BY currency",
+        )
+        .bind(&me.id)
+        .fetch_all(self.inner.store.read())
+        .await?;
+        let mut balances: BTreeMap<String, Balance> = self
+            .inner
+            .config
+            .currencies
+            .iter()
+            .map(|currency| {
+                let code = currency.code().to_string();
+                (code.clone(), Balance { currency: code, available: 0, held: 0 })
+            })
+            .collect();
+        for row in rows {
+            let currency: String = row.try_get("currency")?;
+            balances.insert(
+                currency.clone(),
+                Balance { currency, available: row.try_get("balance")?, held: row.try_get("held")? },
+            );
+        }
+        Ok(balances.into_values().collect())
+    }
+
+    /// Adds money from the funding provider, within the user's daily limit.
+    pub async fn topup(
+        &self,
+        me: &User,
+        money: Money,
+        key: Option<&IdempotencyKey>,
+        pin: Option<&str>,
+    ) -> Result<(Entry, bool), WalletError> {
+        let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
+        let request = key.map(|key| idempotency::Request::new(&me.id, key, "topup", &canonical));
+        if let Some(request) = &request {
+            if let Earlier::Result(entry) = idempotency::lookup(self.inner.store.read(), request).await? {
+                return Ok((entry, true));
+            }
+        }
+        let limit = self.daily_topup_limit(money.currency());
+        if money.amount() > limit {
+            return Err(WalletError::TopupLimitExceeded { limit, remaining: limit });
+        }
+        self.authorize_payment(me, pin).await?;
+        let mut transaction = self.inner.store.begin().await?;
+        if let Some(request) = &request {
+            if let Earlier::Result(entry) = idempotency::claim(&mut transaction, request).await? {
+                return Ok((entry, true));
+            }
+        }
+        let now = Timestamp::now();
+        let day = now.unix_millis().div_euclid(86_400_000);
+        let counted = sqlx::query(
+            "INSERT INTO wallet_topup_days (user_id, currency, day, total) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, currency, day) DO UPDATE SET total = wallet_topup_days.total + excluded.total
+             WHERE wallet_topup_days.total + excluded.total <= $5",
+        )
+        .bind(&me.id)
+        .bind(money.currency().code())
+        .bind(day)
+        .bind(money.amount())
+        .bind(limit)
+        .execute(&mut *transaction)
+        .await?;
+        if counted.rows_affected() != 1 {
+            let used: i64 = sqlx::query_scalar(
+                "SELECT total FROM wallet_topup_days WHERE user_id = $1 AND currency = $2 AND day = $3",
+            )
+            .bind(&me.id)
+            .bind(money.currency().code())
+            .bind(day)
+            .fetch_one(&mut *transaction)
+            .await?;
+            return Err(WalletError::TopupLimitExceeded { limit, remaining: (limit - used).max(0) });
+        }
+        // The provider is asked inside the transaction, after the key is claimed: a crash
+        // before commit leaves no credit, and the retry (same key) asks the provider again,
+        // which a real provider deduplicates by that key.
+        let provider_key = format!("{}:{}", me.id, key.map(IdempotencyKey::as_str).unwrap_or("none"));
+        let receipt = self.call_provider(self.inner.funding.charge(&me.id, money, &provider_key)).await?;
+        let posting = Posting::new("topup", money.currency(), format!("topup:{}", receipt.reference)).movement(
+            Account::System(SystemAccount::Funding),
+            Account::user(&me.id),
+            money.amount(),
+        );
+        let states = ledger::post(&mut transaction, &posting).await?;
+        let entry = entry_of(&posting, 0, &me.id, now);
+        let events = wallet_updates(&states, money.currency(), posting.kind, &posting.reference);
+        let appended = self.append_events(&mut transaction, events).await?;
+        if let Some(request) = &request {
+            idempotency::complete(&mut transaction, request, &entry).await?;
+        }
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        Ok((entry, false))
+    }
+
+    /// Sends money out through the funding provider.
+    pub async fn withdraw(
+        &self,
+        me: &User,
+        money: Money,
+        key: Option<&IdempotencyKey>,
+        pin: Option<&str>,
+    ) -> Result<(Entry, bool), WalletError> {
+        let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
+        let request = key.map(|key| idempotency::Request::new(&me.id, key, "withdrawal", &canonical));
+        if let Some(request) = &request {
+            if let Earlier::Result(entry) = idempotency::lookup(self.inner.store.read(), request).await? {
+                return Ok((entry, true));
+            }
+        }
+        self.authorize_payment(me, pin).await?;
+        let mut transaction = self.inner.store.begin().await?;
+        if let Some(request) = &request {
+            if let Earlier::Result(entry) = idempotency::claim(&mut transaction, request).await? {
+                return Ok((entry, true));
+            }
+        }
+        let now = Timestamp::now();
+        let id = plaza_kernel::new_id();
+        let mut posting = Posting::new("withdrawal", money.currency(), String::new())
+            .with_transaction_id(&id)
+            .movement(Account::user(&me.id), Account::System(SystemAccount::Funding), money.amount());
+        // Debit first, so that a payout is only asked for money the user has; the payout
+        // happens before commit, so a failed payout leaves the balance untouched.
+        posting.reference = format!("withdrawal:{id}");
+        let states = ledger::post(&mut transaction, &posting).await?;
+        let provider_key = format!("{}:{}", me.id, key.map(IdempotencyKey::as_str).unwrap_or(&id));
+        let receipt = self.call_provider(self.inner.funding.payout(&me.id, money, &provider_key)).await?;
+        let mut entry = entry_of(&posting, 0, &me.id, now);
+        entry.note = Some(receipt.reference);
+        let events = wallet_updates(&states, money.currency(), posting.kind, &posting.reference);
+        let appended = self.append_events(&mut transaction, events).await?;
+        if let Some(request) = &request {
+            idempotency::complete(&mut transaction, request, &entry).await?;
+        }
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        Ok((entry, false))
+    }
+
+    /// Moves money from `me` to another user; with a conversation, posts a `transfer`
+    /// message there in the same transaction.
+    pub async fn transfer(
+        &self,
+        me: &User,
+        request: TransferRequest,
+        key: Option<&IdempotencyKey>,
+        pin: Option<&str>,
+    ) -> Result<(Transfer, bool), WalletError> {
+        let canonical = json!({
+            "to_user_id": request.to_user_id,
+            "amount": request.money.amount(),
+            "currency": request.money.currency().code(),
+            "note": request.note,
+            "conversation_id": request.conversation_id,
+        });
+        let idempotent = key.map(|key| idempotency::Request::new(&me.id, key, "transfer", &canonical));
+        if let Some(idempotent) = &idempotent {
+            if let Earlier::Result(transfer) = idempotency::lookup(self.inner.store.read(), idempotent).await? {
+                return Ok((transfer, true));
+            }
+        }
+        if request.to_user_id == me.id {
+            return Err(invalid("to_user_id", "you cannot send money to yourself"));
+        }
+        self.inner.accounts.user(&request.to_user_id).await.map_err(|error| match error {
+            AccountsError::UserNotFound => WalletError::UserNotFound,
+            other => other.into(),
+        })?;
+        if let Some(conversation_id) = &request.conversation_id {
+            let others = self.inner.chat.other_members(me, conversation_id).await.map_err(not_found_as_wallet)?;
+            if !others.contains(&request.to_user_id) {
+                return Err(WalletError::RecipientNotAMember);
+            }
+        }
+        self.authorize_payment(me, pin).await?;
+        let mut transaction = self.inner.store.begin().await?;
+        if let Some(idempotent) = &idempotent {
+            if let Earlier::Result(transfer) = idempotency::claim(&mut transaction, idempotent).await? {
+                return Ok((transfer, true));
+            }
+        }
+        let (transfer, appended) = self.transfer_in_transaction(&mut transaction, me, &request).await?;
+        if let Some(idempotent) = &idempotent {
+            idempotency::complete(&mut transaction, idempotent, &transfer).await?;
+        }
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        Ok((transfer, false))
+    }
+
+    /// The transfer itself, inside the caller's transaction (so that many can share one).
+    pub async fn transfer_in_transaction(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        me: &User,
+        request: &TransferRequest,
+    ) -> Result<(Transfer, Appended), WalletError> {
+        let now = Timestamp::now();
+        let id = plaza_kernel::new_id();
+        let money = request.money;
+        let posting = Posting::new("transfer", money.currency(), format!("transfer:{id}"))
+            .with_transaction_id(&id)
+            .with_note(request.note.clone())
+            .movement(Account::user(&me.id), Account::user(&request.to_user_id), money.amount());
+        let states = ledger::post(transaction, &posting).await?;
+        let mut transfer = Transfer {
+            id: id.clone(),
+            from_user_id: me.id.clone(),
+            to_user_id: request.to_user_id.clone(),
+            amount: money.amount(),
+            currency: money.currency().code().to_string(),
+            note: request.note.clone(),
+            conversation_id: request.conversation_id.clone(),
+            message_id: None,
+            created_at_ms: now.unix_millis(),
+        };
+        // The chat message first: it appends `message.new` for every member in one sorted
+        // sweep, so the wallet events after it only touch cursors already locked.
+        let mut appended = Appended::default();
+        if let Some(conversation_id) = &request.conversation_id {
+            let body = json!({
+                "transfer_id": id,
+                "to_user_id": request.to_user_id,
+                "amount": money.amount(),
+                "currency": money.currency().code(),
+                "note": request.note,
+            });
+            let (message, message_events) = self
+                .inner
+                .chat
+                .post_in_transaction(
+                    transaction,
+                    conversation_id,
+                    &me.id,
+                    &format!("wallet:transfer:{id}"),
+                    MessageKind::Transfer,
+                    &body,
+                )
+                .await
+                .map_err(not_found_as_wallet)?;
+            transfer.message_id = Some(message.id);
+            appended.merge(message_events);
+        }
+        let events = wallet_updates(&states, money.currency(), posting.kind, &posting.reference);
+        appended.merge(self.append_events(transaction, events).await?);
+        Ok((transfer, appended))
+    }
+
+    /// The user's history, newest first.
+    pub async fn transactions(
+        &self,
+        me: &User,
+        limit: PageLimit,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Entry>, Option<String>), WalletError> {
+        let (before_time, before_id) = match cursor {
+            None | Some("") => (i64::MAX, String::new()),
+            Some(opaque) => plaza_kernel::Cursor::parse_position(opaque)
+                .and_then(|position| {
+                    let (time, id) = position.split_once(':')?;
+                    Some((time.parse::<i64>().ok()?, id.to_string()))
+                })
+                .ok_or_else(|| invalid("cursor", "not a cursor this server issued"))?,
+        };
+        let accounts: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM wallet_accounts WHERE owner_id = $1 AND kind = 'user' ORDER BY id")
+                .bind(&me.id)
+                .fetch_all(self.inner.store.read())
+                .await?;
+        if accounts.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        // Accounts per user are one per currency, so this list stays short.
+        let list: Vec<String> = (0..accounts.len()).map(|n| format!("${}", n + 4)).collect();
+        let list = list.join(", ");
+        let sql = format!(
+            "SELECT m.id, m.transaction_id, m.kind, m.debit_account, m.amount, m.currency, m.reference, m.note,
+                    m.created_at, d.kind AS debit_kind, d.owner_id AS debit_owner,
+                    c.kind AS credit_kind, c.owner_id AS credit_owner
+             FROM wallet_movements m
+             JOIN wallet_accounts d ON d.id = m.debit_account
+             JOIN wallet_accounts c ON c.id = m.credit_account
+             WHERE (m.debit_account IN ({list}) OR m.credit_account IN ({list}))
+               AND (m.created_at < $1 OR (m.created_at = $1 AND m.id < $2))
+             ORDER BY m.created_at DESC, m.id DESC
+             LIMIT $3"
+        );
+        let mut query = sqlx::query(&sql).bind(before_time).bind(&before_id).bind(limit.probe());
+        for account in &accounts {
+            query = query.bind(account);
+        }
+        let rows = query.fetch_all(self.inner.store.read()).await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(limit.get() as usize) {
+            let debit_account: String = row.try_get("debit_account")?;
+            let outgoing = accounts.contains(&debit_account);
+            let (counterparty, counterparty_user_id): (String, Option<String>) = if outgoing {
+                (row.try_get("credit_kind")?, row.try_get("credit_owner")?)
+            } else {
+                (row.try_get("debit_kind")?, row.try_get("debit_owner")?)
+            };
+            entries.push(Entry {
+                id: row.try_get("id")?,
+                transaction_id: row.try_get("transaction_id")?,
+                kind: row.try_get("kind")?,
+                direction: if outgoing { "out" } else { "in" }.to_string(),
+                amount: row.try_get("amount")?,
+                currency: row.try_get("currency")?,
+                counterparty,
+                counterparty_user_id,
+                reference: row.try_get("reference")?,
+                note: row.try_get("note")?,
+                created_at_ms: row.try_get("created_at")?,
+            });
+        }
+        let next = (rows.len() > limit.get() as usize).then(|| entries.last()).flatten().map(|last| {
+            plaza_kernel::Cursor::from_position(&format!("{}:{}", last.created_at_ms, last.id)).into_string()
+        });
+        Ok((entries, next))
+    }
+
+    /// Sets the payment PIN, or replaces it (then `current` must be the PIN in force).
+    pub async fn set_pin(&self, me: &User, pin: &Pin, current: Option<&str>) -> Result<(), WalletError> {
+        let existing: Option<String> = sqlx::query_scalar("SELECT pin_hash FROM wallet_pins WHERE user_id = $1")
+            .bind(&me.id)
+            .fetch_optional(self.inner.store.read())
+            .await?;
+        if existing.is_some() {
+            match current {
+                None => return Err(invalid("current_pin", "a PIN is set; send it as current_pin to replace it")),
+                Some(current) => self.verify_pin(me, current, "current_pin").await?,
+            }
+        }
+        let hash = self
+            .inner
+            .accounts
+            .password_hasher()
+            .hash(pin.expose())
+            .await
+            .map_err(|error| WalletError::Hashing(error.to_string()))?;
+        sqlx::query(
+            "INSERT INTO wallet_pins (user_id, pin_hash, failed_attempts, locked_until, updated_at) VALUES ($1, $2, 0, 0, $3)
+             ON CONFLICT (user_id) DO UPDATE SET pin_hash = excluded.pin_hash, failed_attempts = 0,
+                                                 updated_at = excluded.updated_at",
+        )
+        .bind(&me.id)
+        .bind(hash)
+        .bind(Timestamp::now().unix_millis())
+        .execute(self.inner.store.write())
+        .await?;
+        Ok(())
+    }
+
+    /// Lets a payment by `me` go ahead: without a PIN set, always; with one, only when
+    /// `pin` is right and payments are not locked. Other services call this before they
+    /// move a user's money on the user's request.
+    pub async fn authorize_payment(&self, me: &User, pin: Option<&str>) -> Result<(), WalletError> {
+        let set: Option<i64> = sqlx::query_scalar("SELECT locked_until FROM wallet_pins WHERE user_id = $1")
+            .bind(&me.id)
+            .fetch_optional(self.inner.store.read())
+            .await?;
+        if set.is_none() {
+            return Ok(());
+        }
+        let pin = pin.ok_or(WalletError::PinRequired)?;
+        self.verify_pin(me, pin, "pin").await
+    }
+
+    /// Checks `pin` against the stored hash, counting wrong answers: the last allowed wrong
+    /// answer locks payments. A malformed PIN is a 422 and does not count.
+    async fn verify_pin(&self, me: &User, pin: &str, field: &'static str) -> Result<(), WalletError> {
+        let pin = Pin::parse(pin).map_err(|reason| invalid(field, reason))?;
+        let row = sqlx::query("SELECT pin_hash, locked_until FROM wallet_pins WHERE user_id = $1")
+            .bind(&me.id)
+            .fetch_optional(self.inner.store.read())
+            .await?;
+        let Some(row) = row else { return Ok(()) };
+        let now = Timestamp::now();
+        let locked_until: i64 = row.try_get("locked_until")?;
+        if locked_until > now.unix_millis() {
+            return Err(WalletError::PinLocked { until: Timestamp::from_unix_millis(locked_until) });
+        }
+        let hash: String = row.try_get("pin_hash")?;
+        let right = self
+            .inner
+            .accounts
+            .password_hasher()
+            .verify(pin.expose(), Some(hash))
+            .await
+            .map_err(|error| WalletError::Hashing(error.to_string()))?;
+        if right {
+            sqlx::query("UPDATE wallet_pins SET failed_attempts = 0 WHERE user_id = $1 AND failed_attempts <> 0")
+                .bind(&me.id)
+                .execute(self.inner.store.write())
+                .await?;
+            return Ok(());
+        }
+        // One atomic statement counts the failure and, at the limit, locks and resets the
+        // count, so concurrent wrong answers cannot slip past the limit.
+        let max = self.inner.config.pin_attempts_max;
+        let until = now.plus(self.inner.config.pin_lock).unix_millis();
+        let row = sqlx::query(
+            "UPDATE wallet_pins
+             SET locked_until = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE locked_until END,
+                 failed_attempts = CASE WHEN failed_attempts + 1 >= $2 THEN 0 ELSE failed_attempts + 1 END
+             WHERE user_id = $1 RETURNING failed_attempts, locked_until",
+        )
+        .bind(&me.id)
+        .bind(max)
+        .bind(until)
+        .fetch_one(self.inner.store.write())
+        .await?;
+        let locked_until: i64 = row.try_get("locked_until")?;
+        if locked_until > now.unix_millis() {
+            return Err(WalletError::PinLocked { until: Timestamp::from_unix_millis(locked_until) });
+        }
+        let failed: i64 = row.try_get("failed_attempts")?;
+        Err(WalletError::WrongPin { attempts_left: (max - failed).max(0) })
+    }
+
+    /// Recomputes every balance from the journal (the admin ledger check).
+    pub async fn check(&self) -> Result<LedgerCheck, WalletError> {
+        Ok(ledger::check(&self.inner.store).await?)
+    }
+
+    fn daily_topup_limit(&self, currency: Currency) -> i64 {
+        let scale = 10_i64.pow(u32::from(currency.exponent()));
+        self.inner.config.topup_daily_limit_major.saturating_mul(scale).min(Money::MAX_MINOR)
+    }
+
+    async fn call_provider(
+        &self,
+        call: crate::model::FundingFuture<'_>,
+    ) -> Result<crate::model::FundingReceipt, WalletError> {
+        match tokio::time::timeout(FUNDING_TIMEOUT, call).await {
+            Ok(Ok(receipt)) => Ok(receipt),
+            Ok(Err(reason)) => Err(WalletError::Provider(reason)),
+            Err(_) => Err(WalletError::Provider(format!("no answer within {FUNDING_TIMEOUT:?}"))),
+        }
+    }
+
+    /// Appends per-user events in user-id order. Together with the rule that a chat
+    /// message (which locks every member's cursor in one sorted sweep) is posted before
+    /// them, this keeps the cursor locks of every wallet transaction in one global order,
+    /// so two of them can never deadlock on PostgreSQL.
+    pub(crate) async fn append_events(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        mut events: PendingEvents,
+    ) -> Result<Appended, WalletError> {
+        events.sort_by(|first, second| first.0.cmp(&second.0));
+        let mut appended = Appended::default();
+        for (user_id, event_type, data) in events {
+            appended.merge(self.inner.events.append(transaction, &[user_id], event_type, &data).await?);
+        }
+        Ok(appended)
+    }
+}
+
+/// `wallet.updated` for every user whose account a posting touched.
+pub(crate) fn wallet_updates(
+    states: &BTreeMap<String, AccountState>,
+    currency: Currency,
+    kind: &str,
+    reference: &str,
+) -> PendingEvents {
+    states
+        .iter()
+        .map(|(user_id, state)| {
+            let data = json!({
+                "currency": currency.code(),
+                "available": state.balance,
+                "held": state.held,
+                "kind": kind,
+                "reference": reference,
+            });
+            (user_id.clone(), "wallet.updated", data)
+        })
+        .collect()
+}
+
+/// The history line of movement `index` of a posting, as `user_id` sees it.
+pub(crate) fn entry_of(posting: &Posting, index: usize, user_id: &str, now: Timestamp) -> Entry {
+    let movement = &posting.movements[index.min(posting.movements.len().saturating_sub(1))];
+    let mine = |account: &Account| matches!(account, Account::User(id) if id == user_id);
+    let outgoing = mine(&movement.debit);
+    let other = if outgoing { &movement.credit } else { &movement.debit };
+    let (counterparty, counterparty_user_id) = match other {
+        Account::User(id) => ("user".to_string(), Some(id.clone())),
+        Account::System(system) => (system.kind().to_string(), None),
+    };
+    Entry {
+        id: movement.id.clone(),
+        transaction_id: posting.transaction_id.clone(),
+        kind: posting.kind.to_string(),
+        direction: if outgoing { "out" } else { "in" }.to_string(),
+        amount: movement.amount,
+        currency: posting.currency.code().to_string(),
+        counterparty,
+        counterparty_user_id,
+        reference: posting.reference.clone(),
+        note: posting.note.clone(),
+        created_at_ms: now.unix_millis(),
+    }
+}
+
+/// Chat's "no such conversation" (also what non-members get) in the wallet's terms.
+pub(crate) fn not_found_as_wallet(error: ChatError) -> WalletError {
+    match error {
+        ChatError::ConversationNotFound => WalletError::ConversationNotFound,
+        other => other.into(),
+    }
+}
