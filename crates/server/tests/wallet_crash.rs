@@ -1,0 +1,281 @@
+//! Crash safety of the wallet: under a load of transfers the server is killed with SIGKILL
+//! and restarted; every request is retried with its Idempotency-Key until it is answered,
+//! then retried once more. Each transfer must have happened exactly once, every retry must
+//! answer with the first result, and the ledger must balance. `PLAZA_CRASH_TRANSFERS`
+//! makes the run longer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::Db;
+
+/// A `plaza serve` child process on a fixed port and data directory, restartable in place.
+struct Node {
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(env: Vec<(String, String)>, dir: tempfile::TempDir) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut node = Node { port, env, child: None, dir };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("stderr.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plaza"));
+        command
+            .arg("serve")
+            .env("PLAZA_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("PLAZA_DATA_DIR", self.dir.path())
+            .env("PLAZA_LOG", "warn")
+            .env("PLAZA_ADMINS", "auditor")
+            .env("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        self.child = Some(command.spawn().unwrap());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, node: &Mutex<Node>) {
+    let base = node.lock().unwrap().base();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !matches!(client.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success()) {
+        assert!(tokio::time::Instant::now() < deadline, "never ready: {}", node.lock().unwrap().log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Requests that failed in transport or with a 5xx and were retried (the kills cause them).
+static RETRIED: AtomicUsize = AtomicUsize::new(0);
+
+/// POSTs until the server answers with something other than a transport error or a 5xx.
+async fn post_until_answered(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: &Value,
+) -> (u16, Value, bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut request = client.post(format!("{base}{path}")).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Ok(response) = request.send().await {
+            let status = response.status().as_u16();
+            let replayed = response.headers().get("idempotent-replayed").is_some();
+            if let Ok(text) = response.text().await {
+                if status < 500 {
+                    return (status, serde_json::from_str(&text).unwrap_or(Value::Null), replayed);
+                }
+            }
+        }
+        RETRIED.fetch_add(1, Ordering::Relaxed);
+        assert!(tokio::time::Instant::now() < deadline, "{path} was never answered");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn crash_under_transfer_load(db: Db) {
+    let transfers: usize = std::env::var("PLAZA_CRASH_TRANSFERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = Vec::new();
+    if db == Db::Postgres {
+        env.push(("PLAZA_DATABASE_URL".to_string(), support::fresh_database(Db::Postgres, dir.path()).await));
+    }
+    let node = Arc::new(Mutex::new(Node::start(env, dir)));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    wait_ready(&client, &node).await;
+    let base = node.lock().unwrap().base();
+
+    let mut people = Vec::new();
+    for name in ["auditor", "ann", "bob", "cat", "dan"] {
+        let body = json!({"username": name, "password": format!("password-{name}"), "display_name": name});
+        let (status, reply, _) = post_until_answered(&client, &base, "/api/v1/auth/register", None, None, &body).await;
+        assert_eq!(status, 201, "{reply}");
+        people.push((reply["token"].as_str().unwrap().to_string(), reply["user"]["id"].as_str().unwrap().to_string()));
+    }
+    let auditor = people.remove(0).0;
+    for (token, _) in &people {
+        let body = json!({"amount": 1_000_000, "currency": "USD"});
+        let (status, reply, _) =
+            post_until_answered(&client, &base, "/api/v1/wallet/topups", Some(token), Some("initial"), &body).await;
+        assert_eq!(status, 201, "{reply}");
+    }
+
+    // The plan: who pays whom how much, each with its own key.
+    let mut random = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let plan: Vec<(String, usize, usize, i64)> = (0..transfers)
+        .map(|n| {
+            let from = (next() % 4) as usize;
+            let to = (from + 1 + (next() % 3) as usize) % 4;
+            (format!("crash-{n}"), from, to, 1 + (next() % 100) as i64)
+        })
+        .collect();
+    let plan = Arc::new(plan);
+    let people = Arc::new(people);
+    let cursor = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let results: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
+
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, base, plan, people, cursor, answered, results) = (
+            client.clone(),
+            base.clone(),
+            plan.clone(),
+            people.clone(),
+            cursor.clone(),
+            answered.clone(),
+            results.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let index = cursor.fetch_add(1, Ordering::Relaxed);
+                let Some((key, from, to, amount)) = plan.get(index) else { return };
+                let body = json!({"to_user_id": people[*to].1, "amount": amount, "currency": "USD"});
+                let (status, reply, _) = post_until_answered(
+                    &client,
+                    &base,
+                    "/api/v1/wallet/transfers",
+                    Some(&people[*from].0),
+                    Some(key),
+                    &body,
+                )
+                .await;
+                assert_eq!(status, 201, "{key}: {reply}");
+                results.lock().unwrap().insert(key.clone(), reply["id"].as_str().unwrap().to_string());
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Kill the server twice while transfers are in flight, restarting it each time.
+    for threshold in [transfers / 4, transfers / 2] {
+        while answered.load(Ordering::Relaxed) < threshold {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        {
+            let mut node = node.lock().unwrap();
+            node.kill();
+            node.spawn();
+        }
+        wait_ready(&client, &node).await;
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert!(RETRIED.load(Ordering::Relaxed) > 0, "the kills interrupted no request; the test proved nothing");
+
+    // Every request retried once more: the first answer, and nothing moves.
+    let results = results.lock().unwrap().clone();
+    assert_eq!(results.len(), transfers);
+    for (key, from, to, amount) in plan.iter() {
+        let body = json!({"to_user_id": people[*to].1, "amount": amount, "currency": "USD"});
+        let (status, reply, replayed) =
+            post_until_answered(&client, &base, "/api/v1/wallet/transfers", Some(&people[*from].0), Some(key), &body)
+                .await;
+        assert_eq!(status, 201, "{reply}");
+        assert!(replayed, "{key} was executed again");
+        assert_eq!(reply["id"].as_str().unwrap(), results[key], "{key} answered with another transfer");
+    }
+
+    // Balances are exactly what the plan says, and each transfer is in the journal once.
+    let mut expected = [1_000_000_i64; 4];
+    for (_, from, to, amount) in plan.iter() {
+        expected[*from] -= amount;
+        expected[*to] += amount;
+    }
+    for (index, (token, _)) in people.iter().enumerate() {
+        let wallet: Value =
+            client.get(format!("{base}/api/v1/wallet")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(wallet["balances"][0]["available"], expected[index], "person {index}: {wallet}");
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{base}/api/v1/wallet/transactions?limit=200");
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={cursor}"));
+            }
+            let page: Value = client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+            for item in page["items"].as_array().unwrap() {
+                if item["kind"] == "transfer" {
+                    *seen.entry(item["transaction_id"].as_str().unwrap().to_string()).or_default() += 1;
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        let involved = plan.iter().filter(|(_, from, to, _)| *from == index || *to == index).count();
+        assert_eq!(seen.len(), involved, "person {index}: each of their transfers once");
+        assert!(seen.values().all(|count| *count == 1));
+    }
+    let check: Value = client
+        .get(format!("{base}/api/v1/admin/ledger/check"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(check["ok"], true, "{check}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_killed_under_transfer_load_moves_each_transfer_exactly_once() {
+    crash_under_transfer_load(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_under_transfer_load_moves_each_transfer_exactly_once() {
+    crash_under_transfer_load(Db::Postgres).await;
+}
