@@ -51,14 +51,21 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
         accounts.request_contact(&dave, &alice.id).await?;
     }
     if let (Some(alice), Some(bob), Some(carol)) = (find("alice"), find("bob"), find("carol")) {
-        seed_chats(&services.chat, &alice, &bob, &carol).await?;
+        let (direct_id, group_id) = seed_chats(&services.chat, &alice, &bob, &carol).await?;
+        seed_money(&services.wallet, &users, (&alice, &bob, &carol), &direct_id, &group_id).await?;
     }
     Ok(users.into_iter().map(|user| DemoLogin { username: user.username, display_name: user.display_name }).collect())
 }
 
 /// A direct chat between alice and bob and a group of three, with some history. Sends
-/// carry fixed client ids, so seeding twice posts nothing twice.
-async fn seed_chats(chat: &plaza_chat::Chat, alice: &User, bob: &User, carol: &User) -> anyhow::Result<()> {
+/// carry fixed client ids, so seeding twice posts nothing twice. Returns the ids of the
+/// direct chat and the group.
+async fn seed_chats(
+    chat: &plaza_chat::Chat,
+    alice: &User,
+    bob: &User,
+    carol: &User,
+) -> anyhow::Result<(String, String)> {
     let (direct, _) = chat.create_conversation(alice, ConversationKind::Direct, std::slice::from_ref(&bob.id), None).await?;
     let lines: [(&User, &str); 4] = [
         (alice, "Hi Bob! Are we still on for lunch tomorrow?"),
@@ -88,6 +95,46 @@ async fn seed_chats(chat: &plaza_chat::Chat, alice: &User, bob: &User, carol: &U
     for (n, (sender, text)) in lines.iter().enumerate() {
         chat.send_message(sender, &group_id, &format!("demo-group-{n}"), "text", &json!({"text": text})).await?;
     }
+    Ok((direct.id, group_id))
+}
+
+/// Every demo user gets $500.00, alice pays bob for lunch, bob pays carol in the group,
+/// and alice sends a lucky red packet to the group that bob has opened. Every call has a
+/// fixed idempotency key, so seeding twice moves no money twice.
+async fn seed_money(
+    wallet: &plaza_wallet::Wallet,
+    users: &[User],
+    (alice, bob, carol): (&User, &User, &User),
+    direct_id: &str,
+    group_id: &str,
+) -> anyhow::Result<()> {
+    let key = |text: &str| plaza_wallet::model::IdempotencyKey::parse(text).map_err(anyhow::Error::msg);
+    let usd = |amount: i64| wallet.money(amount, "USD");
+    for user in users {
+        wallet.topup(user, usd(50_000)?, Some(&key("demo-topup")?), None).await?;
+    }
+    let transfers = [
+        (alice, bob, 1_250, "Lunch 🍜", direct_id, "demo-transfer-lunch"),
+        (bob, carol, 800, "Petrol for Saturday", group_id, "demo-transfer-petrol"),
+    ];
+    for (from, to, amount, note, conversation_id, idempotency_key) in transfers {
+        let request = plaza_wallet::TransferRequest {
+            to_user_id: to.id.clone(),
+            money: usd(amount)?,
+            note: Some(note.to_string()),
+            conversation_id: Some(conversation_id.to_string()),
+        };
+        wallet.transfer(from, request, Some(&key(idempotency_key)?), None).await?;
+    }
+    let packet = plaza_wallet::RedPacketRequest {
+        conversation_id: group_id.to_string(),
+        total: usd(3_000)?,
+        count: 3,
+        mode: plaza_wallet::RedPacketMode::Lucky,
+        greeting: Some("Snacks are on me! 🧧".to_string()),
+    };
+    let (packet, _) = wallet.create_red_packet(alice, packet, Some(&key("demo-red-packet")?), None).await?;
+    wallet.claim_red_packet(bob, &packet.id, Some(&key("demo-red-packet-claim")?)).await?;
     Ok(())
 }
 
@@ -101,7 +148,9 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
         text.push_str(&format!("  {:<8} {}\n", login.username, login.display_name));
     }
     text.push_str(&format!(
-        "alice, bob and carol are contacts and chat in \"Weekend hike\"; dave has asked alice. Server address: http://{}/",
+        "alice, bob and carol are contacts and chat in \"Weekend hike\"; dave has asked alice. Everyone has \
+         $500.00 to send; alice paid bob for lunch, bob paid carol, and a red packet from alice waits in \
+         \"Weekend hike\". Server address: http://{}/",
         config.addr
     ));
     text

@@ -40,6 +40,9 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         ("PLAZA_LOG", "info,[[["),
         ("PLAZA_LOG_FORMAT", "yaml"),
         ("PLAZA_DB_POOL_MAX", "lots"),
+        ("PLAZA_CURRENCIES", "USD,ZZZ"),
+        ("PLAZA_TOPUP_DAILY_LIMIT", "-1"),
+        ("PLAZA_RED_PACKET_REFUND_SECONDS", "0"),
     ];
     for (setting, value) in cases {
         let output = plaza().env("PLAZA_DATA_DIR", dir.path()).env(setting, value).arg("migrate").output().unwrap();
@@ -78,9 +81,20 @@ fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
             sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(&mut connection).await.unwrap();
         let messages: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&mut connection).await.unwrap();
-        (conversations, messages)
+        let movements: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM wallet_movements").fetch_one(&mut connection).await.unwrap();
+        (conversations, messages, movements)
     });
-    assert_eq!(counts, (2, 9), "a direct chat of 4 messages and a group of 1 + 4");
+    assert_eq!(
+        counts,
+        (2, 12, 8),
+        "a direct chat of 4 messages and a transfer, a group of 1 + 4, a transfer and a red packet; \
+         4 top-ups, 2 transfers, a red packet and a claim"
+    );
+    // The demo money leaves the ledger sound.
+    let check = plaza().env("PLAZA_DATA_DIR", dir.path()).args(["ledger", "check"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("ledger OK"));
 }
 
 /// Starts `plaza serve` on a free port and returns the child and its base URL.

@@ -35,6 +35,6 @@ pub use intents::{PaymentIntent, PaymentIntentStatus};
 pub use ledger::{check as check_ledger, CurrencySum, LedgerCheck, Mismatch};
 pub use migrations::MIGRATIONS;
 pub use model::{FundingProvider, FundingReceipt, SandboxFunding};
-pub use red_packets::{RedPacket, RedPacketClaim, RedPacketMode};
+pub use red_packets::{RedPacket, RedPacketClaim, RedPacketMode, RedPacketRequest};
 pub use routes::router;
-pub use service::{Balance, Entry, Transfer, Wallet, WalletConfig, WalletError};
+pub use service::{Balance, Entry, Transfer, TransferRequest, Wallet, WalletConfig, WalletError};
