@@ -147,6 +147,7 @@ fn created<T: Serialize>(body: T, replayed: bool, status: StatusCode) -> Respons
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Money)]
 pub struct MoneyBody {
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
     /// ISO 4217, one the server enables (`PLAZA_CURRENCIES`).
     pub currency: String,
@@ -315,6 +316,7 @@ impl From<RedPacket> for RedPacketView {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TopupRequest {
     /// Minor units, a positive integer.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
     pub currency: String,
     /// The payment PIN, when one is set.
@@ -325,6 +327,7 @@ pub struct TopupRequest {
 pub struct TransferBody {
     pub to_user_id: String,
     /// Minor units, a positive integer.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: i64,
     pub currency: String,
     /// Up to 200 characters.
@@ -338,6 +341,7 @@ pub struct TransferBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PinRequest {
     /// Six digits, as a string.
+    #[schema(pattern = "^[0-9]{6}$")]
     pub pin: String,
     /// The PIN in force, to replace it.
     pub current_pin: Option<String>,
@@ -348,6 +352,7 @@ pub struct CreateRedPacketRequest {
     pub conversation_id: String,
     pub total: MoneyBody,
     /// 1 to 100 shares; the total must be at least one minor unit per share.
+    #[schema(minimum = 1, maximum = 100)]
     pub count: i64,
     /// `lucky` (random shares) or `equal`.
     pub mode: String,
