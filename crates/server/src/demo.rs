@@ -66,7 +66,8 @@ async fn seed_chats(
     bob: &User,
     carol: &User,
 ) -> anyhow::Result<(String, String)> {
-    let (direct, _) = chat.create_conversation(alice, ConversationKind::Direct, std::slice::from_ref(&bob.id), None).await?;
+    let (direct, _) =
+        chat.create_conversation(alice, ConversationKind::Direct, std::slice::from_ref(&bob.id), None).await?;
     let lines: [(&User, &str); 4] = [
         (alice, "Hi Bob! Are we still on for lunch tomorrow?"),
         (bob, "Yes! 12:30 at the noodle place?"),
