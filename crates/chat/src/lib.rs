@@ -22,4 +22,4 @@ pub mod wire;
 pub use migrations::MIGRATIONS;
 pub use model::{ConversationKind, MessageKind};
 pub use routes::router;
-pub use service::{Chat, ChatConfig, ChatError};
+pub use service::{Chat, ChatConfig, ChatError, QueuedSend};

@@ -9,7 +9,7 @@ use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_events::{Appended, Events};
 use plaza_kernel::{PageLimit, Timestamp};
 use plaza_media::{Media, MediaError, MediaItem};
-use plaza_store::{is_unique_violation, Any, AnyRow, GroupCommit, GroupCommitError, Row, Store, Transaction};
+use plaza_store::{is_unique_violation, Any, AnyRow, GroupCommit, GroupCommitError, Queued, Row, Store, Transaction};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
@@ -128,6 +128,17 @@ pub struct HistoryPage {
     pub next: Option<HistoryWindow>,
 }
 
+/// A client send in line to be stored.
+#[derive(Debug)]
+pub struct QueuedSend(Queued<SendOutcome>);
+
+impl QueuedSend {
+    /// The stored message (`false` in the second place for a repeated `client_id`).
+    pub async fn outcome(self) -> Result<(Message, bool), ChatError> {
+        self.0.answer().await?
+    }
+}
+
 /// The chat service handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Chat {
@@ -168,7 +179,7 @@ impl Chat {
         self.inner.sends.get_or_init(|| {
             // The runner holds the service weakly, so dropping the last handle stops it.
             let service = Arc::downgrade(&self.inner);
-            GroupCommit::spawn(SEND_QUEUE_MAX, SEND_BATCH_MAX, move |jobs: Vec<SendJob>| {
+            let run = move |jobs: Vec<SendJob>| {
                 let service = service.upgrade().map(|inner| Chat { inner });
                 async move {
                     match service {
@@ -176,7 +187,12 @@ impl Chat {
                         None => jobs.iter().map(|_| Err(ChatError::SendLost(GroupCommitError::Stopped))).collect(),
                     }
                 }
-            })
+            };
+            GroupCommit::spawn_on_own_thread("plaza-chat-sends", SEND_QUEUE_MAX, SEND_BATCH_MAX, run.clone())
+                .unwrap_or_else(|error| {
+                    tracing::warn!("no thread for chat sends ({error}); they share the main runtime");
+                    GroupCommit::spawn(SEND_QUEUE_MAX, SEND_BATCH_MAX, run)
+                })
         })
     }
 
@@ -411,6 +427,20 @@ impl Chat {
         kind: &str,
         body: &Value,
     ) -> Result<(Message, bool), ChatError> {
+        self.queue_message(me, conversation_id, client_id, kind, body).await?.outcome().await
+    }
+
+    /// Checks a client send and queues it for storing, returning once it is in line. Sends
+    /// queued one after another by one caller are stored in that order, so a socket can
+    /// keep many sends in flight and still have them numbered in the order they came.
+    pub async fn queue_message(
+        &self,
+        me: &User,
+        conversation_id: &str,
+        client_id: &str,
+        kind: &str,
+        body: &Value,
+    ) -> Result<QueuedSend, ChatError> {
         let kind = MessageKind::parse(kind)
             .ok_or_else(|| invalid("kind", format!("unknown message kind {kind:?}; use text, image or card")))?;
         let client_id = ClientId::parse(client_id).map_err(|reason| invalid("client_id", reason))?;
@@ -431,7 +461,7 @@ impl Chat {
             kind,
             body: body.value().clone(),
         };
-        self.sends().submit(job).await?
+        Ok(QueuedSend(self.sends().enqueue(job).await?))
     }
 
     /// Stores one send in its own transaction.

@@ -57,6 +57,21 @@ impl Default for GatewayConfig {
 
 /// The largest frame a client may send.
 const INBOUND_FRAME_MAX_BYTES: usize = 64 * 1024;
+
+/// `message.send` frames one socket may have waiting for their ack. Sends are queued in
+/// the order they arrive (so they are numbered in that order) and stored group-committed
+/// with everyone else's; acks come back as each is stored. Past this many, the socket's
+/// next frames wait, which pushes back on a client that sends faster than we store.
+const SENDS_IN_FLIGHT_MAX: usize = 64;
+
+/// An ack (or error) to send once a queued `message.send` is stored.
+type PendingAck = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (Option<String>, Result<(plaza_chat::wire::MessageView, bool), plaza_chat::ChatError>),
+            > + Send,
+    >,
+>;
 /// How long a new connection waits for a `resume` before it starts live delivery from
 /// the cursor in its `hello`.
 const RESUME_GRACE: Duration = Duration::from_secs(1);
@@ -246,6 +261,7 @@ impl Connection {
         let mut heartbeat = tokio::time::interval(config.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        let mut sends_in_flight = futures_util::stream::FuturesUnordered::<PendingAck>::new();
         let outcome = loop {
             tokio::select! {
                 () = &mut grace, if !connection.live => {
@@ -253,7 +269,16 @@ impl Connection {
                         break Err(reason);
                     }
                 }
-                inbound = stream.next() => {
+                Some((id, stored)) = sends_in_flight.next(), if !sends_in_flight.is_empty() => {
+                    let acked = match stored {
+                        Ok((message, _)) => connection.send_json(&with_id(json!({"type": "ack", "data": message}), id)).await,
+                        Err(error) => connection.send_error(id, &Problem::from(error)).await,
+                    };
+                    if let Err(reason) = acked {
+                        break Err(reason);
+                    }
+                }
+                inbound = stream.next(), if sends_in_flight.len() < SENDS_IN_FLIGHT_MAX => {
                     last_heard = Instant::now();
                     match inbound {
                         Some(Ok(WsMessage::Text(text))) => {
@@ -265,6 +290,9 @@ impl Connection {
                                 }
                             }
                             let handled = match frame {
+                                Ok(frame) if frame.frame_type == "message.send" => {
+                                    connection.queue_send(frame, &mut sends_in_flight).await
+                                }
                                 Ok(frame) => connection.handle_client_frame(frame).await,
                                 Err(problem) => connection.send_error(None, &problem).await,
                             };
@@ -350,29 +378,6 @@ impl Connection {
                     }
                 }
             }
-            "message.send" => {
-                let data = &frame.data;
-                let text_field = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or("").to_string();
-                let sent = self
-                    .state
-                    .chat
-                    .send_message(
-                        &self.user,
-                        &text_field("conversation_id"),
-                        &text_field("client_id"),
-                        &text_field("kind"),
-                        data.get("body").unwrap_or(&Value::Null),
-                    )
-                    .await;
-                match sent {
-                    Ok((message, _)) => {
-                        let message =
-                            serde_json::to_value(plaza_chat::wire::MessageView::from(&message)).unwrap_or(Value::Null);
-                        self.send_json(&with_id(json!({"type": "ack", "data": message}), id)).await
-                    }
-                    Err(error) => self.send_error(id, &Problem::from(error)).await,
-                }
-            }
             "typing" => {
                 let conversation_id =
                     frame.data.get("conversation_id").and_then(Value::as_str).unwrap_or("").to_string();
@@ -392,6 +397,38 @@ impl Connection {
                 let problem = Problem::invalid_field("type", format!("unknown frame type {other:?}"));
                 self.send_error(id, &problem).await
             }
+        }
+    }
+
+    /// Checks and queues a `message.send`; its ack follows once it is stored.
+    async fn queue_send(
+        &mut self,
+        frame: ClientFrame,
+        in_flight: &mut futures_util::stream::FuturesUnordered<PendingAck>,
+    ) -> Result<(), String> {
+        let data = &frame.data;
+        let text_field = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+        let queued = self
+            .state
+            .chat
+            .queue_message(
+                &self.user,
+                &text_field("conversation_id"),
+                &text_field("client_id"),
+                &text_field("kind"),
+                data.get("body").unwrap_or(&Value::Null),
+            )
+            .await;
+        match queued {
+            Ok(queued) => {
+                let id = frame.id;
+                in_flight.push(Box::pin(async move {
+                    let stored = queued.outcome().await;
+                    (id, stored.map(|(message, fresh)| (plaza_chat::wire::MessageView::from(&message), fresh)))
+                }));
+                Ok(())
+            }
+            Err(error) => self.send_error(frame.id, &Problem::from(error)).await,
         }
     }
 

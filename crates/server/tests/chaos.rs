@@ -316,8 +316,8 @@ async fn chaos(db: Db) {
     for listener in listeners {
         listener.await.unwrap();
     }
-    for user in 0..users.len() {
-        let got = received_by_user[user].lock().unwrap().clone();
+    for (user, received) in received_by_user.iter().enumerate().take(users.len()) {
+        let got = received.lock().unwrap().clone();
         assert_eq!(got, expected_for(user), "user {user} holds every message exactly once, in seq order");
     }
     drop(nodes);

@@ -10,6 +10,7 @@ use support::{Db, TestServer};
 on_both_databases!(
     a_message_reaches_every_device_of_every_member_with_a_cursor,
     message_send_over_the_socket_is_acked_and_bad_input_is_an_error_frame,
+    sends_fired_without_waiting_are_all_acked_and_numbered_in_the_order_sent,
     resume_replays_exactly_what_was_missed_then_continues_live,
     the_events_endpoint_returns_what_the_socket_delivers,
     read_receipts_and_typing_reach_the_other_members,
@@ -78,6 +79,46 @@ async fn message_send_over_the_socket_is_acked_and_bad_input_is_an_error_frame(d
 
     let history = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(&bob)).await;
     assert_eq!(history.body["items"].as_array().unwrap().len(), 1);
+}
+
+/// A socket may fire many sends before the first ack; they are stored in the order they
+/// arrived, each acked once (acks may come in any order: match them by `id`).
+async fn sends_fired_without_waiting_are_all_acked_and_numbered_in_the_order_sent(db: Db) {
+    let server = TestServer::start(db).await;
+    let (ann, _) = server.register("burst_ann").await;
+    let (_, bob_id) = server.register("burst_bob").await;
+    let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let (mut socket, _) = server.socket(&ann).await;
+    let sends = 150;
+    for n in 0..sends {
+        let client_id = if n % 10 == 9 { format!("c{}", n - 1) } else { format!("c{n}") };
+        socket
+            .send(json!({"type": "message.send", "id": format!("req-{n}"),
+                         "data": {"conversation_id": conversation, "client_id": client_id, "kind": "text",
+                                  "body": {"text": format!("text {n}")}}}))
+            .await;
+    }
+    let mut acks = std::collections::BTreeMap::new();
+    while acks.len() < sends {
+        let frame = socket.next_frame().await;
+        if frame["type"] == "ack" {
+            let n: usize = frame["id"].as_str().unwrap().trim_start_matches("req-").parse().unwrap();
+            assert!(acks.insert(n, frame["data"].clone()).is_none(), "one ack per send");
+        } else {
+            assert_eq!(frame["type"], "message.new", "{frame}");
+        }
+    }
+    // Every tenth send repeats the one before it; the rest are numbered in sending order.
+    let mut expected_seq = 0;
+    for (n, message) in &acks {
+        if n % 10 == 9 {
+            assert_eq!(message["id"], acks[&(n - 1)]["id"], "a repeated client_id answers with the first message");
+            continue;
+        }
+        expected_seq += 1;
+        assert_eq!(message["seq"], expected_seq, "send {n}");
+        assert_eq!(message["body"]["text"], format!("text {n}"));
+    }
 }
 
 async fn resume_replays_exactly_what_was_missed_then_continues_live(db: Db) {

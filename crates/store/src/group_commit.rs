@@ -57,10 +57,40 @@ impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
         F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<O>> + Send + 'static,
     {
+        let (sender, runner) = Self::runner(queue, max_batch, run);
+        tokio::spawn(runner);
+        Self { sender }
+    }
+
+    /// [`GroupCommit::spawn`], but the runner gets an OS thread (and a single-threaded
+    /// runtime) of its own. A batch is a chain of database round trips, and each hop
+    /// resumes the runner; on a runtime busy with thousands of sockets, every resume
+    /// would queue behind socket work, so the batch — which everyone waits on — would
+    /// take as long as the busiest moment of the whole server.
+    pub fn spawn_on_own_thread<F, Fut>(name: &str, queue: usize, max_batch: usize, run: F) -> std::io::Result<Self>
+    where
+        F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
+    {
+        let (sender, runner) = Self::runner(queue, max_batch, run);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(name.to_string()).spawn(move || runtime.block_on(runner))?;
+        Ok(Self { sender })
+    }
+
+    fn runner<F, Fut>(
+        queue: usize,
+        max_batch: usize,
+        run: F,
+    ) -> (mpsc::Sender<Submitted<J, O>>, impl Future<Output = ()> + Send + 'static)
+    where
+        F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<O>> + Send + 'static,
+    {
         let (sender, mut receiver) = mpsc::channel::<Submitted<J, O>>(queue.max(1));
         let max_batch = max_batch.max(1);
         let run = Arc::new(run);
-        tokio::spawn(async move {
+        let runner = async move {
             let mut batch = Vec::with_capacity(max_batch);
             while receiver.recv_many(&mut batch, max_batch).await > 0 {
                 let (jobs, replies): (Vec<J>, Vec<oneshot::Sender<O>>) = batch.drain(..).unzip();
@@ -80,15 +110,34 @@ impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
                     tracing::error!("a group-commit batch failed: {error}");
                 }
             }
-        });
-        Self { sender }
+        };
+        (sender, runner)
     }
 
     /// Queues `job` and waits for its output.
     pub async fn submit(&self, job: J) -> Result<O, GroupCommitError> {
+        self.enqueue(job).await?.answer().await
+    }
+
+    /// Queues `job` (waiting only for room in the queue) and returns the claim on its
+    /// output. Jobs enqueued one after another by one task run in that order, which lets
+    /// a caller keep several jobs in flight without reordering them.
+    pub async fn enqueue(&self, job: J) -> Result<Queued<O>, GroupCommitError> {
         let (reply, answer) = oneshot::channel();
         self.sender.send((job, reply)).await.map_err(|_| GroupCommitError::Stopped)?;
-        answer.await.map_err(|_| GroupCommitError::Lost)
+        Ok(Queued { answer })
+    }
+}
+
+/// A queued job's future output.
+#[derive(Debug)]
+pub struct Queued<O> {
+    answer: oneshot::Receiver<O>,
+}
+
+impl<O> Queued<O> {
+    pub async fn answer(self) -> Result<O, GroupCommitError> {
+        self.answer.await.map_err(|_| GroupCommitError::Lost)
     }
 }
 

@@ -15,7 +15,7 @@
 mod group_commit;
 mod migrate;
 
-pub use group_commit::{GroupCommit, GroupCommitError};
+pub use group_commit::{GroupCommit, GroupCommitError, Queued};
 pub use migrate::{AppliedMigration, Migration};
 pub use sqlx::any::AnyRow;
 pub use sqlx::AnyPool;
@@ -78,6 +78,35 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long SQLite waits on a lock held by another process (e.g. `plaza migrate`).
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
+/// Page cache of the one writer connection. SQLite's default (2 MiB) is far smaller than
+/// the hot part of a busy chat database (indexes of messages and the event log), and every
+/// miss is a read system call on the write path.
+const SQLITE_WRITER_CACHE_KIB: u32 = 64 * 1024;
+
+/// How many WAL pages make the writer checkpoint by itself. Normally the background
+/// checkpointer keeps the WAL far below this; it is the backstop should it fall behind.
+const SQLITE_WRITER_CHECKPOINT_PAGES: u32 = 20_000;
+
+/// How often the background checkpointer copies the WAL back into the database.
+const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Copies committed WAL pages into the database file from a connection of its own, so
+/// that the writer — whose commits every sender waits on — does not stop every thousand
+/// pages to do it (and, with `synchronous = FULL`, to fsync the database file). A passive
+/// checkpoint never blocks the writer or readers; once it has caught up, the next write
+/// transaction starts the WAL from its beginning again, so the file stays small.
+async fn checkpoint_continually(checkpointer: AnyPool, write: AnyPool) {
+    let mut tick = tokio::time::interval(SQLITE_CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !write.is_closed() {
+        tick.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpointer).await {
+            tracing::debug!("background checkpoint: {error}");
+        }
+    }
+    checkpointer.close().await;
+}
+
 /// The database, as every service sees it.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -108,8 +137,11 @@ impl Store {
         let pool_max = pool_max.max(1);
         let sync = sqlite_sync.pragma();
         if url.starts_with("sqlite:") {
+            // A file connection does not go stale, so no ping before each use: on the one
+            // writer that ping is a round trip every transaction would queue behind.
             let write = AnyPoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .after_connect(move |connection, _| {
                     Box::pin(async move {
@@ -117,7 +149,9 @@ impl Store {
                             .execute(
                                 format!(
                                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
-                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
+                                     PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}; \
+                                     PRAGMA wal_autocheckpoint = {SQLITE_WRITER_CHECKPOINT_PAGES};"
                                 )
                                 .as_str(),
                             )
@@ -131,6 +165,7 @@ impl Store {
             // can read-only connections open it.
             let read = AnyPoolOptions::new()
                 .max_connections(pool_max)
+                .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .after_connect(|connection, _| {
                     Box::pin(async move {
@@ -145,6 +180,12 @@ impl Store {
                 })
                 .connect(&with_sqlite_mode(url, "ro"))
                 .await?;
+            let checkpointer = AnyPoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                .connect(&with_sqlite_mode(url, "rw"))
+                .await?;
+            tokio::spawn(checkpoint_continually(checkpointer, write.clone()));
             Ok(Self { read, write, backend: Backend::Sqlite })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool =
