@@ -18,5 +18,5 @@ mod session_cache;
 pub use migrations::MIGRATIONS;
 pub use model::{ContactStatus, DisplayName, Password, User, Username};
 pub use password::PasswordHasher;
-pub use routes::{router, CurrentUser};
+pub use routes::{router, CurrentUser, HeaderOrQueryUser};
 pub use service::{Accounts, AccountsConfig, AccountsError, Contact, Session, DEFAULT_SESSION_CACHE_TTL};

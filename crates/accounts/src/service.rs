@@ -394,7 +394,12 @@ impl Accounts {
         let appended = match event {
             Some(event_type) => {
                 let data = contact_event(me, if event_type == "contact.request" { "incoming" } else { "accepted" });
-                Some(self.inner.events.append(&mut transaction, std::slice::from_ref(&other.id), event_type, &data).await?)
+                Some(
+                    self.inner
+                        .events
+                        .append(&mut transaction, std::slice::from_ref(&other.id), event_type, &data)
+                        .await?,
+                )
             }
             None => None,
         };

@@ -7,7 +7,7 @@ use crate::ConversationKind;
 use axum::extract::{DefaultBodyLimit, FromRef, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use plaza_accounts::{Accounts, CurrentUser};
+use plaza_accounts::{Accounts, CurrentUser, HeaderOrQueryUser};
 use plaza_http::{page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
 use plaza_media::{MediaError, MediaItem, UPLOAD_MAX_BYTES};
 use serde::{Deserialize, Serialize};
@@ -155,15 +155,17 @@ fn multipart_problem(error: &axum::extract::multipart::MultipartError) -> Proble
 }
 
 /// Fetch an image: its uploader and the members of a conversation it was sent in may.
+/// Takes `?token=` as well as a bearer header, so that an `<img src>` can show it.
 #[utoipa::path(get, path = "/media/{id}", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Media id")),
+    params(("id" = String, Path, description = "Media id"),
+           ("token" = Option<String>, Query, description = "The session token, for clients that cannot set headers")),
     responses((status = 200, description = "The image bytes", content_type = "image/*", body = Vec<u8>)))]
 async fn get_media(
     State(chat): State<Chat>,
-    current: CurrentUser,
+    HeaderOrQueryUser(user): HeaderOrQueryUser,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, Problem> {
-    let (item, bytes) = chat.media_for(&current.user, &id).await?;
+    let (item, bytes) = chat.media_for(&user, &id).await?;
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, item.content_type),

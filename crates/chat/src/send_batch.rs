@@ -21,9 +21,12 @@ use plaza_store::Row;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-/// Sends stored in one transaction at most; bounds statement sizes (8 parameters per
-/// message row) well under both engines' limits.
+/// Sends stored in one transaction at most, by default.
 pub(crate) const SEND_BATCH_MAX: usize = 64;
+
+/// The largest batch the setting allows; bounds statement sizes (8 parameters per
+/// message row) well under both engines' limits.
+pub(crate) const SEND_BATCH_MAX_LIMIT: usize = 256;
 
 /// Sends waiting for the batcher at most, before senders wait for room.
 pub(crate) const SEND_QUEUE_MAX: usize = 4096;

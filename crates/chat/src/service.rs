@@ -3,7 +3,7 @@
 //! transaction and publishes them after commit.
 
 use crate::model::{parse_title, ClientId, ConversationKind, MessageBody, MessageKind};
-use crate::send_batch::{SendJob, SendOutcome, SEND_BATCH_MAX, SEND_QUEUE_MAX};
+use crate::send_batch::{SendJob, SendOutcome, SEND_BATCH_MAX, SEND_BATCH_MAX_LIMIT, SEND_QUEUE_MAX};
 use crate::wire::{ConversationView, MessageView, ReadReceipt};
 use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_events::{Appended, Events};
@@ -19,11 +19,13 @@ use std::sync::{Arc, OnceLock};
 pub struct ChatConfig {
     /// The most members a group may have, its owner included.
     pub group_members_max: usize,
+    /// The most client sends stored in one transaction; 1 stores each on its own.
+    pub send_batch_max: usize,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        Self { group_members_max: 500 }
+        Self { group_members_max: 500, send_batch_max: SEND_BATCH_MAX }
     }
 }
 
@@ -188,11 +190,13 @@ impl Chat {
                     }
                 }
             };
-            GroupCommit::spawn_on_own_thread("plaza-chat-sends", SEND_QUEUE_MAX, SEND_BATCH_MAX, run.clone())
-                .unwrap_or_else(|error| {
+            let batch_max = self.inner.config.send_batch_max.clamp(1, SEND_BATCH_MAX_LIMIT);
+            GroupCommit::spawn_on_own_thread("plaza-chat-sends", SEND_QUEUE_MAX, batch_max, run.clone()).unwrap_or_else(
+                |error| {
                     tracing::warn!("no thread for chat sends ({error}); they share the main runtime");
-                    GroupCommit::spawn(SEND_QUEUE_MAX, SEND_BATCH_MAX, run)
-                })
+                    GroupCommit::spawn(SEND_QUEUE_MAX, batch_max, run)
+                },
+            )
         })
     }
 

@@ -99,7 +99,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         events.clone(),
         accounts.clone(),
         media,
-        ChatConfig { group_members_max: config.group_members_max },
+        ChatConfig { group_members_max: config.group_members_max, send_batch_max: config.chat_send_batch_max },
     );
     let wallet = Wallet::new(
         store.clone(),

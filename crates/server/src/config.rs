@@ -61,6 +61,10 @@ pub struct SettingsArgs {
     /// The most members a group conversation may have [default: 500].
     #[arg(long, env = "PLAZA_GROUP_MEMBERS_MAX", global = true, value_name = "N")]
     pub group_members_max: Option<String>,
+    /// The most chat sends stored in one transaction (group commit); 1 stores each send
+    /// in its own [default: 64].
+    #[arg(long, env = "PLAZA_CHAT_SEND_BATCH_MAX", global = true, value_name = "N")]
+    pub chat_send_batch_max: Option<String>,
     /// Comma-separated ISO 4217 codes of the currencies wallets hold [default: USD].
     #[arg(long, env = "PLAZA_CURRENCIES", global = true, value_name = "CODES")]
     pub currencies: Option<String>,
@@ -93,6 +97,7 @@ struct FileSettings {
     shutdown_grace_seconds: Option<u64>,
     session_cache_seconds: Option<u32>,
     group_members_max: Option<u32>,
+    chat_send_batch_max: Option<u32>,
     media_url: Option<String>,
     nats_url: Option<String>,
     sqlite_sync: Option<String>,
@@ -131,6 +136,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub session_cache: Duration,
     pub group_members_max: usize,
+    pub chat_send_batch_max: usize,
     /// NATS for multi-node delivery; the in-process bus when unset.
     pub nats_url: Option<String>,
     /// `s3://…` for an S3-compatible bucket; files under the data dir when unset.
@@ -240,6 +246,8 @@ impl Config {
 
         let group_members_max =
             number(&args.group_members_max, file.group_members_max, 500, 2..=100_000, "PLAZA_GROUP_MEMBERS_MAX")?;
+        let chat_send_batch_max =
+            number(&args.chat_send_batch_max, file.chat_send_batch_max, 64, 1..=256, "PLAZA_CHAT_SEND_BATCH_MAX")?;
 
         let media_url = match args.media_url.clone().filter(|url| !url.trim().is_empty()).or(file.media_url) {
             Some(url) if url.starts_with("s3://") && url.len() > 5 => Some(url),
@@ -305,6 +313,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(grace as u64),
             session_cache: Duration::from_secs(session_cache as u64),
             group_members_max: group_members_max as usize,
+            chat_send_batch_max: chat_send_batch_max as usize,
             media_url,
             nats_url,
             gateway: Default::default(),
@@ -331,6 +340,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
             group_members_max: 500,
+            chat_send_batch_max: 64,
             media_url: None,
             nats_url: None,
             gateway: Default::default(),
@@ -422,6 +432,10 @@ mod tests {
             (
                 SettingsArgs { red_packet_refund_seconds: Some("x".into()), config: None, ..Default::default() },
                 "PLAZA_RED_PACKET_REFUND_SECONDS",
+            ),
+            (
+                SettingsArgs { chat_send_batch_max: Some("257".into()), config: None, ..Default::default() },
+                "PLAZA_CHAT_SEND_BATCH_MAX",
             ),
             (args(), "PLAZA_CONFIG"),
         ];

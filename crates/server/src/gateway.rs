@@ -15,8 +15,7 @@
 
 use crate::app::AppState;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use plaza_accounts::User;
@@ -80,27 +79,6 @@ const TYPING_PER_SECOND: u32 = 5;
 
 pub fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new().routes(routes!(events)).routes(routes!(websocket)).with_state(state)
-}
-
-/// The caller, from `Authorization: Bearer` or, for browsers' WebSocket API which cannot
-/// set headers, `?token=`.
-struct SocketUser(User);
-
-impl FromRequestParts<AppState> for SocketUser {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
-            let current = plaza_accounts::CurrentUser::from_request_parts(parts, state).await?;
-            return Ok(SocketUser(current.user));
-        }
-        let token = parts
-            .uri
-            .query()
-            .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("token=")))
-            .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "send a bearer token or ?token="))?;
-        Ok(SocketUser(state.accounts.authenticate(token).await?))
-    }
 }
 
 /// One event as delivered over HTTP (the same fields as on the socket).
@@ -167,7 +145,7 @@ async fn events(
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
 async fn websocket(
     State(state): State<AppState>,
-    SocketUser(user): SocketUser,
+    plaza_accounts::HeaderOrQueryUser(user): plaza_accounts::HeaderOrQueryUser,
     ApiQuery(params): ApiQuery<SocketParams>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Problem> {

@@ -61,6 +61,13 @@ async fn an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent
     assert_eq!(fetch(&server, &bob, &media_id).await.2, PIXEL_PNG.to_vec());
     let refused = server.get(&format!("/api/v1/media/{media_id}"), Some(&eve)).await;
     refused.assert_problem(404, "media_not_found");
+
+    // An <img src> cannot send a header: the token may come in the query instead.
+    let by_query = server.get(&format!("/api/v1/media/{media_id}?token={bob}"), None).await;
+    assert_eq!(by_query.status, 200);
+    server.get(&format!("/api/v1/media/{media_id}?token={eve}"), None).await.assert_problem(404, "media_not_found");
+    server.get(&format!("/api/v1/media/{media_id}?token=forged"), None).await.assert_problem(401, "unauthenticated");
+    server.get(&format!("/api/v1/media/{media_id}"), None).await.assert_problem(401, "unauthenticated");
 }
 
 async fn uploads_that_are_not_images_or_too_large_are_refused(db: Db) {
