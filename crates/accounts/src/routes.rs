@@ -119,6 +119,7 @@ impl From<AccountsError> for Problem {
             }
             AccountsError::Database(error) => Problem::internal(&error),
             AccountsError::Hashing(error) => Problem::internal(&error),
+            AccountsError::Bus(error) => Problem::internal(&error),
         }
     }
 }

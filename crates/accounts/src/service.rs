@@ -4,6 +4,7 @@
 use crate::model::{ContactStatus, DisplayName, Password, User, Username};
 use crate::password::{HashError, PasswordHasher};
 use crate::session_cache::SessionCache;
+use plaza_bus::Received;
 use plaza_events::Events;
 use plaza_http::RateLimiter;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
@@ -22,6 +23,9 @@ const SESSION_TOUCH_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(10);
 /// The most sessions held in memory per node.
 const SESSION_CACHE_ENTRIES_MAX: usize = 100_000;
+
+/// The bus subject on which nodes tell each other which session (by token hash) ended.
+const REVOKED_SESSIONS_SUBJECT: &str = "sessions.revoked";
 /// The longest search query accepted.
 pub const SEARCH_QUERY_MAX_CHARS: usize = 64;
 
@@ -72,6 +76,8 @@ pub enum AccountsError {
     Database(#[from] sqlx::Error),
     #[error("password hashing: {0}")]
     Hashing(#[from] HashError),
+    #[error("bus: {0}")]
+    Bus(String),
 }
 
 /// A session just created: the token is shown to the client once and never stored.
@@ -246,7 +252,9 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Revokes the session of `token`.
+    /// Revokes the session of `token`, on every node: the others drop it from their
+    /// session caches when they hear of it on the bus (and would anyway within the
+    /// cache's time to live, should the notice be lost).
     pub async fn logout(&self, token: &str) -> Result<(), AccountsError> {
         let token_hash = hash_token(token).ok_or(AccountsError::Unauthenticated)?;
         self.inner.sessions.remove(&token_hash);
@@ -254,7 +262,37 @@ impl Accounts {
             .bind(&token_hash)
             .execute(self.inner.store.write())
             .await?;
+        self.inner.events.bus().publish(REVOKED_SESSIONS_SUBJECT, bytes::Bytes::from(token_hash.into_bytes()));
         Ok(())
+    }
+
+    /// Subscribes to session revocations from other nodes and returns the task that
+    /// applies them to this node's session cache; run it for the life of the server.
+    /// Subscribing before returning means no revocation after start-up is missed.
+    pub async fn follow_revocations(
+        &self,
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, AccountsError> {
+        let mut revocations = self
+            .inner
+            .events
+            .bus()
+            .subscribe(REVOKED_SESSIONS_SUBJECT)
+            .await
+            .map_err(|error| AccountsError::Bus(error.to_string()))?;
+        let accounts = self.clone();
+        Ok(async move {
+            loop {
+                match revocations.recv().await {
+                    Received::Notification(notice) => match std::str::from_utf8(&notice.payload) {
+                        Ok(token_hash) => accounts.inner.sessions.remove(token_hash),
+                        Err(_) => accounts.inner.sessions.clear(),
+                    },
+                    // Some revocations may be lost: forget every cached session instead.
+                    Received::Lagged(_) => accounts.inner.sessions.clear(),
+                    Received::Closed => break,
+                }
+            }
+        })
     }
 
     pub async fn user(&self, id: &str) -> Result<User, AccountsError> {

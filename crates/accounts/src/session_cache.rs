@@ -50,6 +50,10 @@ impl SessionCache {
     pub fn remove(&self, token_hash: &str) {
         self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(token_hash);
     }
+
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub async fn serve(
     // Red-packet refunds and other wallet upkeep. Every node runs it; each refund is
     // decided in the database, so running it on many nodes (or after a crash) is safe.
     let wallet_jobs = tokio::spawn(services.wallet.clone().run_jobs());
+    // A logout on another node evicts the session from this node's cache.
+    let revocations = tokio::spawn(services.accounts.follow_revocations().await?);
     let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -82,6 +84,7 @@ pub async fn serve(
     }
     sweep_task.abort();
     wallet_jobs.abort();
+    revocations.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -54,3 +54,30 @@ async fn a_message_sent_through_one_node_reaches_a_socket_on_the_other_and_a_mov
     assert_eq!(live["data"]["seq"], 5);
     assert!(on_a.try_next_frame(Duration::from_millis(300)).await.is_none(), "exactly once");
 }
+
+/// Sessions are cached per node; a logout through one node must end the session on the
+/// other at once, not when the other's cache entry expires (5 minutes here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_through_one_node_ends_the_session_on_the_other() {
+    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let configure = |config: &mut plaza_server::config::Config| {
+        config.nats_url = Some(nats.clone());
+        config.session_cache = Duration::from_secs(300);
+    };
+    let node_a = TestServer::start_on(&database_url, configure).await;
+    let node_b = TestServer::start_on(&database_url, configure).await;
+    let (token, _) = node_a.register("revoked_ann").await;
+    assert_eq!(node_b.get("/api/v1/me", Some(&token)).await.status, 200, "node B now caches the session");
+    assert_eq!(node_a.post("/api/v1/auth/logout", Some(&token), json!({})).await.status, 204);
+    let mut refused = false;
+    for _ in 0..50 {
+        if node_b.get("/api/v1/me", Some(&token)).await.status == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "node B still honours a session that node A ended");
+}
