@@ -20,8 +20,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The event log's schema.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { service: "events", version: 1, name: "per-user event log", sqlite: SCHEMA, postgres: SCHEMA }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { service: "events", version: 1, name: "per-user event log", sqlite: SCHEMA, postgres: SCHEMA },
+    Migration { service: "events", version: 2, name: "event age index", sqlite: AGE_INDEX, postgres: AGE_INDEX },
+];
+
+/// Lets pruning find old events without reading the whole log.
+const AGE_INDEX: &str = "CREATE INDEX user_events_created_at ON user_events (created_at);";
+
+/// Events pruned per statement, so that pruning never holds the writer for long.
+const PRUNE_CHUNK: i64 = 5_000;
 
 /// Portable DDL: both engines share it.
 const SCHEMA: &str = r#"
@@ -63,6 +71,16 @@ pub struct Event {
 pub enum Notice {
     Durable { event: Event },
     Ephemeral { frame_type: String, data: Value },
+}
+
+/// A read of the log after a cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct After {
+    /// The events after the cursor that are still kept, in order.
+    pub events: Vec<Event>,
+    /// Events right after the cursor were pruned: the reader missed something it can no
+    /// longer be given, and must reload its state. `events` continue after the gap.
+    pub expired: bool,
 }
 
 /// One event to append for some users, as part of [`Events::append_many`].
@@ -274,6 +292,65 @@ impl Events {
                 })
             })
             .collect()
+    }
+
+    /// [`Events::after`], telling also whether events right after `cursor` were pruned.
+    pub async fn after_checked(&self, user_id: &str, cursor: i64, limit: u32) -> Result<After, sqlx::Error> {
+        let mut events = self.after(user_id, cursor, limit).await?;
+        if events.is_empty() {
+            // Nothing after the cursor: either the reader is up to date or everything after
+            // it was pruned. The counter says which — read before the log again, so that an
+            // event committed between the two reads is not taken for a pruned one.
+            let latest = self.latest_cursor(user_id).await?;
+            if latest <= cursor {
+                return Ok(After { events, expired: false });
+            }
+            events = self.after(user_id, cursor, limit).await?;
+            if events.is_empty() {
+                return Ok(After { events, expired: true });
+            }
+        }
+        // Cursors are gap-free as committed, so a first event past cursor + 1 means pruning.
+        let expired = events.first().is_some_and(|first| first.cursor > cursor + 1);
+        Ok(After { events, expired })
+    }
+
+    /// Deletes events created before `before_ms`, a chunk at a time; returns how many.
+    /// Cursors are not reset: a reader that was behind learns from
+    /// [`Events::after_checked`] that it missed pruned events.
+    pub async fn prune(&self, before_ms: i64) -> Result<u64, sqlx::Error> {
+        let mut pruned = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM user_events WHERE (user_id, cursor) IN
+                 (SELECT user_id, cursor FROM user_events WHERE created_at < $1 LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(PRUNE_CHUNK)
+            .execute(self.store.write())
+            .await?
+            .rows_affected();
+            pruned += deleted;
+            if deleted < PRUNE_CHUNK as u64 {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// Prunes events older than `retention` every `interval`, for the life of the server.
+    /// Every node may run it: deleting what another node already deleted is harmless.
+    pub async fn prune_continually(self, retention: std::time::Duration, interval: std::time::Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let before_ms = Timestamp::now().unix_millis() - retention.as_millis().min(i64::MAX as u128) as i64;
+            match self.prune(before_ms).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "pruned old events"),
+                Err(error) => tracing::warn!("pruning old events: {error}"),
+            }
+        }
     }
 
     /// The cursor of the user's latest event (0 when there is none).

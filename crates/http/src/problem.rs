@@ -46,6 +46,8 @@ pub enum ErrorCode {
     GroupFull,
     /// No such media, or the caller may not see it.
     MediaNotFound,
+    /// The events after a cursor were pruned from the log; reload state and continue from now.
+    CursorExpired,
     /// The request body is larger than the endpoint accepts.
     PayloadTooLarge,
     /// The body is not `application/json`.
@@ -104,6 +106,7 @@ impl ErrorCode {
             Self::NotConversationOwner => StatusCode::FORBIDDEN,
             Self::GroupFull => StatusCode::CONFLICT,
             Self::MediaNotFound => StatusCode::NOT_FOUND,
+            Self::CursorExpired => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -147,6 +150,7 @@ impl ErrorCode {
             Self::NotConversationOwner => "not_conversation_owner",
             Self::GroupFull => "group_full",
             Self::MediaNotFound => "media_not_found",
+            Self::CursorExpired => "cursor_expired",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited => "rate_limited",
@@ -191,6 +195,7 @@ impl ErrorCode {
             Self::NotConversationOwner => "Only the group's owner can do that",
             Self::GroupFull => "The group has as many members as it may have",
             Self::MediaNotFound => "No such media",
+            Self::CursorExpired => "Events after this cursor are no longer kept",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "The request body must be application/json",
             Self::RateLimited => "Too many requests",
@@ -234,6 +239,7 @@ impl ErrorCode {
         Self::NotConversationOwner,
         Self::GroupFull,
         Self::MediaNotFound,
+        Self::CursorExpired,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::RateLimited,

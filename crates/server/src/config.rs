@@ -65,6 +65,10 @@ pub struct SettingsArgs {
     /// in its own [default: 64].
     #[arg(long, env = "PLAZA_CHAT_SEND_BATCH_MAX", global = true, value_name = "N")]
     pub chat_send_batch_max: Option<String>,
+    /// Days the per-user event log keeps events; a client whose cursor is older is told to
+    /// reload its state [default: 30].
+    #[arg(long, env = "PLAZA_EVENT_RETENTION_DAYS", global = true, value_name = "DAYS")]
+    pub event_retention_days: Option<String>,
     /// Comma-separated ISO 4217 codes of the currencies wallets hold [default: USD].
     #[arg(long, env = "PLAZA_CURRENCIES", global = true, value_name = "CODES")]
     pub currencies: Option<String>,
@@ -98,6 +102,7 @@ struct FileSettings {
     session_cache_seconds: Option<u32>,
     group_members_max: Option<u32>,
     chat_send_batch_max: Option<u32>,
+    event_retention_days: Option<u32>,
     media_url: Option<String>,
     nats_url: Option<String>,
     sqlite_sync: Option<String>,
@@ -137,6 +142,9 @@ pub struct Config {
     pub session_cache: Duration,
     pub group_members_max: usize,
     pub chat_send_batch_max: usize,
+    /// How long the event log keeps events, and how often it is pruned.
+    pub event_retention: Duration,
+    pub event_prune_interval: Duration,
     /// NATS for multi-node delivery; the in-process bus when unset.
     pub nats_url: Option<String>,
     /// `s3://…` for an S3-compatible bucket; files under the data dir when unset.
@@ -160,6 +168,9 @@ pub struct ConfigError {
     pub setting: &'static str,
     pub message: String,
 }
+
+/// How often old events are pruned from the log.
+const EVENT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError { setting, message: message.into() }
@@ -248,6 +259,8 @@ impl Config {
             number(&args.group_members_max, file.group_members_max, 500, 2..=100_000, "PLAZA_GROUP_MEMBERS_MAX")?;
         let chat_send_batch_max =
             number(&args.chat_send_batch_max, file.chat_send_batch_max, 64, 1..=256, "PLAZA_CHAT_SEND_BATCH_MAX")?;
+        let event_retention_days =
+            number(&args.event_retention_days, file.event_retention_days, 30, 1..=3650, "PLAZA_EVENT_RETENTION_DAYS")?;
 
         let media_url = match args.media_url.clone().filter(|url| !url.trim().is_empty()).or(file.media_url) {
             Some(url) if url.starts_with("s3://") && url.len() > 5 => Some(url),
@@ -314,6 +327,8 @@ impl Config {
             session_cache: Duration::from_secs(session_cache as u64),
             group_members_max: group_members_max as usize,
             chat_send_batch_max: chat_send_batch_max as usize,
+            event_retention: Duration::from_secs(event_retention_days as u64 * 86_400),
+            event_prune_interval: EVENT_PRUNE_INTERVAL,
             media_url,
             nats_url,
             gateway: Default::default(),
@@ -341,6 +356,8 @@ impl Config {
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
             group_members_max: 500,
             chat_send_batch_max: 64,
+            event_retention: Duration::from_secs(30 * 86_400),
+            event_prune_interval: EVENT_PRUNE_INTERVAL,
             media_url: None,
             nats_url: None,
             gateway: Default::default(),
@@ -436,6 +453,10 @@ mod tests {
             (
                 SettingsArgs { chat_send_batch_max: Some("257".into()), config: None, ..Default::default() },
                 "PLAZA_CHAT_SEND_BATCH_MAX",
+            ),
+            (
+                SettingsArgs { event_retention_days: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_EVENT_RETENTION_DAYS",
             ),
             (args(), "PLAZA_CONFIG"),
         ];

@@ -133,8 +133,19 @@ async fn events(
         Some(text) => plaza_events::parse_cursor(text)
             .ok_or_else(|| Problem::invalid_field("after", "not a cursor this server issued"))?,
     };
-    let found =
-        state.events.after(&current.user.id, after, limit.get()).await.map_err(|error| Problem::internal(&error))?;
+    let checked = state
+        .events
+        .after_checked(&current.user.id, after, limit.get())
+        .await
+        .map_err(|error| Problem::internal(&error))?;
+    // Without `after` the caller asks for whatever is kept, so nothing can be missing.
+    if checked.expired && params.after.as_deref().is_some_and(|text| !text.is_empty()) {
+        return Err(Problem::new(
+            ErrorCode::CursorExpired,
+            "events after this cursor are no longer kept; reload state, then read events without `after`",
+        ));
+    }
+    let found = checked.events;
     let next_cursor =
         (found.len() == limit.get() as usize).then(|| found.last().map(|e| e.cursor.to_string())).flatten();
     Ok(axum::Json(EventPage { items: found.iter().map(EventView::from).collect(), next_cursor }))
@@ -434,9 +445,20 @@ impl Connection {
             let page = self
                 .state
                 .events
-                .after(&self.user.id, self.last_sent, plaza_events::READ_MAX)
+                .after_checked(&self.user.id, self.last_sent, plaza_events::READ_MAX)
                 .await
                 .map_err(|error| error.to_string())?;
+            if page.expired {
+                // What came after the client's cursor was pruned (PLAZA_EVENT_RETENTION_DAYS):
+                // it must reload its state over HTTP; events continue from `cursor`.
+                let resume_from = match page.events.first() {
+                    Some(first) => first.cursor - 1,
+                    None => self.state.events.latest_cursor(&self.user.id).await.map_err(|error| error.to_string())?,
+                };
+                self.last_sent = resume_from;
+                self.send_json(&json!({"type": "resync", "data": {"cursor": resume_from.to_string()}})).await?;
+            }
+            let page = page.events;
             let full = page.len() == plaza_events::READ_MAX as usize;
             for event in &page {
                 self.send_event(event).await?;

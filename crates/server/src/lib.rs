@@ -56,6 +56,9 @@ pub async fn serve(
     let wallet_jobs = tokio::spawn(services.wallet.clone().run_jobs());
     // A logout on another node evicts the session from this node's cache.
     let revocations = tokio::spawn(services.accounts.follow_revocations().await?);
+    // Every node prunes; deleting what another node already deleted is harmless.
+    let pruning =
+        tokio::spawn(services.events.clone().prune_continually(config.event_retention, config.event_prune_interval));
     let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -85,6 +88,7 @@ pub async fn serve(
     sweep_task.abort();
     wallet_jobs.abort();
     revocations.abort();
+    pruning.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

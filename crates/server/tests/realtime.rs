@@ -17,6 +17,7 @@ on_both_databases!(
     the_socket_authenticates_by_query_token_and_refuses_without_one,
     contact_requests_and_acceptances_arrive_on_the_socket,
     a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming,
+    a_cursor_older_than_the_retention_is_told_to_resync,
 );
 
 fn cursor(frame: &Value) -> i64 {
@@ -323,4 +324,45 @@ async fn contact_requests_and_acceptances_arrive_on_the_socket(db: Db) {
     let accepted = anns.next_frame().await;
     assert_eq!(accepted["type"], "contact.accepted", "{accepted}");
     assert_eq!(accepted["data"]["user"]["id"], bob_id.as_str());
+}
+
+/// Events are kept for PLAZA_EVENT_RETENTION_DAYS (three seconds here). A client whose cursor
+/// predates what is kept must be told, not silently handed a log with a hole in it.
+async fn a_cursor_older_than_the_retention_is_told_to_resync(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.event_retention = Duration::from_secs(3);
+        config.event_prune_interval = Duration::from_millis(100);
+    })
+    .await;
+    let (ann, _) = server.register("old_ann").await;
+    let (bob, bob_id) = server.register("old_bob").await;
+    let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let (_, hello) = server.socket(&bob).await;
+    let stale = hello["data"]["cursor"].as_str().unwrap().to_string();
+    for n in 0..3 {
+        server.send_text(&ann, &conversation, &format!("old-{n}"), "soon forgotten").await;
+    }
+    let mut expired = None;
+    for _ in 0..200 {
+        let reply = server.get(&format!("/api/v1/events?after={stale}"), Some(&bob)).await;
+        if reply.status != 200 {
+            expired = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    expired.expect("the old events were pruned").assert_problem(410, "cursor_expired");
+
+    server.send_text(&ann, &conversation, "new", "still kept").await;
+    let (mut socket, _) = server.socket_raw(&bob).await;
+    socket.send(json!({"type": "resume", "data": {"cursor": stale}})).await;
+    let frames = socket.frames_until("resumed").await;
+    let types: Vec<&str> = frames.iter().map(|frame| frame["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["resync", "message.new", "resumed"], "{frames:?}");
+    assert_eq!(cursor(&frames[1]) - 1, frames[0]["data"]["cursor"].as_str().unwrap().parse::<i64>().unwrap());
+    assert_eq!(frames[1]["data"]["body"]["text"], "still kept");
+    // Without `after`, HTTP returns what is kept.
+    let kept = server.get("/api/v1/events", Some(&bob)).await;
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.body["items"].as_array().unwrap().len(), 1);
 }
