@@ -1,0 +1,468 @@
+// Client state and the one real-time socket.
+//
+// The socket follows the gateway's protocol: after `hello` the client sends `resume`
+// with the last cursor it saw (the hello cursor on a fresh start) and gets every durable
+// event after it, then live ones. A dropped connection reconnects with backoff and
+// resumes from the same cursor, so nothing is missed. Messages are keyed by `seq` and
+// pending sends by `client_id`, so a replayed event or a retried send never shows twice.
+import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from './api';
+import type { Balance, Contact, Conversation, Message, User } from './api';
+import { createStore } from './store';
+
+export interface Pending {
+  client_id: string; conversation_id: string; kind: string; body: any; created_at: string;
+  status: 'sending' | 'failed'; error?: ApiError; preview_url?: string;
+}
+
+export interface State {
+  me: User | null;
+  users: Record<string, User>;
+  conversations: Record<string, Conversation>;
+  conversationsLoaded: boolean;
+  messages: Record<string, Message[]>;
+  /** Whether the oldest loaded message of a conversation is its first. */
+  complete: Record<string, boolean>;
+  pending: Record<string, Pending[]>;
+  /** conversation → user → highest seq that user has read. */
+  reads: Record<string, Record<string, number>>;
+  /** conversation → user → time (ms) their typing indicator expires. */
+  typing: Record<string, Record<string, number>>;
+  connection: 'connecting' | 'online' | 'offline';
+  balances: Balance[] | null;
+  contacts: Contact[] | null;
+  /** Bumped on events that change a red packet, so open views refetch. */
+  redPacketVersion: Record<string, number>;
+  openConversation: string | null;
+}
+
+const initial: State = {
+  me: null, users: {}, conversations: {}, conversationsLoaded: false, messages: {}, complete: {}, pending: {},
+  reads: {}, typing: {}, connection: 'connecting', balances: null, contacts: null, redPacketVersion: {},
+  openConversation: null,
+};
+
+export const store = createStore<State>(initial);
+
+// ---- users -------------------------------------------------------------------------
+
+const userRequests = new Map<string, Promise<User | null>>();
+
+export function rememberUsers(users: User[]) {
+  if (!users.length) return;
+  store.set((s) => ({ users: { ...s.users, ...Object.fromEntries(users.map((u) => [u.id, u])) } }));
+}
+
+export function loadUser(id: string): Promise<User | null> {
+  const known = store.get().users[id];
+  if (known) return Promise.resolve(known);
+  let request = userRequests.get(id);
+  if (!request) {
+    request = api<User>('GET', `/users/${encodeURIComponent(id)}`)
+      .then((user) => { rememberUsers([user]); return user; })
+      .catch(() => null);
+    userRequests.set(id, request);
+  }
+  return request;
+}
+
+export function displayName(id: string): string {
+  const state = store.get();
+  if (state.me?.id === id) return state.me.display_name;
+  const user = state.users[id];
+  if (!user) { void loadUser(id); return '…'; }
+  return user.display_name || user.username;
+}
+
+export function conversationTitle(conversation: Conversation): string {
+  if (conversation.title) return conversation.title;
+  const me = store.get().me?.id;
+  const others = conversation.member_ids.filter((id) => id !== me);
+  return others.map(displayName).join(', ') || displayName(me ?? '');
+}
+
+// ---- session -------------------------------------------------------------------------
+
+export async function startSession(token: string, me: User) {
+  setToken(token);
+  store.set({ me });
+  socket.start();
+}
+
+export async function restoreSession(): Promise<boolean> {
+  if (!getToken()) return false;
+  try {
+    const me = await api<User>('GET', '/me');
+    store.set({ me });
+    socket.start();
+    return true;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) { setToken(null); return false; }
+    // The server is unreachable: stay signed in and let the socket retry.
+    socket.start();
+    return true;
+  }
+}
+
+export async function logout() {
+  try { await api('POST', '/auth/logout'); } catch { /* the token goes either way */ }
+  endSession();
+}
+
+function endSession() {
+  socket.stop();
+  setToken(null);
+  sessionStorage.removeItem(CURSOR_KEY);
+  store.set({ ...initial, connection: 'offline' });
+}
+
+setOnUnauthenticated(endSession);
+
+// ---- conversations and messages ------------------------------------------------------
+
+export async function loadConversations() {
+  const page = await api<{ items: Conversation[] }>('GET', '/conversations?limit=200');
+  store.set((s) => {
+    const conversations = { ...s.conversations };
+    for (const conversation of page.items) conversations[conversation.id] = { ...conversations[conversation.id], ...conversation };
+    return { conversations, conversationsLoaded: true };
+  });
+  page.items.forEach((c) => c.member_ids.forEach((id) => void loadUser(id)));
+}
+
+export async function loadConversation(id: string) {
+  const conversation = await api<Conversation>('GET', `/conversations/${encodeURIComponent(id)}`);
+  rememberUsers((conversation.members ?? []).map((m) => m.user));
+  store.set((s) => ({
+    conversations: { ...s.conversations, [id]: { ...s.conversations[id], ...conversation } },
+    reads: {
+      ...s.reads,
+      [id]: { ...s.reads[id], ...Object.fromEntries((conversation.members ?? []).map((m) => [m.user.id, Math.max(m.read_seq, s.reads[id]?.[m.user.id] ?? 0)])) },
+    },
+  }));
+  return conversation;
+}
+
+/** Loads the newest page, or the page before the oldest loaded message. */
+export async function loadMessages(conversationId: string, older = false) {
+  const have = store.get().messages[conversationId] ?? [];
+  const before = older && have.length ? `&before_seq=${have[0].seq}` : '';
+  const limit = 100;
+  const page = await api<{ items: Message[] }>('GET', `/conversations/${encodeURIComponent(conversationId)}/messages?limit=${limit}${before}`);
+  addMessages(page.items);
+  if (older || !have.length) {
+    const first = page.items[0]?.seq;
+    store.set((s) => ({ complete: { ...s.complete, [conversationId]: page.items.length < limit || first === 1 } }));
+  }
+}
+
+function addMessages(messages: Message[]) {
+  if (!messages.length) return;
+  store.set((s) => {
+    const byConversation: Record<string, Message[]> = {};
+    for (const message of messages) (byConversation[message.conversation_id] ??= []).push(message);
+    const all = { ...s.messages };
+    const pending = { ...s.pending };
+    for (const [id, incoming] of Object.entries(byConversation)) {
+      const bySeq = new Map((all[id] ?? []).map((m) => [m.seq, m]));
+      for (const message of incoming) bySeq.set(message.seq, message);
+      all[id] = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+      const arrived = new Set(incoming.map((m) => m.client_id));
+      if (pending[id]?.some((p) => arrived.has(p.client_id))) pending[id] = pending[id].filter((p) => !arrived.has(p.client_id));
+    }
+    return { messages: all, pending };
+  });
+}
+
+function noteNewMessage(message: Message) {
+  const state = store.get();
+  const known = state.messages[message.conversation_id]?.some((m) => m.seq === message.seq);
+  addMessages([message]);
+  const conversation = state.conversations[message.conversation_id];
+  if (!conversation) { void loadConversations(); return; }
+  if (known && (conversation.last_seq ?? 0) >= message.seq) return;
+  const mine = message.sender_id === state.me?.id;
+  const reading = state.openConversation === message.conversation_id && document.visibilityState === 'visible';
+  const newer = message.seq > (conversation.last_seq ?? 0);
+  store.set((s) => ({
+    conversations: {
+      ...s.conversations,
+      [message.conversation_id]: {
+        ...conversation,
+        last_seq: Math.max(conversation.last_seq ?? 0, message.seq),
+        last_message: newer ? message : conversation.last_message,
+        last_activity_at: newer ? message.created_at : conversation.last_activity_at,
+        unread_count: mine || reading || !newer ? conversation.unread_count ?? 0 : (conversation.unread_count ?? 0) + 1,
+      },
+    },
+    typing: { ...s.typing, [message.conversation_id]: { ...s.typing[message.conversation_id], [message.sender_id]: 0 } },
+  }));
+  if (reading && !mine) markRead(message.conversation_id);
+}
+
+const readTimers = new Map<string, number>();
+/** Sends a read receipt for the newest loaded message (debounced). */
+export function markRead(conversationId: string) {
+  const messages = store.get().messages[conversationId];
+  const last = messages?.[messages.length - 1]?.seq;
+  const me = store.get().me?.id;
+  if (!last || !me) return;
+  store.set((s) => ({
+    conversations: s.conversations[conversationId]
+      ? { ...s.conversations, [conversationId]: { ...s.conversations[conversationId], unread_count: 0 } }
+      : s.conversations,
+  }));
+  if ((store.get().reads[conversationId]?.[me] ?? 0) >= last) return;
+  clearTimeout(readTimers.get(conversationId));
+  readTimers.set(conversationId, window.setTimeout(() => {
+    api('POST', `/conversations/${encodeURIComponent(conversationId)}/read`, { seq: last })
+      .then(() => noteRead({ conversation_id: conversationId, user_id: me, seq: last }))
+      .catch(() => {});
+  }, 300));
+}
+
+function noteRead(receipt: { conversation_id: string; user_id: string; seq: number }) {
+  store.set((s) => ({
+    reads: {
+      ...s.reads,
+      [receipt.conversation_id]: {
+        ...s.reads[receipt.conversation_id],
+        [receipt.user_id]: Math.max(receipt.seq, s.reads[receipt.conversation_id]?.[receipt.user_id] ?? 0),
+      },
+    },
+  }));
+}
+
+/** Shows the message at once and sends it; a retry reuses the client_id. */
+export function sendMessage(conversationId: string, kind: string, body: any, previewUrl?: string) {
+  const pending: Pending = {
+    client_id: newId(), conversation_id: conversationId, kind, body, created_at: new Date().toISOString(),
+    status: 'sending', preview_url: previewUrl,
+  };
+  store.set((s) => ({ pending: { ...s.pending, [conversationId]: [...(s.pending[conversationId] ?? []), pending] } }));
+  socket.send(pending);
+}
+
+export function retrySend(pending: Pending) {
+  updatePending(pending.conversation_id, pending.client_id, { status: 'sending', error: undefined });
+  socket.send({ ...pending, status: 'sending' });
+}
+
+function updatePending(conversationId: string, clientId: string, patch: Partial<Pending>) {
+  store.set((s) => ({
+    pending: {
+      ...s.pending,
+      [conversationId]: (s.pending[conversationId] ?? []).map((p) => (p.client_id === clientId ? { ...p, ...patch } : p)),
+    },
+  }));
+}
+
+export function sendTyping(conversationId: string) { socket.frame({ type: 'typing', data: { conversation_id: conversationId } }); }
+
+// ---- contacts and wallet -------------------------------------------------------------
+
+export async function loadContacts() {
+  const page = await api<{ items: Contact[] }>('GET', '/contacts?limit=200');
+  rememberUsers(page.items.map((c) => c.user));
+  store.set({ contacts: page.items });
+}
+
+export async function loadWallet() {
+  const wallet = await api<{ balances: Balance[] }>('GET', '/wallet');
+  store.set({ balances: wallet.balances });
+}
+
+// ---- the socket ----------------------------------------------------------------------
+
+const CURSOR_KEY = 'plaza.cursor';
+
+class Socket {
+  private ws: WebSocket | null = null;
+  private running = false;
+  private attempt = 0;
+  private timer = 0;
+  private pingTimer = 0;
+  private pongDeadline = 0;
+  private cursor: string | null = sessionStorage.getItem(CURSOR_KEY);
+  private first = true;
+  private live = false;
+
+  start() {
+    if (this.running) return;
+    this.running = true;
+    this.first = true;
+    this.cursor = sessionStorage.getItem(CURSOR_KEY);
+    this.connect();
+  }
+
+  stop() {
+    this.running = false;
+    clearTimeout(this.timer);
+    clearInterval(this.pingTimer);
+    this.ws?.close();
+    this.ws = null;
+  }
+
+  /** The browser says the network went away or came back. */
+  networkChanged(online: boolean) {
+    if (!this.running) return;
+    if (!online) { this.ws?.close(); this.offline(); }
+    else { clearTimeout(this.timer); this.attempt = 0; if (!this.ws) this.connect(); }
+  }
+
+  frame(frame: object): boolean {
+    if (this.ws?.readyState !== WebSocket.OPEN || !this.live) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  send(pending: Pending) {
+    // Sent now if live; otherwise it waits in `pending` and goes out after the next resume.
+    this.frame({ type: 'message.send', id: pending.client_id, data: {
+      conversation_id: pending.conversation_id, client_id: pending.client_id, kind: pending.kind, body: pending.body,
+    } });
+  }
+
+  private connect() {
+    if (!this.running || this.ws) return;
+    if (!navigator.onLine) { this.offline(); return; }
+    const token = getToken();
+    if (!token) return;
+    store.set({ connection: 'connecting' });
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws?token=${encodeURIComponent(token)}`);
+    this.ws = ws;
+    this.live = false;
+    ws.onmessage = (event) => { if (this.ws === ws) this.receive(JSON.parse(event.data)); };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.live = false;
+      this.offline();
+      if (!this.running) return;
+      const delay = Math.min(5000, 400 * 2 ** this.attempt++);
+      this.timer = window.setTimeout(() => this.connect(), delay);
+    };
+    clearInterval(this.pingTimer);
+    this.pingTimer = window.setInterval(() => this.heartbeat(ws), 10000);
+  }
+
+  private heartbeat(ws: WebSocket) {
+    if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+    if (this.pongDeadline && Date.now() > this.pongDeadline) { ws.close(); return; }
+    if (!this.pongDeadline) this.pongDeadline = Date.now() + 8000;
+    ws.send(JSON.stringify({ type: 'ping' }));
+  }
+
+  private offline() {
+    if (store.get().connection !== 'offline') store.set({ connection: 'offline' });
+  }
+
+  private receive(frame: { type: string; id?: string; cursor?: string; data: any }) {
+    switch (frame.type) {
+      case 'hello': {
+        const cursor = this.cursor ?? frame.data.cursor;
+        this.ws?.send(JSON.stringify({ type: 'resume', id: 'resume', data: { cursor } }));
+        if (!this.cursor) this.saveCursor(cursor);
+        return;
+      }
+      case 'resumed':
+        this.becameLive();
+        return;
+      case 'pong':
+        this.pongDeadline = 0;
+        return;
+      case 'ack':
+        noteNewMessage(frame.data);
+        return;
+      case 'error':
+        if (frame.id === 'resume') {
+          // The server does not know our cursor (a reset database): start over from now.
+          this.cursor = null;
+          sessionStorage.removeItem(CURSOR_KEY);
+          this.first = true;
+          this.ws?.close();
+          return;
+        }
+        if (frame.id) this.sendFailed(frame.id, frame.data);
+        return;
+      case 'typing': {
+        const { conversation_id, user_id } = frame.data;
+        store.set((s) => ({ typing: { ...s.typing, [conversation_id]: { ...s.typing[conversation_id], [user_id]: Date.now() + 5000 } } }));
+        return;
+      }
+    }
+    if (frame.cursor) {
+      this.handleEvent(frame.type, frame.data);
+      this.saveCursor(frame.cursor);
+    }
+  }
+
+  private handleEvent(type: string, data: any) {
+    switch (type) {
+      case 'message.new': noteNewMessage(data); break;
+      case 'message.read': noteRead(data); break;
+      case 'conversation.updated': {
+        const existing = store.get().conversations[data.id];
+        store.set((s) => ({ conversations: { ...s.conversations, [data.id]: { ...existing, ...data } } }));
+        if (store.get().me && !data.member_ids.includes(store.get().me!.id)) {
+          store.set((s) => { const rest = { ...s.conversations }; delete rest[data.id]; return { conversations: rest }; });
+        }
+        break;
+      }
+      case 'contact.request': case 'contact.accepted': void loadContacts(); break;
+      case 'wallet.updated': {
+        const balances = [...(store.get().balances ?? [])];
+        const index = balances.findIndex((b) => b.currency === data.currency);
+        const balance = { currency: data.currency, available: data.available, held: data.held };
+        if (index >= 0) balances[index] = balance; else balances.push(balance);
+        store.set({ balances });
+        break;
+      }
+      case 'red_packet.claimed':
+        store.set((s) => ({ redPacketVersion: { ...s.redPacketVersion, [data.red_packet_id]: (s.redPacketVersion[data.red_packet_id] ?? 0) + 1 } }));
+        break;
+    }
+  }
+
+  private saveCursor(cursor: string) {
+    this.cursor = cursor;
+    sessionStorage.setItem(CURSOR_KEY, cursor);
+  }
+
+  private becameLive() {
+    this.live = true;
+    this.attempt = 0;
+    store.set({ connection: 'online' });
+    if (this.first) {
+      // A fresh start reads the current state over HTTP; later reconnects rely on resume.
+      this.first = false;
+      void loadConversations().catch(() => {});
+      void loadWallet().catch(() => {});
+      void loadContacts().catch(() => {});
+      const open = store.get().openConversation;
+      if (open) void loadMessages(open).catch(() => {});
+    }
+    // Whatever was written while offline goes out now, with the same client_id.
+    for (const list of Object.values(store.get().pending)) {
+      for (const pending of list) if (pending.status === 'sending') this.send(pending);
+    }
+  }
+
+  private sendFailed(clientId: string, problem: any) {
+    for (const [conversationId, list] of Object.entries(store.get().pending)) {
+      if (list.some((p) => p.client_id === clientId)) {
+        updatePending(conversationId, clientId, {
+          status: 'failed', error: new ApiError(problem.status ?? 0, problem.code ?? 'unknown', problem.detail ?? '', problem.field),
+        });
+      }
+    }
+  }
+}
+
+export const socket = new Socket();
+window.addEventListener('online', () => socket.networkChanged(true));
+window.addEventListener('offline', () => socket.networkChanged(false));
+document.addEventListener('visibilitychange', () => {
+  const open = store.get().openConversation;
+  if (document.visibilityState === 'visible' && open) markRead(open);
+});

@@ -1,0 +1,135 @@
+// Shared pieces: dialogs, the PIN pad, avatars, error lines, authenticated images.
+import type { ComponentChildren } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, ApiError } from './api';
+import { createStore } from './store';
+import { errorText, t } from './i18n';
+import { getToken } from './api';
+
+export function Dialog(props: { title: string; onClose: () => void; children: ComponentChildren }) {
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const previous = document.activeElement as HTMLElement | null;
+    const first = ref.current?.querySelector<HTMLElement>('input, select, textarea, button:not(.dialog-close)');
+    first?.focus();
+    const onKey = (event: KeyboardEvent) => { if (event.key === 'Escape') props.onClose(); };
+    window.addEventListener('keydown', onKey);
+    return () => { window.removeEventListener('keydown', onKey); previous?.focus?.(); };
+  }, []);
+  return (
+    <div class="overlay" onClick={(event) => { if (event.target === event.currentTarget) props.onClose(); }}>
+      <div class="dialog" role="dialog" aria-modal="true" aria-label={props.title} ref={ref}>
+        <header class="dialog-head">
+          <h2>{props.title}</h2>
+          <button class="icon-button dialog-close" aria-label={t('common.close')} onClick={props.onClose}>✕</button>
+        </header>
+        {props.children}
+      </div>
+    </div>
+  );
+}
+
+export function ErrorLine({ error }: { error: unknown }) {
+  if (!error) return null;
+  return <p class="error" role="alert">{typeof error === 'string' ? error : errorText(error)}</p>;
+}
+
+export function Avatar({ name, size = 40 }: { name: string; size?: number }) {
+  let hash = 0;
+  for (const char of name) hash = (hash * 31 + char.charCodeAt(0)) | 0;
+  const hue = Math.abs(hash) % 360;
+  const initial = [...(name.trim() || '?')][0].toUpperCase();
+  return (
+    <span class="avatar" aria-hidden="true" style={{ width: size, height: size, background: `hsl(${hue} 55% 48%)`, fontSize: size * 0.45 }}>
+      {initial}
+    </span>
+  );
+}
+
+// Images need the bearer token, so they are fetched and shown from blob URLs.
+const imageUrls = new Map<string, Promise<string>>();
+export function AuthImage({ mediaId, alt, fallback }: { mediaId: string; alt: string; fallback?: string }) {
+  const [url, setUrl] = useState<string | null>(fallback ?? null);
+  useEffect(() => {
+    let request = imageUrls.get(mediaId);
+    if (!request) {
+      request = fetch(`/api/v1/media/${encodeURIComponent(mediaId)}`, { headers: { authorization: `Bearer ${getToken()}` } })
+        .then((response) => { if (!response.ok) throw new Error(String(response.status)); return response.blob(); })
+        .then((blob) => URL.createObjectURL(blob));
+      request.catch(() => imageUrls.delete(mediaId));
+      imageUrls.set(mediaId, request);
+    }
+    let live = true;
+    request.then((value) => live && setUrl(value)).catch(() => {});
+    return () => { live = false; };
+  }, [mediaId]);
+  return url ? <img class="chat-image" src={url} alt={alt} /> : <div class="chat-image placeholder" aria-label={alt} />;
+}
+
+// ---- the PIN pad ---------------------------------------------------------------------
+
+interface PinAsk { title: string; error: unknown; resolve: (pin: string | null) => void }
+export const pinAsk = createStore<{ ask: PinAsk | null }>({ ask: null });
+
+export function askPin(title: string, error: unknown = null): Promise<string | null> {
+  return new Promise((resolve) => pinAsk.set({ ask: { title, error, resolve } }));
+}
+
+/** Runs a payment; when the server wants the PIN, asks for it and runs it again. */
+export async function withPin<T>(run: (pin?: string) => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== 'pin_required') throw error;
+  }
+  let problem: unknown = null;
+  for (;;) {
+    const pin = await askPin(t('pin.title'), problem);
+    if (pin === null) throw new ApiError(0, 'cancelled', 'cancelled');
+    try {
+      return await run(pin);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 'wrong_pin') { problem = error; continue; }
+      throw error;
+    }
+  }
+}
+
+export function isCancelled(error: unknown) { return error instanceof ApiError && error.code === 'cancelled'; }
+
+export function PinPad() {
+  const ask = pinAsk.use((s) => s.ask);
+  const [digits, setDigits] = useState('');
+  useEffect(() => setDigits(''), [ask]);
+  if (!ask) return null;
+  const finish = (pin: string | null) => { pinAsk.set({ ask: null }); ask.resolve(pin); };
+  const press = (digit: string) => {
+    const next = (digits + digit).slice(0, 6);
+    setDigits(next);
+    if (next.length === 6) setTimeout(() => finish(next), 80);
+  };
+  const onKey = (event: KeyboardEvent) => {
+    if (/^[0-9]$/.test(event.key)) { event.preventDefault(); press(event.key); }
+    else if (event.key === 'Backspace') setDigits(digits.slice(0, -1));
+  };
+  return (
+    <Dialog title={ask.title} onClose={() => finish(null)}>
+      <div class="pin" onKeyDown={onKey}>
+        <div class="pin-dots" role="status" aria-label={`${digits.length} / 6`}>
+          {Array.from({ length: 6 }, (_, i) => <span class={i < digits.length ? 'filled' : ''} />)}
+        </div>
+        <ErrorLine error={ask.error} />
+        <div class="pin-keys">
+          {['1', '2', '3', '4', '5', '6', '7', '8', '9'].map((d) => (
+            <button type="button" aria-label={t('pin.digit', { d })} onClick={() => press(d)}>{d}</button>
+          ))}
+          <button type="button" onClick={() => finish(null)}>{t('pin.cancel')}</button>
+          <button type="button" aria-label={t('pin.digit', { d: '0' })} onClick={() => press('0')}>0</button>
+          <button type="button" aria-label={t('pin.delete')} onClick={() => setDigits(digits.slice(0, -1))}>⌫</button>
+        </div>
+      </div>
+    </Dialog>
+  );
+}
+
+export { api };

@@ -1,0 +1,84 @@
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import './styles.css';
+import { match, navigate, route } from './lib/router';
+import { restoreSession, store } from './lib/data';
+import { t, useLang } from './lib/i18n';
+import { PinPad } from './lib/ui';
+import { applyTheme } from './lib/theme';
+import { AuthScreen } from './screens/auth';
+import { ChatsScreen } from './screens/chats';
+import { ConversationScreen } from './screens/conversation';
+import { NewGroupScreen } from './screens/group';
+import { ContactsScreen } from './screens/contacts';
+import { WalletScreen } from './screens/wallet';
+import { MeScreen } from './screens/me';
+import { RidesScreen } from './screens/rides';
+
+applyTheme();
+
+const TABS = [
+  { path: '/chats', key: 'tab.chats', icon: '💬' },
+  { path: '/contacts', key: 'tab.contacts', icon: '👥' },
+  { path: '/wallet', key: 'tab.wallet', icon: '👛' },
+  { path: '/rides', key: 'tab.rides', icon: '🚗' },
+  { path: '/me', key: 'tab.me', icon: '🙂' },
+] as const;
+
+function TabBar({ path }: { path: string }) {
+  const unread = store.use((s) => Object.values(s.conversations).reduce((sum, c) => sum + (c.unread_count ?? 0), 0));
+  return (
+    <nav class="tabbar" aria-label="Plaza">
+      {TABS.map((tab) => {
+        const current = path === tab.path || path.startsWith(tab.path + '/');
+        return (
+          <a href={tab.path} class={current ? 'current' : ''} aria-current={current ? 'page' : undefined}
+            onClick={(event) => { event.preventDefault(); navigate(tab.path); }}>
+            <span class="tab-icon" aria-hidden="true">{tab.icon}</span>
+            <span>{t(tab.key)}</span>
+            {tab.path === '/chats' && unread > 0 && <span class="badge tab-badge" aria-label={t('chats.unread', { n: unread })}>{unread > 99 ? '99+' : unread}</span>}
+          </a>
+        );
+      })}
+    </nav>
+  );
+}
+
+function App() {
+  useLang();
+  const path = route.use((s) => s.path);
+  const me = store.use((s) => s.me);
+  const [ready, setReady] = useState(false);
+  useEffect(() => { restoreSession().finally(() => setReady(true)); }, []);
+  useEffect(() => {
+    if (!ready) return;
+    if (!me && path !== '/login') navigate('/login', true);
+    if (me && (path === '/login' || path === '/')) navigate('/chats', true);
+  }, [ready, me, path]);
+  if (!ready) return <div class="splash" aria-busy="true">{t('common.loading')}</div>;
+  if (!me) return <AuthScreen />;
+
+  let screen;
+  let params;
+  if ((params = match('/chats/:id', path)) && params.id !== 'new-group') screen = <ConversationScreen id={params.id} />;
+  else if (path === '/chats/new-group') screen = <NewGroupScreen />;
+  else if (path === '/contacts') screen = <ContactsScreen />;
+  else if (path === '/wallet') screen = <WalletScreen />;
+  else if (path === '/rides') screen = <RidesScreen />;
+  else if (path === '/me') screen = <MeScreen />;
+  else screen = <ChatsScreen />;
+  const fullScreen = path.startsWith('/chats/');
+  return (
+    <div class={fullScreen ? 'shell full' : 'shell'}>
+      <main class="screen">{screen}</main>
+      {!fullScreen && <TabBar path={path} />}
+      <PinPad />
+    </div>
+  );
+}
+
+render(<App />, document.getElementById('app')!);
+
+if ('serviceWorker' in navigator && import.meta.env.PROD) {
+  window.addEventListener('load', () => { navigator.serviceWorker.register('/sw.js').catch(() => {}); });
+}
