@@ -149,9 +149,8 @@ export async function loadMessages(conversationId: string, older = false) {
   const limit = 100;
   const page = await api<{ items: Message[] }>('GET', `/conversations/${encodeURIComponent(conversationId)}/messages?limit=${limit}${before}`);
   addMessages(page.items);
-  if (older || !have.length) {
-    const first = page.items[0]?.seq;
-    store.set((s) => ({ complete: { ...s.complete, [conversationId]: page.items.length < limit || first === 1 } }));
+  if (page.items.length < limit || page.items[0]?.seq === 1) {
+    store.set((s) => ({ complete: { ...s.complete, [conversationId]: true } }));
   }
 }
 
@@ -174,6 +173,8 @@ function addMessages(messages: Message[]) {
 }
 
 function noteNewMessage(message: Message) {
+  // Sending marks the sender's own read position (the server does the same, silently).
+  noteRead({ conversation_id: message.conversation_id, user_id: message.sender_id, seq: message.seq });
   const state = store.get();
   const known = state.messages[message.conversation_id]?.some((m) => m.seq === message.seq);
   addMessages([message]);

@@ -1,6 +1,6 @@
 // A tiny observable store: one state object, replaced (never mutated) on each change,
 // and a hook that re-renders a component when the slice it selects changes.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 
 type Listener = () => void;
 
@@ -18,10 +18,16 @@ export function createStore<S>(initial: S) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
+    /** The selected slice; the latest selector is used, so it may close over props. */
     use<T>(select: (state: S) => T): T {
-      const [value, setValue] = useState(() => select(state));
+      const [, rerender] = useState(0);
+      const value = select(state);
+      const latest = useRef({ select, value });
+      latest.current = { select, value };
       useEffect(() => {
-        const check = () => setValue(() => select(state));
+        const check = () => {
+          if (!Object.is(latest.current.select(state), latest.current.value)) rerender((n) => n + 1);
+        };
         check();
         return this.subscribe(check);
       }, []);

@@ -44,7 +44,7 @@ export function ChatsScreen() {
     <section aria-labelledby="chats-title">
       <header class="topbar">
         <h1 id="chats-title">{t('tab.chats')}</h1>
-        <button class="icon-button" aria-label={t('chats.new_group')} title={t('chats.new_group')} onClick={() => navigate('/chats/new-group')}>＋</button>
+        <button class="icon-button" aria-label={t('chats.new_group')} title={t('chats.new_group')} onClick={() => navigate('/chats/new-group')}>+</button>
       </header>
       <ConnectionBanner />
       {!loaded && <p class="muted pad">{t('common.loading')}</p>}

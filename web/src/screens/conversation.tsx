@@ -212,7 +212,7 @@ function Composer(props: { conversationId: string; onMoney: () => void; onRedPac
         </div>
       )}
       <form class="composer" onSubmit={send}>
-        <button type="button" class="icon-button" aria-label={t('chat.more')} aria-expanded={menu} onClick={() => setMenu(!menu)}>＋</button>
+        <button type="button" class="icon-button" aria-label={t('chat.more')} aria-expanded={menu} onClick={() => setMenu(!menu)}>+</button>
         <input name="message" aria-label={t('chat.input')} placeholder={t('chat.input')} autoComplete="off" value={text}
           onInput={(e) => onInput(e.currentTarget.value)} maxLength={4000} />
         <button class="primary" type="submit" disabled={!text.trim()}>{t('chat.send')}</button>
