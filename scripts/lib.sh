@@ -77,3 +77,17 @@ plaza_wait_http() {
     ((waited < seconds * 5)) || { echo "$url did not answer within ${seconds}s" >&2; return 1; }
   done
 }
+
+# Builds the web client into web/dist (which `cargo build` then embeds into plaza),
+# installing Node.js and npm first if they are missing. npm ci runs only when
+# package-lock.json changed since the last install.
+plaza_build_web() {
+  command -v npm >/dev/null 2>&1 || plaza_apt_install nodejs npm
+  local stamp=web/node_modules/.plaza-lock-sha lock_sha
+  lock_sha=$(sha256sum web/package-lock.json | cut -d' ' -f1)
+  if [[ ! -f $stamp || $(cat "$stamp") != "$lock_sha" ]]; then
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sha" >"$stamp"
+  fi
+  (cd web && npm run --silent build -- --logLevel warn)
+}

@@ -146,7 +146,9 @@ pub fn router(services: Services, gateway: GatewayConfig) -> Router {
     state.openapi_json = Arc::new(docs::finish_openapi(openapi));
 
     api.merge(docs::router(state.clone()))
-        .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
+        // Paths under `/api/` that no route claims stay problem+json 404s; anything else
+        // is the embedded web client.
+        .fallback(crate::web::fallback)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         // The largest body any route takes (an image upload); JSON routes hold their
         // bodies to 1 MiB in `ApiJson`.

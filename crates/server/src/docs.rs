@@ -41,24 +41,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/docs", get(|| async { Html(API_DOCS_PAGE) }))
-        .route("/", get(|| async { Html(LANDING_PAGE) }))
         .with_state(state)
 }
 
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], state.openapi_json.as_ref().clone())
 }
-
-const LANDING_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Plaza</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
-a{color:#0a6}code{background:#f3f3f3;padding:0 .3em;border-radius:3px}</style></head>
-<body><h1>Plaza is running</h1>
-<p>This node serves the Plaza API. The web client arrives in a later release.</p>
-<ul><li><a href="/api/docs">API reference</a> (<a href="/api/v1/openapi.json">OpenAPI 3.1</a>)</li>
-<li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>, <a href="/metrics">/metrics</a></li></ul>
-</body></html>"#;
 
 /// A self-contained API browser: no CDN, so it works on an air-gapped deployment.
 const API_DOCS_PAGE: &str = r#"<!doctype html>

@@ -9,6 +9,7 @@ pub mod docs;
 pub mod gateway;
 pub mod metrics;
 pub mod ops;
+pub mod web;
 
 use config::{Config, LogFormat};
 use std::future::Future;

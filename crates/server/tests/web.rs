@@ -1,0 +1,50 @@
+//! The embedded web client: served at `/` beside the API, with the client's own routes
+//! falling back to its page and the API keeping its problem documents.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{Db, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_page_is_served_at_the_root_and_for_its_own_routes() {
+    let server = TestServer::start(Db::Sqlite).await;
+    for path in ["/", "/chats", "/chats/some-conversation", "/wallet"] {
+        let reply = server.get(path, None).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        assert_eq!(reply.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
+        assert_eq!(reply.header("cache-control"), Some("no-cache"), "{path}");
+        assert!(reply.text.contains("Plaza"), "{path}: {}", reply.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_paths_and_missing_files_stay_problems() {
+    let server = TestServer::start(Db::Sqlite).await;
+    server.get("/api/v1/no/such/route", None).await.assert_problem(404, "not_found");
+    server.get("/api/nothing", None).await.assert_problem(404, "not_found");
+    server.get("/assets/missing-0123.js", None).await.assert_problem(404, "not_found");
+    let reply = server.request("POST", "/chats", None, None).await;
+    reply.assert_problem(405, "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_assets_are_cached_forever_and_the_page_revalidates_by_etag() {
+    if !plaza_server::web::is_embedded() {
+        // A Rust-only build carries the placeholder page, which has no assets.
+        return;
+    }
+    let server = TestServer::start(Db::Sqlite).await;
+    let page = server.get("/", None).await;
+    let script = page.text.split("src=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a script tag");
+    let asset = server.get(script, None).await;
+    assert_eq!(asset.status, 200);
+    assert_eq!(asset.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(asset.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    let etag = page.header("etag").expect("an etag").to_string();
+    let again = server.raw(server.client.get(format!("{}/", server.base)).header("if-none-match", etag.as_str())).await;
+    assert_eq!(again.status, 304);
+    let manifest = server.get("/manifest.webmanifest", None).await;
+    assert_eq!(manifest.status, 200);
+    assert_eq!(manifest.body["name"], "Plaza");
+}
