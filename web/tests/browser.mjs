@@ -174,6 +174,12 @@ test('two people become contacts, chat in real time, and a group opens a red pac
   await messages(ann, 'Hi Ben, lunch today?').getByText('Read').waitFor();
   await say(ann, 'Perfect, see you there 🍜');
   await messages(ben, 'Perfect, see you there 🍜').waitFor();
+
+  // A photo: uploaded, sent, and shown on the other side (fetched with Ben's token).
+  await ann.page.getByRole('button', { name: 'More' }).click();
+  await ann.page.getByLabel('Send a photo').setInputFiles(join(here, '../public/icon-192.png'));
+  await ben.page.getByRole('img', { name: 'Photo' }).waitFor();
+  assert.ok(await ben.page.getByRole('img', { name: 'Photo' }).evaluate((img) => img.complete && img.naturalWidth === 192));
   await shot(ann.page, '04-conversation');
 
   // Ann tops up her wallet (sandbox) and sets a PIN.
@@ -182,6 +188,7 @@ test('two people become contacts, chat in real time, and a group opens a red pac
   await ann.page.getByRole('dialog').getByLabel(/Amount/).fill('100');
   await ann.page.getByRole('dialog').getByRole('button', { name: 'Top up' }).click();
   await ann.page.getByTestId('available').filter({ hasText: '$100.00' }).waitFor();
+  await ann.page.getByTestId('entry').filter({ hasText: 'Top-up' }).filter({ hasText: '+$100.00' }).waitFor();
   await ann.page.getByRole('button', { name: 'Set PIN' }).click();
   for (const digit of '135790') await ann.page.getByRole('button', { name: `Digit ${digit}` }).click();
   await ann.page.getByText('PIN saved').waitFor();
@@ -195,6 +202,17 @@ test('two people become contacts, chat in real time, and a group opens a red pac
   await ann.page.getByRole('checkbox').nth(1).check();
   await ann.page.getByRole('button', { name: 'Create group' }).click();
   await ann.page.getByRole('heading', { name: 'Lunch crew' }).waitFor();
+
+  // Money to Ben from the chat, paid with the PIN; it shows in the chat for everyone.
+  await ann.page.getByRole('button', { name: 'More' }).click();
+  await ann.page.getByRole('menuitem', { name: /Send money/ }).click();
+  const transfer = ann.page.getByRole('dialog');
+  await transfer.getByRole('combobox').selectOption({ label: 'Ben Wu' });
+  await transfer.getByLabel(/Amount/).fill('5');
+  await transfer.getByLabel(/Note/).fill('noodles');
+  await transfer.getByRole('button', { name: 'Send' }).click();
+  for (const digit of '135790') await ann.page.getByRole('button', { name: `Digit ${digit}` }).click();
+  await ann.page.getByTestId('transfer').filter({ hasText: '$5.00' }).waitFor();
   await ann.page.getByRole('button', { name: 'More' }).click();
   await ann.page.getByRole('menuitem', { name: /Red packet/ }).click();
   const dialog = ann.page.getByRole('dialog');
@@ -210,6 +228,7 @@ test('two people become contacts, chat in real time, and a group opens a red pac
   let total = 0;
   for (const friend of [ben, cat]) {
     await openChatFromList(friend, 'Lunch crew');
+    await friend.page.getByTestId('transfer').filter({ hasText: 'noodles' }).waitFor();
     await friend.page.getByTestId('red-packet').click();
     await friend.page.getByRole('button', { name: 'Open', exact: true }).click();
     const share = friend.page.getByTestId('my-share');
@@ -228,6 +247,16 @@ test('two people become contacts, chat in real time, and a group opens a red pac
   assert.equal(await claims.count(), 2);
   await claims.filter({ hasText: 'Ben Wu' }).waitFor();
   await claims.filter({ hasText: 'Cat Diaz' }).waitFor();
+
+  // Ben switches to Chinese and the dark theme.
+  await tab(ben, 'Me');
+  await ben.page.getByLabel('Language').selectOption('zh-CN');
+  await ben.page.getByRole('heading', { name: '我' }).waitFor();
+  await ben.page.getByLabel('主题').selectOption('dark');
+  assert.equal(await ben.page.evaluate(() => document.documentElement.dataset.theme), 'dark');
+  await ben.page.getByRole('navigation').getByRole('link', { name: '钱包' }).click();
+  await ben.page.getByRole('heading', { name: '钱包' }).waitFor();
+  await shot(ben.page, '10-wallet-zh-dark');
 
   for (const user of [ann, ben, cat]) await user.context.close();
 }));
@@ -301,7 +330,11 @@ test('a chat with a thousand messages keeps only a window of them in the page', 
   const page = await context.newPage();
   page.setDefaultTimeout(UI_TIMEOUT);
   await page.goto(base + '/');
+  // A wrong password is told in words chosen by the problem's code.
   await page.getByLabel('Username').fill('fay');
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').getByText('Wrong username or password.').waitFor();
   await page.getByLabel('Password').fill('browser-password');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('link', { name: /Gus Roy/ }).click();
@@ -314,7 +347,7 @@ test('a chat with a thousand messages keeps only a window of them in the page', 
   const lowestSeq = () => page.evaluate(() => Math.min(...[...document.querySelectorAll('[data-seq]')].map((e) => Number(e.dataset.seq))));
   for (let i = 0; i < 100 && (await lowestSeq()) > 1; i++) {
     const before = await lowestSeq();
-    await log.evaluate((element) => { element.scrollTop = 0; });
+    await log.evaluate((element) => { element.scrollTop = 0; element.dispatchEvent(new Event('scroll')); });
     await page.waitForFunction((seq) => Math.min(...[...document.querySelectorAll('[data-seq]')].map((e) => Number(e.dataset.seq))) < seq, before);
   }
   const first = page.locator('[data-seq="1"]');

@@ -69,6 +69,10 @@ const en = {
   'error.idempotency_key_in_progress': 'Still working on your last request…',
   'error.funding_provider_failed': 'The payment provider did not answer. Try again.',
   'error.amount': 'Enter an amount', 'error.pin_format': 'The PIN is 6 digits',
+  'entry.topup': 'Top-up', 'entry.withdrawal': 'Withdrawal', 'entry.transfer': 'Transfer',
+  'entry.red_packet': 'Red packet sent', 'entry.red_packet_claim': 'Red packet received',
+  'entry.red_packet_refund': 'Red packet refund', 'entry.payment_hold': 'Payment (held)',
+  'entry.payment_capture': 'Payment', 'entry.payment_release': 'Payment released', 'entry.payment_refund': 'Refund',
 };
 
 type Key = keyof typeof en;
@@ -131,6 +135,9 @@ const zh: Record<Key, string> = {
   'error.unavailable': '服务器繁忙，请稍后再试。', 'error.internal': '服务器出错了，请重试。',
   'error.idempotency_key_reused': '重试时请求发生了变化，请重新开始。', 'error.idempotency_key_in_progress': '上一个请求仍在处理中…',
   'error.funding_provider_failed': '支付渠道无响应，请重试。', 'error.amount': '请输入金额', 'error.pin_format': '支付密码为 6 位数字',
+  'entry.topup': '充值', 'entry.withdrawal': '提现', 'entry.transfer': '转账', 'entry.red_packet': '发出红包',
+  'entry.red_packet_claim': '收到红包', 'entry.red_packet_refund': '红包退款', 'entry.payment_hold': '付款（冻结）',
+  'entry.payment_capture': '付款', 'entry.payment_release': '解冻', 'entry.payment_refund': '退款',
 };
 
 export type Lang = 'en' | 'zh-CN';

@@ -3,6 +3,7 @@ import { api, newId } from '../lib/api';
 import type { Entry, Page } from '../lib/api';
 import { displayName, loadContacts, loadWallet, store } from '../lib/data';
 import { t } from '../lib/i18n';
+import type { TextKey } from '../lib/i18n';
 import { formatMoney, parseMoney } from '../lib/money';
 import { Dialog, ErrorLine, askPin, isCancelled, withPin } from '../lib/ui';
 import { shortTime } from './chats';
@@ -63,8 +64,8 @@ export function WalletScreen() {
               <strong>{entryTitle(entry)}</strong><br />
               <span class="muted small">{shortTime(entry.created_at)}{entry.note ? ` · ${entry.note}` : ''}</span>
             </div>
-            <strong class={entry.direction === 'credit' ? 'amount in' : 'amount out'}>
-              {entry.direction === 'credit' ? '+' : '−'}{formatMoney(entry.amount, entry.currency)}
+            <strong class={entry.direction === 'in' ? 'amount in' : 'amount out'}>
+              {entry.direction === 'in' ? '+' : '−'}{formatMoney(entry.amount, entry.currency)}
             </strong>
           </li>
         ))}
@@ -75,9 +76,12 @@ export function WalletScreen() {
   );
 }
 
+const ENTRY_KINDS = ['topup', 'withdrawal', 'transfer', 'red_packet', 'red_packet_claim', 'red_packet_refund',
+  'payment_hold', 'payment_capture', 'payment_release', 'payment_refund'];
+
 function entryTitle(entry: Entry): string {
   const who = entry.counterparty_user_id ? displayName(entry.counterparty_user_id) : '';
-  const kind = entry.kind.replace(/_/g, ' ');
+  const kind = ENTRY_KINDS.includes(entry.kind) ? t(`entry.${entry.kind}` as TextKey) : entry.kind.replace(/_/g, ' ');
   return who ? `${kind} · ${who}` : kind;
 }
 
