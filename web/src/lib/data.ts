@@ -372,6 +372,11 @@ class Socket {
       case 'pong':
         this.pongDeadline = 0;
         return;
+      case 'resync':
+        // Events after our cursor were pruned: reload the state, then follow from here.
+        this.saveCursor(frame.data.cursor);
+        reloadState();
+        return;
       case 'ack':
         noteNewMessage(frame.data);
         return;
@@ -437,11 +442,7 @@ class Socket {
     if (this.first) {
       // A fresh start reads the current state over HTTP; later reconnects rely on resume.
       this.first = false;
-      void loadConversations().catch(() => {});
-      void loadWallet().catch(() => {});
-      void loadContacts().catch(() => {});
-      const open = store.get().openConversation;
-      if (open) void loadMessages(open).catch(() => {});
+      reloadState();
     }
     // Whatever was written while offline goes out now, with the same client_id.
     for (const list of Object.values(store.get().pending)) {
@@ -458,6 +459,14 @@ class Socket {
       }
     }
   }
+}
+
+function reloadState() {
+  void loadConversations().catch(() => {});
+  void loadWallet().catch(() => {});
+  void loadContacts().catch(() => {});
+  const open = store.get().openConversation;
+  if (open) void loadMessages(open).catch(() => {});
 }
 
 export const socket = new Socket();
