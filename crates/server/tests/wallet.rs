@@ -15,6 +15,7 @@ on_both_databases!(
     a_retried_transfer_moves_money_once_and_a_reused_key_is_refused,
     concurrent_duplicates_of_one_transfer_move_money_once,
     concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced,
+    a_burst_of_mixed_transfers_is_applied_as_if_one_by_one,
     concurrent_red_packet_claims_hand_out_exactly_the_shares,
     a_lucky_red_packet_splits_exactly_and_a_retried_claim_returns_the_same_share,
     unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding,
@@ -804,4 +805,141 @@ async fn the_ledger_check_is_for_admins_and_the_cli_agrees(db: Db) {
     let (status, stdout) = cli(&server.database_url);
     assert_eq!(status, Some(1), "{stdout}");
     assert!(stdout.contains("NOT OK"), "{stdout}");
+}
+
+/// What one request of the burst expects, whatever order the burst is applied in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Sent,
+    /// One of a pair sharing a key and a body: both answer with one transfer.
+    Duplicate,
+    /// One of a pair sharing a key with different bodies: one is sent, the other refused.
+    Contested,
+    Problem(u16, &'static str),
+}
+
+async fn a_burst_of_mixed_transfers_is_applied_as_if_one_by_one(db: Db) {
+    let server = Arc::new(server(db).await);
+    let (auditor, _) = server.register(AUDITOR).await;
+    let mut people = Vec::new();
+    for (name, money) in [("ann", 1_000), ("bob", 500), ("cat", 0), ("dan", 200)] {
+        let (token, id) = server.register(name).await;
+        if money > 0 {
+            topup(&server, &token, money).await;
+        }
+        people.push((token, id));
+    }
+    let transfers = "/api/v1/wallet/transfers";
+    // A key already used before the burst, which the burst reuses with another body.
+    let first = post_keyed(&server, transfers, &people[0].0, Some("used"), transfer_body(&people[1].1, 1).await).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+
+    // (from, to user id, amount, key, what one-by-one would answer)
+    let mut burst: Vec<(usize, String, i64, Option<String>, Expect)> = Vec::new();
+    for n in 0..30 {
+        burst.push((0, people[1].1.clone(), 10, Some(format!("ann-bob-{n}")), Expect::Sent));
+        burst.push((1, people[2].1.clone(), 5, (n % 2 == 0).then(|| format!("bob-cat-{n}")), Expect::Sent));
+    }
+    for n in 0..10 {
+        // Cat never holds this much, in any order: always refused, moving nothing.
+        burst.push((
+            2,
+            people[3].1.clone(),
+            10_000,
+            Some(format!("cat-over-{n}")),
+            Expect::Problem(402, "insufficient_funds"),
+        ));
+        // Two copies of one keyed request race each other.
+        for _ in 0..2 {
+            burst.push((0, people[3].1.clone(), 7, Some(format!("dup-{n}")), Expect::Duplicate));
+        }
+        // Two different requests race for one key.
+        for amount in [3, 4] {
+            burst.push((3, people[0].1.clone(), amount, Some(format!("contested-{n}")), Expect::Contested));
+        }
+    }
+    burst.push((0, people[1].1.clone(), 2, Some("used".into()), Expect::Problem(422, "idempotency_key_reused")));
+    burst.push((0, people[0].1.clone(), 5, Some("self".into()), Expect::Problem(422, "invalid_field")));
+    burst.push((1, "nobody".into(), 5, Some("ghost".into()), Expect::Problem(404, "user_not_found")));
+
+    let tasks: Vec<_> = burst
+        .into_iter()
+        .map(|(from, to, amount, key, expect)| {
+            let (server, token) = (server.clone(), people[from].0.clone());
+            tokio::spawn(async move {
+                let body = transfer_body(&to, amount).await;
+                let reply = post_keyed(&server, transfers, &token, key.as_deref(), body).await;
+                (from, to, amount, key, expect, reply)
+            })
+        })
+        .collect();
+    let mut expected = [1_000 - 1, 500 + 1, 0, 200];
+    let index_of = |id: &str| people.iter().position(|(_, person)| person == id);
+    let mut by_key: HashMap<String, Vec<(Expect, i64, Reply)>> = HashMap::new();
+    let mut moved = std::collections::HashSet::new();
+    for task in tasks {
+        let (from, to, amount, key, expect, reply) = task.await.unwrap();
+        match expect {
+            Expect::Problem(status, code) => {
+                reply.assert_problem(status, code);
+            }
+            Expect::Sent | Expect::Duplicate | Expect::Contested if reply.status == 201 => {
+                assert_eq!(reply.body["amount"], amount, "{}", reply.text);
+                assert_eq!(reply.body["to_user_id"], to.as_str());
+                assert_eq!(reply.body["from_user_id"], people[from].1.as_str());
+                if moved.insert(reply.body["id"].as_str().unwrap().to_string()) {
+                    expected[from] -= amount;
+                    expected[index_of(&to).unwrap()] += amount;
+                }
+            }
+            Expect::Contested => {
+                reply.assert_problem(422, "idempotency_key_reused");
+            }
+            Expect::Sent | Expect::Duplicate => panic!("{expect:?} answered {}: {}", reply.status, reply.text),
+        }
+        if let Some(key) = key {
+            by_key.entry(key).or_default().push((expect, amount, reply));
+        }
+    }
+    for (key, replies) in &by_key {
+        match replies[0].0 {
+            Expect::Duplicate => {
+                assert_eq!(replies.len(), 2);
+                assert_eq!(replies[0].2.body, replies[1].2.body, "{key}: both copies answer with one transfer");
+                let replayed: Vec<_> =
+                    replies.iter().map(|(_, _, reply)| reply.header("idempotent-replayed")).collect();
+                assert!(replayed.contains(&Some("true")) && replayed.contains(&None), "{key}: {replayed:?}");
+            }
+            Expect::Contested => {
+                let sent = replies.iter().filter(|(_, _, reply)| reply.status == 201).count();
+                assert_eq!(sent, 1, "{key}: exactly one of two bodies is sent");
+            }
+            Expect::Sent | Expect::Problem(..) => assert_eq!(replies.len(), 1),
+        }
+    }
+    assert_eq!(moved.len(), 30 + 30 + 10 + 10);
+    for (index, (token, _)) in people.iter().enumerate() {
+        assert_eq!(balance(&server, token).await, (expected[index], 0), "person {index}");
+    }
+    // Retried after the burst, an overdraft's key is still free (nothing was stored for
+    // it) and a sent transfer's key answers with that transfer.
+    let retry =
+        post_keyed(&server, transfers, &people[2].0, Some("cat-over-0"), transfer_body(&people[3].1, 1).await).await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+    let again = &by_key["ann-bob-0"][0].2;
+    let replay =
+        post_keyed(&server, transfers, &people[0].0, Some("ann-bob-0"), transfer_body(&people[1].1, 10).await).await;
+    assert_eq!(replay.body, again.body);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_ledger_sound(&server, &auditor).await;
+
+    // The point of the burst: it really was applied in shared transactions.
+    let metrics = server.get("/metrics", None).await.text;
+    let batched: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("plaza_wallet_batched_transfers_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(batched > 0.0, "no transfers shared a batch:\n{metrics}");
 }

@@ -31,9 +31,14 @@ impl<'a> Request<'a> {
         operation: &'static str,
         canonical: &serde_json::Value,
     ) -> Self {
-        let digest = Sha256::digest(format!("{operation}\n{canonical}").as_bytes());
-        Self { scope, key, operation, hash: plaza_kernel::id::to_hex(&digest) }
+        Self { scope, key, operation, hash: request_hash(operation, canonical) }
     }
+}
+
+/// The hash stored with a key: of the operation and every input that affects its outcome.
+pub fn request_hash(operation: &str, canonical: &serde_json::Value) -> String {
+    let digest = Sha256::digest(format!("{operation}\n{canonical}").as_bytes());
+    plaza_kernel::id::to_hex(&digest)
 }
 
 /// What a key already holds.

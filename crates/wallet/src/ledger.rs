@@ -3,7 +3,8 @@
 //! each account with one statement per account (a conditional update for any account that
 //! must not go negative), in account-id order so that concurrent postings on PostgreSQL
 //! lock rows in one global order and cannot deadlock, and appends the movements.
-//! Nothing else in the crate writes `wallet_accounts.balance` or `wallet_movements`.
+//! Nothing else in the crate writes `wallet_accounts.balance` or `wallet_movements`, except
+//! the group-committed transfers of `transfer_batch`, which assert the same per batch.
 
 use crate::service::WalletError;
 use plaza_kernel::{Currency, Timestamp};

@@ -16,8 +16,9 @@
 //! returns the first result and moves nothing, and a concurrent duplicate waits on the
 //! key's unique index and then reads the winner's result.
 //!
-//! The functions that move money take a `&mut Transaction`, so that several of them can
-//! later share one database transaction (group commit) without changing their logic.
+//! Transfers are group-committed: those arriving together share one database transaction
+//! with a fixed number of statements (`transfer_batch`), each answered exactly as if it had
+//! run alone.
 //!
 //! Other services pay through [`Wallet`]'s payment intents (hold, capture, void, refund)
 //! and post into chats through `plaza_chat::Chat`; none of them reads these tables.
@@ -30,6 +31,7 @@ pub mod model;
 mod red_packets;
 pub mod routes;
 mod service;
+mod transfer_batch;
 
 pub use intents::{PaymentIntent, PaymentIntentStatus};
 pub use ledger::{check as check_ledger, CurrencySum, LedgerCheck, Mismatch};

@@ -113,6 +113,9 @@ impl From<WalletError> for Problem {
             WalletError::Hashing(reason) => Problem::internal(&reason),
             WalletError::Accounts(error) => error.into(),
             WalletError::Chat(error) => error.into(),
+            WalletError::TransferLost(error) => {
+                Problem::new(ErrorCode::Unavailable, format!("{error}; retry with the same Idempotency-Key"))
+            }
         }
     }
 }

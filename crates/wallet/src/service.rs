@@ -5,15 +5,16 @@
 use crate::idempotency::{self, Earlier};
 use crate::ledger::{self, Account, AccountState, LedgerCheck, Posting, SystemAccount};
 use crate::model::{parse_money, FundingProvider, IdempotencyKey, Pin, SandboxFunding};
+use crate::transfer_batch::{TransferJob, TransferOutcome, TRANSFER_BATCH_MAX, TRANSFER_QUEUE_MAX};
 use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_chat::{Chat, ChatError, MessageKind};
 use plaza_events::{Appended, Events};
 use plaza_kernel::{Currency, Money, PageLimit, Timestamp};
-use plaza_store::{Any, Row, Store, Transaction};
+use plaza_store::{Any, GroupCommit, GroupCommitError, Row, Store, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Tunables of the wallet.
@@ -102,6 +103,10 @@ pub enum WalletError {
     Accounts(#[from] AccountsError),
     #[error("chat: {0}")]
     Chat(#[from] ChatError),
+    /// The group-commit runner gave no answer; whether the transfer happened is unknown,
+    /// and a retry with the same Idempotency-Key settles it.
+    #[error("{0}")]
+    TransferLost(#[from] GroupCommitError),
 }
 
 pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> WalletError {
@@ -175,6 +180,8 @@ pub(crate) struct Inner {
     pub(crate) chat: Chat,
     pub(crate) funding: Arc<dyn FundingProvider>,
     pub(crate) config: WalletConfig,
+    /// Transfers, group-committed; started on first use (it needs the runtime).
+    pub(crate) transfers: OnceLock<GroupCommit<TransferJob, TransferOutcome>>,
 }
 
 /// Events to append in a transaction, one per user; appended in user-id order (see
@@ -195,7 +202,7 @@ impl Wallet {
         config: WalletConfig,
         funding: Arc<dyn FundingProvider>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { store, events, accounts, chat, funding, config }) }
+        Self { inner: Arc::new(Inner { store, events, accounts, chat, funding, config, transfers: OnceLock::new() }) }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -359,7 +366,9 @@ impl Wallet {
     }
 
     /// Moves money from `me` to another user; with a conversation, posts a `transfer`
-    /// message there in the same transaction.
+    /// message there in the same transaction. Transfers without a conversation are
+    /// group-committed: those that arrive together share one database transaction (see
+    /// `transfer_batch`), each answered exactly as if it had run alone.
     pub async fn transfer(
         &self,
         me: &User,
@@ -367,14 +376,40 @@ impl Wallet {
         key: Option<&IdempotencyKey>,
         pin: Option<&str>,
     ) -> Result<(Transfer, bool), WalletError> {
-        let canonical = json!({
-            "to_user_id": request.to_user_id,
-            "amount": request.money.amount(),
-            "currency": request.money.currency().code(),
-            "note": request.note,
-            "conversation_id": request.conversation_id,
+        let job = TransferJob::new(me, request, key);
+        if job.request.conversation_id.is_some() || pin.is_some() {
+            // A PIN costs an argon2 verification anyway, and a chat message is posted by
+            // chat's own single-message path: these take the one-by-one path.
+            return self.transfer_one_by_one(job, pin).await;
+        }
+        self.transfers().submit(job).await?
+    }
+
+    /// The same transfer without group commit: one database transaction for this transfer
+    /// alone. Kept as the path for transfers with a conversation or a PIN, as the fallback
+    /// of a failed batch, and as the baseline `plaza-bench wallet` measures against.
+    pub async fn transfer_alone(
+        &self,
+        me: &User,
+        request: TransferRequest,
+        key: Option<&IdempotencyKey>,
+        pin: Option<&str>,
+    ) -> Result<(Transfer, bool), WalletError> {
+        self.transfer_one_by_one(TransferJob::new(me, request, key), pin).await
+    }
+
+    pub(crate) async fn transfer_one_by_one(
+        &self,
+        job: TransferJob,
+        pin: Option<&str>,
+    ) -> Result<(Transfer, bool), WalletError> {
+        let TransferJob { me, request, key, hash } = &job;
+        let idempotent = key.as_ref().map(|key| idempotency::Request {
+            scope: &me.id,
+            key,
+            operation: "transfer",
+            hash: hash.clone(),
         });
-        let idempotent = key.map(|key| idempotency::Request::new(&me.id, key, "transfer", &canonical));
         if let Some(idempotent) = &idempotent {
             if let Earlier::Result(transfer) = idempotency::lookup(self.inner.store.read(), idempotent).await? {
                 return Ok((transfer, true));
@@ -400,13 +435,41 @@ impl Wallet {
                 return Ok((transfer, true));
             }
         }
-        let (transfer, appended) = self.transfer_in_transaction(&mut transaction, me, &request).await?;
+        let (transfer, appended) = self.transfer_in_transaction(&mut transaction, me, request).await?;
         if let Some(idempotent) = &idempotent {
             idempotency::complete(&mut transaction, idempotent, &transfer).await?;
         }
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((transfer, false))
+    }
+
+    fn transfers(&self) -> &GroupCommit<TransferJob, TransferOutcome> {
+        self.inner.transfers.get_or_init(|| {
+            // The runner holds the service weakly, so dropping the last handle stops it.
+            let service = Arc::downgrade(&self.inner);
+            let run = move |jobs: Vec<TransferJob>| {
+                let service = service.upgrade().map(|inner| Wallet { inner });
+                async move {
+                    match service {
+                        Some(wallet) => wallet.transfer_batch(jobs).await,
+                        None => {
+                            jobs.iter().map(|_| Err(WalletError::TransferLost(GroupCommitError::Stopped))).collect()
+                        }
+                    }
+                }
+            };
+            GroupCommit::spawn_on_own_thread(
+                "plaza-wallet-transfers",
+                TRANSFER_QUEUE_MAX,
+                TRANSFER_BATCH_MAX,
+                run.clone(),
+            )
+            .unwrap_or_else(|error| {
+                tracing::warn!("no thread for wallet transfers ({error}); they share the main runtime");
+                GroupCommit::spawn(TRANSFER_QUEUE_MAX, TRANSFER_BATCH_MAX, run)
+            })
+        })
     }
 
     /// The transfer itself, inside the caller's transaction (so that many can share one).

@@ -1,0 +1,470 @@
+//! Group-committed transfers: transfers that arrive together are applied together, in one
+//! database transaction with a fixed number of multi-row statements, instead of one
+//! transaction of a dozen statements each. On SQLite every transfer queues for the one
+//! writer connection and each statement is a round trip to its worker thread; on
+//! PostgreSQL hot accounts serialise every transfer on their row locks. A batch pays the
+//! round trips and the locks once for all its transfers (TigerBeetle's design).
+//!
+//! Each transfer's outcome is exactly what [`Wallet::transfer_alone`] gives when the batch's
+//! transfers run one after another in arrival order: the checks run in the same order (a
+//! stored result for the key, sending to oneself, an unknown recipient, a PIN that must be
+//! sent, then the balance), a transfer that would overdraw moves nothing and gets
+//! `InsufficientFunds`, a key already used in the database or earlier in the batch answers
+//! with that result (or `IdempotencyKeyReused` for another body), and a key whose first
+//! transfer failed stays free for the next one. The balances are read once (locked, in id
+//! order, on PostgreSQL, so batches never deadlock on each other), the transfers are
+//! applied in memory in order, and the writes are asserted against that computation before
+//! commit. Should the batch as a whole fail (a key or an account created concurrently by
+//! another node, a deadlock, a lost connection), its transfers run one by one.
+
+use crate::idempotency;
+use crate::ledger::Account;
+use crate::model::IdempotencyKey;
+use crate::service::{invalid, Transfer, TransferRequest, Wallet, WalletError};
+use plaza_accounts::User;
+use plaza_events::ToAppend;
+use plaza_kernel::Timestamp;
+use plaza_store::{Backend, Row};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Transfers applied in one transaction at most; bounds statement sizes (10 parameters
+/// per movement row) well under both engines' limits.
+pub(crate) const TRANSFER_BATCH_MAX: usize = 256;
+
+/// Transfers waiting for the batcher at most, before callers wait for room.
+pub(crate) const TRANSFER_QUEUE_MAX: usize = 8192;
+
+/// One transfer waiting for its batch, with its key and the hash of what it asks.
+#[derive(Debug)]
+pub(crate) struct TransferJob {
+    pub me: User,
+    pub request: TransferRequest,
+    pub key: Option<IdempotencyKey>,
+    pub hash: String,
+}
+
+impl TransferJob {
+    pub(crate) fn new(me: &User, request: TransferRequest, key: Option<&IdempotencyKey>) -> Self {
+        let canonical = json!({
+            "to_user_id": request.to_user_id,
+            "amount": request.money.amount(),
+            "currency": request.money.currency().code(),
+            "note": request.note,
+            "conversation_id": request.conversation_id,
+        });
+        let hash = idempotency::request_hash("transfer", &canonical);
+        Self { me: me.clone(), request, key: key.cloned(), hash }
+    }
+
+    fn scoped_key(&self) -> Option<(&str, &str)> {
+        self.key.as_ref().map(|key| (self.me.id.as_str(), key.as_str()))
+    }
+}
+
+pub(crate) type TransferOutcome = Result<(Transfer, bool), WalletError>;
+
+/// A key stored before this batch.
+struct StoredKey {
+    operation: String,
+    hash: String,
+    result: Option<String>,
+}
+
+/// An account the batch touches: its state before the batch and its running balance.
+struct AccountInBatch {
+    owner_id: String,
+    currency: &'static str,
+    existed: bool,
+    held: i64,
+    balance_before: i64,
+    balance: i64,
+}
+
+impl Wallet {
+    /// Applies a batch of transfers and answers each, in order.
+    pub(crate) async fn transfer_batch(&self, jobs: Vec<TransferJob>) -> Vec<TransferOutcome> {
+        metrics::counter!("plaza_wallet_transfer_batches_total").increment(1);
+        if jobs.len() > 1 {
+            metrics::counter!("plaza_wallet_batched_transfers_total").increment(jobs.len() as u64);
+        }
+        match self.try_transfer_batch(&jobs).await {
+            Ok(outcomes) => return outcomes,
+            Err(error) => {
+                tracing::debug!(
+                    "a batch of {} transfers failed as a whole ({error}); running them one by one",
+                    jobs.len()
+                )
+            }
+        }
+        metrics::counter!("plaza_wallet_transfer_batch_fallbacks_total").increment(1);
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(self.transfer_one_by_one(job, None).await);
+        }
+        outcomes
+    }
+
+    async fn try_transfer_batch(&self, jobs: &[TransferJob]) -> Result<Vec<TransferOutcome>, WalletError> {
+        let store = &self.inner.store;
+        let mut transaction = store.begin().await?;
+
+        // 1. What the batch's keys already hold.
+        let mut keys: Vec<(&str, &str)> = jobs.iter().filter_map(TransferJob::scoped_key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut stored: HashMap<(String, String), StoredKey> = HashMap::new();
+        if !keys.is_empty() {
+            let conditions: Vec<String> = (0..keys.len())
+                .map(|n| format!("(scope = ${} AND idempotency_key = ${})", 2 * n + 1, 2 * n + 2))
+                .collect();
+            let sql = format!(
+                "SELECT scope, idempotency_key, operation, request_hash, result FROM wallet_idempotency WHERE {}",
+                conditions.join(" OR ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (scope, key) in &keys {
+                query = query.bind(*scope).bind(*key);
+            }
+            for row in query.fetch_all(&mut *transaction).await? {
+                stored.insert(
+                    (row.try_get("scope")?, row.try_get("idempotency_key")?),
+                    StoredKey {
+                        operation: row.try_get("operation")?,
+                        hash: row.try_get("request_hash")?,
+                        result: row.try_get("result")?,
+                    },
+                );
+            }
+        }
+
+        // 2. Which recipients exist, and which senders have a PIN (they must send it).
+        let mut people: Vec<&str> =
+            jobs.iter().flat_map(|job| [job.me.id.as_str(), job.request.to_user_id.as_str()]).collect();
+        people.sort_unstable();
+        people.dedup();
+        let list = numbered(1, people.len());
+        let mut existing_users: HashSet<String> = HashSet::new();
+        let sql = format!("SELECT id FROM users WHERE id IN ({list})");
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for id in &people {
+            query = query.bind(*id);
+        }
+        existing_users.extend(query.fetch_all(&mut *transaction).await?);
+        let sql = format!("SELECT user_id FROM wallet_pins WHERE user_id IN ({list})");
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for id in &people {
+            query = query.bind(*id);
+        }
+        let with_pin: HashSet<String> = query.fetch_all(&mut *transaction).await?.into_iter().collect();
+
+        // 3. The balances of every account the batch may touch, locked in id order.
+        let mut accounts: BTreeMap<String, AccountInBatch> = BTreeMap::new();
+        for job in jobs {
+            let currency = job.request.money.currency();
+            for user_id in [&job.me.id, &job.request.to_user_id] {
+                accounts.entry(Account::user(user_id).id(currency)).or_insert_with(|| AccountInBatch {
+                    owner_id: user_id.clone(),
+                    currency: currency.code(),
+                    existed: false,
+                    held: 0,
+                    balance_before: 0,
+                    balance: 0,
+                });
+            }
+        }
+        let lock = if store.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let sql = format!(
+            "SELECT id, balance, held FROM wallet_accounts WHERE id IN ({}) ORDER BY id{lock}",
+            numbered(1, accounts.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in accounts.keys() {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *transaction).await? {
+            let id: String = row.try_get("id")?;
+            if let Some(account) = accounts.get_mut(&id) {
+                let balance: i64 = row.try_get("balance")?;
+                account.existed = true;
+                account.held = row.try_get("held")?;
+                account.balance_before = balance;
+                account.balance = balance;
+            }
+        }
+
+        // 4. The transfers, in order, in memory.
+        let now = Timestamp::now();
+        let mut outcomes: Vec<Option<TransferOutcome>> = Vec::with_capacity(jobs.len());
+        // Keys claimed by a transfer of this batch: its place in `done`, and its hash.
+        let mut claimed: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
+        let mut done: Vec<(usize, Transfer)> = Vec::new();
+        // Per done transfer: (sender's state, recipient's state) right after it.
+        let mut states_after: Vec<[(String, i64, i64); 2]> = Vec::new();
+        for (index, job) in jobs.iter().enumerate() {
+            let outcome = self.plan_one(job, &stored, &claimed, &done, &existing_users, &with_pin)?;
+            if let Some(outcome) = outcome {
+                outcomes.push(Some(outcome));
+                continue;
+            }
+            let money = job.request.money;
+            let from = Account::user(&job.me.id).id(money.currency());
+            let to = Account::user(&job.request.to_user_id).id(money.currency());
+            let available = accounts.get(&from).map_or(0, |account| account.balance);
+            if available < money.amount() {
+                outcomes.push(Some(Err(WalletError::InsufficientFunds { available, requested: money.amount() })));
+                continue;
+            }
+            let mut after = [(job.me.id.clone(), 0, 0), (job.request.to_user_id.clone(), 0, 0)];
+            for (side, (id, change)) in [(&from, -money.amount()), (&to, money.amount())].into_iter().enumerate() {
+                let account = accounts
+                    .get_mut(id)
+                    .ok_or_else(|| WalletError::Invariant(format!("account {id} missing from its batch")))?;
+                account.balance += change;
+                after[side].1 = account.balance;
+                after[side].2 = account.held;
+            }
+            let id = plaza_kernel::new_id();
+            let transfer = Transfer {
+                id,
+                from_user_id: job.me.id.clone(),
+                to_user_id: job.request.to_user_id.clone(),
+                amount: money.amount(),
+                currency: money.currency().code().to_string(),
+                note: job.request.note.clone(),
+                conversation_id: None,
+                message_id: None,
+                created_at_ms: now.unix_millis(),
+            };
+            if let Some(key) = job.scoped_key() {
+                claimed.insert(key, (done.len(), job.hash.as_str()));
+            }
+            done.push((index, transfer));
+            states_after.push(after);
+            outcomes.push(None);
+        }
+        if done.is_empty() {
+            transaction.rollback().await?;
+            return outcomes
+                .into_iter()
+                .map(|outcome| outcome.ok_or_else(|| WalletError::Invariant("an unsettled transfer".into())))
+                .collect();
+        }
+
+        // The pair assertion for the whole batch: per currency, what left accounts entered
+        // others, and no user account ends below zero.
+        let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
+        for (id, account) in &accounts {
+            *sums.entry(account.currency).or_default() += account.balance - account.balance_before;
+            if account.balance < 0 {
+                return Err(WalletError::Invariant(format!("batch would leave {id} at {}", account.balance)));
+            }
+        }
+        if let Some((currency, sum)) = sums.iter().find(|(_, sum)| **sum != 0) {
+            return Err(WalletError::Invariant(format!("a transfer batch does not balance in {currency}: {sum}")));
+        }
+
+        // 5. The writes: balances of existing accounts (checked against the computation),
+        // new accounts, movements, stored results and events.
+        let changed: Vec<(&String, &AccountInBatch)> = accounts
+            .iter()
+            .filter(|(_, account)| account.existed && account.balance != account.balance_before)
+            .collect();
+        if !changed.is_empty() {
+            let cases: Vec<String> =
+                (0..changed.len()).map(|n| format!("WHEN ${} THEN ${}", 2 * n + 1, 2 * n + 2)).collect();
+            let ids: Vec<String> = (0..changed.len()).map(|n| format!("${}", 2 * n + 1)).collect();
+            let sql = format!(
+                "UPDATE wallet_accounts SET balance = balance + CASE id {} ELSE 0 END WHERE id IN ({}) RETURNING id, balance",
+                cases.join(" "),
+                ids.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, account) in &changed {
+                query = query.bind(*id).bind(account.balance - account.balance_before);
+            }
+            let rows = query.fetch_all(&mut *transaction).await?;
+            if rows.len() != changed.len() {
+                return Err(WalletError::Invariant(format!("{} of {} accounts updated", rows.len(), changed.len())));
+            }
+            for row in rows {
+                let id: String = row.try_get("id")?;
+                let balance: i64 = row.try_get("balance")?;
+                if accounts.get(&id).map(|account| account.balance) != Some(balance) {
+                    return Err(WalletError::Invariant(format!("{id} is at {balance}, not what the batch computed")));
+                }
+            }
+        }
+        let created: Vec<(&String, &AccountInBatch)> =
+            accounts.iter().filter(|(_, account)| !account.existed && account.balance != 0).collect();
+        if !created.is_empty() {
+            let rows: Vec<String> = (0..created.len())
+                .map(|n| format!("(${}, ${}, 'user', ${}, ${}, 0, $1)", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
+                .collect();
+            let sql = format!(
+                "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(now.unix_millis());
+            for (id, account) in &created {
+                query = query.bind(*id).bind(&account.owner_id).bind(account.currency).bind(account.balance);
+            }
+            query.execute(&mut *transaction).await?;
+        }
+
+        let rows: Vec<String> = (0..done.len())
+            .map(|n| {
+                let base = 2 + 8 * n;
+                format!(
+                    "(${}, ${}, 'transfer', ${}, ${}, ${}, ${}, ${}, ${}, $1)",
+                    base,
+                    base + 1,
+                    base + 2,
+                    base + 3,
+                    base + 4,
+                    base + 5,
+                    base + 6,
+                    base + 7
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO wallet_movements
+             (id, transaction_id, kind, debit_account, credit_account, amount, currency, reference, note, created_at)
+             VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now.unix_millis());
+        for (index, transfer) in &done {
+            let currency = jobs[*index].request.money.currency();
+            query = query
+                .bind(plaza_kernel::new_id())
+                .bind(&transfer.id)
+                .bind(Account::user(&transfer.from_user_id).id(currency))
+                .bind(Account::user(&transfer.to_user_id).id(currency))
+                .bind(transfer.amount)
+                .bind(&transfer.currency)
+                .bind(format!("transfer:{}", transfer.id))
+                .bind(&transfer.note);
+        }
+        query.execute(&mut *transaction).await?;
+
+        let keyed: Vec<(&TransferJob, String)> = done
+            .iter()
+            .filter(|(index, _)| jobs[*index].key.is_some())
+            .map(|(index, transfer)| {
+                serde_json::to_string(transfer)
+                    .map(|text| (&jobs[*index], text))
+                    .map_err(|error| WalletError::Invariant(error.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        if !keyed.is_empty() {
+            let rows: Vec<String> = (0..keyed.len())
+                .map(|n| format!("(${}, ${}, 'transfer', ${}, ${}, $1)", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
+                .collect();
+            // A key claimed meanwhile by another transaction (another node, or a one-by-one
+            // transfer) is skipped here, and the count tells: the batch then fails as a
+            // whole and its transfers run one by one, where that key answers as it should.
+            let sql = format!(
+                "INSERT INTO wallet_idempotency (scope, idempotency_key, operation, request_hash, result, created_at)
+                 VALUES {} ON CONFLICT (scope, idempotency_key) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(now.unix_millis());
+            for (job, result) in &keyed {
+                let key = job.key.as_ref().map(IdempotencyKey::as_str).unwrap_or_default();
+                query = query.bind(&job.me.id).bind(key).bind(&job.hash).bind(result);
+            }
+            let inserted = query.execute(&mut *transaction).await?.rows_affected();
+            if inserted != keyed.len() as u64 {
+                return Err(WalletError::IdempotencyKeyInProgress);
+            }
+        }
+
+        let data: Vec<[(String, Value); 2]> = done
+            .iter()
+            .zip(&states_after)
+            .map(|((_, transfer), after)| {
+                after.clone().map(|(user_id, balance, held)| {
+                    let data = json!({
+                        "currency": transfer.currency,
+                        "available": balance,
+                        "held": held,
+                        "kind": "transfer",
+                        "reference": format!("transfer:{}", transfer.id),
+                    });
+                    (user_id, data)
+                })
+            })
+            .collect();
+        let recipients: Vec<[Vec<String>; 2]> =
+            data.iter().map(|pair| [vec![pair[0].0.clone()], vec![pair[1].0.clone()]]).collect();
+        let mut to_append: Vec<ToAppend<'_>> = Vec::with_capacity(2 * data.len());
+        for (pair, users) in data.iter().zip(&recipients) {
+            for side in 0..2 {
+                to_append.push(ToAppend { user_ids: &users[side], event_type: "wallet.updated", data: &pair[side].1 });
+            }
+        }
+        let appended = self.inner.events.append_many(&mut transaction, &to_append).await?;
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+
+        for (index, transfer) in done {
+            outcomes[index] = Some(Ok((transfer, false)));
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.ok_or_else(|| WalletError::Invariant("an unsettled transfer".into())))
+            .collect()
+    }
+
+    /// The checks of one transfer before its balance, in the order the one-by-one path
+    /// makes them. `Some` settles the transfer without moving money.
+    fn plan_one(
+        &self,
+        job: &TransferJob,
+        stored: &HashMap<(String, String), StoredKey>,
+        claimed: &HashMap<(&str, &str), (usize, &str)>,
+        done: &[(usize, Transfer)],
+        existing_users: &HashSet<String>,
+        with_pin: &HashSet<String>,
+    ) -> Result<Option<TransferOutcome>, WalletError> {
+        if let Some((scope, key)) = job.scoped_key() {
+            if let Some(earlier) = stored.get(&(scope.to_string(), key.to_string())) {
+                if earlier.operation != "transfer" || earlier.hash != job.hash {
+                    return Ok(Some(Err(WalletError::IdempotencyKeyReused)));
+                }
+                let Some(result) = &earlier.result else {
+                    return Ok(Some(Err(WalletError::IdempotencyKeyInProgress)));
+                };
+                let transfer: Transfer =
+                    serde_json::from_str(result).map_err(|error| WalletError::Invariant(error.to_string()))?;
+                return Ok(Some(Ok((transfer, true))));
+            }
+            if let Some((first, hash)) = claimed.get(&(scope, key)) {
+                // Keys are scoped to the sender and only transfers go through here, so
+                // the same key means the same operation; the hash tells the bodies apart.
+                return Ok(Some(if *hash == job.hash {
+                    Ok((done[*first].1.clone(), true))
+                } else {
+                    Err(WalletError::IdempotencyKeyReused)
+                }));
+            }
+        }
+        if job.request.to_user_id == job.me.id {
+            return Ok(Some(Err(invalid("to_user_id", "you cannot send money to yourself"))));
+        }
+        if !existing_users.contains(&job.request.to_user_id) {
+            return Ok(Some(Err(WalletError::UserNotFound)));
+        }
+        if with_pin.contains(&job.me.id) {
+            return Ok(Some(Err(WalletError::PinRequired)));
+        }
+        Ok(None)
+    }
+}
+
+/// `$from, $from+1, …` — `count` numbered parameters.
+fn numbered(from: usize, count: usize) -> String {
+    (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
