@@ -121,7 +121,7 @@ async fn direct_throughput(client: &reqwest::Client, bases: &[String], options: 
         let (sender_token, _) = &users[pair * 2];
         let (receiver_token, receiver_id) = &users[pair * 2 + 1];
         let conversation =
-            create_conversation(client, &bases[0], sender_token, "direct", &[receiver_id.clone()]).await?;
+            create_conversation(client, &bases[0], sender_token, "direct", std::slice::from_ref(receiver_id)).await?;
         // Sender and receiver on different nodes when there are two.
         let receiver_socket = connect(&bases[(pair + 1) % bases.len()], receiver_token, None).await?;
         receivers.push(tokio::spawn(receive(receiver_socket, run_started, received.clone(), latency.clone())));

@@ -6,6 +6,7 @@
 mod chat;
 mod me;
 mod server;
+mod wallet;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -71,6 +72,33 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         group_messages: usize,
     },
+    /// Transfers: group commit against one transaction per transfer at the service layer
+    /// (in-process), and through HTTP, over many accounts and over a few Zipf-hot ones.
+    Wallet {
+        #[arg(long, default_value = "target/release/plaza")]
+        plaza: PathBuf,
+        /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Users with money (the "many accounts" workload picks any two).
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Hot users for the Zipf workload.
+        #[arg(long, default_value_t = 100)]
+        hot: usize,
+        /// Zipf exponent over the hot users.
+        #[arg(long, default_value_t = 1.1)]
+        zipf_s: f64,
+        /// Concurrent keep-alive HTTP clients.
+        #[arg(long, default_value_t = 256)]
+        http_clients: usize,
+        /// Concurrent callers at the service layer.
+        #[arg(long, default_value_t = 1024)]
+        service_tasks: usize,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+    },
 }
 
 #[tokio::main]
@@ -100,6 +128,19 @@ async fn main() -> anyhow::Result<()> {
                 duration,
                 group_size,
                 group_messages,
+            })
+            .await
+        }
+        Command::Wallet { plaza, database_url, accounts, hot, zipf_s, http_clients, service_tasks, duration } => {
+            wallet::run(wallet::Options {
+                plaza,
+                database_url,
+                accounts,
+                hot,
+                zipf_s,
+                http_clients,
+                service_tasks,
+                duration,
             })
             .await
         }

@@ -1,0 +1,440 @@
+//! `plaza-bench wallet`: transfers per second and their latency, at the service layer
+//! in-process (the group-committed `Wallet::transfer`, and one transaction per transfer
+//! with `Wallet::transfer_alone` as the baseline) and through HTTP against a release
+//! `plaza serve`, with transfers spread over many accounts and with a few hot accounts
+//! drawn from a Zipf distribution. The ledger is checked after every phase.
+//!
+//! Users are seeded with SQL (users, sessions and one top-up posting each, the funding
+//! account carrying the other side): registering 10,000 users through argon2 would take
+//! minutes. The ledger check after seeding proves the seed balances.
+
+use crate::server::PlazaServer;
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use plaza_accounts::User;
+use plaza_kernel::Timestamp;
+use plaza_server::config::Config;
+use plaza_store::Store;
+use plaza_wallet::model::IdempotencyKey;
+use plaza_wallet::{TransferRequest, Wallet, WalletError};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    pub plaza: PathBuf,
+    pub database_url: Option<String>,
+    pub accounts: usize,
+    pub hot: usize,
+    pub zipf_s: f64,
+    pub http_clients: usize,
+    pub service_tasks: usize,
+    pub duration: u64,
+}
+
+/// What every seeded user starts with, in cents.
+const SEED_BALANCE: i64 = 1_000_000;
+
+/// How the two sides of a transfer are picked.
+#[derive(Clone)]
+enum Pick {
+    /// Any two of the first `n` users.
+    Uniform(usize),
+    /// Two of the hot users, by a Zipf CDF.
+    Zipf(Arc<Vec<f64>>),
+}
+
+impl Pick {
+    fn zipf(hot: usize, s: f64) -> Self {
+        let weights: Vec<f64> = (1..=hot).map(|rank| 1.0 / (rank as f64).powf(s)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut sum = 0.0;
+        Self::Zipf(Arc::new(
+            weights
+                .iter()
+                .map(|weight| {
+                    sum += weight / total;
+                    sum
+                })
+                .collect(),
+        ))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Uniform(_) => "uniform",
+            Self::Zipf(_) => "zipf",
+        }
+    }
+
+    fn one(&self, random: &mut Random) -> usize {
+        match self {
+            Self::Uniform(n) => (random.next() % *n as u64) as usize,
+            Self::Zipf(cdf) => {
+                let u = (random.next() >> 11) as f64 / (1u64 << 53) as f64;
+                cdf.partition_point(|p| *p < u).min(cdf.len() - 1)
+            }
+        }
+    }
+
+    /// Two different users, and an amount of 1 to 100 cents.
+    fn transfer(&self, random: &mut Random) -> (usize, usize, i64) {
+        let from = self.one(random);
+        let mut to = self.one(random);
+        for _ in 0..8 {
+            if to != from {
+                break;
+            }
+            to = self.one(random);
+        }
+        if to == from {
+            to = (from + 1) % self.population();
+        }
+        (from, to, 1 + (random.next() % 100) as i64)
+    }
+
+    fn population(&self) -> usize {
+        match self {
+            Self::Uniform(n) => *n,
+            Self::Zipf(cdf) => cdf.len(),
+        }
+    }
+}
+
+/// xorshift64: cheap and good enough to pick accounts.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// One measured run.
+struct Measured {
+    transfers_per_second: f64,
+    refused: u64,
+    errors: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Measured {
+    fn row(&self, backend: &str, layer: &str, workload: &str, path: &str, baseline: Option<&Measured>) -> String {
+        let ratio = baseline
+            .map(|baseline| format!("{:.1}×", self.transfers_per_second / baseline.transfers_per_second.max(1.0)))
+            .unwrap_or_else(|| "—".into());
+        format!(
+            "| {backend} | {layer} | {workload} | {path} | {:.0} | {:.1} ms | {:.1} ms | {} | {} | {ratio} |",
+            self.transfers_per_second,
+            self.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
+            self.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
+            self.refused,
+            self.errors,
+        )
+    }
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let data_dir = tempfile::tempdir()?;
+    let mut config = Config::for_test(data_dir.path(), options.database_url.clone());
+    // What `plaza serve` runs with by default.
+    config.db_pool_max = 16;
+    let store = plaza_server::app::open_store(&config).await?;
+    let services = plaza_server::app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
+    let started = Instant::now();
+    let tokens = seed(&store, options.accounts).await?;
+    let ids: Vec<String> = tokens.iter().map(|(id, _)| id.clone()).collect();
+    let mut users = services.accounts.users(&ids).await?;
+    users.sort_by_key(|user| ids.iter().position(|id| *id == user.id));
+    anyhow::ensure!(users.len() == options.accounts, "seeded {} users, found {}", options.accounts, users.len());
+    check_ledger(&store, "after seeding").await?;
+    eprintln!("seeded {} users in {:.1} s", users.len(), started.elapsed().as_secs_f64());
+
+    let users = Arc::new(users);
+    let workloads = [Pick::Uniform(options.accounts), Pick::zipf(options.hot.min(options.accounts), options.zipf_s)];
+    let duration = Duration::from_secs(options.duration);
+    let mut rows = Vec::new();
+    for pick in &workloads {
+        let batched = drive_service(&services.wallet, &users, pick, options.service_tasks, duration, true).await?;
+        let alone = drive_service(&services.wallet, &users, pick, options.service_tasks, duration, false).await?;
+        rows.push(alone.row(backend, "service", pick.name(), "one transaction per transfer (baseline)", None));
+        rows.push(batched.row(backend, "service", pick.name(), "group commit", Some(&alone)));
+        check_ledger(&store, "after the service-layer runs").await?;
+    }
+
+    let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &[])?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(options.http_clients).build()?;
+    wait_ready(&client, &server.base).await?;
+    let tokens = Arc::new(tokens);
+    for pick in &workloads {
+        let measured = drive_http(&client, &server.base, &tokens, pick, options.http_clients, duration).await?;
+        rows.push(measured.row(backend, "HTTP", pick.name(), "POST /wallet/transfers (group commit)", None));
+    }
+    drop(server);
+    let check = check_ledger(&store, "after the HTTP runs").await?;
+
+    println!(
+        "| backend | layer | accounts | path | transfers/s | p50 | p99 | refused (402) | errors | ratio to baseline |"
+    );
+    println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        println!("{row}");
+    }
+    println!();
+    println!(
+        "{} accounts ({} hot, Zipf s = {}), {} service tasks, {} HTTP clients, {} s per run; ledger check after every phase: ok ({} accounts, sum {})",
+        options.accounts,
+        options.hot,
+        options.zipf_s,
+        options.service_tasks,
+        options.http_clients,
+        options.duration,
+        check.accounts_checked,
+        check.currencies.iter().map(|currency| format!("{} {}", currency.currency, currency.sum)).collect::<Vec<_>>().join(", ")
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// Inserts `count` users with a session and `SEED_BALANCE` each, in one transaction;
+/// returns (user id, token) in order.
+async fn seed(store: &Store, count: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let now = Timestamp::now().unix_millis();
+    let people: Vec<(String, String)> = (0..count)
+        .map(|_| (plaza_kernel::new_id(), plaza_kernel::id::to_hex(&plaza_kernel::random_token_bytes::<32>())))
+        .collect();
+    let mut transaction = store.begin().await?;
+    let funding = "system:funding:USD";
+    sqlx::query(
+        "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at)
+         VALUES ($1, NULL, 'funding', 'USD', $2, 0, $3)
+         ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance + excluded.balance",
+    )
+    .bind(funding)
+    .bind(-(count as i64) * SEED_BALANCE)
+    .bind(now)
+    .execute(&mut *transaction)
+    .await?;
+    for (chunk_index, chunk) in people.chunks(500).enumerate() {
+        // The password hash '!' matches no password: these users only use their session.
+        let sql = format!(
+            "INSERT INTO users (id, username, display_name, display_name_lower, password_hash, created_at) VALUES {}",
+            (0..chunk.len())
+                .map(|n| format!("(${}, ${}, ${}, ${}, '!', $1)", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for (offset, (id, _)) in chunk.iter().enumerate() {
+            let name = format!("bench_{}", chunk_index * 500 + offset);
+            query = query.bind(id).bind(name.clone()).bind(name.clone()).bind(name);
+        }
+        query.execute(&mut *transaction).await?;
+
+        let sql = format!(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_used_at) VALUES {}",
+            (0..chunk.len())
+                .map(|n| format!("(${}, ${}, $1, $1)", 2 * n + 2, 2 * n + 3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for (id, token) in chunk {
+            query = query.bind(plaza_kernel::id::to_hex(&Sha256::digest(token.as_bytes()))).bind(id);
+        }
+        query.execute(&mut *transaction).await?;
+
+        let sql = format!(
+            "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at) VALUES {}",
+            (0..chunk.len())
+                .map(|n| format!("(${}, ${}, 'user', 'USD', $2, 0, $1)", 2 * n + 3, 2 * n + 4))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now).bind(SEED_BALANCE);
+        for (id, _) in chunk {
+            query = query.bind(format!("user:{id}:USD")).bind(id);
+        }
+        query.execute(&mut *transaction).await?;
+
+        let sql = format!(
+            "INSERT INTO wallet_movements
+             (id, transaction_id, kind, debit_account, credit_account, amount, currency, reference, note, created_at)
+             VALUES {}",
+            (0..chunk.len())
+                .map(|n| format!(
+                    "(${}, ${}, 'topup', $3, ${}, $2, 'USD', 'topup:bench-seed', NULL, $1)",
+                    3 * n + 4,
+                    3 * n + 5,
+                    3 * n + 6
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now).bind(SEED_BALANCE).bind(funding);
+        for (id, _) in chunk {
+            query = query.bind(plaza_kernel::new_id()).bind(plaza_kernel::new_id()).bind(format!("user:{id}:USD"));
+        }
+        query.execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
+    Ok(people)
+}
+
+async fn check_ledger(store: &Store, when: &str) -> anyhow::Result<plaza_wallet::LedgerCheck> {
+    let check = plaza_wallet::check_ledger(store).await?;
+    anyhow::ensure!(
+        check.ok,
+        "the ledger does not balance {when}: {:?} {:?} {:?}",
+        check.currencies,
+        check.mismatches,
+        check.problems
+    );
+    Ok(check)
+}
+
+/// `tasks` concurrent callers of the wallet for `duration`, each transfer with its own key.
+async fn drive_service(
+    wallet: &Wallet,
+    users: &Arc<Vec<User>>,
+    pick: &Pick,
+    tasks: usize,
+    duration: Duration,
+    batched: bool,
+) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut handles = Vec::with_capacity(tasks);
+    for task in 0..tasks {
+        let (wallet, users, pick) = (wallet.clone(), users.clone(), pick.clone());
+        handles.push(tokio::spawn(async move {
+            let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (task as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let (mut refused, mut errors) = (0u64, 0u64);
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let (from, to, amount) = pick.transfer(&mut random);
+                let request = TransferRequest {
+                    to_user_id: users[to].id.clone(),
+                    money: wallet.money(amount, "USD")?,
+                    note: None,
+                    conversation_id: None,
+                };
+                let key = IdempotencyKey::parse(&format!("s-{}-{batched}-{task}-{n}-{}", pick.name(), random.next()))
+                    .map_err(|reason| anyhow::anyhow!(reason))?;
+                n += 1;
+                let sent = Instant::now();
+                let outcome = if batched {
+                    wallet.transfer(&users[from], request, Some(&key), None).await
+                } else {
+                    wallet.transfer_alone(&users[from], request, Some(&key), None).await
+                };
+                histogram.saturating_record(sent.elapsed().as_micros() as u64);
+                match outcome {
+                    Ok(_) => {}
+                    Err(WalletError::InsufficientFunds { .. }) => refused += 1,
+                    Err(error) => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("transfer failed: {error}");
+                        }
+                    }
+                }
+            }
+            anyhow::Ok((histogram, refused, errors))
+        }));
+    }
+    collect(handles, started).await
+}
+
+/// `clients` keep-alive HTTP clients posting transfers for `duration`.
+async fn drive_http(
+    client: &reqwest::Client,
+    base: &str,
+    tokens: &Arc<Vec<(String, String)>>,
+    pick: &Pick,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let url = format!("{base}/api/v1/wallet/transfers");
+    let mut handles = Vec::with_capacity(clients);
+    for task in 0..clients {
+        let (client, tokens, pick, url) = (client.clone(), tokens.clone(), pick.clone(), url.clone());
+        handles.push(tokio::spawn(async move {
+            let mut random = Random(0x2545_f491_4f6c_dd1d ^ (task as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let (mut refused, mut errors) = (0u64, 0u64);
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let (from, to, amount) = pick.transfer(&mut random);
+                let body = serde_json::json!({"to_user_id": tokens[to].0, "amount": amount, "currency": "USD"});
+                n += 1;
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&tokens[from].1)
+                    .header("idempotency-key", format!("h-{}-{task}-{n}-{}", pick.name(), random.next()))
+                    .json(&body)
+                    .send()
+                    .await;
+                let status = match response {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        // Read the body so the connection is reused.
+                        let _ = response.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                histogram.saturating_record(sent.elapsed().as_micros() as u64);
+                match status {
+                    201 => {}
+                    402 => refused += 1,
+                    other => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("POST /wallet/transfers answered {other}");
+                        }
+                    }
+                }
+            }
+            anyhow::Ok((histogram, refused, errors))
+        }));
+    }
+    collect(handles, started).await
+}
+
+type TaskResult = anyhow::Result<(Histogram<u64>, u64, u64)>;
+
+async fn collect(handles: Vec<tokio::task::JoinHandle<TaskResult>>, started: Instant) -> anyhow::Result<Measured> {
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut refused, mut errors) = (0, 0);
+    for handle in handles {
+        let (histogram, task_refused, task_errors) = handle.await??;
+        latency_us.add(&histogram)?;
+        refused += task_refused;
+        errors += task_errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = latency_us.len() - refused - errors;
+    Ok(Measured { transfers_per_second: sent as f64 / elapsed, refused, errors, latency_us })
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("{base}/healthz")).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(anyhow::anyhow!("plaza did not become ready")).context(base.to_string())
+}
