@@ -114,7 +114,9 @@ impl DriverIndex {
         }
         if elapsed_ms <= limits.silence_ms {
             let distance_m = driver.location.distance_m(location);
-            let speed_kmh = distance_m / 1000.0 / (elapsed_ms.max(1) as f64 / 3_600_000.0);
+            // Updates less than a second apart are judged as a second apart: GPS jitter of
+            // a few metres between two quick fixes is not a 1000 km/h jump.
+            let speed_kmh = distance_m / 1000.0 / (elapsed_ms.max(1000) as f64 / 3_600_000.0);
             if speed_kmh > limits.speed_max_kmh {
                 return Err(LocationRefused::TooFast { distance_m, elapsed_ms, max_kmh: limits.speed_max_kmh });
             }
