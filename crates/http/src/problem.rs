@@ -84,6 +84,20 @@ pub enum ErrorCode {
     InvalidTransition,
     /// The funding provider (card, bank) refused or did not answer.
     FundingProviderFailed,
+    /// No such quote, or not yours.
+    QuoteNotFound,
+    /// The quote is older than its validity.
+    QuoteExpired,
+    /// No such ride, or one the caller may not see.
+    RideNotFound,
+    /// The rider already has a ride under way.
+    RideAlreadyOpen,
+    /// The driver must go online first.
+    DriverOffline,
+    /// A location update implies an impossible speed.
+    LocationJump,
+    /// The caller already rated this ride.
+    AlreadyRated,
     /// A dependency (usually the database) is unavailable.
     Unavailable,
     /// A bug or an unexpected failure; logged with the request id.
@@ -125,6 +139,13 @@ impl ErrorCode {
             Self::PaymentIntentNotFound => StatusCode::NOT_FOUND,
             Self::InvalidTransition => StatusCode::CONFLICT,
             Self::FundingProviderFailed => StatusCode::BAD_GATEWAY,
+            Self::QuoteNotFound => StatusCode::NOT_FOUND,
+            Self::QuoteExpired => StatusCode::CONFLICT,
+            Self::RideNotFound => StatusCode::NOT_FOUND,
+            Self::RideAlreadyOpen => StatusCode::CONFLICT,
+            Self::DriverOffline => StatusCode::CONFLICT,
+            Self::LocationJump => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::AlreadyRated => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -169,6 +190,13 @@ impl ErrorCode {
             Self::PaymentIntentNotFound => "payment_intent_not_found",
             Self::InvalidTransition => "invalid_transition",
             Self::FundingProviderFailed => "funding_provider_failed",
+            Self::QuoteNotFound => "quote_not_found",
+            Self::QuoteExpired => "quote_expired",
+            Self::RideNotFound => "ride_not_found",
+            Self::RideAlreadyOpen => "ride_already_open",
+            Self::DriverOffline => "driver_offline",
+            Self::LocationJump => "location_jump",
+            Self::AlreadyRated => "already_rated",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -214,6 +242,13 @@ impl ErrorCode {
             Self::PaymentIntentNotFound => "No such payment intent",
             Self::InvalidTransition => "Not allowed in the current state",
             Self::FundingProviderFailed => "The funding provider failed",
+            Self::QuoteNotFound => "No such quote",
+            Self::QuoteExpired => "The quote has expired",
+            Self::RideNotFound => "No such ride",
+            Self::RideAlreadyOpen => "You already have an open ride",
+            Self::DriverOffline => "The driver is offline",
+            Self::LocationJump => "The location jumped too far too fast",
+            Self::AlreadyRated => "You already rated this ride",
             Self::Unavailable => "The service is temporarily unavailable",
             Self::Internal => "Something went wrong on our side",
         }
@@ -258,6 +293,13 @@ impl ErrorCode {
         Self::PaymentIntentNotFound,
         Self::InvalidTransition,
         Self::FundingProviderFailed,
+        Self::QuoteNotFound,
+        Self::QuoteExpired,
+        Self::RideNotFound,
+        Self::RideAlreadyOpen,
+        Self::DriverOffline,
+        Self::LocationJump,
+        Self::AlreadyRated,
         Self::Unavailable,
         Self::Internal,
     ];

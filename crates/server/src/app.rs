@@ -14,6 +14,7 @@ use plaza_bus::Bus;
 use plaza_chat::{Chat, ChatConfig};
 use plaza_events::Events;
 use plaza_http::{ErrorCode, Problem};
+use plaza_rides::Rides;
 use plaza_store::Store;
 use plaza_wallet::{Wallet, WalletConfig};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub events: Events,
     pub chat: Chat,
     pub wallet: Wallet,
+    pub rides: Rides,
     pub gateway: GatewayConfig,
     pub openapi_json: Arc<String>,
 }
@@ -53,6 +55,7 @@ pub struct Services {
     pub events: Events,
     pub chat: Chat,
     pub wallet: Wallet,
+    pub rides: Rides,
 }
 
 /// Every service's migrations, in dependency order.
@@ -63,6 +66,7 @@ pub fn migrations() -> Vec<plaza_store::Migration> {
         plaza_media::MIGRATIONS,
         plaza_chat::MIGRATIONS,
         plaza_wallet::MIGRATIONS,
+        plaza_rides::MIGRATIONS,
     ]
     .concat()
 }
@@ -114,7 +118,9 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
             ..WalletConfig::default()
         },
     );
-    Ok(Services { store, accounts, events, chat, wallet })
+    let rides =
+        Rides::new(store.clone(), events.clone(), accounts.clone(), wallet.clone(), chat.clone(), config.rides.clone());
+    Ok(Services { store, accounts, events, chat, wallet, rides })
 }
 
 #[derive(OpenApi)]
@@ -124,6 +130,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "accounts", description = "Users, sessions and contacts"),
         (name = "chat", description = "Conversations, messages and read receipts"),
         (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
+        (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "operations", description = "Health and metrics")),
     components(schemas(plaza_http::ProblemSchema))
@@ -132,14 +139,16 @@ struct ApiDoc;
 
 /// The whole HTTP application.
 pub fn router(services: Services, gateway: GatewayConfig) -> Router {
-    let Services { store, accounts, events, chat, wallet } = services;
+    let Services { store, accounts, events, chat, wallet, rides } = services;
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
-    let mut state = AppState { store, accounts, events, chat, wallet, gateway, openapi_json: Arc::new(String::new()) };
+    let mut state =
+        AppState { store, accounts, events, chat, wallet, rides, gateway, openapi_json: Arc::new(String::new()) };
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", plaza_accounts::router(state.accounts.clone()))
         .nest("/api/v1", plaza_chat::router(state.chat.clone()))
         .nest("/api/v1", plaza_wallet::router(state.wallet.clone()))
+        .nest("/api/v1", plaza_rides::router(state.rides.clone()))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone()))
         .split_for_parts();

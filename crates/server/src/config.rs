@@ -80,6 +80,36 @@ pub struct SettingsArgs {
     /// [default: 86400].
     #[arg(long, env = "PLAZA_RED_PACKET_REFUND_SECONDS", global = true, value_name = "SECONDS")]
     pub red_packet_refund_seconds: Option<String>,
+    /// Milliseconds between dispatch batches (open requests are assigned together) [default: 2000].
+    #[arg(long, env = "PLAZA_RIDES_BATCH_MS", global = true, value_name = "MS")]
+    pub rides_batch_ms: Option<String>,
+    /// Milliseconds a driver has to accept an offer [default: 15000].
+    #[arg(long, env = "PLAZA_RIDES_OFFER_TIMEOUT_MS", global = true, value_name = "MS")]
+    pub rides_offer_timeout_ms: Option<String>,
+    /// Declined or unanswered offers (and batches with no driver in reach) before a request ends as no_driver [default: 5].
+    #[arg(long, env = "PLAZA_RIDES_DISPATCH_ROUNDS", global = true, value_name = "N")]
+    pub rides_dispatch_rounds: Option<String>,
+    /// Base fare in minor units [default: 250].
+    #[arg(long, env = "PLAZA_RIDES_BASE_FARE", global = true, value_name = "MINOR")]
+    pub rides_base_fare: Option<String>,
+    /// Fare per km in minor units [default: 120].
+    #[arg(long, env = "PLAZA_RIDES_PER_KM", global = true, value_name = "MINOR")]
+    pub rides_per_km: Option<String>,
+    /// Fare per minute in minor units [default: 30].
+    #[arg(long, env = "PLAZA_RIDES_PER_MINUTE", global = true, value_name = "MINOR")]
+    pub rides_per_minute: Option<String>,
+    /// Minimum fare in minor units [default: 500].
+    #[arg(long, env = "PLAZA_RIDES_MINIMUM_FARE", global = true, value_name = "MINOR")]
+    pub rides_minimum_fare: Option<String>,
+    /// Highest surge multiplier in percent [default: 250].
+    #[arg(long, env = "PLAZA_RIDES_SURGE_CAP_PERCENT", global = true, value_name = "PERCENT")]
+    pub rides_surge_cap_percent: Option<String>,
+    /// The platform's share of fares and cancel fees in basis points [default: 2000].
+    #[arg(long, env = "PLAZA_RIDES_PLATFORM_FEE_BPS", global = true, value_name = "BPS")]
+    pub rides_platform_fee_bps: Option<String>,
+    /// Charged (minor units) when a ride is cancelled after the driver arrived [default: 300].
+    #[arg(long, env = "PLAZA_RIDES_CANCEL_FEE", global = true, value_name = "MINOR")]
+    pub rides_cancel_fee: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -109,6 +139,16 @@ struct FileSettings {
     currencies: Option<AdminList>,
     topup_daily_limit: Option<u32>,
     red_packet_refund_seconds: Option<u32>,
+    rides_batch_ms: Option<u32>,
+    rides_offer_timeout_ms: Option<u32>,
+    rides_dispatch_rounds: Option<u32>,
+    rides_base_fare: Option<u32>,
+    rides_per_km: Option<u32>,
+    rides_per_minute: Option<u32>,
+    rides_minimum_fare: Option<u32>,
+    rides_surge_cap_percent: Option<u32>,
+    rides_platform_fee_bps: Option<u32>,
+    rides_cancel_fee: Option<u32>,
 }
 
 /// A list given as comma-separated text or as a TOML array (admins, currencies).
@@ -159,6 +199,8 @@ pub struct Config {
     /// How often the wallet's background job runs (red-packet refunds); not configurable
     /// from outside, shortened by tests.
     pub wallet_job_interval: Duration,
+    /// Fare policy, dispatch timing and fees of rides (`PLAZA_RIDES_*`).
+    pub rides: plaza_rides::RidesConfig,
 }
 
 /// A setting that cannot be used, named as the operator would write it.
@@ -312,6 +354,57 @@ impl Config {
             "PLAZA_RED_PACKET_REFUND_SECONDS",
         )?;
 
+        let rides_batch_ms =
+            number(&args.rides_batch_ms, file.rides_batch_ms, 2000, 10..=60_000, "PLAZA_RIDES_BATCH_MS")?;
+        let rides_offer_timeout_ms = number(
+            &args.rides_offer_timeout_ms,
+            file.rides_offer_timeout_ms,
+            15000,
+            100..=300_000,
+            "PLAZA_RIDES_OFFER_TIMEOUT_MS",
+        )?;
+        let rides_dispatch_rounds =
+            number(&args.rides_dispatch_rounds, file.rides_dispatch_rounds, 5, 1..=100, "PLAZA_RIDES_DISPATCH_ROUNDS")?;
+        let rides_base_fare =
+            number(&args.rides_base_fare, file.rides_base_fare, 250, 0..=1_000_000, "PLAZA_RIDES_BASE_FARE")?;
+        let rides_per_km = number(&args.rides_per_km, file.rides_per_km, 120, 0..=1_000_000, "PLAZA_RIDES_PER_KM")?;
+        let rides_per_minute =
+            number(&args.rides_per_minute, file.rides_per_minute, 30, 0..=1_000_000, "PLAZA_RIDES_PER_MINUTE")?;
+        let rides_minimum_fare =
+            number(&args.rides_minimum_fare, file.rides_minimum_fare, 500, 1..=1_000_000, "PLAZA_RIDES_MINIMUM_FARE")?;
+        let rides_surge_cap_percent = number(
+            &args.rides_surge_cap_percent,
+            file.rides_surge_cap_percent,
+            250,
+            100..=1000,
+            "PLAZA_RIDES_SURGE_CAP_PERCENT",
+        )?;
+        let rides_platform_fee_bps = number(
+            &args.rides_platform_fee_bps,
+            file.rides_platform_fee_bps,
+            2000,
+            0..=10_000,
+            "PLAZA_RIDES_PLATFORM_FEE_BPS",
+        )?;
+        let rides_cancel_fee =
+            number(&args.rides_cancel_fee, file.rides_cancel_fee, 300, 0..=1_000_000, "PLAZA_RIDES_CANCEL_FEE")?;
+        let currency_code = currencies.first().map_or("USD", |currency| currency.code()).to_string();
+        let rides = plaza_rides::RidesConfig {
+            fare: plaza_rides::FarePolicy {
+                currency: currency_code,
+                base_fare: i64::from(rides_base_fare),
+                per_km: i64::from(rides_per_km),
+                per_minute: i64::from(rides_per_minute),
+                minimum_fare: i64::from(rides_minimum_fare),
+                surge_cap_milli: i64::from(rides_surge_cap_percent) * 10,
+            },
+            batch_interval: Duration::from_millis(u64::from(rides_batch_ms)),
+            offer_timeout: Duration::from_millis(u64::from(rides_offer_timeout_ms)),
+            dispatch_rounds_max: i64::from(rides_dispatch_rounds),
+            platform_fee_bps: i64::from(rides_platform_fee_bps),
+            cancel_fee: i64::from(rides_cancel_fee),
+            ..plaza_rides::RidesConfig::default()
+        };
         Ok(Self {
             addr,
             data_dir,
@@ -336,6 +429,7 @@ impl Config {
             topup_daily_limit: topup_daily_limit as i64,
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
             wallet_job_interval: Duration::from_secs(30),
+            rides,
         })
     }
 
@@ -365,6 +459,7 @@ impl Config {
             topup_daily_limit: 10_000,
             red_packet_refund_after: Duration::from_secs(86_400),
             wallet_job_interval: Duration::from_secs(30),
+            rides: plaza_rides::RidesConfig::default(),
         }
     }
 }

@@ -382,6 +382,25 @@ impl Connection {
                     Err(error) => self.send_error(id, &Problem::from(error)).await,
                 }
             }
+            "driver.location" => {
+                let data = &frame.data;
+                let number = |name: &str| data.get(name).and_then(Value::as_f64);
+                let location = match (number("lat"), number("lng")) {
+                    (Some(lat), Some(lng)) => {
+                        plaza_rides::LatLng::new(lat, lng).map_err(|reason| Problem::invalid_field("data", reason))
+                    }
+                    _ => Err(Problem::invalid_field("data", "driver.location needs numbers lat and lng")),
+                };
+                let result = location.and_then(|location| {
+                    let heading = plaza_rides::routes::parse_heading(number("heading"))?;
+                    self.state.rides.update_location(&self.user, location, heading).map_err(Problem::from)
+                });
+                match (result, id) {
+                    (Ok(()), Some(id)) => self.send_json(&json!({"type": "ack", "id": id})).await,
+                    (Ok(()), None) => Ok(()),
+                    (Err(problem), id) => self.send_error(id, &problem).await,
+                }
+            }
             other => {
                 let problem = Problem::invalid_field("type", format!("unknown frame type {other:?}"));
                 self.send_error(id, &problem).await

@@ -60,6 +60,8 @@ pub async fn serve(
     // Every node prunes; deleting what another node already deleted is harmless.
     let pruning =
         tokio::spawn(services.events.clone().prune_continually(config.event_retention, config.event_prune_interval));
+    // Ride dispatch runs on every node but acts only on the one holding the region's lease.
+    let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
     let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -90,6 +92,7 @@ pub async fn serve(
     wallet_jobs.abort();
     revocations.abort();
     pruning.abort();
+    rides_dispatcher.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

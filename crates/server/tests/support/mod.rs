@@ -143,6 +143,19 @@ impl TestServer {
         }
     }
 
+    /// Stops the server gracefully and hands back its data directory, so that a new node
+    /// can be started on the same (SQLite) database with `start_on`.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self._dir, placeholder)
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

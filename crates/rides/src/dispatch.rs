@@ -1,0 +1,241 @@
+//! The dispatcher: every `batch_interval`, on the node holding the region's lease, it
+//! expires unanswered offers, ends requests that ran out of rounds as `no_driver`, and
+//! assigns the open requests of the batch to free drivers all at once (Kuhn–Munkres on
+//! pickup ETA). Everything it decides is a conditional update in the database, so a
+//! restart (or a lease moving to another node) picks up exactly where it stopped.
+
+use crate::assignment::assign_batched;
+use crate::index::Candidate;
+use crate::model::RideAction;
+use crate::service::{lock, ride_from_row, Actor, Rides, RidesError};
+use plaza_kernel::Timestamp;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+impl Rides {
+    /// Runs the dispatcher until the task is aborted.
+    pub async fn run_dispatcher(self) {
+        let mut every = tokio::time::interval(self.inner.config.batch_interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(error) = self.dispatch_once().await {
+                tracing::warn!("rides dispatch batch failed: {error}");
+            }
+        }
+    }
+
+    /// One batch. Public so that tests and the simulator can step it.
+    pub async fn dispatch_once(&self) -> Result<(), RidesError> {
+        let now = Timestamp::now().unix_millis();
+        lock(&self.inner.index).sweep(now);
+        if !self.hold_lease(now).await? {
+            return Ok(());
+        }
+        self.expire_offers(now).await?;
+        self.give_up(now).await?;
+        self.assign(now).await?;
+        self.settle_pending().await
+    }
+
+    /// Takes or renews the region's lease: a row that names its holder until it expires.
+    async fn hold_lease(&self, now: i64) -> Result<bool, RidesError> {
+        let expires = now + self.inner.config.lease_ttl.as_millis() as i64;
+        let held = sqlx::query(
+            "INSERT INTO ride_leases (region, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (region) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE ride_leases.holder = excluded.holder OR ride_leases.expires_at < $4",
+        )
+        .bind(crate::service::REGION)
+        .bind(&self.inner.node_id)
+        .bind(expires)
+        .bind(now)
+        .execute(self.inner.store.write())
+        .await?;
+        Ok(held.rows_affected() == 1)
+    }
+
+    async fn expire_offers(&self, now: i64) -> Result<(), RidesError> {
+        let rows = sqlx::query(
+            "SELECT id, offered_driver_id FROM rides WHERE status = 'requested' AND offered_driver_id IS NOT NULL
+             AND offer_expires_at < $1 LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(self.inner.store.write())
+        .await?;
+        for row in rows {
+            let ride_id: String = plaza_store::Row::try_get(&row, "id")?;
+            let driver_id: String = plaza_store::Row::try_get(&row, "offered_driver_id")?;
+            let mut transaction = self.inner.store.begin().await?;
+            sqlx::query(
+                "UPDATE rides SET offered_driver_id = NULL, offer_expires_at = NULL, dispatch_rounds = dispatch_rounds + 1,
+                     updated_at = $3
+                 WHERE id = $1 AND status = 'requested' AND offered_driver_id = $2",
+            )
+            .bind(&ride_id)
+            .bind(&driver_id)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
+            sqlx::query(
+                "UPDATE ride_offers SET outcome = 'expired' WHERE ride_id = $1 AND driver_id = $2 AND outcome = 'open'",
+            )
+            .bind(&ride_id)
+            .bind(&driver_id)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn give_up(&self, _now: i64) -> Result<(), RidesError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM rides WHERE status = 'requested' AND offered_driver_id IS NULL AND dispatch_rounds >= $1
+             LIMIT 500",
+        )
+        .bind(self.inner.config.dispatch_rounds_max)
+        .fetch_all(self.inner.store.write())
+        .await?;
+        for ride_id in ids {
+            match self.transition(&ride_id, Actor::Dispatcher, RideAction::NoDriver).await {
+                Ok(_) | Err(RidesError::InvalidTransition { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Final rides whose money is still held (a crash between the state change and the
+    /// wallet call): settle them now.
+    async fn settle_pending(&self) -> Result<(), RidesError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM rides WHERE payment_status = 'held' AND status IN ('completed', 'cancelled', 'no_driver')
+             LIMIT 100",
+            crate::service::RIDE_COLUMNS_PUB
+        ))
+        .fetch_all(self.inner.store.write())
+        .await?;
+        for row in rows {
+            let ride = ride_from_row(&row)?;
+            self.settle(&ride).await?;
+        }
+        Ok(())
+    }
+
+    async fn assign(&self, now: i64) -> Result<(), RidesError> {
+        let config = &self.inner.config;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM rides WHERE status = 'requested' AND offered_driver_id IS NULL ORDER BY created_at LIMIT $1",
+            crate::service::RIDE_COLUMNS_PUB
+        ))
+        .bind(config.batch_requests_max)
+        .fetch_all(self.inner.store.write())
+        .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rides = rows.iter().map(ride_from_row).collect::<Result<Vec<_>, _>>()?;
+        // Drivers on a trip or holding an offer are not free (one open offer per driver).
+        let busy: HashSet<String> = sqlx::query_scalar(
+            "SELECT driver_id FROM rides WHERE status IN ('driver_assigned', 'driver_arrived', 'in_progress')
+             AND driver_id IS NOT NULL
+             UNION SELECT offered_driver_id FROM rides WHERE status = 'requested' AND offered_driver_id IS NOT NULL",
+        )
+        .fetch_all(self.inner.store.write())
+        .await?
+        .into_iter()
+        .collect();
+        let mut columns: Vec<Candidate> = Vec::new();
+        let mut column_of: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut costs: Vec<Vec<Option<i64>>> = Vec::with_capacity(rides.len());
+        for ride in &rides {
+            let declined: HashSet<String> = sqlx::query_scalar("SELECT driver_id FROM ride_offers WHERE ride_id = $1")
+                .bind(&ride.id)
+                .fetch_all(self.inner.store.write())
+                .await?
+                .into_iter()
+                .collect();
+            let candidates = lock(&self.inner.index).nearest(
+                ride.pickup,
+                config.search_radius_m,
+                config.candidates_per_request,
+                now,
+                |id| busy.contains(id) || declined.contains(id) || id == ride.rider_id,
+            );
+            let mut row = Vec::new();
+            for candidate in candidates {
+                let column = *column_of.entry(candidate.driver_id.clone()).or_insert_with(|| {
+                    columns.push(candidate.clone());
+                    columns.len() - 1
+                });
+                if row.len() <= column {
+                    row.resize(column + 1, None);
+                }
+                row[column] = Some(self.inner.routes.estimate(candidate.location, ride.pickup).1);
+            }
+            costs.push(row);
+        }
+        for row in &mut costs {
+            row.resize(columns.len(), None);
+        }
+        let pairs = assign_batched(&costs, columns.len());
+        let matched: HashSet<usize> = pairs.iter().map(|(r, _)| *r).collect();
+        // A request nobody could reach counts a round towards `no_driver`; one that lost
+        // its drivers to others in this batch simply waits for the next.
+        for (r, ride) in rides.iter().enumerate() {
+            if !matched.contains(&r) && costs[r].iter().all(Option::is_none) {
+                sqlx::query(
+                    "UPDATE rides SET dispatch_rounds = dispatch_rounds + 1 WHERE id = $1 AND status = 'requested'
+                     AND offered_driver_id IS NULL",
+                )
+                .bind(&ride.id)
+                .execute(self.inner.store.write())
+                .await?;
+            }
+        }
+        let offer_timeout_ms = config.offer_timeout.as_millis() as i64;
+        for (r, column) in pairs {
+            let ride = &rides[r];
+            let driver_id = columns[column].driver_id.to_string();
+            let eta = costs[r][column].unwrap_or(0);
+            let expires_at = now + offer_timeout_ms;
+            let mut transaction = self.inner.store.begin().await?;
+            let offered = sqlx::query(
+                "UPDATE rides SET offered_driver_id = $2, offer_expires_at = $3, updated_at = $4
+                 WHERE id = $1 AND status = 'requested' AND offered_driver_id IS NULL",
+            )
+            .bind(&ride.id)
+            .bind(&driver_id)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
+            if offered.rows_affected() != 1 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO ride_offers (ride_id, driver_id, outcome, created_at) VALUES ($1, $2, 'open', $3)
+                 ON CONFLICT (ride_id, driver_id) DO UPDATE SET outcome = 'open'",
+            )
+            .bind(&ride.id)
+            .bind(&driver_id)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
+            let data = json!({
+                "ride_id": ride.id,
+                "pickup": {"lat": ride.pickup.lat(), "lng": ride.pickup.lng()},
+                "dropoff": {"lat": ride.dropoff.lat(), "lng": ride.dropoff.lng()},
+                "fare": {"amount": ride.fare, "currency": ride.currency},
+                "pickup_eta_s": eta,
+                "expires_at": Timestamp::from_unix_millis(expires_at).to_rfc3339(),
+            });
+            let appended = self.inner.events.append(&mut transaction, &[driver_id], "ride.offer", &data).await?;
+            transaction.commit().await?;
+            self.inner.events.publish(appended);
+        }
+        Ok(())
+    }
+}

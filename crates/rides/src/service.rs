@@ -1,0 +1,990 @@
+//! The rides service: drivers, quotes, requests, the trip and its money, as plain async
+//! functions over the store, the live index and the wallet's payment intents. No HTTP here.
+
+use crate::index::{DriverIndex, IndexLimits, LocationRefused, SURGE_RESOLUTION};
+use crate::model::{FarePolicy, GreatCircleRoutes, LatLng, RideAction, RideStatus, RouteEstimator};
+use plaza_accounts::{Accounts, User};
+use plaza_chat::{Chat, ChatError, MessageKind};
+use plaza_events::{Appended, Events};
+use plaza_kernel::{Currency, Money, Timestamp};
+use plaza_store::{Any, AnyRow, Row, Store, Transaction};
+use plaza_wallet::model::IdempotencyKey;
+use plaza_wallet::{Wallet, WalletError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tunables of rides (`PLAZA_RIDES_*`).
+#[derive(Debug, Clone)]
+pub struct RidesConfig {
+    pub fare: FarePolicy,
+    /// Road distance over straight-line distance.
+    pub detour_factor: f64,
+    pub city_speed_kmh: f64,
+    pub quote_ttl: Duration,
+    /// How often the dispatcher collects open requests and assigns them together.
+    pub batch_interval: Duration,
+    /// How long a driver has to answer an offer.
+    pub offer_timeout: Duration,
+    /// Declined or timed-out offers, and batches without any candidate, before a request
+    /// ends as `no_driver`.
+    pub dispatch_rounds_max: i64,
+    pub search_radius_m: f64,
+    /// Candidates considered per request in a batch.
+    pub candidates_per_request: usize,
+    /// Open requests assigned in one batch (the rest wait for the next one).
+    pub batch_requests_max: i64,
+    /// Held on top of the fare, in percent, for a longer route than quoted.
+    pub hold_margin_percent: i64,
+    /// The platform's share of each fare and cancel fee, in basis points.
+    pub platform_fee_bps: i64,
+    /// Charged (minor units) when a trip is cancelled after the driver arrived.
+    pub cancel_fee: i64,
+    pub index_limits: IndexLimits,
+    /// How long this node holds the dispatch lease without renewing it.
+    pub lease_ttl: Duration,
+}
+
+impl Default for RidesConfig {
+    fn default() -> Self {
+        Self {
+            fare: FarePolicy::default(),
+            detour_factor: 1.35,
+            city_speed_kmh: 25.0,
+            quote_ttl: Duration::from_secs(300),
+            batch_interval: Duration::from_millis(2000),
+            offer_timeout: Duration::from_millis(15_000),
+            dispatch_rounds_max: 5,
+            search_radius_m: 5_000.0,
+            candidates_per_request: 8,
+            batch_requests_max: 200,
+            hold_margin_percent: 20,
+            platform_fee_bps: 2000,
+            cancel_fee: 300,
+            index_limits: IndexLimits::default(),
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The one region this version dispatches (a lease per city comes with regions).
+pub const REGION: &str = "default";
+/// How far back quotes count as demand for surge.
+const DEMAND_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Areas and quotes per area remembered for surge; beyond this, the oldest are forgotten.
+const DEMAND_AREAS_MAX: usize = 100_000;
+const DEMAND_PER_AREA_MAX: usize = 10_000;
+/// Characters of a vehicle's plate and model, seats, and of a rating's comment.
+pub const PLATE_MAX_CHARS: usize = 16;
+pub const MODEL_MAX_CHARS: usize = 64;
+pub const SEATS_MAX: i64 = 16;
+pub const COMMENT_MAX_CHARS: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RidesError {
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("no such quote")]
+    QuoteNotFound,
+    #[error("the quote expired")]
+    QuoteExpired,
+    #[error("no such ride")]
+    RideNotFound,
+    #[error("the rider already has an open ride {ride_id}")]
+    RideAlreadyOpen { ride_id: String },
+    #[error("the ride is {status}, so it cannot {action}")]
+    InvalidTransition { status: &'static str, action: &'static str },
+    #[error("only {who} may {action} this ride")]
+    NotAllowed { who: &'static str, action: &'static str },
+    #[error("location refused: {0}")]
+    Location(#[from] LocationRefused),
+    #[error("already rated")]
+    AlreadyRated,
+    #[error("wallet: {0}")]
+    Wallet(#[from] WalletError),
+    #[error("chat: {0}")]
+    Chat(#[from] ChatError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("invariant: {0}")]
+    Invariant(String),
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> RidesError {
+    RidesError::InvalidField { field, reason: reason.into() }
+}
+
+/// A driver's car.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vehicle {
+    pub plate: String,
+    pub model: String,
+    pub seats: i64,
+}
+
+impl Vehicle {
+    pub fn parse(plate: &str, model: &str, seats: i64) -> Result<Self, RidesError> {
+        let plate = plate.trim();
+        if plate.is_empty() || plate.chars().count() > PLATE_MAX_CHARS {
+            return Err(invalid("vehicle.plate", format!("1 to {PLATE_MAX_CHARS} characters")));
+        }
+        let model = model.trim();
+        if model.is_empty() || model.chars().count() > MODEL_MAX_CHARS {
+            return Err(invalid("vehicle.model", format!("1 to {MODEL_MAX_CHARS} characters")));
+        }
+        if !(1..=SEATS_MAX).contains(&seats) {
+            return Err(invalid("vehicle.seats", format!("1 to {SEATS_MAX}")));
+        }
+        Ok(Self { plate: plate.to_string(), model: model.to_string(), seats })
+    }
+}
+
+/// A driver as the driver sees themself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriverState {
+    pub driver_id: String,
+    pub online: bool,
+    pub vehicle: Option<Vehicle>,
+    pub location: Option<(f64, f64)>,
+    pub active_ride_id: Option<String>,
+}
+
+/// A priced quote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    pub id: String,
+    pub rider_id: String,
+    pub pickup: LatLng,
+    pub dropoff: LatLng,
+    pub fare: i64,
+    pub currency: String,
+    pub distance_m: i64,
+    pub duration_s: i64,
+    pub surge_milli: i64,
+    pub pickup_eta_s: Option<i64>,
+    pub expires_at: Timestamp,
+}
+
+/// A ride.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ride {
+    pub id: String,
+    pub quote_id: String,
+    pub rider_id: String,
+    pub driver_id: Option<String>,
+    pub status: RideStatus,
+    pub pickup: LatLng,
+    pub dropoff: LatLng,
+    pub fare: i64,
+    pub currency: String,
+    pub distance_m: i64,
+    pub duration_s: i64,
+    pub surge_milli: i64,
+    pub payment_intent_id: String,
+    pub hold: i64,
+    pub payment_status: String,
+    pub charged: i64,
+    pub offered_driver_id: Option<String>,
+    pub offer_expires_at: Option<Timestamp>,
+    pub dispatch_rounds: i64,
+    pub cancelled_by: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Ride {
+    /// The ride as both parties see it (also the data of `ride.updated`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "status": self.status.as_str(),
+            "rider_id": self.rider_id,
+            "driver_id": self.driver_id,
+            "pickup": {"lat": self.pickup.lat(), "lng": self.pickup.lng()},
+            "dropoff": {"lat": self.dropoff.lat(), "lng": self.dropoff.lng()},
+            "fare": {"amount": self.fare, "currency": self.currency},
+            "hold": {"amount": self.hold, "currency": self.currency},
+            "charged": {"amount": self.charged, "currency": self.currency},
+            "payment_status": self.payment_status,
+            "distance_m": self.distance_m,
+            "duration_s": self.duration_s,
+            "surge": self.surge_milli as f64 / 1000.0,
+            "cancelled_by": self.cancelled_by,
+            "created_at": self.created_at.to_rfc3339(),
+            "updated_at": self.updated_at.to_rfc3339(),
+        })
+    }
+
+    fn can_see(&self, user_id: &str) -> bool {
+        self.rider_id == user_id
+            || self.driver_id.as_deref() == Some(user_id)
+            || self.offered_driver_id.as_deref() == Some(user_id)
+    }
+}
+
+/// A rating given after a trip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rating {
+    pub ride_id: String,
+    pub rater_id: String,
+    pub ratee_id: String,
+    pub stars: i64,
+    pub comment: Option<String>,
+}
+
+/// A ride posted into a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCard {
+    pub message_id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+}
+
+/// The rides service; cheap to clone.
+#[derive(Clone)]
+pub struct Rides {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Rides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rides").field("node_id", &self.inner.node_id).finish()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) events: Events,
+    pub(crate) accounts: Accounts,
+    pub(crate) wallet: Wallet,
+    pub(crate) chat: Chat,
+    pub(crate) config: RidesConfig,
+    pub(crate) routes: Arc<dyn RouteEstimator>,
+    pub(crate) index: Mutex<DriverIndex>,
+    /// Recent quote times per resolution-7 area: the demand side of surge.
+    demand: Mutex<HashMap<h3o::CellIndex, VecDeque<i64>>>,
+    /// The rider each driver on a trip streams locations to (driver → (ride, rider)).
+    pub(crate) trips: Mutex<HashMap<String, (String, String)>>,
+    pub(crate) node_id: String,
+}
+
+pub(crate) const RIDE_COLUMNS_PUB: &str = RIDE_COLUMNS;
+const RIDE_COLUMNS: &str =
+    "id, quote_id, rider_id, driver_id, status, pickup_lat, pickup_lng, dropoff_lat, dropoff_lng,
+    fare_amount, currency, distance_m, duration_s, surge_milli, payment_intent_id, hold_amount, payment_status,
+    charged_amount, offered_driver_id, offer_expires_at, dispatch_rounds, cancelled_by, created_at, updated_at";
+
+/// Who asks for a transition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Actor<'a> {
+    User(&'a str),
+    /// The dispatcher, giving up on a request.
+    Dispatcher,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves soft state at worst stale; keep going.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Rides {
+    pub fn new(
+        store: Store,
+        events: Events,
+        accounts: Accounts,
+        wallet: Wallet,
+        chat: Chat,
+        config: RidesConfig,
+    ) -> Self {
+        let routes =
+            Arc::new(GreatCircleRoutes { detour_factor: config.detour_factor, city_speed_kmh: config.city_speed_kmh });
+        Self::with_routes(store, events, accounts, wallet, chat, config, routes)
+    }
+
+    /// Rides with another route estimator (a routing engine).
+    pub fn with_routes(
+        store: Store,
+        events: Events,
+        accounts: Accounts,
+        wallet: Wallet,
+        chat: Chat,
+        config: RidesConfig,
+        routes: Arc<dyn RouteEstimator>,
+    ) -> Self {
+        let index = Mutex::new(DriverIndex::new(config.index_limits));
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                accounts,
+                wallet,
+                chat,
+                config,
+                routes,
+                index,
+                demand: Mutex::new(HashMap::new()),
+                trips: Mutex::new(HashMap::new()),
+                node_id: plaza_kernel::new_id(),
+            }),
+        }
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
+    }
+
+    pub fn config(&self) -> &RidesConfig {
+        &self.inner.config
+    }
+
+    // ---- drivers ----
+
+    /// Puts the caller online as a driver with `vehicle` at `location`.
+    pub async fn go_online(&self, me: &User, vehicle: Vehicle, location: LatLng) -> Result<DriverState, RidesError> {
+        let now = Timestamp::now().unix_millis();
+        sqlx::query(
+            "INSERT INTO ride_drivers (driver_id, plate, model, seats, online, updated_at) VALUES ($1, $2, $3, $4, 1, $5)
+             ON CONFLICT (driver_id) DO UPDATE SET plate = excluded.plate, model = excluded.model,
+                 seats = excluded.seats, online = 1, updated_at = excluded.updated_at",
+        )
+        .bind(&me.id)
+        .bind(&vehicle.plate)
+        .bind(&vehicle.model)
+        .bind(vehicle.seats)
+        .bind(now)
+        .execute(self.inner.store.write())
+        .await?;
+        lock(&self.inner.index).go_online(&me.id, location, now);
+        // A driver coming back (after a restart of either side) resumes streaming to the
+        // rider of a trip still under way.
+        let active = self.active_ride_of_driver(&me.id).await?;
+        if let Some(ride) = &active {
+            lock(&self.inner.trips).insert(me.id.clone(), (ride.id.clone(), ride.rider_id.clone()));
+        }
+        Ok(DriverState {
+            driver_id: me.id.clone(),
+            online: true,
+            vehicle: Some(vehicle),
+            location: Some((location.lat(), location.lng())),
+            active_ride_id: active.map(|ride| ride.id),
+        })
+    }
+
+    /// Takes the caller out of dispatch. A trip under way goes on.
+    pub async fn go_offline(&self, me: &User) -> Result<DriverState, RidesError> {
+        let now = Timestamp::now().unix_millis();
+        sqlx::query("UPDATE ride_drivers SET online = 0, updated_at = $2 WHERE driver_id = $1")
+            .bind(&me.id)
+            .bind(now)
+            .execute(self.inner.store.write())
+            .await?;
+        lock(&self.inner.index).remove(&me.id);
+        let vehicle = self.vehicle_of(&me.id).await?;
+        let active = self.active_ride_of_driver(&me.id).await?;
+        Ok(DriverState {
+            driver_id: me.id.clone(),
+            online: false,
+            vehicle,
+            location: None,
+            active_ride_id: active.map(|ride| ride.id),
+        })
+    }
+
+    /// A new position of an online driver; the rider of the driver's trip sees it live.
+    pub fn update_location(&self, me: &User, location: LatLng, heading: Option<f64>) -> Result<(), RidesError> {
+        let now = Timestamp::now().unix_millis();
+        lock(&self.inner.index).update(&me.id, location, now)?;
+        let trip = lock(&self.inner.trips).get(&me.id).cloned();
+        if let Some((ride_id, rider_id)) = trip {
+            let data = json!({"ride_id": ride_id, "driver_id": me.id, "lat": location.lat(), "lng": location.lng(),
+                "heading": heading});
+            self.inner.events.publish_ephemeral(&[rider_id], "driver.location", &data);
+        }
+        Ok(())
+    }
+
+    async fn vehicle_of(&self, driver_id: &str) -> Result<Option<Vehicle>, RidesError> {
+        let row = sqlx::query("SELECT plate, model, seats FROM ride_drivers WHERE driver_id = $1")
+            .bind(driver_id)
+            .fetch_optional(self.inner.store.read())
+            .await?;
+        row.map(|row| {
+            Ok(Vehicle { plate: row.try_get("plate")?, model: row.try_get("model")?, seats: row.try_get("seats")? })
+        })
+        .transpose()
+    }
+
+    async fn active_ride_of_driver(&self, driver_id: &str) -> Result<Option<Ride>, RidesError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RIDE_COLUMNS} FROM rides WHERE driver_id = $1
+             AND status IN ('driver_assigned', 'driver_arrived', 'in_progress') LIMIT 1"
+        ))
+        .bind(driver_id)
+        .fetch_optional(self.inner.store.write())
+        .await?;
+        row.map(|row| ride_from_row(&row)).transpose()
+    }
+
+    // ---- quotes ----
+
+    /// Prices a trip for the caller; the quote is theirs for `quote_ttl`.
+    pub async fn quote(&self, me: &User, pickup: LatLng, dropoff: LatLng) -> Result<Quote, RidesError> {
+        let config = &self.inner.config;
+        let now = Timestamp::now();
+        let (distance_m, duration_s) = self.inner.routes.estimate(pickup, dropoff);
+        let (supply, nearest) = {
+            let index = lock(&self.inner.index);
+            let supply = index.supply_near(pickup, now.unix_millis());
+            let nearest = index.nearest(pickup, config.search_radius_m, 1, now.unix_millis(), |id| id == me.id);
+            (supply, nearest)
+        };
+        let demand = self.record_demand(pickup, now.unix_millis());
+        let surge_milli = config.fare.surge_milli(demand, supply);
+        let fare = config.fare.fare(distance_m, duration_s, surge_milli);
+        let pickup_eta_s = nearest.first().map(|candidate| self.inner.routes.estimate(candidate.location, pickup).1);
+        let quote = Quote {
+            id: plaza_kernel::new_id(),
+            rider_id: me.id.clone(),
+            pickup,
+            dropoff,
+            fare,
+            currency: config.fare.currency.clone(),
+            distance_m,
+            duration_s,
+            surge_milli,
+            pickup_eta_s,
+            expires_at: Timestamp::from_unix_millis(now.unix_millis() + config.quote_ttl.as_millis() as i64),
+        };
+        sqlx::query(
+            "INSERT INTO ride_quotes (id, rider_id, pickup_lat, pickup_lng, dropoff_lat, dropoff_lng, fare_amount, currency,
+                 distance_m, duration_s, surge_milli, pickup_eta_s, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&quote.id)
+        .bind(&quote.rider_id)
+        .bind(pickup.lat())
+        .bind(pickup.lng())
+        .bind(dropoff.lat())
+        .bind(dropoff.lng())
+        .bind(fare)
+        .bind(&quote.currency)
+        .bind(distance_m)
+        .bind(duration_s)
+        .bind(surge_milli)
+        .bind(pickup_eta_s)
+        .bind(quote.expires_at.unix_millis())
+        .bind(now.unix_millis())
+        .execute(self.inner.store.write())
+        .await?;
+        Ok(quote)
+    }
+
+    /// Counts a quote as demand in its area and returns the area's recent demand.
+    fn record_demand(&self, pickup: LatLng, now_ms: i64) -> u64 {
+        let Some(area) = h3o::LatLng::new(pickup.lat(), pickup.lng()).ok().map(|p| p.to_cell(SURGE_RESOLUTION)) else {
+            return 0;
+        };
+        let mut demand = lock(&self.inner.demand);
+        if demand.len() >= DEMAND_AREAS_MAX && !demand.contains_key(&area) {
+            demand.retain(|_, times| times.back().is_some_and(|last| now_ms - last <= DEMAND_WINDOW_MS));
+            if demand.len() >= DEMAND_AREAS_MAX {
+                return 0;
+            }
+        }
+        let times = demand.entry(area).or_default();
+        while times.front().is_some_and(|first| now_ms - first > DEMAND_WINDOW_MS) || times.len() >= DEMAND_PER_AREA_MAX
+        {
+            times.pop_front();
+        }
+        times.push_back(now_ms);
+        times.len() as u64
+    }
+
+    async fn load_quote(&self, me: &User, quote_id: &str) -> Result<Quote, RidesError> {
+        let row = sqlx::query(
+            "SELECT id, rider_id, pickup_lat, pickup_lng, dropoff_lat, dropoff_lng, fare_amount, currency, distance_m,
+                    duration_s, surge_milli, pickup_eta_s, expires_at FROM ride_quotes WHERE id = $1",
+        )
+        .bind(quote_id)
+        .fetch_optional(self.inner.store.write())
+        .await?
+        .ok_or(RidesError::QuoteNotFound)?;
+        let rider_id: String = row.try_get("rider_id")?;
+        if rider_id != me.id {
+            return Err(RidesError::QuoteNotFound);
+        }
+        Ok(Quote {
+            id: row.try_get("id")?,
+            rider_id,
+            pickup: point(&row, "pickup")?,
+            dropoff: point(&row, "dropoff")?,
+            fare: row.try_get("fare_amount")?,
+            currency: row.try_get("currency")?,
+            distance_m: row.try_get("distance_m")?,
+            duration_s: row.try_get("duration_s")?,
+            surge_milli: row.try_get("surge_milli")?,
+            pickup_eta_s: row.try_get("pickup_eta_s")?,
+            expires_at: Timestamp::from_unix_millis(row.try_get("expires_at")?),
+        })
+    }
+
+    // ---- requests ----
+
+    /// Requests a ride on the caller's quote, holding the fare plus the margin. Asking
+    /// again with the same quote returns the same ride (`true`) and holds nothing more.
+    pub async fn request(&self, me: &User, quote_id: &str) -> Result<(Ride, bool), RidesError> {
+        let quote = self.load_quote(me, quote_id).await?;
+        if let Some(ride) = self.ride_by_quote(quote_id).await? {
+            return Ok((ride, true));
+        }
+        if quote.expires_at.unix_millis() < Timestamp::now().unix_millis() {
+            return Err(RidesError::QuoteExpired);
+        }
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM rides WHERE rider_id = $1
+             AND status IN ('requested', 'driver_assigned', 'driver_arrived', 'in_progress') LIMIT 1",
+        )
+        .bind(&me.id)
+        .fetch_optional(self.inner.store.write())
+        .await?;
+        if let Some(ride_id) = open {
+            return Err(RidesError::RideAlreadyOpen { ride_id });
+        }
+        let currency = Currency::parse(&quote.currency)
+            .ok_or_else(|| RidesError::Invariant(format!("quote currency {:?}", quote.currency)))?;
+        let hold = quote.fare + (quote.fare * self.inner.config.hold_margin_percent.max(0) + 99) / 100;
+        let money = Money::new(hold, currency).map_err(|error| RidesError::Invariant(error.to_string()))?;
+        // Keyed by the quote: a retry after a crash between the hold and the ride's row
+        // finds the same hold instead of taking a second one.
+        let key = idempotency_key(&format!("ride-hold-{quote_id}"))?;
+        let (intent, _) = self.inner.wallet.create_payment_intent(&me.id, money, "ride", Some(&key)).await?;
+        let now = Timestamp::now().unix_millis();
+        let ride_id = plaza_kernel::new_id();
+        let mut transaction = self.inner.store.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO rides (id, quote_id, rider_id, driver_id, status, pickup_lat, pickup_lng, dropoff_lat, dropoff_lng,
+                 fare_amount, currency, distance_m, duration_s, surge_milli, payment_intent_id, hold_amount,
+                 payment_status, charged_amount, dispatch_rounds, created_at, updated_at)
+             VALUES ($1, $2, $3, NULL, 'requested', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'held', 0, 0, $15, $15)
+             ON CONFLICT (quote_id) DO NOTHING",
+        )
+        .bind(&ride_id)
+        .bind(quote_id)
+        .bind(&me.id)
+        .bind(quote.pickup.lat())
+        .bind(quote.pickup.lng())
+        .bind(quote.dropoff.lat())
+        .bind(quote.dropoff.lng())
+        .bind(quote.fare)
+        .bind(&quote.currency)
+        .bind(quote.distance_m)
+        .bind(quote.duration_s)
+        .bind(quote.surge_milli)
+        .bind(&intent.id)
+        .bind(hold)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            transaction.rollback().await?;
+            let ride = self.ride_by_quote(quote_id).await?.ok_or(RidesError::RideNotFound)?;
+            return Ok((ride, true));
+        }
+        let ride = load_ride(&mut transaction, &ride_id).await?;
+        let appended = self
+            .inner
+            .events
+            .append(&mut transaction, std::slice::from_ref(&me.id), "ride.updated", &ride.to_json())
+            .await?;
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        Ok((ride, false))
+    }
+
+    async fn ride_by_quote(&self, quote_id: &str) -> Result<Option<Ride>, RidesError> {
+        let row = sqlx::query(&format!("SELECT {RIDE_COLUMNS} FROM rides WHERE quote_id = $1"))
+            .bind(quote_id)
+            .fetch_optional(self.inner.store.write())
+            .await?;
+        row.map(|row| ride_from_row(&row)).transpose()
+    }
+
+    /// A ride its rider, its driver or the driver it is offered to may see.
+    pub async fn ride(&self, me: &User, ride_id: &str) -> Result<Ride, RidesError> {
+        let row = sqlx::query(&format!("SELECT {RIDE_COLUMNS} FROM rides WHERE id = $1"))
+            .bind(ride_id)
+            .fetch_optional(self.inner.store.write())
+            .await?
+            .ok_or(RidesError::RideNotFound)?;
+        let ride = ride_from_row(&row)?;
+        if !ride.can_see(&me.id) {
+            return Err(RidesError::RideNotFound);
+        }
+        Ok(ride)
+    }
+
+    // ---- offers ----
+
+    /// The offered driver takes the ride.
+    pub async fn accept(&self, me: &User, ride_id: &str) -> Result<Ride, RidesError> {
+        let mut transaction = self.inner.store.begin().await?;
+        let ride = self.ride_for_offer(&mut transaction, me, ride_id).await?;
+        let now = Timestamp::now().unix_millis();
+        let offer_open = ride.status == RideStatus::Requested
+            && ride.offered_driver_id.as_deref() == Some(me.id.as_str())
+            && ride.offer_expires_at.is_some_and(|at| at.unix_millis() >= now);
+        let Some(next) = ride.status.after(RideAction::Accept).filter(|_| offer_open) else {
+            return Err(RidesError::InvalidTransition { status: ride.status.as_str(), action: "be accepted" });
+        };
+        let moved = sqlx::query(
+            "UPDATE rides SET status = $3, driver_id = $2, offered_driver_id = NULL, offer_expires_at = NULL, updated_at = $4
+             WHERE id = $1 AND status = 'requested' AND offered_driver_id = $2",
+        )
+        .bind(ride_id)
+        .bind(&me.id)
+        .bind(next.as_str())
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(RidesError::InvalidTransition { status: ride.status.as_str(), action: "be accepted" });
+        }
+        sqlx::query("UPDATE ride_offers SET outcome = 'accepted' WHERE ride_id = $1 AND driver_id = $2")
+            .bind(ride_id)
+            .bind(&me.id)
+            .execute(&mut *transaction)
+            .await?;
+        let ride = load_ride(&mut transaction, ride_id).await?;
+        let appended = self.announce(&mut transaction, &ride).await?;
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        lock(&self.inner.trips).insert(me.id.clone(), (ride.id.clone(), ride.rider_id.clone()));
+        Ok(ride)
+    }
+
+    /// The offered driver passes; the next batch offers the ride to the next best driver.
+    pub async fn decline(&self, me: &User, ride_id: &str) -> Result<Ride, RidesError> {
+        let mut transaction = self.inner.store.begin().await?;
+        let ride = self.ride_for_offer(&mut transaction, me, ride_id).await?;
+        let moved = sqlx::query(
+            "UPDATE rides SET offered_driver_id = NULL, offer_expires_at = NULL, dispatch_rounds = dispatch_rounds + 1,
+                 updated_at = $3
+             WHERE id = $1 AND status = 'requested' AND offered_driver_id = $2",
+        )
+        .bind(ride_id)
+        .bind(&me.id)
+        .bind(Timestamp::now().unix_millis())
+        .execute(&mut *transaction)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(RidesError::InvalidTransition { status: ride.status.as_str(), action: "be declined" });
+        }
+        sqlx::query("UPDATE ride_offers SET outcome = 'declined' WHERE ride_id = $1 AND driver_id = $2")
+            .bind(ride_id)
+            .bind(&me.id)
+            .execute(&mut *transaction)
+            .await?;
+        let ride = load_ride(&mut transaction, ride_id).await?;
+        transaction.commit().await?;
+        Ok(ride)
+    }
+
+    /// The ride as a driver it was ever offered to (or its driver) may act on it; 404 for
+    /// anyone else.
+    async fn ride_for_offer(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        me: &User,
+        ride_id: &str,
+    ) -> Result<Ride, RidesError> {
+        let ride = load_ride(transaction, ride_id).await?;
+        let offered: Option<String> =
+            sqlx::query_scalar("SELECT outcome FROM ride_offers WHERE ride_id = $1 AND driver_id = $2")
+                .bind(ride_id)
+                .bind(&me.id)
+                .fetch_optional(&mut **transaction)
+                .await?;
+        if offered.is_none() && !ride.can_see(&me.id) {
+            return Err(RidesError::RideNotFound);
+        }
+        if ride.rider_id == me.id && offered.is_none() {
+            return Err(RidesError::NotAllowed { who: "the driver it is offered to", action: "answer" });
+        }
+        Ok(ride)
+    }
+
+    // ---- the trip ----
+
+    /// The assigned driver moves the trip on (`Arrive`, `Start`, `Complete`); completing
+    /// captures the fare.
+    pub async fn advance(&self, me: &User, ride_id: &str, action: RideAction) -> Result<Ride, RidesError> {
+        self.transition(ride_id, Actor::User(&me.id), action).await
+    }
+
+    /// The rider or the assigned driver cancels; after the driver's arrival the cancel fee
+    /// is charged, before it the hold is released.
+    pub async fn cancel(&self, me: &User, ride_id: &str) -> Result<Ride, RidesError> {
+        self.transition(ride_id, Actor::User(&me.id), RideAction::Cancel).await
+    }
+
+    /// Every state change after the offer goes through here: the state machine decides,
+    /// a conditional update on the old status makes concurrent changes exclusive, both
+    /// parties get `ride.updated` in the same transaction, and a final state settles the
+    /// money afterwards (idempotently, so a crash in between is repaired by `settle_pending`).
+    pub(crate) async fn transition(
+        &self,
+        ride_id: &str,
+        actor: Actor<'_>,
+        action: RideAction,
+    ) -> Result<Ride, RidesError> {
+        let mut transaction = self.inner.store.begin().await?;
+        let ride = load_ride(&mut transaction, ride_id).await?;
+        if let Actor::User(user_id) = actor {
+            let is_rider = ride.rider_id == user_id;
+            let is_driver = ride.driver_id.as_deref() == Some(user_id);
+            if !is_rider && !is_driver {
+                return Err(if ride.can_see(user_id) {
+                    RidesError::NotAllowed { who: "the rider or the assigned driver", action: action.as_str() }
+                } else {
+                    RidesError::RideNotFound
+                });
+            }
+            let allowed = match action {
+                RideAction::Arrive | RideAction::Start | RideAction::Complete => is_driver,
+                RideAction::Cancel => true,
+                RideAction::Accept | RideAction::NoDriver => false,
+            };
+            if !allowed {
+                return Err(RidesError::NotAllowed { who: "the assigned driver", action: action.as_str() });
+            }
+        }
+        let Some(next) = ride.status.after(action) else {
+            return Err(RidesError::InvalidTransition { status: ride.status.as_str(), action: action.as_str() });
+        };
+        let cancelled_by = match (action, actor) {
+            (RideAction::Cancel, Actor::User(user_id)) => {
+                Some(if ride.rider_id == user_id { "rider" } else { "driver" })
+            }
+            _ => None,
+        };
+        let now = Timestamp::now().unix_millis();
+        // What a final state will charge is decided here, with the state, so a settlement
+        // retried after a crash charges exactly this.
+        let charge = settlement_charge(&self.inner.config, ride.status, next, ride.fare, ride.hold);
+        let moved = sqlx::query(
+            "UPDATE rides SET status = $3, cancelled_by = COALESCE($4, cancelled_by), offered_driver_id = NULL,
+                 offer_expires_at = NULL, updated_at = $5, charged_amount = $6
+             WHERE id = $1 AND status = $2",
+        )
+        .bind(ride_id)
+        .bind(ride.status.as_str())
+        .bind(next.as_str())
+        .bind(cancelled_by)
+        .bind(now)
+        .bind(charge)
+        .execute(&mut *transaction)
+        .await?;
+        if moved.rows_affected() != 1 {
+            // Someone else moved it first; report the state that won.
+            let current = load_ride(&mut transaction, ride_id).await?;
+            return Err(RidesError::InvalidTransition { status: current.status.as_str(), action: action.as_str() });
+        }
+        if ride.status == RideStatus::Requested {
+            sqlx::query("UPDATE ride_offers SET outcome = 'expired' WHERE ride_id = $1 AND outcome = 'open'")
+                .bind(ride_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        let updated = load_ride(&mut transaction, ride_id).await?;
+        let appended = self.announce(&mut transaction, &updated).await?;
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        if next.is_final() {
+            if let Some(driver_id) = &updated.driver_id {
+                lock(&self.inner.trips).remove(driver_id);
+            }
+            // The state change stands even if the wallet is briefly unreachable: the
+            // dispatcher's sweep settles what is left held.
+            match self.settle(&updated).await {
+                Ok(settled) => return Ok(settled),
+                Err(error) => tracing::warn!(ride_id, "settling the ride failed; the sweep retries: {error}"),
+            }
+        }
+        Ok(updated)
+    }
+
+    /// `ride.updated` to the rider and the driver, in the transaction.
+    async fn announce(&self, transaction: &mut Transaction<'static, Any>, ride: &Ride) -> Result<Appended, RidesError> {
+        let mut users = vec![ride.rider_id.clone()];
+        users.extend(ride.driver_id.clone());
+        Ok(self.inner.events.append(transaction, &users, "ride.updated", &ride.to_json()).await?)
+    }
+
+    /// Captures the ride's `charged` amount (fare or cancel fee, decided with the final
+    /// state) for the driver, or releases the hold when it is zero; then records the
+    /// outcome on the ride. Keyed by the ride, so running it again (after a crash, or on
+    /// another node) moves no more money.
+    pub(crate) async fn settle(&self, ride: &Ride) -> Result<Ride, RidesError> {
+        let charge = ride.charged;
+        if ride.payment_status != "held" {
+            return Ok(ride.clone());
+        }
+        let key = idempotency_key(&format!("ride-settle-{}", ride.id))?;
+        let wallet = &self.inner.wallet;
+        let status = match (charge.min(ride.hold), ride.driver_id.as_deref()) {
+            (amount, Some(driver_id)) if amount > 0 => {
+                let fee = amount * self.inner.config.platform_fee_bps.clamp(0, 10_000) / 10_000;
+                match wallet.capture_payment_intent(&ride.payment_intent_id, amount, driver_id, fee, Some(&key)).await {
+                    Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+                "captured"
+            }
+            _ => {
+                match wallet.void_payment_intent(&ride.payment_intent_id, Some(&key)).await {
+                    Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
+                "released"
+            }
+        };
+        let mut transaction = self.inner.store.begin().await?;
+        sqlx::query("UPDATE rides SET payment_status = $2, updated_at = $3 WHERE id = $1 AND payment_status = 'held'")
+            .bind(&ride.id)
+            .bind(status)
+            .bind(Timestamp::now().unix_millis())
+            .execute(&mut *transaction)
+            .await?;
+        let ride = load_ride(&mut transaction, &ride.id).await?;
+        transaction.commit().await?;
+        Ok(ride)
+    }
+
+    // ---- ratings and sharing ----
+
+    /// The rider rates the driver, or the driver the rider, once, after completion.
+    pub async fn rate(
+        &self,
+        me: &User,
+        ride_id: &str,
+        stars: i64,
+        comment: Option<&str>,
+    ) -> Result<Rating, RidesError> {
+        if !(1..=5).contains(&stars) {
+            return Err(invalid("stars", "1 to 5 stars"));
+        }
+        let comment = comment.map(str::trim).filter(|text| !text.is_empty());
+        if comment.is_some_and(|text| text.chars().count() > COMMENT_MAX_CHARS) {
+            return Err(invalid("comment", format!("at most {COMMENT_MAX_CHARS} characters")));
+        }
+        let ride = self.ride(me, ride_id).await?;
+        let ratee_id = match (&ride.driver_id, ride.rider_id == me.id) {
+            (Some(driver_id), true) => driver_id.clone(),
+            (Some(driver_id), false) if *driver_id == me.id => ride.rider_id.clone(),
+            _ => return Err(RidesError::RideNotFound),
+        };
+        if ride.status != RideStatus::Completed {
+            return Err(RidesError::InvalidTransition { status: ride.status.as_str(), action: "be rated" });
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO ride_ratings (ride_id, rater_id, ratee_id, stars, comment, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (ride_id, rater_id) DO NOTHING",
+        )
+        .bind(ride_id)
+        .bind(&me.id)
+        .bind(&ratee_id)
+        .bind(stars)
+        .bind(comment)
+        .bind(Timestamp::now().unix_millis())
+        .execute(self.inner.store.write())
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(RidesError::AlreadyRated);
+        }
+        Ok(Rating {
+            ride_id: ride_id.into(),
+            rater_id: me.id.clone(),
+            ratee_id,
+            stars,
+            comment: comment.map(Into::into),
+        })
+    }
+
+    /// Posts the ride as a `card` message into a conversation of the caller's.
+    pub async fn share(&self, me: &User, ride_id: &str, conversation_id: &str) -> Result<SharedCard, RidesError> {
+        let ride = self.ride(me, ride_id).await?;
+        let body = json!({"type": "ride", "id": ride.id, "title": format!("Ride ({})", ride.status.as_str()),
+            "status": ride.status.as_str(), "pickup": {"lat": ride.pickup.lat(), "lng": ride.pickup.lng()},
+            "dropoff": {"lat": ride.dropoff.lat(), "lng": ride.dropoff.lng()}});
+        let mut transaction = self.inner.store.begin().await?;
+        let client_id = format!("ride-share-{}", plaza_kernel::new_id());
+        let (message, appended) = self
+            .inner
+            .chat
+            .post_in_transaction(&mut transaction, conversation_id, &me.id, &client_id, MessageKind::Card, &body)
+            .await?;
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        Ok(SharedCard { message_id: message.id, conversation_id: message.conversation_id, seq: message.seq })
+    }
+}
+
+/// What a final state charges: the fare on completion, the cancel fee after the driver
+/// arrived, nothing otherwise.
+fn settlement_charge(config: &RidesConfig, from: RideStatus, to: RideStatus, fare: i64, hold: i64) -> i64 {
+    match to {
+        RideStatus::Completed => fare.min(hold),
+        RideStatus::Cancelled if from.cancel_is_charged() => config.cancel_fee.clamp(0, hold),
+        _ => 0,
+    }
+}
+
+pub(crate) fn idempotency_key(text: &str) -> Result<IdempotencyKey, RidesError> {
+    IdempotencyKey::parse(text).map_err(|reason| RidesError::Invariant(format!("key {text:?}: {reason}")))
+}
+
+pub(crate) async fn load_ride(transaction: &mut Transaction<'static, Any>, ride_id: &str) -> Result<Ride, RidesError> {
+    let row = sqlx::query(&format!("SELECT {RIDE_COLUMNS} FROM rides WHERE id = $1"))
+        .bind(ride_id)
+        .fetch_optional(&mut **transaction)
+        .await?
+        .ok_or(RidesError::RideNotFound)?;
+    ride_from_row(&row)
+}
+
+fn point(row: &AnyRow, prefix: &str) -> Result<LatLng, RidesError> {
+    let lat: f64 = row.try_get(format!("{prefix}_lat").as_str())?;
+    let lng: f64 = row.try_get(format!("{prefix}_lng").as_str())?;
+    LatLng::new(lat, lng).map_err(|reason| RidesError::Invariant(format!("stored {prefix}: {reason}")))
+}
+
+pub(crate) fn ride_from_row(row: &AnyRow) -> Result<Ride, RidesError> {
+    let status: String = row.try_get("status")?;
+    let offer_expires_at: Option<i64> = row.try_get("offer_expires_at")?;
+    Ok(Ride {
+        id: row.try_get("id")?,
+        quote_id: row.try_get("quote_id")?,
+        rider_id: row.try_get("rider_id")?,
+        driver_id: row.try_get("driver_id")?,
+        status: RideStatus::parse(&status).ok_or_else(|| RidesError::Invariant(format!("ride status {status:?}")))?,
+        pickup: point(row, "pickup")?,
+        dropoff: point(row, "dropoff")?,
+        fare: row.try_get("fare_amount")?,
+        currency: row.try_get("currency")?,
+        distance_m: row.try_get("distance_m")?,
+        duration_s: row.try_get("duration_s")?,
+        surge_milli: row.try_get("surge_milli")?,
+        payment_intent_id: row.try_get("payment_intent_id")?,
+        hold: row.try_get("hold_amount")?,
+        payment_status: row.try_get("payment_status")?,
+        charged: row.try_get("charged_amount")?,
+        offered_driver_id: row.try_get("offered_driver_id")?,
+        offer_expires_at: offer_expires_at.map(Timestamp::from_unix_millis),
+        dispatch_rounds: row.try_get("dispatch_rounds")?,
+        cancelled_by: row.try_get("cancelled_by")?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_unix_millis(row.try_get("updated_at")?),
+    })
+}

@@ -1,0 +1,444 @@
+//! Rides over real HTTP and WebSocket, on SQLite and PostgreSQL: the full trip and its
+//! money, offers handed over on decline and time-out, `no_driver` releasing the hold,
+//! cancellation fees, the state machine's refusals, and dispatch surviving a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{Db, Socket, TestServer};
+
+on_both_databases!(
+    a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it,
+    a_declined_offer_and_an_unanswered_one_pass_on_and_then_no_driver_releases_the_hold,
+    cancelling_before_arrival_releases_the_hold_and_after_it_charges_the_cancel_fee,
+    every_transition_not_allowed_is_refused_and_strangers_see_nothing,
+    two_riders_and_one_driver_one_gets_the_car_the_other_no_driver,
+    bad_coordinates_missing_money_and_impossible_jumps_are_refused,
+    a_request_open_across_a_restart_is_dispatched_after_it,
+);
+
+/// Fast batches; offers that wait long enough for a test to answer them.
+async fn server(db: Db) -> TestServer {
+    server_with(db, 15_000, 5).await
+}
+
+async fn server_with(db: Db, offer_timeout_ms: u64, rounds: i64) -> TestServer {
+    TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.offer_timeout = Duration::from_millis(offer_timeout_ms);
+        config.rides.dispatch_rounds_max = rounds;
+        config.rides.index_limits.update_interval_min_ms = 0;
+    })
+    .await
+}
+
+const PICKUP: (f64, f64) = (1.3000, 103.8000);
+const DROPOFF: (f64, f64) = (1.3300, 103.8200);
+
+async fn topup(server: &TestServer, token: &str, amount: i64) {
+    let request = server
+        .client
+        .post(format!("{}/api/v1/wallet/topups", server.base))
+        .bearer_auth(token)
+        .header("idempotency-key", plaza_kernel::new_id())
+        .json(&json!({"amount": amount, "currency": "USD"}));
+    let reply = server.raw(request).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+}
+
+/// (available, held) in USD.
+async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
+    let reply = server.get("/api/v1/wallet", Some(token)).await;
+    let usd = reply.body["balances"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").cloned();
+    usd.map_or((0, 0), |usd| (usd["available"].as_i64().unwrap(), usd["held"].as_i64().unwrap()))
+}
+
+async fn go_online(server: &TestServer, token: &str, at: (f64, f64)) {
+    let reply = server
+        .post(
+            "/api/v1/rides/driver/online",
+            Some(token),
+            json!({"vehicle": {"plate": "SGX 1234", "model": "Toyota Prius", "seats": 4},
+                   "location": {"lat": at.0, "lng": at.1}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["online"], true);
+}
+
+/// Quotes and requests a ride; returns the ride.
+async fn request_ride(server: &TestServer, token: &str) -> Value {
+    let quote = server
+        .post(
+            "/api/v1/rides/quotes",
+            Some(token),
+            json!({"pickup": {"lat": PICKUP.0, "lng": PICKUP.1}, "dropoff": {"lat": DROPOFF.0, "lng": DROPOFF.1}}),
+        )
+        .await;
+    assert_eq!(quote.status, 201, "{}", quote.text);
+    assert!(quote.body["fare"]["amount"].as_i64().unwrap() > 0);
+    assert!(quote.body["surge"].as_f64().unwrap() >= 1.0);
+    let ride = server.post("/api/v1/rides", Some(token), json!({"quote_id": quote.body["id"]})).await;
+    assert_eq!(ride.status, 201, "{}", ride.text);
+    assert_eq!(ride.body["status"], "requested");
+    // The same quote again is the same ride, and holds nothing more.
+    let again = server.post("/api/v1/rides", Some(token), json!({"quote_id": quote.body["id"]})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["id"], ride.body["id"]);
+    ride.body
+}
+
+/// The next `ride.offer` on a driver's socket.
+async fn next_offer(socket: &mut Socket) -> Value {
+    let frames = socket.frames_until("ride.offer").await;
+    frames.last().unwrap()["data"].clone()
+}
+
+/// Waits (at most 20 s) until the ride, as `token` sees it, satisfies `done`.
+async fn wait_ride(server: &TestServer, token: &str, ride_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = server.get(&format!("/api/v1/rides/{ride_id}"), Some(token)).await;
+        if reply.status == 200 && done(&reply.body) {
+            return reply.body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ride never got there: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn act(server: &TestServer, token: &str, ride_id: &str, action: &str) -> support::Reply {
+    server.post(&format!("/api/v1/rides/{ride_id}/{action}"), Some(token), json!({})).await
+}
+
+fn fee_of(amount: i64) -> i64 {
+    amount * 2000 / 10_000
+}
+
+async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: Db) {
+    let server = server(db).await;
+    let (rider, _) = server.register("rider").await;
+    let (driver, driver_id) = server.register("driver").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut driver_socket, _) = server.socket(&driver).await;
+    let (mut rider_socket, _) = server.socket(&rider).await;
+    go_online(&server, &driver, (1.3005, 103.8000)).await;
+
+    let ride = request_ride(&server, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap();
+    let fare = ride["fare"]["amount"].as_i64().unwrap();
+    let hold = ride["hold"]["amount"].as_i64().unwrap();
+    assert!(hold > fare, "the hold carries a margin: {ride}");
+    assert_eq!(balance(&server, &rider).await, (10_000 - hold, hold));
+
+    let offer = next_offer(&mut driver_socket).await;
+    assert_eq!(offer["ride_id"], ride_id);
+    assert_eq!(offer["fare"]["amount"], fare);
+    assert!(offer["pickup_eta_s"].as_i64().is_some() && offer["expires_at"].is_string());
+
+    let accepted = act(&server, &driver, ride_id, "accept").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.body["status"], "driver_assigned");
+    assert_eq!(accepted.body["driver_id"], driver_id);
+
+    // The assigned driver's position streams to the rider.
+    let moved = server
+        .post("/api/v1/rides/driver/location", Some(&driver), json!({"lat": 1.3003, "lng": 103.8, "heading": 180.0}))
+        .await;
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    let early_frames = rider_socket.frames_until("driver.location").await;
+    let location = &early_frames.last().unwrap()["data"];
+    assert_eq!((location["ride_id"].as_str(), location["lat"].as_f64()), (Some(ride_id), Some(1.3003)));
+    // The socket frame does the same, acknowledged.
+    driver_socket.send(json!({"type": "driver.location", "id": "l1", "data": {"lat": 1.3002, "lng": 103.8}})).await;
+    let acked = driver_socket.frames_until("ack").await;
+    assert_eq!(acked.last().unwrap()["id"], "l1");
+
+    for (action, status) in [("arrive", "driver_arrived"), ("start", "in_progress"), ("complete", "completed")] {
+        let reply = act(&server, &driver, ride_id, action).await;
+        assert_eq!(reply.status, 200, "{action}: {}", reply.text);
+        assert_eq!(reply.body["status"], status);
+    }
+    let done = wait_ride(&server, &rider, ride_id, |r| r["payment_status"] == "captured").await;
+    assert_eq!(done["charged"]["amount"], fare);
+    assert_eq!(balance(&server, &rider).await, (10_000 - fare, 0));
+    assert_eq!(balance(&server, &driver).await, (fare - fee_of(fare), 0));
+
+    // Both saw every step, in order.
+    let status_of = |frame: &Value| frame["data"]["status"].as_str().unwrap().to_string();
+    let mut seen: Vec<String> =
+        early_frames.iter().filter(|frame| frame["type"] == "ride.updated").map(status_of).collect();
+    while seen.last().map(String::as_str) != Some("completed") {
+        let frame = rider_socket.frames_until("ride.updated").await.pop().unwrap();
+        seen.push(status_of(&frame));
+    }
+    assert_eq!(seen, ["requested", "driver_assigned", "driver_arrived", "in_progress", "completed"]);
+    // (The driver's `driver_assigned` came before the location ack read above.)
+    let driver_frames = driver_socket.frames_until("ride.updated").await;
+    assert_eq!(driver_frames.last().unwrap()["data"]["status"], "driver_arrived");
+
+    let rated = server
+        .post(&format!("/api/v1/rides/{ride_id}/rating"), Some(&rider), json!({"stars": 5, "comment": "smooth"}))
+        .await;
+    assert_eq!(rated.status, 201, "{}", rated.text);
+    assert_eq!(rated.body["ratee_id"], driver_id);
+    server
+        .post(&format!("/api/v1/rides/{ride_id}/rating"), Some(&rider), json!({"stars": 4}))
+        .await
+        .assert_problem(409, "already_rated");
+    server
+        .post(&format!("/api/v1/rides/{ride_id}/rating"), Some(&driver), json!({"stars": 6}))
+        .await
+        .assert_problem(422, "invalid_field");
+    let rated_back = server.post(&format!("/api/v1/rides/{ride_id}/rating"), Some(&driver), json!({"stars": 4})).await;
+    assert_eq!(rated_back.status, 201, "{}", rated_back.text);
+
+    // Shared into a chat as a card.
+    let (_, rider_friend) = server.register("friend").await;
+    let conversation = server.conversation(&rider, "direct", &[&rider_friend]).await;
+    let shared = server
+        .post(&format!("/api/v1/rides/{ride_id}/share"), Some(&rider), json!({"conversation_id": conversation}))
+        .await;
+    assert_eq!(shared.status, 201, "{}", shared.text);
+    let messages = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(&rider)).await;
+    let card = messages.body["items"].as_array().unwrap().iter().find(|m| m["kind"] == "card").cloned().unwrap();
+    assert_eq!((card["body"]["type"].as_str(), card["body"]["id"].as_str()), (Some("ride"), Some(ride_id)));
+}
+
+async fn a_declined_offer_and_an_unanswered_one_pass_on_and_then_no_driver_releases_the_hold(db: Db) {
+    let server = server_with(db, 1_500, 3).await;
+    let (rider, _) = server.register("rider").await;
+    let (near, near_id) = server.register("near").await;
+    let (far, far_id) = server.register("far").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut near_socket, _) = server.socket(&near).await;
+    let (mut far_socket, _) = server.socket(&far).await;
+    go_online(&server, &near, (1.3001, 103.8000)).await;
+    go_online(&server, &far, (1.3100, 103.8000)).await;
+
+    let ride = request_ride(&server, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap();
+    // The nearest driver is asked first, and declines.
+    let offer = next_offer(&mut near_socket).await;
+    assert_eq!(offer["ride_id"], ride_id);
+    let offered = wait_ride(&server, &near, ride_id, |_| true).await;
+    assert_eq!(offered["status"], "requested");
+    let declined = act(&server, &near, ride_id, "decline").await;
+    assert_eq!(declined.status, 200, "{}", declined.text);
+    // Declining again, or accepting after declining, is not allowed.
+    act(&server, &near, ride_id, "accept").await.assert_problem(409, "invalid_transition");
+    // The next best driver gets it, and lets it time out.
+    let offer = next_offer(&mut far_socket).await;
+    assert_eq!(offer["ride_id"], ride_id);
+    let _ = (near_id, far_id);
+    // With nobody left, the request ends as no_driver and the hold comes back.
+    let ended =
+        wait_ride(&server, &rider, ride_id, |r| r["status"] == "no_driver" && r["payment_status"] == "released").await;
+    assert_eq!(ended["charged"]["amount"], 0);
+    assert_eq!(balance(&server, &rider).await, (10_000, 0));
+    act(&server, &far, ride_id, "accept").await.assert_problem(409, "invalid_transition");
+}
+
+/// Requests a ride and has `driver` accept it; returns the ride id.
+async fn assigned_ride(server: &TestServer, rider: &str, driver: &str, driver_socket: &mut Socket) -> String {
+    let ride = request_ride(server, rider).await;
+    let ride_id = ride["id"].as_str().unwrap().to_string();
+    loop {
+        let offer = next_offer(driver_socket).await;
+        if offer["ride_id"] == ride_id.as_str() {
+            break;
+        }
+    }
+    let accepted = act(server, driver, &ride_id, "accept").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    ride_id
+}
+
+async fn cancelling_before_arrival_releases_the_hold_and_after_it_charges_the_cancel_fee(db: Db) {
+    let server = server(db).await;
+    let (rider, _) = server.register("rider").await;
+    let (driver, _) = server.register("driver").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut driver_socket, _) = server.socket(&driver).await;
+    go_online(&server, &driver, (1.3005, 103.8000)).await;
+
+    let first = assigned_ride(&server, &rider, &driver, &mut driver_socket).await;
+    let cancelled = act(&server, &rider, &first, "cancel").await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(cancelled.body["cancelled_by"], "rider");
+    wait_ride(&server, &rider, &first, |r| r["payment_status"] == "released").await;
+    assert_eq!(balance(&server, &rider).await, (10_000, 0));
+
+    let second = assigned_ride(&server, &rider, &driver, &mut driver_socket).await;
+    assert_eq!(act(&server, &driver, &second, "arrive").await.status, 200);
+    let cancelled = act(&server, &rider, &second, "cancel").await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    let settled = wait_ride(&server, &rider, &second, |r| r["payment_status"] == "captured").await;
+    assert_eq!(settled["charged"]["amount"], 300);
+    assert_eq!(balance(&server, &rider).await, (10_000 - 300, 0));
+    assert_eq!(balance(&server, &driver).await, (300 - fee_of(300), 0));
+
+    // A driver may cancel too (before arrival: free for the rider).
+    let third = assigned_ride(&server, &rider, &driver, &mut driver_socket).await;
+    let cancelled = act(&server, &driver, &third, "cancel").await;
+    assert_eq!(cancelled.body["cancelled_by"], "driver");
+    wait_ride(&server, &rider, &third, |r| r["payment_status"] == "released").await;
+    assert_eq!(balance(&server, &rider).await, (10_000 - 300, 0));
+}
+
+async fn every_transition_not_allowed_is_refused_and_strangers_see_nothing(db: Db) {
+    let server = server(db).await;
+    let (rider, _) = server.register("rider").await;
+    let (driver, _) = server.register("driver").await;
+    let (stranger, _) = server.register("stranger").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut driver_socket, _) = server.socket(&driver).await;
+
+    // Requested, nobody online: nothing but cancel (and the dispatcher) moves it.
+    let ride = request_ride(&server, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap().to_string();
+    for action in ["arrive", "start", "complete"] {
+        act(&server, &rider, &ride_id, action).await.assert_problem(403, "forbidden");
+        act(&server, &stranger, &ride_id, action).await.assert_problem(404, "ride_not_found");
+    }
+    act(&server, &stranger, &ride_id, "accept").await.assert_problem(404, "ride_not_found");
+    act(&server, &rider, &ride_id, "accept").await.assert_problem(403, "forbidden");
+    server.get(&format!("/api/v1/rides/{ride_id}"), Some(&stranger)).await.assert_problem(404, "ride_not_found");
+    act(&server, &rider, &ride_id, "cancel").await;
+    act(&server, &rider, &ride_id, "cancel").await.assert_problem(409, "invalid_transition");
+
+    go_online(&server, &driver, (1.3005, 103.8000)).await;
+    let ride_id = assigned_ride(&server, &rider, &driver, &mut driver_socket).await;
+    let steps = [
+        ("driver_assigned", "arrive", ["start", "complete", "accept"]),
+        ("driver_arrived", "start", ["arrive", "complete", "accept"]),
+        ("in_progress", "complete", ["arrive", "start", "accept"]),
+    ];
+    for (status, next, refused) in steps {
+        for action in refused {
+            act(&server, &driver, &ride_id, action).await.assert_problem(409, "invalid_transition");
+        }
+        act(&server, &rider, &ride_id, next).await.assert_problem(403, "forbidden");
+        act(&server, &stranger, &ride_id, next).await.assert_problem(404, "ride_not_found");
+        let current = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&driver)).await;
+        assert_eq!(current.body["status"], status);
+        assert_eq!(act(&server, &driver, &ride_id, next).await.status, 200);
+    }
+    for action in ["accept", "decline", "arrive", "start", "complete", "cancel"] {
+        act(&server, &driver, &ride_id, action).await.assert_problem(409, "invalid_transition");
+    }
+    act(&server, &rider, &ride_id, "cancel").await.assert_problem(409, "invalid_transition");
+    server.get("/api/v1/rides/nope", Some(&rider)).await.assert_problem(404, "ride_not_found");
+}
+
+async fn two_riders_and_one_driver_one_gets_the_car_the_other_no_driver(db: Db) {
+    let server = server_with(db, 15_000, 3).await;
+    let (ann, _) = server.register("ann").await;
+    let (bob, _) = server.register("bob").await;
+    let (driver, _) = server.register("driver").await;
+    topup(&server, &ann, 10_000).await;
+    topup(&server, &bob, 10_000).await;
+    let (mut driver_socket, _) = server.socket(&driver).await;
+    go_online(&server, &driver, (1.3005, 103.8000)).await;
+    let first = request_ride(&server, &ann).await;
+    let second = request_ride(&server, &bob).await;
+    let offer = next_offer(&mut driver_socket).await;
+    let (winner, loser, loser_token) = if offer["ride_id"] == first["id"] {
+        (first["id"].as_str().unwrap(), second["id"].as_str().unwrap(), &bob)
+    } else {
+        (second["id"].as_str().unwrap(), first["id"].as_str().unwrap(), &ann)
+    };
+    assert_eq!(act(&server, &driver, winner, "accept").await.status, 200);
+    // The only driver is busy: the other request runs out of rounds.
+    let ended =
+        wait_ride(&server, loser_token, loser, |r| r["status"] == "no_driver" && r["payment_status"] == "released")
+            .await;
+    assert_eq!(ended["driver_id"], Value::Null);
+    assert_eq!(balance(&server, loser_token).await, (10_000, 0));
+    // The driver was never offered the second ride while holding the first.
+    act(&server, &driver, loser, "accept").await.assert_problem(404, "ride_not_found");
+}
+
+async fn bad_coordinates_missing_money_and_impossible_jumps_are_refused(db: Db) {
+    let server = server(db).await;
+    let (rider, _) = server.register("rider").await;
+    let (driver, _) = server.register("driver").await;
+    let bad = [json!({"lat": 91.0, "lng": 0.0}), json!({"lat": 0.0, "lng": 181.0}), json!({"lat": "x", "lng": 0.0})];
+    for point in bad {
+        let reply = server
+            .post("/api/v1/rides/quotes", Some(&rider), json!({"pickup": point, "dropoff": {"lat": 1.0, "lng": 1.0}}))
+            .await;
+        assert_eq!(reply.status, 422, "{}", reply.text);
+    }
+    // No money: 402, and nothing is held or created.
+    let quote = server
+        .post(
+            "/api/v1/rides/quotes",
+            Some(&rider),
+            json!({"pickup": {"lat": PICKUP.0, "lng": PICKUP.1}, "dropoff": {"lat": DROPOFF.0, "lng": DROPOFF.1}}),
+        )
+        .await;
+    server
+        .post("/api/v1/rides", Some(&rider), json!({"quote_id": quote.body["id"]}))
+        .await
+        .assert_problem(402, "insufficient_funds");
+    assert_eq!(balance(&server, &rider).await, (0, 0));
+    // Someone else's quote is not found.
+    server
+        .post("/api/v1/rides", Some(&driver), json!({"quote_id": quote.body["id"]}))
+        .await
+        .assert_problem(404, "quote_not_found");
+    // Locations need an online driver, and a jump faster than 250 km/h is refused.
+    server
+        .post("/api/v1/rides/driver/location", Some(&driver), json!({"lat": 1.3, "lng": 103.8}))
+        .await
+        .assert_problem(409, "driver_offline");
+    go_online(&server, &driver, (1.3, 103.8)).await;
+    server
+        .post("/api/v1/rides/driver/location", Some(&driver), json!({"lat": 1.5, "lng": 103.8}))
+        .await
+        .assert_problem(422, "location_jump");
+    server
+        .post(
+            "/api/v1/rides/driver/online",
+            Some(&driver),
+            json!({"vehicle": {"plate": "", "model": "x", "seats": 4}, "location": {"lat": 1.3, "lng": 103.8}}),
+        )
+        .await
+        .assert_problem(422, "invalid_field");
+    let offline = server.post("/api/v1/rides/driver/offline", Some(&driver), json!({})).await;
+    assert_eq!((offline.status, offline.body["online"].as_bool()), (200, Some(false)));
+}
+
+async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
+    let adjust = |config: &mut plaza_server::config::Config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.dispatch_rounds_max = 1_000_000;
+    };
+    let first = TestServer::start_with(db, adjust).await;
+    let (rider, _) = first.register("rider").await;
+    let (driver, _) = first.register("driver").await;
+    topup(&first, &rider, 10_000).await;
+    // Nobody is online: the request waits, durable, while the node stops.
+    let ride = request_ride(&first, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap().to_string();
+    let database_url = first.database_url.clone();
+    let data = first.stop_keeping_data().await;
+
+    let second = TestServer::start_on(&database_url, adjust).await;
+    let (mut driver_socket, _) = second.socket(&driver).await;
+    go_online(&second, &driver, (1.3005, 103.8000)).await;
+    let offer = next_offer(&mut driver_socket).await;
+    assert_eq!(offer["ride_id"], ride_id.as_str());
+    assert_eq!(act(&second, &driver, &ride_id, "accept").await.status, 200);
+    for action in ["arrive", "start", "complete"] {
+        assert_eq!(act(&second, &driver, &ride_id, action).await.status, 200);
+    }
+    let fare = ride["fare"]["amount"].as_i64().unwrap();
+    wait_ride(&second, &rider, &ride_id, |r| r["payment_status"] == "captured").await;
+    assert_eq!(balance(&second, &rider).await, (10_000 - fare, 0));
+    drop(data);
+}
