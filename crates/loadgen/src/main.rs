@@ -5,6 +5,7 @@
 
 mod chat;
 mod me;
+mod rides;
 mod server;
 mod wallet;
 
@@ -99,6 +100,27 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         duration: u64,
     },
+    /// Rides in-process: location updates and nearest-candidates latency on the live
+    /// driver index, and a dispatch simulator comparing greedy and batched assignment.
+    Rides {
+        /// Online drivers in the index benchmark.
+        #[arg(long, default_value_t = 100_000)]
+        index_drivers: usize,
+        /// Nearest-candidates queries to time.
+        #[arg(long, default_value_t = 50_000)]
+        queries: usize,
+        /// Drivers in the simulated city.
+        #[arg(long, default_value_t = 500)]
+        sim_drivers: usize,
+        /// City-wide requests per second; one greedy and one batched run per value.
+        #[arg(long, value_delimiter = ',', default_values_t = [0.2, 0.4, 0.6])]
+        demand: Vec<f64>,
+        /// Simulated minutes per run.
+        #[arg(long, default_value_t = 60)]
+        sim_minutes: i64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[tokio::main]
@@ -141,6 +163,17 @@ async fn main() -> anyhow::Result<()> {
                 http_clients,
                 service_tasks,
                 duration,
+            })
+            .await
+        }
+        Command::Rides { index_drivers, queries, sim_drivers, demand, sim_minutes, seed } => {
+            rides::run(rides::Options {
+                index_drivers,
+                queries,
+                sim_drivers,
+                demand,
+                sim_seconds: sim_minutes * 60,
+                seed,
             })
             .await
         }
