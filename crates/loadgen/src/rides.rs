@@ -426,3 +426,32 @@ fn dispatch_simulation(options: &Options, city: City) -> anyhow::Result<()> {
     println!();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options { index_drivers: 0, queries: 0, sim_drivers: 40, demand: vec![0.05], sim_seconds: 900, seed: 7 }
+    }
+
+    #[test]
+    fn both_strategies_see_the_same_demand_and_account_for_every_request() {
+        let options = options();
+        let city = City { centre_lat: 1.3521, centre_lng: 103.8198, half_side_m: 3_000.0 };
+        let requests = demand(&options, city, 0.05, 2);
+        let again = demand(&options, city, 0.05, 2);
+        assert!(!requests.is_empty());
+        assert_eq!(
+            requests.iter().map(|r| (r.at_s, r.patience_s)).collect::<Vec<_>>(),
+            again.iter().map(|r| (r.at_s, r.patience_s)).collect::<Vec<_>>()
+        );
+        for strategy in [Strategy::Greedy, Strategy::Batched] {
+            let outcome = simulate(&options, city, &requests, strategy, 2).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(outcome.requests, requests.len());
+            assert_eq!(outcome.matched + outcome.abandoned, requests.len());
+            assert!(outcome.matched > 0);
+            assert_eq!(outcome.pickup_eta_s.len(), outcome.matched as u64);
+        }
+    }
+}
