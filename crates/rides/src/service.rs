@@ -625,6 +625,20 @@ impl Rides {
         Ok(ride)
     }
 
+    /// The ride offered to `me` or that `me` is driving, if any: what a driver's app (or
+    /// the demo's simulated drivers) polls for when it missed the `ride.updated` event.
+    pub async fn driver_work(&self, me: &User) -> Result<Option<Ride>, RidesError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RIDE_COLUMNS} FROM rides WHERE (status = 'requested' AND offered_driver_id = $1)
+             OR (driver_id = $1 AND status IN ('driver_assigned', 'driver_arrived', 'in_progress'))
+             ORDER BY created_at LIMIT 1"
+        ))
+        .bind(&me.id)
+        .fetch_optional(self.inner.store.write())
+        .await?;
+        row.map(|row| ride_from_row(&row)).transpose()
+    }
+
     // ---- offers ----
 
     /// The offered driver takes the ride.

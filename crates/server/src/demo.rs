@@ -156,3 +156,128 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
     ));
     text
 }
+
+/// The demo city's centre (central Singapore): simulated drivers start around it.
+pub const DEMO_CITY: (f64, f64) = (1.3521, 103.8198);
+
+/// Simulated drivers: (username, display name, plate, model).
+const DEMO_DRIVERS: &[(&str, &str, &str, &str)] = &[
+    ("driver_erin", "Erin (simulated driver)", "SDEMO1", "Toyota Prius"),
+    ("driver_frank", "Frank (simulated driver)", "SDEMO2", "Hyundai Ioniq"),
+    ("driver_gina", "Gina (simulated driver)", "SDEMO3", "Kia Niro"),
+];
+
+/// How often a simulated driver acts, and how far it drives per step (100 m per 2 s is
+/// 180 km/h: demo time, so a trip takes a minute or two, under the index's speed limit).
+const DRIVER_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+const DRIVER_STEP_M: f64 = 100.0;
+const ARRIVED_WITHIN_M: f64 = 60.0;
+
+struct SimulatedDriver {
+    user: User,
+    location: plaza_rides::LatLng,
+    online: bool,
+}
+
+/// Runs simulated drivers until aborted: they go online in the demo city, cruise, accept
+/// every offer, drive to the pickup, arrive, start, drive to the dropoff and complete.
+/// Each step is an ordinary service call, so they exercise the real dispatcher and money.
+pub async fn run_drivers(rides: plaza_rides::Rides) {
+    let mut drivers = Vec::new();
+    for (i, (username, display_name, _, _)) in DEMO_DRIVERS.iter().enumerate() {
+        match demo_user(rides.accounts(), username, display_name).await {
+            Ok(user) => {
+                let offset = 0.004 * (i as f64 - 1.0);
+                if let Ok(location) = plaza_rides::LatLng::new(DEMO_CITY.0 + offset, DEMO_CITY.1 - offset) {
+                    drivers.push(SimulatedDriver { user, location, online: false });
+                }
+            }
+            Err(error) => tracing::warn!(%error, username, "demo driver not created"),
+        }
+    }
+    let mut every = tokio::time::interval(DRIVER_TICK);
+    let mut step = 0u64;
+    loop {
+        every.tick().await;
+        step += 1;
+        for (i, driver) in drivers.iter_mut().enumerate() {
+            if let Err(error) = drive(&rides, driver, i, step).await {
+                tracing::warn!(%error, driver = %driver.user.username, "demo driver step failed");
+            }
+        }
+    }
+}
+
+async fn demo_user(accounts: &plaza_accounts::Accounts, username: &str, display_name: &str) -> anyhow::Result<User> {
+    Ok(match accounts.register("demo-seed", username, DEMO_PASSWORD, Some(display_name)).await {
+        Ok(session) => {
+            accounts.logout(&session.token).await?;
+            session.user
+        }
+        Err(AccountsError::UsernameTaken(_)) => accounts.user_by_username(username).await?,
+        Err(error) => return Err(error.into()),
+    })
+}
+
+/// One step of one simulated driver.
+async fn drive(rides: &plaza_rides::Rides, driver: &mut SimulatedDriver, i: usize, step: u64) -> anyhow::Result<()> {
+    use plaza_rides::{RideAction, RideStatus};
+    if !driver.online {
+        let (_, _, plate, model) = DEMO_DRIVERS[i % DEMO_DRIVERS.len()];
+        let vehicle = plaza_rides::Vehicle::parse(plate, model, 4)?;
+        rides.go_online(&driver.user, vehicle, driver.location).await?;
+        driver.online = true;
+        return Ok(());
+    }
+    let target = match rides.driver_work(&driver.user).await? {
+        None => {
+            // Cruise: a small circle around where the driver is.
+            let angle = (step as f64 + i as f64) * 0.7;
+            plaza_rides::LatLng::new(
+                driver.location.lat() + 0.0002 * angle.sin(),
+                driver.location.lng() + 0.0002 * angle.cos(),
+            )
+            .ok()
+        }
+        Some(ride) => match ride.status {
+            RideStatus::Requested => {
+                rides.accept(&driver.user, &ride.id).await?;
+                None
+            }
+            RideStatus::DriverAssigned if driver.location.distance_m(ride.pickup) <= ARRIVED_WITHIN_M => {
+                rides.advance(&driver.user, &ride.id, RideAction::Arrive).await?;
+                None
+            }
+            RideStatus::DriverAssigned => Some(ride.pickup),
+            RideStatus::DriverArrived => {
+                rides.advance(&driver.user, &ride.id, RideAction::Start).await?;
+                None
+            }
+            RideStatus::InProgress if driver.location.distance_m(ride.dropoff) <= ARRIVED_WITHIN_M => {
+                rides.advance(&driver.user, &ride.id, RideAction::Complete).await?;
+                None
+            }
+            RideStatus::InProgress => Some(ride.dropoff),
+            RideStatus::Completed | RideStatus::Cancelled | RideStatus::NoDriver => None,
+        },
+    };
+    if let Some(target) = target {
+        let distance = driver.location.distance_m(target);
+        let fraction = if distance <= DRIVER_STEP_M { 1.0 } else { DRIVER_STEP_M / distance };
+        let next = plaza_rides::LatLng::new(
+            driver.location.lat() + (target.lat() - driver.location.lat()) * fraction,
+            driver.location.lng() + (target.lng() - driver.location.lng()) * fraction,
+        );
+        if let Ok(next) = next {
+            match rides.update_location(&driver.user, next, None) {
+                Ok(()) => driver.location = next,
+                // Dropped from the index (a restart, a long pause): go online again.
+                Err(plaza_rides::RidesError::Location(plaza_rides::index::LocationRefused::NotOnline)) => {
+                    driver.online = false;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    Ok(())
+}

@@ -36,6 +36,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(config, listener, shutdown, false).await
+}
+
+/// `serve`, plus simulated drivers in the demo city when `demo_drivers` (`plaza demo
+/// --serve`), so one person can try a ride end to end.
+pub async fn serve_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    demo_drivers: bool,
+) -> anyhow::Result<()> {
     metrics::install();
     let store = app::open_store(&config).await?;
     let bus = match &config.nats_url {
@@ -62,6 +73,7 @@ pub async fn serve(
         tokio::spawn(services.events.clone().prune_continually(config.event_retention, config.event_prune_interval));
     // Ride dispatch runs on every node but acts only on the one holding the region's lease.
     let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
+    let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
     let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -93,6 +105,9 @@ pub async fn serve(
     revocations.abort();
     pruning.abort();
     rides_dispatcher.abort();
+    if let Some(drivers) = drivers {
+        drivers.abort();
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve => serve(config, false).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
             let store = plaza_server::app::open_store(&config).await?;
             println!("migrations are up to date ({})", store.backend().name());
@@ -92,19 +92,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             store.close().await;
             println!("{}", plaza_server::demo::describe(&logins, &config));
             if then_serve {
-                serve(config).await?;
+                serve(config, true).await?;
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, demo_drivers: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {} (PLAZA_ADDR): {error}", config.addr))?;
     println!("Plaza is running at http://{}/  (API reference: /api/docs)", listener.local_addr()?);
-    plaza_server::serve(config, listener, plaza_server::termination_signal()).await
+    plaza_server::serve_with(config, listener, plaza_server::termination_signal(), demo_drivers).await
 }
 
 /// The ledger check for a terminal: one line per currency, then any disagreement.

@@ -442,3 +442,43 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
     assert_eq!(balance(&second, &rider).await, (10_000 - fare, 0));
     drop(data);
 }
+
+/// `plaza demo --serve`: a rider alone gets a ride end to end from a simulated driver.
+/// SQLite only: the drivers are ordinary service calls, covered on both databases above.
+#[tokio::test]
+async fn a_simulated_demo_driver_takes_a_rider_from_request_to_completion() {
+    let server = TestServer::start_with_demo_drivers(Db::Sqlite, |config| {
+        config.rides.batch_interval = Duration::from_millis(200);
+        // The simulated drivers register (argon2) before going online: keep looking.
+        config.rides.dispatch_rounds_max = 1_000;
+    })
+    .await;
+    let (rider, _) = server.register("rider").await;
+    topup(&server, &rider, 10_000).await;
+    let (lat, lng) = plaza_server::demo::DEMO_CITY;
+    let quote = server
+        .post(
+            "/api/v1/rides/quotes",
+            Some(&rider),
+            json!({"pickup": {"lat": lat + 0.001, "lng": lng}, "dropoff": {"lat": lat + 0.005, "lng": lng}}),
+        )
+        .await;
+    assert_eq!(quote.status, 201, "{}", quote.text);
+    let ride = server.post("/api/v1/rides", Some(&rider), json!({"quote_id": quote.body["id"]})).await;
+    assert_eq!(ride.status, 201, "{}", ride.text);
+    let ride_id = ride.body["id"].as_str().unwrap().to_string();
+    // Generous: the simulated drivers act every 2 s and drive 100 m per step.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let reply = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&rider)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if reply.body["status"] == "completed" {
+            assert!(reply.body["driver_id"].is_string());
+            break;
+        }
+        assert!(!["cancelled", "no_driver"].contains(&reply.body["status"].as_str().unwrap_or("")), "{}", reply.text);
+        assert!(tokio::time::Instant::now() < deadline, "the ride never completed: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+}

@@ -101,23 +101,36 @@ impl TestServer {
     pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database(db, dir.path()).await;
-        Self::start_in(dir, database_url, adjust).await
+        Self::start_in(dir, database_url, adjust, false).await
+    }
+
+    /// As `start_with`, with the demo's simulated drivers running (`plaza demo --serve`).
+    pub async fn start_with_demo_drivers(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database(db, dir.path()).await;
+        Self::start_in(dir, database_url, adjust, true).await
     }
 
     /// A node on an existing database (several nodes can share one PostgreSQL database).
     pub async fn start_on(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_in(tempfile::tempdir().expect("tempdir"), database_url.to_string(), adjust).await
+        Self::start_in(tempfile::tempdir().expect("tempdir"), database_url.to_string(), adjust, false).await
     }
 
-    async fn start_in(dir: tempfile::TempDir, database_url: String, adjust: impl FnOnce(&mut Config)) -> Self {
+    async fn start_in(
+        dir: tempfile::TempDir,
+        database_url: String,
+        adjust: impl FnOnce(&mut Config),
+        demo_drivers: bool,
+    ) -> Self {
         let mut config = Config::for_test(dir.path(), Some(database_url.clone()));
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(plaza_server::serve(config, listener, async move {
+        let stopped = async move {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(plaza_server::serve_with(config, listener, stopped, demo_drivers));
         let server = Self {
             base: format!("http://{addr}"),
             database_url,
