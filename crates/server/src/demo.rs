@@ -151,8 +151,9 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
     text.push_str(&format!(
         "alice, bob and carol are contacts and chat in \"Weekend hike\"; dave has asked alice. Everyone has \
          $500.00 to send; alice paid bob for lunch, bob paid carol, and a red packet from alice waits in \
-         \"Weekend hike\". Server address: http://{}/",
-        config.addr
+         \"Weekend hike\". With --serve, three simulated drivers cruise around {:.4}, {:.4}: request a ride \
+         near there to take one end to end. Server address: http://{}/",
+        DEMO_CITY.0, DEMO_CITY.1, config.addr
     ));
     text
 }
