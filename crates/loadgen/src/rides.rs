@@ -197,6 +197,8 @@ struct Outcome {
     pickup_distance_m_total: f64,
     pickup_eta_s_total: f64,
     busy_s: f64,
+    /// Busy seconds with a rider on board (busy minus driving empty to pickups).
+    carrying_s: f64,
     driver_seconds: f64,
 }
 
@@ -281,6 +283,7 @@ fn simulate(
         pickup_distance_m_total: 0.0,
         pickup_eta_s_total: 0.0,
         busy_s: 0.0,
+        carrying_s: 0.0,
         driver_seconds: options.sim_drivers as f64 * options.sim_seconds as f64,
     };
     let mut open: Vec<Request> = Vec::new();
@@ -353,6 +356,8 @@ fn simulate(
             let (_, trip_s) = routes.estimate(pickup, city.at(request.dropoff.0, request.dropoff.1)?);
             let until = now_s + pickup_s + trip_s + 30;
             outcome.busy_s += (until.min(options.sim_seconds) - now_s) as f64;
+            let on_board_from = (now_s + pickup_s).min(options.sim_seconds);
+            outcome.carrying_s += ((now_s + pickup_s + trip_s).min(options.sim_seconds) - on_board_from) as f64;
             busy_until[d] = until.max(now_s + 1);
             free_at[d] = request.dropoff;
             index.remove(&ids[d]);
@@ -382,8 +387,8 @@ fn dispatch_simulation(options: &Options, city: City) -> anyhow::Result<()> {
         2.0 * city.half_side_m / 1000.0,
         options.sim_seconds / 60
     );
-    println!("| demand | strategy | requests | service rate | abandoned | time to match p50 / p95 | pickup ETA p50 / p95 | mean pickup distance | driver utilisation | run time |");
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| demand | strategy | requests | service rate | abandoned | time to match p50 / p95 | pickup ETA p50 / p95 | mean pickup distance | driver utilisation | rider on board | run time |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut gains = Vec::new();
     for &requests_per_second in &options.demand {
         let requests = demand(options, city, requests_per_second, tick_s);
@@ -395,7 +400,7 @@ fn dispatch_simulation(options: &Options, city: City) -> anyhow::Result<()> {
             let mean_distance = outcome.pickup_distance_m_total / matched;
             let mean_eta = outcome.pickup_eta_s_total / matched;
             println!(
-                "| {requests_per_second}/s | {} | {} | {:.1}% | {} | {} s / {} s | {} s / {} s | {mean_distance:.0} m | {:.1}% | {:.1} s |",
+                "| {requests_per_second}/s | {} | {} | {:.1}% | {} | {} s / {} s | {} s / {} s | {mean_distance:.0} m | {:.1}% | {:.1}% | {:.1} s |",
                 strategy.name(),
                 outcome.requests,
                 100.0 * outcome.matched as f64 / outcome.requests.max(1) as f64,
@@ -405,6 +410,7 @@ fn dispatch_simulation(options: &Options, city: City) -> anyhow::Result<()> {
                 outcome.pickup_eta_s.value_at_quantile(0.5),
                 outcome.pickup_eta_s.value_at_quantile(0.95),
                 100.0 * outcome.busy_s / outcome.driver_seconds.max(1.0),
+                100.0 * outcome.carrying_s / outcome.driver_seconds.max(1.0),
                 started.elapsed().as_secs_f64(),
             );
             means.push((mean_distance, mean_eta, outcome.matched));
