@@ -417,6 +417,9 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
     let adjust = |config: &mut plaza_server::config::Config| {
         config.rides.batch_interval = Duration::from_millis(50);
         config.rides.dispatch_rounds_max = 1_000_000;
+        // The new node takes the dispatch lease over once the old one's expires; a short
+        // lease keeps that wait well inside the socket's 10 s for the offer frame.
+        config.rides.lease_ttl = Duration::from_secs(2);
     };
     let first = TestServer::start_with(db, adjust).await;
     let (rider, _) = first.register("rider").await;
