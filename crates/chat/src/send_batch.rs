@@ -79,7 +79,7 @@ impl Chat {
         conversation_ids.dedup();
         let sql = format!(
             "SELECT conversation_id, user_id FROM conversation_members WHERE conversation_id IN ({})",
-            numbered(1, conversation_ids.len())
+            plaza_store::numbered_parameters(1, conversation_ids.len())
         );
         let mut query = sqlx::query(&sql);
         for id in &conversation_ids {
@@ -182,7 +182,8 @@ impl Chat {
         }
         let new: Vec<&Message> = messages.iter().flatten().collect();
 
-        let rows: Vec<String> = (0..new.len()).map(|n| format!("({})", numbered(8 * n + 1, 8))).collect();
+        let rows: Vec<String> =
+            (0..new.len()).map(|n| format!("({})", plaza_store::numbered_parameters(8 * n + 1, 8))).collect();
         let sql = format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {}", rows.join(", "));
         let mut query = sqlx::query(&sql);
         for message in &new {
@@ -237,7 +238,9 @@ impl Chat {
         shared_media.sort_unstable();
         shared_media.dedup();
         if !shared_media.is_empty() {
-            let rows: Vec<String> = (0..shared_media.len()).map(|n| format!("({})", numbered(2 * n + 1, 2))).collect();
+            let rows: Vec<String> = (0..shared_media.len())
+                .map(|n| format!("({})", plaza_store::numbered_parameters(2 * n + 1, 2)))
+                .collect();
             let sql = format!(
                 "INSERT INTO conversation_media (media_id, conversation_id) VALUES {} ON CONFLICT DO NOTHING",
                 rows.join(", ")
@@ -280,9 +283,4 @@ fn settle(index: usize, plan: Plan, messages: &[Option<Message>]) -> SendOutcome
         Plan::SameAs(first) => stored(first, false),
         Plan::New => stored(index, true),
     }
-}
-
-/// `$from, $from+1, …` — `count` numbered parameters.
-fn numbered(from: usize, count: usize) -> String {
-    (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }

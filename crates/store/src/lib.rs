@@ -262,6 +262,12 @@ fn with_sqlite_mode(url: &str, mode: &str) -> String {
     format!("{url}{separator}mode={mode}")
 }
 
+/// `$from, $from+1, …`: `count` numbered parameters, for multi-row statements written
+/// once for both engines.
+pub fn numbered_parameters(from: usize, count: usize) -> String {
+    (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
 /// A URL with any password removed, fit for an error message or a log line.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -143,7 +143,7 @@ impl Wallet {
             jobs.iter().flat_map(|job| [job.me.id.as_str(), job.request.to_user_id.as_str()]).collect();
         people.sort_unstable();
         people.dedup();
-        let list = numbered(1, people.len());
+        let list = plaza_store::numbered_parameters(1, people.len());
         let mut existing_users: HashSet<String> = HashSet::new();
         let sql = format!("SELECT id FROM users WHERE id IN ({list})");
         let mut query = sqlx::query_scalar::<_, String>(&sql);
@@ -176,7 +176,7 @@ impl Wallet {
         let lock = if store.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
         let sql = format!(
             "SELECT id, balance, held FROM wallet_accounts WHERE id IN ({}) ORDER BY id{lock}",
-            numbered(1, accounts.len())
+            plaza_store::numbered_parameters(1, accounts.len())
         );
         let mut query = sqlx::query(&sql);
         for id in accounts.keys() {
@@ -465,9 +465,4 @@ impl Wallet {
         }
         Ok(None)
     }
-}
-
-/// `$from, $from+1, …` — `count` numbered parameters.
-fn numbered(from: usize, count: usize) -> String {
-    (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
