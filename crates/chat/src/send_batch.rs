@@ -81,6 +81,7 @@ impl Chat {
             "SELECT conversation_id, user_id FROM conversation_members WHERE conversation_id IN ({})",
             plaza_store::numbered_parameters(1, conversation_ids.len())
         );
+        let sql = self.store().backend().bulk_sql(&sql);
         let mut query = sqlx::query(&sql);
         for id in &conversation_ids {
             query = query.bind(*id);
@@ -101,6 +102,7 @@ impl Chat {
             })
             .collect();
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE {}", conditions.join(" OR "));
+        let sql = self.store().backend().bulk_sql(&sql);
         let mut query = sqlx::query(&sql);
         for job in jobs {
             query = query.bind(&job.conversation_id).bind(&job.sender_id).bind(&job.client_id);
@@ -185,6 +187,7 @@ impl Chat {
         let rows: Vec<String> =
             (0..new.len()).map(|n| format!("({})", plaza_store::numbered_parameters(8 * n + 1, 8))).collect();
         let sql = format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {}", rows.join(", "));
+        let sql = self.store().backend().bulk_sql(&sql);
         let mut query = sqlx::query(&sql);
         for message in &new {
             query = query
@@ -218,6 +221,7 @@ impl Chat {
             cases.join(" "),
             conditions.join(" OR ")
         );
+        let sql = self.store().backend().bulk_sql(&sql);
         let mut query = sqlx::query(&sql);
         for ((conversation_id, user_id), seq) in &read_marks {
             query = query.bind(*conversation_id).bind(*user_id).bind(*seq);
@@ -245,6 +249,7 @@ impl Chat {
                 "INSERT INTO conversation_media (media_id, conversation_id) VALUES {} ON CONFLICT DO NOTHING",
                 rows.join(", ")
             );
+            let sql = self.store().backend().bulk_sql(&sql);
             let mut query = sqlx::query(&sql);
             for (media_id, conversation_id) in &shared_media {
                 query = query.bind(*media_id).bind(*conversation_id);

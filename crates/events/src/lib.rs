@@ -169,6 +169,7 @@ impl Events {
                  RETURNING user_id, last_cursor",
                 placeholders.join(", ")
             );
+            let sql = self.store.backend().bulk_sql(&sql);
             let mut upsert = sqlx::query(&sql);
             for (user_id, count) in chunk {
                 upsert = upsert.bind(*user_id).bind(*count);
@@ -203,8 +204,33 @@ impl Events {
                 *cursor += 1;
             }
         }
-        // Each event's type and data are bound once and shared by its rows.
         let texts: Vec<String> = batch.iter().map(|entry| entry.data.to_string()).collect();
+        if self.store.backend() == plaza_store::Backend::Sqlite {
+            // Every parameter once and in order, which SQLite binds in constant time
+            // (`Backend::bulk_sql`); the data is copied per row, in memory only.
+            for chunk in rows.chunks(APPEND_CHUNK) {
+                let values: Vec<String> =
+                    (0..chunk.len()).map(|n| format!("({})", plaza_store::numbered_parameters(5 * n + 1, 5))).collect();
+                let sql = format!(
+                    "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}",
+                    values.join(", ")
+                );
+                let sql = self.store.backend().bulk_sql(&sql);
+                let mut insert = sqlx::query(&sql);
+                for (user_id, cursor, index) in chunk {
+                    insert = insert
+                        .bind(*user_id)
+                        .bind(*cursor)
+                        .bind(batch[*index].event_type)
+                        .bind(&texts[*index])
+                        .bind(created_at_ms);
+                }
+                insert.execute(&mut **transaction).await?;
+            }
+            return Ok(appended);
+        }
+        // On PostgreSQL each event's type and data are bound once and shared by its rows
+        // (a group message's 500 recipients send its text once).
         for chunk in rows.chunks(APPEND_CHUNK) {
             let mut entries: Vec<usize> = chunk.iter().map(|(_, _, index)| *index).collect();
             entries.sort_unstable();

@@ -99,6 +99,9 @@ enum Command {
         /// Seconds per measured run.
         #[arg(long, default_value_t = 5)]
         duration: u64,
+        /// Only the service layer, with group commit (no baseline, no HTTP): for profiling.
+        #[arg(long)]
+        service_only: bool,
     },
     /// Rides in-process: location updates and nearest-candidates latency on the live
     /// driver index, and a dispatch simulator comparing greedy and batched assignment.
@@ -153,7 +156,17 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Wallet { plaza, database_url, accounts, hot, zipf_s, http_clients, service_tasks, duration } => {
+        Command::Wallet {
+            plaza,
+            database_url,
+            accounts,
+            hot,
+            zipf_s,
+            http_clients,
+            service_tasks,
+            duration,
+            service_only,
+        } => {
             wallet::run(wallet::Options {
                 plaza,
                 database_url,
@@ -163,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
                 http_clients,
                 service_tasks,
                 duration,
+                service_only,
             })
             .await
         }

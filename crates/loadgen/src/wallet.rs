@@ -31,6 +31,7 @@ pub struct Options {
     pub http_clients: usize,
     pub service_tasks: usize,
     pub duration: u64,
+    pub service_only: bool,
 }
 
 /// What every seeded user starts with, in cents.
@@ -150,7 +151,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let tokens = seed(&store, options.accounts).await?;
     let ids: Vec<String> = tokens.iter().map(|(id, _)| id.clone()).collect();
     let mut users = services.accounts.users(&ids).await?;
-    users.sort_by_key(|user| ids.iter().position(|id| *id == user.id));
+    let order: std::collections::HashMap<&str, usize> =
+        ids.iter().enumerate().map(|(position, id)| (id.as_str(), position)).collect();
+    users.sort_by_key(|user| order.get(user.id.as_str()).copied());
     anyhow::ensure!(users.len() == options.accounts, "seeded {} users, found {}", options.accounts, users.len());
     check_ledger(&store, "after seeding").await?;
     eprintln!("seeded {} users in {:.1} s", users.len(), started.elapsed().as_secs_f64());
@@ -161,12 +164,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for pick in &workloads {
         let batched = drive_service(&services.wallet, &users, pick, options.service_tasks, duration, true).await?;
+        if options.service_only {
+            rows.push(batched.row(backend, "service", pick.name(), "group commit", None));
+            continue;
+        }
         let alone = drive_service(&services.wallet, &users, pick, options.service_tasks, duration, false).await?;
         rows.push(alone.row(backend, "service", pick.name(), "one transaction per transfer (baseline)", None));
         rows.push(batched.row(backend, "service", pick.name(), "group commit", Some(&alone)));
         check_ledger(&store, "after the service-layer runs").await?;
     }
 
+    if options.service_only {
+        print_rows(&rows);
+        store.close().await;
+        return Ok(());
+    }
     let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &[])?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.http_clients).build()?;
     wait_ready(&client, &server.base).await?;
@@ -178,13 +190,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     drop(server);
     let check = check_ledger(&store, "after the HTTP runs").await?;
 
-    println!(
-        "| backend | layer | accounts | path | transfers/s | p50 | p99 | refused (402) | errors | ratio to baseline |"
-    );
-    println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for row in rows {
-        println!("{row}");
-    }
+    print_rows(&rows);
     println!();
     println!(
         "{} accounts ({} hot, Zipf s = {}), {} service tasks, {} HTTP clients, {} s per run; ledger check after every phase: ok ({} accounts, sum {})",
@@ -199,6 +205,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     store.close().await;
     Ok(())
+}
+
+fn print_rows(rows: &[String]) {
+    println!(
+        "| backend | layer | accounts | path | transfers/s | p50 | p99 | refused (402) | errors | ratio to baseline |"
+    );
+    println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        println!("{row}");
+    }
 }
 
 /// Inserts `count` users with a session and `SEED_BALANCE` each, in one transaction;

@@ -284,6 +284,21 @@ async fn concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced
         let (available, held) = balance(&server, token).await;
         assert!(available >= 0);
         assert_eq!((available, held), (expected[index], 0), "person {index}");
+        // Batched transfers send one `wallet.updated` per person per batch; whatever was
+        // folded together, the newest event says where the wallet now stands.
+        let mut newest = None;
+        let mut after = "0".to_string();
+        loop {
+            let page = server.get(&format!("/api/v1/events?after={after}&limit=200"), Some(token)).await;
+            let items = page.body["items"].as_array().unwrap();
+            newest = items.iter().filter(|e| e["type"] == "wallet.updated").last().cloned().or(newest);
+            match page.body["next_cursor"].as_str() {
+                Some(next) => after = next.to_string(),
+                None => break,
+            }
+        }
+        let newest = newest.unwrap_or_else(|| panic!("person {index} has no wallet.updated"));
+        assert_eq!((newest["data"]["available"].as_i64(), newest["data"]["held"].as_i64()), (Some(available), Some(0)));
     }
     assert_eq!(expected.iter().sum::<i64>(), 4_000);
     assert_ledger_sound(&server, &auditor).await;

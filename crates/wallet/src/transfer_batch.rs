@@ -24,13 +24,13 @@ use crate::service::{invalid, Transfer, TransferRequest, Wallet, WalletError};
 use plaza_accounts::User;
 use plaza_events::ToAppend;
 use plaza_kernel::Timestamp;
-use plaza_store::{Backend, Row};
+use plaza_store::{numbered_parameters as placeholders, Backend, Row};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Transfers applied in one transaction at most; bounds statement sizes (10 parameters
 /// per movement row) well under both engines' limits.
-pub(crate) const TRANSFER_BATCH_MAX: usize = 256;
+pub(crate) const TRANSFER_BATCH_MAX: usize = 1024;
 
 /// Transfers waiting for the batcher at most, before callers wait for room.
 pub(crate) const TRANSFER_QUEUE_MAX: usize = 8192;
@@ -107,6 +107,7 @@ impl Wallet {
 
     async fn try_transfer_batch(&self, jobs: &[TransferJob]) -> Result<Vec<TransferOutcome>, WalletError> {
         let store = &self.inner.store;
+        let backend = store.backend();
         let mut transaction = store.begin().await?;
 
         // 1. What the batch's keys already hold.
@@ -115,13 +116,17 @@ impl Wallet {
         keys.dedup();
         let mut stored: HashMap<(String, String), StoredKey> = HashMap::new();
         if !keys.is_empty() {
-            let conditions: Vec<String> = (0..keys.len())
-                .map(|n| format!("(scope = ${} AND idempotency_key = ${})", 2 * n + 1, 2 * n + 2))
-                .collect();
+            // A join against the list, not `scope = … AND key = … OR …`: SQLite refuses an
+            // expression over 1,000 deep, which a batch of 1,000 ORs is.
+            let wanted: Vec<String> = (0..keys.len()).map(|n| format!("({})", placeholders(2 * n + 1, 2))).collect();
             let sql = format!(
-                "SELECT scope, idempotency_key, operation, request_hash, result FROM wallet_idempotency WHERE {}",
-                conditions.join(" OR ")
+                "WITH wanted (scope, idempotency_key) AS (VALUES {})
+                 SELECT stored.scope, stored.idempotency_key, stored.operation, stored.request_hash, stored.result
+                 FROM wanted JOIN wallet_idempotency stored
+                   ON stored.scope = wanted.scope AND stored.idempotency_key = wanted.idempotency_key",
+                wanted.join(", ")
             );
+            let sql = backend.bulk_sql(&sql);
             let mut query = sqlx::query(&sql);
             for (scope, key) in &keys {
                 query = query.bind(*scope).bind(*key);
@@ -146,12 +151,14 @@ impl Wallet {
         let list = plaza_store::numbered_parameters(1, people.len());
         let mut existing_users: HashSet<String> = HashSet::new();
         let sql = format!("SELECT id FROM users WHERE id IN ({list})");
+        let sql = backend.bulk_sql(&sql);
         let mut query = sqlx::query_scalar::<_, String>(&sql);
         for id in &people {
             query = query.bind(*id);
         }
         existing_users.extend(query.fetch_all(&mut *transaction).await?);
         let sql = format!("SELECT user_id FROM wallet_pins WHERE user_id IN ({list})");
+        let sql = backend.bulk_sql(&sql);
         let mut query = sqlx::query_scalar::<_, String>(&sql);
         for id in &people {
             query = query.bind(*id);
@@ -173,11 +180,12 @@ impl Wallet {
                 });
             }
         }
-        let lock = if store.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
         let sql = format!(
             "SELECT id, balance, held FROM wallet_accounts WHERE id IN ({}) ORDER BY id{lock}",
             plaza_store::numbered_parameters(1, accounts.len())
         );
+        let sql = backend.bulk_sql(&sql);
         let mut query = sqlx::query(&sql);
         for id in accounts.keys() {
             query = query.bind(id);
@@ -282,6 +290,7 @@ impl Wallet {
                  RETURNING wallet_accounts.id, wallet_accounts.balance",
                 values.join(", ")
             );
+            let sql = backend.bulk_sql(&sql);
             let mut query = sqlx::query(&sql);
             for (id, account) in &changed {
                 query = query.bind(*id).bind(account.balance - account.balance_before);
@@ -302,34 +311,34 @@ impl Wallet {
             accounts.iter().filter(|(_, account)| !account.existed && account.balance != 0).collect();
         if !created.is_empty() {
             let rows: Vec<String> = (0..created.len())
-                .map(|n| format!("(${}, ${}, 'user', ${}, ${}, 0, $1)", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
+                .map(|n| {
+                    format!(
+                        "({}, 'user', {}, 0, {})",
+                        placeholders(5 * n + 1, 2),
+                        placeholders(5 * n + 3, 2),
+                        placeholders(5 * n + 5, 1)
+                    )
+                })
                 .collect();
             let sql = format!(
                 "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at) VALUES {}",
                 rows.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(now.unix_millis());
+            let sql = backend.bulk_sql(&sql);
+            let mut query = sqlx::query(&sql);
             for (id, account) in &created {
-                query = query.bind(*id).bind(&account.owner_id).bind(account.currency).bind(account.balance);
+                query = query
+                    .bind(*id)
+                    .bind(&account.owner_id)
+                    .bind(account.currency)
+                    .bind(account.balance)
+                    .bind(now.unix_millis());
             }
             query.execute(&mut *transaction).await?;
         }
 
         let rows: Vec<String> = (0..done.len())
-            .map(|n| {
-                let base = 2 + 8 * n;
-                format!(
-                    "(${}, ${}, 'transfer', ${}, ${}, ${}, ${}, ${}, ${}, $1)",
-                    base,
-                    base + 1,
-                    base + 2,
-                    base + 3,
-                    base + 4,
-                    base + 5,
-                    base + 6,
-                    base + 7
-                )
-            })
+            .map(|n| format!("({}, 'transfer', {})", placeholders(9 * n + 1, 2), placeholders(9 * n + 3, 7)))
             .collect();
         let sql = format!(
             "INSERT INTO wallet_movements
@@ -337,7 +346,8 @@ impl Wallet {
              VALUES {}",
             rows.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(now.unix_millis());
+        let sql = backend.bulk_sql(&sql);
+        let mut query = sqlx::query(&sql);
         for (index, transfer) in &done {
             let currency = jobs[*index].request.money.currency();
             query = query
@@ -348,7 +358,8 @@ impl Wallet {
                 .bind(transfer.amount)
                 .bind(&transfer.currency)
                 .bind(format!("transfer:{}", transfer.id))
-                .bind(&transfer.note);
+                .bind(&transfer.note)
+                .bind(now.unix_millis());
         }
         query.execute(&mut *transaction).await?;
 
@@ -363,7 +374,7 @@ impl Wallet {
             .collect::<Result<_, _>>()?;
         if !keyed.is_empty() {
             let rows: Vec<String> = (0..keyed.len())
-                .map(|n| format!("(${}, ${}, 'transfer', ${}, ${}, $1)", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
+                .map(|n| format!("({}, 'transfer', {})", placeholders(5 * n + 1, 2), placeholders(5 * n + 3, 3)))
                 .collect();
             // A key claimed meanwhile by another transaction (another node, or a one-by-one
             // transfer) is skipped here, and the count tells: the batch then fails as a
@@ -373,10 +384,11 @@ impl Wallet {
                  VALUES {} ON CONFLICT (scope, idempotency_key) DO NOTHING",
                 rows.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(now.unix_millis());
+            let sql = backend.bulk_sql(&sql);
+            let mut query = sqlx::query(&sql);
             for (job, result) in &keyed {
                 let key = job.key.as_ref().map(IdempotencyKey::as_str).unwrap_or_default();
-                query = query.bind(&job.me.id).bind(key).bind(&job.hash).bind(result);
+                query = query.bind(&job.me.id).bind(key).bind(&job.hash).bind(result).bind(now.unix_millis());
             }
             let inserted = query.execute(&mut *transaction).await?.rows_affected();
             if inserted != keyed.len() as u64 {
@@ -384,30 +396,34 @@ impl Wallet {
             }
         }
 
-        let data: Vec<[(String, Value); 2]> = done
-            .iter()
-            .zip(&states_after)
-            .map(|((_, transfer), after)| {
-                after.clone().map(|(user_id, balance, held)| {
-                    let data = json!({
-                        "currency": transfer.currency,
-                        "available": balance,
-                        "held": held,
-                        "kind": "transfer",
-                        "reference": format!("transfer:{}", transfer.id),
-                    });
-                    (user_id, data)
-                })
-            })
-            .collect();
-        let recipients: Vec<[Vec<String>; 2]> =
-            data.iter().map(|pair| [vec![pair[0].0.clone()], vec![pair[1].0.clone()]]).collect();
-        let mut to_append: Vec<ToAppend<'_>> = Vec::with_capacity(2 * data.len());
-        for (pair, users) in data.iter().zip(&recipients) {
-            for side in 0..2 {
-                to_append.push(ToAppend { user_ids: &users[side], event_type: "wallet.updated", data: &pair[side].1 });
+        // One `wallet.updated` per user and currency for the whole batch, with the state
+        // after the batch's last transfer touching them: the event says where the wallet
+        // now stands, and intermediate states a client would only overwrite cost two event
+        // rows per transfer (a hot account is in most transfers of a batch).
+        let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut updates: Vec<(Vec<String>, Value)> = Vec::new();
+        for ((_, transfer), after) in done.iter().zip(&states_after) {
+            for (user_id, balance, held) in after {
+                let data = json!({
+                    "currency": transfer.currency,
+                    "available": balance,
+                    "held": held,
+                    "kind": "transfer",
+                    "reference": format!("transfer:{}", transfer.id),
+                });
+                match latest.get(&(user_id.as_str(), transfer.currency.as_str())) {
+                    Some(&at) => updates[at].1 = data,
+                    None => {
+                        latest.insert((user_id.as_str(), transfer.currency.as_str()), updates.len());
+                        updates.push((vec![user_id.clone()], data));
+                    }
+                }
             }
         }
+        let to_append: Vec<ToAppend<'_>> = updates
+            .iter()
+            .map(|(users, data)| ToAppend { user_ids: users, event_type: "wallet.updated", data })
+            .collect();
         let appended = self.inner.events.append_many(&mut transaction, &to_append).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
