@@ -110,6 +110,15 @@ pub struct SettingsArgs {
     /// Charged (minor units) when a ride is cancelled after the driver arrived [default: 300].
     #[arg(long, env = "PLAZA_RIDES_CANCEL_FEE", global = true, value_name = "MINOR")]
     pub rides_cancel_fee: Option<String>,
+    /// Held on top of the fare, in percent, for a route longer than quoted [default: 20].
+    #[arg(long, env = "PLAZA_RIDES_HOLD_MARGIN_PERCENT", global = true, value_name = "PERCENT")]
+    pub rides_hold_margin_percent: Option<String>,
+    /// How far from the pickup drivers are looked for, in metres [default: 5000].
+    #[arg(long, env = "PLAZA_RIDES_SEARCH_RADIUS_M", global = true, value_name = "METRES")]
+    pub rides_search_radius_m: Option<String>,
+    /// Milliseconds a node holds the dispatch lease without renewing it; another node takes dispatch over this long after the holder dies [default: 10000].
+    #[arg(long, env = "PLAZA_RIDES_LEASE_MS", global = true, value_name = "MS")]
+    pub rides_lease_ms: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -149,6 +158,9 @@ struct FileSettings {
     rides_surge_cap_percent: Option<u32>,
     rides_platform_fee_bps: Option<u32>,
     rides_cancel_fee: Option<u32>,
+    rides_hold_margin_percent: Option<u32>,
+    rides_search_radius_m: Option<u32>,
+    rides_lease_ms: Option<u32>,
 }
 
 /// A list given as comma-separated text or as a TOML array (admins, currencies).
@@ -388,6 +400,28 @@ impl Config {
         )?;
         let rides_cancel_fee =
             number(&args.rides_cancel_fee, file.rides_cancel_fee, 300, 0..=1_000_000, "PLAZA_RIDES_CANCEL_FEE")?;
+        let rides_hold_margin_percent = number(
+            &args.rides_hold_margin_percent,
+            file.rides_hold_margin_percent,
+            20,
+            0..=100,
+            "PLAZA_RIDES_HOLD_MARGIN_PERCENT",
+        )?;
+        let rides_search_radius_m = number(
+            &args.rides_search_radius_m,
+            file.rides_search_radius_m,
+            5000,
+            100..=50_000,
+            "PLAZA_RIDES_SEARCH_RADIUS_M",
+        )?;
+        let rides_lease_ms =
+            number(&args.rides_lease_ms, file.rides_lease_ms, 10_000, 1000..=300_000, "PLAZA_RIDES_LEASE_MS")?;
+        if rides_lease_ms <= rides_batch_ms {
+            return Err(invalid(
+                "PLAZA_RIDES_LEASE_MS",
+                format!("{rides_lease_ms} must be longer than PLAZA_RIDES_BATCH_MS ({rides_batch_ms})"),
+            ));
+        }
         let currency_code = currencies.first().map_or("USD", |currency| currency.code()).to_string();
         let rides = plaza_rides::RidesConfig {
             fare: plaza_rides::FarePolicy {
@@ -403,6 +437,9 @@ impl Config {
             dispatch_rounds_max: i64::from(rides_dispatch_rounds),
             platform_fee_bps: i64::from(rides_platform_fee_bps),
             cancel_fee: i64::from(rides_cancel_fee),
+            hold_margin_percent: i64::from(rides_hold_margin_percent),
+            search_radius_m: f64::from(rides_search_radius_m),
+            lease_ttl: Duration::from_millis(u64::from(rides_lease_ms)),
             ..plaza_rides::RidesConfig::default()
         };
         Ok(Self {
@@ -552,6 +589,23 @@ mod tests {
             (
                 SettingsArgs { event_retention_days: Some("0".into()), config: None, ..Default::default() },
                 "PLAZA_EVENT_RETENTION_DAYS",
+            ),
+            (
+                SettingsArgs { rides_hold_margin_percent: Some("101".into()), config: None, ..Default::default() },
+                "PLAZA_RIDES_HOLD_MARGIN_PERCENT",
+            ),
+            (
+                SettingsArgs { rides_search_radius_m: Some("50".into()), config: None, ..Default::default() },
+                "PLAZA_RIDES_SEARCH_RADIUS_M",
+            ),
+            (
+                SettingsArgs {
+                    rides_lease_ms: Some("1500".into()),
+                    rides_batch_ms: Some("2000".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_RIDES_LEASE_MS",
             ),
             (args(), "PLAZA_CONFIG"),
         ];
