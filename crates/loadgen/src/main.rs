@@ -123,6 +123,10 @@ enum Command {
         sim_minutes: i64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Percent of offers a driver declines (0–100); the request goes to the next batch
+        /// without that driver, and ends unserved after the dispatcher's rounds.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+        decline_percent: u32,
     },
 }
 
@@ -180,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Rides { index_drivers, queries, sim_drivers, demand, sim_minutes, seed } => {
+        Command::Rides { index_drivers, queries, sim_drivers, demand, sim_minutes, seed, decline_percent } => {
             rides::run(rides::Options {
                 index_drivers,
                 queries,
@@ -188,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
                 demand,
                 sim_seconds: sim_minutes * 60,
                 seed,
+                decline_percent,
             })
             .await
         }

@@ -4,9 +4,12 @@
 //! on a synthetic city, same seed and same demand for both.
 //!
 //! The simulator stands in for the dispatcher's database work (offers, acceptance,
-//! time-outs): every driver accepts the first offer. What it keeps from the dispatcher is
-//! the cost matrix (the index's `nearest` candidates per request, ETAs from
-//! `GreatCircleRoutes`, the same radius and candidate count) and the batch interval.
+//! time-outs), but keeps its offer cycle: a driver declines an offer with probability
+//! `decline_percent`, and then, as in the dispatcher, the request waits for the next batch,
+//! is never offered to that driver again, and ends unserved after `dispatch_rounds_max`
+//! declines. What it keeps from the dispatcher is the cost matrix (the index's `nearest`
+//! candidates per request, ETAs from `GreatCircleRoutes`, the same radius and candidate
+//! count, decliners excluded) and the batch interval.
 
 use hdrhistogram::Histogram;
 use plaza_rides::assignment::{assign_batched, assign_greedy};
@@ -27,6 +30,8 @@ pub struct Options {
     /// Simulated seconds per run.
     pub sim_seconds: i64,
     pub seed: u64,
+    /// Percent of offers declined (0–100).
+    pub decline_percent: u32,
 }
 
 /// A square synthetic city around a centre, in metres east (x) and north (y).
@@ -200,6 +205,9 @@ struct Outcome {
     /// Busy seconds with a rider on board (busy minus driving empty to pickups).
     carrying_s: f64,
     driver_seconds: f64,
+    declines: usize,
+    /// Requests that ran out of dispatch rounds (declined too often).
+    no_driver: usize,
 }
 
 /// Demand: Poisson arrivals per 1 km zone, busier towards the centre (weight e^(−r/3 km)),
@@ -285,8 +293,17 @@ fn simulate(
         busy_s: 0.0,
         carrying_s: 0.0,
         driver_seconds: options.sim_drivers as f64 * options.sim_seconds as f64,
+        declines: 0,
+        no_driver: 0,
     };
+    // Declines draw from their own stream, so that both strategies see the same demand
+    // and the same cruising whatever they decline.
+    let mut answers = Random(options.seed.rotate_left(29) | 1);
+    let decline_probability = f64::from(options.decline_percent.min(100)) / 100.0;
+    let rounds_max = config.dispatch_rounds_max.max(1) as usize;
     let mut open: Vec<Request> = Vec::new();
+    // The drivers who declined each open request (parallel to `open`).
+    let mut declined: Vec<Vec<usize>> = Vec::new();
     let mut next = 0;
     let mut now_s = 0;
     while now_s < options.sim_seconds {
@@ -308,10 +325,18 @@ fn simulate(
         }
         while next < requests.len() && requests[next].at_s <= now_s {
             open.push(requests[next]);
+            declined.push(Vec::new());
             next += 1;
         }
         let before = open.len();
-        open.retain(|r| now_s - r.at_s <= r.patience_s);
+        let keep: Vec<bool> = open
+            .iter()
+            .zip(&declined)
+            .map(|(r, declined)| now_s - r.at_s <= r.patience_s && declined.len() < rounds_max)
+            .collect();
+        outcome.no_driver += declined.iter().filter(|d| d.len() >= rounds_max).count();
+        retain_by(&mut open, &keep);
+        retain_by(&mut declined, &keep);
         outcome.abandoned += before - open.len();
         if open.is_empty() {
             continue;
@@ -321,11 +346,12 @@ fn simulate(
         let mut columns: Vec<usize> = Vec::new();
         let mut column_of = std::collections::HashMap::new();
         let mut costs: Vec<Vec<Option<i64>>> = Vec::with_capacity(batch);
-        for request in &open[..batch] {
+        for (request, declined) in open[..batch].iter().zip(&declined) {
             let pickup = city.at(request.pickup.0, request.pickup.1)?;
             let mut row = Vec::new();
+            let excluded = |id: &str| driver_of(id).is_some_and(|d| declined.contains(&d));
             for candidate in
-                index.nearest(pickup, config.search_radius_m, config.candidates_per_request, now_ms, |_| false)
+                index.nearest(pickup, config.search_radius_m, config.candidates_per_request, now_ms, excluded)
             {
                 let Some(d) = driver_of(&candidate.driver_id) else { continue };
                 let column = *column_of.entry(d).or_insert_with(|| {
@@ -349,6 +375,12 @@ fn simulate(
         let mut matched = vec![false; open.len()];
         for (r, column) in pairs {
             let d = columns[column];
+            if answers.unit() < decline_probability {
+                // Declined: the driver stays free, the request waits for the next batch.
+                declined[r].push(d);
+                outcome.declines += 1;
+                continue;
+            }
             let request = open[r];
             let pickup = city.at(request.pickup.0, request.pickup.1)?;
             let here = city.at(positions[d].0, positions[d].1)?;
@@ -368,27 +400,35 @@ fn simulate(
             outcome.pickup_eta_s_total += pickup_s as f64;
             outcome.pickup_distance_m_total += pickup_m as f64;
         }
-        let mut r = 0;
-        open.retain(|_| {
-            r += 1;
-            !matched[r - 1]
-        });
+        let keep: Vec<bool> = matched.iter().map(|m| !m).collect();
+        retain_by(&mut open, &keep);
+        retain_by(&mut declined, &keep);
     }
     outcome.abandoned += open.len();
     Ok(outcome)
 }
 
+/// Keeps the items whose `keep` is true, in order.
+fn retain_by<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut i = 0;
+    items.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+}
+
 fn dispatch_simulation(options: &Options, city: City) -> anyhow::Result<()> {
     let tick_s = RidesConfig::default().batch_interval.as_secs().max(1) as i64;
     println!(
-        "### Dispatch simulator: {} drivers, {:.0} km × {:.0} km city, {} simulated minutes per run, batch every {tick_s} s\n",
+        "### Dispatch simulator: {} drivers, {:.0} km × {:.0} km city, {} simulated minutes per run, batch every {tick_s} s, {}% of offers declined\n",
         options.sim_drivers,
         2.0 * city.half_side_m / 1000.0,
         2.0 * city.half_side_m / 1000.0,
-        options.sim_seconds / 60
+        options.sim_seconds / 60,
+        options.decline_percent,
     );
-    println!("| demand | strategy | requests | service rate | abandoned | time to match p50 / p95 | pickup ETA p50 / p95 | mean pickup distance | driver utilisation | rider on board | run time |");
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| demand | strategy | requests | service rate | abandoned (of which no_driver) | declines | time to match p50 / p95 | pickup ETA p50 / p95 | mean pickup distance | driver utilisation | rider on board | run time |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut gains = Vec::new();
     for &requests_per_second in &options.demand {
         let requests = demand(options, city, requests_per_second, tick_s);
@@ -400,11 +440,13 @@ fn dispatch_simulation(options: &Options, city: City) -> anyhow::Result<()> {
             let mean_distance = outcome.pickup_distance_m_total / matched;
             let mean_eta = outcome.pickup_eta_s_total / matched;
             println!(
-                "| {requests_per_second}/s | {} | {} | {:.1}% | {} | {} s / {} s | {} s / {} s | {mean_distance:.0} m | {:.1}% | {:.1}% | {:.1} s |",
+                "| {requests_per_second}/s | {} | {} | {:.1}% | {} ({}) | {} | {} s / {} s | {} s / {} s | {mean_distance:.0} m | {:.1}% | {:.1}% | {:.1} s |",
                 strategy.name(),
                 outcome.requests,
                 100.0 * outcome.matched as f64 / outcome.requests.max(1) as f64,
                 outcome.abandoned,
+                outcome.no_driver,
+                outcome.declines,
                 outcome.time_to_match_s.value_at_quantile(0.5),
                 outcome.time_to_match_s.value_at_quantile(0.95),
                 outcome.pickup_eta_s.value_at_quantile(0.5),
@@ -438,7 +480,15 @@ mod tests {
     use super::*;
 
     fn options() -> Options {
-        Options { index_drivers: 0, queries: 0, sim_drivers: 40, demand: vec![0.05], sim_seconds: 900, seed: 7 }
+        Options {
+            index_drivers: 0,
+            queries: 0,
+            sim_drivers: 40,
+            demand: vec![0.05],
+            sim_seconds: 900,
+            seed: 7,
+            decline_percent: 0,
+        }
     }
 
     #[test]
@@ -458,6 +508,18 @@ mod tests {
             assert_eq!(outcome.matched + outcome.abandoned, requests.len());
             assert!(outcome.matched > 0);
             assert_eq!(outcome.pickup_eta_s.len(), outcome.matched as u64);
+            assert_eq!((outcome.declines, outcome.no_driver), (0, 0));
         }
+    }
+
+    #[test]
+    fn declined_offers_go_to_other_drivers_and_every_request_is_still_accounted_for() {
+        let options = Options { decline_percent: 50, ..options() };
+        let city = City { centre_lat: 1.3521, centre_lng: 103.8198, half_side_m: 3_000.0 };
+        let requests = demand(&options, city, 0.05, 2);
+        let outcome = simulate(&options, city, &requests, Strategy::Batched, 2).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.matched + outcome.abandoned, requests.len());
+        assert!(outcome.declines > 0 && outcome.matched > 0);
+        assert!(outcome.no_driver <= outcome.abandoned);
     }
 }
