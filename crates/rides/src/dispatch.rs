@@ -7,7 +7,7 @@
 use crate::assignment::assign_batched;
 use crate::index::Candidate;
 use crate::model::RideAction;
-use crate::service::{lock, ride_from_row, Actor, Rides, RidesError};
+use crate::service::{lock, release_offer, ride_from_row, Actor, Rides, RidesError};
 use plaza_kernel::Timestamp;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -19,7 +19,12 @@ impl Rides {
         let mut every = tokio::time::interval(self.inner.config.batch_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            every.tick().await;
+            // A decline anywhere wakes the batch early (at most one extra batch per
+            // decline: `Notify` keeps a single permit).
+            tokio::select! {
+                _ = every.tick() => {}
+                () = self.inner.dispatch_now.notified() => {}
+            }
             if let Err(error) = self.dispatch_once().await {
                 tracing::warn!("rides dispatch batch failed: {error}");
             }
@@ -36,7 +41,9 @@ impl Rides {
         self.expire_offers(now).await?;
         self.give_up(now).await?;
         self.assign(now).await?;
-        self.settle_pending().await
+        self.settle_pending().await?;
+        self.release_stranded_holds(now).await?;
+        Ok(())
     }
 
     /// Takes or renews the region's lease: a row that names its holder until it expires.
@@ -68,23 +75,7 @@ impl Rides {
             let ride_id: String = plaza_store::Row::try_get(&row, "id")?;
             let driver_id: String = plaza_store::Row::try_get(&row, "offered_driver_id")?;
             let mut transaction = self.inner.store.begin().await?;
-            sqlx::query(
-                "UPDATE rides SET offered_driver_id = NULL, offer_expires_at = NULL, dispatch_rounds = dispatch_rounds + 1,
-                     updated_at = $3
-                 WHERE id = $1 AND status = 'requested' AND offered_driver_id = $2",
-            )
-            .bind(&ride_id)
-            .bind(&driver_id)
-            .bind(now)
-            .execute(&mut *transaction)
-            .await?;
-            sqlx::query(
-                "UPDATE ride_offers SET outcome = 'expired' WHERE ride_id = $1 AND driver_id = $2 AND outcome = 'open'",
-            )
-            .bind(&ride_id)
-            .bind(&driver_id)
-            .execute(&mut *transaction)
-            .await?;
+            release_offer(&mut transaction, &ride_id, &driver_id, "expired", now).await?;
             transaction.commit().await?;
         }
         Ok(())
@@ -124,6 +115,24 @@ impl Rides {
         Ok(())
     }
 
+    /// Which of these drivers the database has online, asked 500 at a time.
+    async fn online_among<'a>(&self, driver_ids: impl Iterator<Item = &'a str>) -> Result<HashSet<String>, RidesError> {
+        let unique: Vec<&str> = driver_ids.collect::<HashSet<_>>().into_iter().collect();
+        let mut online = HashSet::with_capacity(unique.len());
+        for chunk in unique.chunks(500) {
+            let statement = format!(
+                "SELECT driver_id FROM ride_drivers WHERE online = 1 AND driver_id IN ({})",
+                plaza_store::numbered_parameters(1, chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&statement);
+            for driver_id in chunk {
+                query = query.bind(*driver_id);
+            }
+            online.extend(query.fetch_all(self.inner.store.write()).await?);
+        }
+        Ok(online)
+    }
+
     async fn assign(&self, now: i64) -> Result<(), RidesError> {
         let config = &self.inner.config;
         let rows = sqlx::query(&format!(
@@ -147,9 +156,7 @@ impl Rides {
         .await?
         .into_iter()
         .collect();
-        let mut columns: Vec<Candidate> = Vec::new();
-        let mut column_of: HashMap<Arc<str>, usize> = HashMap::new();
-        let mut costs: Vec<Vec<Option<i64>>> = Vec::with_capacity(rides.len());
+        let mut candidates_of: Vec<Vec<Candidate>> = Vec::with_capacity(rides.len());
         for ride in &rides {
             let declined: HashSet<String> = sqlx::query_scalar("SELECT driver_id FROM ride_offers WHERE ride_id = $1")
                 .bind(&ride.id)
@@ -157,15 +164,24 @@ impl Rides {
                 .await?
                 .into_iter()
                 .collect();
-            let candidates = lock(&self.inner.index).nearest(
+            candidates_of.push(lock(&self.inner.index).nearest(
                 ride.pickup,
                 config.search_radius_m,
                 config.candidates_per_request,
                 now,
                 |id| busy.contains(id) || declined.contains(id) || id == ride.rider_id,
-            );
+            ));
+        }
+        // The index is soft state fed by the bus; the database says who is online. A
+        // driver whose `offline` announcement was lost (or one announced on a bus this
+        // database does not serve) is not offered anything.
+        let online = self.online_among(candidates_of.iter().flatten().map(|candidate| &*candidate.driver_id)).await?;
+        let mut columns: Vec<Candidate> = Vec::new();
+        let mut column_of: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut costs: Vec<Vec<Option<i64>>> = Vec::with_capacity(rides.len());
+        for (ride, candidates) in rides.iter().zip(candidates_of) {
             let mut row = Vec::new();
-            for candidate in candidates {
+            for candidate in candidates.into_iter().filter(|candidate| online.contains(&*candidate.driver_id)) {
                 let column = *column_of.entry(candidate.driver_id.clone()).or_insert_with(|| {
                     columns.push(candidate.clone());
                     columns.len() - 1

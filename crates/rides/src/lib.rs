@@ -15,10 +15,12 @@ mod dispatch;
 pub mod index;
 mod migrations;
 pub mod model;
+mod presence;
 pub mod routes;
 mod service;
 
 pub use migrations::MIGRATIONS;
 pub use model::{FarePolicy, LatLng, RideAction, RideStatus, RouteEstimator};
+pub use presence::DRIVERS_SUBJECT;
 pub use routes::router;
 pub use service::{DriverState, Quote, Rating, Ride, Rides, RidesConfig, RidesError, Vehicle};

@@ -83,10 +83,35 @@ const SCHEMA: &str = r#"
     );
 "#;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    service: "rides",
-    version: 1,
-    name: "quotes, rides, offers, ratings, drivers, leases",
-    sqlite: SCHEMA,
-    postgres: SCHEMA,
-}];
+/// One open ride per rider, decided by the database: two concurrent requests on different
+/// quotes cannot both insert (a partial unique index; both engines have them). And the
+/// holds taken for a request whose ride is not saved yet, so that a crash between the
+/// wallet call and the ride's row leaves a trace the dispatcher's sweep can release.
+const ONE_OPEN_RIDE_AND_PENDING_HOLDS: &str = r#"
+    CREATE UNIQUE INDEX rides_one_open_per_rider ON rides (rider_id)
+        WHERE status IN ('requested', 'driver_assigned', 'driver_arrived', 'in_progress');
+    CREATE TABLE ride_holds (
+        quote_id TEXT PRIMARY KEY,
+        rider_id TEXT NOT NULL,
+        quote_expires_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX ride_holds_expiry ON ride_holds (quote_expires_at);
+"#;
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        service: "rides",
+        version: 1,
+        name: "quotes, rides, offers, ratings, drivers, leases",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    },
+    Migration {
+        service: "rides",
+        version: 2,
+        name: "one open ride per rider, pending holds",
+        sqlite: ONE_OPEN_RIDE_AND_PENDING_HOLDS,
+        postgres: ONE_OPEN_RIDE_AND_PENDING_HOLDS,
+    },
+];

@@ -49,6 +49,10 @@ impl From<RidesError> for Problem {
             RidesError::QuoteExpired => {
                 Problem::new(ErrorCode::QuoteExpired, "the quote expired; ask for a new one").with_field("quote_id")
             }
+            RidesError::QuoteSpent => {
+                Problem::new(ErrorCode::QuoteExpired, "this quote's request ended without a ride; ask for a new quote")
+                    .with_field("quote_id")
+            }
             RidesError::RideNotFound => Problem::new(ErrorCode::RideNotFound, "no such ride"),
             RidesError::RideAlreadyOpen { ride_id } => {
                 Problem::new(ErrorCode::RideAlreadyOpen, format!("you already have an open ride {ride_id}"))
@@ -77,6 +81,7 @@ impl From<RidesError> for Problem {
                 Problem::new(ErrorCode::Unavailable, "the database is not reachable; try again shortly")
             }
             RidesError::Database(error) => Problem::internal(&error),
+            RidesError::Bus(reason) => Problem::internal(&reason),
             RidesError::Invariant(reason) => Problem::internal(&reason),
         }
     }

@@ -3,13 +3,14 @@
 
 use crate::index::{DriverIndex, IndexLimits, LocationRefused, SURGE_RESOLUTION};
 use crate::model::{FarePolicy, GreatCircleRoutes, LatLng, RideAction, RideStatus, RouteEstimator};
+use crate::presence::Presence;
 use plaza_accounts::{Accounts, User};
 use plaza_chat::{Chat, ChatError, MessageKind};
 use plaza_events::{Appended, Events};
 use plaza_kernel::{Currency, Money, Timestamp};
 use plaza_store::{Any, AnyRow, Row, Store, Transaction};
 use plaza_wallet::model::IdempotencyKey;
-use plaza_wallet::{Wallet, WalletError};
+use plaza_wallet::{PaymentIntentStatus, Wallet, WalletError};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -45,6 +46,8 @@ pub struct RidesConfig {
     pub index_limits: IndexLimits,
     /// How long this node holds the dispatch lease without renewing it.
     pub lease_ttl: Duration,
+    /// How long after its quote expired a hold whose ride was never saved is released.
+    pub stranded_hold_grace: Duration,
 }
 
 impl Default for RidesConfig {
@@ -65,6 +68,7 @@ impl Default for RidesConfig {
             cancel_fee: 300,
             index_limits: IndexLimits::default(),
             lease_ttl: Duration::from_secs(10),
+            stranded_hold_grace: Duration::from_secs(120),
         }
     }
 }
@@ -90,6 +94,10 @@ pub enum RidesError {
     QuoteNotFound,
     #[error("the quote expired")]
     QuoteExpired,
+    /// The quote's hold was released without a ride (its request lost to another, or a
+    /// crash left it to the sweep): the quote cannot be used again.
+    #[error("the quote was used up")]
+    QuoteSpent,
     #[error("no such ride")]
     RideNotFound,
     #[error("the rider already has an open ride {ride_id}")]
@@ -108,6 +116,8 @@ pub enum RidesError {
     Chat(#[from] ChatError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("bus: {0}")]
+    Bus(String),
     #[error("invariant: {0}")]
     Invariant(String),
 }
@@ -268,6 +278,8 @@ pub(crate) struct Inner {
     /// The rider each driver on a trip streams locations to (driver → (ride, rider)).
     pub(crate) trips: Mutex<HashMap<String, (String, String)>>,
     pub(crate) node_id: String,
+    /// Wakes the dispatcher before its next tick (a declined offer, on any node).
+    pub(crate) dispatch_now: tokio::sync::Notify,
 }
 
 pub(crate) const RIDE_COLUMNS_PUB: &str = RIDE_COLUMNS;
@@ -327,6 +339,7 @@ impl Rides {
                 demand: Mutex::new(HashMap::new()),
                 trips: Mutex::new(HashMap::new()),
                 node_id: plaza_kernel::new_id(),
+                dispatch_now: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -356,12 +369,16 @@ impl Rides {
         .bind(now)
         .execute(self.inner.store.write())
         .await?;
-        lock(&self.inner.index).go_online(&me.id, location, now);
+        self.announce_presence(Presence::At { driver_id: me.id.clone(), lat: location.lat(), lng: location.lng() });
         // A driver coming back (after a restart of either side) resumes streaming to the
         // rider of a trip still under way.
         let active = self.active_ride_of_driver(&me.id).await?;
         if let Some(ride) = &active {
-            lock(&self.inner.trips).insert(me.id.clone(), (ride.id.clone(), ride.rider_id.clone()));
+            self.announce_presence(Presence::Trip {
+                driver_id: me.id.clone(),
+                ride_id: ride.id.clone(),
+                rider_id: ride.rider_id.clone(),
+            });
         }
         Ok(DriverState {
             driver_id: me.id.clone(),
@@ -380,7 +397,7 @@ impl Rides {
             .bind(now)
             .execute(self.inner.store.write())
             .await?;
-        lock(&self.inner.index).remove(&me.id);
+        self.announce_presence(Presence::Offline { driver_id: me.id.clone() });
         let vehicle = self.vehicle_of(&me.id).await?;
         let active = self.active_ride_of_driver(&me.id).await?;
         Ok(DriverState {
@@ -396,6 +413,8 @@ impl Rides {
     pub fn update_location(&self, me: &User, location: LatLng, heading: Option<f64>) -> Result<(), RidesError> {
         let now = Timestamp::now().unix_millis();
         lock(&self.inner.index).update(&me.id, location, now)?;
+        // Checked here; the other nodes' replicas take it as it is.
+        self.tell_other_nodes(Presence::At { driver_id: me.id.clone(), lat: location.lat(), lng: location.lng() });
         let trip = lock(&self.inner.trips).get(&me.id).cloned();
         if let Some((ride_id, rider_id)) = trip {
             let data = json!({"ride_id": ride_id, "driver_id": me.id, "lat": location.lat(), "lng": location.lng(),
@@ -534,6 +553,9 @@ impl Rides {
 
     /// Requests a ride on the caller's quote, holding the fare plus the margin. Asking
     /// again with the same quote returns the same ride (`true`) and holds nothing more.
+    /// A rider has at most one open ride: the database's partial unique index decides
+    /// between concurrent requests on different quotes, and the loser's hold is released
+    /// before it is told 409.
     pub async fn request(&self, me: &User, quote_id: &str) -> Result<(Ride, bool), RidesError> {
         let quote = self.load_quote(me, quote_id).await?;
         if let Some(ride) = self.ride_by_quote(quote_id).await? {
@@ -542,24 +564,44 @@ impl Rides {
         if quote.expires_at.unix_millis() < Timestamp::now().unix_millis() {
             return Err(RidesError::QuoteExpired);
         }
-        let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM rides WHERE rider_id = $1
-             AND status IN ('requested', 'driver_assigned', 'driver_arrived', 'in_progress') LIMIT 1",
-        )
-        .bind(&me.id)
-        .fetch_optional(self.inner.store.write())
-        .await?;
-        if let Some(ride_id) = open {
+        // The common case, answered without touching the wallet.
+        if let Some(ride_id) = self.open_ride_of_rider(&me.id).await? {
             return Err(RidesError::RideAlreadyOpen { ride_id });
         }
         let currency = Currency::parse(&quote.currency)
             .ok_or_else(|| RidesError::Invariant(format!("quote currency {:?}", quote.currency)))?;
-        let hold = quote.fare + (quote.fare * self.inner.config.hold_margin_percent.max(0) + 99) / 100;
+        let hold = hold_for(quote.fare, self.inner.config.hold_margin_percent);
         let money = Money::new(hold, currency).map_err(|error| RidesError::Invariant(error.to_string()))?;
+        // Recorded before the wallet call: if this node dies between the hold and the
+        // ride's row, the sweep finds the hold through this row once the quote is dead.
+        sqlx::query(
+            "INSERT INTO ride_holds (quote_id, rider_id, quote_expires_at, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (quote_id) DO NOTHING",
+        )
+        .bind(quote_id)
+        .bind(&me.id)
+        .bind(quote.expires_at.unix_millis())
+        .bind(Timestamp::now().unix_millis())
+        .execute(self.inner.store.write())
+        .await?;
         // Keyed by the quote: a retry after a crash between the hold and the ride's row
         // finds the same hold instead of taking a second one.
-        let key = idempotency_key(&format!("ride-hold-{quote_id}"))?;
-        let (intent, _) = self.inner.wallet.create_payment_intent(&me.id, money, "ride", Some(&key)).await?;
+        let key = hold_key(quote_id)?;
+        let intent = match self.inner.wallet.create_payment_intent(&me.id, money, "ride", Some(&key)).await {
+            Ok((intent, false)) => intent,
+            // A replay answers the intent as it was created; what counts is how it stands now.
+            Ok((intent, true)) => self.inner.wallet.payment_intent(&intent.id).await?,
+            Err(error) => {
+                // Nothing was held (or a retry found the key reused): nothing to sweep.
+                self.forget_pending_hold(quote_id).await?;
+                return Err(error.into());
+            }
+        };
+        if intent.status != PaymentIntentStatus::Held {
+            // This quote's hold was already released (its request lost a race, or the
+            // sweep took it): the quote is spent.
+            return Err(RidesError::QuoteSpent);
+        }
         let now = Timestamp::now().unix_millis();
         let ride_id = plaza_kernel::new_id();
         let mut transaction = self.inner.store.begin().await?;
@@ -586,12 +628,21 @@ impl Rides {
         .bind(hold)
         .bind(now)
         .execute(&mut *transaction)
-        .await?;
+        .await;
+        let inserted = match inserted {
+            Ok(inserted) => inserted,
+            Err(error) if plaza_store::is_unique_violation(&error) => {
+                transaction.rollback().await?;
+                return self.lost_to_another_request(me, quote_id, &intent.id).await;
+            }
+            Err(error) => return Err(error.into()),
+        };
         if inserted.rows_affected() == 0 {
             transaction.rollback().await?;
             let ride = self.ride_by_quote(quote_id).await?.ok_or(RidesError::RideNotFound)?;
             return Ok((ride, true));
         }
+        sqlx::query("DELETE FROM ride_holds WHERE quote_id = $1").bind(quote_id).execute(&mut *transaction).await?;
         let ride = load_ride(&mut transaction, &ride_id).await?;
         let appended = self
             .inner
@@ -601,6 +652,78 @@ impl Rides {
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((ride, false))
+    }
+
+    /// Another request of the rider's saved its ride first: release this request's hold
+    /// and say which ride is open. (The same quote requested twice at once shares one
+    /// hold; then the other request's ride is this one's too, and nothing is released.)
+    async fn lost_to_another_request(
+        &self,
+        me: &User,
+        quote_id: &str,
+        intent_id: &str,
+    ) -> Result<(Ride, bool), RidesError> {
+        if let Some(ride) = self.ride_by_quote(quote_id).await? {
+            return Ok((ride, true));
+        }
+        let key = idempotency_key(&format!("ride-hold-release-{quote_id}"))?;
+        match self.inner.wallet.void_payment_intent(intent_id, Some(&key)).await {
+            Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.forget_pending_hold(quote_id).await?;
+        let ride_id = self.open_ride_of_rider(&me.id).await?.unwrap_or_default();
+        Err(RidesError::RideAlreadyOpen { ride_id })
+    }
+
+    async fn forget_pending_hold(&self, quote_id: &str) -> Result<(), RidesError> {
+        sqlx::query("DELETE FROM ride_holds WHERE quote_id = $1")
+            .bind(quote_id)
+            .execute(self.inner.store.write())
+            .await?;
+        Ok(())
+    }
+
+    /// Holds taken for requests whose ride was never saved (the node died between the
+    /// wallet call and the ride's row), released once their quote is dead for `grace`:
+    /// by then no request can still be using it, because a request refuses an expired
+    /// quote before holding and lives at most the HTTP time-out (30 s) after that.
+    pub(crate) async fn release_stranded_holds(&self, now: i64) -> Result<u64, RidesError> {
+        let cutoff = now - self.inner.config.stranded_hold_grace.as_millis() as i64;
+        let rows = sqlx::query("SELECT quote_id, rider_id FROM ride_holds WHERE quote_expires_at < $1 LIMIT 100")
+            .bind(cutoff)
+            .fetch_all(self.inner.store.write())
+            .await?;
+        let mut released = 0;
+        for row in rows {
+            let quote_id: String = row.try_get("quote_id")?;
+            let rider_id: String = row.try_get("rider_id")?;
+            if self.ride_by_quote(&quote_id).await?.is_none() {
+                let key = hold_key(&quote_id)?;
+                let intent = self.inner.wallet.payment_intent_created_with_key(&rider_id, &key).await?;
+                if let Some(intent) = intent.filter(|intent| intent.status == PaymentIntentStatus::Held) {
+                    let release = idempotency_key(&format!("ride-hold-release-{quote_id}"))?;
+                    match self.inner.wallet.void_payment_intent(&intent.id, Some(&release)).await {
+                        Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                    tracing::info!(quote_id, rider_id, amount = intent.amount, "released a stranded ride hold");
+                    released += 1;
+                }
+            }
+            self.forget_pending_hold(&quote_id).await?;
+        }
+        Ok(released)
+    }
+
+    async fn open_ride_of_rider(&self, rider_id: &str) -> Result<Option<String>, RidesError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM rides WHERE rider_id = $1
+             AND status IN ('requested', 'driver_assigned', 'driver_arrived', 'in_progress') LIMIT 1",
+        )
+        .bind(rider_id)
+        .fetch_optional(self.inner.store.write())
+        .await?)
     }
 
     async fn ride_by_quote(&self, quote_id: &str) -> Result<Option<Ride>, RidesError> {
@@ -674,7 +797,11 @@ impl Rides {
         let appended = self.announce(&mut transaction, &ride).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
-        lock(&self.inner.trips).insert(me.id.clone(), (ride.id.clone(), ride.rider_id.clone()));
+        self.announce_presence(Presence::Trip {
+            driver_id: me.id.clone(),
+            ride_id: ride.id.clone(),
+            rider_id: ride.rider_id.clone(),
+        });
         Ok(ride)
     }
 
@@ -682,26 +809,14 @@ impl Rides {
     pub async fn decline(&self, me: &User, ride_id: &str) -> Result<Ride, RidesError> {
         let mut transaction = self.inner.store.begin().await?;
         let ride = self.ride_for_offer(&mut transaction, me, ride_id).await?;
-        let moved = sqlx::query(
-            "UPDATE rides SET offered_driver_id = NULL, offer_expires_at = NULL, dispatch_rounds = dispatch_rounds + 1,
-                 updated_at = $3
-             WHERE id = $1 AND status = 'requested' AND offered_driver_id = $2",
-        )
-        .bind(ride_id)
-        .bind(&me.id)
-        .bind(Timestamp::now().unix_millis())
-        .execute(&mut *transaction)
-        .await?;
-        if moved.rows_affected() != 1 {
+        let now = Timestamp::now().unix_millis();
+        if !release_offer(&mut transaction, ride_id, &me.id, "declined", now).await? {
             return Err(RidesError::InvalidTransition { status: ride.status.as_str(), action: "be declined" });
         }
-        sqlx::query("UPDATE ride_offers SET outcome = 'declined' WHERE ride_id = $1 AND driver_id = $2")
-            .bind(ride_id)
-            .bind(&me.id)
-            .execute(&mut *transaction)
-            .await?;
         let ride = load_ride(&mut transaction, ride_id).await?;
         transaction.commit().await?;
+        // The lease holder, on whichever node, offers it to the next driver now.
+        self.announce_presence(Presence::Dispatch);
         Ok(ride)
     }
 
@@ -817,7 +932,7 @@ impl Rides {
         self.inner.events.publish(appended);
         if next.is_final() {
             if let Some(driver_id) = &updated.driver_id {
-                lock(&self.inner.trips).remove(driver_id);
+                self.announce_presence(Presence::TripEnded { driver_id: driver_id.clone() });
             }
             // The state change stands even if the wallet is briefly unreachable: the
             // dispatcher's sweep settles what is left held.
@@ -953,6 +1068,48 @@ fn settlement_charge(config: &RidesConfig, from: RideStatus, to: RideStatus, far
         RideStatus::Cancelled if from.cancel_is_charged() => config.cancel_fee.clamp(0, hold),
         _ => 0,
     }
+}
+
+/// Takes an open offer back from `driver_id` (declined, or unanswered in time): the ride
+/// waits for the next batch, one round nearer `no_driver`, and the driver is not asked
+/// again. False when the offer was no longer open.
+pub(crate) async fn release_offer(
+    transaction: &mut Transaction<'static, Any>,
+    ride_id: &str,
+    driver_id: &str,
+    outcome: &'static str,
+    now: i64,
+) -> Result<bool, RidesError> {
+    let moved = sqlx::query(
+        "UPDATE rides SET offered_driver_id = NULL, offer_expires_at = NULL, dispatch_rounds = dispatch_rounds + 1,
+             updated_at = $3
+         WHERE id = $1 AND status = 'requested' AND offered_driver_id = $2",
+    )
+    .bind(ride_id)
+    .bind(driver_id)
+    .bind(now)
+    .execute(&mut **transaction)
+    .await?;
+    if moved.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE ride_offers SET outcome = $3 WHERE ride_id = $1 AND driver_id = $2 AND outcome = 'open'")
+        .bind(ride_id)
+        .bind(driver_id)
+        .bind(outcome)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(true)
+}
+
+/// What a request holds for `fare`: the fare plus `margin_percent`, rounded up.
+fn hold_for(fare: i64, margin_percent: i64) -> i64 {
+    fare + (fare * margin_percent.max(0) + 99) / 100
+}
+
+/// The wallet key of a quote's hold, so that the hold is taken at most once per quote.
+fn hold_key(quote_id: &str) -> Result<IdempotencyKey, RidesError> {
+    idempotency_key(&format!("ride-hold-{quote_id}"))
 }
 
 pub(crate) fn idempotency_key(text: &str) -> Result<IdempotencyKey, RidesError> {

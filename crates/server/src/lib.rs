@@ -71,6 +71,8 @@ pub async fn serve_with(
     // Every node prunes; deleting what another node already deleted is harmless.
     let pruning =
         tokio::spawn(services.events.clone().prune_continually(config.event_retention, config.event_prune_interval));
+    // Every node keeps a replica of the driver index, fed by the other nodes over the bus.
+    let rides_presence = tokio::spawn(services.rides.follow_presence().await?);
     // Ride dispatch runs on every node but acts only on the one holding the region's lease.
     let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
     let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
@@ -105,6 +107,7 @@ pub async fn serve_with(
     revocations.abort();
     pruning.abort();
     rides_dispatcher.abort();
+    rides_presence.abort();
     if let Some(drivers) = drivers {
         drivers.abort();
     }

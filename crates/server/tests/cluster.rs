@@ -1,11 +1,14 @@
 //! Two `plaza serve` nodes sharing one PostgreSQL database and one NATS server (started by
-//! `scripts/test`, named by `PLAZA_TEST_NATS_URL`).
+//! `scripts/test`, named by `PLAZA_TEST_NATS_URL`). PostgreSQL only: two processes cannot
+//! share one SQLite database, and every single-node behaviour is tested on both engines in
+//! the service's own file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use serde_json::json;
 use std::time::Duration;
+use support::rides::{act, balance, go_online, next_offer, request_ride, topup, wait_ride};
 use support::{Db, TestServer};
 
 async fn two_nodes() -> (TestServer, TestServer) {
@@ -80,4 +83,163 @@ async fn a_logout_through_one_node_ends_the_session_on_the_other() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(refused, "node B still honours a session that node A ended");
+}
+
+// ---- rides across nodes ----
+
+/// Two nodes tuned for rides. Node A starts first and holds the dispatch lease before B
+/// starts, so B only ever dispatches by taking the lease over. Returns A's lease identity.
+async fn two_ride_nodes(batch: Duration, lease: Duration, offer_timeout: Duration) -> (TestServer, TestServer, String) {
+    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let configure = |config: &mut plaza_server::config::Config| {
+        config.nats_url = Some(nats.clone());
+        config.rides.batch_interval = batch;
+        config.rides.lease_ttl = lease;
+        config.rides.offer_timeout = offer_timeout;
+        config.rides.dispatch_rounds_max = 1_000_000;
+        config.rides.index_limits.update_interval_min_ms = 0;
+    };
+    let node_a = TestServer::start_on(&database_url, configure).await;
+    let holder = wait_lease_holder(&node_a, |_| true).await;
+    let node_b = TestServer::start_on(&database_url, configure).await;
+    (node_a, node_b, holder)
+}
+
+/// The node id in the region's lease row, once `accept` likes it (at most 20 s).
+async fn wait_lease_holder(node: &TestServer, accept: impl Fn(&str) -> bool) -> String {
+    let mut database = node.database().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let holder: Option<String> = sqlx::query_scalar("SELECT holder FROM ride_leases WHERE region = 'default'")
+            .fetch_optional(&mut database)
+            .await
+            .unwrap();
+        if let Some(holder) = holder.filter(|holder| accept(holder)) {
+            return holder;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the lease never went where expected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The rider asks on node A, which dispatches; the driver is connected to node B only.
+/// A sees the driver through the replicated index, the offer reaches the driver's socket on
+/// B, the accept goes through A and the driver's locations through B still reach the rider
+/// on A, and the money moves once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rider_on_one_node_rides_with_a_driver_connected_to_the_other() {
+    let (node_a, node_b, holder) =
+        two_ride_nodes(Duration::from_millis(50), Duration::from_secs(2), Duration::from_secs(15)).await;
+    let (rider, _) = node_a.register("cross_rider").await;
+    let (driver, driver_id) = node_b.register("cross_driver").await;
+    topup(&node_a, &rider, 10_000).await;
+    let (mut rider_on_a, _) = node_a.socket(&rider).await;
+    let (mut driver_on_b, _) = node_b.socket(&driver).await;
+    go_online(&node_b, &driver, (1.3005, 103.8000)).await;
+
+    let ride = request_ride(&node_a, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap();
+    let fare = ride["fare"]["amount"].as_i64().unwrap();
+    let offer = next_offer(&mut driver_on_b).await;
+    assert_eq!(offer["ride_id"], ride_id);
+    let accepted = act(&node_a, &driver, ride_id, "accept").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.body["driver_id"], driver_id);
+
+    // Locations sent to B stream to the rider on A once B has heard (over the bus) whose
+    // trip this is; resend until one arrives, as a driver's app does anyway.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut step = 0;
+    let location = loop {
+        step += 1;
+        let lat = 1.3005 - f64::from(step) * 0.00001;
+        driver_on_b.send(json!({"type": "driver.location", "data": {"lat": lat, "lng": 103.8}})).await;
+        if let Some(frame) = rider_on_a.try_next_frame(Duration::from_millis(300)).await {
+            if frame["type"] == "driver.location" {
+                break frame;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no driver.location reached the rider's node");
+    };
+    assert_eq!(location["data"]["ride_id"], ride_id);
+    assert_eq!(location["data"]["driver_id"], driver_id);
+
+    for action in ["arrive", "start", "complete"] {
+        let reply = act(&node_b, &driver, ride_id, action).await;
+        assert_eq!(reply.status, 200, "{action}: {}", reply.text);
+    }
+    wait_ride(&node_a, &rider, ride_id, |r| r["payment_status"] == "captured").await;
+    assert_eq!(balance(&node_a, &rider).await, (10_000 - fare, 0));
+    assert_eq!(balance(&node_b, &driver).await, (fare - fare * 2000 / 10_000, 0));
+    assert_eq!(wait_lease_holder(&node_b, |_| true).await, holder, "node A dispatched throughout");
+}
+
+/// A decline through node B wakes the dispatcher on node A at once: with 4 s between
+/// batches, the next driver's offer comes well before the next batch would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_on_one_node_hands_the_ride_on_at_once_from_the_other() {
+    let (node_a, node_b, _) =
+        two_ride_nodes(Duration::from_secs(4), Duration::from_secs(12), Duration::from_secs(15)).await;
+    let (rider, _) = node_a.register("wake_rider").await;
+    let (near, _) = node_b.register("wake_near").await;
+    let (far, _) = node_b.register("wake_far").await;
+    topup(&node_a, &rider, 10_000).await;
+    let (mut near_on_b, _) = node_b.socket(&near).await;
+    let (mut far_on_b, _) = node_b.socket(&far).await;
+    go_online(&node_b, &near, (1.3001, 103.8000)).await;
+    go_online(&node_b, &far, (1.3100, 103.8000)).await;
+    let ride = request_ride(&node_a, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap();
+    // The first offer may wait for the next batch (up to 4 s).
+    let offer = near_on_b.frames_until("ride.offer").await.pop().unwrap();
+    assert_eq!(offer["data"]["ride_id"], ride_id);
+    let declined_at = tokio::time::Instant::now();
+    assert_eq!(act(&node_b, &near, ride_id, "decline").await.status, 200);
+    let offer = far_on_b.try_next_frame(Duration::from_secs(2)).await;
+    let offer = offer.expect("the next driver is offered the ride within 2 s of the decline, not at the next batch");
+    assert_eq!(offer["type"], "ride.offer", "{offer}");
+    assert_eq!(offer["data"]["ride_id"], ride_id);
+    assert!(declined_at.elapsed() < Duration::from_secs(2));
+}
+
+/// The dispatching node stops while a request is open and offered to a driver who does
+/// not answer. After the lease's TTL the other node takes the lease over, expires the
+/// unanswered offer, offers the ride to the next driver from its own copy of the index,
+/// and the trip completes with the money moved once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_dispatching_node_stops_the_other_takes_the_lease_and_dispatches_the_open_request() {
+    let (node_a, node_b, holder_a) =
+        two_ride_nodes(Duration::from_millis(50), Duration::from_secs(2), Duration::from_millis(1500)).await;
+    let (rider, _) = node_b.register("takeover_rider").await;
+    let (silent, _) = node_b.register("takeover_silent").await;
+    let (driver, driver_id) = node_b.register("takeover_driver").await;
+    topup(&node_b, &rider, 10_000).await;
+    let (mut silent_on_b, _) = node_b.socket(&silent).await;
+    let (mut driver_on_b, _) = node_b.socket(&driver).await;
+    go_online(&node_b, &silent, (1.3001, 103.8000)).await;
+    go_online(&node_b, &driver, (1.3100, 103.8000)).await;
+
+    let ride = request_ride(&node_b, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap();
+    let fare = ride["fare"]["amount"].as_i64().unwrap();
+    let offer = next_offer(&mut silent_on_b).await;
+    assert_eq!(offer["ride_id"], ride_id, "node A offered it to the nearest driver");
+    node_a.stop().await;
+
+    let holder_b = wait_lease_holder(&node_b, |holder| holder != holder_a).await;
+    assert_ne!(holder_b, holder_a);
+    let offer = next_offer(&mut driver_on_b).await;
+    assert_eq!(offer["ride_id"], ride_id, "node B dispatched the open request after taking the lease");
+    let accepted = act(&node_b, &driver, ride_id, "accept").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.body["driver_id"], driver_id);
+    for action in ["arrive", "start", "complete"] {
+        assert_eq!(act(&node_b, &driver, ride_id, action).await.status, 200);
+    }
+    wait_ride(&node_b, &rider, ride_id, |r| r["payment_status"] == "captured").await;
+    assert_eq!(balance(&node_b, &rider).await, (10_000 - fare, 0));
+    assert_eq!(balance(&node_b, &driver).await, (fare - fare * 2000 / 10_000, 0));
+    act(&node_b, &silent, ride_id, "accept").await.assert_problem(409, "invalid_transition");
 }

@@ -1,12 +1,15 @@
 //! Rides over real HTTP and WebSocket, on SQLite and PostgreSQL: the full trip and its
 //! money, offers handed over on decline and time-out, `no_driver` releasing the hold,
-//! cancellation fees, the state machine's refusals, and dispatch surviving a restart.
+//! cancellation fees, the state machine's refusals, dispatch surviving a restart, one open
+//! ride per rider under concurrent requests, stranded holds released, and the demo's
+//! simulated drivers. (Two nodes: `cluster.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
+use support::rides::{act, balance, go_online, next_offer, quote, request_ride, topup, wait_ride, DROPOFF, PICKUP};
 use support::{Db, Socket, TestServer};
 
 on_both_databases!(
@@ -17,6 +20,9 @@ on_both_databases!(
     two_riders_and_one_driver_one_gets_the_car_the_other_no_driver,
     bad_coordinates_missing_money_and_impossible_jumps_are_refused,
     a_request_open_across_a_restart_is_dispatched_after_it,
+    two_requests_at_once_on_different_quotes_open_one_ride_and_release_the_other_hold,
+    a_hold_whose_ride_was_never_saved_is_released_once_its_quote_is_dead,
+    a_simulated_demo_driver_takes_a_rider_from_request_to_completion,
 );
 
 /// Fast batches; offers that wait long enough for a test to answer them.
@@ -32,85 +38,6 @@ async fn server_with(db: Db, offer_timeout_ms: u64, rounds: i64) -> TestServer {
         config.rides.index_limits.update_interval_min_ms = 0;
     })
     .await
-}
-
-const PICKUP: (f64, f64) = (1.3000, 103.8000);
-const DROPOFF: (f64, f64) = (1.3300, 103.8200);
-
-async fn topup(server: &TestServer, token: &str, amount: i64) {
-    let request = server
-        .client
-        .post(format!("{}/api/v1/wallet/topups", server.base))
-        .bearer_auth(token)
-        .header("idempotency-key", plaza_kernel::new_id())
-        .json(&json!({"amount": amount, "currency": "USD"}));
-    let reply = server.raw(request).await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-}
-
-/// (available, held) in USD.
-async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
-    let reply = server.get("/api/v1/wallet", Some(token)).await;
-    let usd = reply.body["balances"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").cloned();
-    usd.map_or((0, 0), |usd| (usd["available"].as_i64().unwrap(), usd["held"].as_i64().unwrap()))
-}
-
-async fn go_online(server: &TestServer, token: &str, at: (f64, f64)) {
-    let reply = server
-        .post(
-            "/api/v1/rides/driver/online",
-            Some(token),
-            json!({"vehicle": {"plate": "SGX 1234", "model": "Toyota Prius", "seats": 4},
-                   "location": {"lat": at.0, "lng": at.1}}),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.body["online"], true);
-}
-
-/// Quotes and requests a ride; returns the ride.
-async fn request_ride(server: &TestServer, token: &str) -> Value {
-    let quote = server
-        .post(
-            "/api/v1/rides/quotes",
-            Some(token),
-            json!({"pickup": {"lat": PICKUP.0, "lng": PICKUP.1}, "dropoff": {"lat": DROPOFF.0, "lng": DROPOFF.1}}),
-        )
-        .await;
-    assert_eq!(quote.status, 201, "{}", quote.text);
-    assert!(quote.body["fare"]["amount"].as_i64().unwrap() > 0);
-    assert!(quote.body["surge"].as_f64().unwrap() >= 1.0);
-    let ride = server.post("/api/v1/rides", Some(token), json!({"quote_id": quote.body["id"]})).await;
-    assert_eq!(ride.status, 201, "{}", ride.text);
-    assert_eq!(ride.body["status"], "requested");
-    // The same quote again is the same ride, and holds nothing more.
-    let again = server.post("/api/v1/rides", Some(token), json!({"quote_id": quote.body["id"]})).await;
-    assert_eq!(again.status, 200, "{}", again.text);
-    assert_eq!(again.body["id"], ride.body["id"]);
-    ride.body
-}
-
-/// The next `ride.offer` on a driver's socket.
-async fn next_offer(socket: &mut Socket) -> Value {
-    let frames = socket.frames_until("ride.offer").await;
-    frames.last().unwrap()["data"].clone()
-}
-
-/// Waits (at most 20 s) until the ride, as `token` sees it, satisfies `done`.
-async fn wait_ride(server: &TestServer, token: &str, ride_id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = server.get(&format!("/api/v1/rides/{ride_id}"), Some(token)).await;
-        if reply.status == 200 && done(&reply.body) {
-            return reply.body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "ride never got there: {}", reply.text);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn act(server: &TestServer, token: &str, ride_id: &str, action: &str) -> support::Reply {
-    server.post(&format!("/api/v1/rides/{ride_id}/{action}"), Some(token), json!({})).await
 }
 
 fn fee_of(amount: i64) -> i64 {
@@ -447,10 +374,8 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
 }
 
 /// `plaza demo --serve`: a rider alone gets a ride end to end from a simulated driver.
-/// SQLite only: the drivers are ordinary service calls, covered on both databases above.
-#[tokio::test]
-async fn a_simulated_demo_driver_takes_a_rider_from_request_to_completion() {
-    let server = TestServer::start_with_demo_drivers(Db::Sqlite, |config| {
+async fn a_simulated_demo_driver_takes_a_rider_from_request_to_completion(db: Db) {
+    let server = TestServer::start_with_demo_drivers(db, |config| {
         config.rides.batch_interval = Duration::from_millis(200);
         // The simulated drivers register (argon2) before going online: keep looking.
         config.rides.dispatch_rounds_max = 1_000;
@@ -484,4 +409,96 @@ async fn a_simulated_demo_driver_takes_a_rider_from_request_to_completion() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     server.stop().await;
+}
+
+/// Two requests of one rider at once, on two quotes: the database lets exactly one ride
+/// open; the other request is a 409 and its hold is released before it answers. Several
+/// rounds, since the cheap check before the hold usually decides, and only a true overlap
+/// reaches the unique index.
+async fn two_requests_at_once_on_different_quotes_open_one_ride_and_release_the_other_hold(db: Db) {
+    let server = server_with(db, 15_000, 1_000_000).await;
+    let (rider, _) = server.register("rider").await;
+    topup(&server, &rider, 10_000).await;
+    for round in 0..6 {
+        let (first, second) = (quote(&server, &rider).await, quote(&server, &rider).await);
+        let (a, b) = tokio::join!(
+            server.post("/api/v1/rides", Some(&rider), json!({"quote_id": first["id"]})),
+            server.post("/api/v1/rides", Some(&rider), json!({"quote_id": second["id"]})),
+        );
+        let (winner, loser) = if a.status == 201 { (a, b) } else { (b, a) };
+        assert_eq!(winner.status, 201, "round {round}: {} / {}", winner.text, loser.text);
+        loser.assert_problem(409, "ride_already_open");
+        let hold = winner.body["hold"]["amount"].as_i64().unwrap();
+        assert_eq!(balance(&server, &rider).await, (10_000 - hold, hold), "round {round}: only the winner holds");
+        let ride_id = winner.body["id"].as_str().unwrap();
+        assert_eq!(act(&server, &rider, ride_id, "cancel").await.status, 200);
+        wait_ride(&server, &rider, ride_id, |r| r["payment_status"] == "released").await;
+        assert_eq!(balance(&server, &rider).await, (10_000, 0));
+    }
+    // With a ride open, a request on another quote is refused before anything is held.
+    let open = request_ride(&server, &rider).await;
+    let other = quote(&server, &rider).await;
+    server
+        .post("/api/v1/rides", Some(&rider), json!({"quote_id": other["id"]}))
+        .await
+        .assert_problem(409, "ride_already_open");
+    let hold = open["hold"]["amount"].as_i64().unwrap();
+    assert_eq!(balance(&server, &rider).await, (10_000 - hold, hold));
+}
+
+/// A node that dies between the wallet's hold and the ride's row leaves money held with no
+/// ride. The dispatcher's sweep finds it through the pending-hold row once the quote is
+/// dead, releases it, and the quote cannot be used again.
+async fn a_hold_whose_ride_was_never_saved_is_released_once_its_quote_is_dead(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.dispatch_rounds_max = 1_000_000;
+        config.rides.stranded_hold_grace = Duration::from_millis(0);
+    })
+    .await;
+    let (rider, rider_id) = server.register("rider").await;
+    topup(&server, &rider, 10_000).await;
+    let ride = request_ride(&server, &rider).await;
+    let hold = ride["hold"]["amount"].as_i64().unwrap();
+    assert_eq!(balance(&server, &rider).await, (10_000 - hold, hold));
+    // Arrange what the crash leaves: the hold and its pending row, no ride. (Nobody is
+    // online, so the ride has no offers; its quote is made dead.)
+    let quote_id: String = {
+        let mut database = server.database().await;
+        let quote_id: String = sqlx::query_scalar("SELECT quote_id FROM rides WHERE id = $1")
+            .bind(ride["id"].as_str().unwrap())
+            .fetch_one(&mut database)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM rides WHERE id = $1")
+            .bind(ride["id"].as_str().unwrap())
+            .execute(&mut database)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO ride_holds (quote_id, rider_id, quote_expires_at, created_at) VALUES ($1, $2, 0, 0)")
+            .bind(&quote_id)
+            .bind(&rider_id)
+            .execute(&mut database)
+            .await
+            .unwrap();
+        quote_id
+    };
+    // Released, and the pending-hold row gone with it.
+    let mut database = server.database().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ride_holds").fetch_one(&mut database).await.unwrap();
+        if pending == 0 && balance(&server, &rider).await == (10_000, 0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the stranded hold was never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The quote's hold is spent: asking again holds nothing and opens nothing.
+    server
+        .post("/api/v1/rides", Some(&rider), json!({"quote_id": quote_id}))
+        .await
+        .assert_problem(409, "quote_expired");
+    assert_eq!(balance(&server, &rider).await, (10_000, 0));
 }

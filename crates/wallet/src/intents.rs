@@ -283,6 +283,29 @@ impl Wallet {
         intent_from_row(&row)
     }
 
+    /// The payment intent `payer_id` created with `key`, as it stands now, if any: how a
+    /// service finds a hold it took but could not record (a crash between the two).
+    pub async fn payment_intent_created_with_key(
+        &self,
+        payer_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<PaymentIntent>, WalletError> {
+        let row = sqlx::query(
+            "SELECT result FROM wallet_idempotency
+             WHERE scope = $1 AND idempotency_key = $2 AND operation = 'payment_intent.create'",
+        )
+        .bind(payer_id)
+        .bind(key.as_str())
+        .fetch_optional(self.inner.store.write())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let result: Option<String> = row.try_get("result")?;
+        let Some(result) = result else { return Ok(None) };
+        let created: PaymentIntent =
+            serde_json::from_str(&result).map_err(|error| WalletError::Invariant(error.to_string()))?;
+        self.payment_intent(&created.id).await.map(Some)
+    }
+
     async fn finish_intent_change(
         &self,
         mut transaction: Transaction<'static, Any>,

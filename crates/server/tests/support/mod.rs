@@ -3,6 +3,8 @@
 //! `PLAZA_TEST_DATABASE_URL`, which `scripts/test` starts), and a small HTTP client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rides;
+
 use plaza_server::config::Config;
 use serde_json::Value;
 use std::time::Duration;
