@@ -204,14 +204,82 @@ async fn a_decline_on_one_node_hands_the_ride_on_at_once_from_the_other() {
     assert!(declined_at.elapsed() < Duration::from_secs(2));
 }
 
-/// The dispatching node stops while a request is open and offered to a driver who does
-/// not answer. After the lease's TTL the other node takes the lease over, expires the
+/// A `plaza serve` child process: a node that can really die (SIGKILL), unlike the
+/// in-process `TestServer`, whose tasks would be stopped gracefully.
+struct ChildNode {
+    child: std::process::Child,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+impl ChildNode {
+    async fn start(env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plaza"));
+        command
+            .arg("serve")
+            .env("PLAZA_ADDR", format!("127.0.0.1:{port}"))
+            .env("PLAZA_DATA_DIR", dir.path())
+            .env("PLAZA_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let node = Self { child: command.spawn().unwrap(), base: format!("http://127.0.0.1:{port}"), dir };
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !matches!(client.get(format!("{}/readyz", node.base)).send().await, Ok(r) if r.status().is_success()) {
+            let log = std::fs::read_to_string(node.dir.path().join("stderr.log")).unwrap_or_default();
+            assert!(tokio::time::Instant::now() < deadline, "the child node never got ready: {log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no shutdown code runs, the lease is not given back.
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The dispatching node is SIGKILLed while a request is open and offered to a driver who
+/// does not answer. After the lease's TTL the other node takes the lease over, expires the
 /// unanswered offer, offers the ride to the next driver from its own copy of the index,
 /// and the trip completes with the money moved once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_dispatching_node_stops_the_other_takes_the_lease_and_dispatches_the_open_request() {
-    let (node_a, node_b, holder_a) =
-        two_ride_nodes(Duration::from_millis(50), Duration::from_secs(2), Duration::from_millis(1500)).await;
+async fn when_the_dispatching_node_is_killed_the_other_takes_the_lease_and_dispatches_the_open_request() {
+    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let mut node_a = ChildNode::start(&[
+        ("PLAZA_DATABASE_URL", database_url.clone()),
+        ("PLAZA_NATS_URL", nats.clone()),
+        ("PLAZA_RIDES_BATCH_MS", "50".into()),
+        ("PLAZA_RIDES_LEASE_MS", "2000".into()),
+        ("PLAZA_RIDES_OFFER_TIMEOUT_MS", "1500".into()),
+        ("PLAZA_RIDES_DISPATCH_ROUNDS", "100".into()),
+    ])
+    .await;
+    let node_b = TestServer::start_on(&database_url, |config| {
+        config.nats_url = Some(nats.clone());
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.lease_ttl = Duration::from_secs(2);
+        config.rides.offer_timeout = Duration::from_millis(1500);
+        config.rides.dispatch_rounds_max = 100;
+    })
+    .await;
+    // The child started first, so it holds the lease; node B only waits.
+    let holder_a = wait_lease_holder(&node_b, |_| true).await;
     let (rider, _) = node_b.register("takeover_rider").await;
     let (silent, _) = node_b.register("takeover_silent").await;
     let (driver, driver_id) = node_b.register("takeover_driver").await;
@@ -225,8 +293,9 @@ async fn when_the_dispatching_node_stops_the_other_takes_the_lease_and_dispatche
     let ride_id = ride["id"].as_str().unwrap();
     let fare = ride["fare"]["amount"].as_i64().unwrap();
     let offer = next_offer(&mut silent_on_b).await;
-    assert_eq!(offer["ride_id"], ride_id, "node A offered it to the nearest driver");
-    node_a.stop().await;
+    assert_eq!(offer["ride_id"], ride_id, "node A offered it to the nearest driver, connected to B");
+    assert_eq!(wait_lease_holder(&node_b, |_| true).await, holder_a, "node A dispatched it");
+    node_a.kill();
 
     let holder_b = wait_lease_holder(&node_b, |holder| holder != holder_a).await;
     assert_ne!(holder_b, holder_a);
