@@ -46,6 +46,17 @@ impl Rides {
         Ok(())
     }
 
+    /// Gives the region's lease back if this node holds it (a graceful shutdown), so that
+    /// another node dispatches at its next batch instead of after the lease's TTL.
+    pub async fn release_lease(&self) -> Result<bool, RidesError> {
+        let released = sqlx::query("DELETE FROM ride_leases WHERE region = $1 AND holder = $2")
+            .bind(crate::service::REGION)
+            .bind(&self.inner.node_id)
+            .execute(self.inner.store.write())
+            .await?;
+        Ok(released.rows_affected() == 1)
+    }
+
     /// Takes or renews the region's lease: a row that names its holder until it expires.
     async fn hold_lease(&self, now: i64) -> Result<bool, RidesError> {
         let expires = now + self.inner.config.lease_ttl.as_millis() as i64;

@@ -87,7 +87,17 @@ const SCHEMA: &str = r#"
 /// quotes cannot both insert (a partial unique index; both engines have them). And the
 /// holds taken for a request whose ride is not saved yet, so that a crash between the
 /// wallet call and the ride's row leaves a trace the dispatcher's sweep can release.
+///
+/// A database where the race already happened would refuse the index, so each rider's
+/// open rides but the oldest are first cancelled at no charge; their holds, still `held`
+/// on a final ride, are released by the dispatcher's settlement sweep.
 const ONE_OPEN_RIDE_AND_PENDING_HOLDS: &str = r#"
+    UPDATE rides SET status = 'cancelled', cancelled_by = 'rider', charged_amount = 0, offered_driver_id = NULL,
+        offer_expires_at = NULL
+    WHERE status IN ('requested', 'driver_assigned', 'driver_arrived', 'in_progress')
+      AND EXISTS (SELECT 1 FROM rides AS older WHERE older.rider_id = rides.rider_id
+          AND older.status IN ('requested', 'driver_assigned', 'driver_arrived', 'in_progress')
+          AND (older.created_at < rides.created_at OR (older.created_at = rides.created_at AND older.id < rides.id)));
     CREATE UNIQUE INDEX rides_one_open_per_rider ON rides (rider_id)
         WHERE status IN ('requested', 'driver_assigned', 'driver_arrived', 'in_progress');
     CREATE TABLE ride_holds (

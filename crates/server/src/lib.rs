@@ -76,6 +76,7 @@ pub async fn serve_with(
     // Ride dispatch runs on every node but acts only on the one holding the region's lease.
     let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
     let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
+    let rides = services.rides.clone();
     let router = app::router(services, config.gateway);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -110,6 +111,10 @@ pub async fn serve_with(
     rides_presence.abort();
     if let Some(drivers) = drivers {
         drivers.abort();
+    }
+    // Hand dispatch over now rather than after the lease's TTL (a crash still waits it out).
+    if let Err(error) = rides.release_lease().await {
+        tracing::warn!("could not give the rides dispatch lease back: {error}");
     }
     store.close().await;
     tracing::info!("stopped");

@@ -23,6 +23,7 @@ on_both_databases!(
     two_requests_at_once_on_different_quotes_open_one_ride_and_release_the_other_hold,
     a_hold_whose_ride_was_never_saved_is_released_once_its_quote_is_dead,
     a_simulated_demo_driver_takes_a_rider_from_request_to_completion,
+    a_database_where_the_race_already_happened_migrates_keeping_each_riders_oldest_open_ride,
 );
 
 /// Fast batches; offers that wait long enough for a test to answer them.
@@ -344,8 +345,8 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
     let adjust = |config: &mut plaza_server::config::Config| {
         config.rides.batch_interval = Duration::from_millis(50);
         config.rides.dispatch_rounds_max = 1_000_000;
-        // The new node takes the dispatch lease over once the old one's expires; a short
-        // lease keeps that wait well inside the socket's 10 s for the offer frame.
+        // The old node gives its lease back when it stops; were that lost, a short lease
+        // keeps the wait for its expiry well inside the socket's 10 s for the offer frame.
         config.rides.lease_ttl = Duration::from_secs(2);
     };
     let first = TestServer::start_with(db, adjust).await;
@@ -357,6 +358,14 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
     let ride_id = ride["id"].as_str().unwrap().to_string();
     let database_url = first.database_url.clone();
     let data = first.stop_keeping_data().await;
+    {
+        sqlx::any::install_default_drivers();
+        let mut database = <sqlx::AnyConnection as sqlx::Connection>::connect(&database_url).await.unwrap();
+        let leases: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ride_leases").fetch_one(&mut database).await.unwrap();
+        assert_eq!(leases, 0, "a node stopping gracefully gives the dispatch lease back");
+        sqlx::Connection::close(database).await.ok();
+    }
 
     let second = TestServer::start_on(&database_url, adjust).await;
     let (mut driver_socket, _) = second.socket(&driver).await;
@@ -501,4 +510,46 @@ async fn a_hold_whose_ride_was_never_saved_is_released_once_its_quote_is_dead(db
         .await
         .assert_problem(409, "quote_expired");
     assert_eq!(balance(&server, &rider).await, (10_000, 0));
+}
+
+/// Before the one-open-ride index, the race could leave a rider with two open rides; the
+/// migration that adds the index keeps the oldest and cancels the rest at no charge (their
+/// holds are released by the dispatcher's settlement sweep), instead of failing start-up.
+async fn a_database_where_the_race_already_happened_migrates_keeping_each_riders_oldest_open_ride(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::fresh_database(db, dir.path()).await;
+    let store = plaza_store::Store::connect_with(&url, 4, plaza_store::SqliteSync::Full).await.unwrap();
+    let all = plaza_server::app::migrations();
+    let before: Vec<_> = all.iter().filter(|m| !(m.service == "rides" && m.version >= 2)).cloned().collect();
+    store.migrate(&before).await.unwrap();
+    for (id, rider, status, created_at) in [
+        ("r1", "ann", "requested", 2),
+        ("r2", "ann", "driver_assigned", 1),
+        ("r3", "ann", "requested", 3),
+        ("r4", "bob", "requested", 5),
+        ("r5", "bob", "completed", 1),
+    ] {
+        sqlx::query(
+            "INSERT INTO rides (id, quote_id, rider_id, status, pickup_lat, pickup_lng, dropoff_lat, dropoff_lng,
+                 fare_amount, currency, distance_m, duration_s, surge_milli, payment_intent_id, hold_amount,
+                 payment_status, created_at, updated_at)
+             VALUES ($1, $1, $2, $3, 1.3, 103.8, 1.33, 103.82, 1000, 'USD', 5000, 700, 1000, $1, 1200, 'held', $4, $4)",
+        )
+        .bind(id)
+        .bind(rider)
+        .bind(status)
+        .bind(created_at as i64)
+        .execute(store.write())
+        .await
+        .unwrap();
+    }
+    store.migrate(&all).await.unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM rides ORDER BY id").fetch_all(store.write()).await.unwrap();
+    let statuses: Vec<(&str, &str)> = rows.iter().map(|(id, status)| (id.as_str(), status.as_str())).collect();
+    assert_eq!(
+        statuses,
+        [("r1", "cancelled"), ("r2", "driver_assigned"), ("r3", "cancelled"), ("r4", "requested"), ("r5", "completed")]
+    );
+    store.close().await;
 }
