@@ -135,6 +135,7 @@ impl Rides {
                 "SELECT driver_id FROM ride_drivers WHERE online = 1 AND driver_id IN ({})",
                 plaza_store::numbered_parameters(1, chunk.len())
             );
+            let statement = self.inner.store.backend().bulk_sql(&statement);
             let mut query = sqlx::query_scalar::<_, String>(&statement);
             for driver_id in chunk {
                 query = query.bind(*driver_id);
