@@ -203,7 +203,9 @@ impl From<Quote> for QuoteView {
 }
 
 /// A ride: `{id, status, rider_id, driver_id, pickup, dropoff, fare, hold, charged,
-/// payment_status, distance_m, duration_s, surge, cancelled_by, created_at, updated_at}`.
+/// payment_status, distance_m, duration_s, surge, cancelled_by, created_at, updated_at}`;
+/// `GET /rides/{id}` adds `vehicle` (`{plate, model, seats}` of the assigned driver's car,
+/// or null).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(transparent)]
 #[schema(as = Ride, value_type = Object)]
@@ -291,7 +293,19 @@ async fn request_ride(
 #[utoipa::path(get, path = "/rides/{id}", tag = "rides", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = RideView)))]
 async fn get_ride(State(rides): State<Rides>, current: CurrentUser, Path(id): Path<String>) -> Reply<RideView> {
-    Ok(Json(RideView::from(&rides.ride(&current.user, &id).await?)))
+    let ride = rides.ride(&current.user, &id).await?;
+    let vehicle = match &ride.driver_id {
+        Some(driver_id) => rides.vehicle_of(driver_id).await?,
+        None => None,
+    };
+    let mut view = RideView::from(&ride);
+    // The rider needs the plate to find the car; events carry the ride alone, so the
+    // client reads it here once a driver is assigned.
+    if let Value::Object(fields) = &mut view.0 {
+        let vehicle = vehicle.map(|v| serde_json::json!({"plate": v.plate, "model": v.model, "seats": v.seats}));
+        fields.insert("vehicle".into(), vehicle.unwrap_or(Value::Null));
+    }
+    Ok(Json(view))
 }
 
 /// Accept the offer of this ride.

@@ -405,7 +405,8 @@ impl Rides {
         Ok(())
     }
 
-    async fn vehicle_of(&self, driver_id: &str) -> Result<Option<Vehicle>, RidesError> {
+    /// The car a driver last went online with (what a rider is told to look for).
+    pub async fn vehicle_of(&self, driver_id: &str) -> Result<Option<Vehicle>, RidesError> {
         let row = sqlx::query("SELECT plate, model, seats FROM ride_drivers WHERE driver_id = $1")
             .bind(driver_id)
             .fetch_optional(self.inner.store.read())

@@ -142,6 +142,14 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
     assert_eq!(accepted.status, 200, "{}", accepted.text);
     assert_eq!(accepted.body["status"], "driver_assigned");
     assert_eq!(accepted.body["driver_id"], driver_id);
+    // The rider reads the car to look for.
+    let seen = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&rider)).await;
+    assert_eq!(
+        seen.body["vehicle"],
+        json!({"plate": "SGX 1234", "model": "Toyota Prius", "seats": 4}),
+        "{}",
+        seen.text
+    );
 
     // The assigned driver's position streams to the rider.
     let moved = server
