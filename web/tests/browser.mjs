@@ -420,9 +420,13 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   // The wallets: Rita has the fare less, nothing held; Dev has his share, in his history.
   await tab(rita, 'Wallet');
   await rita.page.getByTestId('available').filter({ hasText: money(5000 - fare) }).waitFor();
+  // Her history: the fare plus a 20 % margin held, then the margin back.
+  const hold = fare + Math.ceil(fare * 20 / 100);
+  await rita.page.getByTestId('entry').filter({ hasText: 'Payment (held)' }).filter({ hasText: `−${money(hold)}` }).waitFor();
+  await rita.page.getByTestId('entry').filter({ hasText: 'Held money returned' }).filter({ hasText: `+${money(hold - fare)}` }).waitFor();
   await tab(dev, 'Wallet');
   await dev.page.getByTestId('available').filter({ hasText: money(earned) }).waitFor();
-  await dev.page.getByTestId('entry').filter({ hasText: `+${money(earned)}` }).waitFor();
+  await dev.page.getByTestId('entry').filter({ hasText: 'Payment received' }).filter({ hasText: `+${money(earned)}` }).waitFor();
   await shot(dev.page, '17-driver-wallet');
   // And the Rides tab tells Dev what he took today.
   await tab(dev, 'Rides');

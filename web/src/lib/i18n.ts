@@ -124,7 +124,8 @@ const en = {
   'entry.topup': 'Top-up', 'entry.withdrawal': 'Withdrawal', 'entry.transfer': 'Transfer',
   'entry.red_packet': 'Red packet sent', 'entry.red_packet_claim': 'Red packet received',
   'entry.red_packet_refund': 'Red packet refund', 'entry.payment_hold': 'Payment (held)',
-  'entry.payment_capture': 'Payment', 'entry.payment_release': 'Payment released', 'entry.payment_refund': 'Refund',
+  'entry.payment_capture': 'Payment', 'entry.payment_capture_rest': 'Held money returned',
+  'entry.payment_received': 'Payment received', 'entry.payment_release': 'Payment released', 'entry.payment_refund': 'Refund',
 };
 
 type Key = keyof typeof en;
@@ -237,7 +238,7 @@ const zh: Record<Key, string> = {
   'error.bad_request': '服务器无法理解该请求。',
   'entry.topup': '充值', 'entry.withdrawal': '提现', 'entry.transfer': '转账', 'entry.red_packet': '发出红包',
   'entry.red_packet_claim': '收到红包', 'entry.red_packet_refund': '红包退款', 'entry.payment_hold': '付款（冻结）',
-  'entry.payment_capture': '付款', 'entry.payment_release': '解冻', 'entry.payment_refund': '退款',
+  'entry.payment_capture': '付款', 'entry.payment_capture_rest': '冻结余款退回', 'entry.payment_received': '收款', 'entry.payment_release': '解冻', 'entry.payment_refund': '退款',
 };
 
 export type Lang = 'en' | 'zh-CN';

@@ -679,7 +679,11 @@ function Earnings() {
   }, [balances]);
   if (!entries) return null;
   const today = new Date().toDateString();
-  const fares = entries.filter((e) => e.kind === 'payment_capture' && e.direction === 'in' && new Date(e.created_at).toDateString() === today);
+  // A capture also returns a payer's unused hold; payments this user held money for are
+  // their own rides, not fares earned.
+  const paid = new Set(entries.filter((e) => e.kind === 'payment_hold').map((e) => e.reference));
+  const fares = entries.filter((e) => e.kind === 'payment_capture' && e.direction === 'in' && !paid.has(e.reference)
+    && new Date(e.created_at).toDateString() === today);
   if (!fares.length) return null;
   const total = fares.reduce((sum, e) => sum + e.amount, 0);
   return (
