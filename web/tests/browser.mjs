@@ -485,6 +485,48 @@ test('with a tile server configured, the map lays its tiles exactly under the ma
   await tia.context.close();
 }));
 
+test('the map works from the keyboard, and a surge price says so, in Chinese too', () => keepEvidence(async () => {
+  const uma = await signUp('uma', 'Uma Roy');
+  await tab(uma, 'Rides');
+  const map = uma.page.getByTestId('map');
+  await map.waitFor();
+  // Arrow keys move the map under the centre cross; Enter puts the pickup there.
+  const pickup = uma.page.getByTestId('marker-pickup');
+  const before = Number(await pickup.getAttribute('data-lng'));
+  await map.focus();
+  for (let i = 0; i < 3; i++) await uma.page.keyboard.press('ArrowRight');
+  await uma.page.keyboard.press('Enter');
+  await uma.page.waitForFunction((lng) => Number(document.querySelector('[data-testid="marker-pickup"]').dataset.lng) > lng, before);
+  // The next Enter sets the drop-off; + zooms in.
+  const zoom = Number(await map.getAttribute('data-zoom'));
+  await uma.page.keyboard.press('+');
+  assert.equal(Number(await map.getAttribute('data-zoom')), zoom + 1);
+  assert.equal(await uma.page.getByRole('radio', { name: /Drop-off/ }).getAttribute('aria-checked'), 'true');
+
+  // A busy moment: the server's quote carries a surge, and the price says so.
+  await uma.page.route('**/api/v1/rides/quotes', async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, json: { ...(await response.json()), surge: 1.6 } });
+  });
+  await uma.page.getByRole('button', { name: 'See price' }).click();
+  await uma.page.getByTestId('surge').getByText('Surge ×1.6').waitFor();
+  await uma.page.getByText('Fares are higher right now because many people are asking for rides nearby.').waitFor();
+  // (Whether a driver is near depends on the other tests: the ride test's driver may still be online.)
+  await uma.page.getByTestId('pickup-eta').getByText(/No driver nearby right now|Nearest driver \d+ min away/).waitFor();
+  // An error is a sentence chosen by its code: the wallet is empty.
+  await uma.page.getByTestId('request').click();
+  await uma.page.getByRole('alert').getByText('Not enough money in your wallet.').waitFor();
+  await uma.page.getByRole('button', { name: 'Top up your wallet' }).waitFor();
+
+  await tab(uma, 'Me');
+  await uma.page.getByLabel('Language').selectOption('zh-CN');
+  await uma.page.getByRole('navigation').getByRole('link', { name: '出行' }).click();
+  await uma.page.getByRole('button', { name: '查看价格' }).click();
+  await uma.page.getByTestId('surge').getByText('动态加价 ×1.6').waitFor();
+  await shot(uma.page, '19-rides-zh-surge');
+  await uma.context.close();
+}));
+
 async function call(method, path, token, body) {
   const response = await fetch(`${base}/api/v1${path}`, {
     method,

@@ -165,6 +165,8 @@ function ShareRide({ rideId }: { rideId: string }) {
 
 // ---- the rider ---------------------------------------------------------------------------
 
+const plan: { pickup?: LatLng; dropoff?: LatLng } = {};
+
 function RiderView({ config }: { config: ClientConfig }) {
   const me = store.use((s) => s.me)!;
   const rideKey = `plaza.ride.${me.id}`;
@@ -173,8 +175,11 @@ function RiderView({ config }: { config: ClientConfig }) {
   const ride = store.use((s) => (rideId ? s.rides[rideId] : undefined));
   const driverAt = store.use((s) => (rideId ? s.driverLocations[rideId] : undefined));
   const center = config.map.center;
-  const [pickup, setPickup] = useState<LatLng>({ lat: center.lat - 0.0015, lng: center.lng - 0.001 });
-  const [dropoff, setDropoff] = useState<LatLng>({ lat: center.lat + 0.012, lng: center.lng + 0.014 });
+  // The chosen points outlive a visit to another tab (not a reload).
+  const [pickup, setPickupState] = useState<LatLng>(plan.pickup ?? { lat: center.lat - 0.0015, lng: center.lng - 0.001 });
+  const [dropoff, setDropoffState] = useState<LatLng>(plan.dropoff ?? { lat: center.lat + 0.012, lng: center.lng + 0.014 });
+  const setPickup = (at: LatLng) => { plan.pickup = at; setPickupState(at); };
+  const setDropoff = (at: LatLng) => { plan.dropoff = at; setDropoffState(at); };
   const [target, setTarget] = useState<'pickup' | 'dropoff'>('pickup');
   const [quote, setQuote] = useState<Quote | null>(null);
   const [error, setError] = useState<unknown>(null);
