@@ -382,6 +382,10 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await ride.getByText('Dev Patel is on the way').waitFor();
   await ride.getByTestId('vehicle').getByText('SGP 4321').waitFor();
   await ride.getByText('Toyota Corolla').waitFor();
+  // A reload picks the ride up where it is.
+  await rita.page.reload();
+  await ride.getByText('Dev Patel is on the way').waitFor();
+  await ride.getByTestId('vehicle').getByText('SGP 4321').waitFor();
   const car = rita.page.getByTestId('marker-car');
   await car.waitFor();
   const carLat = await car.getAttribute('data-lat');
@@ -392,6 +396,9 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
 
   await dev.page.getByRole('button', { name: 'I have arrived' }).click();
   await ride.getByText('Dev Patel is at the pickup').waitFor();
+  // So does the driver's: he is online again with the same car, on the same trip.
+  await dev.page.reload();
+  await dev.page.getByTestId('trip').getByText('Waiting for Rita Gomez').waitFor();
   // The cancel rule now names the fee.
   await ride.getByText('Your driver is here: cancelling now costs $3.00.').waitFor();
   await dev.page.getByRole('button', { name: 'Start trip' }).click();

@@ -205,7 +205,9 @@ impl From<Quote> for QuoteView {
 /// A ride: `{id, status, rider_id, driver_id, pickup, dropoff, fare, hold, charged,
 /// payment_status, distance_m, duration_s, surge, cancelled_by, created_at, updated_at}`;
 /// `GET /rides/{id}` adds `vehicle` (`{plate, model, seats}` of the assigned driver's car,
-/// or null).
+/// or null) and, while the trip is under way, `driver_location` (`{lat, lng}`, the driver's
+/// last position, or null), so a client opening the ride sees the car before the next
+/// `driver.location` frame.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(transparent)]
 #[schema(as = Ride, value_type = Object)]
@@ -301,9 +303,15 @@ async fn get_ride(State(rides): State<Rides>, current: CurrentUser, Path(id): Pa
     let mut view = RideView::from(&ride);
     // The rider needs the plate to find the car; events carry the ride alone, so the
     // client reads it here once a driver is assigned.
+    let location = match &ride.driver_id {
+        Some(driver_id) if !ride.status.is_final() => rides.driver_location(driver_id),
+        _ => None,
+    };
     if let Value::Object(fields) = &mut view.0 {
         let vehicle = vehicle.map(|v| serde_json::json!({"plate": v.plate, "model": v.model, "seats": v.seats}));
         fields.insert("vehicle".into(), vehicle.unwrap_or(Value::Null));
+        let location = location.map(|at| serde_json::json!({"lat": at.lat(), "lng": at.lng()}));
+        fields.insert("driver_location".into(), location.unwrap_or(Value::Null));
     }
     Ok(Json(view))
 }

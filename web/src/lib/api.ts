@@ -34,6 +34,7 @@ export interface Ride {
   id: string; status: RideStatus; rider_id: string; driver_id: string | null; pickup: LatLng; dropoff: LatLng;
   fare: MoneyValue; hold: MoneyValue; charged: MoneyValue; payment_status: string; distance_m: number; duration_s: number;
   surge: number; cancelled_by: string | null; created_at: string; updated_at: string; vehicle?: Vehicle | null;
+  driver_location?: LatLng | null;
 }
 export interface Quote {
   id: string; fare: MoneyValue; distance_m: number; duration_s: number; surge: number; pickup_eta_s: number | null; expires_at: string;

@@ -295,7 +295,11 @@ export function noteRide(ride: Ride) {
     const merged = { ...ride, vehicle: ride.vehicle !== undefined ? ride.vehicle : known?.vehicle };
     const offers = { ...s.offers };
     if (ride.status !== 'requested') delete offers[ride.id];
-    return { rides: { ...s.rides, [ride.id]: merged }, offers };
+    // A fetched ride says where its car is; a live frame, once one came, knows better.
+    const at = ride.driver_location;
+    const driverLocations = at && !s.driverLocations[ride.id]
+      ? { ...s.driverLocations, [ride.id]: { lat: at.lat, lng: at.lng, heading: null, at: Date.now() } } : s.driverLocations;
+    return { rides: { ...s.rides, [ride.id]: merged }, offers, driverLocations };
   });
 }
 
