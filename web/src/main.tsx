@@ -1,5 +1,6 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import type { FunctionComponent } from 'preact';
 import './styles.css';
 import { match, navigate, route } from './lib/router';
 import { restoreSession, store } from './lib/data';
@@ -13,7 +14,6 @@ import { NewGroupScreen } from './screens/group';
 import { ContactsScreen } from './screens/contacts';
 import { WalletScreen } from './screens/wallet';
 import { MeScreen } from './screens/me';
-import { RidesScreen } from './screens/rides';
 
 applyTheme();
 
@@ -24,6 +24,21 @@ const TABS = [
   { path: '/rides', key: 'tab.rides', icon: '🚗' },
   { path: '/me', key: 'tab.me', icon: '🙂' },
 ] as const;
+
+// Rides (its map and street file) load on first visit, keeping them out of the first load.
+let ridesScreen: FunctionComponent | null = null;
+function LazyRides() {
+  const [Screen, setScreen] = useState<FunctionComponent | null>(() => ridesScreen);
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    if (Screen) return;
+    import('./screens/rides')
+      .then((module) => { ridesScreen = module.RidesScreen; setScreen(() => module.RidesScreen); })
+      .catch(() => setFailed(true));
+  }, []);
+  if (failed) return <p class="error pad" role="alert">{t('error.network')}</p>;
+  return Screen ? <Screen /> : <div class="splash" aria-busy="true">{t('common.loading')}</div>;
+}
 
 function TabBar({ path }: { path: string }) {
   const unread = store.use((s) => Object.values(s.conversations).reduce((sum, c) => sum + (c.unread_count ?? 0), 0));
@@ -41,6 +56,17 @@ function TabBar({ path }: { path: string }) {
         );
       })}
     </nav>
+  );
+}
+
+/** A ride offer reaches a driver on any screen: this banner leads to it. */
+function OfferBanner({ path }: { path: string }) {
+  const offers = store.use((s) => Object.keys(s.offers).length);
+  if (!offers || path === '/rides') return null;
+  return (
+    <button type="button" class="offer-banner" role="alert" onClick={() => navigate('/rides')}>
+      🚗 {t('rides.offer_banner')}
+    </button>
   );
 }
 
@@ -64,12 +90,13 @@ function App() {
   else if (path === '/chats/new-group') screen = <NewGroupScreen />;
   else if (path === '/contacts') screen = <ContactsScreen />;
   else if (path === '/wallet') screen = <WalletScreen />;
-  else if (path === '/rides') screen = <RidesScreen />;
+  else if (path === '/rides') screen = <LazyRides />;
   else if (path === '/me') screen = <MeScreen />;
   else screen = <ChatsScreen />;
   const fullScreen = path.startsWith('/chats/');
   return (
     <div class={fullScreen ? 'shell full' : 'shell'}>
+      <OfferBanner path={path} />
       <main class="screen">{screen}</main>
       {!fullScreen && <TabBar path={path} />}
       <PinPad />

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +49,11 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   server = spawn(plazaBin, ['serve'], {
     env: { ...process.env, PLAZA_ADDR: `127.0.0.1:${port}`, PLAZA_DATA_DIR: dataDir, PLAZA_LOG: 'warn',
-      PLAZA_AUTH_ATTEMPTS_PER_ADDRESS: '1000', PLAZA_DATABASE_URL: '' },
+      PLAZA_AUTH_ATTEMPTS_PER_ADDRESS: '1000', PLAZA_DATABASE_URL: '',
+      // Rides: quick dispatch batches so an offer reaches the driver at once. `plaza serve`
+      // runs no simulated drivers (only `plaza demo --serve` does), so the test's driver is
+      // the only one who can be offered the ride; no tile server, so the bundled map is drawn.
+      PLAZA_RIDES_BATCH_MS: '200', PLAZA_RIDES_OFFER_TIMEOUT_MS: '30000', PLAZA_MAP_TILE_URL: '' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   await waitReady(`${base}/readyz`, 60);
@@ -301,6 +305,233 @@ test('messages sent while a phone is offline appear exactly once after it reconn
   await shot(eve.page, '09-after-reconnect');
 
   for (const user of [dan, eve]) await user.context.close();
+}));
+
+/** Cents shown in an element's text, e.g. "$12.34" → 1234. */
+async function cents(locator) {
+  const text = await locator.textContent();
+  const found = /\$([\d,]+\.\d\d)/.exec(text);
+  assert.ok(found, `no amount in "${text}"`);
+  return Math.round(Number(found[1].replace(/,/g, '')) * 100);
+}
+
+function money(amount) {
+  return `$${(amount / 100).toFixed(2)}`;
+}
+
+test('a rider and a driver complete a ride through the app, and both wallets show the money', () => keepEvidence(async () => {
+  const rita = await signUp('rita', 'Rita Gomez');
+  const dev = await signUp('dev', 'Dev Patel');
+  // They know each other: Rita will share the ride into their chat afterwards.
+  await befriend(rita, dev);
+  await openDirect(rita, dev);
+  await say(rita, 'Booking my ride now');
+
+  // Rita puts money in her wallet for the ride.
+  await tab(rita, 'Wallet');
+  await rita.page.getByRole('button', { name: 'Top up' }).click();
+  await rita.page.getByRole('dialog').getByLabel(/Amount/).fill('50');
+  await rita.page.getByRole('dialog').getByRole('button', { name: 'Top up' }).click();
+  await rita.page.getByTestId('available').filter({ hasText: '$50.00' }).waitFor();
+
+  // Dev goes online with his car where the map opens (the demo city's centre).
+  await tab(dev, 'Rides');
+  await dev.page.getByRole('button', { name: 'Drive', exact: true }).click();
+  await dev.page.getByLabel('Licence plate').fill('SGP 4321');
+  await dev.page.getByLabel('Car model').fill('Toyota Corolla');
+  await dev.page.getByLabel('Seats').fill('4');
+  // The bundled street map is drawn (no tile server is configured).
+  assert.ok((await dev.page.locator('.map-street').count()) > 20, 'the demo city streets are drawn');
+  assert.equal(await dev.page.getByTestId('map-tile').count(), 0);
+  await dev.page.getByRole('button', { name: 'Go online' }).click();
+  await dev.page.getByTestId('driver-online').getByText('You are online').waitFor();
+  await shot(dev.page, '11-driver-online');
+
+  // Rita chooses her drop-off by tapping the map, and sees the price.
+  await tab(rita, 'Rides');
+  const map = rita.page.getByTestId('map');
+  await map.waitFor();
+  await rita.page.getByTestId('set-dropoff').click();
+  const box = await map.boundingBox();
+  const before = await rita.page.getByTestId('marker-dropoff').getAttribute('data-lat');
+  await map.click({ position: { x: box.width * 0.8, y: box.height * 0.2 } });
+  await rita.page.waitForFunction((lat) => document.querySelector('[data-testid="marker-dropoff"]').dataset.lat !== lat, before);
+  await rita.page.getByRole('button', { name: 'See price' }).click();
+  const quote = rita.page.getByTestId('quote');
+  await quote.waitFor();
+  const fare = Number(await quote.getByTestId('quote-fare').getAttribute('data-amount'));
+  assert.ok(fare >= 500, `the minimum fare or more: ${fare}`);
+  assert.equal(await cents(quote.getByTestId('quote-fare')), fare);
+  await quote.getByText(/Nearest driver \d+ min away/).waitFor();
+  await quote.getByText(/Price held for \d:\d\d/).waitFor();
+  await shot(rita.page, '12-rider-quote');
+  await rita.page.getByTestId('request').click();
+  await rita.page.getByText('Finding you a driver…').waitFor();
+
+  // Dev is offered the ride, with a countdown, and takes it.
+  const offer = dev.page.getByTestId('offer');
+  await offer.waitFor();
+  await offer.getByText(money(fare)).waitFor();
+  const left = Number((await offer.getByTestId('offer-countdown').textContent()).replace(/\D/g, ''));
+  assert.ok(left > 0 && left <= 30, `a countdown to the offer's expiry: ${left}`);
+  await shot(dev.page, '13-driver-offer');
+  await offer.getByRole('button', { name: 'Accept' }).click();
+
+  // Rita sees who is coming, in which car, and the car itself on her map.
+  const ride = rita.page.getByTestId('ride');
+  await ride.getByText('Dev Patel is on the way').waitFor();
+  await ride.getByTestId('vehicle').getByText('SGP 4321').waitFor();
+  await ride.getByText('Toyota Corolla').waitFor();
+  // A reload picks the ride up where it is.
+  await rita.page.reload();
+  await ride.getByText('Dev Patel is on the way').waitFor();
+  await ride.getByTestId('vehicle').getByText('SGP 4321').waitFor();
+  const car = rita.page.getByTestId('marker-car');
+  await car.waitFor();
+  const carLat = await car.getAttribute('data-lat');
+  // Dev drives towards the pickup; his car moves on Rita's map as it goes.
+  await dev.page.getByRole('button', { name: 'Drive to pickup' }).click();
+  await rita.page.waitForFunction((lat) => document.querySelector('[data-testid="marker-car"]')?.dataset.lat !== lat, carLat);
+  await shot(rita.page, '14-rider-driver-coming');
+
+  await dev.page.getByRole('button', { name: 'I have arrived' }).click();
+  await ride.getByText('Dev Patel is at the pickup').waitFor();
+  // So does the driver's: he is online again with the same car, on the same trip.
+  await dev.page.reload();
+  await dev.page.getByTestId('trip').getByText('Waiting for Rita Gomez').waitFor();
+  // The cancel rule now names the fee.
+  await ride.getByText('Your driver is here: cancelling now costs $3.00.').waitFor();
+  await dev.page.getByRole('button', { name: 'Start trip' }).click();
+  await ride.getByText('On the way to your drop-off').waitFor();
+  await dev.page.getByRole('button', { name: 'Complete trip' }).click();
+
+  // Both see the money: Rita what she paid, Dev what he earned (the fare less the 20 % fee).
+  const earned = fare - Math.floor(fare * 2000 / 10_000);
+  await rita.page.getByTestId('charged').getByText(`You paid ${money(fare)}`).waitFor();
+  await dev.page.getByTestId('earned').getByText(`You earned ${money(earned)}`).waitFor();
+  await shot(dev.page, '16-driver-earned');
+
+  // Rita rates the trip.
+  // The fifth star, tapped (the radio behind it carries the label "5 stars").
+  await rita.page.locator('label.star').nth(4).click();
+  assert.ok(await rita.page.getByRole('radio', { name: '5 stars' }).isChecked());
+  await rita.page.getByLabel('Comment (optional)').fill('Smooth ride, thanks!');
+  await shot(rita.page, '15-rider-rate');
+  await rita.page.getByRole('button', { name: 'Send rating' }).click();
+  await rita.page.getByTestId('rated').waitFor();
+  // Rita shares the ride into her chat with Dev, where it shows as a ride card.
+  await rita.page.getByLabel('Share this ride to a chat').selectOption({ label: 'Dev Patel' });
+  await rita.page.getByRole('button', { name: 'Share', exact: true }).click();
+  await rita.page.getByRole('button', { name: 'Shared' }).waitFor();
+
+  // The wallets: Rita has the fare less, nothing held; Dev has his share, in his history.
+  await tab(rita, 'Wallet');
+  await rita.page.getByTestId('available').filter({ hasText: money(5000 - fare) }).waitFor();
+  // Her history: the fare plus a 20 % margin held, then the margin back.
+  const hold = fare + Math.ceil(fare * 20 / 100);
+  await rita.page.getByTestId('entry').filter({ hasText: 'Payment (held)' }).filter({ hasText: `−${money(hold)}` }).waitFor();
+  await rita.page.getByTestId('entry').filter({ hasText: 'Held money returned' }).filter({ hasText: `+${money(hold - fare)}` }).waitFor();
+  await tab(dev, 'Wallet');
+  await dev.page.getByTestId('available').filter({ hasText: money(earned) }).waitFor();
+  await dev.page.getByTestId('entry').filter({ hasText: 'Payment received' }).filter({ hasText: `+${money(earned)}` }).waitFor();
+  await shot(dev.page, '17-driver-wallet');
+  // And the Rides tab tells Dev what he took today.
+  await tab(dev, 'Rides');
+  await dev.page.getByTestId('earnings-today').getByText(`Today: ${money(earned)} from 1 trip`).waitFor();
+
+  await openChatFromList(dev, 'Rita Gomez');
+  const card = dev.page.locator('[data-card-type="ride"]');
+  await card.getByText('Completed').waitFor();
+  await card.getByText(/A → B, \d+\.\d km/).waitFor();
+  await shot(dev.page, '18-ride-card');
+
+  for (const user of [rita, dev]) await user.context.close();
+}));
+
+test('with a tile server configured, the map lays its tiles exactly under the markers', () => keepEvidence(async () => {
+  const tia = await signUp('tia', 'Tia Moss');
+  // The server under test has no tile server; the client is told of one here, and the
+  // "tile server" answers every tile with the same small picture.
+  await tia.page.route('**/api/v1/client/config', async (route) => {
+    const response = await route.fetch();
+    const config = await response.json();
+    config.map.tile_url = 'http://tiles.invalid/{z}/{x}/{y}.png';
+    config.map.attribution = '© Test tiles';
+    await route.fulfill({ response, json: config });
+  });
+  const png = readFileSync(join(here, '../public/icon-192.png'));
+  await tia.page.route('http://tiles.invalid/**', (route) => route.fulfill({ body: png, contentType: 'image/png' }));
+  await tab(tia, 'Rides');
+  await tia.page.getByText('© Test tiles').waitFor();
+  assert.equal(await tia.page.locator('.map-street').count(), 0, 'tiles replace the bundled streets');
+  const tiles = tia.page.getByTestId('map-tile');
+  await tiles.first().waitFor();
+
+  // The tile that holds the pickup, by the standard slippy-map formula, is where the
+  // pickup marker is drawn.
+  const pin = tia.page.getByTestId('marker-pickup');
+  const lat = Number(await pin.getAttribute('data-lat'));
+  const lng = Number(await pin.getAttribute('data-lng'));
+  const zoom = Math.round(Number(await tia.page.getByTestId('map').getAttribute('data-zoom')));
+  const n = 2 ** zoom;
+  const x = Math.floor((lng + 180) / 360 * n);
+  const y = Math.floor((1 - Math.log(Math.tan(lat * Math.PI / 180) + 1 / Math.cos(lat * Math.PI / 180)) / Math.PI) / 2 * n);
+  const tile = tia.page.locator(`img[src="http://tiles.invalid/${zoom}/${x}/${y}.png"]`);
+  const tileBox = await tile.boundingBox();
+  // The pin's point is the origin its drawing is translated to, within the map.
+  const mapBox = await tia.page.getByTestId('map').boundingBox();
+  const [tx, ty] = /translate\(([-\d.]+) ([-\d.]+)\)/.exec(await pin.getAttribute('transform')).slice(1).map(Number);
+  const tip = { x: mapBox.x + tx, y: mapBox.y + ty };
+  assert.ok(tip.x >= tileBox.x && tip.x <= tileBox.x + tileBox.width && tip.y >= tileBox.y - 2 && tip.y <= tileBox.y + tileBox.height + 2,
+    `pickup ${JSON.stringify(tip)} lies on tile ${zoom}/${x}/${y} ${JSON.stringify(tileBox)}`);
+  // And at the right place on it, to a pixel or two.
+  const fx = (lng + 180) / 360 * n - x;
+  const fy = (1 - Math.log(Math.tan(lat * Math.PI / 180) + 1 / Math.cos(lat * Math.PI / 180)) / Math.PI) / 2 * n - y;
+  assert.ok(Math.abs(tileBox.x + fx * tileBox.width - tip.x) < 2 && Math.abs(tileBox.y + fy * tileBox.height - tip.y) < 2,
+    `pickup ${JSON.stringify(tip)} vs tile position ${fx.toFixed(3)}, ${fy.toFixed(3)} of ${JSON.stringify(tileBox)}`);
+  await tia.context.close();
+}));
+
+test('the map works from the keyboard, and a surge price says so, in Chinese too', () => keepEvidence(async () => {
+  const uma = await signUp('uma', 'Uma Roy');
+  await tab(uma, 'Rides');
+  const map = uma.page.getByTestId('map');
+  await map.waitFor();
+  // Arrow keys move the map under the centre cross; Enter puts the pickup there.
+  const pickup = uma.page.getByTestId('marker-pickup');
+  const before = Number(await pickup.getAttribute('data-lng'));
+  await map.focus();
+  for (let i = 0; i < 3; i++) await uma.page.keyboard.press('ArrowRight');
+  await uma.page.keyboard.press('Enter');
+  await uma.page.waitForFunction((lng) => Number(document.querySelector('[data-testid="marker-pickup"]').dataset.lng) > lng, before);
+  // The next Enter sets the drop-off; + zooms in.
+  const zoom = Number(await map.getAttribute('data-zoom'));
+  await uma.page.keyboard.press('+');
+  assert.equal(Number(await map.getAttribute('data-zoom')), zoom + 1);
+  assert.equal(await uma.page.getByRole('radio', { name: /Drop-off/ }).getAttribute('aria-checked'), 'true');
+
+  // A busy moment: the server's quote carries a surge, and the price says so.
+  await uma.page.route('**/api/v1/rides/quotes', async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, json: { ...(await response.json()), surge: 1.6 } });
+  });
+  await uma.page.getByRole('button', { name: 'See price' }).click();
+  await uma.page.getByTestId('surge').getByText('Surge ×1.6').waitFor();
+  await uma.page.getByText('Fares are higher right now because many people are asking for rides nearby.').waitFor();
+  // (Whether a driver is near depends on the other tests: the ride test's driver may still be online.)
+  await uma.page.getByTestId('pickup-eta').getByText(/No driver nearby right now|Nearest driver \d+ min away/).waitFor();
+  // An error is a sentence chosen by its code: the wallet is empty.
+  await uma.page.getByTestId('request').click();
+  await uma.page.getByRole('alert').getByText('Not enough money in your wallet.').waitFor();
+  await uma.page.getByRole('button', { name: 'Top up your wallet' }).waitFor();
+
+  await tab(uma, 'Me');
+  await uma.page.getByLabel('Language').selectOption('zh-CN');
+  await uma.page.getByRole('navigation').getByRole('link', { name: '出行' }).click();
+  await uma.page.getByRole('button', { name: '查看价格' }).click();
+  await uma.page.getByTestId('surge').getByText('动态加价 ×1.6').waitFor();
+  await shot(uma.page, '19-rides-zh-surge');
+  await uma.context.close();
 }));
 
 async function call(method, path, token, body) {

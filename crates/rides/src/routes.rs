@@ -208,7 +208,11 @@ impl From<Quote> for QuoteView {
 }
 
 /// A ride: `{id, status, rider_id, driver_id, pickup, dropoff, fare, hold, charged,
-/// payment_status, distance_m, duration_s, surge, cancelled_by, created_at, updated_at}`.
+/// payment_status, distance_m, duration_s, surge, cancelled_by, created_at, updated_at}`;
+/// `GET /rides/{id}` adds `vehicle` (`{plate, model, seats}` of the assigned driver's car,
+/// or null) and, while the trip is under way, `driver_location` (`{lat, lng}`, the driver's
+/// last position, or null), so a client opening the ride sees the car before the next
+/// `driver.location` frame.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(transparent)]
 #[schema(as = Ride, value_type = Object)]
@@ -296,7 +300,25 @@ async fn request_ride(
 #[utoipa::path(get, path = "/rides/{id}", tag = "rides", security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 200, body = RideView)))]
 async fn get_ride(State(rides): State<Rides>, current: CurrentUser, Path(id): Path<String>) -> Reply<RideView> {
-    Ok(Json(RideView::from(&rides.ride(&current.user, &id).await?)))
+    let ride = rides.ride(&current.user, &id).await?;
+    let vehicle = match &ride.driver_id {
+        Some(driver_id) => rides.vehicle_of(driver_id).await?,
+        None => None,
+    };
+    let mut view = RideView::from(&ride);
+    // The rider needs the plate to find the car; events carry the ride alone, so the
+    // client reads it here once a driver is assigned.
+    let location = match &ride.driver_id {
+        Some(driver_id) if !ride.status.is_final() => rides.driver_location(driver_id),
+        _ => None,
+    };
+    if let Value::Object(fields) = &mut view.0 {
+        let vehicle = vehicle.map(|v| serde_json::json!({"plate": v.plate, "model": v.model, "seats": v.seats}));
+        fields.insert("vehicle".into(), vehicle.unwrap_or(Value::Null));
+        let location = location.map(|at| serde_json::json!({"lat": at.lat(), "lng": at.lng()}));
+        fields.insert("driver_location".into(), location.unwrap_or(Value::Null));
+    }
+    Ok(Json(view))
 }
 
 /// Accept the offer of this ride.

@@ -424,7 +424,13 @@ impl Rides {
         Ok(())
     }
 
-    async fn vehicle_of(&self, driver_id: &str) -> Result<Option<Vehicle>, RidesError> {
+    /// Where an online driver last said they were, as this node's index has it.
+    pub fn driver_location(&self, driver_id: &str) -> Option<LatLng> {
+        lock(&self.inner.index).location(driver_id)
+    }
+
+    /// The car a driver last went online with (what a rider is told to look for).
+    pub async fn vehicle_of(&self, driver_id: &str) -> Result<Option<Vehicle>, RidesError> {
         let row = sqlx::query("SELECT plate, model, seats FROM ride_drivers WHERE driver_id = $1")
             .bind(driver_id)
             .fetch_optional(self.inner.store.read())

@@ -132,13 +132,14 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
         (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
+        (name = "client", description = "Settings the web client reads from the server (maps, ride rules)"),
         (name = "operations", description = "Health and metrics")),
     components(schemas(plaza_http::ProblemSchema))
 )]
 struct ApiDoc;
 
 /// The whole HTTP application.
-pub fn router(services: Services, gateway: GatewayConfig) -> Router {
+pub fn router(services: Services, gateway: GatewayConfig, client: crate::client::ClientConfig) -> Router {
     let Services { store, accounts, events, chat, wallet, rides } = services;
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
@@ -149,6 +150,7 @@ pub fn router(services: Services, gateway: GatewayConfig) -> Router {
         .nest("/api/v1", plaza_chat::router(state.chat.clone()))
         .nest("/api/v1", plaza_wallet::router(state.wallet.clone()))
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
+        .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone()))
         .split_for_parts();

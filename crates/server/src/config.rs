@@ -119,6 +119,15 @@ pub struct SettingsArgs {
     /// Milliseconds a node holds the dispatch lease without renewing it; another node takes dispatch over this long after the holder dies [default: 10000].
     #[arg(long, env = "PLAZA_RIDES_LEASE_MS", global = true, value_name = "MS")]
     pub rides_lease_ms: Option<String>,
+    /// A raster tile server for the web client's maps, as a URL template with {z}, {x} and
+    /// {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png [default: none — the
+    /// client draws the bundled street map of the demo city, which needs no internet].
+    #[arg(long, env = "PLAZA_MAP_TILE_URL", global = true, value_name = "URL")]
+    pub map_tile_url: Option<String>,
+    /// The credit line shown on the map for the tile server's data, e.g.
+    /// "© OpenStreetMap contributors" [default: none].
+    #[arg(long, env = "PLAZA_MAP_TILE_ATTRIBUTION", global = true, value_name = "TEXT")]
+    pub map_tile_attribution: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -161,6 +170,8 @@ struct FileSettings {
     rides_hold_margin_percent: Option<u32>,
     rides_search_radius_m: Option<u32>,
     rides_lease_ms: Option<u32>,
+    map_tile_url: Option<String>,
+    map_tile_attribution: Option<String>,
 }
 
 /// A list given as comma-separated text or as a TOML array (admins, currencies).
@@ -213,6 +224,10 @@ pub struct Config {
     pub wallet_job_interval: Duration,
     /// Fare policy, dispatch timing and fees of rides (`PLAZA_RIDES_*`).
     pub rides: plaza_rides::RidesConfig,
+    /// Raster map tiles for the web client (`{z}/{x}/{y}` template); the bundled vector
+    /// map of the demo city when unset.
+    pub map_tile_url: Option<String>,
+    pub map_tile_attribution: Option<String>,
 }
 
 /// A setting that cannot be used, named as the operator would write it.
@@ -422,6 +437,21 @@ impl Config {
                 format!("{rides_lease_ms} must be longer than PLAZA_RIDES_BATCH_MS ({rides_batch_ms})"),
             ));
         }
+        let map_tile_url = match args.map_tile_url.clone().or(file.map_tile_url).map(|url| url.trim().to_string()) {
+            None => None,
+            Some(url) if url.is_empty() => None,
+            Some(url) => Some(check_tile_url(&url).map_err(|message| invalid("PLAZA_MAP_TILE_URL", message))?),
+        };
+        let map_tile_attribution = match args.map_tile_attribution.clone().or(file.map_tile_attribution) {
+            Some(text) if text.chars().count() > MAP_ATTRIBUTION_MAX_CHARS => {
+                return Err(invalid(
+                    "PLAZA_MAP_TILE_ATTRIBUTION",
+                    format!("at most {MAP_ATTRIBUTION_MAX_CHARS} characters"),
+                ))
+            }
+            Some(text) => Some(text.trim().to_string()).filter(|text| !text.is_empty()),
+            None => None,
+        };
         let currency_code = currencies.first().map_or("USD", |currency| currency.code()).to_string();
         let rides = plaza_rides::RidesConfig {
             fare: plaza_rides::FarePolicy {
@@ -467,6 +497,8 @@ impl Config {
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
             wallet_job_interval: Duration::from_secs(30),
             rides,
+            map_tile_url,
+            map_tile_attribution,
         })
     }
 
@@ -497,8 +529,32 @@ impl Config {
             red_packet_refund_after: Duration::from_secs(86_400),
             wallet_job_interval: Duration::from_secs(30),
             rides: plaza_rides::RidesConfig::default(),
+            map_tile_url: None,
+            map_tile_attribution: None,
         }
     }
+}
+
+/// The longest map credit line; it is drawn over the map on a phone.
+const MAP_ATTRIBUTION_MAX_CHARS: usize = 200;
+
+/// A tile URL template is absolute (http or https, since the browser fetches it) or
+/// same-origin (`/tiles/...` behind the same proxy), and names all of `{z}`, `{x}` and
+/// `{y}`: without one of them every tile would be the same picture.
+fn check_tile_url(url: &str) -> Result<String, String> {
+    let scheme_ok = url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/');
+    if !scheme_ok {
+        return Err(format!("{url:?} is not an http(s) URL or a path starting with /"));
+    }
+    if let Some(missing) = ["{z}", "{x}", "{y}"].into_iter().find(|part| !url.contains(part)) {
+        return Err(format!(
+            "{url:?} has no {missing}; a template looks like https://tiles.example/{{z}}/{{x}}/{{y}}.png"
+        ));
+    }
+    if url.len() > 2000 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} is not a usable URL"));
+    }
+    Ok(url.to_string())
 }
 
 fn number(
@@ -555,6 +611,25 @@ mod tests {
         assert!(config.database_url.ends_with("plaza-data/plaza.db"));
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.currencies.iter().map(|c| c.code()).collect::<Vec<_>>(), ["USD"]);
+        assert_eq!(config.map_tile_url, None, "the bundled map needs no tile server");
+    }
+
+    #[test]
+    fn a_tile_url_template_is_taken_from_the_environment_or_the_file() {
+        let config = Config::resolve(&SettingsArgs {
+            config: None,
+            map_tile_url: Some(" https://tile.openstreetmap.org/{z}/{x}/{y}.png ".into()),
+            map_tile_attribution: Some("© OpenStreetMap contributors".into()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        assert_eq!(config.map_tile_url.as_deref(), Some("https://tile.openstreetmap.org/{z}/{x}/{y}.png"));
+        assert_eq!(config.map_tile_attribution.as_deref(), Some("© OpenStreetMap contributors"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plaza.toml");
+        std::fs::write(&path, "map_tile_url = \"/tiles/{z}/{x}/{y}.png\"\n").expect("write");
+        let config = Config::resolve(&SettingsArgs { config: Some(path), ..Default::default() }).expect("resolve");
+        assert_eq!(config.map_tile_url.as_deref(), Some("/tiles/{z}/{x}/{y}.png"));
     }
 
     #[test]
@@ -606,6 +681,20 @@ mod tests {
                     ..Default::default()
                 },
                 "PLAZA_RIDES_LEASE_MS",
+                SettingsArgs {
+                    map_tile_url: Some("tiles.example/{z}/{x}/{y}.png".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_MAP_TILE_URL",
+            ),
+            (
+                SettingsArgs {
+                    map_tile_url: Some("https://tiles.example/{z}/{x}.png".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_MAP_TILE_URL",
             ),
             (args(), "PLAZA_CONFIG"),
         ];

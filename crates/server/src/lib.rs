@@ -3,6 +3,7 @@
 //! it depends on all of them and wires them together.
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod docs;
@@ -77,7 +78,7 @@ pub async fn serve_with(
     let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
     let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
     let rides = services.rides.clone();
-    let router = app::router(services, config.gateway);
+    let router = app::router(services, config.gateway, client::ClientConfig::from_config(&config));
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
 

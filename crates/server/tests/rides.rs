@@ -70,6 +70,14 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
     assert_eq!(accepted.status, 200, "{}", accepted.text);
     assert_eq!(accepted.body["status"], "driver_assigned");
     assert_eq!(accepted.body["driver_id"], driver_id);
+    // The rider reads the car to look for.
+    let seen = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&rider)).await;
+    assert_eq!(
+        seen.body["vehicle"],
+        json!({"plate": "SGX 1234", "model": "Toyota Prius", "seats": 4}),
+        "{}",
+        seen.text
+    );
 
     // The assigned driver's position streams to the rider.
     let moved = server
@@ -77,6 +85,9 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
         .await;
     assert_eq!(moved.status, 204, "{}", moved.text);
     let early_frames = rider_socket.frames_until("driver.location").await;
+    // A rider opening the ride afresh sees where the car is.
+    let seen = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&rider)).await;
+    assert_eq!(seen.body["driver_location"], json!({"lat": 1.3003, "lng": 103.8}), "{}", seen.text);
     let location = &early_frames.last().unwrap()["data"];
     assert_eq!((location["ride_id"].as_str(), location["lat"].as_f64()), (Some(ride_id), Some(1.3003)));
     // The socket frame does the same, acknowledged.

@@ -26,6 +26,27 @@ export interface RedPacket {
   expires_at: string; refunded_at: string | null; claims: Claim[];
 }
 
+export interface LatLng { lat: number; lng: number }
+export interface MoneyValue { amount: number; currency: string }
+export interface Vehicle { plate: string; model: string; seats: number }
+export type RideStatus = 'requested' | 'driver_assigned' | 'driver_arrived' | 'in_progress' | 'completed' | 'cancelled' | 'no_driver';
+export interface Ride {
+  id: string; status: RideStatus; rider_id: string; driver_id: string | null; pickup: LatLng; dropoff: LatLng;
+  fare: MoneyValue; hold: MoneyValue; charged: MoneyValue; payment_status: string; distance_m: number; duration_s: number;
+  surge: number; cancelled_by: string | null; created_at: string; updated_at: string; vehicle?: Vehicle | null;
+  driver_location?: LatLng | null;
+}
+export interface Quote {
+  id: string; fare: MoneyValue; distance_m: number; duration_s: number; surge: number; pickup_eta_s: number | null; expires_at: string;
+}
+export interface Offer { ride_id: string; pickup: LatLng; dropoff: LatLng; fare: MoneyValue; pickup_eta_s: number | null; expires_at: string }
+export interface DriverState { driver_id: string; online: boolean; vehicle: Vehicle | null; location: LatLng | null; active_ride_id: string | null }
+export interface ClientConfig {
+  map: { tile_url: string | null; attribution: string | null; center: LatLng; zoom: number };
+  rides: { cancel_fee: MoneyValue; platform_fee_bps: number; hold_margin_percent: number };
+  currencies: string[];
+}
+
 export class ApiError extends Error {
   constructor(public status: number, public code: string, detail: string, public field?: string) {
     super(detail);

@@ -6,7 +6,7 @@
 // resumes from the same cursor, so nothing is missed. Messages are keyed by `seq` and
 // pending sends by `client_id`, so a replayed event or a retried send never shows twice.
 import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from './api';
-import type { Balance, Contact, Conversation, Message, User } from './api';
+import type { Balance, Contact, Conversation, Message, Offer, Ride, User } from './api';
 import { createStore } from './store';
 
 export interface Pending {
@@ -33,12 +33,18 @@ export interface State {
   /** Bumped on events that change a red packet, so open views refetch. */
   redPacketVersion: Record<string, number>;
   openConversation: string | null;
+  /** Rides this client has seen, by id, as the last `ride.updated` or fetch left them. */
+  rides: Record<string, Ride>;
+  /** Offers made to this user as a driver, by ride id (until answered or expired). */
+  offers: Record<string, Offer>;
+  /** ride id → the assigned driver's latest position (ephemeral `driver.location`). */
+  driverLocations: Record<string, { lat: number; lng: number; heading: number | null; at: number }>;
 }
 
 const initial: State = {
   me: null, users: {}, conversations: {}, conversationsLoaded: false, messages: {}, complete: {}, pending: {},
   reads: {}, typing: {}, connection: 'connecting', balances: null, contacts: null, redPacketVersion: {},
-  openConversation: null,
+  openConversation: null, rides: {}, offers: {}, driverLocations: {},
 };
 
 export const store = createStore<State>(initial);
@@ -272,6 +278,41 @@ export async function loadWallet() {
   store.set({ balances: wallet.balances });
 }
 
+// ---- rides ---------------------------------------------------------------------------
+
+const RIDE_STEP: Record<string, number> = {
+  requested: 0, driver_assigned: 1, driver_arrived: 2, in_progress: 3, completed: 4, cancelled: 4, no_driver: 4,
+};
+
+/** Keeps the furthest known state of a ride (events and fetches may arrive out of order;
+ *  a ride only moves forward, and a final state settles its payment a moment later). */
+export function noteRide(ride: Ride) {
+  store.set((s) => {
+    const known = s.rides[ride.id];
+    if (known && (RIDE_STEP[known.status] > RIDE_STEP[ride.status]
+      || (known.status === ride.status && Date.parse(known.updated_at) > Date.parse(ride.updated_at)))) return {};
+    // `vehicle` comes only from GET /rides/{id}; an event keeps the one already known.
+    const merged = { ...ride, vehicle: ride.vehicle !== undefined ? ride.vehicle : known?.vehicle };
+    const offers = { ...s.offers };
+    if (ride.status !== 'requested') delete offers[ride.id];
+    // A fetched ride says where its car is; a live frame, once one came, knows better.
+    const at = ride.driver_location;
+    const driverLocations = at && !s.driverLocations[ride.id]
+      ? { ...s.driverLocations, [ride.id]: { lat: at.lat, lng: at.lng, heading: null, at: Date.now() } } : s.driverLocations;
+    return { rides: { ...s.rides, [ride.id]: merged }, offers, driverLocations };
+  });
+}
+
+export async function loadRide(id: string): Promise<Ride> {
+  const ride = await api<Ride>('GET', `/rides/${encodeURIComponent(id)}`);
+  noteRide(ride);
+  return ride;
+}
+
+export function dropOffer(rideId: string) {
+  store.set((s) => { const offers = { ...s.offers }; delete offers[rideId]; return { offers }; });
+}
+
 // ---- the socket ----------------------------------------------------------------------
 
 const CURSOR_KEY = 'plaza.cursor';
@@ -391,6 +432,12 @@ class Socket {
         }
         if (frame.id) this.sendFailed(frame.id, frame.data);
         return;
+      case 'driver.location': {
+        // Ephemeral (no cursor): where the assigned driver is now.
+        const { ride_id, lat, lng, heading } = frame.data;
+        store.set((s) => ({ driverLocations: { ...s.driverLocations, [ride_id]: { lat, lng, heading: heading ?? null, at: Date.now() } } }));
+        return;
+      }
       case 'typing': {
         const { conversation_id, user_id } = frame.data;
         store.set((s) => ({ typing: { ...s.typing, [conversation_id]: { ...s.typing[conversation_id], [user_id]: Date.now() + 5000 } } }));
@@ -424,6 +471,14 @@ class Socket {
         store.set({ balances });
         break;
       }
+      case 'ride.updated': noteRide(data); break;
+      case 'ride.offer':
+        // A replayed offer that has already run out is not worth showing.
+        if (Date.parse(data.expires_at) > Date.now()) {
+          store.set((s) => ({ offers: { ...s.offers, [data.ride_id]: data } }));
+          window.setTimeout(() => dropOffer(data.ride_id), Date.parse(data.expires_at) - Date.now());
+        }
+        break;
       case 'red_packet.claimed':
         store.set((s) => ({ redPacketVersion: { ...s.redPacketVersion, [data.red_packet_id]: (s.redPacketVersion[data.red_packet_id] ?? 0) + 1 } }));
         break;

@@ -14,7 +14,7 @@ export function preview(message: Message | null | undefined): string {
     case 'image': return `[${t('chat.image')}]`;
     case 'transfer': return `[${t('msg.transfer')}] ${formatMoney(body.amount, body.currency)}`;
     case 'red_packet': return `[${t('msg.red_packet')}] ${body.greeting || t('rp.greeting_default')}`;
-    case 'card': return `[${t('msg.card')}] ${body.title ?? ''}`;
+    case 'card': return body.type === 'ride' ? `[${t('card.ride')}]` : `[${t('msg.card')}] ${body.title ?? ''}`;
     case 'system': return systemText(body);
     default: return t('msg.unsupported');
   }
