@@ -248,7 +248,21 @@ async fn the_socket_authenticates_by_query_token_and_refuses_without_one(db: Db)
     assert!(tokio_tungstenite::connect_async(url).await.is_err());
 }
 
+/// The slow-consumer counter is process-wide (one metrics recorder per process), so the
+/// SQLite and PostgreSQL runs of the test take turns and each waits for the counter to move
+/// past where it stood when its turn began.
+static SLOW_CONSUMER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn slow_consumer_disconnects(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("plaza_ws_slow_consumer_disconnects_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 async fn a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming(db: Db) {
+    let _turn = SLOW_CONSUMER_TURN.lock().await;
     let server = TestServer::start_with(db, |config| {
         config.gateway.send_queue_frames = 4;
         config.gateway.send_timeout = Duration::from_millis(200);
@@ -267,6 +281,7 @@ async fn a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming(db: D
     request.headers_mut().insert("authorization", format!("Bearer {bob}").parse().unwrap());
     let (mut stalled, _) = tokio_tungstenite::client_async(request, tcp).await.expect("handshake");
 
+    let before = slow_consumer_disconnects(&server.get("/metrics", None).await.text);
     let text = "x".repeat(4000);
     let mut sent = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -275,11 +290,7 @@ async fn a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming(db: D
             sent += 1;
             server.send_text(&ann, &conversation, &format!("flood-{sent}"), &text).await;
         }
-        let metrics = server.get("/metrics", None).await.text;
-        if metrics
-            .lines()
-            .any(|line| line.starts_with("plaza_ws_slow_consumer_disconnects_total") && !line.ends_with(" 0"))
-        {
+        if slow_consumer_disconnects(&server.get("/metrics", None).await.text) > before {
             break true;
         }
         if tokio::time::Instant::now() > deadline {
