@@ -8,79 +8,12 @@ mod support;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::process::ChildNode;
 use support::Db;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A `plaza serve` child process on a fixed port, so that it can be restarted in place.
-struct Node {
-    port: u16,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(env: Vec<(String, String)>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut node = Node { port, env, child: None, _dir: tempfile::tempdir().unwrap() };
-        node.spawn();
-        node
-    }
-
-    fn spawn(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_plaza"));
-        command
-            .arg("serve")
-            .env("PLAZA_ADDR", format!("127.0.0.1:{}", self.port))
-            .env("PLAZA_DATA_DIR", self._dir.path())
-            .env("PLAZA_LOG", "warn")
-            .env("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
-            .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap());
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
-        self.child = Some(command.spawn().unwrap());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-        }
-    }
-
-    fn log_path(&self) -> std::path::PathBuf {
-        self._dir.path().join("stderr.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, node: &Node) {
-    let base = node.base();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !matches!(client.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success()) {
-        assert!(tokio::time::Instant::now() < deadline, "{base} never became ready: {}", node.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// What one user's sockets received: per conversation, the seqs in arrival order.
 type Received = Arc<Mutex<BTreeMap<String, Vec<i64>>>>;
@@ -187,13 +120,14 @@ async fn chaos(db: Db) {
             2
         }
     };
-    let mut nodes: Vec<Node> = (0..node_count).map(|_| Node::start(env.clone())).collect();
+    let mut nodes: Vec<ChildNode> =
+        (0..node_count).map(|_| ChildNode::spawn_in(env.clone(), tempfile::tempdir().unwrap())).collect();
     // A SQLite node is restarted on its own data directory: share the first node's.
     let client = reqwest::Client::new();
     for node in &nodes {
-        wait_ready(&client, node).await;
+        node.wait_ready().await;
     }
-    let bases: Vec<String> = nodes.iter().map(Node::base).collect();
+    let bases: Vec<String> = nodes.iter().map(ChildNode::base).collect();
 
     let mut users = Vec::new();
     for n in 0..5 {
@@ -260,8 +194,8 @@ async fn chaos(db: Db) {
     let victim = nodes.last_mut().unwrap();
     victim.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    victim.spawn();
-    wait_ready(&client, victim).await;
+    victim.respawn();
+    victim.wait_ready().await;
     let sent_at_restart = sent.load(Ordering::Relaxed);
     assert!(sent_at_restart < total, "the load was still running when the node came back");
 

@@ -8,6 +8,7 @@ mod support;
 
 use serde_json::json;
 use std::time::Duration;
+use support::process::ChildNode;
 use support::rides::{act, balance, go_online, next_offer, request_ride, topup, wait_ride};
 use support::{Db, TestServer};
 
@@ -202,54 +203,6 @@ async fn a_decline_on_one_node_hands_the_ride_on_at_once_from_the_other() {
     assert_eq!(offer["type"], "ride.offer", "{offer}");
     assert_eq!(offer["data"]["ride_id"], ride_id);
     assert!(declined_at.elapsed() < Duration::from_secs(2));
-}
-
-/// A `plaza serve` child process: a node that can really die (SIGKILL), unlike the
-/// in-process `TestServer`, whose tasks would be stopped gracefully.
-struct ChildNode {
-    child: std::process::Child,
-    base: String,
-    dir: tempfile::TempDir,
-}
-
-impl ChildNode {
-    async fn start(env: &[(&str, String)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plaza"));
-        command
-            .arg("serve")
-            .env("PLAZA_ADDR", format!("127.0.0.1:{port}"))
-            .env("PLAZA_DATA_DIR", dir.path())
-            .env("PLAZA_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(log);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let node = Self { child: command.spawn().unwrap(), base: format!("http://127.0.0.1:{port}"), dir };
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !matches!(client.get(format!("{}/readyz", node.base)).send().await, Ok(r) if r.status().is_success()) {
-            let log = std::fs::read_to_string(node.dir.path().join("stderr.log")).unwrap_or_default();
-            assert!(tokio::time::Instant::now() < deadline, "the child node never got ready: {log}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        node
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL: no shutdown code runs, the lease is not given back.
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ChildNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The dispatching node is SIGKILLed while a request is open and offered to a driver who

@@ -9,77 +9,11 @@ mod support;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::process::ChildNode;
 use support::Db;
-
-/// A `plaza serve` child process on a fixed port and data directory, restartable in place.
-struct Node {
-    port: u16,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(env: Vec<(String, String)>, dir: tempfile::TempDir) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut node = Node { port, env, child: None, dir };
-        node.spawn();
-        node
-    }
-
-    fn spawn(&mut self) {
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("stderr.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_plaza"));
-        command
-            .arg("serve")
-            .env("PLAZA_ADDR", format!("127.0.0.1:{}", self.port))
-            .env("PLAZA_DATA_DIR", self.dir.path())
-            .env("PLAZA_LOG", "warn")
-            .env("PLAZA_ADMINS", "auditor")
-            .env("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
-        self.child = Some(command.spawn().unwrap());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, node: &Mutex<Node>) {
-    let base = node.lock().unwrap().base();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !matches!(client.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success()) {
-        assert!(tokio::time::Instant::now() < deadline, "never ready: {}", node.lock().unwrap().log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Requests that failed in transport or with a 5xx and were retried (the kills cause them).
 static RETRIED: AtomicUsize = AtomicUsize::new(0);
@@ -120,14 +54,14 @@ async fn post_until_answered(
 async fn crash_under_transfer_load(db: Db) {
     let transfers: usize = std::env::var("PLAZA_CRASH_TRANSFERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
-    let mut env = Vec::new();
+    let mut env = vec![("PLAZA_ADMINS".to_string(), "auditor".to_string())];
     if db == Db::Postgres {
         env.push(("PLAZA_DATABASE_URL".to_string(), support::fresh_database(Db::Postgres, dir.path()).await));
     }
-    let node = Arc::new(Mutex::new(Node::start(env, dir)));
+    let node = Arc::new(Mutex::new(ChildNode::spawn_in(env, dir)));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    wait_ready(&client, &node).await;
     let base = node.lock().unwrap().base();
+    support::process::wait_ready(&base, || node.lock().unwrap().log()).await;
 
     let mut people = Vec::new();
     for name in ["auditor", "ann", "bob", "cat", "dan"] {
@@ -204,9 +138,9 @@ async fn crash_under_transfer_load(db: Db) {
         {
             let mut node = node.lock().unwrap();
             node.kill();
-            node.spawn();
+            node.respawn();
         }
-        wait_ready(&client, &node).await;
+        support::process::wait_ready(&base, || node.lock().unwrap().log()).await;
     }
     for worker in workers {
         worker.await.unwrap();

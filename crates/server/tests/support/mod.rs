@@ -3,6 +3,7 @@
 //! `PLAZA_TEST_DATABASE_URL`, which `scripts/test` starts), and a small HTTP client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
 pub mod rides;
 
 use plaza_server::config::Config;

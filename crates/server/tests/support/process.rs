@@ -1,0 +1,95 @@
+//! `plaza serve` as a child process: a node that can really die (SIGKILL: no shutdown code
+//! runs, nothing is flushed or given back) and start again in place, on the same port and
+//! data directory, unlike the in-process `TestServer`, whose tasks stop gracefully.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct ChildNode {
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl ChildNode {
+    /// Spawns `plaza serve` with these settings on top of the test defaults, in `dir` (which
+    /// may already hold a database's files), without waiting for it to be ready.
+    pub fn spawn_in(env: Vec<(String, String)>, dir: tempfile::TempDir) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut node = Self { port, env, child: None, dir };
+        node.respawn();
+        node
+    }
+
+    /// Spawns a node in a fresh data directory and waits until it is ready.
+    pub async fn start(env: &[(&str, String)]) -> Self {
+        let env = env.iter().map(|(key, value)| (key.to_string(), value.clone())).collect();
+        let node = Self::spawn_in(env, tempfile::tempdir().unwrap());
+        node.wait_ready().await;
+        node
+    }
+
+    /// Starts the process again after `kill`, with the same port, settings and data.
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "the node is still running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plaza"));
+        command
+            .arg("serve")
+            .env("PLAZA_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("PLAZA_DATA_DIR", self.dir.path())
+            .env("PLAZA_LOG", "warn")
+            .env("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        self.child = Some(command.spawn().unwrap());
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits (up to a minute) until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        wait_ready(&self.base(), || self.log()).await
+    }
+
+    fn log_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("stderr.log")
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits (up to a minute) until `base/readyz` answers 200; `log` explains a failure.
+pub async fn wait_ready(base: &str, log: impl Fn() -> String) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !matches!(client.get(format!("{base}/readyz")).send().await, Ok(r) if r.status().is_success()) {
+        assert!(tokio::time::Instant::now() < deadline, "{base} never became ready: {}", log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
