@@ -681,6 +681,8 @@ mod tests {
                     ..Default::default()
                 },
                 "PLAZA_RIDES_LEASE_MS",
+            ),
+            (
                 SettingsArgs {
                     map_tile_url: Some("tiles.example/{z}/{x}/{y}.png".into()),
                     config: None,

@@ -291,7 +291,7 @@ async fn concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced
         loop {
             let page = server.get(&format!("/api/v1/events?after={after}&limit=200"), Some(token)).await;
             let items = page.body["items"].as_array().unwrap();
-            newest = items.iter().filter(|e| e["type"] == "wallet.updated").last().cloned().or(newest);
+            newest = items.iter().rev().find(|e| e["type"] == "wallet.updated").cloned().or(newest);
             match page.body["next_cursor"].as_str() {
                 Some(next) => after = next.to_string(),
                 None => break,
