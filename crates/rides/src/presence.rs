@@ -5,7 +5,8 @@
 //! lease — now, or after taking it over from a node that died — already sees every driver,
 //! and has nothing to rebuild. The same announcements carry which rider a driver on a trip
 //! streams its locations to, so a driver connected to any node reaches the rider on any
-//! other, and a decline on any node wakes the lease holder's dispatcher at once.
+//! other, and a decline on any node wakes the lease holder's dispatcher at once. Quotes are
+//! announced too, as demand, so surge weighs the quotes of every node.
 //!
 //! All of it is soft state: an announcement lost on the bus costs at most one location
 //! (drivers resend every few seconds), and a driver nobody hears from drops out of every
@@ -47,6 +48,12 @@ pub(crate) enum Presence {
     },
     /// An offer was declined: the lease holder should dispatch now, not at the next tick.
     Dispatch,
+    /// A rider was quoted for a pickup here: demand, which surge weighs against supply, so
+    /// every node prices an area from the quotes of all nodes, not only its own.
+    Demand {
+        lat: f64,
+        lng: f64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,6 +99,11 @@ impl Rides {
                 lock(&self.inner.trips).remove(driver_id);
             }
             Presence::Dispatch => self.inner.dispatch_now.notify_one(),
+            Presence::Demand { lat, lng } => {
+                if let Ok(pickup) = LatLng::new(*lat, *lng) {
+                    self.record_demand(pickup, now);
+                }
+            }
         }
     }
 

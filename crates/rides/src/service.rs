@@ -466,6 +466,7 @@ impl Rides {
             (supply, nearest)
         };
         let demand = self.record_demand(pickup, now.unix_millis());
+        self.tell_other_nodes(Presence::Demand { lat: pickup.lat(), lng: pickup.lng() });
         let surge_milli = config.fare.surge_milli(demand, supply);
         let fare = config.fare.fare(distance_m, duration_s, surge_milli);
         let pickup_eta_s = nearest.first().map(|candidate| self.inner.routes.estimate(candidate.location, pickup).1);
@@ -507,7 +508,7 @@ impl Rides {
     }
 
     /// Counts a quote as demand in its area and returns the area's recent demand.
-    fn record_demand(&self, pickup: LatLng, now_ms: i64) -> u64 {
+    pub(crate) fn record_demand(&self, pickup: LatLng, now_ms: i64) -> u64 {
         let Some(area) = h3o::LatLng::new(pickup.lat(), pickup.lng()).ok().map(|p| p.to_cell(SURGE_RESOLUTION)) else {
             return 0;
         };

@@ -265,3 +265,25 @@ async fn when_the_dispatching_node_is_killed_the_other_takes_the_lease_and_dispa
     assert_eq!(balance(&node_b, &driver).await, (fare - fare * 2000 / 10_000, 0));
     act(&node_b, &silent, ride_id, "accept").await.assert_problem(409, "invalid_transition");
 }
+
+/// Surge weighs the quotes of every node: demand quoted through node A raises the price
+/// node B quotes for the same area. (A pickup of its own, away from the other tests' area:
+/// they share the NATS server, and with it the announcements.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_through_one_node_count_as_demand_for_surge_on_the_other() {
+    let (node_a, node_b, _) =
+        two_ride_nodes(Duration::from_secs(2), Duration::from_secs(10), Duration::from_secs(15)).await;
+    let trip = json!({"pickup": {"lat": 1.4100, "lng": 103.9500}, "dropoff": {"lat": 1.4300, "lng": 103.9700}});
+    let (rider_a, _) = node_a.register("demand_on_a").await;
+    for _ in 0..3 {
+        let quote = node_a.post("/api/v1/rides/quotes", Some(&rider_a), trip.clone()).await;
+        assert_eq!(quote.status, 201, "{}", quote.text);
+    }
+    // No driver is online there, so each quote is one more rider per (at least one) car.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rider_b, _) = node_b.register("demand_on_b").await;
+    let quote = node_b.post("/api/v1/rides/quotes", Some(&rider_b), trip).await;
+    assert_eq!(quote.status, 201, "{}", quote.text);
+    let surge = quote.body["surge"].as_f64().unwrap();
+    assert!(surge >= 2.0, "node B priced four quotes in the area as {surge}: it did not hear of A's three");
+}
