@@ -43,7 +43,22 @@ impl Rides {
         self.assign(now).await?;
         self.settle_pending().await?;
         self.release_stranded_holds(now).await?;
+        self.prune_quotes(now).await?;
         Ok(())
+    }
+
+    /// Deletes quotes expired longer than `quote_retention` ago, a bounded number per
+    /// batch. A ride keeps its own copy of the price, and the stranded-hold sweep works from
+    /// `ride_holds`; a request naming a pruned quote gets `quote_not_found`.
+    async fn prune_quotes(&self, now: i64) -> Result<u64, RidesError> {
+        let cutoff = now - self.inner.config.quote_retention.as_millis() as i64;
+        let pruned = sqlx::query(
+            "DELETE FROM ride_quotes WHERE id IN (SELECT id FROM ride_quotes WHERE expires_at < $1 LIMIT 1000)",
+        )
+        .bind(cutoff)
+        .execute(self.inner.store.write())
+        .await?;
+        Ok(pruned.rows_affected())
     }
 
     /// Gives the region's lease back if this node holds it (a graceful shutdown), so that

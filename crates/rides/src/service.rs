@@ -48,6 +48,9 @@ pub struct RidesConfig {
     pub lease_ttl: Duration,
     /// How long after its quote expired a hold whose ride was never saved is released.
     pub stranded_hold_grace: Duration,
+    /// How long an expired quote is kept (a ride keeps its own copy of the price), so the
+    /// table holds about this much quoting rather than every quote ever made.
+    pub quote_retention: Duration,
 }
 
 impl Default for RidesConfig {
@@ -69,6 +72,7 @@ impl Default for RidesConfig {
             index_limits: IndexLimits::default(),
             lease_ttl: Duration::from_secs(10),
             stranded_hold_grace: Duration::from_secs(120),
+            quote_retention: Duration::from_secs(3600),
         }
     }
 }
@@ -987,14 +991,23 @@ impl Rides {
             }
         };
         let mut transaction = self.inner.store.begin().await?;
-        sqlx::query("UPDATE rides SET payment_status = $2, updated_at = $3 WHERE id = $1 AND payment_status = 'held'")
-            .bind(&ride.id)
-            .bind(status)
-            .bind(Timestamp::now().unix_millis())
-            .execute(&mut *transaction)
-            .await?;
+        let recorded = sqlx::query(
+            "UPDATE rides SET payment_status = $2, updated_at = $3 WHERE id = $1 AND payment_status = 'held'",
+        )
+        .bind(&ride.id)
+        .bind(status)
+        .bind(Timestamp::now().unix_millis())
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
         let ride = load_ride(&mut transaction, &ride.id).await?;
+        // Both parties learn that the money moved (the final state's event still said
+        // `held`); only the settlement that recorded it tells them, so never twice.
+        let appended = if recorded == 1 { Some(self.announce(&mut transaction, &ride).await?) } else { None };
         transaction.commit().await?;
+        if let Some(appended) = appended {
+            self.inner.events.publish(appended);
+        }
         Ok(ride)
     }
 

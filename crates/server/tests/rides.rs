@@ -24,6 +24,7 @@ on_both_databases!(
     a_hold_whose_ride_was_never_saved_is_released_once_its_quote_is_dead,
     a_simulated_demo_driver_takes_a_rider_from_request_to_completion,
     a_database_where_the_race_already_happened_migrates_keeping_each_riders_oldest_open_ride,
+    expired_quotes_are_pruned_after_their_retention_and_then_unknown,
 );
 
 /// Fast batches; offers that wait long enough for a test to answer them.
@@ -114,6 +115,13 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
         seen.push(status_of(&frame));
     }
     assert_eq!(seen, ["requested", "driver_assigned", "driver_arrived", "in_progress", "completed"]);
+    // Then the money: one more `ride.updated` says the fare was captured.
+    let settled = rider_socket.frames_until("ride.updated").await.pop().unwrap();
+    assert_eq!(
+        (settled["data"]["status"].as_str(), settled["data"]["payment_status"].as_str()),
+        (Some("completed"), Some("captured")),
+        "{settled}"
+    );
     // (The driver's `driver_assigned` came before the location ack read above.)
     let driver_frames = driver_socket.frames_until("ride.updated").await;
     assert_eq!(driver_frames.last().unwrap()["data"]["status"], "driver_arrived");
@@ -563,4 +571,34 @@ async fn a_database_where_the_race_already_happened_migrates_keeping_each_riders
         [("r1", "cancelled"), ("r2", "driver_assigned"), ("r3", "cancelled"), ("r4", "requested"), ("r5", "completed")]
     );
     store.close().await;
+}
+
+async fn expired_quotes_are_pruned_after_their_retention_and_then_unknown(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.quote_ttl = Duration::from_millis(300);
+        config.rides.quote_retention = Duration::from_millis(300);
+    })
+    .await;
+    let (rider, _) = server.register("rider").await;
+    topup(&server, &rider, 10_000).await;
+    let quote_id = quote(&server, &rider).await["id"].as_str().unwrap().to_string();
+    let mut database = server.database().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ride_quotes WHERE id = $1")
+            .bind(&quote_id)
+            .fetch_one(&mut database)
+            .await
+            .unwrap();
+        if kept == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the expired quote was never pruned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = server.post("/api/v1/rides", Some(&rider), json!({"quote_id": quote_id})).await;
+    reply.assert_problem(404, "quote_not_found");
+    // Nothing was held for it.
+    assert_eq!(balance(&server, &rider).await, (10_000, 0));
 }
