@@ -64,9 +64,11 @@ function OfferBanner({ path }: { path: string }) {
   const offers = store.use((s) => Object.keys(s.offers).length);
   if (!offers || path === '/rides') return null;
   return (
-    <button type="button" class="offer-banner" role="alert" onClick={() => navigate('/rides')}>
-      🚗 {t('rides.offer_banner')}
-    </button>
+    <div role="alert">
+      <button type="button" class="offer-banner" onClick={() => navigate('/rides')}>
+        🚗 {t('rides.offer_banner')}
+      </button>
+    </div>
   );
 }
 

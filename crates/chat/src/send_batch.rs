@@ -221,7 +221,8 @@ impl Chat {
             cases.join(" "),
             conditions.join(" OR ")
         );
-        let sql = self.store().backend().bulk_sql(&sql);
+        // (Each parameter appears twice here, so `bulk_sql` could not make it anonymous; a
+        // batch has at most `send_batch_max` senders, which keeps it small.)
         let mut query = sqlx::query(&sql);
         for ((conversation_id, user_id), seq) in &read_marks {
             query = query.bind(*conversation_id).bind(*user_id).bind(*seq);

@@ -8,7 +8,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../lib/api';
 import type { ClientConfig, DriverState, Entry, LatLng, Offer, Page, Quote, Ride } from '../lib/api';
-import { displayName, dropOffer, loadRide, loadUser, loadWallet, noteRide, store } from '../lib/data';
+import { conversationTitle, displayName, dropOffer, loadRide, loadUser, loadWallet, noteRide, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
@@ -144,12 +144,7 @@ function ShareRide({ rideId }: { rideId: string }) {
       setDone(true);
     } catch (caught) { setError(caught); }
   };
-  const title = (id: string) => {
-    const conversation = conversations[id];
-    if (conversation.title) return conversation.title;
-    const me = store.get().me?.id;
-    return conversation.member_ids.filter((m) => m !== me).map(displayName).join(', ');
-  };
+  const title = (id: string) => conversationTitle(conversations[id]);
   return (
     <div class="share-ride">
       <label>{t('rides.share')}
@@ -192,12 +187,11 @@ function RiderView({ config }: { config: ClientConfig }) {
     loadRide(rideId).catch((caught) => { if (caught instanceof ApiError && caught.status === 404) setRideId(null); });
   }, [rideId]);
   useEffect(() => {
-    if (!rideId || !ride || FINAL.has(ride.status) && ride.payment_status !== 'held') return;
-    // Settling the payment follows the final state by a moment and sends no event.
-    const every = FINAL.has(ride.status) ? 1000 : 5000;
-    const id = window.setInterval(() => void loadRide(rideId).catch(() => {}), every);
+    // Settling the payment sends its own `ride.updated`, so a final ride needs no polling.
+    if (!rideId || !ride || FINAL.has(ride.status)) return;
+    const id = window.setInterval(() => void loadRide(rideId).catch(() => {}), 5000);
     return () => clearInterval(id);
-  }, [rideId, ride?.status, ride?.payment_status]);
+  }, [rideId, ride?.status]);
   // The car to look for arrives with GET /rides/{id}, not with the event.
   useEffect(() => {
     if (ride?.driver_id && !ride.vehicle) void loadRide(ride.id).catch(() => {});
@@ -452,6 +446,8 @@ function DriverView({ config }: { config: ClientConfig }) {
   const ride = store.use((s) => (rideId ? s.rides[rideId] : undefined));
   const atRef = useRef(at);
   atRef.current = at;
+  const headingRef = useRef(heading);
+  headingRef.current = heading;
   useTick();
 
   const remember = (patch: Partial<DriverSaved>) => {
@@ -488,7 +484,7 @@ function DriverView({ config }: { config: ClientConfig }) {
   // Keep-alive while parked.
   useEffect(() => {
     if (!online) return;
-    const id = window.setInterval(() => void sendLocation(atRef.current, heading), HEARTBEAT_MS);
+    const id = window.setInterval(() => void sendLocation(atRef.current, headingRef.current), HEARTBEAT_MS);
     return () => clearInterval(id);
   }, [online]);
 
@@ -526,10 +522,6 @@ function DriverView({ config }: { config: ClientConfig }) {
   // An offer is an alert: focus goes to it, so a keyboard or screen-reader user can answer.
   const acceptButton = useRef<HTMLButtonElement>(null);
   useEffect(() => { if (offer) acceptButton.current?.focus(); }, [offer?.ride_id]);
-  // Offers that ran out go away by themselves.
-  useEffect(() => {
-    for (const o of Object.values(offers)) if (Date.parse(o.expires_at) <= Date.now()) dropOffer(o.ride_id);
-  });
 
   const answer = async (accept: boolean, id: string) => {
     setBusy(true); setError(null);
@@ -555,12 +547,9 @@ function DriverView({ config }: { config: ClientConfig }) {
     } catch (caught) { setError(caught); } finally { setBusy(false); }
   };
   // The money arrives in the wallet once the ride is settled: show what landed there.
+  // (Settling sends its own `ride.updated`: no polling while the money is still held.)
   useEffect(() => {
-    if (!ride || !FINAL.has(ride.status)) return;
-    if (ride.payment_status === 'held') {
-      const id = window.setInterval(() => void loadRide(ride.id).catch(() => {}), 1000);
-      return () => clearInterval(id);
-    }
+    if (!ride || !FINAL.has(ride.status) || ride.payment_status === 'held') return;
     void loadWallet().catch(() => {});
     if (ride.charged.amount > 0) setEarned(driverShare(ride.charged.amount, config.rides.platform_fee_bps));
   }, [ride?.status, ride?.payment_status]);
