@@ -21,11 +21,11 @@ impl Rides {
         loop {
             // A decline anywhere wakes the batch early (at most one extra batch per
             // decline: `Notify` keeps a single permit).
-            tokio::select! {
-                _ = every.tick() => {}
-                () = self.inner.dispatch_now.notified() => {}
-            }
-            if let Err(error) = self.dispatch_once().await {
+            let on_time = tokio::select! {
+                _ = every.tick() => true,
+                () = self.inner.dispatch_now.notified() => false,
+            };
+            if let Err(error) = self.dispatch(on_time).await {
                 tracing::warn!("rides dispatch batch failed: {error}");
             }
         }
@@ -33,6 +33,14 @@ impl Rides {
 
     /// One batch. Public so that tests and the simulator can step it.
     pub async fn dispatch_once(&self) -> Result<(), RidesError> {
+        self.dispatch(true).await
+    }
+
+    /// One batch. A batch woken early by a decline (`on_time` false) only hands requests
+    /// on: it counts no round towards `no_driver` for a request nobody could reach (which
+    /// would end requests after a fraction of `dispatch_rounds_max × batch interval`) and
+    /// leaves the housekeeping to the batches on the clock.
+    async fn dispatch(&self, on_time: bool) -> Result<(), RidesError> {
         let now = Timestamp::now().unix_millis();
         lock(&self.inner.index).sweep(now);
         if !self.hold_lease(now).await? {
@@ -40,10 +48,12 @@ impl Rides {
         }
         self.expire_offers(now).await?;
         self.give_up(now).await?;
-        self.assign(now).await?;
-        self.settle_pending().await?;
-        self.release_stranded_holds(now).await?;
-        self.prune_quotes(now).await?;
+        self.assign(now, on_time).await?;
+        if on_time {
+            self.settle_pending().await?;
+            self.release_stranded_holds(now).await?;
+            self.prune_quotes(now).await?;
+        }
         Ok(())
     }
 
@@ -160,7 +170,7 @@ impl Rides {
         Ok(online)
     }
 
-    async fn assign(&self, now: i64) -> Result<(), RidesError> {
+    async fn assign(&self, now: i64, count_rounds: bool) -> Result<(), RidesError> {
         let config = &self.inner.config;
         let rows = sqlx::query(&format!(
             "SELECT {} FROM rides WHERE status = 'requested' AND offered_driver_id IS NULL ORDER BY created_at LIMIT $1",
@@ -228,7 +238,7 @@ impl Rides {
         // A request nobody could reach counts a round towards `no_driver`; one that lost
         // its drivers to others in this batch simply waits for the next.
         for (r, ride) in rides.iter().enumerate() {
-            if !matched.contains(&r) && costs[r].iter().all(Option::is_none) {
+            if count_rounds && !matched.contains(&r) && costs[r].iter().all(Option::is_none) {
                 sqlx::query(
                     "UPDATE rides SET dispatch_rounds = dispatch_rounds + 1 WHERE id = $1 AND status = 'requested'
                      AND offered_driver_id IS NULL",

@@ -603,8 +603,12 @@ impl Rides {
             // A replay answers the intent as it was created; what counts is how it stands now.
             Ok((intent, true)) => self.inner.wallet.payment_intent(&intent.id).await?,
             Err(error) => {
-                // Nothing was held (or a retry found the key reused): nothing to sweep.
-                self.forget_pending_hold(quote_id).await?;
+                // Only a refusal proves nothing was held. After any other error (a lost
+                // connection mid-commit, the key already holding another amount) a hold may
+                // exist, and the row lets the sweep find and release it.
+                if matches!(error, WalletError::InsufficientFunds { .. } | WalletError::InvalidField { .. }) {
+                    self.forget_pending_hold(quote_id).await?;
+                }
                 return Err(error.into());
             }
         };
