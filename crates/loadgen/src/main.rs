@@ -100,8 +100,11 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         duration: u64,
         /// Only the service layer, with group commit (no baseline, no HTTP): for profiling.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "http_only")]
         service_only: bool,
+        /// Only the HTTP runs (no service layer, no floor): for profiling the server.
+        #[arg(long)]
+        http_only: bool,
     },
     /// Rides in-process: location updates and nearest-candidates latency on the live
     /// driver index, and a dispatch simulator comparing greedy and batched assignment.
@@ -170,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
             service_tasks,
             duration,
             service_only,
+            http_only,
         } => {
             wallet::run(wallet::Options {
                 plaza,
@@ -181,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
                 service_tasks,
                 duration,
                 service_only,
+                http_only,
             })
             .await
         }

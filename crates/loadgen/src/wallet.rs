@@ -7,6 +7,12 @@
 //! Users are seeded with SQL (users, sessions and one top-up posting each, the funding
 //! account carrying the other side): registering 10,000 users through argon2 would take
 //! minutes. The ledger check after seeding proves the seed balances.
+//!
+//! Alongside, the **database floor**: per transfer only the rows any transfer over this
+//! schema must write — its journal row, its idempotency key with the result, the two
+//! balances — as batches of 1,024 in one transaction each, from one task, with none of the
+//! reads, checks, hashing or events. No transfer path over these tables can beat it on the
+//! same machine, which tells a slow code path from a slow database.
 
 use crate::server::PlazaServer;
 use anyhow::Context;
@@ -32,6 +38,7 @@ pub struct Options {
     pub service_tasks: usize,
     pub duration: u64,
     pub service_only: bool,
+    pub http_only: bool,
 }
 
 /// What every seeded user starts with, in cents.
@@ -162,8 +169,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let workloads = [Pick::Uniform(options.accounts), Pick::zipf(options.hot.min(options.accounts), options.zipf_s)];
     let duration = Duration::from_secs(options.duration);
     let mut rows = Vec::new();
+    let mut shares = Vec::new();
     for pick in &workloads {
+        if options.http_only {
+            break;
+        }
+        let floor = drive_floor(&store, &users, pick, duration).await?;
+        rows.push(floor.row(backend, "database", pick.name(), "floor: the rows alone, batches of 1024", None));
+        check_ledger(&store, "after the floor runs").await?;
         let batched = drive_service(&services.wallet, &users, pick, options.service_tasks, duration, true).await?;
+        shares.push(format!(
+            "{}: group commit at the service layer reaches {:.0}% of the database floor",
+            pick.name(),
+            100.0 * batched.transfers_per_second / floor.transfers_per_second
+        ));
         if options.service_only {
             rows.push(batched.row(backend, "service", pick.name(), "group commit", None));
             continue;
@@ -176,6 +195,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     if options.service_only {
         print_rows(&rows);
+        print_lines(&shares);
         store.close().await;
         return Ok(());
     }
@@ -191,6 +211,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let check = check_ledger(&store, "after the HTTP runs").await?;
 
     print_rows(&rows);
+    print_lines(&shares);
     println!();
     println!(
         "{} accounts ({} hot, Zipf s = {}), {} service tasks, {} HTTP clients, {} s per run; ledger check after every phase: ok ({} accounts, sum {})",
@@ -205,6 +226,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     store.close().await;
     Ok(())
+}
+
+fn print_lines(lines: &[String]) {
+    if !lines.is_empty() {
+        println!();
+    }
+    for line in lines {
+        println!("- {line}");
+    }
 }
 
 fn print_rows(rows: &[String]) {
@@ -366,6 +396,91 @@ async fn drive_service(
         }));
     }
     collect(handles, started).await
+}
+
+/// Transfers in the floor's batches.
+const FLOOR_BATCH: usize = 1024;
+
+/// The database floor (see the module's comment): one task writing batches of
+/// `FLOOR_BATCH` transfers — balance changes, journal rows, keys with a result of a real
+/// result's size — with the same statements the group-committed path uses, for `duration`.
+/// Each batch balances, so the ledger check still holds afterwards.
+async fn drive_floor(store: &Store, users: &[User], pick: &Pick, duration: Duration) -> anyhow::Result<Measured> {
+    use plaza_store::JsonColumn::{BigInt, Text};
+    let backend = store.backend();
+    let update = format!(
+        "WITH changes AS ({}) UPDATE wallet_accounts SET balance = wallet_accounts.balance + changes.delta
+         FROM changes WHERE wallet_accounts.id = changes.id",
+        backend.json_rows(1, &[("id", Text), ("delta", BigInt)])
+    );
+    let journal = format!(
+        "INSERT INTO wallet_movements
+         (id, transaction_id, kind, debit_account, credit_account, amount, currency, reference, note, created_at)
+         SELECT id, transaction_id, 'transfer', debit_account, credit_account, amount, 'USD', reference, NULL, $2
+         FROM ({}) AS movements",
+        backend.json_rows(
+            1,
+            &[
+                ("id", Text),
+                ("transaction_id", Text),
+                ("debit_account", Text),
+                ("credit_account", Text),
+                ("amount", BigInt),
+                ("reference", Text),
+            ]
+        )
+    );
+    let keys = format!(
+        "INSERT INTO wallet_idempotency (scope, idempotency_key, operation, request_hash, result, created_at)
+         SELECT scope, idempotency_key, 'transfer', request_hash, result, $2 FROM ({}) AS keys",
+        backend.json_rows(1, &[("scope", Text), ("idempotency_key", Text), ("request_hash", Text), ("result", Text)])
+    );
+    let mut random = Random(0x853c_49e6_748f_ea9b);
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut stored_so_far = 0;
+    while Instant::now() < deadline {
+        let now = Timestamp::now().unix_millis();
+        let mut deltas: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        let mut movements = Vec::with_capacity(FLOOR_BATCH);
+        let mut stored = Vec::with_capacity(FLOOR_BATCH);
+        for _ in 0..FLOOR_BATCH {
+            let (from, to, amount) = pick.transfer(&mut random);
+            let (debit, credit) = (format!("user:{}:USD", users[from].id), format!("user:{}:USD", users[to].id));
+            *deltas.entry(debit.clone()).or_default() -= amount;
+            *deltas.entry(credit.clone()).or_default() += amount;
+            let id = plaza_kernel::new_id();
+            let result = serde_json::json!({
+                "id": id, "from_user_id": users[from].id, "to_user_id": users[to].id, "amount": amount,
+                "currency": "USD", "note": null, "conversation_id": null, "message_id": null, "created_at_ms": now,
+            });
+            stored.push((
+                users[from].id.clone(),
+                format!("floor-{}-{}", pick.name(), stored_so_far + stored.len()),
+                plaza_kernel::id::to_hex(&Sha256::digest(id.as_bytes())),
+                result.to_string(),
+            ));
+            movements.push((plaza_kernel::new_id(), id.clone(), debit, credit, amount, format!("transfer:{id}")));
+        }
+        let deltas: Vec<(String, i64)> = deltas.into_iter().collect();
+        let sent = Instant::now();
+        let mut transaction = store.begin().await?;
+        sqlx::query(&update).bind(serde_json::to_string(&deltas)?).execute(&mut *transaction).await?;
+        sqlx::query(&journal).bind(serde_json::to_string(&movements)?).bind(now).execute(&mut *transaction).await?;
+        sqlx::query(&keys).bind(serde_json::to_string(&stored)?).bind(now).execute(&mut *transaction).await?;
+        transaction.commit().await?;
+        // Every transfer of the batch waited as long as the batch took.
+        histogram.record_n(sent.elapsed().as_micros() as u64, FLOOR_BATCH as u64)?;
+        stored_so_far += FLOOR_BATCH;
+    }
+    let sent = histogram.len();
+    Ok(Measured {
+        transfers_per_second: sent as f64 / started.elapsed().as_secs_f64(),
+        refused: 0,
+        errors: 0,
+        latency_us: histogram,
+    })
 }
 
 /// `clients` keep-alive HTTP clients posting transfers for `duration`.

@@ -24,6 +24,7 @@ use crate::service::{invalid, Transfer, TransferRequest, Wallet, WalletError};
 use plaza_accounts::User;
 use plaza_events::ToAppend;
 use plaza_kernel::Timestamp;
+use plaza_store::JsonColumn::{BigInt, Text};
 use plaza_store::{numbered_parameters as placeholders, Backend, Row};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -119,19 +120,13 @@ impl Wallet {
         if !keys.is_empty() {
             // A join against the list, not `scope = … AND key = … OR …`: SQLite refuses an
             // expression over 1,000 deep, which a batch of 1,000 ORs is.
-            let wanted: Vec<String> = (0..keys.len()).map(|n| format!("({})", placeholders(2 * n + 1, 2))).collect();
             let sql = format!(
-                "WITH wanted (scope, idempotency_key) AS (VALUES {})
-                 SELECT stored.scope, stored.idempotency_key, stored.operation, stored.request_hash, stored.result
-                 FROM wanted JOIN wallet_idempotency stored
+                "SELECT stored.scope, stored.idempotency_key, stored.operation, stored.request_hash, stored.result
+                 FROM ({}) AS wanted JOIN wallet_idempotency stored
                    ON stored.scope = wanted.scope AND stored.idempotency_key = wanted.idempotency_key",
-                wanted.join(", ")
+                backend.json_rows(1, &[("scope", Text), ("idempotency_key", Text)])
             );
-            let sql = backend.bulk_sql(&sql);
-            let mut query = sqlx::query(&sql);
-            for (scope, key) in &keys {
-                query = query.bind(*scope).bind(*key);
-            }
+            let query = sqlx::query(&sql).bind(json_text(&keys)?);
             for row in query.fetch_all(&mut *transaction).await? {
                 stored.insert(
                     (row.try_get("scope")?, row.try_get("idempotency_key")?),
@@ -149,22 +144,14 @@ impl Wallet {
             jobs.iter().flat_map(|job| [job.me.id.as_str(), job.request.to_user_id.as_str()]).collect();
         people.sort_unstable();
         people.dedup();
-        let list = plaza_store::numbered_parameters(1, people.len());
-        let mut existing_users: HashSet<String> = HashSet::new();
-        let sql = format!("SELECT id FROM users WHERE id IN ({list})");
-        let sql = backend.bulk_sql(&sql);
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for id in &people {
-            query = query.bind(*id);
-        }
-        existing_users.extend(query.fetch_all(&mut *transaction).await?);
-        let sql = format!("SELECT user_id FROM wallet_pins WHERE user_id IN ({list})");
-        let sql = backend.bulk_sql(&sql);
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for id in &people {
-            query = query.bind(*id);
-        }
-        let with_pin: HashSet<String> = query.fetch_all(&mut *transaction).await?.into_iter().collect();
+        let people = json_text(&people.iter().map(|id| [id]).collect::<Vec<_>>())?;
+        let list = backend.json_rows(1, &[("id", Text)]);
+        let sql = format!("SELECT id FROM users WHERE id IN (SELECT id FROM ({list}) AS people)");
+        let existing_users: HashSet<String> =
+            sqlx::query_scalar(&sql).bind(&people).fetch_all(&mut *transaction).await?.into_iter().collect();
+        let sql = format!("SELECT user_id FROM wallet_pins WHERE user_id IN (SELECT id FROM ({list}) AS people)");
+        let with_pin: HashSet<String> =
+            sqlx::query_scalar(&sql).bind(&people).fetch_all(&mut *transaction).await?.into_iter().collect();
 
         // 3. The balances of every account the batch may touch, locked in id order.
         let mut accounts: BTreeMap<String, AccountInBatch> = BTreeMap::new();
@@ -183,15 +170,11 @@ impl Wallet {
         }
         let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
         let sql = format!(
-            "SELECT id, balance, held FROM wallet_accounts WHERE id IN ({}) ORDER BY id{lock}",
-            plaza_store::numbered_parameters(1, accounts.len())
+            "SELECT id, balance, held FROM wallet_accounts WHERE id IN (SELECT id FROM ({}) AS wanted) ORDER BY id{lock}",
+            backend.json_rows(1, &[("id", Text)])
         );
-        let sql = backend.bulk_sql(&sql);
-        let mut query = sqlx::query(&sql);
-        for id in accounts.keys() {
-            query = query.bind(id);
-        }
-        for row in query.fetch_all(&mut *transaction).await? {
+        let wanted = json_text(&accounts.keys().map(|id| [id]).collect::<Vec<_>>())?;
+        for row in sqlx::query(&sql).bind(wanted).fetch_all(&mut *transaction).await? {
             let id: String = row.try_get("id")?;
             if let Some(account) = accounts.get_mut(&id) {
                 let balance: i64 = row.try_get("balance")?;
@@ -283,20 +266,16 @@ impl Wallet {
             // A join against the list of changes, not `CASE id WHEN …`: a CASE is evaluated
             // branch by branch for every row, quadratic in the batch (measured: 7–15 ms of a
             // 55 ms batch of 256 on SQLite).
-            let values: Vec<String> = (0..changed.len()).map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2)).collect();
             let sql = format!(
-                "WITH changes (id, delta) AS (VALUES {})
+                "WITH changes AS ({})
                  UPDATE wallet_accounts SET balance = wallet_accounts.balance + changes.delta
                  FROM changes WHERE wallet_accounts.id = changes.id
                  RETURNING wallet_accounts.id, wallet_accounts.balance",
-                values.join(", ")
+                backend.json_rows(1, &[("id", Text), ("delta", BigInt)])
             );
-            let sql = backend.bulk_sql(&sql);
-            let mut query = sqlx::query(&sql);
-            for (id, account) in &changed {
-                query = query.bind(*id).bind(account.balance - account.balance_before);
-            }
-            let rows = query.fetch_all(&mut *transaction).await?;
+            let deltas: Vec<(&String, i64)> =
+                changed.iter().map(|(id, account)| (*id, account.balance - account.balance_before)).collect();
+            let rows = sqlx::query(&sql).bind(json_text(&deltas)?).fetch_all(&mut *transaction).await?;
             if rows.len() != changed.len() {
                 return Err(WalletError::Invariant(format!("{} of {} accounts updated", rows.len(), changed.len())));
             }
@@ -338,31 +317,42 @@ impl Wallet {
             query.execute(&mut *transaction).await?;
         }
 
-        let rows: Vec<String> = (0..done.len())
-            .map(|n| format!("({}, 'transfer', {})", placeholders(9 * n + 1, 2), placeholders(9 * n + 3, 7)))
-            .collect();
         let sql = format!(
             "INSERT INTO wallet_movements
              (id, transaction_id, kind, debit_account, credit_account, amount, currency, reference, note, created_at)
-             VALUES {}",
-            rows.join(", ")
+             SELECT id, transaction_id, 'transfer', debit_account, credit_account, amount, currency, reference, note, $2
+             FROM ({}) AS movements",
+            backend.json_rows(
+                1,
+                &[
+                    ("id", Text),
+                    ("transaction_id", Text),
+                    ("debit_account", Text),
+                    ("credit_account", Text),
+                    ("amount", BigInt),
+                    ("currency", Text),
+                    ("reference", Text),
+                    ("note", Text),
+                ]
+            )
         );
-        let sql = backend.bulk_sql(&sql);
-        let mut query = sqlx::query(&sql);
-        for (index, transfer) in &done {
-            let currency = jobs[*index].request.money.currency();
-            query = query
-                .bind(plaza_kernel::new_id())
-                .bind(&transfer.id)
-                .bind(Account::user(&transfer.from_user_id).id(currency))
-                .bind(Account::user(&transfer.to_user_id).id(currency))
-                .bind(transfer.amount)
-                .bind(&transfer.currency)
-                .bind(format!("transfer:{}", transfer.id))
-                .bind(&transfer.note)
-                .bind(now.unix_millis());
-        }
-        query.execute(&mut *transaction).await?;
+        let movements: Vec<_> = done
+            .iter()
+            .map(|(index, transfer)| {
+                let currency = jobs[*index].request.money.currency();
+                (
+                    plaza_kernel::new_id(),
+                    &transfer.id,
+                    Account::user(&transfer.from_user_id).id(currency),
+                    Account::user(&transfer.to_user_id).id(currency),
+                    transfer.amount,
+                    &transfer.currency,
+                    format!("transfer:{}", transfer.id),
+                    &transfer.note,
+                )
+            })
+            .collect();
+        sqlx::query(&sql).bind(json_text(&movements)?).bind(now.unix_millis()).execute(&mut *transaction).await?;
 
         let keyed: Vec<(&TransferJob, String)> = done
             .iter()
@@ -374,24 +364,31 @@ impl Wallet {
             })
             .collect::<Result<_, _>>()?;
         if !keyed.is_empty() {
-            let rows: Vec<String> = (0..keyed.len())
-                .map(|n| format!("({}, 'transfer', {})", placeholders(5 * n + 1, 2), placeholders(5 * n + 3, 3)))
-                .collect();
             // A key claimed meanwhile by another transaction (another node, or a one-by-one
             // transfer) is skipped here, and the count tells: the batch then fails as a
             // whole and its transfers run one by one, where that key answers as it should.
+            // (`WHERE true` tells SQLite's parser that `ON CONFLICT` is not a join's `ON`.)
             let sql = format!(
                 "INSERT INTO wallet_idempotency (scope, idempotency_key, operation, request_hash, result, created_at)
-                 VALUES {} ON CONFLICT (scope, idempotency_key) DO NOTHING",
-                rows.join(", ")
+                 SELECT scope, idempotency_key, 'transfer', request_hash, result, $2 FROM ({}) AS keys WHERE true
+                 ON CONFLICT (scope, idempotency_key) DO NOTHING",
+                backend.json_rows(
+                    1,
+                    &[("scope", Text), ("idempotency_key", Text), ("request_hash", Text), ("result", Text)]
+                )
             );
-            let sql = backend.bulk_sql(&sql);
-            let mut query = sqlx::query(&sql);
-            for (job, result) in &keyed {
-                let key = job.key.as_ref().map(IdempotencyKey::as_str).unwrap_or_default();
-                query = query.bind(&job.me.id).bind(key).bind(&job.hash).bind(result).bind(now.unix_millis());
-            }
-            let inserted = query.execute(&mut *transaction).await?.rows_affected();
+            let rows: Vec<_> = keyed
+                .iter()
+                .map(|(job, result)| {
+                    (&job.me.id, job.key.as_ref().map(IdempotencyKey::as_str).unwrap_or_default(), &job.hash, result)
+                })
+                .collect();
+            let inserted = sqlx::query(&sql)
+                .bind(json_text(&rows)?)
+                .bind(now.unix_millis())
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
             if inserted != keyed.len() as u64 {
                 return Err(WalletError::IdempotencyKeyInProgress);
             }
@@ -482,4 +479,9 @@ impl Wallet {
         }
         Ok(None)
     }
+}
+
+/// `rows` as the JSON text [`Backend::json_rows`] reads.
+fn json_text<T: serde::Serialize>(rows: &T) -> Result<String, WalletError> {
+    serde_json::to_string(rows).map_err(|error| WalletError::Invariant(error.to_string()))
 }
