@@ -682,13 +682,19 @@ impl Rides {
             return Ok((ride, true));
         }
         let key = idempotency_key(&format!("ride-hold-release-{quote_id}"))?;
-        match self.inner.wallet.void_payment_intent(intent_id, Some(&key)).await {
-            Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
+        self.release_hold(intent_id, &key).await?;
         self.forget_pending_hold(quote_id).await?;
         let ride_id = self.open_ride_of_rider(&me.id).await?.unwrap_or_default();
         Err(RidesError::RideAlreadyOpen { ride_id })
+    }
+
+    /// Voids a hold, keyed by `key`. A hold no longer held (released or captured already,
+    /// by an earlier try or another node) is left as it is: releasing is then done.
+    async fn release_hold(&self, intent_id: &str, key: &IdempotencyKey) -> Result<(), RidesError> {
+        match self.inner.wallet.void_payment_intent(intent_id, Some(key)).await {
+            Ok(_) | Err(WalletError::InvalidTransition { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn forget_pending_hold(&self, quote_id: &str) -> Result<(), RidesError> {
@@ -718,10 +724,7 @@ impl Rides {
                 let intent = self.inner.wallet.payment_intent_created_with_key(&rider_id, &key).await?;
                 if let Some(intent) = intent.filter(|intent| intent.status == PaymentIntentStatus::Held) {
                     let release = idempotency_key(&format!("ride-hold-release-{quote_id}"))?;
-                    match self.inner.wallet.void_payment_intent(&intent.id, Some(&release)).await {
-                        Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
-                        Err(error) => return Err(error.into()),
-                    }
+                    self.release_hold(&intent.id, &release).await?;
                     tracing::info!(quote_id, rider_id, amount = intent.amount, "released a stranded ride hold");
                     released += 1;
                 }
@@ -987,10 +990,7 @@ impl Rides {
                 "captured"
             }
             _ => {
-                match wallet.void_payment_intent(&ride.payment_intent_id, Some(&key)).await {
-                    Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
-                    Err(error) => return Err(error.into()),
-                }
+                self.release_hold(&ride.payment_intent_id, &key).await?;
                 "released"
             }
         };
