@@ -41,6 +41,11 @@ impl Rides {
     /// would end requests after a fraction of `dispatch_rounds_max × batch interval`) and
     /// leaves the housekeeping to the batches on the clock.
     async fn dispatch(&self, on_time: bool) -> Result<(), RidesError> {
+        // Held to the batch's end, so that `release_lease` waits for a batch under way.
+        let stopped = self.inner.dispatch_stopped.lock().await;
+        if *stopped {
+            return Ok(());
+        }
         let now = Timestamp::now().unix_millis();
         lock(&self.inner.index).sweep(now);
         if !self.hold_lease(now).await? {
@@ -72,8 +77,12 @@ impl Rides {
     }
 
     /// Gives the region's lease back if this node holds it (a graceful shutdown), so that
-    /// another node dispatches at its next batch instead of after the lease's TTL.
+    /// another node dispatches at its next batch instead of after the lease's TTL. Waits for
+    /// a batch under way to end (or be dropped, if its task was aborted), and this node
+    /// dispatches no more: a batch that renewed the lease after this would hold it for a
+    /// node that is gone.
     pub async fn release_lease(&self) -> Result<bool, RidesError> {
+        *self.inner.dispatch_stopped.lock().await = true;
         let released = sqlx::query("DELETE FROM ride_leases WHERE region = $1 AND holder = $2")
             .bind(crate::service::REGION)
             .bind(&self.inner.node_id)

@@ -284,6 +284,10 @@ pub(crate) struct Inner {
     pub(crate) node_id: String,
     /// Wakes the dispatcher before its next tick (a declined offer, on any node).
     pub(crate) dispatch_now: tokio::sync::Notify,
+    /// Held by each dispatch batch from start to end; true once the lease was given back,
+    /// after which this node dispatches no more (so no batch can take the lease again after
+    /// `release_lease`).
+    pub(crate) dispatch_stopped: tokio::sync::Mutex<bool>,
 }
 
 pub(crate) const RIDE_COLUMNS_PUB: &str = RIDE_COLUMNS;
@@ -344,6 +348,7 @@ impl Rides {
                 trips: Mutex::new(HashMap::new()),
                 node_id: plaza_kernel::new_id(),
                 dispatch_now: tokio::sync::Notify::new(),
+                dispatch_stopped: tokio::sync::Mutex::new(false),
             }),
         }
     }
