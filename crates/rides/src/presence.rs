@@ -72,8 +72,12 @@ impl Rides {
         self.tell_other_nodes(presence);
     }
 
-    /// Tells the other nodes what this node has applied already.
+    /// Tells the other nodes what this node has applied already (nothing to do without
+    /// other nodes).
     pub(crate) fn tell_other_nodes(&self, presence: Presence) {
+        if !self.inner.events.bus().is_clustered() {
+            return;
+        }
         let envelope = Envelope { node: self.inner.node_id.clone(), presence };
         match serde_json::to_vec(&envelope) {
             Ok(payload) => self.inner.events.bus().publish(DRIVERS_SUBJECT, bytes::Bytes::from(payload)),
