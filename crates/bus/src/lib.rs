@@ -188,6 +188,12 @@ impl Bus {
         }
     }
 
+    /// Whether other nodes hear this bus (NATS). Without it a notification reaches only this
+    /// node's subscribers, so one meant only for other nodes need not be sent at all.
+    pub fn is_clustered(&self) -> bool {
+        self.nats.is_some()
+    }
+
     /// Subjects currently tracked on this node.
     pub fn subject_count(&self) -> usize {
         self.local.lock().len()
@@ -283,6 +289,11 @@ mod tests {
         }
         assert_eq!(slow.recv().await, Received::Lagged(10));
         assert!(matches!(slow.recv().await, Received::Notification(n) if n.payload == "10"));
+    }
+
+    #[test]
+    fn an_in_process_bus_is_not_clustered() {
+        assert!(!Bus::in_process().is_clustered());
     }
 
     #[tokio::test]

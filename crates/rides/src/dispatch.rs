@@ -7,11 +7,17 @@
 use crate::assignment::assign_batched;
 use crate::index::Candidate;
 use crate::model::RideAction;
-use crate::service::{lock, release_offer, ride_from_row, Actor, Rides, RidesError};
+use crate::service::{lock, release_offer, ride_from_row, Actor, Rides, RidesError, TRIP_STATUSES_SQL};
 use plaza_kernel::Timestamp;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// Index searches per request and batch: each search after the first skips the drivers
+/// the one before found offline in the database, so a request finds online drivers behind
+/// up to this many times `candidates_per_request` stale ones (drivers whose `offline`
+/// announcement was lost, who leave the index after its silence limit anyway).
+const CANDIDATE_SEARCHES_MAX: usize = 4;
 
 impl Rides {
     /// Runs the dispatcher until the task is aborted.
@@ -41,6 +47,11 @@ impl Rides {
     /// would end requests after a fraction of `dispatch_rounds_max × batch interval`) and
     /// leaves the housekeeping to the batches on the clock.
     async fn dispatch(&self, on_time: bool) -> Result<(), RidesError> {
+        // Held to the batch's end, so that `release_lease` waits for a batch under way.
+        let stopped = self.inner.dispatch_stopped.lock().await;
+        if *stopped {
+            return Ok(());
+        }
         let now = Timestamp::now().unix_millis();
         lock(&self.inner.index).sweep(now);
         if !self.hold_lease(now).await? {
@@ -72,8 +83,12 @@ impl Rides {
     }
 
     /// Gives the region's lease back if this node holds it (a graceful shutdown), so that
-    /// another node dispatches at its next batch instead of after the lease's TTL.
+    /// another node dispatches at its next batch instead of after the lease's TTL. Waits for
+    /// a batch under way to end (or be dropped, if its task was aborted), and this node
+    /// dispatches no more: a batch that renewed the lease after this would hold it for a
+    /// node that is gone.
     pub async fn release_lease(&self) -> Result<bool, RidesError> {
+        *self.inner.dispatch_stopped.lock().await = true;
         let released = sqlx::query("DELETE FROM ride_leases WHERE region = $1 AND holder = $2")
             .bind(crate::service::REGION)
             .bind(&self.inner.node_id)
@@ -170,6 +185,67 @@ impl Rides {
         Ok(online)
     }
 
+    /// Up to `candidates_per_request` drivers for each ride, nearest first, free, not asked
+    /// before, and online in the database. The index is soft state fed by the bus; the
+    /// database says who is online, so a driver whose `offline` announcement was lost (or
+    /// one announced on a bus this database does not serve) is offered nothing. Such drivers
+    /// are skipped *before* taking the nearest few, or they would fill a request's slots
+    /// and hide an online driver a little further away. One database question per search
+    /// round for the whole batch.
+    async fn online_candidates(
+        &self,
+        rides: &[crate::service::Ride],
+        busy: &HashSet<String>,
+        asked_of: &[HashSet<String>],
+        now: i64,
+    ) -> Result<Vec<Vec<Candidate>>, RidesError> {
+        let config = &self.inner.config;
+        let wanted = config.candidates_per_request;
+        let mut candidates_of: Vec<Vec<Candidate>> = vec![Vec::new(); rides.len()];
+        let mut online: HashSet<String> = HashSet::new();
+        let mut offline: HashSet<String> = HashSet::new();
+        let mut searching: Vec<usize> = (0..rides.len()).collect();
+        for _ in 0..CANDIDATE_SEARCHES_MAX {
+            let found_of: Vec<(usize, Vec<Candidate>)> = {
+                let index = lock(&self.inner.index);
+                searching
+                    .iter()
+                    .map(|&r| {
+                        let (ride, asked) = (&rides[r], &asked_of[r]);
+                        let found = index.nearest(ride.pickup, config.search_radius_m, wanted, now, |id| {
+                            busy.contains(id) || asked.contains(id) || offline.contains(id) || id == ride.rider_id
+                        });
+                        (r, found)
+                    })
+                    .collect()
+            };
+            let unknown = found_of.iter().flat_map(|(_, found)| found).map(|candidate| &*candidate.driver_id);
+            let online_now = self.online_among(unknown.filter(|id| !online.contains(*id))).await?;
+            for candidate in found_of.iter().flat_map(|(_, found)| found) {
+                if !online_now.contains(&*candidate.driver_id) && !online.contains(&*candidate.driver_id) {
+                    offline.insert(candidate.driver_id.to_string());
+                }
+            }
+            online.extend(online_now);
+            searching.clear();
+            for (r, found) in found_of {
+                // Fewer than wanted: the index has nobody else in reach, so searching again
+                // finds no one new.
+                let complete =
+                    found.len() < wanted || found.iter().all(|candidate| online.contains(&*candidate.driver_id));
+                candidates_of[r] =
+                    found.into_iter().filter(|candidate| online.contains(&*candidate.driver_id)).collect();
+                if !complete {
+                    searching.push(r);
+                }
+            }
+            if searching.is_empty() {
+                break;
+            }
+        }
+        Ok(candidates_of)
+    }
+
     async fn assign(&self, now: i64, count_rounds: bool) -> Result<(), RidesError> {
         let config = &self.inner.config;
         let rows = sqlx::query(&format!(
@@ -184,41 +260,32 @@ impl Rides {
         }
         let rides = rows.iter().map(ride_from_row).collect::<Result<Vec<_>, _>>()?;
         // Drivers on a trip or holding an offer are not free (one open offer per driver).
-        let busy: HashSet<String> = sqlx::query_scalar(
-            "SELECT driver_id FROM rides WHERE status IN ('driver_assigned', 'driver_arrived', 'in_progress')
-             AND driver_id IS NOT NULL
-             UNION SELECT offered_driver_id FROM rides WHERE status = 'requested' AND offered_driver_id IS NOT NULL",
-        )
+        let busy: HashSet<String> = sqlx::query_scalar(&format!(
+            "SELECT driver_id FROM rides WHERE status IN ({TRIP_STATUSES_SQL}) AND driver_id IS NOT NULL
+             UNION SELECT offered_driver_id FROM rides WHERE status = 'requested' AND offered_driver_id IS NOT NULL"
+        ))
         .fetch_all(self.inner.store.write())
         .await?
         .into_iter()
         .collect();
-        let mut candidates_of: Vec<Vec<Candidate>> = Vec::with_capacity(rides.len());
+        let mut asked_of: Vec<HashSet<String>> = Vec::with_capacity(rides.len());
         for ride in &rides {
-            let declined: HashSet<String> = sqlx::query_scalar("SELECT driver_id FROM ride_offers WHERE ride_id = $1")
-                .bind(&ride.id)
-                .fetch_all(self.inner.store.write())
-                .await?
-                .into_iter()
-                .collect();
-            candidates_of.push(lock(&self.inner.index).nearest(
-                ride.pickup,
-                config.search_radius_m,
-                config.candidates_per_request,
-                now,
-                |id| busy.contains(id) || declined.contains(id) || id == ride.rider_id,
-            ));
+            asked_of.push(
+                sqlx::query_scalar("SELECT driver_id FROM ride_offers WHERE ride_id = $1")
+                    .bind(&ride.id)
+                    .fetch_all(self.inner.store.write())
+                    .await?
+                    .into_iter()
+                    .collect(),
+            );
         }
-        // The index is soft state fed by the bus; the database says who is online. A
-        // driver whose `offline` announcement was lost (or one announced on a bus this
-        // database does not serve) is not offered anything.
-        let online = self.online_among(candidates_of.iter().flatten().map(|candidate| &*candidate.driver_id)).await?;
+        let candidates_of = self.online_candidates(&rides, &busy, &asked_of, now).await?;
         let mut columns: Vec<Candidate> = Vec::new();
         let mut column_of: HashMap<Arc<str>, usize> = HashMap::new();
         let mut costs: Vec<Vec<Option<i64>>> = Vec::with_capacity(rides.len());
         for (ride, candidates) in rides.iter().zip(candidates_of) {
             let mut row = Vec::new();
-            for candidate in candidates.into_iter().filter(|candidate| online.contains(&*candidate.driver_id)) {
+            for candidate in candidates {
                 let column = *column_of.entry(candidate.driver_id.clone()).or_insert_with(|| {
                     columns.push(candidate.clone());
                     columns.len() - 1

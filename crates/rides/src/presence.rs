@@ -10,18 +10,28 @@
 //!
 //! All of it is soft state: an announcement lost on the bus costs at most one location
 //! (drivers resend every few seconds), and a driver nobody hears from drops out of every
-//! replica after the index's silence limit.
+//! replica after the index's silence limit. The one announcement whose loss would cost more
+//! is a trip's end: a node that missed it would go on streaming the driver's locations to
+//! the former rider. So the trips a node streams are checked against the database whenever
+//! the bus says notices were lost, when the driver goes online again, and every
+//! `trip_check_interval`.
+//!
+//! A node alone (no NATS) announces nothing: it has applied every change already and
+//! skips its own notices anyway.
 
 use crate::model::LatLng;
-use crate::service::{lock, Rides, RidesError};
+use crate::service::{lock, Rides, RidesError, TRIP_STATUSES_SQL};
 use plaza_bus::Received;
 use plaza_kernel::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// The bus subject every node listens on for driver presence.
 pub const DRIVERS_SUBJECT: &str = "rides.drivers";
 /// Announcements longer than this are ignored (a real one is under 200 bytes).
 const NOTICE_BYTES_MAX: usize = 1024;
+/// Rides asked about in one statement when trips are checked against the database.
+const TRIPS_CHECKED_PER_QUERY: usize = 500;
 
 /// What one node tells the others about a driver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,8 +53,13 @@ pub(crate) enum Presence {
         ride_id: String,
         rider_id: String,
     },
+    /// The trip of `ride_id` is over. A node removes the driver's trip only if it is that
+    /// ride's (a late notice must not end the driver's next trip); without a ride (a node of
+    /// an older version), whatever trip the driver has.
     TripEnded {
         driver_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ride_id: Option<String>,
     },
     /// An offer was declined: the lease holder should dispatch now, not at the next tick.
     Dispatch,
@@ -72,8 +87,12 @@ impl Rides {
         self.tell_other_nodes(presence);
     }
 
-    /// Tells the other nodes what this node has applied already.
+    /// Tells the other nodes what this node has applied already (nothing to do without
+    /// other nodes).
     pub(crate) fn tell_other_nodes(&self, presence: Presence) {
+        if !self.inner.events.bus().is_clustered() {
+            return;
+        }
         let envelope = Envelope { node: self.inner.node_id.clone(), presence };
         match serde_json::to_vec(&envelope) {
             Ok(payload) => self.inner.events.bus().publish(DRIVERS_SUBJECT, bytes::Bytes::from(payload)),
@@ -95,8 +114,15 @@ impl Rides {
             Presence::Trip { driver_id, ride_id, rider_id } => {
                 lock(&self.inner.trips).insert(driver_id.clone(), (ride_id.clone(), rider_id.clone()));
             }
-            Presence::TripEnded { driver_id } => {
-                lock(&self.inner.trips).remove(driver_id);
+            Presence::TripEnded { driver_id, ride_id } => {
+                let mut trips = lock(&self.inner.trips);
+                let ended = match (trips.get(driver_id), ride_id) {
+                    (Some((trip_ride_id, _)), Some(ride_id)) => trip_ride_id == ride_id,
+                    (trip, _) => trip.is_some(),
+                };
+                if ended {
+                    trips.remove(driver_id);
+                }
             }
             Presence::Dispatch => self.inner.dispatch_now.notify_one(),
             Presence::Demand { lat, lng } => {
@@ -107,9 +133,79 @@ impl Rides {
         }
     }
 
+    /// Ends the trip this node streams `driver_id`'s locations for, here and on every node,
+    /// if the database says its ride is no longer under way (its end was announced on a bus
+    /// this node did not hear).
+    pub(crate) async fn end_trip_if_over(&self, driver_id: &str) -> Result<(), RidesError> {
+        let Some(ride_id) = lock(&self.inner.trips).get(driver_id).map(|(ride_id, _)| ride_id.clone()) else {
+            return Ok(());
+        };
+        if self.rides_under_way([ride_id.as_str()].into_iter()).await?.is_empty() {
+            self.announce_presence(Presence::TripEnded { driver_id: driver_id.to_string(), ride_id: Some(ride_id) });
+        }
+        Ok(())
+    }
+
+    /// Drops every trip this node streams whose ride the database says is over: the repair
+    /// for a lost `TripEnded`, which would otherwise keep a driver's locations going to the
+    /// former rider. One statement per `TRIPS_CHECKED_PER_QUERY` trips. Returns how many
+    /// were dropped.
+    pub(crate) async fn check_trips(&self) -> Result<usize, RidesError> {
+        let trips: Vec<(String, String)> = lock(&self.inner.trips)
+            .iter()
+            .map(|(driver_id, (ride_id, _))| (driver_id.clone(), ride_id.clone()))
+            .collect();
+        if trips.is_empty() {
+            return Ok(0);
+        }
+        let under_way = self.rides_under_way(trips.iter().map(|(_, ride_id)| ride_id.as_str())).await?;
+        let mut current = lock(&self.inner.trips);
+        let mut dropped = 0;
+        for (driver_id, ride_id) in trips {
+            // Only the trip that was checked: the driver may have started another meanwhile.
+            let same_trip = current.get(&driver_id).is_some_and(|(current_ride_id, _)| *current_ride_id == ride_id);
+            if same_trip && !under_way.contains(&ride_id) {
+                current.remove(&driver_id);
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Which of these rides are trips under way.
+    async fn rides_under_way<'a>(
+        &self,
+        ride_ids: impl Iterator<Item = &'a str>,
+    ) -> Result<HashSet<String>, RidesError> {
+        let ride_ids: Vec<&str> = ride_ids.collect();
+        let mut under_way = HashSet::new();
+        for chunk in ride_ids.chunks(TRIPS_CHECKED_PER_QUERY) {
+            let statement = format!(
+                "SELECT id FROM rides WHERE status IN ({TRIP_STATUSES_SQL}) AND id IN ({})",
+                plaza_store::numbered_parameters(1, chunk.len())
+            );
+            let statement = self.inner.store.backend().bulk_sql(&statement);
+            let mut query = sqlx::query_scalar::<_, String>(&statement);
+            for ride_id in chunk {
+                query = query.bind(*ride_id);
+            }
+            under_way.extend(query.fetch_all(self.inner.store.write()).await?);
+        }
+        Ok(under_way)
+    }
+
+    async fn check_trips_logged(&self) {
+        match self.check_trips().await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(dropped, "stopped streaming locations of trips that had ended"),
+            Err(error) => tracing::warn!("checking the trips this node streams failed: {error}"),
+        }
+    }
+
     /// Subscribes to the other nodes' driver announcements; the returned future applies
-    /// them to this node's replica until the bus closes. Subscribed before it returns, so
-    /// nothing announced after start-up is missed.
+    /// them to this node's replica until the bus closes, and checks the trips it streams
+    /// against the database every `trip_check_interval` and after notices were lost.
+    /// Subscribed before it returns, so nothing announced after start-up is missed.
     pub async fn follow_presence(&self) -> Result<impl std::future::Future<Output = ()> + Send + 'static, RidesError> {
         let mut notices = self
             .inner
@@ -120,8 +216,19 @@ impl Rides {
             .map_err(|error| RidesError::Bus(error.to_string()))?;
         let rides = self.clone();
         Ok(async move {
+            let mut check_every = tokio::time::interval(rides.inner.config.trip_check_interval);
+            check_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate; nothing has been streamed yet.
+            check_every.reset();
             loop {
-                match notices.recv().await {
+                let received = tokio::select! {
+                    received = notices.recv() => received,
+                    _ = check_every.tick() => {
+                        rides.check_trips_logged().await;
+                        continue;
+                    }
+                };
+                match received {
                     Received::Notification(notice) if notice.payload.len() <= NOTICE_BYTES_MAX => {
                         match serde_json::from_slice::<Envelope>(&notice.payload) {
                             Ok(envelope) if envelope.node != rides.inner.node_id => {
@@ -132,9 +239,9 @@ impl Rides {
                         }
                     }
                     Received::Notification(_) => tracing::warn!("ignoring an oversized driver presence notice"),
-                    // Lost announcements are repaired by the drivers' next locations; a lost
-                    // decline by the next batch.
-                    Received::Lagged(_) => {}
+                    // Lost announcements are repaired by the drivers' next locations and a
+                    // lost decline by the next batch, but a lost trip end only by the database.
+                    Received::Lagged(_) => rides.check_trips_logged().await,
                     Received::Closed => break,
                 }
             }
@@ -157,5 +264,9 @@ mod tests {
         let wake: Envelope =
             serde_json::from_str(r#"{"node":"n2","kind":"dispatch"}"#).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(wake.presence, Presence::Dispatch);
+        // A trip's end from a node that does not name the ride still reads.
+        let ended: Envelope = serde_json::from_str(r#"{"node":"n3","kind":"trip_ended","driver_id":"d1"}"#)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(ended.presence, Presence::TripEnded { driver_id: "d1".into(), ride_id: None });
     }
 }

@@ -51,6 +51,10 @@ pub struct RidesConfig {
     /// How long an expired quote is kept (a ride keeps its own copy of the price), so the
     /// table holds about this much quoting rather than every quote ever made.
     pub quote_retention: Duration,
+    /// How often a node checks the trips it streams driver locations for against the
+    /// database (the repair for a lost trip-end announcement; it also checks whenever the
+    /// bus says announcements were lost).
+    pub trip_check_interval: Duration,
 }
 
 impl Default for RidesConfig {
@@ -73,9 +77,13 @@ impl Default for RidesConfig {
             lease_ttl: Duration::from_secs(10),
             stranded_hold_grace: Duration::from_secs(120),
             quote_retention: Duration::from_secs(3600),
+            trip_check_interval: Duration::from_secs(60),
         }
     }
 }
+
+/// The statuses of a trip under way (a driver assigned, not yet final), for `status IN (…)`.
+pub(crate) const TRIP_STATUSES_SQL: &str = "'driver_assigned', 'driver_arrived', 'in_progress'";
 
 /// The one region this version dispatches (a lease per city comes with regions).
 pub const REGION: &str = "default";
@@ -284,6 +292,10 @@ pub(crate) struct Inner {
     pub(crate) node_id: String,
     /// Wakes the dispatcher before its next tick (a declined offer, on any node).
     pub(crate) dispatch_now: tokio::sync::Notify,
+    /// Held by each dispatch batch from start to end; true once the lease was given back,
+    /// after which this node dispatches no more (so no batch can take the lease again after
+    /// `release_lease`).
+    pub(crate) dispatch_stopped: tokio::sync::Mutex<bool>,
 }
 
 pub(crate) const RIDE_COLUMNS_PUB: &str = RIDE_COLUMNS;
@@ -344,6 +356,7 @@ impl Rides {
                 trips: Mutex::new(HashMap::new()),
                 node_id: plaza_kernel::new_id(),
                 dispatch_now: tokio::sync::Notify::new(),
+                dispatch_stopped: tokio::sync::Mutex::new(false),
             }),
         }
     }
@@ -377,12 +390,15 @@ impl Rides {
         // A driver coming back (after a restart of either side) resumes streaming to the
         // rider of a trip still under way.
         let active = self.active_ride_of_driver(&me.id).await?;
-        if let Some(ride) = &active {
-            self.announce_presence(Presence::Trip {
+        match &active {
+            Some(ride) => self.announce_presence(Presence::Trip {
                 driver_id: me.id.clone(),
                 ride_id: ride.id.clone(),
                 rider_id: ride.rider_id.clone(),
-            });
+            }),
+            // A trip this node still streams although its ride is over (its end was lost on
+            // the bus) must not send this driver's next locations to that rider.
+            None => self.end_trip_if_over(&me.id).await?,
         }
         Ok(DriverState {
             driver_id: me.id.clone(),
@@ -447,8 +463,7 @@ impl Rides {
 
     async fn active_ride_of_driver(&self, driver_id: &str) -> Result<Option<Ride>, RidesError> {
         let row = sqlx::query(&format!(
-            "SELECT {RIDE_COLUMNS} FROM rides WHERE driver_id = $1
-             AND status IN ('driver_assigned', 'driver_arrived', 'in_progress') LIMIT 1"
+            "SELECT {RIDE_COLUMNS} FROM rides WHERE driver_id = $1 AND status IN ({TRIP_STATUSES_SQL}) LIMIT 1"
         ))
         .bind(driver_id)
         .fetch_optional(self.inner.store.write())
@@ -682,13 +697,19 @@ impl Rides {
             return Ok((ride, true));
         }
         let key = idempotency_key(&format!("ride-hold-release-{quote_id}"))?;
-        match self.inner.wallet.void_payment_intent(intent_id, Some(&key)).await {
-            Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
+        self.release_hold(intent_id, &key).await?;
         self.forget_pending_hold(quote_id).await?;
         let ride_id = self.open_ride_of_rider(&me.id).await?.unwrap_or_default();
         Err(RidesError::RideAlreadyOpen { ride_id })
+    }
+
+    /// Voids a hold, keyed by `key`. A hold no longer held (released or captured already,
+    /// by an earlier try or another node) is left as it is: releasing is then done.
+    async fn release_hold(&self, intent_id: &str, key: &IdempotencyKey) -> Result<(), RidesError> {
+        match self.inner.wallet.void_payment_intent(intent_id, Some(key)).await {
+            Ok(_) | Err(WalletError::InvalidTransition { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn forget_pending_hold(&self, quote_id: &str) -> Result<(), RidesError> {
@@ -718,10 +739,7 @@ impl Rides {
                 let intent = self.inner.wallet.payment_intent_created_with_key(&rider_id, &key).await?;
                 if let Some(intent) = intent.filter(|intent| intent.status == PaymentIntentStatus::Held) {
                     let release = idempotency_key(&format!("ride-hold-release-{quote_id}"))?;
-                    match self.inner.wallet.void_payment_intent(&intent.id, Some(&release)).await {
-                        Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
-                        Err(error) => return Err(error.into()),
-                    }
+                    self.release_hold(&intent.id, &release).await?;
                     tracing::info!(quote_id, rider_id, amount = intent.amount, "released a stranded ride hold");
                     released += 1;
                 }
@@ -768,7 +786,7 @@ impl Rides {
     pub async fn driver_work(&self, me: &User) -> Result<Option<Ride>, RidesError> {
         let row = sqlx::query(&format!(
             "SELECT {RIDE_COLUMNS} FROM rides WHERE (status = 'requested' AND offered_driver_id = $1)
-             OR (driver_id = $1 AND status IN ('driver_assigned', 'driver_arrived', 'in_progress'))
+             OR (driver_id = $1 AND status IN ({TRIP_STATUSES_SQL}))
              ORDER BY created_at LIMIT 1"
         ))
         .bind(&me.id)
@@ -947,7 +965,10 @@ impl Rides {
         self.inner.events.publish(appended);
         if next.is_final() {
             if let Some(driver_id) = &updated.driver_id {
-                self.announce_presence(Presence::TripEnded { driver_id: driver_id.clone() });
+                self.announce_presence(Presence::TripEnded {
+                    driver_id: driver_id.clone(),
+                    ride_id: Some(updated.id.clone()),
+                });
             }
             // The state change stands even if the wallet is briefly unreachable: the
             // dispatcher's sweep settles what is left held.
@@ -987,10 +1008,7 @@ impl Rides {
                 "captured"
             }
             _ => {
-                match wallet.void_payment_intent(&ride.payment_intent_id, Some(&key)).await {
-                    Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
-                    Err(error) => return Err(error.into()),
-                }
+                self.release_hold(&ride.payment_intent_id, &key).await?;
                 "released"
             }
         };

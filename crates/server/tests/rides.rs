@@ -2,7 +2,8 @@
 //! money, offers handed over on decline and time-out, `no_driver` releasing the hold,
 //! cancellation fees, the state machine's refusals, dispatch surviving a restart, one open
 //! ride per rider under concurrent requests, stranded holds released, and the demo's
-//! simulated drivers. (Two nodes: `cluster.rs`.)
+//! simulated drivers; what a lost trip-end notice, a lost `offline` notice and a batch woken
+//! by a decline may and may not do. (Two nodes: `cluster.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -25,6 +26,11 @@ on_both_databases!(
     a_simulated_demo_driver_takes_a_rider_from_request_to_completion,
     a_database_where_the_race_already_happened_migrates_keeping_each_riders_oldest_open_ride,
     expired_quotes_are_pruned_after_their_retention_and_then_unknown,
+    a_driver_back_online_after_an_unannounced_trip_end_streams_nothing_to_the_former_rider,
+    an_unannounced_trip_end_stops_the_streaming_at_the_next_trip_check,
+    a_driver_the_database_has_offline_takes_no_candidate_slot_from_an_online_one_further_away,
+    a_hold_that_failed_other_than_by_a_refusal_is_kept_for_the_sweep_which_releases_it,
+    a_batch_woken_by_a_decline_counts_no_round_and_does_no_housekeeping_and_none_runs_after_the_lease_is_given_back,
 );
 
 /// Fast batches; offers that wait long enough for a test to answer them.
@@ -601,4 +607,337 @@ async fn expired_quotes_are_pruned_after_their_retention_and_then_unknown(db: Db
     reply.assert_problem(404, "quote_not_found");
     // Nothing was held for it.
     assert_eq!(balance(&server, &rider).await, (10_000, 0));
+}
+
+/// The ride's trip ends in the database without the trip-end notice reaching the driver's
+/// node (a bus that lost it, a node that was down): what `transition` announces is skipped.
+async fn end_trip_unannounced(server: &TestServer, ride_id: &str) {
+    let mut database = server.database().await;
+    sqlx::query("UPDATE rides SET status = 'cancelled', cancelled_by = 'rider' WHERE id = $1")
+        .bind(ride_id)
+        .execute(&mut database)
+        .await
+        .unwrap();
+    sqlx::Connection::close(database).await.ok();
+}
+
+/// The driver moves and then sends the rider a chat message; returns the frames the rider
+/// receives up to that message. Both go out on the rider's one subject in this order, so a
+/// `driver.location` the move sent comes before the message.
+async fn move_then_message(
+    server: &TestServer,
+    driver: &str,
+    conversation: &str,
+    rider_socket: &mut Socket,
+    step: u32,
+) -> Vec<Value> {
+    let lat = 1.3005 - f64::from(step) * 0.00001;
+    let moved = server.post("/api/v1/rides/driver/location", Some(driver), json!({"lat": lat, "lng": 103.8})).await;
+    assert_eq!(moved.status, 204, "{}", moved.text);
+    let marker = format!("marker {step}");
+    server.send_text(driver, conversation, &format!("m{step}"), &marker).await;
+    let mut frames = Vec::new();
+    loop {
+        let frame = rider_socket.next_frame().await;
+        let done = frame["type"] == "message.new" && frame["data"]["body"]["text"] == marker.as_str();
+        frames.push(frame);
+        if done {
+            return frames;
+        }
+    }
+}
+
+fn has_location(frames: &[Value]) -> bool {
+    frames.iter().any(|frame| frame["type"] == "driver.location")
+}
+
+/// An assigned trip whose driver's locations reach the rider (checked); returns the ride
+/// and the conversation between driver and rider used as a marker.
+async fn streaming_trip(
+    server: &TestServer,
+    rider: &str,
+    rider_id: &str,
+    driver: &str,
+    rider_socket: &mut Socket,
+) -> (String, String) {
+    let (mut driver_socket, _) = server.socket(driver).await;
+    go_online(server, driver, (1.3005, 103.8000)).await;
+    let ride_id = assigned_ride(server, rider, driver, &mut driver_socket).await;
+    let conversation = server.conversation(driver, "direct", &[rider_id]).await;
+    let frames = move_then_message(server, driver, &conversation, rider_socket, 0).await;
+    assert!(has_location(&frames), "the trip streams the driver's location: {frames:?}");
+    (ride_id, conversation)
+}
+
+/// Privacy: a node that missed a trip's end must not go on sending the driver's position to
+/// the former rider. Going online again checks the trip against the database.
+async fn a_driver_back_online_after_an_unannounced_trip_end_streams_nothing_to_the_former_rider(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.index_limits.update_interval_min_ms = 0;
+        // Only going online may repair it here.
+        config.rides.trip_check_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let (rider, rider_id) = server.register("rider").await;
+    let (driver, _) = server.register("driver").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut rider_socket, _) = server.socket(&rider).await;
+    let (ride_id, conversation) = streaming_trip(&server, &rider, &rider_id, &driver, &mut rider_socket).await;
+
+    end_trip_unannounced(&server, &ride_id).await;
+    go_online(&server, &driver, (1.3005, 103.8000)).await;
+    let frames = move_then_message(&server, &driver, &conversation, &mut rider_socket, 1).await;
+    assert!(!has_location(&frames), "the former rider still sees the driver: {frames:?}");
+}
+
+/// The same without the driver going online: the node's periodic trip check (every
+/// `trip_check_interval`, here 50 ms; also run whenever the bus says notices were lost)
+/// stops the streaming.
+async fn an_unannounced_trip_end_stops_the_streaming_at_the_next_trip_check(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.index_limits.update_interval_min_ms = 0;
+        config.rides.trip_check_interval = Duration::from_millis(50);
+    })
+    .await;
+    let (rider, rider_id) = server.register("rider").await;
+    let (driver, _) = server.register("driver").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut rider_socket, _) = server.socket(&rider).await;
+    let (ride_id, conversation) = streaming_trip(&server, &rider, &rider_id, &driver, &mut rider_socket).await;
+
+    end_trip_unannounced(&server, &ride_id).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut step = 1;
+    while has_location(&move_then_message(&server, &driver, &conversation, &mut rider_socket, step).await) {
+        assert!(tokio::time::Instant::now() < deadline, "the former rider kept receiving the driver's location");
+        step += 1;
+    }
+    // And it stays stopped.
+    let frames = move_then_message(&server, &driver, &conversation, &mut rider_socket, step + 1).await;
+    assert!(!has_location(&frames), "{frames:?}");
+}
+
+/// A driver whose `offline` notice was lost is still in the index; with one candidate per
+/// request, the nearest such driver must not hide an online driver further away.
+async fn a_driver_the_database_has_offline_takes_no_candidate_slot_from_an_online_one_further_away(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.candidates_per_request = 1;
+    })
+    .await;
+    let (rider, _) = server.register("rider").await;
+    let (stale, stale_id) = server.register("stale").await;
+    let (far, far_id) = server.register("far").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut far_socket, _) = server.socket(&far).await;
+    go_online(&server, &stale, (1.3001, 103.8000)).await;
+    go_online(&server, &far, (1.3100, 103.8000)).await;
+    // What a lost `offline` notice leaves: offline in the database, still in the index.
+    {
+        let mut database = server.database().await;
+        sqlx::query("UPDATE ride_drivers SET online = 0 WHERE driver_id = $1")
+            .bind(&stale_id)
+            .execute(&mut database)
+            .await
+            .unwrap();
+        sqlx::Connection::close(database).await.ok();
+    }
+
+    let ride = request_ride(&server, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap();
+    let offer = next_offer(&mut far_socket).await;
+    assert_eq!(offer["ride_id"], ride_id);
+    let accepted = act(&server, &far, ride_id, "accept").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.body["driver_id"], far_id);
+    act(&server, &stale, ride_id, "accept").await.assert_problem(404, "ride_not_found");
+}
+
+/// The services of a node in this test's process, on `server`'s database and a bus of its
+/// own (so it shares nothing in memory with `server`).
+async fn in_process_services(
+    server: &TestServer,
+    adjust: impl FnOnce(&mut plaza_server::config::Config),
+) -> (plaza_server::app::Services, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = plaza_server::config::Config::for_test(dir.path(), Some(server.database_url.clone()));
+    adjust(&mut config);
+    let store = plaza_server::app::open_store(&config).await.unwrap();
+    (plaza_server::app::services(store, plaza_bus::Bus::in_process(), &config).unwrap(), dir)
+}
+
+async fn pending_holds(server: &TestServer, quote_id: &str) -> i64 {
+    let mut database = server.database().await;
+    let count = sqlx::query_scalar("SELECT COUNT(*) FROM ride_holds WHERE quote_id = $1")
+        .bind(quote_id)
+        .fetch_one(&mut database)
+        .await
+        .unwrap();
+    sqlx::Connection::close(database).await.ok();
+    count
+}
+
+/// A request records its hold as pending before asking the wallet. Only the wallet's
+/// refusal proves nothing was held and forgets the record; after any other failure (here
+/// the hold's key already holds another amount) a hold may exist, and the sweep must find
+/// it once the quote is dead, and release it.
+async fn a_hold_that_failed_other_than_by_a_refusal_is_kept_for_the_sweep_which_releases_it(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        config.rides.stranded_hold_grace = Duration::from_millis(0);
+    })
+    .await;
+    let (broke, _) = server.register("broke").await;
+    let refused = quote(&server, &broke).await["id"].as_str().unwrap().to_string();
+    server
+        .post("/api/v1/rides", Some(&broke), json!({"quote_id": refused}))
+        .await
+        .assert_problem(402, "insufficient_funds");
+    assert_eq!(pending_holds(&server, &refused).await, 0, "a refused hold leaves nothing pending");
+
+    let (rider, rider_id) = server.register("rider").await;
+    topup(&server, &rider, 10_000).await;
+    let quote_id = quote(&server, &rider).await["id"].as_str().unwrap().to_string();
+    // Something already holds 1 under this quote's hold key (what a lost reply could leave).
+    let (services, _dir) = in_process_services(&server, |_| {}).await;
+    let key = plaza_wallet::model::IdempotencyKey::parse(&format!("ride-hold-{quote_id}")).unwrap();
+    services
+        .wallet
+        .create_payment_intent(&rider_id, services.wallet.money(1, "USD").unwrap(), "ride", Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(balance(&server, &rider).await, (9_999, 1));
+    let failed = server.post("/api/v1/rides", Some(&rider), json!({"quote_id": quote_id})).await;
+    assert!(failed.status >= 400, "{}", failed.text);
+    assert_eq!(pending_holds(&server, &quote_id).await, 1, "a hold that failed otherwise stays pending");
+
+    // Once the quote is dead, the sweep releases what the key holds.
+    {
+        let mut database = server.database().await;
+        sqlx::query("UPDATE ride_holds SET quote_expires_at = 0 WHERE quote_id = $1")
+            .bind(&quote_id)
+            .execute(&mut database)
+            .await
+            .unwrap();
+        sqlx::Connection::close(database).await.ok();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while balance(&server, &rider).await != (10_000, 0) || pending_holds(&server, &quote_id).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the pending hold was never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn dispatch_rounds(server: &TestServer, ride_id: &str) -> i64 {
+    let mut database = server.database().await;
+    let rounds = sqlx::query_scalar("SELECT dispatch_rounds FROM rides WHERE id = $1")
+        .bind(ride_id)
+        .fetch_one(&mut database)
+        .await
+        .unwrap();
+    sqlx::Connection::close(database).await.ok();
+    rounds
+}
+
+/// A batch woken early by a decline only hands requests on: a request nobody can reach
+/// counts no round towards `no_driver` in it, and the housekeeping (here: a stranded hold's
+/// pending row) waits for the batches on the clock. Batches here come an hour apart, so
+/// every batch after the first is a woken one, and the dispatching node (in this process)
+/// is stepped by hand. Giving the lease back waits for the batch under way, and no batch
+/// takes the lease again afterwards.
+async fn a_batch_woken_by_a_decline_counts_no_round_and_does_no_housekeeping_and_none_runs_after_the_lease_is_given_back(
+    db: Db,
+) {
+    let hour = Duration::from_secs(3600);
+    // The server's own dispatcher runs one batch at start, whose lease lapses at once.
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = hour;
+        config.rides.lease_ttl = Duration::from_millis(1);
+    })
+    .await;
+    let (rider, _) = server.register("rider").await;
+    let (lonely, _) = server.register("lonely").await;
+    server.register("near").await;
+    server.register("far").await;
+    topup(&server, &rider, 10_000).await;
+    topup(&server, &lonely, 10_000).await;
+    let (services, _dir) = in_process_services(&server, |config| {
+        config.rides.batch_interval = hour;
+        config.rides.lease_ttl = hour;
+        config.rides.dispatch_rounds_max = 1_000;
+    })
+    .await;
+    let rides = services.rides.clone();
+    let user = |name: &'static str| {
+        let accounts = services.accounts.clone();
+        async move { accounts.user_by_username(name).await.unwrap() }
+    };
+    let (near, far) = (user("near").await, user("far").await);
+    let vehicle = plaza_rides::Vehicle::parse("SGX 1234", "Toyota Prius", 4).unwrap();
+    rides.go_online(&near, vehicle.clone(), plaza_rides::LatLng::new(1.3001, 103.8).unwrap()).await.unwrap();
+    rides.go_online(&far, vehicle, plaza_rides::LatLng::new(1.3100, 103.8).unwrap()).await.unwrap();
+    let reachable = request_ride(&server, &rider).await["id"].as_str().unwrap().to_string();
+    // A pickup some 20 km from every driver.
+    let far_away = server
+        .post(
+            "/api/v1/rides/quotes",
+            Some(&lonely),
+            json!({"pickup": {"lat": 1.45, "lng": 103.95}, "dropoff": {"lat": 1.46, "lng": 103.96}}),
+        )
+        .await;
+    let unreachable = server.post("/api/v1/rides", Some(&lonely), json!({"quote_id": far_away.body["id"]})).await;
+    assert_eq!(unreachable.status, 201, "{}", unreachable.text);
+    let unreachable = unreachable.body["id"].as_str().unwrap().to_string();
+
+    let offered_to = |driver: plaza_accounts::User| {
+        let rides = rides.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(ride) = rides.driver_work(&driver).await.unwrap() {
+                    return ride.id;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "no offer reached {}", driver.username);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The dispatcher's first batch is on the clock: it offers the near driver the ride and
+    // counts a round for the ride nobody can reach. One more batch on the clock after it
+    // (which waits for the first to end) leaves nothing under way.
+    let dispatcher = tokio::spawn(rides.clone().run_dispatcher());
+    assert_eq!(offered_to(near.clone()).await, reachable);
+    rides.dispatch_once().await.unwrap();
+    let rounds = dispatch_rounds(&server, &unreachable).await;
+    assert!(rounds >= 1, "a batch on the clock counts a round for a request nobody can reach");
+    {
+        let mut database = server.database().await;
+        sqlx::query(
+            "INSERT INTO ride_holds (quote_id, rider_id, quote_expires_at, created_at) VALUES ('stranded', $1, 0, 0)",
+        )
+        .bind(&near.id)
+        .execute(&mut database)
+        .await
+        .unwrap();
+        sqlx::Connection::close(database).await.ok();
+    }
+
+    // The decline wakes a batch, which hands the ride on to the far driver...
+    rides.decline(&near, &reachable).await.unwrap();
+    assert_eq!(offered_to(far.clone()).await, reachable);
+    // ...and, once it has ended, had counted nothing and swept nothing.
+    assert!(rides.release_lease().await.unwrap(), "the node held the lease");
+    assert_eq!(dispatch_rounds(&server, &unreachable).await, rounds);
+    assert_eq!(pending_holds(&server, "stranded").await, 1);
+    let lonely_sees = server.get(&format!("/api/v1/rides/{unreachable}"), Some(&lonely)).await;
+    assert_eq!(lonely_sees.body["status"], "requested", "{}", lonely_sees.text);
+
+    // The lease given back stays given back.
+    rides.dispatch_once().await.unwrap();
+    let mut database = server.database().await;
+    let leases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ride_leases").fetch_one(&mut database).await.unwrap();
+    assert_eq!(leases, 0, "a batch after release_lease took the lease again");
+    dispatcher.abort();
 }
