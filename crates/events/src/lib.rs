@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use plaza_bus::{Bus, BusError, Subscription};
 use plaza_kernel::Timestamp;
-use plaza_store::{Any, Migration, Row, Store, Transaction};
+use plaza_store::{Any, JsonColumn, Migration, Row, Store, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -127,7 +127,7 @@ impl Events {
     /// Appends one event for each of `user_ids` inside `transaction`.
     pub async fn append(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut Transaction<'_, Any>,
         user_ids: &[String],
         event_type: &str,
         data: &Value,
@@ -140,7 +140,7 @@ impl Events {
     /// of rows however many events and users there are.
     pub async fn append_many(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut Transaction<'_, Any>,
         batch: &[ToAppend<'_>],
     ) -> Result<Appended, sqlx::Error> {
         // How many events each user receives; each user's counter moves once by that many.
@@ -160,22 +160,21 @@ impl Events {
         let mut next_cursor: std::collections::HashMap<&str, i64> =
             std::collections::HashMap::with_capacity(counts.len());
         let counted: Vec<(&str, i64)> = counts.into_iter().collect();
+        let backend = self.store.backend();
+        // Rows go in as one JSON parameter (`Backend::json_rows`), so each statement's text
+        // is the same for every batch and is prepared once. (`WHERE true` tells SQLite's
+        // parser that `ON CONFLICT` is not a join's `ON`.)
+        let upsert = format!(
+            "INSERT INTO user_event_cursors (user_id, last_cursor)
+             SELECT user_id, added FROM ({}) AS counts WHERE true
+             ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor
+             RETURNING user_id, last_cursor",
+            backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)])
+        );
         for chunk in counted.chunks(APPEND_CHUNK) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2)).collect();
-            let sql = format!(
-                "INSERT INTO user_event_cursors (user_id, last_cursor) VALUES {}
-                 ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor
-                 RETURNING user_id, last_cursor",
-                placeholders.join(", ")
-            );
-            let sql = self.store.backend().bulk_sql(&sql);
-            let mut upsert = sqlx::query(&sql);
-            for (user_id, count) in chunk {
-                upsert = upsert.bind(*user_id).bind(*count);
-            }
+            let payload = serde_json::to_string(chunk).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
             let mut returned = std::collections::HashMap::with_capacity(chunk.len());
-            for row in upsert.fetch_all(&mut **transaction).await? {
+            for row in sqlx::query(&upsert).bind(payload).fetch_all(&mut **transaction).await? {
                 returned.insert(row.try_get::<String, _>("user_id")?, row.try_get::<i64, _>("last_cursor")?);
             }
             for (user_id, count) in chunk {
@@ -205,27 +204,31 @@ impl Events {
             }
         }
         let texts: Vec<String> = batch.iter().map(|entry| entry.data.to_string()).collect();
-        if self.store.backend() == plaza_store::Backend::Sqlite {
-            // Every parameter once and in order, which SQLite binds in constant time
-            // (`Backend::bulk_sql`); the data is copied per row, in memory only.
+        if backend == plaza_store::Backend::Sqlite {
+            // SQLite copies each event's data into every recipient's row of the JSON, in
+            // memory only.
+            let insert = format!(
+                "INSERT INTO user_events (user_id, cursor, type, data, created_at)
+                 SELECT user_id, cursor, type, data, $2 FROM ({}) AS events",
+                backend.json_rows(
+                    1,
+                    &[
+                        ("user_id", JsonColumn::Text),
+                        ("cursor", JsonColumn::BigInt),
+                        ("type", JsonColumn::Text),
+                        ("data", JsonColumn::Text),
+                    ]
+                )
+            );
             for chunk in rows.chunks(APPEND_CHUNK) {
-                let values: Vec<String> =
-                    (0..chunk.len()).map(|n| format!("({})", plaza_store::numbered_parameters(5 * n + 1, 5))).collect();
-                let sql = format!(
-                    "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}",
-                    values.join(", ")
-                );
-                let sql = self.store.backend().bulk_sql(&sql);
-                let mut insert = sqlx::query(&sql);
-                for (user_id, cursor, index) in chunk {
-                    insert = insert
-                        .bind(*user_id)
-                        .bind(*cursor)
-                        .bind(batch[*index].event_type)
-                        .bind(&texts[*index])
-                        .bind(created_at_ms);
-                }
-                insert.execute(&mut **transaction).await?;
+                let events: Vec<(&str, i64, &str, &str)> = chunk
+                    .iter()
+                    .map(|(user_id, cursor, index)| {
+                        (*user_id, *cursor, batch[*index].event_type, texts[*index].as_str())
+                    })
+                    .collect();
+                let payload = serde_json::to_string(&events).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+                sqlx::query(&insert).bind(payload).bind(created_at_ms).execute(&mut **transaction).await?;
             }
             return Ok(appended);
         }

@@ -8,6 +8,7 @@ mod me;
 mod rides;
 mod server;
 mod wallet;
+mod wrk;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

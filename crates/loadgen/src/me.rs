@@ -1,9 +1,9 @@
 //! `plaza-bench me`: the authenticated read path, and what one login costs.
 
 use crate::server::PlazaServer;
+use crate::wrk::WrkResult;
 use anyhow::Context;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub struct Options {
@@ -13,14 +13,6 @@ pub struct Options {
     pub connections: u32,
     pub threads: u32,
     pub logins: u32,
-}
-
-/// What wrk reported for one run.
-struct WrkResult {
-    requests_per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    non_2xx: u64,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -121,64 +113,5 @@ pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::
 }
 
 fn wrk(options: &Options, url: &str, script: &std::path::Path) -> anyhow::Result<WrkResult> {
-    let output = Command::new("wrk")
-        .args([
-            "-t",
-            &options.threads.to_string(),
-            "-c",
-            &options.connections.to_string(),
-            "-d",
-            &format!("{}s", options.duration),
-            "--latency",
-            "-s",
-        ])
-        .arg(script)
-        .arg(url)
-        .output()
-        .context("running wrk (apt-get install -y wrk)")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(output.status.success(), "wrk failed: {text}");
-    let value_after = |label: &str| -> Option<String> {
-        text.lines()
-            .find(|line| line.trim_start().starts_with(label))
-            .and_then(|line| line.split_whitespace().nth(1).map(str::to_string))
-    };
-    let requests_per_second: f64 =
-        value_after("Requests/sec:").and_then(|v| v.parse().ok()).context("no Requests/sec in wrk output")?;
-    let p50_ms = value_after("50%").map(|v| parse_latency_ms(&v)).context("no p50")??;
-    let p99_ms = value_after("99%").map(|v| parse_latency_ms(&v)).context("no p99")??;
-    let non_2xx = text
-        .lines()
-        .find(|line| line.contains("Non-2xx or 3xx responses:"))
-        .and_then(|line| line.split(':').nth(1))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    Ok(WrkResult { requests_per_second, p50_ms, p99_ms, non_2xx })
-}
-
-/// wrk prints latencies as `812.00us`, `2.65ms` or `1.02s`.
-fn parse_latency_ms(text: &str) -> anyhow::Result<f64> {
-    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        anyhow::bail!("unknown latency {text}")
-    };
-    Ok(number.parse::<f64>()? * scale)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrk_latencies_are_read_in_milliseconds() {
-        assert_eq!(parse_latency_ms("812.00us").ok(), Some(0.812));
-        assert_eq!(parse_latency_ms("2.65ms").ok(), Some(2.65));
-        assert_eq!(parse_latency_ms("1.5s").ok(), Some(1500.0));
-        assert!(parse_latency_ms("fast").is_err());
-    }
+    crate::wrk::run(options.threads, options.connections, options.duration, script, url, &[])
 }

@@ -127,7 +127,20 @@ struct Measured {
     transfers_per_second: f64,
     refused: u64,
     errors: u64,
-    latency_us: Histogram<u64>,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Measured {
+    fn from_histogram(transfers_per_second: f64, refused: u64, errors: u64, latency_us: &Histogram<u64>) -> Self {
+        Self {
+            transfers_per_second,
+            refused,
+            errors,
+            p50_ms: latency_us.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: latency_us.value_at_quantile(0.99) as f64 / 1000.0,
+        }
+    }
 }
 
 impl Measured {
@@ -137,11 +150,7 @@ impl Measured {
             .unwrap_or_else(|| "—".into());
         format!(
             "| {backend} | {layer} | {workload} | {path} | {:.0} | {:.1} ms | {:.1} ms | {} | {} | {ratio} |",
-            self.transfers_per_second,
-            self.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
-            self.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
-            self.refused,
-            self.errors,
+            self.transfers_per_second, self.p50_ms, self.p99_ms, self.refused, self.errors,
         )
     }
 }
@@ -205,7 +214,19 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let tokens = Arc::new(tokens);
     for pick in &workloads {
         let measured = drive_http(&client, &server.base, &tokens, pick, options.http_clients, duration).await?;
-        rows.push(measured.row(backend, "HTTP", pick.name(), "POST /wallet/transfers (group commit)", None));
+        rows.push(measured.row(
+            backend,
+            "HTTP",
+            pick.name(),
+            "POST /wallet/transfers, reqwest clients in-process",
+            None,
+        ));
+        match drive_wrk(&server.base, &tokens, pick, options.zipf_s, options.http_clients, duration) {
+            Ok(measured) => {
+                rows.push(measured.row(backend, "HTTP", pick.name(), "POST /wallet/transfers, wrk", None));
+            }
+            Err(error) => eprintln!("wrk run skipped: {error:#}"),
+        }
     }
     drop(server);
     let check = check_ledger(&store, "after the HTTP runs").await?;
@@ -398,6 +419,114 @@ async fn drive_service(
     collect(handles, started).await
 }
 
+/// wrk's side of the HTTP run: each request a transfer between two users picked the way
+/// `Pick` does (uniform over the first `uniform` users, or Zipf over the hot ones), with
+/// its own `Idempotency-Key`; statuses are counted per thread and printed by `done`.
+const WRK_TRANSFERS_LUA: &str = r#"
+local users, cdf, uniform, run = {}, nil, 0, ""
+local counter, threads = 0, {}
+-- Global, so that `done` can read each thread's counts with thread:get.
+statuses = {}
+
+function setup(thread)
+  thread:set("thread_number", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  for line in io.lines(args[1]) do
+    local id, token = line:match("^(%S+) (%S+)$")
+    users[#users + 1] = { id, "Bearer " .. token }
+  end
+  run = args[2]
+  if args[3] == "uniform" then
+    uniform = #users
+  else
+    local hot, s, total = tonumber(args[4]), tonumber(args[5]), 0
+    cdf = {}
+    for rank = 1, hot do total = total + 1 / rank ^ s; cdf[rank] = total end
+    for rank = 1, hot do cdf[rank] = cdf[rank] / total end
+  end
+  math.randomseed(thread_number * 7919 + #run)
+end
+
+local function one()
+  if cdf == nil then return math.random(uniform) end
+  local u = math.random()
+  for rank = 1, #cdf do if u <= cdf[rank] then return rank end end
+  return #cdf
+end
+
+function request()
+  local from, to = one(), one()
+  for _ = 1, 8 do if to ~= from then break end; to = one() end
+  if to == from then to = from % #users + 1 end
+  counter = counter + 1
+  local body = '{"to_user_id":"' .. users[to][1] .. '","amount":' .. math.random(100) .. ',"currency":"USD"}'
+  return wrk.format("POST", "/api/v1/wallet/transfers", {
+    ["Authorization"] = users[from][2],
+    ["Content-Type"] = "application/json",
+    ["Idempotency-Key"] = run .. "-" .. thread_number .. "-" .. counter,
+  }, body)
+end
+
+function response(status)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done()
+  local total = {}
+  for _, thread in ipairs(threads) do
+    local counted = thread:get("statuses")
+    for status, count in pairs(counted) do total[status] = (total[status] or 0) + count end
+  end
+  for status, count in pairs(total) do print("status " .. status .. " " .. count) end
+end
+"#;
+
+/// wrk posting transfers over `connections` connections for `duration`; the bench
+/// process only waits meanwhile, so the server has the machine's cores to itself but for
+/// wrk's two threads (C and LuaJIT, lighter than the in-process reqwest clients).
+fn drive_wrk(
+    base: &str,
+    tokens: &[(String, String)],
+    pick: &Pick,
+    zipf_s: f64,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
+    std::fs::write(script.path(), WRK_TRANSFERS_LUA)?;
+    let people = tempfile::NamedTempFile::new()?;
+    let lines: Vec<String> = tokens.iter().map(|(id, token)| format!("{id} {token}")).collect();
+    std::fs::write(people.path(), lines.join("\n") + "\n")?;
+    let (workload, hot, s) = match pick {
+        Pick::Uniform(_) => ("uniform", 0, 0.0),
+        Pick::Zipf(cdf) => ("zipf", cdf.len(), zipf_s),
+    };
+    let run = format!("w{}-{workload}", plaza_kernel::new_id());
+    let result = crate::wrk::run(
+        2,
+        connections as u32,
+        duration.as_secs() as u32,
+        script.path(),
+        &format!("{base}/api/v1/wallet/transfers"),
+        &[people.path().display().to_string(), run, workload.to_string(), hot.to_string(), s.to_string()],
+    )?;
+    let count =
+        |wanted: u16| result.statuses.iter().filter(|(status, _)| *status == wanted).map(|(_, n)| *n).sum::<u64>();
+    let all: u64 = result.statuses.iter().map(|(_, n)| *n).sum();
+    let (created, refused) = (count(201), count(402));
+    anyhow::ensure!(all > 0, "wrk's script counted no responses");
+    Ok(Measured {
+        transfers_per_second: result.requests_per_second * created as f64 / all as f64,
+        refused,
+        errors: all - created - refused,
+        p50_ms: result.p50_ms,
+        p99_ms: result.p99_ms,
+    })
+}
+
 /// Transfers in the floor's batches.
 const FLOOR_BATCH: usize = 1024;
 
@@ -475,12 +604,7 @@ async fn drive_floor(store: &Store, users: &[User], pick: &Pick, duration: Durat
         stored_so_far += FLOOR_BATCH;
     }
     let sent = histogram.len();
-    Ok(Measured {
-        transfers_per_second: sent as f64 / started.elapsed().as_secs_f64(),
-        refused: 0,
-        errors: 0,
-        latency_us: histogram,
-    })
+    Ok(Measured::from_histogram(sent as f64 / started.elapsed().as_secs_f64(), 0, 0, &histogram))
 }
 
 /// `clients` keep-alive HTTP clients posting transfers for `duration`.
@@ -555,7 +679,7 @@ async fn collect(handles: Vec<tokio::task::JoinHandle<TaskResult>>, started: Ins
     }
     let elapsed = started.elapsed().as_secs_f64();
     let sent = latency_us.len() - refused - errors;
-    Ok(Measured { transfers_per_second: sent as f64 / elapsed, refused, errors, latency_us })
+    Ok(Measured::from_histogram(sent as f64 / elapsed, refused, errors, &latency_us))
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {

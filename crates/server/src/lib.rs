@@ -113,7 +113,9 @@ pub async fn serve_with(
     if let Some(drivers) = drivers {
         drivers.abort();
     }
-    // Hand dispatch over now rather than after the lease's TTL (a crash still waits it out).
+    // The aborted dispatcher stops at its next await; wait for that before handing
+    // dispatch over now rather than after the lease's TTL (a crash still waits it out).
+    let _cancelled = rides_dispatcher.await;
     if let Err(error) = rides.release_lease().await {
         tracing::warn!("could not give the rides dispatch lease back: {error}");
     }

@@ -14,16 +14,19 @@
 
 mod group_commit;
 mod migrate;
+mod wal_sync;
 
 pub use group_commit::{GroupCommit, GroupCommitError, Queued};
 pub use migrate::{AppliedMigration, Migration};
 pub use sqlx::any::AnyRow;
 pub use sqlx::AnyPool;
 pub use sqlx::{Any, Row, Transaction};
+pub use wal_sync::{DeferredSyncWriter, SyncTicket, WalSync};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::Executor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which database engine a [`Store`] talks to.
@@ -154,6 +157,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// On SQLite with `synchronous = FULL`: what makes deferred commits durable.
+    wal_sync: Option<Arc<WalSync>>,
 }
 
 /// Connection-pool occupancy, for the `/metrics` gauges.
@@ -227,11 +232,15 @@ impl Store {
                 .connect(&with_sqlite_mode(url, "rw"))
                 .await?;
             tokio::spawn(checkpoint_continually(checkpointer, write.clone()));
-            Ok(Self { read, write, backend: Backend::Sqlite })
+            let wal_sync = match (sqlite_sync, sqlite_path(url)) {
+                (SqliteSync::Full, Some(path)) => Some(WalSync::new(path)),
+                _ => None,
+            };
+            Ok(Self { read, write, backend: Backend::Sqlite, wal_sync })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool =
                 AnyPoolOptions::new().max_connections(pool_max).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
-            Ok(Self { read: pool.clone(), write: pool, backend: Backend::Postgres })
+            Ok(Self { read: pool.clone(), write: pool, backend: Backend::Postgres, wal_sync: None })
         } else {
             Err(StoreError::UnsupportedUrl(redact(url)))
         }
@@ -259,6 +268,18 @@ impl Store {
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         self.write.begin().await
+    }
+
+    /// The writer for one transaction whose commit does not wait for the disk, and what
+    /// makes it durable afterwards (see [`WalSync`]). `None` on PostgreSQL, and on SQLite
+    /// when commits are not synced anyway (`SqliteSync::Normal`): then the caller begins
+    /// an ordinary transaction with [`Store::begin`].
+    pub async fn deferred_sync_writer(&self) -> Result<Option<(DeferredSyncWriter, Arc<WalSync>)>, sqlx::Error> {
+        let Some(wal_sync) = &self.wal_sync else {
+            return Ok(None);
+        };
+        let connection = self.write.acquire().await?;
+        Ok(Some((DeferredSyncWriter::start(connection, "FULL").await?, Arc::clone(wal_sync))))
     }
 
     /// True when the database answers a trivial query, for `/readyz`.
@@ -341,6 +362,13 @@ impl Backend {
     }
 }
 
+/// The database file of a `sqlite://` URL (without its query), if it names one.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
 /// `$from, $from+1, …`: `count` numbered parameters, for multi-row statements written
 /// once for both engines.
 pub fn numbered_parameters(from: usize, count: usize) -> String {
@@ -421,5 +449,44 @@ mod tests {
             expected.sort_by_key(|(_, amount)| *amount);
             assert_eq!(read, expected, "on {}", store.backend().name());
         }
+    }
+
+    /// A deferred-sync writer leaves no trace on the connection: after `finish`, and after
+    /// being dropped unfinished (an error, a panic), the writer syncs every commit again;
+    /// and a deferred commit becomes durable through its ticket.
+    #[tokio::test]
+    async fn deferred_sync_writers_hand_back_a_synced_writer_and_their_tickets_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&Store::sqlite_url_in(dir.path()), 2).await.expect("connect");
+        let synchronous = || async {
+            sqlx::query_scalar::<_, i64>("PRAGMA synchronous").fetch_one(store.write()).await.expect("pragma")
+        };
+        assert_eq!(synchronous().await, 2, "FULL");
+        sqlx::query("CREATE TABLE t (n BIGINT NOT NULL)").execute(store.write()).await.expect("create");
+
+        let (mut writer, wal) = store.deferred_sync_writer().await.expect("writer").expect("on SQLite with FULL");
+        let mut transaction = sqlx::Connection::begin(writer.connection()).await.expect("begin");
+        let during: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *transaction).await.expect("pragma");
+        assert_eq!(during, 1, "NORMAL inside the deferred transaction");
+        sqlx::query("INSERT INTO t (n) VALUES (1)").execute(&mut *transaction).await.expect("insert");
+        transaction.commit().await.expect("commit");
+        writer.finish().await.expect("finish");
+        let ticket = wal.committed();
+        wal.durable(ticket).await.expect("durable");
+        wal.durable(wal.read_ticket()).await.expect("nothing newer to sync");
+        assert_eq!(synchronous().await, 2, "FULL again after finish");
+
+        let (writer, _) = store.deferred_sync_writer().await.expect("writer").expect("on SQLite with FULL");
+        drop(writer);
+        assert_eq!(synchronous().await, 2, "FULL on the connection that replaced the dropped one");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(store.read()).await.expect("count");
+        assert_eq!(n, 1);
+
+        let normal =
+            Store::connect_with(&Store::sqlite_url_in(dir.path()), 2, SqliteSync::Normal).await.expect("connect");
+        assert!(
+            normal.deferred_sync_writer().await.expect("writer").is_none(),
+            "nothing to defer when commits are not synced"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use crate::idempotency::{self, Earlier};
 use crate::ledger::{self, Account, AccountState, LedgerCheck, Posting, SystemAccount};
 use crate::model::{parse_money, FundingProvider, IdempotencyKey, Pin, SandboxFunding};
-use crate::transfer_batch::{TransferJob, TransferOutcome, TRANSFER_BATCH_MAX, TRANSFER_QUEUE_MAX};
+use crate::transfer_batch::{BatchedOutcome, TransferJob, TRANSFER_BATCH_MAX, TRANSFER_QUEUE_MAX};
 use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_chat::{Chat, ChatError, MessageKind};
 use plaza_events::{Appended, Events};
@@ -181,7 +181,7 @@ pub(crate) struct Inner {
     pub(crate) funding: Arc<dyn FundingProvider>,
     pub(crate) config: WalletConfig,
     /// Transfers, group-committed; started on first use (it needs the runtime).
-    pub(crate) transfers: OnceLock<GroupCommit<TransferJob, TransferOutcome>>,
+    pub(crate) transfers: OnceLock<GroupCommit<TransferJob, BatchedOutcome>>,
 }
 
 /// Events to append in a transaction, one per user; appended in user-id order (see
@@ -382,7 +382,11 @@ impl Wallet {
             // chat's own single-message path: these take the one-by-one path.
             return self.transfer_one_by_one(job, pin).await;
         }
-        self.transfers().submit(job).await?
+        let BatchedOutcome { outcome, durable } = self.transfers().submit(job).await?;
+        if let Some((wal, ticket)) = durable {
+            wal.durable(ticket).await?;
+        }
+        outcome
     }
 
     /// The same transfer without group commit: one database transaction for this transfer
@@ -444,7 +448,7 @@ impl Wallet {
         Ok((transfer, false))
     }
 
-    fn transfers(&self) -> &GroupCommit<TransferJob, TransferOutcome> {
+    fn transfers(&self) -> &GroupCommit<TransferJob, BatchedOutcome> {
         self.inner.transfers.get_or_init(|| {
             // The runner holds the service weakly, so dropping the last handle stops it.
             let service = Arc::downgrade(&self.inner);
@@ -453,9 +457,13 @@ impl Wallet {
                 async move {
                     match service {
                         Some(wallet) => wallet.transfer_batch(jobs).await,
-                        None => {
-                            jobs.iter().map(|_| Err(WalletError::TransferLost(GroupCommitError::Stopped))).collect()
-                        }
+                        None => jobs
+                            .iter()
+                            .map(|_| BatchedOutcome {
+                                outcome: Err(WalletError::TransferLost(GroupCommitError::Stopped)),
+                                durable: None,
+                            })
+                            .collect(),
                     }
                 }
             };

@@ -25,9 +25,10 @@ use plaza_accounts::User;
 use plaza_events::ToAppend;
 use plaza_kernel::Timestamp;
 use plaza_store::JsonColumn::{BigInt, Text};
-use plaza_store::{numbered_parameters as placeholders, Backend, Row};
+use plaza_store::{numbered_parameters as placeholders, Any, Backend, Row, SyncTicket, Transaction, WalSync};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Transfers applied in one transaction at most; bounds statement sizes (9 parameters
 /// per movement row, 9,216 at most) well under both engines' limits (SQLite 32,766,
@@ -66,6 +67,14 @@ impl TransferJob {
 
 pub(crate) type TransferOutcome = Result<(Transfer, bool), WalletError>;
 
+/// A batched transfer's answer, and what must be on disk before it is given (see
+/// [`plaza_store::WalSync`]): on SQLite a batch commits without waiting for the fsync, so
+/// that the next batch runs while the disk syncs, and each caller waits for it instead.
+pub(crate) struct BatchedOutcome {
+    pub outcome: TransferOutcome,
+    pub durable: Option<(Arc<WalSync>, SyncTicket)>,
+}
+
 /// A key stored before this batch.
 struct StoredKey {
     operation: String,
@@ -85,13 +94,18 @@ struct AccountInBatch {
 
 impl Wallet {
     /// Applies a batch of transfers and answers each, in order.
-    pub(crate) async fn transfer_batch(&self, jobs: Vec<TransferJob>) -> Vec<TransferOutcome> {
+    pub(crate) async fn transfer_batch(&self, jobs: Vec<TransferJob>) -> Vec<BatchedOutcome> {
         metrics::counter!("plaza_wallet_transfer_batches_total").increment(1);
         if jobs.len() > 1 {
             metrics::counter!("plaza_wallet_batched_transfers_total").increment(jobs.len() as u64);
         }
         match self.try_transfer_batch(&jobs).await {
-            Ok(outcomes) => return outcomes,
+            Ok((outcomes, durable)) => {
+                return outcomes
+                    .into_iter()
+                    .map(|outcome| BatchedOutcome { outcome, durable: durable.clone() })
+                    .collect()
+            }
             Err(error) => {
                 tracing::debug!(
                     "a batch of {} transfers failed as a whole ({error}); running them one by one",
@@ -100,17 +114,43 @@ impl Wallet {
             }
         }
         metrics::counter!("plaza_wallet_transfer_batch_fallbacks_total").increment(1);
+        // These commit with the configured durability, which also syncs whatever earlier
+        // deferred commits their reads may rest on.
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            outcomes.push(self.transfer_one_by_one(job, None).await);
+            outcomes.push(BatchedOutcome { outcome: self.transfer_one_by_one(job, None).await, durable: None });
         }
         outcomes
     }
 
-    async fn try_transfer_batch(&self, jobs: &[TransferJob]) -> Result<Vec<TransferOutcome>, WalletError> {
+    /// The batch in one transaction: on SQLite's writer set not to wait for the disk when
+    /// it can be, with the ticket to wait on before answering.
+    async fn try_transfer_batch(
+        &self,
+        jobs: &[TransferJob],
+    ) -> Result<(Vec<TransferOutcome>, Option<(Arc<WalSync>, SyncTicket)>), WalletError> {
         let store = &self.inner.store;
-        let backend = store.backend();
-        let mut transaction = store.begin().await?;
+        let Some((mut writer, wal)) = store.deferred_sync_writer().await? else {
+            let (outcomes, _) = self.transfer_batch_in(store.begin().await?, jobs).await?;
+            return Ok((outcomes, None));
+        };
+        let transaction = sqlx::Connection::begin(writer.connection()).await?;
+        let (outcomes, committed) = self.transfer_batch_in(transaction, jobs).await?;
+        // Past a commit nothing may fail the batch: its transfers would run a second time.
+        if let Err(error) = writer.finish().await {
+            tracing::warn!("the writer could not be set back to synced commits ({error}); it is closed instead");
+        }
+        let ticket = if committed { wal.committed() } else { wal.read_ticket() };
+        Ok((outcomes, Some((wal, ticket))))
+    }
+
+    /// The batch inside `transaction`; true with the answers when it committed.
+    async fn transfer_batch_in(
+        &self,
+        mut transaction: Transaction<'_, Any>,
+        jobs: &[TransferJob],
+    ) -> Result<(Vec<TransferOutcome>, bool), WalletError> {
+        let backend = self.inner.store.backend();
 
         // 1. What the batch's keys already hold.
         let mut keys: Vec<(&str, &str)> = jobs.iter().filter_map(TransferJob::scoped_key).collect();
@@ -237,10 +277,11 @@ impl Wallet {
         }
         if done.is_empty() {
             transaction.rollback().await?;
-            return outcomes
+            let outcomes = outcomes
                 .into_iter()
                 .map(|outcome| outcome.ok_or_else(|| WalletError::Invariant("an unsettled transfer".into())))
-                .collect();
+                .collect::<Result<_, _>>()?;
+            return Ok((outcomes, false));
         }
 
         // The pair assertion for the whole batch: per currency, what left accounts entered
@@ -429,10 +470,11 @@ impl Wallet {
         for (index, transfer) in done {
             outcomes[index] = Some(Ok((transfer, false)));
         }
-        outcomes
+        let outcomes = outcomes
             .into_iter()
             .map(|outcome| outcome.ok_or_else(|| WalletError::Invariant("an unsettled transfer".into())))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((outcomes, true))
     }
 
     /// The checks of one transfer before its balance, in the order the one-by-one path
