@@ -25,6 +25,7 @@ use plaza_bus::Received;
 use plaza_kernel::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// The bus subject every node listens on for driver presence.
 pub const DRIVERS_SUBJECT: &str = "rides.drivers";
@@ -216,18 +217,30 @@ impl Rides {
             .map_err(|error| RidesError::Bus(error.to_string()))?;
         let rides = self.clone();
         Ok(async move {
-            let mut check_every = tokio::time::interval(rides.inner.config.trip_check_interval);
-            check_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first tick is immediate; nothing has been streamed yet.
-            check_every.reset();
-            loop {
-                let received = tokio::select! {
-                    received = notices.recv() => received,
-                    _ = check_every.tick() => {
+            // The checks run in a task of their own: a database round trip inside this loop
+            // would leave the bus unread meanwhile, and a subscriber that lags while the
+            // buffer is full lags again at the next notice — checking, lagging and dropping
+            // every notice for as long as the bus stays busy. Lag reports arriving during a
+            // check ask for one more check, not one each.
+            let check_wanted = Arc::new(tokio::sync::Notify::new());
+            let _checker = AbortOnDrop(tokio::spawn({
+                let (rides, check_wanted) = (rides.clone(), Arc::clone(&check_wanted));
+                async move {
+                    let mut check_every = tokio::time::interval(rides.inner.config.trip_check_interval);
+                    check_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    // The first tick is immediate; nothing has been streamed yet.
+                    check_every.reset();
+                    loop {
+                        tokio::select! {
+                            _ = check_every.tick() => {}
+                            () = check_wanted.notified() => {}
+                        }
                         rides.check_trips_logged().await;
-                        continue;
                     }
-                };
+                }
+            }));
+            loop {
+                let received = notices.recv().await;
                 match received {
                     Received::Notification(notice) if notice.payload.len() <= NOTICE_BYTES_MAX => {
                         match serde_json::from_slice::<Envelope>(&notice.payload) {
@@ -241,11 +254,20 @@ impl Rides {
                     Received::Notification(_) => tracing::warn!("ignoring an oversized driver presence notice"),
                     // Lost announcements are repaired by the drivers' next locations and a
                     // lost decline by the next batch, but a lost trip end only by the database.
-                    Received::Lagged(_) => rides.check_trips_logged().await,
+                    Received::Lagged(_) => check_wanted.notify_one(),
                     Received::Closed => break,
                 }
             }
         })
+    }
+}
+
+/// A task that stops when its handle is dropped, with whatever owned it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

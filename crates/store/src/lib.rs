@@ -232,9 +232,16 @@ impl Store {
                 .connect(&with_sqlite_mode(url, "rw"))
                 .await?;
             tokio::spawn(checkpoint_continually(checkpointer, write.clone()));
-            let wal_sync = match (sqlite_sync, sqlite_path(url)) {
-                (SqliteSync::Full, Some(path)) => Some(WalSync::new(path)),
-                _ => None,
+            // The file SQLite really opened (the URL's path is percent-decoded and may be
+            // relative), whose `-wal` deferred commits are synced through.
+            let wal_sync = match sqlite_sync {
+                SqliteSync::Full => {
+                    let file: String = sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                        .fetch_one(&write)
+                        .await?;
+                    (!file.is_empty()).then(|| WalSync::new(PathBuf::from(file)))
+                }
+                SqliteSync::Normal => None,
             };
             Ok(Self { read, write, backend: Backend::Sqlite, wal_sync })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -280,6 +287,12 @@ impl Store {
         };
         let connection = self.write.acquire().await?;
         Ok(Some((DeferredSyncWriter::start(connection, "FULL").await?, Arc::clone(wal_sync))))
+    }
+
+    /// What makes deferred commits durable, when this store defers any (SQLite with
+    /// `synchronous = FULL`): an answer that may rest on one waits for a ticket from it.
+    pub fn wal_sync(&self) -> Option<&Arc<WalSync>> {
+        self.wal_sync.as_ref()
     }
 
     /// True when the database answers a trivial query, for `/readyz`.
@@ -360,13 +373,6 @@ impl Backend {
             ),
         }
     }
-}
-
-/// The database file of a `sqlite://` URL (without its query), if it names one.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next().unwrap_or(path);
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// `$from, $from+1, …`: `count` numbered parameters, for multi-row statements written
@@ -488,5 +494,20 @@ mod tests {
             normal.deferred_sync_writer().await.expect("writer").is_none(),
             "nothing to defer when commits are not synced"
         );
+    }
+
+    /// A failed fsync is final: a later one that succeeds proves nothing about the pages
+    /// the failed one lost, so no deferred commit is confirmed again.
+    #[tokio::test]
+    async fn a_failed_wal_sync_fails_every_later_ticket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = WalSync::new(dir.path().join("gone.db"));
+        let ticket = wal.committed();
+        assert!(wal.durable(ticket).await.is_err(), "there is no WAL file to sync");
+        std::fs::write(dir.path().join("gone.db-wal"), b"frames").expect("write");
+        assert!(wal.durable(ticket).await.is_err());
+        assert!(wal.durable(wal.read_ticket()).await.is_err());
+        let fresh = WalSync::new(dir.path().join("gone.db"));
+        assert!(fresh.durable(fresh.committed()).await.is_ok(), "the same file syncs for a store that never failed");
     }
 }

@@ -21,7 +21,7 @@ use sqlx::{Any, AnyConnection, Executor};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
 
 /// What a caller waits on: the commits up to this one must be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +33,13 @@ pub struct WalSync {
     wal_path: PathBuf,
     /// Deferred commits so far; a ticket is this count right after its commit.
     committed: AtomicU64,
-    /// The highest ticket known to be on disk, or the error the last fsync met.
-    synced: watch::Sender<Result<u64, String>>,
-    /// One fsync at a time; whoever holds it syncs for everyone waiting.
-    syncing: Mutex<Option<std::fs::File>>,
+    /// The highest ticket known to be on disk, or why durability can no longer be
+    /// promised: a failed fsync is final (the kernel reports a writeback error once, so a
+    /// later fsync that succeeds proves nothing about the pages the failed one lost).
+    synced: std::sync::Mutex<Result<u64, String>>,
+    /// One fsync at a time, holding the inode last synced: whoever holds it syncs for
+    /// everyone waiting.
+    syncing: Mutex<Option<u64>>,
 }
 
 impl WalSync {
@@ -46,7 +49,7 @@ impl WalSync {
         Arc::new(Self {
             wal_path: PathBuf::from(wal_path),
             committed: AtomicU64::new(0),
-            synced: watch::channel(Ok(0)).0,
+            synced: std::sync::Mutex::new(Ok(0)),
             syncing: Mutex::new(None),
         })
     }
@@ -62,43 +65,62 @@ impl WalSync {
         SyncTicket(self.committed.load(Ordering::SeqCst))
     }
 
+    /// Whether `ticket` is on disk (`Ok(true)`), not yet (`Ok(false)`), or never will be
+    /// known to be.
+    fn is_durable(&self, ticket: SyncTicket) -> Result<bool, sqlx::Error> {
+        match &*self.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Ok(synced) => Ok(*synced >= ticket.0),
+            Err(reason) => {
+                Err(sqlx::Error::Io(std::io::Error::other(format!("the WAL could not be synced: {reason}"))))
+            }
+        }
+    }
+
     /// Waits until the commit behind `ticket` (and every one before it) is on disk.
     pub async fn durable(&self, ticket: SyncTicket) -> Result<(), sqlx::Error> {
-        loop {
-            if matches!(*self.synced.borrow(), Ok(synced) if synced >= ticket.0) {
-                return Ok(());
-            }
-            let mut file = self.syncing.lock().await;
-            // Someone may have synced past us while we waited for the lock.
-            if matches!(*self.synced.borrow(), Ok(synced) if synced >= ticket.0) {
-                return Ok(());
-            }
-            // Every commit counted so far has written its frames: one fsync covers them.
-            let target = self.committed.load(Ordering::SeqCst);
-            let handle = match file.take() {
-                Some(handle) => handle,
-                None => std::fs::File::open(&self.wal_path).map_err(sqlx::Error::Io)?,
-            };
-            let (handle, outcome) = tokio::task::spawn_blocking(move || {
-                let outcome = handle.sync_data();
-                (handle, outcome)
-            })
-            .await
-            .map_err(|error| sqlx::Error::Io(std::io::Error::other(error.to_string())))?;
-            *file = Some(handle);
-            match outcome {
-                Ok(()) => {
-                    self.synced.send_modify(|synced| {
-                        if matches!(synced, Ok(before) if *before < target) || synced.is_err() {
-                            *synced = Ok(target);
-                        }
-                    });
+        if self.is_durable(ticket)? {
+            return Ok(());
+        }
+        let mut last_inode = self.syncing.lock().await;
+        // Someone may have synced past us while we waited for the lock.
+        if self.is_durable(ticket)? {
+            return Ok(());
+        }
+        // Every commit counted so far has written its frames: one fsync covers them.
+        let target = self.committed.load(Ordering::SeqCst);
+        // Opened afresh each time: SQLite deletes the WAL when its last connection closes
+        // and creates a new one, and an fsync through an old handle would sync nothing.
+        let wal_path = self.wal_path.clone();
+        let known_inode = *last_inode;
+        let synced = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            use std::os::unix::fs::MetadataExt;
+            let file = std::fs::File::open(&wal_path)?;
+            file.sync_data()?;
+            let inode = file.metadata()?.ino();
+            if known_inode != Some(inode) {
+                // A new file: its directory entry must be on disk too.
+                if let Some(directory) = wal_path.parent() {
+                    std::fs::File::open(directory)?.sync_all()?;
                 }
-                Err(error) => {
-                    let message = error.to_string();
-                    let _previous = self.synced.send_replace(Err(message));
-                    return Err(sqlx::Error::Io(error));
+            }
+            Ok(inode)
+        })
+        .await
+        .unwrap_or_else(|error| Err(std::io::Error::other(error.to_string())));
+        let mut state = self.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match synced {
+            Ok(inode) => {
+                *last_inode = Some(inode);
+                if let Ok(before) = &mut *state {
+                    *before = (*before).max(target);
                 }
+                drop(state);
+                self.is_durable(ticket).map(|_| ())
+            }
+            Err(error) => {
+                tracing::error!("fsync of the SQLite WAL failed; no deferred commit will be confirmed again: {error}");
+                *state = Err(error.to_string());
+                Err(sqlx::Error::Io(error))
             }
         }
     }
@@ -106,17 +128,19 @@ impl WalSync {
 
 /// The writer connection, set for one transaction whose commit does not wait for the disk
 /// (see the module's comment). [`DeferredSyncWriter::finish`] sets it back; should that
-/// not happen (an error, a panic), the connection is closed rather than handed to a
-/// writer that expects its commits synced.
+/// not happen (an error, a panic, a cancelled future), the connection is closed rather
+/// than handed to a writer that expects its commits synced.
 pub struct DeferredSyncWriter {
     connection: Option<PoolConnection<Any>>,
     restore: &'static str,
 }
 
 impl DeferredSyncWriter {
-    pub(crate) async fn start(mut connection: PoolConnection<Any>, restore: &'static str) -> Result<Self, sqlx::Error> {
-        connection.execute("PRAGMA synchronous = NORMAL").await?;
-        Ok(Self { connection: Some(connection), restore })
+    pub(crate) async fn start(connection: PoolConnection<Any>, restore: &'static str) -> Result<Self, sqlx::Error> {
+        // Owned by the writer before the first await, so that its `Drop` covers every path.
+        let mut writer = Self { connection: Some(connection), restore };
+        writer.connection().execute("PRAGMA synchronous = NORMAL").await?;
+        Ok(writer)
     }
 
     /// The connection, to begin the transaction on.
@@ -126,12 +150,10 @@ impl DeferredSyncWriter {
 
     /// Sets the connection back to the configured durability and returns it to the pool.
     pub async fn finish(mut self) -> Result<(), sqlx::Error> {
-        let mut connection = self.connection.take().expect("finished once");
         let sql = format!("PRAGMA synchronous = {}", self.restore);
-        if let Err(error) = connection.execute(sql.as_str()).await {
-            connection.close_on_drop();
-            return Err(error);
-        }
+        self.connection().execute(sql.as_str()).await?;
+        // Set back: returned to the pool as any other connection.
+        drop(self.connection.take());
         Ok(())
     }
 }

@@ -380,13 +380,26 @@ impl Wallet {
         if job.request.conversation_id.is_some() || pin.is_some() {
             // A PIN costs an argon2 verification anyway, and a chat message is posted by
             // chat's own single-message path: these take the one-by-one path.
-            return self.transfer_one_by_one(job, pin).await;
+            let outcome = self.transfer_one_by_one(job, pin).await;
+            self.after_deferred_commits().await?;
+            return outcome;
         }
         let BatchedOutcome { outcome, durable } = self.transfers().submit(job).await?;
         if let Some((wal, ticket)) = durable {
-            wal.durable(ticket).await?;
+            // Committed (or read what was) but perhaps not on disk: the outcome is unknown
+            // until it is, and a retry with the same key settles it, never a new transfer.
+            wal.durable(ticket).await.map_err(|_| WalletError::TransferLost(GroupCommitError::Lost))?;
         }
         outcome
+    }
+
+    /// Waits until the deferred commits of transfer batches made so far are on disk: an
+    /// answer that committed nothing itself (a replayed result, a refusal) may rest on one.
+    pub(crate) async fn after_deferred_commits(&self) -> Result<(), WalletError> {
+        if let Some(wal) = self.inner.store.wal_sync() {
+            wal.durable(wal.read_ticket()).await.map_err(|_| WalletError::TransferLost(GroupCommitError::Lost))?;
+        }
+        Ok(())
     }
 
     /// The same transfer without group commit: one database transaction for this transfer
@@ -399,7 +412,9 @@ impl Wallet {
         key: Option<&IdempotencyKey>,
         pin: Option<&str>,
     ) -> Result<(Transfer, bool), WalletError> {
-        self.transfer_one_by_one(TransferJob::new(me, request, key), pin).await
+        let outcome = self.transfer_one_by_one(TransferJob::new(me, request, key), pin).await;
+        self.after_deferred_commits().await?;
+        outcome
     }
 
     pub(crate) async fn transfer_one_by_one(

@@ -22,7 +22,7 @@ use crate::ledger::Account;
 use crate::model::IdempotencyKey;
 use crate::service::{invalid, Transfer, TransferRequest, Wallet, WalletError};
 use plaza_accounts::User;
-use plaza_events::ToAppend;
+use plaza_events::{Appended, ToAppend};
 use plaza_kernel::Timestamp;
 use plaza_store::JsonColumn::{BigInt, Text};
 use plaza_store::{numbered_parameters as placeholders, Any, Backend, Row, SyncTicket, Transaction, WalSync};
@@ -115,10 +115,14 @@ impl Wallet {
         }
         metrics::counter!("plaza_wallet_transfer_batch_fallbacks_total").increment(1);
         // These commit with the configured durability, which also syncs whatever earlier
-        // deferred commits their reads may rest on.
+        // deferred commits they rest on.
+        // An answer that committed nothing (a replayed key, a refusal) may still rest on an
+        // earlier deferred commit, hence a ticket taken after each.
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            outcomes.push(BatchedOutcome { outcome: self.transfer_one_by_one(job, None).await, durable: None });
+            let outcome = self.transfer_one_by_one(job, None).await;
+            let durable = self.inner.store.wal_sync().map(|wal| (Arc::clone(wal), wal.read_ticket()));
+            outcomes.push(BatchedOutcome { outcome, durable });
         }
         outcomes
     }
@@ -131,25 +135,40 @@ impl Wallet {
     ) -> Result<(Vec<TransferOutcome>, Option<(Arc<WalSync>, SyncTicket)>), WalletError> {
         let store = &self.inner.store;
         let Some((mut writer, wal)) = store.deferred_sync_writer().await? else {
-            let (outcomes, _) = self.transfer_batch_in(store.begin().await?, jobs).await?;
+            let (outcomes, appended) = self.transfer_batch_in(store.begin().await?, jobs).await?;
+            if let Some(appended) = appended {
+                self.inner.events.publish(appended);
+            }
             return Ok((outcomes, None));
         };
         let transaction = sqlx::Connection::begin(writer.connection()).await?;
-        let (outcomes, committed) = self.transfer_batch_in(transaction, jobs).await?;
+        let (outcomes, appended) = self.transfer_batch_in(transaction, jobs).await?;
         // Past a commit nothing may fail the batch: its transfers would run a second time.
         if let Err(error) = writer.finish().await {
             tracing::warn!("the writer could not be set back to synced commits ({error}); it is closed instead");
         }
-        let ticket = if committed { wal.committed() } else { wal.read_ticket() };
+        let Some(appended) = appended else {
+            return Ok((outcomes, Some((Arc::clone(&wal), wal.read_ticket()))));
+        };
+        let ticket = wal.committed();
+        // The events go out once the commit is durable, like the answers: an event says
+        // money moved. A failed sync leaves them in the log, where clients read them.
+        let (events, syncing) = (self.inner.events.clone(), Arc::clone(&wal));
+        tokio::spawn(async move {
+            if syncing.durable(ticket).await.is_ok() {
+                events.publish(appended);
+            }
+        });
         Ok((outcomes, Some((wal, ticket))))
     }
 
-    /// The batch inside `transaction`; true with the answers when it committed.
+    /// The batch inside `transaction`: the answers, and the events to publish when it
+    /// committed.
     async fn transfer_batch_in(
         &self,
         mut transaction: Transaction<'_, Any>,
         jobs: &[TransferJob],
-    ) -> Result<(Vec<TransferOutcome>, bool), WalletError> {
+    ) -> Result<(Vec<TransferOutcome>, Option<Appended>), WalletError> {
         let backend = self.inner.store.backend();
         if backend == Backend::Postgres {
             // The batch's lists meet their tables by key. PostgreSQL guesses 100 rows for a
@@ -292,7 +311,7 @@ impl Wallet {
                 .into_iter()
                 .map(|outcome| outcome.ok_or_else(|| WalletError::Invariant("an unsettled transfer".into())))
                 .collect::<Result<_, _>>()?;
-            return Ok((outcomes, false));
+            return Ok((outcomes, None));
         }
 
         // The pair assertion for the whole batch: per currency, what left accounts entered
@@ -476,7 +495,6 @@ impl Wallet {
             .collect();
         let appended = self.inner.events.append_many(&mut transaction, &to_append).await?;
         transaction.commit().await?;
-        self.inner.events.publish(appended);
 
         for (index, transfer) in done {
             outcomes[index] = Some(Ok((transfer, false)));
@@ -485,7 +503,7 @@ impl Wallet {
             .into_iter()
             .map(|outcome| outcome.ok_or_else(|| WalletError::Invariant("an unsettled transfer".into())))
             .collect::<Result<_, _>>()?;
-        Ok((outcomes, true))
+        Ok((outcomes, Some(appended)))
     }
 
     /// The checks of one transfer before its balance, in the order the one-by-one path
