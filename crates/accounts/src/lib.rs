@@ -4,9 +4,10 @@
 //! extractor and look users up through [`Accounts`]; none of them reads these tables.
 //!
 //! Security choices: passwords are hashed with argon2id with a bounded number of hashes
-//! running at once; session tokens are 256-bit random values of which only a SHA-256
+//! running at once (sign-in work ahead of PINs, both queues bounded); session tokens are 256-bit random values of which only a SHA-256
 //! digest is stored; a session expires after 30 days of disuse; an unknown username and a
-//! wrong password are indistinguishable (same status, same code, same work done).
+//! wrong password are indistinguishable (same status, same code, same work done); ending a
+//! session closes its sockets on every node; roles are rows an operator grants.
 
 mod migrations;
 pub mod model;
@@ -14,9 +15,12 @@ mod password;
 pub mod routes;
 mod service;
 mod session_cache;
+mod sessions;
+mod throttle;
 
 pub use migrations::MIGRATIONS;
-pub use model::{ContactStatus, DisplayName, Password, User, Username};
-pub use password::PasswordHasher;
-pub use routes::{router, CurrentUser, HeaderOrQueryUser};
+pub use model::{ContactStatus, DisplayName, Password, Role, User, Username};
+pub use password::{HashError, PasswordHasher};
+pub use routes::{router, CurrentUser, HeaderOrQueryUser, SocketCaller};
 pub use service::{Accounts, AccountsConfig, AccountsError, Contact, Session, DEFAULT_SESSION_CACHE_TTL};
+pub use sessions::{Authenticated, SessionId, SessionWatch};

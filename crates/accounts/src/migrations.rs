@@ -1,11 +1,12 @@
 use plaza_store::Migration;
 
 /// The accounts service's schema, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    service: "accounts",
-    version: 1,
-    name: "users, sessions and contacts",
-    sqlite: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        service: "accounts",
+        version: 1,
+        name: "users, sessions and contacts",
+        sqlite: r#"
         CREATE TABLE users (
             id TEXT PRIMARY KEY,
             username TEXT NOT NULL UNIQUE,
@@ -32,7 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (user_id, contact_id)
         );
     "#,
-    postgres: r#"
+        postgres: r#"
         CREATE TABLE users (
             id TEXT PRIMARY KEY,
             username TEXT NOT NULL UNIQUE,
@@ -60,4 +61,27 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (user_id, contact_id)
         );
     "#,
-}];
+    },
+    Migration {
+        service: "accounts",
+        version: 2,
+        name: "roles granted by an operator",
+        // Before this, whoever registered a name listed in PLAZA_ADMINS became an admin.
+        sqlite: r#"
+            CREATE TABLE user_roles (
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                role TEXT NOT NULL CHECK (role IN ('admin')),
+                granted_at BIGINT NOT NULL,
+                PRIMARY KEY (user_id, role)
+            );
+        "#,
+        postgres: r#"
+            CREATE TABLE user_roles (
+                user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                role TEXT NOT NULL CHECK (role IN ('admin')),
+                granted_at BIGINT NOT NULL,
+                PRIMARY KEY (user_id, role)
+            );
+        "#,
+    },
+];

@@ -46,6 +46,9 @@ impl DisplayName {
         if trimmed.chars().any(char::is_control) {
             return Err("a display name cannot contain control characters");
         }
+        if plaza_kernel::text::has_bidi_control(trimmed) {
+            return Err("a display name cannot contain right-to-left or left-to-right override characters");
+        }
         Ok(Self(trimmed.to_string()))
     }
 
@@ -91,6 +94,22 @@ pub struct User {
     pub display_name: String,
     pub avatar_url: Option<String>,
     pub created_at: Timestamp,
+}
+
+/// What an account may do beyond a user's own things. Roles are rows in the database,
+/// granted by an operator (`plaza admin grant`), never by a username alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Operates the deployment: the ledger check and other `/admin` endpoints.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+        }
+    }
 }
 
 /// Where a contact relationship stands, seen from one side.
@@ -143,6 +162,7 @@ mod tests {
         assert!(DisplayName::parse(&"字".repeat(64)).is_ok());
         assert!(DisplayName::parse(&"字".repeat(65)).is_err());
         assert!(DisplayName::parse("a\u{0007}b").is_err());
+        assert!(DisplayName::parse("ann\u{202E}gnp.exe").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::model::{ContactStatus, User};
 use crate::service::{Accounts, AccountsError, Contact, Session};
+use crate::sessions::{Authenticated, SessionId};
 use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -20,6 +21,8 @@ pub fn router(accounts: Accounts) -> OpenApiRouter {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(logout))
+        .routes(routes!(logout_everywhere))
+        .routes(routes!(change_password))
         .routes(routes!(me))
         .routes(routes!(user_by_id))
         .routes(routes!(search_users))
@@ -35,6 +38,7 @@ pub fn router(accounts: Accounts) -> OpenApiRouter {
 pub struct CurrentUser {
     pub user: User,
     pub is_admin: bool,
+    pub session: SessionId,
     token: String,
 }
 
@@ -50,9 +54,15 @@ where
         let token = bearer_token(parts).ok_or_else(|| {
             Problem::new(ErrorCode::Unauthenticated, "send Authorization: Bearer <token> from login or register")
         })?;
-        let user = accounts.authenticate(&token).await?;
-        let is_admin = accounts.is_admin(&user);
-        Ok(CurrentUser { user, is_admin, token })
+        let Authenticated { user, is_admin, session } = accounts.authenticate(&token).await?;
+        Ok(CurrentUser { user, is_admin, session, token })
+    }
+}
+
+impl CurrentUser {
+    /// The caller as the accounts service names them.
+    pub fn authenticated(&self) -> Authenticated {
+        Authenticated { user: self.user.clone(), is_admin: self.is_admin, session: self.session.clone() }
     }
 }
 
@@ -71,15 +81,32 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(HeaderOrQueryUser(SocketCaller::from_request_parts(parts, state).await?.0.user))
+    }
+}
+
+/// [`HeaderOrQueryUser`] with the session too, for what must end when the session does
+/// (the WebSocket: see [`Accounts::watch_session`]).
+#[derive(Debug, Clone)]
+pub struct SocketCaller(pub Authenticated);
+
+impl<S> FromRequestParts<S> for SocketCaller
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if parts.headers.contains_key(header::AUTHORIZATION) {
-            return Ok(HeaderOrQueryUser(CurrentUser::from_request_parts(parts, state).await?.user));
+            return Ok(SocketCaller(CurrentUser::from_request_parts(parts, state).await?.authenticated()));
         }
         let token = parts
             .uri
             .query()
             .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("token=")))
             .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "send a bearer token or ?token="))?;
-        Ok(HeaderOrQueryUser(Accounts::from_ref(state).authenticate(token).await?))
+        Ok(SocketCaller(Accounts::from_ref(state).authenticate(token).await?))
     }
 }
 
@@ -159,7 +186,7 @@ pub struct MeBody {
     pub display_name: String,
     pub avatar_url: Option<String>,
     pub created_at: String,
-    /// `admin` for operators named in `PLAZA_ADMINS`.
+    /// `admin` for accounts an operator granted it (`plaza admin grant`).
     pub roles: Vec<String>,
 }
 
@@ -316,6 +343,38 @@ async fn login(
     responses((status = 204, description = "Signed out; the token no longer works")))]
 async fn logout(State(accounts): State<Accounts>, current: CurrentUser) -> Result<StatusCode, Problem> {
     accounts.logout(&current.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke every session of the caller, this one too, on every node; their sockets close.
+#[utoipa::path(post, path = "/auth/logout-everywhere", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out everywhere; no token of this user works any more")))]
+async fn logout_everywhere(State(accounts): State<Accounts>, current: CurrentUser) -> Result<StatusCode, Problem> {
+    accounts.logout_everywhere(&current.user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// At least 8 characters.
+    #[schema(min_length = 8)]
+    pub new_password: String,
+}
+
+/// Replace the caller's password; every other session of theirs ends (this one stays).
+#[utoipa::path(post, path = "/auth/password", tag = "accounts", security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 204, description = "Changed; other sessions are signed out")))]
+async fn change_password(
+    State(accounts): State<Accounts>,
+    ClientAddress(address): ClientAddress,
+    current: CurrentUser,
+    ApiJson(request): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode, Problem> {
+    accounts
+        .change_password(&address, &current.authenticated(), &request.current_password, &request.new_password)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,18 +1,19 @@
 //! The accounts service: everything accounts can do, as plain async functions over the
 //! store. No HTTP types here; `routes` translates.
 
-use crate::model::{ContactStatus, DisplayName, Password, User, Username};
+use crate::model::{ContactStatus, DisplayName, Password, Role, User, Username};
 use crate::password::{HashError, PasswordHasher};
 use crate::session_cache::SessionCache;
+use crate::sessions::{Authenticated, Revocation, SessionId, SessionWatch, REVOCATION_CHANNEL_CAPACITY};
+use crate::throttle::LoginThrottle;
 use plaza_bus::Received;
 use plaza_events::Events;
-use plaza_http::RateLimiter;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
 use plaza_store::{is_unique_violation, AnyRow, Row, Store};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// A session ends after this long without use.
 pub const SESSION_IDLE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -32,23 +33,27 @@ pub const SEARCH_QUERY_MAX_CHARS: usize = 64;
 /// Tunables of the accounts service.
 #[derive(Debug, Clone)]
 pub struct AccountsConfig {
-    /// Usernames that hold the admin role.
-    pub admins: HashSet<String>,
     /// Login/register attempts allowed per client address per minute.
     pub auth_attempts_per_address_per_minute: u32,
-    /// Login/register attempts allowed per username per minute.
+    /// Login/register attempts allowed per username from one client address per minute.
     pub auth_attempts_per_username_per_minute: u32,
+    /// Failed logins per username (from any address) in 15 minutes before each further
+    /// attempt on it is slowed down.
+    pub auth_failures_per_username: u32,
     /// How long an authenticated session may be served from memory (zero: never).
     pub session_cache_ttl: Duration,
+    /// Password hashes that may wait for a hashing thread, per queue.
+    pub hash_queue_max: usize,
 }
 
 impl Default for AccountsConfig {
     fn default() -> Self {
         Self {
-            admins: HashSet::new(),
             auth_attempts_per_address_per_minute: 30,
             auth_attempts_per_username_per_minute: 10,
+            auth_failures_per_username: 100,
             session_cache_ttl: DEFAULT_SESSION_CACHE_TTL,
+            hash_queue_max: crate::password::DEFAULT_QUEUE_MAX,
         }
     }
 }
@@ -75,7 +80,7 @@ pub enum AccountsError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("password hashing: {0}")]
-    Hashing(#[from] HashError),
+    Hashing(HashError),
     #[error("bus: {0}")]
     Bus(String),
 }
@@ -101,14 +106,23 @@ pub struct Accounts {
     inner: Arc<Inner>,
 }
 
+impl From<HashError> for AccountsError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy { retry_after } => Self::RateLimited { retry_after },
+            other => Self::Hashing(other),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     store: Store,
     hasher: PasswordHasher,
-    admins: HashSet<String>,
-    limit_by_address: RateLimiter,
-    limit_by_username: RateLimiter,
+    throttle: LoginThrottle,
     sessions: SessionCache,
+    /// Ended sessions, for this node's sockets (see `sessions.rs`).
+    revocations: broadcast::Sender<Revocation>,
     events: Events,
 }
 
@@ -116,15 +130,17 @@ const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.avatar_url, u.cr
 
 impl Accounts {
     pub fn new(store: Store, events: Events, config: AccountsConfig) -> Result<Self, AccountsError> {
-        let minute = Duration::from_secs(60);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                hasher: PasswordHasher::new()?,
-                admins: config.admins,
-                limit_by_address: RateLimiter::new(config.auth_attempts_per_address_per_minute, minute, 100_000),
-                limit_by_username: RateLimiter::new(config.auth_attempts_per_username_per_minute, minute, 100_000),
+                hasher: PasswordHasher::with_queue_max(config.hash_queue_max)?,
+                throttle: LoginThrottle::new(
+                    config.auth_attempts_per_address_per_minute,
+                    config.auth_attempts_per_username_per_minute,
+                    config.auth_failures_per_username,
+                ),
                 sessions: SessionCache::new(config.session_cache_ttl, SESSION_CACHE_ENTRIES_MAX),
+                revocations: broadcast::channel(REVOCATION_CHANNEL_CAPACITY).0,
                 events,
             }),
         })
@@ -139,10 +155,6 @@ impl Accounts {
         &self.inner.hasher
     }
 
-    pub fn is_admin(&self, user: &User) -> bool {
-        self.inner.admins.contains(&user.username)
-    }
-
     /// Creates a user and a first session.
     pub async fn register(
         &self,
@@ -153,7 +165,7 @@ impl Accounts {
     ) -> Result<Session, AccountsError> {
         let username =
             Username::parse(username).map_err(|reason| AccountsError::InvalidField { field: "username", reason })?;
-        self.check_rate(client_address, username.as_str())?;
+        self.admit(client_address, username.as_str()).await?;
         let password =
             Password::parse(password).map_err(|reason| AccountsError::InvalidField { field: "password", reason })?;
         let display_name = DisplayName::parse(display_name.unwrap_or(username.as_str()))
@@ -195,7 +207,7 @@ impl Accounts {
         // A malformed username cannot exist; it still counts against the address and gets
         // the same answer as a wrong password.
         let normalized = username.to_ascii_lowercase();
-        self.check_rate(client_address, &normalized)?;
+        self.admit(client_address, &normalized).await?;
         let row = match Username::parse(&normalized) {
             Ok(valid) => {
                 sqlx::query(&format!("SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = $1"))
@@ -208,6 +220,7 @@ impl Accounts {
         let stored_hash = row.as_ref().map(|row| row.try_get::<String, _>("password_hash")).transpose()?;
         let verified = self.inner.hasher.verify(password, stored_hash).await?;
         let Some(row) = row.filter(|_| verified) else {
+            self.inner.throttle.failed(&normalized);
             return Err(AccountsError::InvalidCredentials);
         };
         let user = user_from_row(&row)?;
@@ -218,14 +231,16 @@ impl Accounts {
         Ok(Session { token, user })
     }
 
-    /// The user a bearer token belongs to, if the session is live.
-    pub async fn authenticate(&self, token: &str) -> Result<User, AccountsError> {
+    /// Who a bearer token belongs to, with their roles, if the session is live.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AccountsError> {
         let token_hash = hash_token(token).ok_or(AccountsError::Unauthenticated)?;
-        if let Some(user) = self.inner.sessions.get(&token_hash) {
-            return Ok(user);
+        if let Some(caller) = self.inner.sessions.get(&token_hash) {
+            return Ok(caller);
         }
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, s.last_used_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
+            "SELECT {USER_COLUMNS}, s.last_used_at,
+                    (SELECT COUNT(*) FROM user_roles r WHERE r.user_id = u.id AND r.role = 'admin') AS admin_roles
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
         ))
         .bind(&token_hash)
         .fetch_optional(self.inner.store.read())
@@ -247,28 +262,129 @@ impl Accounts {
                 .execute(self.inner.store.write())
                 .await?;
         }
-        let user = user_from_row(&row)?;
-        self.inner.sessions.put(&token_hash, &user);
-        Ok(user)
+        let admin_roles: i64 = row.try_get("admin_roles")?;
+        let caller =
+            Authenticated { user: user_from_row(&row)?, is_admin: admin_roles > 0, session: SessionId(token_hash) };
+        self.inner.sessions.put(&caller.session.0, &caller);
+        Ok(caller)
     }
 
     /// Revokes the session of `token`, on every node: the others drop it from their
-    /// session caches when they hear of it on the bus (and would anyway within the
-    /// cache's time to live, should the notice be lost).
+    /// session caches and close its sockets when they hear of it on the bus (and would
+    /// anyway within the cache's time to live, should the notice be lost).
     pub async fn logout(&self, token: &str) -> Result<(), AccountsError> {
         let token_hash = hash_token(token).ok_or(AccountsError::Unauthenticated)?;
-        self.inner.sessions.remove(&token_hash);
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(&token_hash)
             .execute(self.inner.store.write())
             .await?;
-        self.inner.events.bus().publish(REVOKED_SESSIONS_SUBJECT, bytes::Bytes::from(token_hash.into_bytes()));
+        self.announce(Revocation::Session(SessionId(token_hash)));
         Ok(())
     }
 
+    /// Revokes every session of `user` on every node, the caller's too.
+    pub async fn logout_everywhere(&self, user: &User) -> Result<(), AccountsError> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(&user.id).execute(self.inner.store.write()).await?;
+        self.announce(Revocation::User { user_id: user.id.clone(), except: None });
+        Ok(())
+    }
+
+    /// Replaces the caller's password after checking the current one, and ends every other
+    /// session of theirs (the one asking stays signed in).
+    pub async fn change_password(
+        &self,
+        client_address: &str,
+        caller: &Authenticated,
+        current_password: &str,
+        new_password: &str,
+    ) -> Result<(), AccountsError> {
+        self.admit(client_address, &caller.user.username).await?;
+        let new_password = Password::parse(new_password)
+            .map_err(|reason| AccountsError::InvalidField { field: "new_password", reason })?;
+        let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(&caller.user.id)
+            .fetch_one(self.inner.store.read())
+            .await?;
+        if !self.inner.hasher.verify(current_password, Some(stored)).await? {
+            self.inner.throttle.failed(&caller.user.username);
+            return Err(AccountsError::InvalidField {
+                field: "current_password",
+                reason: "the current password is wrong",
+            });
+        }
+        let new_hash = self.inner.hasher.hash(new_password.expose()).await?;
+        let mut transaction = self.inner.store.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(&new_hash)
+            .bind(&caller.user.id)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(&caller.user.id)
+            .bind(caller.session.as_str())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        self.announce(Revocation::User { user_id: caller.user.id.clone(), except: Some(caller.session.clone()) });
+        tracing::info!(user_id = %caller.user.id, "password changed; other sessions ended");
+        Ok(())
+    }
+
+    /// Applies an ended session here at once and tells the other nodes.
+    fn announce(&self, revocation: Revocation) {
+        self.forget(&revocation);
+        self.inner.events.bus().publish(REVOKED_SESSIONS_SUBJECT, revocation.encode());
+    }
+
+    /// Evicts what `revocation` names from this node's cache and tells this node's sockets.
+    fn forget(&self, revocation: &Revocation) {
+        match revocation {
+            Revocation::Session(session) => self.inner.sessions.remove(session.as_str()),
+            Revocation::User { user_id, except } => {
+                self.inner.sessions.remove_user(user_id, except.as_ref().map(SessionId::as_str))
+            }
+            Revocation::Unknown => self.inner.sessions.clear(),
+        }
+        // No receiver (no socket open) is not an error.
+        let _ = self.inner.revocations.send(revocation.clone());
+    }
+
+    /// Something that resolves once `caller`'s session has ended, on this node or any
+    /// other: the real-time gateway closes the socket then. It checks the database once
+    /// after subscribing, so a session revoked just before cannot slip through.
+    pub async fn watch_session(&self, caller: &Authenticated) -> SessionWatch {
+        let mut watch = SessionWatch {
+            accounts: self.clone(),
+            session: caller.session.clone(),
+            user_id: caller.user.id.clone(),
+            notices: self.inner.revocations.subscribe(),
+        };
+        if let Ok(false) = self.session_is_live(&caller.session).await {
+            // Make `ended` resolve at once: a notice nobody else needs.
+            watch.notices = {
+                let (sender, receiver) = broadcast::channel(1);
+                let _ = sender.send(Revocation::Session(caller.session.clone()));
+                receiver
+            };
+        }
+        watch
+    }
+
+    /// Whether the session still exists in the database (expiry is judged by
+    /// `authenticate`, on the next request).
+    pub(crate) async fn session_is_live(&self, session: &SessionId) -> Result<bool, AccountsError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM sessions WHERE token_hash = $1")
+            .bind(session.as_str())
+            .fetch_optional(self.inner.store.read())
+            .await?;
+        Ok(found.is_some_and(|last_used| {
+            Timestamp::from_unix_millis(last_used).plus(SESSION_IDLE_EXPIRY) > Timestamp::now()
+        }))
+    }
+
     /// Subscribes to session revocations from other nodes and returns the task that
-    /// applies them to this node's session cache; run it for the life of the server.
-    /// Subscribing before returning means no revocation after start-up is missed.
+    /// applies them to this node's session cache and sockets; run it for the life of the
+    /// server. Subscribing before returning means no revocation after start-up is missed.
     pub async fn follow_revocations(
         &self,
     ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, AccountsError> {
@@ -283,16 +399,56 @@ impl Accounts {
         Ok(async move {
             loop {
                 match revocations.recv().await {
-                    Received::Notification(notice) => match std::str::from_utf8(&notice.payload) {
-                        Ok(token_hash) => accounts.inner.sessions.remove(token_hash),
-                        Err(_) => accounts.inner.sessions.clear(),
-                    },
-                    // Some revocations may be lost: forget every cached session instead.
-                    Received::Lagged(_) => accounts.inner.sessions.clear(),
+                    Received::Notification(notice) => accounts.forget(&Revocation::decode(&notice.payload)),
+                    // Some revocations may be lost: forget every cached session, and every
+                    // socket checks its own in the database.
+                    Received::Lagged(_) => accounts.forget(&Revocation::Unknown),
                     Received::Closed => break,
                 }
             }
         })
+    }
+
+    /// Grants `role` to the account named `username`; `false` if it already had it.
+    pub async fn grant_role(&self, username: &str, role: Role) -> Result<bool, AccountsError> {
+        let user = self.user_by_username(username).await?;
+        let granted = sqlx::query(
+            "INSERT INTO user_roles (user_id, role, granted_at) VALUES ($1, $2, $3) ON CONFLICT (user_id, role) DO NOTHING",
+        )
+        .bind(&user.id)
+        .bind(role.as_str())
+        .bind(Timestamp::now().unix_millis())
+        .execute(self.inner.store.write())
+        .await?;
+        self.inner.sessions.remove_user(&user.id, None);
+        Ok(granted.rows_affected() > 0)
+    }
+
+    /// Takes `role` from the account named `username`; `false` if it did not have it.
+    pub async fn revoke_role(&self, username: &str, role: Role) -> Result<bool, AccountsError> {
+        let user = self.user_by_username(username).await?;
+        let revoked = sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2")
+            .bind(&user.id)
+            .bind(role.as_str())
+            .execute(self.inner.store.write())
+            .await?;
+        self.inner.sessions.remove_user(&user.id, None);
+        Ok(revoked.rows_affected() > 0)
+    }
+
+    /// Grants the admin role to each named account that exists now and returns the names
+    /// that have no account (they are skipped: a later registration of such a name must
+    /// not make a stranger an admin).
+    pub async fn grant_admins_that_exist(&self, usernames: &[String]) -> Result<Vec<String>, AccountsError> {
+        let mut skipped = Vec::new();
+        for username in usernames {
+            match self.grant_role(username, Role::Admin).await {
+                Ok(_) => {}
+                Err(AccountsError::UserNotFound) => skipped.push(username.clone()),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(skipped)
     }
 
     pub async fn user(&self, id: &str) -> Result<User, AccountsError> {
@@ -546,15 +702,16 @@ impl Accounts {
         Ok(Page::from_probe(contacts, limit, |contact| contact.user.username.clone()))
     }
 
-    fn check_rate(&self, client_address: &str, username: &str) -> Result<(), AccountsError> {
-        self.inner
-            .limit_by_address
-            .check(client_address)
+    /// Counts a sign-in attempt against the throttle and waits out its delay, if any.
+    async fn admit(&self, client_address: &str, username: &str) -> Result<(), AccountsError> {
+        let delay = self
+            .inner
+            .throttle
+            .admit(client_address, username)
             .map_err(|retry_after| AccountsError::RateLimited { retry_after })?;
-        self.inner
-            .limit_by_username
-            .check(username)
-            .map_err(|retry_after| AccountsError::RateLimited { retry_after })?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 pub mod id;
 pub mod money;
 pub mod page;
+pub mod text;
 pub mod time;
 
 pub use id::{new_id, random_token_bytes};

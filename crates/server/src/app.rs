@@ -83,6 +83,30 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The accounts service alone, for command-line administration.
+pub fn accounts_only(store: Store) -> anyhow::Result<Accounts> {
+    let events = Events::new(store.clone(), Bus::in_process());
+    Ok(Accounts::new(store, events, AccountsConfig::default())?)
+}
+
+/// Grants (or revokes) the admin role of `username`; the sentence to print, or why not.
+/// Running servers see the change within `PLAZA_SESSION_CACHE_SECONDS`.
+pub async fn set_admin(accounts: &Accounts, username: &str, granting: bool) -> Result<String, String> {
+    let outcome = if granting {
+        accounts.grant_role(username, plaza_accounts::Role::Admin).await
+    } else {
+        accounts.revoke_role(username, plaza_accounts::Role::Admin).await
+    };
+    match (outcome, granting) {
+        (Ok(true), true) => Ok(format!("{username} is now an admin")),
+        (Ok(false), true) => Ok(format!("{username} was already an admin")),
+        (Ok(true), false) => Ok(format!("{username} is no longer an admin")),
+        (Ok(false), false) => Ok(format!("{username} was not an admin")),
+        (Err(plaza_accounts::AccountsError::UserNotFound), _) => Err(format!("no account is named {username}")),
+        (Err(error), _) => Err(format!("cannot change {username}'s role: {error}")),
+    }
+}
+
 /// The services over an open store and this node's bus.
 pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Services> {
     let events = Events::new(store.clone(), bus);
@@ -90,10 +114,11 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         store.clone(),
         events.clone(),
         AccountsConfig {
-            admins: config.admins.clone(),
             auth_attempts_per_address_per_minute: config.auth_attempts_per_address,
             auth_attempts_per_username_per_minute: config.auth_attempts_per_username,
+            auth_failures_per_username: config.auth_failures_per_username,
             session_cache_ttl: config.session_cache,
+            hash_queue_max: config.password_hash_queue_max,
         },
     )?;
     let media = plaza_media::Media::open(store.clone(), &config.data_dir, config.media_url.as_deref())

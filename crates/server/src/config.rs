@@ -47,6 +47,15 @@ pub struct SettingsArgs {
     /// Login/register attempts per username per minute [default: 10].
     #[arg(long, env = "PLAZA_AUTH_ATTEMPTS_PER_USERNAME", global = true, value_name = "N")]
     pub auth_attempts_per_username: Option<String>,
+    /// Failed logins per username (from any address) in 15 minutes before each further attempt on it is slowed, by 50 ms per failure up to 5 s [default: 100].
+    #[arg(long, env = "PLAZA_AUTH_FAILURES_PER_USERNAME", global = true, value_name = "N")]
+    pub auth_failures_per_username: Option<String>,
+    /// Password and PIN hashes that may wait for a hashing thread, per queue (sign-in, other); past it 429 [default: 64].
+    #[arg(long, env = "PLAZA_PASSWORD_HASH_QUEUE_MAX", global = true, value_name = "N")]
+    pub password_hash_queue_max: Option<String>,
+    /// Groups one user may create per hour [default: 30].
+    #[arg(long, env = "PLAZA_GROUP_CREATIONS_PER_HOUR", global = true, value_name = "N")]
+    pub group_creations_per_hour: Option<String>,
     /// Seconds an authenticated session may be served from memory; 0 turns it off [default: 10].
     #[arg(long, env = "PLAZA_SESSION_CACHE_SECONDS", global = true, value_name = "SECONDS")]
     pub session_cache_seconds: Option<String>,
@@ -148,6 +157,9 @@ struct FileSettings {
     auth_attempts_per_username: Option<u32>,
     shutdown_grace_seconds: Option<u64>,
     session_cache_seconds: Option<u32>,
+    group_creations_per_hour: Option<u32>,
+    password_hash_queue_max: Option<u32>,
+    auth_failures_per_username: Option<u32>,
     group_members_max: Option<u32>,
     chat_send_batch_max: Option<u32>,
     event_retention_days: Option<u32>,
@@ -203,6 +215,12 @@ pub struct Config {
     pub auth_attempts_per_username: u32,
     pub shutdown_grace: Duration,
     pub session_cache: Duration,
+    /// Groups one user may create per hour.
+    pub group_creations_per_hour: u32,
+    /// Hashes that may wait for a hashing thread, per queue.
+    pub password_hash_queue_max: usize,
+    /// Failed logins per username in 15 minutes before attempts on it are slowed down.
+    pub auth_failures_per_username: u32,
     pub group_members_max: usize,
     pub chat_send_batch_max: usize,
     /// How long the event log keeps events, and how often it is pruned.
@@ -316,6 +334,36 @@ impl Config {
         let grace_file = file.shutdown_grace_seconds.map(|s| s.min(u32::MAX as u64) as u32);
         let grace = number(&args.shutdown_grace_seconds, grace_file, 30, 0..=3600, "PLAZA_SHUTDOWN_GRACE_SECONDS")?;
 
+        let auth_failures_per_username = {
+            let value = number(
+                &args.auth_failures_per_username,
+                file.auth_failures_per_username,
+                100,
+                1..=1000000,
+                "PLAZA_AUTH_FAILURES_PER_USERNAME",
+            )?;
+            value
+        };
+        let password_hash_queue_max = {
+            let value = number(
+                &args.password_hash_queue_max,
+                file.password_hash_queue_max,
+                64,
+                1..=100000,
+                "PLAZA_PASSWORD_HASH_QUEUE_MAX",
+            )?;
+            value as usize
+        };
+        let group_creations_per_hour = {
+            let value = number(
+                &args.group_creations_per_hour,
+                file.group_creations_per_hour,
+                30,
+                1..=100000,
+                "PLAZA_GROUP_CREATIONS_PER_HOUR",
+            )?;
+            value
+        };
         let session_cache = number(
             &args.session_cache_seconds,
             file.session_cache_seconds,
@@ -485,6 +533,9 @@ impl Config {
             auth_attempts_per_username,
             shutdown_grace: Duration::from_secs(grace as u64),
             session_cache: Duration::from_secs(session_cache as u64),
+            group_creations_per_hour,
+            password_hash_queue_max,
+            auth_failures_per_username,
             group_members_max: group_members_max as usize,
             chat_send_batch_max: chat_send_batch_max as usize,
             event_retention: Duration::from_secs(event_retention_days as u64 * 86_400),
@@ -517,6 +568,18 @@ impl Config {
             auth_attempts_per_username: 10,
             shutdown_grace: Duration::from_secs(5),
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
+            group_creations_per_hour: {
+                let value: u32 = 30;
+                value
+            },
+            password_hash_queue_max: {
+                let value: u32 = 64;
+                value as usize
+            },
+            auth_failures_per_username: {
+                let value: u32 = 100;
+                value
+            },
             group_members_max: 500,
             chat_send_batch_max: 64,
             event_retention: Duration::from_secs(30 * 86_400),

@@ -74,6 +74,10 @@ type PendingAck = std::pin::Pin<
 /// How long a new connection waits for a `resume` before it starts live delivery from
 /// the cursor in its `hello`.
 const RESUME_GRACE: Duration = Duration::from_secs(1);
+/// Why a socket closes when its session was revoked, and the close code clients see
+/// (4000–4999 are the application's own; a client should sign in again, not reconnect).
+const SESSION_ENDED: &str = "session ended";
+const SESSION_ENDED_CLOSE_CODE: u16 = 4001;
 /// Typing indicators a connection may relay per second.
 const TYPING_PER_SECOND: u32 = 5;
 
@@ -156,7 +160,7 @@ async fn events(
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
 async fn websocket(
     State(state): State<AppState>,
-    plaza_accounts::HeaderOrQueryUser(user): plaza_accounts::HeaderOrQueryUser,
+    plaza_accounts::SocketCaller(caller): plaza_accounts::SocketCaller,
     ApiQuery(params): ApiQuery<SocketParams>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Problem> {
@@ -176,8 +180,9 @@ async fn websocket(
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("plaza_ws_connections").increment(1.0);
-            let user_id = user.id.clone();
-            if let Err(reason) = Connection::run(socket, user, state, resume_from).await {
+            let user_id = caller.user.id.clone();
+            let session = state.accounts.watch_session(&caller).await;
+            if let Err(reason) = Connection::run(socket, caller.user, session, state, resume_from).await {
                 tracing::debug!(user_id, "socket closed: {reason}");
             }
             metrics::gauge!("plaza_ws_connections").decrement(1.0);
@@ -216,7 +221,13 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(socket: WebSocket, user: User, state: AppState, resume_from: Option<i64>) -> Result<(), String> {
+    async fn run(
+        socket: WebSocket,
+        user: User,
+        mut session: plaza_accounts::SessionWatch,
+        state: AppState,
+        resume_from: Option<i64>,
+    ) -> Result<(), String> {
         let config = state.gateway;
         let (mut sink, mut stream) = socket.split();
         let (outbound, mut queue) = mpsc::channel::<WsMessage>(config.send_queue_frames.max(1));
@@ -319,6 +330,8 @@ impl Connection {
                         break Err(reason);
                     }
                 }
+                // Logged out (here or on another node), or the password changed elsewhere.
+                () = session.ended() => break Err(SESSION_ENDED.to_string()),
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > config.idle_timeout {
                         break Err("idle".to_string());
@@ -336,7 +349,11 @@ impl Connection {
                 writer.abort();
                 return outcome;
             }
-            let close = CloseFrame { code: 1011, reason: Utf8Bytes::from("server error") };
+            let close = if reason == SESSION_ENDED {
+                CloseFrame { code: SESSION_ENDED_CLOSE_CODE, reason: Utf8Bytes::from(SESSION_ENDED) }
+            } else {
+                CloseFrame { code: 1011, reason: Utf8Bytes::from("server error") }
+            };
             let _ = connection.outbound.try_send(WsMessage::Close(Some(close)));
         }
         drop(connection);

@@ -64,6 +64,7 @@ pub async fn serve_with(
         }
     });
     let services = app::services(store.clone(), bus, &config)?;
+    grant_configured_admins(&services.accounts, &config).await?;
     // Red-packet refunds and other wallet upkeep. Every node runs it; each refund is
     // decided in the database, so running it on many nodes (or after a crash) is safe.
     let wallet_jobs = tokio::spawn(services.wallet.clone().run_jobs());
@@ -121,6 +122,23 @@ pub async fn serve_with(
     }
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Grants the admin role to the accounts `PLAZA_ADMINS` names that exist now, and says
+/// which names it skipped: a name nobody has registered yet grants nothing, then or later
+/// (whoever registered it first would otherwise become an admin).
+pub async fn grant_configured_admins(accounts: &plaza_accounts::Accounts, config: &Config) -> anyhow::Result<()> {
+    let mut names: Vec<String> = config.admins.iter().cloned().collect();
+    names.sort();
+    let skipped = accounts.grant_admins_that_exist(&names).await?;
+    if !skipped.is_empty() {
+        tracing::warn!(
+            skipped = %skipped.join(","),
+            "PLAZA_ADMINS names accounts that do not exist; they were not granted admin \
+             (register them, then run `plaza admin grant USERNAME`)"
+        );
+    }
     Ok(())
 }
 

@@ -35,6 +35,19 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Grant or revoke the admin role of an existing account.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Make an existing account an admin (the ledger check and other /admin endpoints).
+    Grant { username: String },
+    /// Take the admin role away.
+    Revoke { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +98,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             store.close().await;
             println!("{}", describe_ledger_check(&check));
             Ok(if check.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Admin { command } => {
+            let store = plaza_server::app::open_store(&config).await?;
+            let accounts = plaza_server::app::accounts_only(store.clone())?;
+            let (username, granting) = match &command {
+                AdminCommand::Grant { username } => (username, true),
+                AdminCommand::Revoke { username } => (username, false),
+            };
+            let outcome = plaza_server::app::set_admin(&accounts, username, granting).await;
+            store.close().await;
+            match outcome {
+                Ok(message) => {
+                    println!("{message}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(message) => {
+                    eprintln!("plaza: {message}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Demo { serve: then_serve } => {
             let store = plaza_server::app::open_store(&config).await?;

@@ -23,7 +23,13 @@ on_both_databases!(
     bad_contact_requests_are_refused_with_their_codes,
     concurrent_registrations_of_one_name_create_one_user,
     two_people_asking_each_other_at_once_become_contacts,
-    admins_named_in_the_configuration_have_the_admin_role,
+    a_name_in_the_admin_setting_that_nobody_had_registered_grants_its_registrant_nothing,
+    admins_are_granted_and_revoked_by_the_operator,
+    a_stranger_s_failed_logins_do_not_lock_the_owner_out,
+    a_socket_closes_when_its_session_logs_out,
+    logging_out_everywhere_ends_every_session_and_socket,
+    changing_the_password_ends_every_other_session_and_socket,
+    names_with_bidirectional_overrides_are_refused,
 );
 
 async fn registering_returns_a_token_that_identifies_the_user(db: Db) {
@@ -399,13 +405,203 @@ async fn two_people_asking_each_other_at_once_become_contacts(db: Db) {
     }
 }
 
-async fn admins_named_in_the_configuration_have_the_admin_role(db: Db) {
+async fn a_name_in_the_admin_setting_that_nobody_had_registered_grants_its_registrant_nothing(db: Db) {
     let server = TestServer::start_with(db, |config| {
         config.admins.insert("root_user".to_string());
     })
     .await;
-    let (root, _) = server.register("Root_User").await;
+    // Whoever registers the listed name first must not become an admin.
+    let (squatter, _) = server.register("Root_User").await;
+    assert_eq!(server.get("/api/v1/me", Some(&squatter)).await.body["roles"], json!([]));
+    server.get("/api/v1/admin/ledger/check", Some(&squatter)).await.assert_problem(403, "forbidden");
+
+    // At the next start-up the setting grants the account that now exists.
+    let database_url = server.database_url.clone();
+    let _data = server.stop_keeping_data().await;
+    let restarted = TestServer::start_on(&database_url, |config| {
+        config.admins.insert("root_user".to_string());
+        config.admins.insert("nobody_yet".to_string());
+    })
+    .await;
+    let login = restarted
+        .post("/api/v1/auth/login", None, json!({"username": "root_user", "password": "password-Root_User"}))
+        .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let token = login.body["token"].as_str().unwrap();
+    assert_eq!(restarted.get("/api/v1/me", Some(token)).await.body["roles"], json!(["admin"]));
+    let (late, _) = restarted.register("nobody_yet").await;
+    assert_eq!(restarted.get("/api/v1/me", Some(&late)).await.body["roles"], json!([]), "skipped, not remembered");
+}
+
+async fn admins_are_granted_and_revoked_by_the_operator(db: Db) {
+    let server = TestServer::start_with(db, |config| config.session_cache = std::time::Duration::ZERO).await;
+    let (root, _) = server.register("root_user").await;
     let (plain, _) = server.register("plain_user").await;
+    assert_eq!(server.set_admin("root_user", true).await, "root_user is now an admin");
+    assert_eq!(server.set_admin("root_user", true).await, "root_user was already an admin");
     assert_eq!(server.get("/api/v1/me", Some(&root)).await.body["roles"], json!(["admin"]));
     assert_eq!(server.get("/api/v1/me", Some(&plain)).await.body["roles"], json!([]));
+    assert_eq!(server.get("/api/v1/admin/ledger/check", Some(&root)).await.status, 200);
+    assert_eq!(server.set_admin("root_user", false).await, "root_user is no longer an admin");
+    assert_eq!(server.get("/api/v1/me", Some(&root)).await.body["roles"], json!([]));
+    server.get("/api/v1/admin/ledger/check", Some(&root)).await.assert_problem(403, "forbidden");
+}
+
+/// A client whose requests come from another loopback address (127.0.0.0/8 is all ours).
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn login_from(server: &TestServer, client: &reqwest::Client, username: &str, password: &str) -> support::Reply {
+    let request = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": username, "password": password}));
+    server.raw(request).await
+}
+
+async fn a_stranger_s_failed_logins_do_not_lock_the_owner_out(db: Db) {
+    let server = TestServer::start_with(db, |config| config.auth_attempts_per_username = 10).await;
+    server.register("owner").await;
+    let stranger = client_from([127, 0, 0, 2]);
+    for attempt in 0..10 {
+        let reply = login_from(&server, &stranger, "owner", "not the password").await;
+        reply.assert_problem(401, "invalid_credentials");
+        assert!(attempt < 10);
+    }
+    login_from(&server, &stranger, "owner", "not the password").await.assert_problem(429, "rate_limited");
+    // The owner, from their own address, signs in at once.
+    let owner = client_from([127, 0, 0, 1]);
+    let reply = login_from(&server, &owner, "owner", "password-owner").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+/// `Some(code)` once the socket closes within `wait`, `None` if it stayed open.
+async fn closed_with(socket: &mut support::Socket, wait: std::time::Duration) -> Option<Option<u16>> {
+    socket.closed_within(wait).await
+}
+
+async fn a_socket_closes_when_its_session_logs_out(db: Db) {
+    let server = TestServer::start(db).await;
+    let (ann, ann_id) = server.register("ann").await;
+    let (ben, ben_id) = server.register("ben").await;
+    let conversation = server.conversation(&ann, "direct", &[&ben_id]).await;
+    let (mut ann_socket, _) = server.socket(&ann).await;
+    // A second session of Ann's stays signed in and keeps its socket.
+    let second =
+        server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "password-ann"})).await.body
+            ["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (mut second_socket, _) = server.socket(&second).await;
+
+    assert_eq!(server.post("/api/v1/auth/logout", Some(&ann), json!({})).await.status, 204);
+    assert_eq!(closed_with(&mut ann_socket, std::time::Duration::from_secs(10)).await, Some(Some(4001)));
+    // A new socket with the revoked token is refused.
+    let url = format!("{}/api/v1/ws?token={ann}", server.base.replace("http://", "ws://"));
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+
+    server.send_text(&ben, &conversation, "c1", "still there?").await;
+    let frame = second_socket.frames_until("message.new").await.pop().unwrap();
+    assert_eq!(frame["data"]["body"]["text"], "still there?", "the other session is untouched");
+    assert_eq!(frame["data"]["sender_id"], ben_id.as_str());
+    let _ = ann_id;
+}
+
+async fn logging_out_everywhere_ends_every_session_and_socket(db: Db) {
+    let server = TestServer::start(db).await;
+    let (first, _) = server.register("ann").await;
+    let second =
+        server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "password-ann"})).await.body
+            ["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (ben, _) = server.register("ben").await;
+    let (mut first_socket, _) = server.socket(&first).await;
+    let (mut second_socket, _) = server.socket(&second).await;
+    let (mut ben_socket, _) = server.socket(&ben).await;
+    // Both sessions are cached now; revocation must not wait for the cache to age out.
+    assert_eq!(server.get("/api/v1/me", Some(&second)).await.status, 200);
+
+    assert_eq!(server.post("/api/v1/auth/logout-everywhere", Some(&first), json!({})).await.status, 204);
+    for socket in [&mut first_socket, &mut second_socket] {
+        assert_eq!(closed_with(socket, std::time::Duration::from_secs(10)).await, Some(Some(4001)));
+    }
+    for token in [&first, &second] {
+        server.get("/api/v1/me", Some(token)).await.assert_problem(401, "unauthenticated");
+    }
+    assert_eq!(server.get("/api/v1/me", Some(&ben)).await.status, 200);
+    assert_eq!(closed_with(&mut ben_socket, std::time::Duration::from_millis(300)).await, None, "others stay");
+}
+
+async fn changing_the_password_ends_every_other_session_and_socket(db: Db) {
+    let server = TestServer::start(db).await;
+    let (kept, _) = server.register("ann").await;
+    let other =
+        server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "password-ann"})).await.body
+            ["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (mut kept_socket, _) = server.socket(&kept).await;
+    let (mut other_socket, _) = server.socket(&other).await;
+    assert_eq!(server.get("/api/v1/me", Some(&other)).await.status, 200);
+
+    let wrong = server
+        .post(
+            "/api/v1/auth/password",
+            Some(&kept),
+            json!({"current_password": "not it at all", "new_password": "a new password"}),
+        )
+        .await;
+    wrong.assert_problem(422, "invalid_field");
+    assert_eq!(wrong.body["field"], "current_password");
+    let short = server
+        .post(
+            "/api/v1/auth/password",
+            Some(&kept),
+            json!({"current_password": "password-ann", "new_password": "short"}),
+        )
+        .await;
+    short.assert_problem(422, "invalid_field");
+    assert_eq!(short.body["field"], "new_password");
+    assert_eq!(server.get("/api/v1/me", Some(&other)).await.status, 200, "a refused change ends nothing");
+
+    let changed = server
+        .post(
+            "/api/v1/auth/password",
+            Some(&kept),
+            json!({"current_password": "password-ann", "new_password": "a new password"}),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{}", changed.text);
+    assert_eq!(closed_with(&mut other_socket, std::time::Duration::from_secs(10)).await, Some(Some(4001)));
+    server.get("/api/v1/me", Some(&other)).await.assert_problem(401, "unauthenticated");
+    assert_eq!(server.get("/api/v1/me", Some(&kept)).await.status, 200, "the session that asked stays");
+    assert_eq!(closed_with(&mut kept_socket, std::time::Duration::from_millis(300)).await, None);
+    let old = server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "password-ann"})).await;
+    old.assert_problem(401, "invalid_credentials");
+    let new = server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "a new password"})).await;
+    assert_eq!(new.status, 200, "{}", new.text);
+}
+
+async fn names_with_bidirectional_overrides_are_refused(db: Db) {
+    let server = TestServer::start(db).await;
+    let reply = server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "spoof", "password": "correct horse", "display_name": "ann\u{202E}gnp.exe"}),
+        )
+        .await;
+    reply.assert_problem(422, "invalid_field");
+    assert_eq!(reply.body["field"], "display_name");
+    let mut database = server.database().await;
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut database).await.unwrap();
+    assert_eq!(users, 0, "nothing was created");
 }

@@ -219,6 +219,18 @@ impl TestServer {
         (reply.body["token"].as_str().unwrap().to_string(), reply.body["user"]["id"].as_str().unwrap().to_string())
     }
 
+    /// Grants (`true`) or revokes the admin role of an existing account, as the operator's
+    /// `plaza admin grant|revoke` does; returns what the command would print.
+    pub async fn set_admin(&self, username: &str, granting: bool) -> String {
+        let store = plaza_store::Store::connect_with(&self.database_url, 2, plaza_store::SqliteSync::Full)
+            .await
+            .expect("connect");
+        let accounts = plaza_server::app::accounts_only(store.clone()).expect("accounts");
+        let outcome = plaza_server::app::set_admin(&accounts, username, granting).await;
+        store.close().await;
+        outcome.unwrap_or_else(|error| panic!("set_admin {username}: {error}"))
+    }
+
     /// A direct connection to this test's database, for arranging what the API cannot
     /// (such as a session unused for 31 days).
     pub async fn database(&self) -> sqlx::AnyConnection {
@@ -331,6 +343,23 @@ impl Socket {
             frames.push(frame);
             if done {
                 return frames;
+            }
+        }
+    }
+
+    /// Whether the socket closes within `wait` (skipping other frames), and if so with
+    /// which close code: `None` if it stayed open, `Some(None)` if it closed without a code.
+    pub async fn closed_within(&mut self, wait: Duration) -> Option<Option<u16>> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return None,
+                Ok(None) | Ok(Some(Err(_))) => return Some(None),
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
+                    return Some(frame.map(|frame| u16::from(frame.code)))
+                }
+                Ok(Some(Ok(_))) => continue,
             }
         }
     }
