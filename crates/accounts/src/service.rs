@@ -666,6 +666,28 @@ impl Accounts {
         Ok(())
     }
 
+    /// Which of `ids` are accepted contacts of `me`.
+    pub async fn contacts_among(
+        &self,
+        me: &User,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, AccountsError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT contact_id FROM contacts WHERE user_id = $1 AND status = 'accepted' AND contact_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(&me.id);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            found.extend(query.fetch_all(self.inner.store.read()).await?);
+        }
+        Ok(found)
+    }
+
     /// My contacts and pending requests, ordered by username, optionally of one status.
     pub async fn contacts(
         &self,

@@ -10,8 +10,13 @@
 //! a message is never visible without its events or the other way round.
 //!
 //! Other services post into chats (transfers, red packets, cards) through [`Chat`]'s
-//! public functions, never its tables.
+//! public functions, never its tables; a card a client posts is rendered by the service
+//! that owns its type ([`CardSource`]).
+//!
+//! Who may join: only a person's contacts may add them to a group, someone who left cannot
+//! be added back by others, and a new member's history starts when they joined.
 
+mod cards;
 mod migrations;
 pub mod model;
 pub mod routes;
@@ -19,6 +24,7 @@ mod send_batch;
 mod service;
 pub mod wire;
 
+pub use cards::{CardFuture, CardSource};
 pub use migrations::MIGRATIONS;
 pub use model::{ConversationKind, MessageKind};
 pub use routes::router;

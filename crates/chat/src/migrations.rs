@@ -44,6 +44,21 @@ const MEDIA_SHARES: &str = r#"
     );
 "#;
 
+/// Who may join and what a new member sees: `joined_seq` is the conversation's last `seq`
+/// when the member joined (history starts after it), a departure keeps others from adding
+/// back someone who left, and `created_by` counts a user's group creations.
+const MEMBERSHIP_RULES: &str = r#"
+    ALTER TABLE conversation_members ADD COLUMN joined_seq BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN created_by TEXT;
+    CREATE INDEX conversations_created_by ON conversations (created_by, created_at);
+    CREATE TABLE conversation_departures (
+        conversation_id TEXT NOT NULL REFERENCES conversations (id),
+        user_id TEXT NOT NULL,
+        left_at BIGINT NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+    );
+"#;
+
 /// The chat service's schema, in order. The DDL is portable, so both engines share it.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -59,5 +74,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "media shared in conversations",
         sqlite: MEDIA_SHARES,
         postgres: MEDIA_SHARES,
+    },
+    Migration {
+        service: "chat",
+        version: 3,
+        name: "history from joining, departures, group creators",
+        sqlite: MEMBERSHIP_RULES,
+        postgres: MEMBERSHIP_RULES,
     },
 ];

@@ -51,6 +51,20 @@ impl From<ChatError> for Problem {
             ChatError::NotOwner => {
                 Problem::new(ErrorCode::NotConversationOwner, "only the group's owner can remove others")
             }
+            ChatError::NotAContact(user_id) => Problem::new(
+                ErrorCode::NotAContact,
+                format!("{user_id} is not your contact; only a person's contacts can add them to a group"),
+            )
+            .with_field("user_ids"),
+            ChatError::LeftConversation(user_id) => {
+                Problem::new(ErrorCode::LeftConversation, format!("{user_id} left this group; only they can come back"))
+                    .with_field("user_ids")
+            }
+            ChatError::CardNotAllowed(reason) => Problem::new(ErrorCode::CardNotAllowed, reason).with_field("body"),
+            ChatError::TooManyGroups { retry_after } => {
+                Problem::new(ErrorCode::RateLimited, "you have created too many groups in the last hour")
+                    .with_retry_after(retry_after.as_secs_f64().ceil() as u64)
+            }
             ChatError::GroupFull { max } => {
                 Problem::new(ErrorCode::GroupFull, format!("a group has at most {max} members"))
             }

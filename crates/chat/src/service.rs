@@ -2,6 +2,7 @@
 //! the store. Every change that others must learn about appends its events in the same
 //! transaction and publishes them after commit.
 
+use crate::cards::{CardSource, CardSources};
 use crate::model::{parse_title, ClientId, ConversationKind, MessageBody, MessageKind};
 use crate::send_batch::{SendJob, SendOutcome, SEND_BATCH_MAX, SEND_BATCH_MAX_LIMIT, SEND_QUEUE_MAX};
 use crate::wire::{ConversationView, MessageView, ReadReceipt};
@@ -21,11 +22,13 @@ pub struct ChatConfig {
     pub group_members_max: usize,
     /// The most client sends stored in one transaction; 1 stores each on its own.
     pub send_batch_max: usize,
+    /// Groups one user may create per hour.
+    pub group_creations_per_hour: u32,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        Self { group_members_max: 500, send_batch_max: SEND_BATCH_MAX }
+        Self { group_members_max: 500, send_batch_max: SEND_BATCH_MAX, group_creations_per_hour: 30 }
     }
 }
 
@@ -45,6 +48,14 @@ pub enum ChatError {
     NotOwner,
     #[error("a group has at most {max} members")]
     GroupFull { max: usize },
+    #[error("not a contact of the caller: {0}")]
+    NotAContact(String),
+    #[error("left the group; only they can come back: {0}")]
+    LeftConversation(String),
+    #[error("card not allowed: {0}")]
+    CardNotAllowed(String),
+    #[error("too many groups created; retry after {retry_after:?}")]
+    TooManyGroups { retry_after: std::time::Duration },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("accounts: {0}")]
@@ -156,13 +167,22 @@ struct Inner {
     config: ChatConfig,
     /// Client sends, group-committed; started on first use (it needs the runtime).
     sends: OnceLock<GroupCommit<SendJob, SendOutcome>>,
+    /// Who renders each type of card clients may post.
+    cards: CardSources,
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, client_id, kind, body, created_at";
 
 impl Chat {
     pub fn new(store: Store, events: Events, accounts: Accounts, media: Media, config: ChatConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, events, accounts, media, config, sends: OnceLock::new() }) }
+        let cards = CardSources::default();
+        Self { inner: Arc::new(Inner { store, events, accounts, media, config, sends: OnceLock::new(), cards }) }
+    }
+
+    /// Lets clients post cards of `card_type`, rendered by `source` (see `cards.rs`).
+    /// Types nobody registered are refused.
+    pub fn register_card_source(&self, card_type: &str, source: Arc<dyn CardSource>) {
+        self.inner.cards.register(card_type, source);
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -233,6 +253,8 @@ impl Chat {
                     return Err(ChatError::GroupFull { max });
                 }
                 self.require_users(&others).await?;
+                self.require_contacts(me, &others).await?;
+                self.check_group_creations(me).await?;
                 Ok((self.create_group(me, &others, title).await?, true))
             }
         }
@@ -267,7 +289,7 @@ impl Chat {
             other => other?,
         };
         for user_id in pair {
-            insert_member(&mut transaction, &id, user_id, "member", now).await?;
+            insert_member(&mut transaction, &id, user_id, "member", now, 0).await?;
         }
         let conversation = load_conversation(&mut transaction, &id).await?.ok_or(ChatError::ConversationNotFound)?;
         let appended = self.announce_conversation(&mut transaction, &conversation, &[]).await?;
@@ -297,8 +319,8 @@ impl Chat {
         let id = plaza_kernel::new_id();
         let mut transaction = self.inner.store.begin().await?;
         sqlx::query(
-            "INSERT INTO conversations (id, kind, title, owner_id, direct_key, last_seq, last_activity_at, created_at)
-             VALUES ($1, 'group', $2, $3, NULL, 0, $4, $4)",
+            "INSERT INTO conversations (id, kind, title, owner_id, direct_key, last_seq, last_activity_at, created_at, created_by)
+             VALUES ($1, 'group', $2, $3, NULL, 0, $4, $4, $3)",
         )
         .bind(&id)
         .bind(&title)
@@ -306,9 +328,9 @@ impl Chat {
         .bind(now.unix_millis())
         .execute(&mut *transaction)
         .await?;
-        insert_member(&mut transaction, &id, &me.id, "owner", now).await?;
+        insert_member(&mut transaction, &id, &me.id, "owner", now, 0).await?;
         for user_id in others {
-            insert_member(&mut transaction, &id, user_id, "member", now).await?;
+            insert_member(&mut transaction, &id, user_id, "member", now, 0).await?;
         }
         let mut member_ids = vec![me.id.clone()];
         member_ids.extend(others.iter().cloned());
@@ -322,7 +344,8 @@ impl Chat {
         Ok(conversation)
     }
 
-    /// Adds members to a group; any member may invite.
+    /// Adds members to a group: any member may add their own contacts, except people who
+    /// left it (only they can come back). New members see the history from their joining on.
     pub async fn add_members(
         &self,
         me: &User,
@@ -353,8 +376,12 @@ impl Chat {
         if conversation.members.len() + added.len() > max {
             return Err(ChatError::GroupFull { max });
         }
+        self.require_contacts(me, &added).await?;
+        if let Some(left) = departed_among(&mut transaction, conversation_id, &added).await?.into_iter().next() {
+            return Err(ChatError::LeftConversation(left));
+        }
         for user_id in &added {
-            insert_member(&mut transaction, conversation_id, user_id, "member", now).await?;
+            insert_member(&mut transaction, conversation_id, user_id, "member", now, conversation.last_seq).await?;
         }
         let mut member_ids = conversation.member_ids();
         member_ids.extend(added.iter().cloned());
@@ -388,6 +415,18 @@ impl Chat {
             .bind(user_id)
             .execute(&mut *transaction)
             .await?;
+        if leaving {
+            // Remembered so that nobody else can put them back.
+            sqlx::query(
+                "INSERT INTO conversation_departures (conversation_id, user_id, left_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET left_at = excluded.left_at",
+            )
+            .bind(conversation_id)
+            .bind(user_id)
+            .bind(Timestamp::now().unix_millis())
+            .execute(&mut *transaction)
+            .await?;
+        }
         let remaining: Vec<&Member> = conversation.members.iter().filter(|member| member.user_id != user_id).collect();
         if target.role == "owner" {
             let successor = remaining.iter().min_by_key(|member| (member.joined_at, member.user_id.clone()));
@@ -448,7 +487,10 @@ impl Chat {
         let kind = MessageKind::parse(kind)
             .ok_or_else(|| invalid("kind", format!("unknown message kind {kind:?}; use text, image or card")))?;
         let client_id = ClientId::parse(client_id).map_err(|reason| invalid("client_id", reason))?;
-        let body = MessageBody::parse(kind, body).map_err(|(field, reason)| invalid(field, reason))?;
+        let mut body = MessageBody::parse(kind, body).map_err(|(field, reason)| invalid(field, reason))?;
+        if kind == MessageKind::Card {
+            body = self.render_card(me, &body).await?;
+        }
         if let Some(media_id) = body.media_id() {
             // Only your own uploads can be sent; anyone else's id is as good as unknown.
             let foreign = || invalid("body.media_id", format!("no media {media_id:?} of yours"));
@@ -716,21 +758,29 @@ impl Chat {
         window: HistoryWindow,
         limit: PageLimit,
     ) -> Result<HistoryPage, ChatError> {
-        if !self.is_member(me, conversation_id).await? {
-            return Err(ChatError::ConversationNotFound);
-        }
-        // Each window binds only the bounds it uses: $1 conversation, $2 limit, then bounds.
+        // A member sees the messages after the one that was last when they joined.
+        let joined_seq: Option<i64> = sqlx::query_scalar(
+            "SELECT joined_seq FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(&me.id)
+        .fetch_optional(self.inner.store.read())
+        .await?;
+        let joined_seq = joined_seq.ok_or(ChatError::ConversationNotFound)?;
+        // Each window binds only the bounds it uses: $1 conversation, $2 limit, $3 joined,
+        // then bounds.
         let (condition, ascending, bounds) = match window {
             HistoryWindow::Latest => ("", false, vec![]),
-            HistoryWindow::After(after, None) => ("AND seq > $3", true, vec![after]),
-            HistoryWindow::After(after, Some(before)) => ("AND seq > $3 AND seq < $4", true, vec![after, before]),
-            HistoryWindow::Before(before) => ("AND seq < $3", false, vec![before]),
+            HistoryWindow::After(after, None) => ("AND seq > $4", true, vec![after]),
+            HistoryWindow::After(after, Some(before)) => ("AND seq > $4 AND seq < $5", true, vec![after, before]),
+            HistoryWindow::Before(before) => ("AND seq < $4", false, vec![before]),
         };
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 {condition} ORDER BY seq {} LIMIT $2",
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $3 {condition}
+             ORDER BY seq {} LIMIT $2",
             if ascending { "ASC" } else { "DESC" }
         );
-        let mut query = sqlx::query(&sql).bind(conversation_id).bind(limit.probe());
+        let mut query = sqlx::query(&sql).bind(conversation_id).bind(limit.probe()).bind(joined_seq);
         for bound in bounds {
             query = query.bind(bound);
         }
@@ -855,6 +905,53 @@ impl Chat {
         Ok(conversation)
     }
 
+    /// Only a person's contacts may put them into a group.
+    async fn require_contacts(&self, me: &User, ids: &[String]) -> Result<(), ChatError> {
+        let contacts = self.inner.accounts.contacts_among(me, ids).await?;
+        match ids.iter().find(|id| !contacts.contains(*id)) {
+            Some(stranger) => Err(ChatError::NotAContact(stranger.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// At most `group_creations_per_hour` groups per creator in any hour, counted in the
+    /// database so that every node and a restart agree.
+    async fn check_group_creations(&self, me: &User) -> Result<(), ChatError> {
+        let hour_ms = 3_600_000;
+        let since = Timestamp::now().unix_millis() - hour_ms;
+        let created: Vec<i64> = sqlx::query_scalar(
+            "SELECT created_at FROM conversations WHERE created_by = $1 AND created_at > $2 ORDER BY created_at LIMIT $3",
+        )
+        .bind(&me.id)
+        .bind(since)
+        .bind(i64::from(self.inner.config.group_creations_per_hour))
+        .fetch_all(self.inner.store.read())
+        .await?;
+        if created.len() as u64 >= u64::from(self.inner.config.group_creations_per_hour) {
+            // Room again once the oldest of them is an hour old.
+            let oldest = created.first().copied().unwrap_or(since);
+            let wait_ms = (oldest - since).max(1_000) as u64;
+            return Err(ChatError::TooManyGroups { retry_after: std::time::Duration::from_millis(wait_ms) });
+        }
+        Ok(())
+    }
+
+    /// The server's card for the object a client's card names, from the service that owns
+    /// its type; what the client wrote besides `type` and `id` is dropped.
+    async fn render_card(&self, me: &User, body: &MessageBody) -> Result<MessageBody, ChatError> {
+        let value = body.value();
+        let card_type = value.get("type").and_then(Value::as_str).unwrap_or_default();
+        let object_id = value.get("id").and_then(Value::as_str).unwrap_or_default();
+        let source = self.inner.cards.get(card_type).ok_or_else(|| {
+            ChatError::CardNotAllowed(format!("{card_type:?} cards are posted by their own service, not by clients"))
+        })?;
+        match source.render(me, object_id).await {
+            Ok(Some(card)) => Ok(MessageBody::trusted(card)),
+            Ok(None) => Err(ChatError::CardNotAllowed(format!("no {card_type} {object_id:?} that you can see"))),
+            Err(error) => Err(ChatError::CardNotAllowed(format!("the {card_type} card could not be made: {error}"))),
+        }
+    }
+
     async fn require_users(&self, ids: &[String]) -> Result<(), ChatError> {
         let found: HashSet<String> = self.inner.accounts.users(ids).await?.into_iter().map(|user| user.id).collect();
         match ids.iter().find(|id| !found.contains(*id)) {
@@ -878,23 +975,49 @@ impl Chat {
     }
 }
 
+/// Adds a member who sees the history after `joined_seq` (and has read up to it).
 async fn insert_member(
     transaction: &mut Transaction<'static, Any>,
     conversation_id: &str,
     user_id: &str,
     role: &str,
     now: Timestamp,
+    joined_seq: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO conversation_members (conversation_id, user_id, role, read_seq, joined_at) VALUES ($1, $2, $3, 0, $4)",
+        "INSERT INTO conversation_members (conversation_id, user_id, role, read_seq, joined_at, joined_seq)
+         VALUES ($1, $2, $3, $5, $4, $5)",
     )
     .bind(conversation_id)
     .bind(user_id)
     .bind(role)
     .bind(now.unix_millis())
+    .bind(joined_seq)
     .execute(&mut **transaction)
     .await?;
     Ok(())
+}
+
+/// Which of `user_ids` left this conversation themselves.
+async fn departed_among(
+    transaction: &mut Transaction<'static, Any>,
+    conversation_id: &str,
+    user_ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut departed = Vec::new();
+    for user_id in user_ids {
+        let left: Option<i64> = sqlx::query_scalar(
+            "SELECT left_at FROM conversation_departures WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conversation_id)
+        .bind(user_id)
+        .fetch_optional(&mut **transaction)
+        .await?;
+        if left.is_some() {
+            departed.push(user_id.clone());
+        }
+    }
+    Ok(departed)
 }
 
 async fn member_ids(

@@ -44,6 +44,12 @@ pub enum ErrorCode {
     NotConversationOwner,
     /// Adding members would exceed the group's size limit.
     GroupFull,
+    /// Only a person's contacts may put them into a group.
+    NotAContact,
+    /// The person left this group; only they can come back.
+    LeftConversation,
+    /// This card type is posted by its own service, or names nothing the sender may see.
+    CardNotAllowed,
     /// No such media, or the caller may not see it.
     MediaNotFound,
     /// The events after a cursor were pruned from the log; reload state and continue from now.
@@ -119,6 +125,9 @@ impl ErrorCode {
             Self::NotAGroup => StatusCode::CONFLICT,
             Self::NotConversationOwner => StatusCode::FORBIDDEN,
             Self::GroupFull => StatusCode::CONFLICT,
+            Self::NotAContact => StatusCode::FORBIDDEN,
+            Self::LeftConversation => StatusCode::FORBIDDEN,
+            Self::CardNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MediaNotFound => StatusCode::NOT_FOUND,
             Self::CursorExpired => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -170,6 +179,9 @@ impl ErrorCode {
             Self::NotAGroup => "not_a_group",
             Self::NotConversationOwner => "not_conversation_owner",
             Self::GroupFull => "group_full",
+            Self::NotAContact => "not_a_contact",
+            Self::LeftConversation => "left_conversation",
+            Self::CardNotAllowed => "card_not_allowed",
             Self::MediaNotFound => "media_not_found",
             Self::CursorExpired => "cursor_expired",
             Self::PayloadTooLarge => "payload_too_large",
@@ -222,6 +234,9 @@ impl ErrorCode {
             Self::NotAGroup => "Only group conversations have members to add or remove",
             Self::NotConversationOwner => "Only the group's owner can do that",
             Self::GroupFull => "The group has as many members as it may have",
+            Self::NotAContact => "Only a person's contacts can add them to a group",
+            Self::LeftConversation => "That person left the group; only they can come back",
+            Self::CardNotAllowed => "That card cannot be posted",
             Self::MediaNotFound => "No such media",
             Self::CursorExpired => "Events after this cursor are no longer kept",
             Self::PayloadTooLarge => "The request body is too large",
@@ -273,6 +288,9 @@ impl ErrorCode {
         Self::NotAGroup,
         Self::NotConversationOwner,
         Self::GroupFull,
+        Self::NotAContact,
+        Self::LeftConversation,
+        Self::CardNotAllowed,
         Self::MediaNotFound,
         Self::CursorExpired,
         Self::PayloadTooLarge,

@@ -172,6 +172,11 @@ async fn group_fanout(client: &reqwest::Client, bases: &[String], options: &Opti
     let users = register_users(client, &bases[0], "member", options.group_size).await?;
     let (owner_token, _) = &users[0];
     let others: Vec<String> = users[1..].iter().map(|(_, id)| id.clone()).collect();
+    // Only contacts may be added to a group: the owner befriends every member first.
+    for (token, id) in &users[1..] {
+        add_contact(client, &bases[0], owner_token, id).await?;
+        add_contact(client, &bases[0], token, &users[0].1).await?;
+    }
     let conversation = create_conversation(client, &bases[0], owner_token, "group", &others).await?;
     let run_started = Instant::now();
     let received = Arc::new(AtomicU64::new(0));
@@ -336,6 +341,18 @@ async fn register_users(
         users.push(task.await??);
     }
     Ok(users)
+}
+
+/// Asks `user_id` to be a contact of `token`'s user, or accepts their request.
+async fn add_contact(client: &reqwest::Client, base: &str, token: &str, user_id: &str) -> anyhow::Result<()> {
+    client
+        .post(format!("{base}/api/v1/contacts"))
+        .bearer_auth(token)
+        .json(&json!({"user_id": user_id}))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 async fn create_conversation(

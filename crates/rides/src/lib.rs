@@ -11,6 +11,7 @@
 //! retried after a crash moves nothing twice.
 
 pub mod assignment;
+mod card;
 mod dispatch;
 pub mod index;
 mod migrations;
@@ -19,6 +20,7 @@ mod presence;
 pub mod routes;
 mod service;
 
+pub use card::RideCards;
 pub use migrations::MIGRATIONS;
 pub use model::{FarePolicy, LatLng, RideAction, RideStatus, RouteEstimator};
 pub use presence::DRIVERS_SUBJECT;

@@ -1086,9 +1086,7 @@ impl Rides {
     /// Posts the ride as a `card` message into a conversation of the caller's.
     pub async fn share(&self, me: &User, ride_id: &str, conversation_id: &str) -> Result<SharedCard, RidesError> {
         let ride = self.ride(me, ride_id).await?;
-        let body = json!({"type": "ride", "id": ride.id, "title": format!("Ride ({})", ride.status.as_str()),
-            "status": ride.status.as_str(), "pickup": {"lat": ride.pickup.lat(), "lng": ride.pickup.lng()},
-            "dropoff": {"lat": ride.dropoff.lat(), "lng": ride.dropoff.lng()}});
+        let body = crate::card::ride_card(&ride);
         let mut transaction = self.inner.store.begin().await?;
         let client_id = format!("ride-share-{}", plaza_kernel::new_id());
         let (message, appended) = self

@@ -128,7 +128,11 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         events.clone(),
         accounts.clone(),
         media,
-        ChatConfig { group_members_max: config.group_members_max, send_batch_max: config.chat_send_batch_max },
+        ChatConfig {
+            group_members_max: config.group_members_max,
+            send_batch_max: config.chat_send_batch_max,
+            group_creations_per_hour: config.group_creations_per_hour,
+        },
     );
     let wallet = Wallet::new(
         store.clone(),
@@ -145,6 +149,8 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
     );
     let rides =
         Rides::new(store.clone(), events.clone(), accounts.clone(), wallet.clone(), chat.clone(), config.rides.clone());
+    // Cards clients may post, each rendered by the service that owns its type.
+    chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
     Ok(Services { store, accounts, events, chat, wallet, rides })
 }
 

@@ -77,11 +77,8 @@ async fn seed_chats(
     for (n, (sender, text)) in lines.iter().enumerate() {
         chat.send_message(sender, &direct.id, &format!("demo-direct-{n}"), "text", &json!({"text": text})).await?;
     }
-    let (existing, _) =
-        chat.conversations(alice, PageLimit::parse(Some(200)).map_err(anyhow::Error::msg)?, None).await?;
-    let hike = existing.iter().find(|summary| summary.conversation.title.as_deref() == Some(DEMO_GROUP_TITLE));
-    let group_id = match hike {
-        Some(summary) => summary.conversation.id.clone(),
+    let group_id = match find_demo_group(chat, alice).await? {
+        Some(id) => id,
         None => {
             let members = [bob.id.clone(), carol.id.clone()];
             chat.create_conversation(alice, ConversationKind::Group, &members, Some(DEMO_GROUP_TITLE)).await?.0.id
@@ -97,6 +94,30 @@ async fn seed_chats(
         chat.send_message(sender, &group_id, &format!("demo-group-{n}"), "text", &json!({"text": text})).await?;
     }
     Ok((direct.id, group_id))
+}
+
+/// The demo group alice created earlier, looked for among all her conversations (not only
+/// the newest: after she joins many others it is far down the list, and a second group
+/// would make the demo's transfers into it reuse their keys with another request).
+async fn find_demo_group(chat: &plaza_chat::Chat, alice: &User) -> anyhow::Result<Option<String>> {
+    const PAGES_MAX: usize = 10_000;
+    let limit = PageLimit::parse(Some(200)).map_err(anyhow::Error::msg)?;
+    let mut cursor: Option<String> = None;
+    for _page in 0..PAGES_MAX {
+        let (page, next) = chat.conversations(alice, limit, cursor.as_deref()).await?;
+        let hike = page.iter().find(|summary| {
+            summary.conversation.title.as_deref() == Some(DEMO_GROUP_TITLE)
+                && summary.conversation.owner_id.as_deref() == Some(alice.id.as_str())
+        });
+        if let Some(summary) = hike {
+            return Ok(Some(summary.conversation.id.clone()));
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// Every demo user gets $500.00, alice pays bob for lunch, bob pays carol in the group,

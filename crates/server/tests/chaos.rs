@@ -142,6 +142,20 @@ async fn chaos(db: Db) {
             .unwrap();
         users.push((reply["token"].as_str().unwrap().to_string(), reply["user"]["id"].as_str().unwrap().to_string()));
     }
+    // Only contacts may add each other to groups: chaos_0 befriends the others.
+    for (token, id) in &users[1..] {
+        for (asker, other) in [(&users[0].0, id), (token, &users[0].1)] {
+            let status = client
+                .post(format!("{}/api/v1/contacts", bases[0]))
+                .bearer_auth(asker)
+                .json(&json!({"user_id": other}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(status.is_success(), "contact: {status}");
+        }
+    }
     let create = |token: &str, kind: &str, members: Vec<String>| {
         let client = client.clone();
         let base = bases[0].clone();

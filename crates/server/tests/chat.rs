@@ -19,14 +19,18 @@ on_both_databases!(
     history_pages_forwards_and_backwards,
     groups_add_and_remove_members_under_the_owner_rules,
     groups_have_a_size_limit,
+    only_a_person_s_contacts_can_put_them_into_a_group,
+    someone_who_left_a_group_cannot_be_added_back_by_others,
+    a_new_member_sees_the_history_from_joining_on,
+    client_cards_are_rendered_by_their_service_and_cannot_be_forged,
+    group_creations_are_limited_per_hour,
+    group_titles_with_bidirectional_overrides_are_refused,
 );
 
+/// Registers each name; everyone is everyone's contact (only contacts add each other to
+/// groups).
 async fn users(server: &TestServer, names: &[&str]) -> Vec<(String, String)> {
-    let mut users = Vec::new();
-    for name in names {
-        users.push(server.register(name).await);
-    }
-    users
+    server.register_contacts(names).await
 }
 
 async fn a_direct_conversation_with_the_same_person_is_returned_not_duplicated(db: Db) {
@@ -89,11 +93,15 @@ async fn messages_are_numbered_from_one_and_a_retried_send_is_idempotent(db: Db)
         .await;
     assert_eq!(other.status, 201);
     assert_eq!(other.body["seq"], 2);
+    // A card naming a ride that does not exist is refused and takes no number.
     let card = server
         .post(&path, Some(&people[1].0), json!({"client_id": "c2", "kind": "card", "body": {"type": "ride", "id": "r1", "title": "Ride home", "eta_s": 300}}))
         .await;
-    assert_eq!(card.status, 201, "{}", card.text);
-    assert_eq!(card.body["seq"], 3);
+    card.assert_problem(422, "card_not_allowed");
+    let third = server
+        .post(&path, Some(&people[1].0), json!({"client_id": "c3", "kind": "text", "body": {"text": "three"}}))
+        .await;
+    assert_eq!(third.body["seq"], 3);
     let history = server.get(&path, Some(&people[0].0)).await;
     let seqs: Vec<i64> = history.body["items"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3]);
@@ -461,4 +469,167 @@ async fn groups_have_a_size_limit(db: Db) {
         .post(&format!("/api/v1/conversations/{group}/members"), Some(&people[0].0), json!({"user_ids": [people[3].1]}))
         .await
         .assert_problem(409, "group_full");
+}
+
+async fn only_a_person_s_contacts_can_put_them_into_a_group(db: Db) {
+    let server = TestServer::start(db).await;
+    let friends = users(&server, &["c_ann", "c_bob"]).await;
+    let stranger = server.register("c_eve").await;
+    let created = server
+        .post(
+            "/api/v1/conversations",
+            Some(&friends[0].0),
+            json!({"kind": "group", "member_ids": [friends[1].1, stranger.1]}),
+        )
+        .await;
+    created.assert_problem(403, "not_a_contact");
+    assert_eq!(created.body["field"], "user_ids");
+    let group = server.conversation(&friends[0].0, "group", &[&friends[1].1]).await;
+    // Bob is in the group but not Eve's contact either: nobody can add her.
+    for adder in [&friends[0], &friends[1]] {
+        server
+            .post(&format!("/api/v1/conversations/{group}/members"), Some(&adder.0), json!({"user_ids": [stranger.1]}))
+            .await
+            .assert_problem(403, "not_a_contact");
+    }
+    let conversations = server.get("/api/v1/conversations", Some(&stranger.0)).await;
+    assert_eq!(conversations.body["items"], json!([]), "Eve is in no group");
+    server.befriend(&friends[1], &stranger).await;
+    let added = server
+        .post(&format!("/api/v1/conversations/{group}/members"), Some(&friends[1].0), json!({"user_ids": [stranger.1]}))
+        .await;
+    assert_eq!(added.status, 200, "a contact may add her: {}", added.text);
+}
+
+async fn someone_who_left_a_group_cannot_be_added_back_by_others(db: Db) {
+    let server = TestServer::start(db).await;
+    let people = users(&server, &["l_ann", "l_bob", "l_cyd"]).await;
+    let group = server.conversation(&people[0].0, "group", &[&people[1].1, &people[2].1]).await;
+    let left = server
+        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", people[1].1), Some(&people[1].0), None)
+        .await;
+    assert_eq!(left.status, 204, "{}", left.text);
+    for adder in [&people[0], &people[2]] {
+        server
+            .post(&format!("/api/v1/conversations/{group}/members"), Some(&adder.0), json!({"user_ids": [people[1].1]}))
+            .await
+            .assert_problem(403, "left_conversation");
+    }
+    // Someone the owner removed did not choose to leave, and may be added back.
+    let removed = server
+        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", people[2].1), Some(&people[0].0), None)
+        .await;
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    let back = server
+        .post(&format!("/api/v1/conversations/{group}/members"), Some(&people[0].0), json!({"user_ids": [people[2].1]}))
+        .await;
+    assert_eq!(back.status, 200, "{}", back.text);
+}
+
+async fn a_new_member_sees_the_history_from_joining_on(db: Db) {
+    let server = TestServer::start(db).await;
+    let people = users(&server, &["h_ann", "h_bob", "h_new"]).await;
+    let group = server.conversation(&people[0].0, "group", &[&people[1].1]).await;
+    for n in 0..3 {
+        server.send_text(&people[1].0, &group, &format!("before-{n}"), "before you came").await;
+    }
+    let added = server
+        .post(&format!("/api/v1/conversations/{group}/members"), Some(&people[0].0), json!({"user_ids": [people[2].1]}))
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    server.send_text(&people[1].0, &group, "after", "welcome").await;
+    let path = format!("/api/v1/conversations/{group}/messages");
+    let history = server.get(&path, Some(&people[2].0)).await;
+    let items = history.body["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["system", "text"], "the joining notice and what came after: {}", history.text);
+    assert_eq!(items[0]["body"]["event"], "members_added");
+    assert!(items.iter().all(|m| m["body"]["text"] != "before you came"));
+    let earlier = server.get(&format!("{path}?before_seq=5"), Some(&people[2].0)).await;
+    assert_eq!(earlier.body["items"], json!([]), "nothing before joining, whichever way one pages");
+    let from_start = server.get(&format!("{path}?after_seq=0"), Some(&people[2].0)).await;
+    assert_eq!(from_start.body["items"].as_array().unwrap().len(), 2);
+    let listed = server.get("/api/v1/conversations", Some(&people[2].0)).await;
+    assert_eq!(listed.body["items"][0]["unread_count"], 2, "unread counts only what they can see");
+    // Earlier members still see everything.
+    assert_eq!(server.get(&path, Some(&people[0].0)).await.body["items"].as_array().unwrap().len(), 6);
+}
+
+async fn client_cards_are_rendered_by_their_service_and_cannot_be_forged(db: Db) {
+    let server = TestServer::start(db).await;
+    let people = users(&server, &["k_ann", "k_bob"]).await;
+    let chat = server.conversation(&people[0].0, "direct", &[&people[1].1]).await;
+    support::rides::topup(&server, &people[0].0, 10_000).await;
+    let ride = support::rides::request_ride(&server, &people[0].0).await;
+    let ride_id = ride["id"].as_str().unwrap();
+    let path = format!("/api/v1/conversations/{chat}/messages");
+    let posted = server
+        .post(
+            &path,
+            Some(&people[0].0),
+            json!({"client_id": "r", "kind": "card",
+            "body": {"type": "ride", "id": ride_id, "title": "Ride completed!", "status": "completed"}}),
+        )
+        .await;
+    assert_eq!(posted.status, 201, "{}", posted.text);
+    assert_eq!(posted.body["body"]["status"], "requested", "the server's state, not the client's");
+    assert_eq!(posted.body["body"]["title"], "Ride (requested)");
+    assert!(posted.body["body"]["pickup"].is_object());
+    // Bob cannot see Ann's ride, so he cannot post it.
+    let forged = server
+        .post(
+            &path,
+            Some(&people[1].0),
+            json!({"client_id": "f", "kind": "card", "body": {"type": "ride", "id": ride_id}}),
+        )
+        .await;
+    forged.assert_problem(422, "card_not_allowed");
+    // Types of services that post their own cards are not for clients.
+    for card_type in ["group_buy", "video", "mini_app", "anything"] {
+        server
+            .post(
+                &path,
+                Some(&people[0].0),
+                json!({"client_id": format!("t-{card_type}"), "kind": "card",
+                "body": {"type": card_type, "id": "x1", "title": "Join!"}}),
+            )
+            .await
+            .assert_problem(422, "card_not_allowed");
+    }
+    let history = server.get(&path, Some(&people[1].0)).await;
+    assert_eq!(history.body["items"].as_array().unwrap().len(), 1, "only the rendered card was stored");
+}
+
+async fn group_creations_are_limited_per_hour(db: Db) {
+    let server = TestServer::start_with(db, |config| config.group_creations_per_hour = 3).await;
+    let people = users(&server, &["q_ann", "q_bob"]).await;
+    for _ in 0..3 {
+        server.conversation(&people[0].0, "group", &[&people[1].1]).await;
+    }
+    let limited = server
+        .post("/api/v1/conversations", Some(&people[0].0), json!({"kind": "group", "member_ids": [people[1].1]}))
+        .await;
+    limited.assert_problem(429, "rate_limited");
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    // Bob has his own allowance, and direct chats are not groups.
+    server.conversation(&people[1].0, "group", &[&people[0].1]).await;
+    // An hour later (the rows backdated), Ann may create again.
+    let mut database = server.database().await;
+    sqlx::query("UPDATE conversations SET created_at = created_at - 3600001").execute(&mut database).await.unwrap();
+    server.conversation(&people[0].0, "group", &[&people[1].1]).await;
+}
+
+async fn group_titles_with_bidirectional_overrides_are_refused(db: Db) {
+    let server = TestServer::start(db).await;
+    let people = users(&server, &["b_ann", "b_bob"]).await;
+    let reply = server
+        .post(
+            "/api/v1/conversations",
+            Some(&people[0].0),
+            json!({"kind": "group", "member_ids": [people[1].1], "title": "Team \u{202E}gnp.exe"}),
+        )
+        .await;
+    reply.assert_problem(422, "invalid_field");
+    assert_eq!(reply.body["field"], "title");
 }

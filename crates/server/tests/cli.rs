@@ -97,6 +97,61 @@ fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
     assert!(String::from_utf8_lossy(&check.stdout).contains("ledger OK"));
 }
 
+#[test]
+fn demo_reseeds_after_alice_has_many_newer_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = plaza().env("PLAZA_DATA_DIR", dir.path()).arg("demo").output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = plaza_store::Store::sqlite_url_in(dir.path());
+    let count_conversations = |url: &str| {
+        runtime.block_on(async {
+            sqlx::any::install_default_drivers();
+            let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.unwrap();
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(&mut connection).await.unwrap();
+            count
+        })
+    };
+    // More than a page of groups newer than the demo's, all with alice in them.
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let alice: String = sqlx::query_scalar("SELECT id FROM users WHERE username = 'alice'")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        let later = plaza_kernel::Timestamp::now().unix_millis() + 60_000;
+        for n in 0..250 {
+            let id = format!("newer-{n:03}");
+            sqlx::query(
+                "INSERT INTO conversations (id, kind, title, owner_id, direct_key, last_seq, last_activity_at, created_at)
+                 VALUES ($1, 'group', 'Other', $2, NULL, 0, $3, $3)",
+            )
+            .bind(&id)
+            .bind(&alice)
+            .bind(later + n)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO conversation_members (conversation_id, user_id, role, read_seq, joined_at)
+                 VALUES ($1, $2, 'owner', 0, $3)",
+            )
+            .bind(&id)
+            .bind(&alice)
+            .bind(later + n)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        }
+    });
+    assert_eq!(count_conversations(&url), 252);
+    let second = plaza().env("PLAZA_DATA_DIR", dir.path()).arg("demo").output().unwrap();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(count_conversations(&url), 252, "the demo's own group was found, not made again");
+}
+
 /// Starts `plaza serve` on a free port and returns the child and its base URL.
 fn spawn_server(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut command = plaza();

@@ -1,8 +1,9 @@
 import { logout, store } from '../lib/data';
+import { api } from '../lib/api';
 import { setLang, t, useLang } from '../lib/i18n';
 import { applyTheme, currentTheme } from '../lib/theme';
 import type { Theme } from '../lib/theme';
-import { Avatar } from '../lib/ui';
+import { Avatar, ErrorLine } from '../lib/ui';
 import { navigate } from '../lib/router';
 import { useState } from 'preact/hooks';
 
@@ -36,7 +37,54 @@ export function MeScreen() {
           </select>
         </label>
         <button class="danger" onClick={() => logout().then(() => navigate('/login', true))}>{t('me.logout')}</button>
+        <button class="danger" onClick={logoutEverywhere}>{t('me.logout_everywhere')}</button>
       </div>
+      <PasswordForm />
     </section>
+  );
+}
+
+/** Ends every session of this account, on every device; their sockets close at once. */
+async function logoutEverywhere() {
+  if (!confirm(t('me.logout_everywhere_confirm'))) return;
+  try { await api('POST', '/auth/logout-everywhere'); } catch { /* signed out either way */ }
+  await logout();
+  navigate('/login', true);
+}
+
+/** Changing the password signs every other device out; this one stays signed in. */
+function PasswordForm() {
+  const [current, setCurrent] = useState('');
+  const [next, setNext] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  const [done, setDone] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true); setError(null); setDone(false);
+    try {
+      await api('POST', '/auth/password', { current_password: current, new_password: next });
+      setCurrent(''); setNext(''); setDone(true);
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="form pad" onSubmit={submit} aria-label={t('me.password')}>
+      <h2>{t('me.password')}</h2>
+      <label>{t('me.password_current')}
+        <input name="current_password" type="password" autoComplete="current-password" required value={current}
+          onInput={(e) => setCurrent(e.currentTarget.value)} />
+      </label>
+      <label>{t('me.password_new')}
+        <input name="new_password" type="password" autoComplete="new-password" required value={next}
+          onInput={(e) => setNext(e.currentTarget.value)} />
+      </label>
+      <ErrorLine error={error} />
+      {done && <p role="status">{t('me.password_changed')}</p>}
+      <button type="submit" disabled={busy}>{t('me.password_change')}</button>
+    </form>
   );
 }

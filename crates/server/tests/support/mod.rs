@@ -219,6 +219,29 @@ impl TestServer {
         (reply.body["token"].as_str().unwrap().to_string(), reply.body["user"]["id"].as_str().unwrap().to_string())
     }
 
+    /// Makes two registered users contacts: `a` asks, `b` accepts by asking back. Only
+    /// contacts may add each other to groups.
+    pub async fn befriend(&self, a: &(String, String), b: &(String, String)) {
+        let asked = self.post("/api/v1/contacts", Some(&a.0), serde_json::json!({"user_id": b.1})).await;
+        assert!(asked.status == 201 || asked.status == 200, "contact request: {}", asked.text);
+        let accepted = self.post("/api/v1/contacts", Some(&b.0), serde_json::json!({"user_id": a.1})).await;
+        assert!(accepted.status == 201 || accepted.status == 200, "contact acceptance: {}", accepted.text);
+    }
+
+    /// Registers each name and makes everyone contacts of everyone; (token, user id) each.
+    pub async fn register_contacts(&self, names: &[&str]) -> Vec<(String, String)> {
+        let mut people = Vec::new();
+        for name in names {
+            people.push(self.register(name).await);
+        }
+        for (index, a) in people.iter().enumerate() {
+            for b in &people[index + 1..] {
+                self.befriend(a, b).await;
+            }
+        }
+        people
+    }
+
     /// Grants (`true`) or revokes the admin role of an existing account, as the operator's
     /// `plaza admin grant|revoke` does; returns what the command would print.
     pub async fn set_admin(&self, username: &str, granting: bool) -> String {
