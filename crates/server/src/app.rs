@@ -139,8 +139,15 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
 struct ApiDoc;
 
 /// The whole HTTP application.
-pub fn router(services: Services, gateway: GatewayConfig, client: crate::client::ClientConfig) -> Router {
+/// `metrics` is `None` when /metrics is served on its own listener (`PLAZA_METRICS_ADDR`).
+pub fn router(
+    services: Services,
+    gateway: GatewayConfig,
+    client: crate::client::ClientConfig,
+    metrics: Option<ops::MetricsAccess>,
+) -> Router {
     let Services { store, accounts, events, chat, wallet, rides } = services;
+    let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
     let mut state =
@@ -152,14 +159,14 @@ pub fn router(services: Services, gateway: GatewayConfig, client: crate::client:
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
-        .merge(ops::router(state.store.clone()))
+        .merge(ops::router(state.store.clone(), metrics))
         .split_for_parts();
     state.openapi_json = Arc::new(docs::finish_openapi(openapi));
 
     api.merge(docs::router(state.clone()))
         // Paths under `/api/` that no route claims stay problem+json 404s; anything else
         // is the embedded web client.
-        .fallback(crate::web::fallback)
+        .fallback(move |request: Request| crate::web::fallback(security.clone(), request))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         // The largest body any route takes (an image upload); JSON routes hold their
         // bodies to 1 MiB in `ApiJson`.

@@ -128,6 +128,30 @@ pub struct SettingsArgs {
     /// "© OpenStreetMap contributors" [default: none].
     #[arg(long, env = "PLAZA_MAP_TILE_ATTRIBUTION", global = true, value_name = "TEXT")]
     pub map_tile_attribution: Option<String>,
+    /// The most TCP connections open at once, WebSockets included; must leave room under
+    /// the descriptor limit (RLIMIT_NOFILE) for the database and files [default: the
+    /// descriptor limit less that room, at most 10000].
+    #[arg(long, env = "PLAZA_CONNECTIONS_MAX", global = true, value_name = "N")]
+    pub connections_max: Option<String>,
+    /// The most TCP connections open at once from one client address (an IPv6 /64 counts
+    /// as one address); behind a reverse proxy every connection comes from the proxy, so
+    /// raise it to PLAZA_CONNECTIONS_MAX there [default: 256].
+    #[arg(long, env = "PLAZA_CONNECTIONS_PER_ADDRESS_MAX", global = true, value_name = "N")]
+    pub connections_per_address_max: Option<String>,
+    /// Seconds a client has to send a complete request head, counted from the connection's
+    /// start or from the first byte of a later request [default: 10].
+    #[arg(long, env = "PLAZA_HEADER_READ_TIMEOUT_SECONDS", global = true, value_name = "SECONDS")]
+    pub header_read_timeout_seconds: Option<String>,
+    /// Seconds a kept-alive connection may stay silent between requests [default: 60].
+    #[arg(long, env = "PLAZA_IDLE_TIMEOUT_SECONDS", global = true, value_name = "SECONDS")]
+    pub idle_timeout_seconds: Option<String>,
+    /// Serve /metrics on this separate address (e.g. a private interface) instead of the
+    /// main one [default: none — /metrics is on PLAZA_ADDR].
+    #[arg(long, env = "PLAZA_METRICS_ADDR", global = true, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// A bearer token /metrics requires (`Authorization: Bearer …`) [default: none — open].
+    #[arg(long, env = "PLAZA_METRICS_TOKEN", global = true, value_name = "TOKEN")]
+    pub metrics_token: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -147,6 +171,12 @@ struct FileSettings {
     auth_attempts_per_address: Option<u32>,
     auth_attempts_per_username: Option<u32>,
     shutdown_grace_seconds: Option<u64>,
+    connections_max: Option<u32>,
+    connections_per_address_max: Option<u32>,
+    header_read_timeout_seconds: Option<u32>,
+    idle_timeout_seconds: Option<u32>,
+    metrics_addr: Option<String>,
+    metrics_token: Option<String>,
     session_cache_seconds: Option<u32>,
     group_members_max: Option<u32>,
     chat_send_batch_max: Option<u32>,
@@ -202,6 +232,13 @@ pub struct Config {
     pub auth_attempts_per_address: u32,
     pub auth_attempts_per_username: u32,
     pub shutdown_grace: Duration,
+    /// Connection caps and time-outs of the listener (`PLAZA_CONNECTIONS_*`,
+    /// `PLAZA_HEADER_READ_TIMEOUT_SECONDS`, `PLAZA_IDLE_TIMEOUT_SECONDS`).
+    pub connections: crate::connections::ConnectionLimits,
+    /// Where /metrics is served when not on the main listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The bearer token /metrics requires, if any.
+    pub metrics_token: Option<String>,
     pub session_cache: Duration,
     pub group_members_max: usize,
     pub chat_send_batch_max: usize,
@@ -315,6 +352,33 @@ impl Config {
         )?;
         let grace_file = file.shutdown_grace_seconds.map(|s| s.min(u32::MAX as u64) as u32);
         let grace = number(&args.shutdown_grace_seconds, grace_file, 30, 0..=3600, "PLAZA_SHUTDOWN_GRACE_SECONDS")?;
+
+        let connections = resolve_connection_limits(
+            args,
+            [file.connections_max, file.connections_per_address_max, file.header_read_timeout_seconds, file.idle_timeout_seconds],
+            db_pool_max,
+        )?;
+        let metrics_addr = match args.metrics_addr.clone().or(file.metrics_addr).map(|text| text.trim().to_string()) {
+            None => None,
+            Some(text) if text.is_empty() => None,
+            Some(text) => {
+                let metrics_addr = text.parse::<SocketAddr>().map_err(|_| {
+                    invalid("PLAZA_METRICS_ADDR", format!("{text:?} is not an address like 127.0.0.1:9090"))
+                })?;
+                if metrics_addr == addr {
+                    return Err(invalid("PLAZA_METRICS_ADDR", "must differ from PLAZA_ADDR"));
+                }
+                Some(metrics_addr)
+            }
+        };
+        let metrics_token = match args.metrics_token.clone().or(file.metrics_token) {
+            None => None,
+            Some(token) if token.is_empty() => None,
+            Some(token) if token.len() < 16 || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(invalid("PLAZA_METRICS_TOKEN", "must be 16 to 512 printable characters without spaces"))
+            }
+            Some(token) => Some(token),
+        };
 
         let session_cache = number(
             &args.session_cache_seconds,
@@ -484,6 +548,9 @@ impl Config {
             auth_attempts_per_address,
             auth_attempts_per_username,
             shutdown_grace: Duration::from_secs(grace as u64),
+            connections,
+            metrics_addr,
+            metrics_token,
             session_cache: Duration::from_secs(session_cache as u64),
             group_members_max: group_members_max as usize,
             chat_send_batch_max: chat_send_batch_max as usize,
@@ -516,6 +583,9 @@ impl Config {
             auth_attempts_per_address: 30,
             auth_attempts_per_username: 10,
             shutdown_grace: Duration::from_secs(5),
+            connections: crate::connections::ConnectionLimits::default(),
+            metrics_addr: None,
+            metrics_token: None,
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
             group_members_max: 500,
             chat_send_batch_max: 64,
@@ -533,6 +603,69 @@ impl Config {
             map_tile_attribution: None,
         }
     }
+}
+
+/// The connection settings, checked against the descriptor limit this process may use:
+/// every connection is a descriptor, and so is every database connection (three on
+/// SQLite: the database, its WAL and its shared memory), every file being served and the
+/// NATS connection, so a cap above `limit - reserve` would let the connections starve
+/// the rest of the process (the `accept error: Too many open files` of issue 18).
+fn resolve_connection_limits(
+    args: &SettingsArgs,
+    [file_connections_max, file_per_address_max, file_header_read_timeout, file_idle_timeout]: [Option<u32>; 4],
+    db_pool_max: u32,
+) -> Result<crate::connections::ConnectionLimits, ConfigError> {
+    let descriptors = crate::connections::descriptor_limit();
+    let reserve = crate::connections::descriptor_reserve(db_pool_max);
+    let room = descriptors.map(|limit| limit.saturating_sub(reserve));
+    let default_max = room.map_or(crate::connections::CONNECTIONS_MAX_DEFAULT, |room| {
+        room.min(crate::connections::CONNECTIONS_MAX_DEFAULT as u64) as u32
+    });
+    if default_max < 16 && args.connections_max.is_none() && file_connections_max.is_none() {
+        return Err(invalid(
+            "PLAZA_CONNECTIONS_MAX",
+            format!(
+                "the descriptor limit (ulimit -n) is {}, which leaves no room for connections beside the {reserve} \
+                 the database and files need; raise it",
+                descriptors.unwrap_or(0)
+            ),
+        ));
+    }
+    let connections_max =
+        number(&args.connections_max, file_connections_max, default_max.max(16), 16..=1_000_000, "PLAZA_CONNECTIONS_MAX")?;
+    if let (Some(limit), Some(room)) = (descriptors, room) {
+        if u64::from(connections_max) > room {
+            return Err(invalid(
+                "PLAZA_CONNECTIONS_MAX",
+                format!(
+                    "{connections_max} connections do not fit under the descriptor limit of {limit} (ulimit -n) with \
+                     {reserve} kept for the database and files; set at most {room} or raise the limit"
+                ),
+            ));
+        }
+    }
+    let connections_per_address_max = number(
+        &args.connections_per_address_max,
+        file_per_address_max,
+        256.min(connections_max),
+        1..=connections_max,
+        "PLAZA_CONNECTIONS_PER_ADDRESS_MAX",
+    )?;
+    let header_read_timeout_seconds = number(
+        &args.header_read_timeout_seconds,
+        file_header_read_timeout,
+        10,
+        1..=300,
+        "PLAZA_HEADER_READ_TIMEOUT_SECONDS",
+    )?;
+    let idle_timeout_seconds =
+        number(&args.idle_timeout_seconds, file_idle_timeout, 60, 1..=3600, "PLAZA_IDLE_TIMEOUT_SECONDS")?;
+    Ok(crate::connections::ConnectionLimits {
+        connections_max: connections_max as usize,
+        connections_per_address_max: connections_per_address_max as usize,
+        header_read_timeout: Duration::from_secs(u64::from(header_read_timeout_seconds)),
+        idle_timeout: Duration::from_secs(u64::from(idle_timeout_seconds)),
+    })
 }
 
 /// The longest map credit line; it is drawn over the map on a phone.
