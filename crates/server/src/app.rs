@@ -38,6 +38,7 @@ pub struct AppState {
     pub wallet: Wallet,
     pub rides: Rides,
     pub gateway: GatewayConfig,
+    pub sockets: crate::gateway::UserSockets,
     pub openapi_json: Arc<String>,
 }
 
@@ -56,6 +57,8 @@ pub struct Services {
     pub chat: Chat,
     pub wallet: Wallet,
     pub rides: Rides,
+    /// Uploads; chat shares them, and every node cleans up the unreferenced ones.
+    pub media: plaza_media::Media,
 }
 
 /// Every service's migrations, in dependency order.
@@ -97,12 +100,13 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         },
     )?;
     let media = plaza_media::Media::open(store.clone(), &config.data_dir, config.media_url.as_deref())
-        .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?;
+        .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?
+        .with_limits(config.media);
     let chat = Chat::new(
         store.clone(),
         events.clone(),
         accounts.clone(),
-        media,
+        media.clone(),
         ChatConfig { group_members_max: config.group_members_max, send_batch_max: config.chat_send_batch_max },
     );
     let wallet = Wallet::new(
@@ -120,7 +124,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
     );
     let rides =
         Rides::new(store.clone(), events.clone(), accounts.clone(), wallet.clone(), chat.clone(), config.rides.clone());
-    Ok(Services { store, accounts, events, chat, wallet, rides })
+    Ok(Services { store, accounts, events, chat, wallet, rides, media })
 }
 
 #[derive(OpenApi)]
@@ -146,12 +150,22 @@ pub fn router(
     client: crate::client::ClientConfig,
     metrics: Option<ops::MetricsAccess>,
 ) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides } = services;
+    let Services { store, accounts, events, chat, wallet, rides, .. } = services;
     let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
     let mut state =
-        AppState { store, accounts, events, chat, wallet, rides, gateway, openapi_json: Arc::new(String::new()) };
+        AppState {
+        store,
+        accounts,
+        events,
+        chat,
+        wallet,
+        rides,
+        gateway,
+        sockets: Default::default(),
+        openapi_json: Arc::new(String::new()),
+    };
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", plaza_accounts::router(state.accounts.clone()))
         .nest("/api/v1", plaza_chat::router(state.chat.clone()))

@@ -152,6 +152,18 @@ pub struct SettingsArgs {
     /// A bearer token /metrics requires (`Authorization: Bearer …`) [default: none — open].
     #[arg(long, env = "PLAZA_METRICS_TOKEN", global = true, value_name = "TOKEN")]
     pub metrics_token: Option<String>,
+    /// Real-time sockets one user may hold on one node at once [default: 16].
+    #[arg(long, env = "PLAZA_SOCKETS_PER_USER_MAX", global = true, value_name = "N")]
+    pub sockets_per_user_max: Option<String>,
+    /// Images one user may upload per UTC day [default: 200].
+    #[arg(long, env = "PLAZA_UPLOADS_PER_DAY", global = true, value_name = "N")]
+    pub uploads_per_day: Option<String>,
+    /// Mebibytes one user may upload per UTC day [default: 200].
+    #[arg(long, env = "PLAZA_UPLOAD_MIB_PER_DAY", global = true, value_name = "MIB")]
+    pub upload_mib_per_day: Option<String>,
+    /// Hours after which an upload that was never sent (or otherwise used) is deleted [default: 24].
+    #[arg(long, env = "PLAZA_MEDIA_UNREFERENCED_HOURS", global = true, value_name = "HOURS")]
+    pub media_unreferenced_hours: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -177,6 +189,10 @@ struct FileSettings {
     idle_timeout_seconds: Option<u32>,
     metrics_addr: Option<String>,
     metrics_token: Option<String>,
+    sockets_per_user_max: Option<u32>,
+    uploads_per_day: Option<u32>,
+    upload_mib_per_day: Option<u32>,
+    media_unreferenced_hours: Option<u32>,
     session_cache_seconds: Option<u32>,
     group_members_max: Option<u32>,
     chat_send_batch_max: Option<u32>,
@@ -239,6 +255,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The bearer token /metrics requires, if any.
     pub metrics_token: Option<String>,
+    /// Daily upload caps and the clean-up of unreferenced uploads (`PLAZA_UPLOAD*`,
+    /// `PLAZA_MEDIA_UNREFERENCED_HOURS`).
+    pub media: plaza_media::MediaLimits,
     pub session_cache: Duration,
     pub group_members_max: usize,
     pub chat_send_batch_max: usize,
@@ -378,6 +397,31 @@ impl Config {
                 return Err(invalid("PLAZA_METRICS_TOKEN", "must be 16 to 512 printable characters without spaces"))
             }
             Some(token) => Some(token),
+        };
+
+        let sockets_per_user_max = number(
+            &args.sockets_per_user_max,
+            file.sockets_per_user_max,
+            16,
+            1..=10_000,
+            "PLAZA_SOCKETS_PER_USER_MAX",
+        )?;
+        let uploads_per_day =
+            number(&args.uploads_per_day, file.uploads_per_day, 200, 1..=1_000_000, "PLAZA_UPLOADS_PER_DAY")?;
+        let upload_mib_per_day =
+            number(&args.upload_mib_per_day, file.upload_mib_per_day, 200, 10..=1_000_000, "PLAZA_UPLOAD_MIB_PER_DAY")?;
+        let media_unreferenced_hours = number(
+            &args.media_unreferenced_hours,
+            file.media_unreferenced_hours,
+            24,
+            1..=24 * 365,
+            "PLAZA_MEDIA_UNREFERENCED_HOURS",
+        )?;
+        let media = plaza_media::MediaLimits {
+            uploads_per_day,
+            upload_bytes_per_day: u64::from(upload_mib_per_day) * 1024 * 1024,
+            unreferenced_after: Duration::from_secs(u64::from(media_unreferenced_hours) * 3600),
+            ..plaza_media::MediaLimits::default()
         };
 
         let session_cache = number(
@@ -551,6 +595,7 @@ impl Config {
             connections,
             metrics_addr,
             metrics_token,
+            media,
             session_cache: Duration::from_secs(session_cache as u64),
             group_members_max: group_members_max as usize,
             chat_send_batch_max: chat_send_batch_max as usize,
@@ -558,7 +603,7 @@ impl Config {
             event_prune_interval: EVENT_PRUNE_INTERVAL,
             media_url,
             nats_url,
-            gateway: Default::default(),
+            gateway: crate::gateway::GatewayConfig { sockets_per_user_max: sockets_per_user_max as usize, ..Default::default() },
             currencies,
             topup_daily_limit: topup_daily_limit as i64,
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
@@ -586,6 +631,7 @@ impl Config {
             connections: crate::connections::ConnectionLimits::default(),
             metrics_addr: None,
             metrics_token: None,
+            media: plaza_media::MediaLimits::default(),
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
             group_members_max: 500,
             chat_send_batch_max: 64,

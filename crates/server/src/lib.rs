@@ -67,6 +67,9 @@ pub async fn serve_with(
     // Red-packet refunds and other wallet upkeep. Every node runs it; each refund is
     // decided in the database, so running it on many nodes (or after a crash) is safe.
     let wallet_jobs = tokio::spawn(services.wallet.clone().run_jobs());
+    // Uploads never sent are deleted after a day; each deletion is decided in the
+    // database, so every node may run it.
+    let media_cleanup = tokio::spawn(services.media.clone().run_cleanup());
     // A logout on another node evicts the session from this node's cache.
     let revocations = tokio::spawn(services.accounts.follow_revocations().await?);
     // Every node prunes; deleting what another node already deleted is harmless.
@@ -129,6 +132,7 @@ pub async fn serve_with(
     }
     sweep_task.abort();
     wallet_jobs.abort();
+    media_cleanup.abort();
     revocations.abort();
     pruning.abort();
     rides_dispatcher.abort();
