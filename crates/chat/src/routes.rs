@@ -73,7 +73,8 @@ impl From<ChatError> for Problem {
                 }
                 MediaError::NotFound => Problem::new(ErrorCode::MediaNotFound, "no such media"),
                 MediaError::DailyLimit { retry_after_seconds, .. } => {
-                    Problem::new(ErrorCode::UploadLimitExceeded, error.to_string()).with_retry_after(retry_after_seconds)
+                    Problem::new(ErrorCode::UploadLimitExceeded, error.to_string())
+                        .with_retry_after(retry_after_seconds)
                 }
                 MediaError::Database(error) => ChatError::Database(error).into(),
                 MediaError::UnsupportedUrl(_) | MediaError::Storage(_) => Problem::internal(&error),

@@ -154,8 +154,7 @@ pub fn router(
     let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
-    let mut state =
-        AppState {
+    let mut state = AppState {
         store,
         accounts,
         events,

@@ -374,7 +374,12 @@ impl Config {
 
         let connections = resolve_connection_limits(
             args,
-            [file.connections_max, file.connections_per_address_max, file.header_read_timeout_seconds, file.idle_timeout_seconds],
+            [
+                file.connections_max,
+                file.connections_per_address_max,
+                file.header_read_timeout_seconds,
+                file.idle_timeout_seconds,
+            ],
             db_pool_max,
         )?;
         let metrics_addr = match args.metrics_addr.clone().or(file.metrics_addr).map(|text| text.trim().to_string()) {
@@ -603,7 +608,10 @@ impl Config {
             event_prune_interval: EVENT_PRUNE_INTERVAL,
             media_url,
             nats_url,
-            gateway: crate::gateway::GatewayConfig { sockets_per_user_max: sockets_per_user_max as usize, ..Default::default() },
+            gateway: crate::gateway::GatewayConfig {
+                sockets_per_user_max: sockets_per_user_max as usize,
+                ..Default::default()
+            },
             currencies,
             topup_daily_limit: topup_daily_limit as i64,
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
@@ -677,8 +685,13 @@ fn resolve_connection_limits(
             ),
         ));
     }
-    let connections_max =
-        number(&args.connections_max, file_connections_max, default_max.max(16), 16..=1_000_000, "PLAZA_CONNECTIONS_MAX")?;
+    let connections_max = number(
+        &args.connections_max,
+        file_connections_max,
+        default_max.max(16),
+        16..=1_000_000,
+        "PLAZA_CONNECTIONS_MAX",
+    )?;
     if let (Some(limit), Some(room)) = (descriptors, room) {
         if u64::from(connections_max) > room {
             return Err(invalid(
@@ -877,6 +890,30 @@ mod tests {
                 },
                 "PLAZA_MAP_TILE_URL",
             ),
+            (
+                SettingsArgs { metrics_addr: Some("metrics".into()), config: None, ..Default::default() },
+                "PLAZA_METRICS_ADDR",
+            ),
+            (
+                SettingsArgs { metrics_token: Some("short".into()), config: None, ..Default::default() },
+                "PLAZA_METRICS_TOKEN",
+            ),
+            (
+                SettingsArgs { connections_per_address_max: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_CONNECTIONS_PER_ADDRESS_MAX",
+            ),
+            (
+                SettingsArgs { header_read_timeout_seconds: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_HEADER_READ_TIMEOUT_SECONDS",
+            ),
+            (
+                SettingsArgs { uploads_per_day: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_UPLOADS_PER_DAY",
+            ),
+            (
+                SettingsArgs { sockets_per_user_max: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_SOCKETS_PER_USER_MAX",
+            ),
             (args(), "PLAZA_CONFIG"),
         ];
         for (settings, expected) in cases {
@@ -884,6 +921,19 @@ mod tests {
             assert_eq!(error.setting, expected, "{error}");
             assert!(!error.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_connection_cap_that_does_not_fit_under_the_descriptor_limit_stops_start_up() {
+        let Some(limit) = crate::connections::descriptor_limit() else {
+            return; // no limit to fit under
+        };
+        let settings = SettingsArgs { connections_max: Some(limit.to_string()), config: None, ..Default::default() };
+        let error = Config::resolve(&settings).expect_err("the whole descriptor limit leaves no room");
+        assert_eq!(error.setting, "PLAZA_CONNECTIONS_MAX", "{error}");
+        let config = Config::resolve(&SettingsArgs { config: None, ..Default::default() }).expect("defaults fit");
+        let reserve = crate::connections::descriptor_reserve(config.db_pool_max);
+        assert!(config.connections.connections_max as u64 + reserve <= limit, "the default leaves room");
     }
 
     #[test]

@@ -132,13 +132,8 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection {
-            router: router.clone(),
-            limits,
-            peer,
-            stopping: stopping.clone(),
-            _alive: alive.clone(),
-        };
+        let connection =
+            Connection { router: router.clone(), limits, peer, stopping: stopping.clone(), _alive: alive.clone() };
         tokio::spawn(connection.run(stream, slot));
     }
     drop(listener);

@@ -7,11 +7,11 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
-use std::sync::Arc;
 use axum::response::IntoResponse;
 use plaza_http::{ErrorCode, Problem};
 use plaza_store::Store;
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -68,10 +68,7 @@ impl SecurityHeaders {
     }
 
     fn apply(&self, headers: &mut HeaderMap, policy: Option<HeaderValue>) {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            policy.unwrap_or_else(|| self.content_security_policy.clone()),
-        );
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy.unwrap_or_else(|| self.content_security_policy.clone()));
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -184,9 +181,15 @@ mod tests {
 
     #[test]
     fn the_tile_servers_origin_is_the_one_outside_image_source() {
-        assert_eq!(tile_origin("https://tile.openstreetmap.org/{z}/{x}/{y}.png").as_deref(), Some("https://tile.openstreetmap.org"));
+        assert_eq!(
+            tile_origin("https://tile.openstreetmap.org/{z}/{x}/{y}.png").as_deref(),
+            Some("https://tile.openstreetmap.org")
+        );
         assert_eq!(tile_origin("http://localhost:8081/{z}/{x}/{y}.png").as_deref(), Some("http://localhost:8081"));
-        assert_eq!(tile_origin("https://{s}.tiles.example/{z}/{x}/{y}.png").as_deref(), Some("https://*.tiles.example"));
+        assert_eq!(
+            tile_origin("https://{s}.tiles.example/{z}/{x}/{y}.png").as_deref(),
+            Some("https://*.tiles.example")
+        );
         assert_eq!(tile_origin("/tiles/{z}/{x}/{y}.png"), None);
     }
 }

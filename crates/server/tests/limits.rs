@@ -64,7 +64,8 @@ async fn a_user_over_the_socket_cap_is_refused_before_the_upgrade() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("{}/api/v1/ws", server.base.replace("http://", "ws://")).into_client_request().unwrap();
+        let mut request =
+            format!("{}/api/v1/ws", server.base.replace("http://", "ws://")).into_client_request().unwrap();
         request.headers_mut().insert("authorization", format!("Bearer {ann}").parse().unwrap());
         if tokio_tungstenite::connect_async(request).await.is_ok() {
             break;
