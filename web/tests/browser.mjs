@@ -74,12 +74,18 @@ async function shot(page, name) {
   if (screenshots) await page.screenshot({ path: join(screenshots, `${name}.png`) });
 }
 
+/** Every console error that reports a Content-Security-Policy violation, checked by the last test. */
+const cspViolations = [];
+
 /** A fresh browser context (its own storage, like another phone) signed up through the UI. */
-async function signUp(username, displayName) {
-  const context = await browser.newContext(MOBILE);
+async function signUp(username, displayName, contextOptions = {}) {
+  const context = await browser.newContext({ ...MOBILE, ...contextOptions });
   const page = await context.newPage();
   page.setDefaultTimeout(UI_TIMEOUT);
   page.on('pageerror', (error) => console.error(`[${username}] page error:`, error));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) cspViolations.push(`[${username}] ${message.text()}`);
+  });
   await page.goto(base + '/');
   await page.getByRole('button', { name: 'New here? Create an account' }).click();
   await page.getByLabel('Username').fill(username);
@@ -449,9 +455,19 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
 }));
 
 test('with a tile server configured, the map lays its tiles exactly under the markers', () => keepEvidence(async () => {
-  const tia = await signUp('tia', 'Tia Moss');
+  // No service worker here, so that every request of this page can be rerouted below.
+  const tia = await signUp('tia', 'Tia Moss', { serviceWorkers: 'block' });
   // The server under test has no tile server; the client is told of one here, and the
-  // "tile server" answers every tile with the same small picture.
+  // "tile server" answers every tile with the same small picture. A server configured
+  // with that tile server would allow its origin in the page's img-src, so the page's
+  // policy is given that origin too, and the page reloaded under it.
+  await tia.page.route('**/*', async (route) => {
+    if (route.request().resourceType() !== 'document') return route.fallback();
+    const response = await route.fetch();
+    const headers = { ...response.headers() };
+    headers['content-security-policy'] = headers['content-security-policy'].replace('img-src ', 'img-src http://tiles.invalid ');
+    await route.fulfill({ response, headers });
+  });
   await tia.page.route('**/api/v1/client/config', async (route) => {
     const response = await route.fetch();
     const config = await response.json();
@@ -461,6 +477,8 @@ test('with a tile server configured, the map lays its tiles exactly under the ma
   });
   const png = readFileSync(join(here, '../public/icon-192.png'));
   await tia.page.route('http://tiles.invalid/**', (route) => route.fulfill({ body: png, contentType: 'image/png' }));
+  await tia.page.reload();
+  await tia.page.getByRole('heading', { name: 'Chats' }).waitFor();
   await tab(tia, 'Rides');
   await tia.page.getByText('© Test tiles').waitFor();
   assert.equal(await tia.page.locator('.map-street').count(), 0, 'tiles replace the bundled streets');
@@ -585,4 +603,8 @@ test('a chat with a thousand messages keeps only a window of them in the page', 
   await first.first().waitFor();
   assert.ok((await rendered()) < 60, `still a window after scrolling back: ${await rendered()}`);
   await context.close();
+});
+
+test('no page broke the Content Security Policy', () => {
+  assert.deepEqual(cspViolations, [], 'the client needs nothing its policy forbids');
 });

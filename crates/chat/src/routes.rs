@@ -86,6 +86,10 @@ impl From<ChatError> for Problem {
                     Problem::invalid_field("file", "the file is not a PNG, JPEG, GIF or WebP image")
                 }
                 MediaError::NotFound => Problem::new(ErrorCode::MediaNotFound, "no such media"),
+                MediaError::DailyLimit { retry_after_seconds, .. } => {
+                    Problem::new(ErrorCode::UploadLimitExceeded, error.to_string())
+                        .with_retry_after(retry_after_seconds)
+                }
                 MediaError::Database(error) => ChatError::Database(error).into(),
                 MediaError::UnsupportedUrl(_) | MediaError::Storage(_) => Problem::internal(&error),
             },

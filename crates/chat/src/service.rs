@@ -495,7 +495,8 @@ impl Chat {
             // Only your own uploads can be sent; anyone else's id is as good as unknown.
             let foreign = || invalid("body.media_id", format!("no media {media_id:?} of yours"));
             match self.inner.media.item(media_id).await {
-                Ok(item) if item.owner_id == me.id => {}
+                // Sent in a chat, the upload is referenced: it is no longer cleaned up.
+                Ok(item) if item.owner_id == me.id => self.inner.media.keep(&item).await?,
                 Ok(_) | Err(MediaError::NotFound) => return Err(foreign()),
                 Err(error) => return Err(error.into()),
             }

@@ -70,6 +70,10 @@ pub enum ErrorCode {
     IdempotencyKeyInProgress,
     /// The top-up would exceed the daily limit.
     TopupLimitExceeded,
+    /// The user already holds as many real-time sockets on this node as allowed.
+    TooManyConnections,
+    /// Today's uploads (count or bytes) are used up; `Retry-After` says when more are allowed.
+    UploadLimitExceeded,
     /// A payment PIN is set and the request did not carry it.
     PinRequired,
     /// The payment PIN is wrong.
@@ -138,6 +142,7 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             Self::TopupLimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyConnections | Self::UploadLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::PinRequired => StatusCode::FORBIDDEN,
             Self::WrongPin => StatusCode::FORBIDDEN,
             Self::PinLocked => StatusCode::FORBIDDEN,
@@ -192,6 +197,8 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInProgress => "idempotency_key_in_progress",
             Self::TopupLimitExceeded => "topup_limit_exceeded",
+            Self::TooManyConnections => "too_many_connections",
+            Self::UploadLimitExceeded => "upload_limit_exceeded",
             Self::PinRequired => "pin_required",
             Self::WrongPin => "wrong_pin",
             Self::PinLocked => "pin_locked",
@@ -247,6 +254,8 @@ impl ErrorCode {
             Self::IdempotencyKeyReused => "This Idempotency-Key was used for another request",
             Self::IdempotencyKeyInProgress => "A request with this Idempotency-Key is in progress",
             Self::TopupLimitExceeded => "The daily top-up limit would be exceeded",
+            Self::TooManyConnections => "Too many connections",
+            Self::UploadLimitExceeded => "The daily upload limit is reached",
             Self::PinRequired => "The payment PIN is required",
             Self::WrongPin => "Wrong payment PIN",
             Self::PinLocked => "Payments are locked after too many wrong PINs",
@@ -301,6 +310,8 @@ impl ErrorCode {
         Self::IdempotencyKeyReused,
         Self::IdempotencyKeyInProgress,
         Self::TopupLimitExceeded,
+        Self::TooManyConnections,
+        Self::UploadLimitExceeded,
         Self::PinRequired,
         Self::WrongPin,
         Self::PinLocked,

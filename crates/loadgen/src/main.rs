@@ -4,6 +4,7 @@
 //! (this machine is shared and noisy), and the ratio between them.
 
 mod chat;
+mod hashing;
 mod me;
 mod rides;
 mod server;
@@ -46,6 +47,19 @@ enum Command {
     },
     /// WebSockets end to end: idle sockets and memory per socket, 1:1 throughput and
     /// latency, and fan-out to a large group.
+    /// Password hashing: memory after a burst, and logins while one account floods PINs.
+    Hashing {
+        #[arg(long, default_value = "target/release/plaza")]
+        plaza: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 40)]
+        registrations: usize,
+        #[arg(long, default_value_t = 400)]
+        pin_flood: usize,
+        #[arg(long, default_value_t = 20)]
+        logins: usize,
+    },
     Chat {
         #[arg(long, default_value = "target/release/plaza")]
         plaza: PathBuf,
@@ -139,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Me { plaza, database_url, duration, connections, threads, logins } => {
             me::run(me::Options { plaza, database_url, duration, connections, threads, logins }).await
+        }
+        Command::Hashing { plaza, database_url, registrations, pin_flood, logins } => {
+            hashing::run(hashing::Options { plaza, database_url, registrations, pin_flood, logins }).await
         }
         Command::Chat {
             plaza,

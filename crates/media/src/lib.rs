@@ -6,6 +6,23 @@
 //! GIF and WebP are accepted. Who may *read* an item is not decided here but by the
 //! service that shares it (chat: the uploader and the members of a conversation it was
 //! sent in).
+//!
+//! **Daily caps.** Each user may store at most `uploads_per_day` items and
+//! `upload_bytes_per_day` bytes per UTC day. The day's use is a counter row
+//! (`media_quota`) taken with one conditional upsert before the bytes are stored, so it
+//! holds exactly under concurrent uploads, across nodes and across restarts; an upload
+//! over either cap is refused (`MediaError::DailyLimit`, 429 with `Retry-After` until the
+//! next UTC midnight) and stores nothing.
+//!
+//! **Unreferenced uploads are deleted.** An item is *kept* once the service that shares
+//! it says so (`Media::keep`: chat calls it when an image is sent; an avatar would do the
+//! same), so this crate never reads another service's tables. Items not kept within
+//! `unreferenced_after` (a day) are deleted by `run_cleanup`, which every node runs: the
+//! row goes first, in a statement that deletes it only if it is still not kept, then the
+//! object. A crash in between leaves an orphan object that nothing refers to, never a
+//! row served without bytes; and an item kept a moment before its deletion is not
+//! deleted (the `kept_at IS NULL` condition), while `keep` on an item already deleted
+//! says `NotFound`, so a message never points at bytes that are gone.
 
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
@@ -13,9 +30,33 @@ use object_store::ObjectStore;
 use plaza_kernel::Timestamp;
 use plaza_store::{Migration, Row, Store};
 use std::sync::Arc;
+use std::time::Duration;
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { service: "media", version: 1, name: "media items", sqlite: MEDIA_SCHEMA, postgres: MEDIA_SCHEMA }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { service: "media", version: 1, name: "media items", sqlite: MEDIA_SCHEMA, postgres: MEDIA_SCHEMA },
+    Migration {
+        service: "media",
+        version: 2,
+        name: "kept items and daily upload quotas",
+        sqlite: MEDIA_QUOTA_SCHEMA,
+        postgres: MEDIA_QUOTA_SCHEMA,
+    },
+];
+
+/// Items uploaded before this migration may already be in messages, which this crate
+/// cannot see, so they all count as kept.
+const MEDIA_QUOTA_SCHEMA: &str = r#"
+    ALTER TABLE media ADD COLUMN kept_at BIGINT;
+    UPDATE media SET kept_at = created_at;
+    CREATE INDEX media_unkept ON media (created_at) WHERE kept_at IS NULL;
+    CREATE TABLE media_quota (
+        owner_id TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        uploads BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        PRIMARY KEY (owner_id, day)
+    );
+"#;
 
 const MEDIA_SCHEMA: &str = r#"
     CREATE TABLE media (
@@ -42,6 +83,8 @@ pub enum MediaError {
     NotAnImage,
     #[error("no such media")]
     NotFound,
+    #[error("today's uploads are used up (at most {uploads_max} items and {bytes_max} bytes a day)")]
+    DailyLimit { uploads_max: u32, bytes_max: u64, retry_after_seconds: u64 },
     #[error("unsupported PLAZA_MEDIA_URL {0:?} (expected s3://bucket[/prefix])")]
     UnsupportedUrl(String),
     #[error("object storage: {0}")]
@@ -61,12 +104,40 @@ pub struct MediaItem {
     object_key: String,
 }
 
+/// Per-user daily caps and the clean-up of unreferenced items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaLimits {
+    pub uploads_per_day: u32,
+    pub upload_bytes_per_day: u64,
+    /// An item not kept by then is deleted.
+    pub unreferenced_after: Duration,
+    /// How often each node looks for unreferenced items.
+    pub cleanup_interval: Duration,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        Self {
+            uploads_per_day: 200,
+            upload_bytes_per_day: 200 * 1024 * 1024,
+            unreferenced_after: Duration::from_secs(86_400),
+            cleanup_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// The media service handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Media {
     store: Store,
     objects: Arc<dyn ObjectStore>,
+    limits: MediaLimits,
 }
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The most unreferenced items one clean-up pass deletes; the next pass takes the rest.
+const CLEANUP_BATCH: i64 = 500;
 
 impl Media {
     /// Local files under `data_dir/media`, or the S3-compatible bucket of `url`
@@ -84,7 +155,123 @@ impl Media {
             }
             Some(other) => return Err(MediaError::UnsupportedUrl(other.to_string())),
         };
-        Ok(Self { store, objects })
+        Ok(Self { store, objects, limits: MediaLimits::default() })
+    }
+
+    pub fn with_limits(self, limits: MediaLimits) -> Self {
+        Self { limits, ..self }
+    }
+
+    /// Marks an item as referenced by the service sharing it, so it is never cleaned up.
+    /// `NotFound` if it no longer exists (it was unreferenced for too long).
+    pub async fn keep(&self, item: &MediaItem) -> Result<(), MediaError> {
+        let kept = sqlx::query("UPDATE media SET kept_at = $2 WHERE id = $1 AND kept_at IS NULL")
+            .bind(&item.id)
+            .bind(Timestamp::now().unix_millis())
+            .execute(self.store.write())
+            .await?;
+        if kept.rows_affected() == 1 {
+            return Ok(());
+        }
+        // Already kept (sent before), or deleted.
+        self.item(&item.id).await.map(|_| ())
+    }
+
+    /// Deletes unreferenced items older than `unreferenced_after`, row first and then its
+    /// object; returns how many were deleted.
+    pub async fn delete_unreferenced(&self) -> Result<u64, MediaError> {
+        let cutoff = Timestamp::now().unix_millis() - self.limits.unreferenced_after.as_millis() as i64;
+        let rows = sqlx::query(
+            "SELECT id, object_key FROM media WHERE kept_at IS NULL AND created_at < $1 ORDER BY created_at LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(CLEANUP_BATCH)
+        .fetch_all(self.store.read())
+        .await?;
+        let mut deleted = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let object_key: String = row.try_get("object_key")?;
+            let removed = sqlx::query("DELETE FROM media WHERE id = $1 AND kept_at IS NULL")
+                .bind(&id)
+                .execute(self.store.write())
+                .await?;
+            if removed.rows_affected() == 0 {
+                continue; // kept meanwhile, or deleted by another node
+            }
+            match self.objects.delete(&ObjectPath::from(object_key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                // The row is gone, so nothing serves it; the orphan object costs only space.
+                Err(error) => tracing::warn!(media_id = id, "could not delete an unreferenced object: {error}"),
+            }
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Runs `delete_unreferenced` every `cleanup_interval`, forever.
+    pub async fn run_cleanup(self) {
+        let mut every = tokio::time::interval(self.limits.cleanup_interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match self.delete_unreferenced().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "deleted unreferenced uploads"),
+                Err(error) => tracing::warn!("media clean-up failed: {error}"),
+            }
+        }
+    }
+
+    /// Takes one upload of `size` from the owner's quota for today, or says when the next
+    /// day starts. One statement, so concurrent uploads cannot both take the last one.
+    async fn take_quota(&self, owner_id: &str, size: i64) -> Result<(), MediaError> {
+        let now = Timestamp::now().unix_millis();
+        let day = now.div_euclid(DAY_MS);
+        let uploads_max = i64::from(self.limits.uploads_per_day);
+        let bytes_max = self.limits.upload_bytes_per_day as i64;
+        let taken = if size <= bytes_max {
+            sqlx::query(
+                "INSERT INTO media_quota (owner_id, day, uploads, bytes) VALUES ($1, $2, 1, $3)
+                 ON CONFLICT (owner_id, day) DO UPDATE SET uploads = media_quota.uploads + 1, bytes = media_quota.bytes + $3
+                 WHERE media_quota.uploads + 1 <= $4 AND media_quota.bytes + $3 <= $5",
+            )
+            .bind(owner_id)
+            .bind(day)
+            .bind(size)
+            .bind(uploads_max)
+            .bind(bytes_max)
+            .execute(self.store.write())
+            .await?
+            .rows_affected()
+        } else {
+            0
+        };
+        if taken == 1 {
+            return Ok(());
+        }
+        let next_day_ms = (day + 1) * DAY_MS;
+        Err(MediaError::DailyLimit {
+            uploads_max: self.limits.uploads_per_day,
+            bytes_max: self.limits.upload_bytes_per_day,
+            retry_after_seconds: ((next_day_ms - now) / 1000).max(1) as u64,
+        })
+    }
+
+    /// Gives an upload back to today's quota when its bytes could not be stored.
+    async fn return_quota(&self, owner_id: &str, size: i64) {
+        let day = Timestamp::now().unix_millis().div_euclid(DAY_MS);
+        let returned = sqlx::query(
+            "UPDATE media_quota SET uploads = uploads - 1, bytes = bytes - $3 WHERE owner_id = $1 AND day = $2 AND uploads > 0",
+        )
+        .bind(owner_id)
+        .bind(day)
+        .bind(size)
+        .execute(self.store.write())
+        .await;
+        if let Err(error) = returned {
+            tracing::warn!("could not give a failed upload back to its quota: {error}");
+        }
     }
 
     /// Stores an image uploaded by `owner_id`.
@@ -108,7 +295,11 @@ impl Media {
             created_at: Timestamp::now(),
             object_key,
         };
-        self.objects.put(&ObjectPath::from(item.object_key.as_str()), bytes.into()).await?;
+        self.take_quota(owner_id, item.size_bytes).await?;
+        if let Err(error) = self.objects.put(&ObjectPath::from(item.object_key.as_str()), bytes.into()).await {
+            self.return_quota(owner_id, item.size_bytes).await;
+            return Err(error.into());
+        }
         sqlx::query(
             "INSERT INTO media (id, owner_id, content_type, size_bytes, object_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )

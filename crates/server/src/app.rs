@@ -38,6 +38,7 @@ pub struct AppState {
     pub wallet: Wallet,
     pub rides: Rides,
     pub gateway: GatewayConfig,
+    pub sockets: crate::gateway::UserSockets,
     pub openapi_json: Arc<String>,
 }
 
@@ -56,6 +57,8 @@ pub struct Services {
     pub chat: Chat,
     pub wallet: Wallet,
     pub rides: Rides,
+    /// Uploads; chat shares them, and every node cleans up the unreferenced ones.
+    pub media: plaza_media::Media,
 }
 
 /// Every service's migrations, in dependency order.
@@ -122,12 +125,13 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         },
     )?;
     let media = plaza_media::Media::open(store.clone(), &config.data_dir, config.media_url.as_deref())
-        .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?;
+        .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?
+        .with_limits(config.media);
     let chat = Chat::new(
         store.clone(),
         events.clone(),
         accounts.clone(),
-        media,
+        media.clone(),
         ChatConfig {
             group_members_max: config.group_members_max,
             send_batch_max: config.chat_send_batch_max,
@@ -151,7 +155,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         Rides::new(store.clone(), events.clone(), accounts.clone(), wallet.clone(), chat.clone(), config.rides.clone());
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
-    Ok(Services { store, accounts, events, chat, wallet, rides })
+    Ok(Services { store, accounts, events, chat, wallet, rides, media })
 }
 
 #[derive(OpenApi)]
@@ -170,12 +174,28 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
 struct ApiDoc;
 
 /// The whole HTTP application.
-pub fn router(services: Services, gateway: GatewayConfig, client: crate::client::ClientConfig) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides } = services;
+/// `metrics` is `None` when /metrics is served on its own listener (`PLAZA_METRICS_ADDR`).
+pub fn router(
+    services: Services,
+    gateway: GatewayConfig,
+    client: crate::client::ClientConfig,
+    metrics: Option<ops::MetricsAccess>,
+) -> Router {
+    let Services { store, accounts, events, chat, wallet, rides, .. } = services;
+    let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
-    let mut state =
-        AppState { store, accounts, events, chat, wallet, rides, gateway, openapi_json: Arc::new(String::new()) };
+    let mut state = AppState {
+        store,
+        accounts,
+        events,
+        chat,
+        wallet,
+        rides,
+        gateway,
+        sockets: Default::default(),
+        openapi_json: Arc::new(String::new()),
+    };
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", plaza_accounts::router(state.accounts.clone()))
         .nest("/api/v1", plaza_chat::router(state.chat.clone()))
@@ -183,14 +203,14 @@ pub fn router(services: Services, gateway: GatewayConfig, client: crate::client:
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
-        .merge(ops::router(state.store.clone()))
+        .merge(ops::router(state.store.clone(), metrics))
         .split_for_parts();
     state.openapi_json = Arc::new(docs::finish_openapi(openapi));
 
     api.merge(docs::router(state.clone()))
         // Paths under `/api/` that no route claims stay problem+json 404s; anything else
         // is the embedded web client.
-        .fallback(crate::web::fallback)
+        .fallback(move |request: Request| crate::web::fallback(security.clone(), request))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         // The largest body any route takes (an image upload); JSON routes hold their
         // bodies to 1 MiB in `ApiJson`.

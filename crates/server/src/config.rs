@@ -137,6 +137,42 @@ pub struct SettingsArgs {
     /// "© OpenStreetMap contributors" [default: none].
     #[arg(long, env = "PLAZA_MAP_TILE_ATTRIBUTION", global = true, value_name = "TEXT")]
     pub map_tile_attribution: Option<String>,
+    /// The most TCP connections open at once, WebSockets included; must leave room under
+    /// the descriptor limit (RLIMIT_NOFILE) for the database and files [default: the
+    /// descriptor limit less that room, at most 10000].
+    #[arg(long, env = "PLAZA_CONNECTIONS_MAX", global = true, value_name = "N")]
+    pub connections_max: Option<String>,
+    /// The most TCP connections open at once from one client address (an IPv6 /64 counts
+    /// as one address); behind a reverse proxy every connection comes from the proxy, so
+    /// raise it to PLAZA_CONNECTIONS_MAX there [default: 256].
+    #[arg(long, env = "PLAZA_CONNECTIONS_PER_ADDRESS_MAX", global = true, value_name = "N")]
+    pub connections_per_address_max: Option<String>,
+    /// Seconds a client has to send a complete request head, counted from the connection's
+    /// start or from the first byte of a later request [default: 10].
+    #[arg(long, env = "PLAZA_HEADER_READ_TIMEOUT_SECONDS", global = true, value_name = "SECONDS")]
+    pub header_read_timeout_seconds: Option<String>,
+    /// Seconds a kept-alive connection may stay silent between requests [default: 60].
+    #[arg(long, env = "PLAZA_IDLE_TIMEOUT_SECONDS", global = true, value_name = "SECONDS")]
+    pub idle_timeout_seconds: Option<String>,
+    /// Serve /metrics on this separate address (e.g. a private interface) instead of the
+    /// main one [default: none — /metrics is on PLAZA_ADDR].
+    #[arg(long, env = "PLAZA_METRICS_ADDR", global = true, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// A bearer token /metrics requires (`Authorization: Bearer …`) [default: none — open].
+    #[arg(long, env = "PLAZA_METRICS_TOKEN", global = true, value_name = "TOKEN")]
+    pub metrics_token: Option<String>,
+    /// Real-time sockets one user may hold on one node at once [default: 16].
+    #[arg(long, env = "PLAZA_SOCKETS_PER_USER_MAX", global = true, value_name = "N")]
+    pub sockets_per_user_max: Option<String>,
+    /// Images one user may upload per UTC day [default: 200].
+    #[arg(long, env = "PLAZA_UPLOADS_PER_DAY", global = true, value_name = "N")]
+    pub uploads_per_day: Option<String>,
+    /// Mebibytes one user may upload per UTC day [default: 200].
+    #[arg(long, env = "PLAZA_UPLOAD_MIB_PER_DAY", global = true, value_name = "MIB")]
+    pub upload_mib_per_day: Option<String>,
+    /// Hours after which an upload that was never sent (or otherwise used) is deleted [default: 24].
+    #[arg(long, env = "PLAZA_MEDIA_UNREFERENCED_HOURS", global = true, value_name = "HOURS")]
+    pub media_unreferenced_hours: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM [default: 30].
     #[arg(long, env = "PLAZA_SHUTDOWN_GRACE_SECONDS", global = true, value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -156,6 +192,16 @@ struct FileSettings {
     auth_attempts_per_address: Option<u32>,
     auth_attempts_per_username: Option<u32>,
     shutdown_grace_seconds: Option<u64>,
+    connections_max: Option<u32>,
+    connections_per_address_max: Option<u32>,
+    header_read_timeout_seconds: Option<u32>,
+    idle_timeout_seconds: Option<u32>,
+    metrics_addr: Option<String>,
+    metrics_token: Option<String>,
+    sockets_per_user_max: Option<u32>,
+    uploads_per_day: Option<u32>,
+    upload_mib_per_day: Option<u32>,
+    media_unreferenced_hours: Option<u32>,
     session_cache_seconds: Option<u32>,
     group_creations_per_hour: Option<u32>,
     password_hash_queue_max: Option<u32>,
@@ -214,6 +260,16 @@ pub struct Config {
     pub auth_attempts_per_address: u32,
     pub auth_attempts_per_username: u32,
     pub shutdown_grace: Duration,
+    /// Connection caps and time-outs of the listener (`PLAZA_CONNECTIONS_*`,
+    /// `PLAZA_HEADER_READ_TIMEOUT_SECONDS`, `PLAZA_IDLE_TIMEOUT_SECONDS`).
+    pub connections: crate::connections::ConnectionLimits,
+    /// Where /metrics is served when not on the main listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The bearer token /metrics requires, if any.
+    pub metrics_token: Option<String>,
+    /// Daily upload caps and the clean-up of unreferenced uploads (`PLAZA_UPLOAD*`,
+    /// `PLAZA_MEDIA_UNREFERENCED_HOURS`).
+    pub media: plaza_media::MediaLimits,
     pub session_cache: Duration,
     /// Groups one user may create per hour.
     pub group_creations_per_hour: u32,
@@ -334,36 +390,84 @@ impl Config {
         let grace_file = file.shutdown_grace_seconds.map(|s| s.min(u32::MAX as u64) as u32);
         let grace = number(&args.shutdown_grace_seconds, grace_file, 30, 0..=3600, "PLAZA_SHUTDOWN_GRACE_SECONDS")?;
 
-        let auth_failures_per_username = {
-            let value = number(
-                &args.auth_failures_per_username,
-                file.auth_failures_per_username,
-                100,
-                1..=1000000,
-                "PLAZA_AUTH_FAILURES_PER_USERNAME",
-            )?;
-            value
+        let auth_failures_per_username = number(
+            &args.auth_failures_per_username,
+            file.auth_failures_per_username,
+            100,
+            1..=1_000_000,
+            "PLAZA_AUTH_FAILURES_PER_USERNAME",
+        )?;
+        let password_hash_queue_max = number(
+            &args.password_hash_queue_max,
+            file.password_hash_queue_max,
+            64,
+            1..=100_000,
+            "PLAZA_PASSWORD_HASH_QUEUE_MAX",
+        )? as usize;
+        let group_creations_per_hour = number(
+            &args.group_creations_per_hour,
+            file.group_creations_per_hour,
+            30,
+            1..=100_000,
+            "PLAZA_GROUP_CREATIONS_PER_HOUR",
+        )?;
+        let connections = resolve_connection_limits(
+            args,
+            [
+                file.connections_max,
+                file.connections_per_address_max,
+                file.header_read_timeout_seconds,
+                file.idle_timeout_seconds,
+            ],
+            db_pool_max,
+        )?;
+        let metrics_addr = match args.metrics_addr.clone().or(file.metrics_addr).map(|text| text.trim().to_string()) {
+            None => None,
+            Some(text) if text.is_empty() => None,
+            Some(text) => {
+                let metrics_addr = text.parse::<SocketAddr>().map_err(|_| {
+                    invalid("PLAZA_METRICS_ADDR", format!("{text:?} is not an address like 127.0.0.1:9090"))
+                })?;
+                if metrics_addr == addr {
+                    return Err(invalid("PLAZA_METRICS_ADDR", "must differ from PLAZA_ADDR"));
+                }
+                Some(metrics_addr)
+            }
         };
-        let password_hash_queue_max = {
-            let value = number(
-                &args.password_hash_queue_max,
-                file.password_hash_queue_max,
-                64,
-                1..=100000,
-                "PLAZA_PASSWORD_HASH_QUEUE_MAX",
-            )?;
-            value as usize
+        let metrics_token = match args.metrics_token.clone().or(file.metrics_token) {
+            None => None,
+            Some(token) if token.is_empty() => None,
+            Some(token) if token.len() < 16 || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(invalid("PLAZA_METRICS_TOKEN", "must be 16 to 512 printable characters without spaces"))
+            }
+            Some(token) => Some(token),
         };
-        let group_creations_per_hour = {
-            let value = number(
-                &args.group_creations_per_hour,
-                file.group_creations_per_hour,
-                30,
-                1..=100000,
-                "PLAZA_GROUP_CREATIONS_PER_HOUR",
-            )?;
-            value
+
+        let sockets_per_user_max = number(
+            &args.sockets_per_user_max,
+            file.sockets_per_user_max,
+            16,
+            1..=10_000,
+            "PLAZA_SOCKETS_PER_USER_MAX",
+        )?;
+        let uploads_per_day =
+            number(&args.uploads_per_day, file.uploads_per_day, 200, 1..=1_000_000, "PLAZA_UPLOADS_PER_DAY")?;
+        let upload_mib_per_day =
+            number(&args.upload_mib_per_day, file.upload_mib_per_day, 200, 10..=1_000_000, "PLAZA_UPLOAD_MIB_PER_DAY")?;
+        let media_unreferenced_hours = number(
+            &args.media_unreferenced_hours,
+            file.media_unreferenced_hours,
+            24,
+            1..=24 * 365,
+            "PLAZA_MEDIA_UNREFERENCED_HOURS",
+        )?;
+        let media = plaza_media::MediaLimits {
+            uploads_per_day,
+            upload_bytes_per_day: u64::from(upload_mib_per_day) * 1024 * 1024,
+            unreferenced_after: Duration::from_secs(u64::from(media_unreferenced_hours) * 3600),
+            ..plaza_media::MediaLimits::default()
         };
+
         let session_cache = number(
             &args.session_cache_seconds,
             file.session_cache_seconds,
@@ -532,6 +636,10 @@ impl Config {
             auth_attempts_per_address,
             auth_attempts_per_username,
             shutdown_grace: Duration::from_secs(grace as u64),
+            connections,
+            metrics_addr,
+            metrics_token,
+            media,
             session_cache: Duration::from_secs(session_cache as u64),
             group_creations_per_hour,
             password_hash_queue_max,
@@ -542,7 +650,10 @@ impl Config {
             event_prune_interval: EVENT_PRUNE_INTERVAL,
             media_url,
             nats_url,
-            gateway: Default::default(),
+            gateway: crate::gateway::GatewayConfig {
+                sockets_per_user_max: sockets_per_user_max as usize,
+                ..Default::default()
+            },
             currencies,
             topup_daily_limit: topup_daily_limit as i64,
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
@@ -567,19 +678,14 @@ impl Config {
             auth_attempts_per_address: 30,
             auth_attempts_per_username: 10,
             shutdown_grace: Duration::from_secs(5),
+            connections: crate::connections::ConnectionLimits::default(),
+            metrics_addr: None,
+            metrics_token: None,
+            media: plaza_media::MediaLimits::default(),
             session_cache: plaza_accounts::DEFAULT_SESSION_CACHE_TTL,
-            group_creations_per_hour: {
-                let value: u32 = 30;
-                value
-            },
-            password_hash_queue_max: {
-                let value: u32 = 64;
-                value as usize
-            },
-            auth_failures_per_username: {
-                let value: u32 = 100;
-                value
-            },
+            group_creations_per_hour: 30,
+            password_hash_queue_max: 64,
+            auth_failures_per_username: 100,
             group_members_max: 500,
             chat_send_batch_max: 64,
             event_retention: Duration::from_secs(30 * 86_400),
@@ -596,6 +702,74 @@ impl Config {
             map_tile_attribution: None,
         }
     }
+}
+
+/// The connection settings, checked against the descriptor limit this process may use:
+/// every connection is a descriptor, and so is every database connection (three on
+/// SQLite: the database, its WAL and its shared memory), every file being served and the
+/// NATS connection, so a cap above `limit - reserve` would let the connections starve
+/// the rest of the process (the `accept error: Too many open files` of issue 18).
+fn resolve_connection_limits(
+    args: &SettingsArgs,
+    [file_connections_max, file_per_address_max, file_header_read_timeout, file_idle_timeout]: [Option<u32>; 4],
+    db_pool_max: u32,
+) -> Result<crate::connections::ConnectionLimits, ConfigError> {
+    let descriptors = crate::connections::descriptor_limit();
+    let reserve = crate::connections::descriptor_reserve(db_pool_max);
+    let room = descriptors.map(|limit| limit.saturating_sub(reserve));
+    let default_max = room.map_or(crate::connections::CONNECTIONS_MAX_DEFAULT, |room| {
+        room.min(crate::connections::CONNECTIONS_MAX_DEFAULT as u64) as u32
+    });
+    if default_max < 16 && args.connections_max.is_none() && file_connections_max.is_none() {
+        return Err(invalid(
+            "PLAZA_CONNECTIONS_MAX",
+            format!(
+                "the descriptor limit (ulimit -n) is {}, which leaves no room for connections beside the {reserve} \
+                 the database and files need; raise it",
+                descriptors.unwrap_or(0)
+            ),
+        ));
+    }
+    let connections_max = number(
+        &args.connections_max,
+        file_connections_max,
+        default_max.max(16),
+        16..=1_000_000,
+        "PLAZA_CONNECTIONS_MAX",
+    )?;
+    if let (Some(limit), Some(room)) = (descriptors, room) {
+        if u64::from(connections_max) > room {
+            return Err(invalid(
+                "PLAZA_CONNECTIONS_MAX",
+                format!(
+                    "{connections_max} connections do not fit under the descriptor limit of {limit} (ulimit -n) with \
+                     {reserve} kept for the database and files; set at most {room} or raise the limit"
+                ),
+            ));
+        }
+    }
+    let connections_per_address_max = number(
+        &args.connections_per_address_max,
+        file_per_address_max,
+        256.min(connections_max),
+        1..=connections_max,
+        "PLAZA_CONNECTIONS_PER_ADDRESS_MAX",
+    )?;
+    let header_read_timeout_seconds = number(
+        &args.header_read_timeout_seconds,
+        file_header_read_timeout,
+        10,
+        1..=300,
+        "PLAZA_HEADER_READ_TIMEOUT_SECONDS",
+    )?;
+    let idle_timeout_seconds =
+        number(&args.idle_timeout_seconds, file_idle_timeout, 60, 1..=3600, "PLAZA_IDLE_TIMEOUT_SECONDS")?;
+    Ok(crate::connections::ConnectionLimits {
+        connections_max: connections_max as usize,
+        connections_per_address_max: connections_per_address_max as usize,
+        header_read_timeout: Duration::from_secs(u64::from(header_read_timeout_seconds)),
+        idle_timeout: Duration::from_secs(u64::from(idle_timeout_seconds)),
+    })
 }
 
 /// The longest map credit line; it is drawn over the map on a phone.
@@ -761,6 +935,30 @@ mod tests {
                 },
                 "PLAZA_MAP_TILE_URL",
             ),
+            (
+                SettingsArgs { metrics_addr: Some("metrics".into()), config: None, ..Default::default() },
+                "PLAZA_METRICS_ADDR",
+            ),
+            (
+                SettingsArgs { metrics_token: Some("short".into()), config: None, ..Default::default() },
+                "PLAZA_METRICS_TOKEN",
+            ),
+            (
+                SettingsArgs { connections_per_address_max: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_CONNECTIONS_PER_ADDRESS_MAX",
+            ),
+            (
+                SettingsArgs { header_read_timeout_seconds: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_HEADER_READ_TIMEOUT_SECONDS",
+            ),
+            (
+                SettingsArgs { uploads_per_day: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_UPLOADS_PER_DAY",
+            ),
+            (
+                SettingsArgs { sockets_per_user_max: Some("0".into()), config: None, ..Default::default() },
+                "PLAZA_SOCKETS_PER_USER_MAX",
+            ),
             (args(), "PLAZA_CONFIG"),
         ];
         for (settings, expected) in cases {
@@ -768,6 +966,19 @@ mod tests {
             assert_eq!(error.setting, expected, "{error}");
             assert!(!error.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_connection_cap_that_does_not_fit_under_the_descriptor_limit_stops_start_up() {
+        let Some(limit) = crate::connections::descriptor_limit() else {
+            return; // no limit to fit under
+        };
+        let settings = SettingsArgs { connections_max: Some(limit.to_string()), config: None, ..Default::default() };
+        let error = Config::resolve(&settings).expect_err("the whole descriptor limit leaves no room");
+        assert_eq!(error.setting, "PLAZA_CONNECTIONS_MAX", "{error}");
+        let config = Config::resolve(&SettingsArgs { config: None, ..Default::default() }).expect("defaults fit");
+        let reserve = crate::connections::descriptor_reserve(config.db_pool_max);
+        assert!(config.connections.connections_max as u64 + reserve <= limit, "the default leaves room");
     }
 
     #[test]

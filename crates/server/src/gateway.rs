@@ -24,6 +24,7 @@ use plaza_events::{Event, Notice};
 use plaza_http::{ApiQuery, ErrorCode, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
@@ -41,6 +42,48 @@ pub struct GatewayConfig {
     pub heartbeat: Duration,
     /// A socket that sends nothing (not even a pong) for this long is closed.
     pub idle_timeout: Duration,
+    /// Sockets one user may hold on this node at once (`PLAZA_SOCKETS_PER_USER_MAX`);
+    /// one more is refused with 429 `too_many_connections` before the upgrade.
+    pub sockets_per_user_max: usize,
+}
+
+/// How many sockets each user holds on this node. Per node, not per cluster: a socket is
+/// a cost to the node holding it, and counting across nodes would put a database write
+/// on every connect.
+#[derive(Debug, Clone, Default)]
+pub struct UserSockets {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// One socket's place under its user's cap, given back when the socket ends.
+#[derive(Debug)]
+pub struct UserSocketSlot {
+    sockets: UserSockets,
+    user_id: String,
+}
+
+impl UserSockets {
+    fn take(&self, user_id: &str, max: usize) -> Option<UserSocketSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(user_id.to_string()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(UserSocketSlot { sockets: self.clone(), user_id: user_id.to_string() })
+    }
+}
+
+impl Drop for UserSocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.sockets.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -50,6 +93,7 @@ impl Default for GatewayConfig {
             send_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(70),
+            sockets_per_user_max: 16,
         }
     }
 }
@@ -171,6 +215,13 @@ async fn websocket(
                 .ok_or_else(|| Problem::invalid_field("cursor", "not a cursor this server issued"))?,
         ),
     };
+    let Some(slot) = state.sockets.take(&caller.user.id, state.gateway.sockets_per_user_max) else {
+        return Err(Problem::new(
+            ErrorCode::TooManyConnections,
+            format!("at most {} sockets per user; close one first", state.gateway.sockets_per_user_max),
+        )
+        .with_retry_after(5));
+    };
     // Small buffers: most sockets are idle most of the time, and tungstenite's defaults
     // (128 KiB each way) would cost a quarter of a megabyte per connected client.
     Ok(upgrade
@@ -186,6 +237,7 @@ async fn websocket(
                 tracing::debug!(user_id, "socket closed: {reason}");
             }
             metrics::gauge!("plaza_ws_connections").decrement(1.0);
+            drop(slot);
         }))
 }
 

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod docs;
 pub mod gateway;
@@ -14,7 +15,6 @@ pub mod web;
 
 use config::{Config, LogFormat};
 use std::future::Future;
-use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 /// Starts logging to stderr according to the configuration.
@@ -68,6 +68,9 @@ pub async fn serve_with(
     // Red-packet refunds and other wallet upkeep. Every node runs it; each refund is
     // decided in the database, so running it on many nodes (or after a crash) is safe.
     let wallet_jobs = tokio::spawn(services.wallet.clone().run_jobs());
+    // Uploads never sent are deleted after a day; each deletion is decided in the
+    // database, so every node may run it.
+    let media_cleanup = tokio::spawn(services.media.clone().run_cleanup());
     // A logout on another node evicts the session from this node's cache.
     let revocations = tokio::spawn(services.accounts.follow_revocations().await?);
     // Every node prunes; deleting what another node already deleted is harmless.
@@ -79,11 +82,22 @@ pub async fn serve_with(
     let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
     let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
     let rides = services.rides.clone();
-    let router = app::router(services, config.gateway, client::ClientConfig::from_config(&config));
+    let metrics_access = ops::MetricsAccess::new(store.clone(), config.metrics_token.clone());
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot listen on {addr} (PLAZA_METRICS_ADDR): {error}"))?,
+        ),
+        None => None,
+    };
+    let main_metrics = metrics_listener.is_none().then(|| metrics_access.clone());
+    let router = app::router(services, config.gateway, client::ClientConfig::from_config(&config), main_metrics);
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
 
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let stop_receiver_for_server = stop_receiver.clone();
     let mut stopping = stop_receiver.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -93,8 +107,17 @@ pub async fn serve_with(
         let _ = stopping.wait_for(|stop| *stop).await;
         tracing::info!("shutting down: finishing in-flight requests");
     };
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(graceful);
+    let metrics_server = metrics_listener.map(|metrics_listener| {
+        let metrics_router = ops::metrics_router(metrics_access);
+        let stopping = stop_receiver.clone();
+        let limits = config.connections;
+        tokio::spawn(connections::serve(metrics_listener, metrics_router, limits, stopping))
+    });
+    let limits = config.connections;
+    let server = async move {
+        tokio::join!(connections::serve(listener, router, limits, stop_receiver_for_server), graceful);
+        anyhow::Ok(())
+    };
     let grace = config.shutdown_grace;
     let mut deadline_watch = stop_receiver;
     let deadline = async move {
@@ -105,8 +128,12 @@ pub async fn serve_with(
         result = server => result?,
         () = deadline => tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway"),
     }
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     sweep_task.abort();
     wallet_jobs.abort();
+    media_cleanup.abort();
     revocations.abort();
     pruning.abort();
     rides_dispatcher.abort();

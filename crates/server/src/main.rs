@@ -59,6 +59,9 @@ enum LedgerCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the settings are checked, so the connection cap is measured against the
+    // limit the server will really have.
+    plaza_server::connections::raise_descriptor_limit();
     let config = match Config::resolve(&cli.settings) {
         Ok(config) => config,
         Err(error) => {

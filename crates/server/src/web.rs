@@ -7,6 +7,14 @@
 //! worker, the manifest) is revalidated on each load by its ETag, so a new binary's
 //! client reaches users on their next visit. Without a built client (a Rust-only
 //! checkout) a short placeholder page says how to build one.
+//!
+//! Every response from here carries the client's security headers (`SecurityHeaders`):
+//! a Content-Security-Policy that runs scripts from this origin only (the build has no
+//! inline script; Preact sets styles through the CSSOM, which `style-src` does not
+//! govern), loads images from this origin, `data:`, `blob:` (a picked photo's preview)
+//! and the tile server's origin, connects (HTTP and WebSocket) to this origin only, and
+//! may not be framed by anyone (`frame-ancestors 'none'` and `X-Frame-Options: DENY`),
+//! with `Referrer-Policy: no-referrer` and `X-Content-Type-Options: nosniff`.
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -33,9 +41,73 @@ a{color:#0a6}code{background:#f3f3f3;padding:0 .3em;border-radius:3px}</style></
 <li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>, <a href="/metrics">/metrics</a></li></ul>
 </body></html>"#;
 
+/// The headers every web-client response carries, built once at start-up from the tile
+/// server's address (the one origin outside this server the client loads from).
+#[derive(Debug, Clone)]
+pub struct SecurityHeaders {
+    content_security_policy: HeaderValue,
+}
+
+impl SecurityHeaders {
+    /// `map_tile_url` is the checked `PLAZA_MAP_TILE_URL` template, if any.
+    pub fn new(map_tile_url: Option<&str>) -> Self {
+        let tile_source = map_tile_url.and_then(tile_origin).map(|origin| format!(" {origin}")).unwrap_or_default();
+        let policy = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tile_source}; \
+             connect-src 'self'; worker-src 'self'; manifest-src 'self'; font-src 'self'; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        );
+        // The tile URL was checked for whitespace and control characters, so the policy
+        // is always a valid header value; the fallback keeps the policy strict anyway.
+        let content_security_policy = HeaderValue::from_str(&policy).unwrap_or_else(|_| {
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+            )
+        });
+        Self { content_security_policy }
+    }
+
+    fn apply(&self, headers: &mut HeaderMap, policy: Option<HeaderValue>) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy.unwrap_or_else(|| self.content_security_policy.clone()));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    }
+}
+
+/// The CSP source for a tile URL template: its scheme, host and port (a `{s}`-style
+/// placeholder in the host's first label becomes the wildcard `*.`), or nothing for a
+/// same-origin path, which `'self'` already allows.
+fn tile_origin(template: &str) -> Option<String> {
+    let (scheme, rest) = template.split_once("://")?;
+    let host = rest.split('/').next().filter(|host| !host.is_empty())?;
+    let host = if host.contains('{') {
+        let (_, parent) = host.split_once('.')?;
+        if parent.contains('{') {
+            return None;
+        }
+        format!("*.{parent}")
+    } else {
+        host.to_string()
+    };
+    Some(format!("{scheme}://{host}"))
+}
+
 /// Serves the client for any path the API routes did not claim; API paths keep their
 /// problem+json 404.
-pub async fn fallback(request: Request) -> Response {
+pub async fn fallback(security: SecurityHeaders, request: Request) -> Response {
+    let mut response = client_response(request);
+    // The placeholder page styles itself inline; it has no script.
+    let policy = (!is_embedded() && response.status() == StatusCode::OK).then(|| {
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'unsafe-inline'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        )
+    });
+    security.apply(response.headers_mut(), policy);
+    response
+}
+
+fn client_response(request: Request) -> Response {
     let path = request.uri().path();
     if path == "/api" || path.starts_with("/api/") {
         return Problem::new(ErrorCode::NotFound, "no such route").into_response();
@@ -85,7 +157,6 @@ fn file_response(name: &str, file: rust_embed::EmbeddedFile, request_headers: &H
         headers.insert(header::ETAG, value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if name == "sw.js" {
         // Lets the worker control the whole origin, not just the folder it came from.
         headers.insert("service-worker-allowed", HeaderValue::from_static("/"));
@@ -102,4 +173,23 @@ fn file_response(name: &str, file: rust_embed::EmbeddedFile, request_headers: &H
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tile_servers_origin_is_the_one_outside_image_source() {
+        assert_eq!(
+            tile_origin("https://tile.openstreetmap.org/{z}/{x}/{y}.png").as_deref(),
+            Some("https://tile.openstreetmap.org")
+        );
+        assert_eq!(tile_origin("http://localhost:8081/{z}/{x}/{y}.png").as_deref(), Some("http://localhost:8081"));
+        assert_eq!(
+            tile_origin("https://{s}.tiles.example/{z}/{x}/{y}.png").as_deref(),
+            Some("https://*.tiles.example")
+        );
+        assert_eq!(tile_origin("/tiles/{z}/{x}/{y}.png"), None);
+    }
 }

@@ -48,3 +48,38 @@ async fn built_assets_are_cached_forever_and_the_page_revalidates_by_etag() {
     assert_eq!(manifest.status, 200);
     assert_eq!(manifest.body["name"], "Plaza");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_runs_only_its_own_scripts_and_cannot_be_framed() {
+    let server = TestServer::start(Db::Sqlite).await;
+    for path in ["/", "/chats/some-conversation", "/manifest.webmanifest"] {
+        let reply = server.get(path, None).await;
+        let policy = reply.header("content-security-policy").unwrap_or_else(|| panic!("{path}: no CSP"));
+        let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
+        if plaza_server::web::is_embedded() {
+            assert!(directives.contains(&"script-src 'self'"), "{path}: {policy}");
+            assert!(directives.contains(&"connect-src 'self'"), "{path}: {policy}");
+            assert!(directives.contains(&"img-src 'self' data: blob:"), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-eval"), "{path}: {policy}");
+        assert!(directives.contains(&"frame-ancestors 'none'"), "{path}: {policy}");
+        assert!(directives.contains(&"object-src 'none'"), "{path}: {policy}");
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(reply.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_tile_server_is_the_one_other_origin_images_may_come_from() {
+    let server = TestServer::start_with(Db::Sqlite, |config| {
+        config.map_tile_url = Some("https://tile.openstreetmap.org/{z}/{x}/{y}.png".to_string());
+    })
+    .await;
+    let reply = server.get("/", None).await;
+    let policy = reply.header("content-security-policy").expect("a CSP");
+    if plaza_server::web::is_embedded() {
+        assert!(policy.contains("img-src 'self' data: blob: https://tile.openstreetmap.org;"), "{policy}");
+        assert!(policy.contains("script-src 'self';"), "{policy}");
+    }
+}
