@@ -241,19 +241,14 @@ mod tests {
     }
 
     #[test]
-    fn comments_and_unit_tests_are_not_production_code() {
+    fn reads_comments_and_unit_tests_are_not_writes() {
+        assert!(tables("\"SELECT balance FROM wallet_accounts WHERE id = $1 FOR UPDATE\"").is_empty());
         let source = "/// `UPDATE conversations SET last_seq = last_seq + 1`\n\
                       fn send() {}\n\
                       #[cfg(test)]\n\
                       mod tests {\n\
                           const SQL: &str = \"DELETE FROM users\";\n\
                       }\n";
-        assert!(tables(source).is_empty());
-    }
-
-    #[test]
-    fn reads_are_not_writes() {
-        let source = "\"SELECT balance FROM wallet_accounts WHERE id = $1 FOR UPDATE\"";
         assert!(tables(source).is_empty());
     }
 

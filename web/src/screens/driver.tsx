@@ -201,30 +201,27 @@ export function DriverView({ config }: { config: ClientConfig }) {
   } else if (ride && rideId) {
     const rider = displayName(ride.rider_id);
     const fee = config.rides.cancel_fee;
+    // A leg of the trip: where to, a button to drive the car there, and the step that ends it.
+    const leg = (title: string, to: LatLng, drive: string, step: 'arrive' | 'complete', stepLabel: string) => (<>
+      <h2>{title}</h2>
+      <p>{placeName(to)} · {km(distanceM(at, to))}</p>
+      <div class="actions">
+        <button type="button" onClick={() => setDriveTo(to)} disabled={!!driveTo}>{drive}</button>
+        <button type="button" class="primary" onClick={() => advance(step)} disabled={busy}>{stepLabel}</button>
+      </div>
+    </>);
     sheet = (
       <div class="ride-progress" data-testid="trip" data-status={ride.status} aria-live="polite">
         <Steps status={ride.status} />
-        {ride.status === 'driver_assigned' && (<>
-          <h2>{t('rides.pick_up', { name: rider })}</h2>
-          <p>{placeName(ride.pickup)} · {km(distanceM(at, ride.pickup))}</p>
-          <div class="actions">
-            <button type="button" onClick={() => setDriveTo(ride.pickup)} disabled={!!driveTo}>{t('rides.drive_pickup')}</button>
-            <button type="button" class="primary" onClick={() => advance('arrive')} disabled={busy}>{t('rides.arrive')}</button>
-          </div>
-        </>)}
+        {ride.status === 'driver_assigned'
+          && leg(t('rides.pick_up', { name: rider }), ride.pickup, t('rides.drive_pickup'), 'arrive', t('rides.arrive'))}
         {ride.status === 'driver_arrived' && (<>
           <h2>{t('rides.waiting_for', { name: rider })}</h2>
           <p class="small muted">{t('rides.driver_cancel_rule', { fee: formatMoney(fee.amount, fee.currency) })}</p>
           <button type="button" class="primary wide" onClick={() => advance('start')} disabled={busy}>{t('rides.start')}</button>
         </>)}
-        {ride.status === 'in_progress' && (<>
-          <h2>{t('rides.take_to', { name: rider })}</h2>
-          <p>{placeName(ride.dropoff)} · {km(distanceM(at, ride.dropoff))}</p>
-          <div class="actions">
-            <button type="button" onClick={() => setDriveTo(ride.dropoff)} disabled={!!driveTo}>{t('rides.drive_dropoff')}</button>
-            <button type="button" class="primary" onClick={() => advance('complete')} disabled={busy}>{t('rides.complete')}</button>
-          </div>
-        </>)}
+        {ride.status === 'in_progress'
+          && leg(t('rides.take_to', { name: rider }), ride.dropoff, t('rides.drive_dropoff'), 'complete', t('rides.complete'))}
         {(ride.status === 'driver_assigned' || ride.status === 'driver_arrived') && (
           <button type="button" class="danger wide" onClick={() => advance('cancel')} disabled={busy}>{t('rides.cancel_trip')}</button>
         )}
