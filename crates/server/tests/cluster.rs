@@ -288,7 +288,8 @@ async fn quotes_through_one_node_count_as_demand_for_surge_on_the_other() {
     let (driver_a, _) = node_a.register("sentinel_on_a").await;
     go_online(&node_a, &driver_a, sentinel).await;
     let (rider_b, _) = node_b.register("demand_on_b").await;
-    let look_out = json!({"pickup": {"lat": sentinel.0, "lng": sentinel.1}, "dropoff": {"lat": 1.4800, "lng": 103.8800}});
+    let look_out =
+        json!({"pickup": {"lat": sentinel.0, "lng": sentinel.1}, "dropoff": {"lat": 1.4800, "lng": 103.8800}});
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let quote = node_b.post("/api/v1/rides/quotes", Some(&rider_b), look_out.clone()).await;
