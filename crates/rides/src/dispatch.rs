@@ -3,6 +3,19 @@
 //! assigns the open requests of the batch to free drivers all at once (Kuhn–Munkres on
 //! pickup ETA). Everything it decides is a conditional update in the database, so a
 //! restart (or a lease moving to another node) picks up exactly where it stopped.
+//!
+//! Every node runs the loop, but only the holder of the region's lease row acts: the lease
+//! is renewed each batch, given back on a graceful shutdown (`release_lease` waits for a
+//! batch under way and stops this node's dispatching, so no late batch takes it back), and
+//! taken over `lease_ttl` after a holder that crashed. Candidates come from this node's
+//! replica of the index, but only drivers `ride_drivers` has online are offered anything:
+//! drivers found offline are skipped before the nearest `candidates_per_request` are taken
+//! (searching again, at most `CANDIDATE_SEARCHES_MAX` times), so a lost `offline`
+//! announcement costs nothing. A decline on any node wakes the batch at once; such a batch
+//! only hands requests on (it counts no `no_driver` round and leaves housekeeping to the
+//! batches on the clock). Housekeeping: stranded holds are released, final rides still
+//! `held` are settled, and quotes expired over an hour ago are pruned (a ride keeps its own
+//! copy of the price).
 
 use crate::assignment::assign_batched;
 use crate::index::Candidate;

@@ -9,6 +9,23 @@
 //! `model.rs` decides what is allowed) in the transaction that appends `ride.updated`.
 //! Money moves through the wallet's payment intents, keyed by the ride, so a settlement
 //! retried after a crash moves nothing twice.
+//!
+//! A request holds the fare plus the hold margin through `Wallet::create_payment_intent`,
+//! keyed by the quote. A rider has at most one open ride, and the database decides it: a
+//! partial unique index on `rides (rider_id)` over the open statuses, so of two concurrent
+//! requests on different quotes one inserts and the other gets a unique violation, releases
+//! its hold and answers 409 `ride_already_open` (a cheap check before the hold answers the
+//! common case without touching the wallet). A request records its quote in `ride_holds`
+//! before the wallet call and deletes it in the transaction that saves the ride; a crash in
+//! between leaves the row, and the dispatcher's sweep releases the hold (found through
+//! `Wallet::payment_intent_created_with_key`) once the quote has been dead for 2 minutes —
+//! by then no request can still be using it, since a request refuses an expired quote
+//! before holding and is cut off by the 30 s request time-out. A quote whose hold was
+//! released cannot be used again (409 `quote_expired`). A final state records what it
+//! charges (fare, cancel fee, or nothing) with the state; the wallet call that follows
+//! (capture to the driver with the platform fee, or void) is keyed by the ride, and the
+//! dispatcher re-settles any final ride still `held`, so a crash in between moves money
+//! exactly once.
 
 pub mod assignment;
 mod card;

@@ -8,6 +8,11 @@
 //! other, and a decline on any node wakes the lease holder's dispatcher at once. Quotes are
 //! announced too, as demand, so surge weighs the quotes of every node.
 //!
+//! We chose a replica on every node over sending locations only to the lease holder
+//! because the lease can move at any moment: a node that takes it over rebuilds nothing, and
+//! no node needs to know who holds it. The cost is that each location reaches every node —
+//! fine for a city's drivers on a handful of nodes; a subject per region comes with regions.
+//!
 //! All of it is soft state: an announcement lost on the bus costs at most one location
 //! (drivers resend every few seconds), and a driver nobody hears from drops out of every
 //! replica after the index's silence limit. The one announcement whose loss would cost more

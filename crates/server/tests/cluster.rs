@@ -280,8 +280,26 @@ async fn quotes_through_one_node_count_as_demand_for_surge_on_the_other() {
         assert_eq!(quote.status, 201, "{}", quote.text);
     }
     // No driver is online there, so each quote is one more rider per (at least one) car.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Node A announces its quotes' demand and its drivers on one bus subject, in order, so
+    // once node B sees a driver who went online through A after those quotes, B has heard
+    // the quotes too. The driver waits far from the quotes' area (outside the search radius
+    // and the surge area), and B's look-out quotes count as demand only there.
+    let sentinel = (1.4700, 103.8700);
+    let (driver_a, _) = node_a.register("sentinel_on_a").await;
+    go_online(&node_a, &driver_a, sentinel).await;
     let (rider_b, _) = node_b.register("demand_on_b").await;
+    let look_out =
+        json!({"pickup": {"lat": sentinel.0, "lng": sentinel.1}, "dropoff": {"lat": 1.4800, "lng": 103.8800}});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let quote = node_b.post("/api/v1/rides/quotes", Some(&rider_b), look_out.clone()).await;
+        assert_eq!(quote.status, 201, "{}", quote.text);
+        if !quote.body["pickup_eta_s"].is_null() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node B never heard of the driver who went online through A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let quote = node_b.post("/api/v1/rides/quotes", Some(&rider_b), trip).await;
     assert_eq!(quote.status, 201, "{}", quote.text);
     let surge = quote.body["surge"].as_f64().unwrap();

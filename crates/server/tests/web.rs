@@ -30,8 +30,7 @@ async fn api_paths_and_missing_files_stay_problems() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_assets_are_cached_forever_and_the_page_revalidates_by_etag() {
-    if !plaza_server::web::is_embedded() {
-        // A Rust-only build carries the placeholder page, which has no assets.
+    if !client_is_embedded("built_assets_are_cached_forever_and_the_page_revalidates_by_etag") {
         return;
     }
     let server = TestServer::start(Db::Sqlite).await;
@@ -82,4 +81,25 @@ async fn a_configured_tile_server_is_the_one_other_origin_images_may_come_from()
         assert!(policy.contains("img-src 'self' data: blob: https://tile.openstreetmap.org;"), "{policy}");
         assert!(policy.contains("script-src 'self';"), "{policy}");
     }
+}
+
+/// Whether this binary embeds a built client. A Rust-only build carries the placeholder
+/// page, which has no assets, so a test of the assets cannot run there: it says so loudly
+/// and passes. In CI (`CI` set) the client is always built before the Rust tests
+/// (`scripts/test`), so a missing client there is a broken build, and the test fails
+/// instead of passing without having checked anything.
+fn client_is_embedded(test: &str) -> bool {
+    if plaza_server::web::is_embedded() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: CI is set but this binary embeds no web client; build it first (`cd web && npm ci && npm run build`), \
+         then rebuild the server so that it embeds web/dist"
+    );
+    eprintln!(
+        "\n*** SKIPPED {test}: no web client is embedded in this build (web/dist was not built). \
+         Run `cd web && npm ci && npm run build` and test again to check the assets. ***\n"
+    );
+    false
 }

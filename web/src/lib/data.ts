@@ -1,13 +1,11 @@
-// Client state and the one real-time socket.
+// Client state, and what each event from the socket (`socket.ts`) does to it.
 //
-// The socket follows the gateway's protocol: after `hello` the client sends `resume`
-// with the last cursor it saw (the hello cursor on a fresh start) and gets every durable
-// event after it, then live ones. A dropped connection reconnects with backoff and
-// resumes from the same cursor, so nothing is missed. Messages are keyed by `seq` and
-// pending sends by `client_id`, so a replayed event or a retried send never shows twice.
+// Messages are keyed by `seq` and pending sends by `client_id`, so a replayed event or a
+// retried send never shows twice.
 import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from './api';
 import type { Balance, Contact, Conversation, Message, Offer, Ride, User } from './api';
 import { createStore } from './store';
+import { Socket } from './socket';
 
 export interface Pending {
   client_id: string; conversation_id: string; kind: string; body: any; created_at: string;
@@ -117,7 +115,7 @@ export async function logout() {
 function endSession() {
   socket.stop();
   setToken(null);
-  sessionStorage.removeItem(CURSOR_KEY);
+  socket.forgetCursor();
   store.set({ ...initial, connection: 'offline' });
 }
 
@@ -313,205 +311,65 @@ export function dropOffer(rideId: string) {
   store.set((s) => { const offers = { ...s.offers }; delete offers[rideId]; return { offers }; });
 }
 
-// ---- the socket ----------------------------------------------------------------------
+// ---- what the socket brings -----------------------------------------------------------
 
-const CURSOR_KEY = 'plaza.cursor';
-
-class Socket {
-  private ws: WebSocket | null = null;
-  private running = false;
-  private attempt = 0;
-  private timer = 0;
-  private pingTimer = 0;
-  private pongDeadline = 0;
-  private cursor: string | null = sessionStorage.getItem(CURSOR_KEY);
-  private first = true;
-  private live = false;
-
-  start() {
-    if (this.running) return;
-    this.running = true;
-    this.first = true;
-    this.cursor = sessionStorage.getItem(CURSOR_KEY);
-    this.connect();
-  }
-
-  stop() {
-    this.running = false;
-    clearTimeout(this.timer);
-    clearInterval(this.pingTimer);
-    this.ws?.close();
-    this.ws = null;
-  }
-
-  /** The browser says the network went away or came back. */
-  networkChanged(online: boolean) {
-    if (!this.running) return;
-    if (!online) { this.ws?.close(); this.offline(); }
-    else { clearTimeout(this.timer); this.attempt = 0; if (!this.ws) this.connect(); }
-  }
-
-  frame(frame: object): boolean {
-    if (this.ws?.readyState !== WebSocket.OPEN || !this.live) return false;
-    this.ws.send(JSON.stringify(frame));
-    return true;
-  }
-
-  send(pending: Pending) {
-    // Sent now if live; otherwise it waits in `pending` and goes out after the next resume.
-    this.frame({ type: 'message.send', id: pending.client_id, data: {
-      conversation_id: pending.conversation_id, client_id: pending.client_id, kind: pending.kind, body: pending.body,
-    } });
-  }
-
-  private connect() {
-    if (!this.running || this.ws) return;
-    if (!navigator.onLine) { this.offline(); return; }
-    const token = getToken();
-    if (!token) return;
-    store.set({ connection: 'connecting' });
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws?token=${encodeURIComponent(token)}`);
-    this.ws = ws;
-    this.live = false;
-    ws.onmessage = (event) => { if (this.ws === ws) this.receive(JSON.parse(event.data)); };
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.live = false;
-      this.offline();
-      if (!this.running) return;
-      const delay = Math.min(5000, 400 * 2 ** this.attempt++);
-      this.timer = window.setTimeout(() => this.connect(), delay);
-    };
-    clearInterval(this.pingTimer);
-    this.pingTimer = window.setInterval(() => this.heartbeat(ws), 10000);
-  }
-
-  private heartbeat(ws: WebSocket) {
-    if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
-    if (this.pongDeadline && Date.now() > this.pongDeadline) { ws.close(); return; }
-    if (!this.pongDeadline) this.pongDeadline = Date.now() + 8000;
-    ws.send(JSON.stringify({ type: 'ping' }));
-  }
-
-  private offline() {
-    if (store.get().connection !== 'offline') store.set({ connection: 'offline' });
-  }
-
-  private receive(frame: { type: string; id?: string; cursor?: string; data: any }) {
-    switch (frame.type) {
-      case 'hello': {
-        const cursor = this.cursor ?? frame.data.cursor;
-        this.ws?.send(JSON.stringify({ type: 'resume', id: 'resume', data: { cursor } }));
-        if (!this.cursor) this.saveCursor(cursor);
-        return;
+function applyEvent(type: string, data: any) {
+  switch (type) {
+    case 'message.new': noteNewMessage(data); break;
+    case 'message.read': noteRead(data); break;
+    case 'conversation.updated': {
+      const existing = store.get().conversations[data.id];
+      store.set((s) => ({ conversations: { ...s.conversations, [data.id]: { ...existing, ...data } } }));
+      if (store.get().me && !data.member_ids.includes(store.get().me!.id)) {
+        store.set((s) => { const rest = { ...s.conversations }; delete rest[data.id]; return { conversations: rest }; });
       }
-      case 'resumed':
-        this.becameLive();
-        return;
-      case 'pong':
-        this.pongDeadline = 0;
-        return;
-      case 'resync':
-        // Events after our cursor were pruned: reload the state, then follow from here.
-        this.saveCursor(frame.data.cursor);
-        reloadState();
-        return;
-      case 'ack':
-        noteNewMessage(frame.data);
-        return;
-      case 'error':
-        if (frame.id === 'resume') {
-          // The server does not know our cursor (a reset database): start over from now.
-          this.cursor = null;
-          sessionStorage.removeItem(CURSOR_KEY);
-          this.first = true;
-          this.ws?.close();
-          return;
-        }
-        if (frame.id) this.sendFailed(frame.id, frame.data);
-        return;
-      case 'driver.location': {
-        // Ephemeral (no cursor): where the assigned driver is now.
-        const { ride_id, lat, lng, heading } = frame.data;
-        store.set((s) => ({ driverLocations: { ...s.driverLocations, [ride_id]: { lat, lng, heading: heading ?? null, at: Date.now() } } }));
-        return;
-      }
-      case 'typing': {
-        const { conversation_id, user_id } = frame.data;
-        store.set((s) => ({ typing: { ...s.typing, [conversation_id]: { ...s.typing[conversation_id], [user_id]: Date.now() + 5000 } } }));
-        return;
-      }
+      break;
     }
-    if (frame.cursor) {
-      this.handleEvent(frame.type, frame.data);
-      this.saveCursor(frame.cursor);
+    case 'contact.request': case 'contact.accepted': void loadContacts(); break;
+    case 'wallet.updated': {
+      const balances = [...(store.get().balances ?? [])];
+      const index = balances.findIndex((b) => b.currency === data.currency);
+      const balance = { currency: data.currency, available: data.available, held: data.held };
+      if (index >= 0) balances[index] = balance; else balances.push(balance);
+      store.set({ balances });
+      break;
+    }
+    case 'ride.updated': noteRide(data); break;
+    case 'ride.offer':
+      // A replayed offer that has already run out is not worth showing.
+      if (Date.parse(data.expires_at) > Date.now()) {
+        store.set((s) => ({ offers: { ...s.offers, [data.ride_id]: data } }));
+        window.setTimeout(() => dropOffer(data.ride_id), Date.parse(data.expires_at) - Date.now());
+      }
+      break;
+    case 'red_packet.claimed':
+      store.set((s) => ({ redPacketVersion: { ...s.redPacketVersion, [data.red_packet_id]: (s.redPacketVersion[data.red_packet_id] ?? 0) + 1 } }));
+      break;
+  }
+}
+
+function applyEphemeral(type: string, data: any) {
+  switch (type) {
+    case 'driver.location': {
+      // Where the assigned driver is now.
+      const { ride_id, lat, lng, heading } = data;
+      store.set((s) => ({ driverLocations: { ...s.driverLocations, [ride_id]: { lat, lng, heading: heading ?? null, at: Date.now() } } }));
+      return;
+    }
+    case 'typing': {
+      const { conversation_id, user_id } = data;
+      store.set((s) => ({ typing: { ...s.typing, [conversation_id]: { ...s.typing[conversation_id], [user_id]: Date.now() + 5000 } } }));
+      return;
     }
   }
+}
 
-  private handleEvent(type: string, data: any) {
-    switch (type) {
-      case 'message.new': noteNewMessage(data); break;
-      case 'message.read': noteRead(data); break;
-      case 'conversation.updated': {
-        const existing = store.get().conversations[data.id];
-        store.set((s) => ({ conversations: { ...s.conversations, [data.id]: { ...existing, ...data } } }));
-        if (store.get().me && !data.member_ids.includes(store.get().me!.id)) {
-          store.set((s) => { const rest = { ...s.conversations }; delete rest[data.id]; return { conversations: rest }; });
-        }
-        break;
-      }
-      case 'contact.request': case 'contact.accepted': void loadContacts(); break;
-      case 'wallet.updated': {
-        const balances = [...(store.get().balances ?? [])];
-        const index = balances.findIndex((b) => b.currency === data.currency);
-        const balance = { currency: data.currency, available: data.available, held: data.held };
-        if (index >= 0) balances[index] = balance; else balances.push(balance);
-        store.set({ balances });
-        break;
-      }
-      case 'ride.updated': noteRide(data); break;
-      case 'ride.offer':
-        // A replayed offer that has already run out is not worth showing.
-        if (Date.parse(data.expires_at) > Date.now()) {
-          store.set((s) => ({ offers: { ...s.offers, [data.ride_id]: data } }));
-          window.setTimeout(() => dropOffer(data.ride_id), Date.parse(data.expires_at) - Date.now());
-        }
-        break;
-      case 'red_packet.claimed':
-        store.set((s) => ({ redPacketVersion: { ...s.redPacketVersion, [data.red_packet_id]: (s.redPacketVersion[data.red_packet_id] ?? 0) + 1 } }));
-        break;
-    }
-  }
-
-  private saveCursor(cursor: string) {
-    this.cursor = cursor;
-    sessionStorage.setItem(CURSOR_KEY, cursor);
-  }
-
-  private becameLive() {
-    this.live = true;
-    this.attempt = 0;
-    store.set({ connection: 'online' });
-    if (this.first) {
-      // A fresh start reads the current state over HTTP; later reconnects rely on resume.
-      this.first = false;
-      reloadState();
-    }
-    // Whatever was written while offline goes out now, with the same client_id.
-    for (const list of Object.values(store.get().pending)) {
-      for (const pending of list) if (pending.status === 'sending') this.send(pending);
-    }
-  }
-
-  private sendFailed(clientId: string, problem: any) {
-    for (const [conversationId, list] of Object.entries(store.get().pending)) {
-      if (list.some((p) => p.client_id === clientId)) {
-        updatePending(conversationId, clientId, {
-          status: 'failed', error: new ApiError(problem.status ?? 0, problem.code ?? 'unknown', problem.detail ?? '', problem.field),
-        });
-      }
+function sendFailed(clientId: string, problem: any) {
+  for (const [conversationId, list] of Object.entries(store.get().pending)) {
+    if (list.some((p) => p.client_id === clientId)) {
+      updatePending(conversationId, clientId, {
+        status: 'failed', error: new ApiError(problem.status ?? 0, problem.code ?? 'unknown', problem.detail ?? '', problem.field),
+      });
     }
   }
 }
@@ -524,7 +382,15 @@ function reloadState() {
   if (open) void loadMessages(open).catch(() => {});
 }
 
-export const socket = new Socket();
+export const socket = new Socket({
+  event: applyEvent,
+  ephemeral: applyEphemeral,
+  ack: noteNewMessage,
+  sendFailed,
+  reload: reloadState,
+  connection: (connection) => { if (store.get().connection !== connection) store.set({ connection }); },
+  pendingSends: () => Object.values(store.get().pending).flat(),
+});
 window.addEventListener('online', () => socket.networkChanged(true));
 window.addEventListener('offline', () => socket.networkChanged(false));
 document.addEventListener('visibilitychange', () => {

@@ -1,10 +1,12 @@
-// Shared pieces: dialogs, the PIN pad, avatars, error lines, authenticated images.
+// Shared pieces: dialogs, the PIN pad, avatars, error lines, authenticated images, the
+// connection banner.
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from './api';
 import { createStore } from './store';
 import { errorText, t } from './i18n';
 import { getToken } from './api';
+import { store } from './data';
 
 export function Dialog(props: { title: string; onClose: () => void; children: ComponentChildren }) {
   const ref = useRef<HTMLDivElement>(null);
@@ -133,3 +135,14 @@ export function PinPad() {
 }
 
 export { api };
+
+/** Says so while the socket is not live (connecting, or offline), on every screen that shows live data. */
+export function ConnectionBanner() {
+  const connection = store.use((s) => s.connection);
+  if (connection === 'online') return null;
+  return (
+    <div class={`banner ${connection}`} role="status" data-testid="connection">
+      {connection === 'offline' ? t('chat.offline') : t('chat.connecting')}
+    </div>
+  );
+}

@@ -2,9 +2,8 @@ import { store, conversationTitle, displayName } from '../lib/data';
 import type { Conversation, Message } from '../lib/api';
 import { t, lang } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
-import { Avatar } from '../lib/ui';
+import { Avatar, ConnectionBanner } from '../lib/ui';
 import { navigate } from '../lib/router';
-import { ConnectionBanner } from './conversation';
 
 export function preview(message: Message | null | undefined): string {
   if (!message) return t('chats.no_messages');

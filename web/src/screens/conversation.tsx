@@ -10,19 +10,9 @@ import { errorText, t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { formatMoney, parseMoney } from '../lib/money';
 import { navigate } from '../lib/router';
-import { AuthImage, Avatar, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
+import { AuthImage, Avatar, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
 import { VirtualList } from '../lib/virtual';
 import { shortTime, systemText } from './chats';
-
-export function ConnectionBanner() {
-  const connection = store.use((s) => s.connection);
-  if (connection === 'online') return null;
-  return (
-    <div class={`banner ${connection}`} role="status" data-testid="connection">
-      {connection === 'offline' ? t('chat.offline') : t('chat.connecting')}
-    </div>
-  );
-}
 
 type Row = { type: 'message'; message: Message } | { type: 'pending'; pending: Pending };
 
