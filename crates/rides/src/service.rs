@@ -1,5 +1,42 @@
 //! The rides service: drivers, quotes, requests, the trip and its money, as plain async
 //! functions over the store, the live index and the wallet's payment intents. No HTTP here.
+//!
+//! ## What drives surge
+//! Surge in a resolution-7 area (about 5 km²) is demand over supply, in steps of 0.1 from
+//! 1.0 up to `surge_cap_milli` (`FarePolicy::surge_milli`). **Demand** is the number of
+//! distinct riders who asked for a quote with a pickup in the area in the last five
+//! minutes: a rider counts once however many quotes they ask for (a request always follows
+//! its own quote, so it adds no one), and quotes on every node count, since each is
+//! announced on the bus with its rider. **Supply** is the number of online drivers heard
+//! from in the area. So no one account can price an area up, and a rider's own repeated
+//! quotes never raise their own fare.
+//!
+//! ## What a quote tells of drivers
+//! `pickup_eta_s` is the nearest free driver's ETA rounded up to whole minutes when at
+//! least `eta_precise_drivers_min` drivers are in reach, and only a bucket of
+//! `eta_coarse_s` (rounded up) when fewer are: precise ETAs from three pickups around a
+//! lone driver would trilaterate where that driver is.
+//!
+//! ## Where the driver must be
+//! `arrive` and `start` need the driver's last known location (this node's replica of the
+//! index) within `arrive_radius_m` of the pickup, and `complete` within it of the drop-off;
+//! otherwise 409 `not_at_pickup` / `not_at_dropoff`. A driver's cancel never charges the
+//! rider; the cancel fee is charged only when the rider cancels after the driver arrived
+//! (which needed the driver at the pickup).
+//!
+//! ## The fare
+//! The quote is an upfront price: `fare = max(minimum, (base + per_km × route estimate +
+//! per_minute × time estimate) × surge)`, and the request holds it plus
+//! `hold_margin_percent`. While the trip is in progress, every location update the index
+//! accepted under its speed check adds the stretch driven to the ride's `route_m` (a move
+//! after a silence, or going online again somewhere else, adds nothing); `started_at`
+//! marks the start. On completion the trip is **plausible** when `route_m` is at least
+//! `route_plausible_percent` of the straight line from pickup to drop-off and the trip took
+//! at least that straight line at `trip_speed_max_kmh`. A plausible trip captures the
+//! quoted fare. An implausible one captures the metered fare of what was recorded,
+//! `(base + per_km × route_m + per_minute × duration) × surge` without the minimum, never
+//! more than the quoted fare, and the ride is marked `review: "implausible_route"` for a
+//! person to look at. Either way the capture is never above the hold.
 
 use crate::index::{DriverIndex, IndexLimits, LocationRefused, SURGE_RESOLUTION};
 use crate::model::{FarePolicy, GreatCircleRoutes, LatLng, RideAction, RideStatus, RouteEstimator};
@@ -55,6 +92,19 @@ pub struct RidesConfig {
     /// database (the repair for a lost trip-end announcement; it also checks whenever the
     /// bus says announcements were lost).
     pub trip_check_interval: Duration,
+    /// How near the pickup (to arrive and to start) and the drop-off (to complete) the
+    /// driver's last known location must be, in metres.
+    pub arrive_radius_m: f64,
+    /// A trip whose recorded route is shorter than this share of the straight line from
+    /// pickup to drop-off is implausible (see "The fare" in the module docs).
+    pub route_plausible_percent: i64,
+    /// A trip faster than this on average, over the straight line, is implausible.
+    pub trip_speed_max_kmh: f64,
+    /// With fewer free drivers than this in reach, a quote's pickup ETA is only a coarse
+    /// bucket (`eta_coarse_s`), so quotes cannot locate a lone driver.
+    pub eta_precise_drivers_min: usize,
+    /// The bucket, in seconds, a quote's pickup ETA is rounded up to when few drivers are near.
+    pub eta_coarse_s: i64,
 }
 
 impl Default for RidesConfig {
@@ -78,6 +128,11 @@ impl Default for RidesConfig {
             stranded_hold_grace: Duration::from_secs(120),
             quote_retention: Duration::from_secs(3600),
             trip_check_interval: Duration::from_secs(60),
+            arrive_radius_m: 150.0,
+            route_plausible_percent: 50,
+            trip_speed_max_kmh: 150.0,
+            eta_precise_drivers_min: 3,
+            eta_coarse_s: 300,
         }
     }
 }
@@ -87,7 +142,7 @@ pub(crate) const TRIP_STATUSES_SQL: &str = "'driver_assigned', 'driver_arrived',
 
 /// The one region this version dispatches (a lease per city comes with regions).
 pub const REGION: &str = "default";
-/// How far back quotes count as demand for surge.
+/// How far back a rider's quote counts as demand for surge.
 const DEMAND_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Areas and quotes per area remembered for surge; beyond this, the oldest are forgotten.
 const DEMAND_AREAS_MAX: usize = 100_000;
@@ -120,6 +175,12 @@ pub enum RidesError {
     NotAllowed { who: &'static str, action: &'static str },
     #[error("location refused: {0}")]
     Location(#[from] LocationRefused),
+    /// Arriving and starting need the driver's last known location near the pickup.
+    #[error("the driver is {distance_m:?} m from the pickup")]
+    NotAtPickup { distance_m: Option<f64>, radius_m: f64 },
+    /// Completing needs the driver's last known location near the drop-off.
+    #[error("the driver is {distance_m:?} m from the drop-off")]
+    NotAtDropoff { distance_m: Option<f64>, radius_m: f64 },
     #[error("already rated")]
     AlreadyRated,
     #[error("wallet: {0}")]
@@ -212,6 +273,12 @@ pub struct Ride {
     pub offer_expires_at: Option<Timestamp>,
     pub dispatch_rounds: i64,
     pub cancelled_by: Option<String>,
+    /// When the trip started (`in_progress`), for its duration.
+    pub started_at: Option<Timestamp>,
+    /// Metres the driver's accepted locations covered while the trip was in progress.
+    pub route_m: f64,
+    /// Why the ride needs a person's look (`implausible_route`), if it does.
+    pub review: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -234,6 +301,7 @@ impl Ride {
             "duration_s": self.duration_s,
             "surge": self.surge_milli as f64 / 1000.0,
             "cancelled_by": self.cancelled_by,
+            "review": self.review,
             "created_at": self.created_at.to_rfc3339(),
             "updated_at": self.updated_at.to_rfc3339(),
         })
@@ -285,8 +353,8 @@ pub(crate) struct Inner {
     pub(crate) config: RidesConfig,
     pub(crate) routes: Arc<dyn RouteEstimator>,
     pub(crate) index: Mutex<DriverIndex>,
-    /// Recent quote times per resolution-7 area: the demand side of surge.
-    demand: Mutex<HashMap<h3o::CellIndex, VecDeque<i64>>>,
+    /// Recent quoting riders per resolution-7 area: the demand side of surge.
+    demand: Mutex<HashMap<h3o::CellIndex, AreaDemand>>,
     /// The rider each driver on a trip streams locations to (driver → (ride, rider)).
     pub(crate) trips: Mutex<HashMap<String, (String, String)>>,
     pub(crate) node_id: String,
@@ -302,7 +370,8 @@ pub(crate) const RIDE_COLUMNS_PUB: &str = RIDE_COLUMNS;
 const RIDE_COLUMNS: &str =
     "id, quote_id, rider_id, driver_id, status, pickup_lat, pickup_lng, dropoff_lat, dropoff_lng,
     fare_amount, currency, distance_m, duration_s, surge_milli, payment_intent_id, hold_amount, payment_status,
-    charged_amount, offered_driver_id, offer_expires_at, dispatch_rounds, cancelled_by, created_at, updated_at";
+    charged_amount, offered_driver_id, offer_expires_at, dispatch_rounds, cancelled_by, started_at, route_m, review,
+    created_at, updated_at";
 
 /// Who asks for a transition.
 #[derive(Debug, Clone, Copy)]
@@ -430,9 +499,11 @@ impl Rides {
     }
 
     /// A new position of an online driver; the rider of the driver's trip sees it live.
-    pub fn update_location(&self, me: &User, location: LatLng, heading: Option<f64>) -> Result<(), RidesError> {
+    /// While the trip is in progress, the stretch driven (a move the index checked against
+    /// its speed limit) is added to the ride's recorded route, which the fare is judged by.
+    pub async fn update_location(&self, me: &User, location: LatLng, heading: Option<f64>) -> Result<(), RidesError> {
         let now = Timestamp::now().unix_millis();
-        lock(&self.inner.index).update(&me.id, location, now)?;
+        let driven_m = lock(&self.inner.index).update_measured(&me.id, location, now)?;
         // Checked here; the other nodes' replicas take it as it is.
         self.tell_other_nodes(Presence::At { driver_id: me.id.clone(), lat: location.lat(), lng: location.lng() });
         let trip = lock(&self.inner.trips).get(&me.id).cloned();
@@ -440,7 +511,25 @@ impl Rides {
             let data = json!({"ride_id": ride_id, "driver_id": me.id, "lat": location.lat(), "lng": location.lng(),
                 "heading": heading});
             self.inner.events.publish_ephemeral(&[rider_id], "driver.location", &data);
+            if let Some(driven_m) = driven_m.filter(|driven_m| *driven_m > 0.0) {
+                self.record_route(&ride_id, &me.id, driven_m).await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Adds `driven_m` to the route of `ride_id` if it is `driver_id`'s trip in progress (on
+    /// the way to the pickup nothing counts). Additions commute, so locations handled on
+    /// several nodes at once add up all the same.
+    async fn record_route(&self, ride_id: &str, driver_id: &str, driven_m: f64) -> Result<(), RidesError> {
+        sqlx::query(
+            "UPDATE rides SET route_m = route_m + $3 WHERE id = $1 AND driver_id = $2 AND status = 'in_progress'",
+        )
+        .bind(ride_id)
+        .bind(driver_id)
+        .bind(driven_m)
+        .execute(self.inner.store.write())
+        .await?;
         Ok(())
     }
 
@@ -481,14 +570,18 @@ impl Rides {
         let (supply, nearest) = {
             let index = lock(&self.inner.index);
             let supply = index.supply_near(pickup, now.unix_millis());
-            let nearest = index.nearest(pickup, config.search_radius_m, 1, now.unix_millis(), |id| id == me.id);
+            let wanted = config.eta_precise_drivers_min.max(1);
+            let nearest = index.nearest(pickup, config.search_radius_m, wanted, now.unix_millis(), |id| id == me.id);
             (supply, nearest)
         };
-        let demand = self.record_demand(pickup, now.unix_millis());
-        self.tell_other_nodes(Presence::Demand { lat: pickup.lat(), lng: pickup.lng() });
+        let demand = self.record_demand(pickup, &me.id, now.unix_millis());
+        self.tell_other_nodes(Presence::Demand { lat: pickup.lat(), lng: pickup.lng(), rider_id: Some(me.id.clone()) });
         let surge_milli = config.fare.surge_milli(demand, supply);
         let fare = config.fare.fare(distance_m, duration_s, surge_milli);
-        let pickup_eta_s = nearest.first().map(|candidate| self.inner.routes.estimate(candidate.location, pickup).1);
+        let pickup_eta_s = nearest.first().map(|candidate| {
+            let eta_s = self.inner.routes.estimate(candidate.location, pickup).1;
+            coarse_eta_s(eta_s, nearest.len(), config)
+        });
         let quote = Quote {
             id: plaza_kernel::new_id(),
             rider_id: me.id.clone(),
@@ -526,25 +619,20 @@ impl Rides {
         Ok(quote)
     }
 
-    /// Counts a quote as demand in its area and returns the area's recent demand.
-    pub(crate) fn record_demand(&self, pickup: LatLng, now_ms: i64) -> u64 {
+    /// Counts `rider_id`'s quote as demand in its area and returns the area's recent
+    /// demand: the riders who asked in the window, each once however often they asked.
+    pub(crate) fn record_demand(&self, pickup: LatLng, rider_id: &str, now_ms: i64) -> u64 {
         let Some(area) = h3o::LatLng::new(pickup.lat(), pickup.lng()).ok().map(|p| p.to_cell(SURGE_RESOLUTION)) else {
             return 0;
         };
         let mut demand = lock(&self.inner.demand);
         if demand.len() >= DEMAND_AREAS_MAX && !demand.contains_key(&area) {
-            demand.retain(|_, times| times.back().is_some_and(|last| now_ms - last <= DEMAND_WINDOW_MS));
+            demand.retain(|_, area| area.last_ms().is_some_and(|last| now_ms - last <= DEMAND_WINDOW_MS));
             if demand.len() >= DEMAND_AREAS_MAX {
                 return 0;
             }
         }
-        let times = demand.entry(area).or_default();
-        while times.front().is_some_and(|first| now_ms - first > DEMAND_WINDOW_MS) || times.len() >= DEMAND_PER_AREA_MAX
-        {
-            times.pop_front();
-        }
-        times.push_back(now_ms);
-        times.len() as u64
+        demand.entry(area).or_default().record(rider_id, now_ms)
     }
 
     async fn load_quote(&self, me: &User, quote_id: &str) -> Result<Quote, RidesError> {
@@ -925,6 +1013,7 @@ impl Rides {
         let Some(next) = ride.status.after(action) else {
             return Err(RidesError::InvalidTransition { status: ride.status.as_str(), action: action.as_str() });
         };
+        self.check_driver_is_there(&ride, action)?;
         let cancelled_by = match (action, actor) {
             (RideAction::Cancel, Actor::User(user_id)) => {
                 Some(if ride.rider_id == user_id { "rider" } else { "driver" })
@@ -934,10 +1023,12 @@ impl Rides {
         let now = Timestamp::now().unix_millis();
         // What a final state will charge is decided here, with the state, so a settlement
         // retried after a crash charges exactly this.
-        let charge = settlement_charge(&self.inner.config, ride.status, next, ride.fare, ride.hold);
+        let (charge, review) = settlement_charge(&self.inner.config, &ride, next, cancelled_by, now);
+        let started_at = (next == RideStatus::InProgress).then_some(now);
         let moved = sqlx::query(
             "UPDATE rides SET status = $3, cancelled_by = COALESCE($4, cancelled_by), offered_driver_id = NULL,
-                 offer_expires_at = NULL, updated_at = $5, charged_amount = $6
+                 offer_expires_at = NULL, updated_at = $5, charged_amount = $6, review = COALESCE($7, review),
+                 started_at = COALESCE($8, started_at)
              WHERE id = $1 AND status = $2",
         )
         .bind(ride_id)
@@ -946,6 +1037,8 @@ impl Rides {
         .bind(cancelled_by)
         .bind(now)
         .bind(charge)
+        .bind(review)
+        .bind(started_at)
         .execute(&mut *transaction)
         .await?;
         if moved.rows_affected() != 1 {
@@ -978,6 +1071,32 @@ impl Rides {
             }
         }
         Ok(updated)
+    }
+
+    /// Arriving and starting need the driver's last known location (this node's replica of
+    /// the index) within `arrive_radius_m` of the pickup, completing within it of the
+    /// drop-off: a driver cannot claim to be somewhere they are not, and so cannot earn a
+    /// cancel fee or a fare without coming.
+    fn check_driver_is_there(&self, ride: &Ride, action: RideAction) -> Result<(), RidesError> {
+        let (place, at_pickup) = match action {
+            RideAction::Arrive | RideAction::Start => (ride.pickup, true),
+            RideAction::Complete => (ride.dropoff, false),
+            RideAction::Accept | RideAction::Cancel | RideAction::NoDriver => return Ok(()),
+        };
+        let radius_m = self.inner.config.arrive_radius_m;
+        let distance_m = ride
+            .driver_id
+            .as_deref()
+            .and_then(|driver_id| self.driver_location(driver_id))
+            .map(|at| at.distance_m(place));
+        if distance_m.is_some_and(|distance_m| distance_m <= radius_m) {
+            return Ok(());
+        }
+        Err(if at_pickup {
+            RidesError::NotAtPickup { distance_m, radius_m }
+        } else {
+            RidesError::NotAtDropoff { distance_m, radius_m }
+        })
     }
 
     /// `ride.updated` to the rider and the driver, in the transaction.
@@ -1102,15 +1221,79 @@ impl Rides {
     }
 }
 
-/// What a final state charges: the fare on completion, the cancel fee after the driver
-/// arrived, nothing otherwise.
-fn settlement_charge(config: &RidesConfig, from: RideStatus, to: RideStatus, fare: i64, hold: i64) -> i64 {
-    match to {
-        RideStatus::Completed => fare.min(hold),
-        RideStatus::Cancelled if from.cancel_is_charged() => config.cancel_fee.clamp(0, hold),
-        _ => 0,
+/// The riders who quoted in one area recently, each counted once: the demand side of surge.
+/// `asked` holds every quote in time order (so the window's end is found at the front) and
+/// `riders` each rider's latest; a quote leaving the window forgets its rider only if that
+/// rider has not asked since.
+#[derive(Debug, Default)]
+pub(crate) struct AreaDemand {
+    asked: VecDeque<(i64, Arc<str>)>,
+    riders: HashMap<Arc<str>, i64>,
+}
+
+impl AreaDemand {
+    /// Records a quote and returns the distinct riders in the window.
+    fn record(&mut self, rider_id: &str, now_ms: i64) -> u64 {
+        while let Some((at_ms, _)) = self.asked.front() {
+            if now_ms - at_ms <= DEMAND_WINDOW_MS && self.asked.len() < DEMAND_PER_AREA_MAX {
+                break;
+            }
+            if let Some((at_ms, rider)) = self.asked.pop_front() {
+                if self.riders.get(&rider) == Some(&at_ms) {
+                    self.riders.remove(&rider);
+                }
+            }
+        }
+        let rider: Arc<str> = Arc::from(rider_id);
+        self.asked.push_back((now_ms, rider.clone()));
+        self.riders.insert(rider, now_ms);
+        self.riders.len() as u64
+    }
+
+    fn last_ms(&self) -> Option<i64> {
+        self.asked.back().map(|(at_ms, _)| *at_ms)
     }
 }
+
+/// What a final state charges, and why the ride needs review if it does: on completion
+/// what the recorded trip supports (`trip_charge`); the cancel fee when the rider cancels
+/// after the driver arrived (arriving needs the driver at the pickup); nothing otherwise —
+/// above all when the driver cancels, which never costs the rider.
+fn settlement_charge(
+    config: &RidesConfig,
+    ride: &Ride,
+    to: RideStatus,
+    cancelled_by: Option<&str>,
+    now_ms: i64,
+) -> (i64, Option<&'static str>) {
+    match to {
+        RideStatus::Completed => trip_charge(config, ride, now_ms),
+        RideStatus::Cancelled if ride.status.cancel_is_charged() && cancelled_by == Some("rider") => {
+            (config.cancel_fee.clamp(0, ride.hold), None)
+        }
+        _ => (0, None),
+    }
+}
+
+/// The fare a completed trip captures (module docs, "The fare"): the quoted fare when the
+/// recorded route and time support it, else the metered fare of what was recorded — never
+/// more than the quoted fare or the hold — and the ride is marked `implausible_route`.
+fn trip_charge(config: &RidesConfig, ride: &Ride, now_ms: i64) -> (i64, Option<&'static str>) {
+    let quoted = ride.fare.min(ride.hold);
+    let straight_m = ride.pickup.distance_m(ride.dropoff);
+    let duration_ms = ride.started_at.map_or(0, |at| (now_ms - at.unix_millis()).max(0));
+    let far_enough = ride.route_m * 100.0 >= straight_m * config.route_plausible_percent.clamp(0, 100) as f64;
+    let fastest_ms = straight_m / (config.trip_speed_max_kmh.max(1.0) / 3.6) * 1000.0;
+    let slow_enough = duration_ms as f64 >= fastest_ms;
+    if far_enough && slow_enough {
+        return (quoted, None);
+    }
+    let metered = config.fare.metered(ride.route_m.round() as i64, duration_ms / 1000, ride.surge_milli);
+    (metered.clamp(0, quoted), Some(REVIEW_IMPLAUSIBLE_ROUTE))
+}
+
+/// The review mark of a trip whose recorded route or time does not support its fare.
+pub const REVIEW_IMPLAUSIBLE_ROUTE: &str = "implausible_route";
 
 /// Takes an open offer back from `driver_id` (declined, or unanswered in time): the ride
 /// waits for the next batch, one round nearer `no_driver`, and the driver is not asked
@@ -1142,6 +1325,15 @@ pub(crate) async fn release_offer(
         .execute(&mut **transaction)
         .await?;
     Ok(true)
+}
+
+/// What a quote tells of the nearest driver's ETA: whole minutes (rounded up) when at
+/// least `eta_precise_drivers_min` drivers are in reach, else only a bucket of
+/// `eta_coarse_s`. A precise ETA from three pickups around a lone driver would trilaterate
+/// where that driver is; a bucket says only that someone is within a wide ring.
+fn coarse_eta_s(eta_s: i64, drivers_near: usize, config: &RidesConfig) -> i64 {
+    let step_s = if drivers_near >= config.eta_precise_drivers_min { 60 } else { config.eta_coarse_s.max(60) };
+    (eta_s.max(1) + step_s - 1) / step_s * step_s
 }
 
 /// What a request holds for `fare`: the fare plus `margin_percent`, rounded up.
@@ -1176,6 +1368,7 @@ fn point(row: &AnyRow, prefix: &str) -> Result<LatLng, RidesError> {
 pub(crate) fn ride_from_row(row: &AnyRow) -> Result<Ride, RidesError> {
     let status: String = row.try_get("status")?;
     let offer_expires_at: Option<i64> = row.try_get("offer_expires_at")?;
+    let started_at: Option<i64> = row.try_get("started_at")?;
     Ok(Ride {
         id: row.try_get("id")?,
         quote_id: row.try_get("quote_id")?,
@@ -1197,6 +1390,9 @@ pub(crate) fn ride_from_row(row: &AnyRow) -> Result<Ride, RidesError> {
         offer_expires_at: offer_expires_at.map(Timestamp::from_unix_millis),
         dispatch_rounds: row.try_get("dispatch_rounds")?,
         cancelled_by: row.try_get("cancelled_by")?,
+        started_at: started_at.map(Timestamp::from_unix_millis),
+        route_m: row.try_get("route_m")?,
+        review: row.try_get("review")?,
         created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_unix_millis(row.try_get("updated_at")?),
     })
