@@ -325,6 +325,16 @@ function money(amount) {
   return `$${(amount / 100).toFixed(2)}`;
 }
 
+/** Waits until the driver's drive started by the button `label` is over: the button is
+ * disabled while the car drives (one step a second, at city speed) and free once it is there. */
+async function drivenAll(page, label) {
+  const buttonIs = (disabled, timeout) => page.waitForFunction(({ text, disabled }) => [...document.querySelectorAll('button')]
+    .some((button) => button.textContent.trim() === text && button.disabled === disabled), { text: label, disabled },
+  { polling: 200, timeout });
+  await buttonIs(true, 5_000).catch(() => {}); // Under way (or, on a fast machine, already there).
+  await buttonIs(false, 180_000);
+}
+
 test('a rider and a driver complete a ride through the app, and both wallets show the money', () => keepEvidence(async () => {
   const rita = await signUp('rita', 'Rita Gomez');
   const dev = await signUp('dev', 'Dev Patel');
@@ -399,6 +409,9 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await dev.page.getByRole('button', { name: 'Drive to pickup' }).click();
   await rita.page.waitForFunction((lat) => document.querySelector('[data-testid="marker-car"]')?.dataset.lat !== lat, carLat);
   await shot(rita.page, '14-rider-driver-coming');
+  // Arriving needs the car at the pickup (the server checks his last location): he waits
+  // until the drive is over, when its button is free again.
+  await drivenAll(dev.page, 'Drive to pickup');
 
   await dev.page.getByRole('button', { name: 'I have arrived' }).click();
   await ride.getByText('Dev Patel is at the pickup').waitFor();
@@ -409,6 +422,9 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await ride.getByText('Your driver is here: cancelling now costs $3.00.').waitFor();
   await dev.page.getByRole('button', { name: 'Start trip' }).click();
   await ride.getByText('On the way to your drop-off').waitFor();
+  // Completing needs the car at the drop-off, driven there (the fare is judged by the route).
+  await dev.page.getByRole('button', { name: 'Drive to drop-off' }).click();
+  await drivenAll(dev.page, 'Drive to drop-off');
   await dev.page.getByRole('button', { name: 'Complete trip' }).click();
 
   // Both see the money: Rita what she paid, Dev what he earned (the fare less the 20 % fee).

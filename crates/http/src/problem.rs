@@ -106,6 +106,10 @@ pub enum ErrorCode {
     DriverOffline,
     /// A location update implies an impossible speed.
     LocationJump,
+    /// The driver's last known location is not at the ride's pickup (arrive, start).
+    NotAtPickup,
+    /// The driver's last known location is not at the ride's drop-off (complete).
+    NotAtDropoff,
     /// The caller already rated this ride.
     AlreadyRated,
     /// A dependency (usually the database) is unavailable.
@@ -159,6 +163,7 @@ impl ErrorCode {
             Self::RideAlreadyOpen => StatusCode::CONFLICT,
             Self::DriverOffline => StatusCode::CONFLICT,
             Self::LocationJump => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotAtPickup | Self::NotAtDropoff => StatusCode::CONFLICT,
             Self::AlreadyRated => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -215,6 +220,8 @@ impl ErrorCode {
             Self::RideAlreadyOpen => "ride_already_open",
             Self::DriverOffline => "driver_offline",
             Self::LocationJump => "location_jump",
+            Self::NotAtPickup => "not_at_pickup",
+            Self::NotAtDropoff => "not_at_dropoff",
             Self::AlreadyRated => "already_rated",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -272,6 +279,8 @@ impl ErrorCode {
             Self::RideAlreadyOpen => "You already have an open ride",
             Self::DriverOffline => "The driver is offline",
             Self::LocationJump => "The location jumped too far too fast",
+            Self::NotAtPickup => "The driver is not at the pickup",
+            Self::NotAtDropoff => "The driver is not at the drop-off",
             Self::AlreadyRated => "You already rated this ride",
             Self::Unavailable => "The service is temporarily unavailable",
             Self::Internal => "Something went wrong on our side",
@@ -328,6 +337,8 @@ impl ErrorCode {
         Self::RideAlreadyOpen,
         Self::DriverOffline,
         Self::LocationJump,
+        Self::NotAtPickup,
+        Self::NotAtDropoff,
         Self::AlreadyRated,
         Self::Unavailable,
         Self::Internal,

@@ -106,14 +106,28 @@ impl DriverIndex {
     /// Moves an online driver. A silent driver comes back without the speed check (its
     /// old position says nothing about where it is now).
     pub fn update(&mut self, driver_id: &str, location: LatLng, now_ms: i64) -> Result<(), LocationRefused> {
+        self.update_measured(driver_id, location, now_ms).map(|_| ())
+    }
+
+    /// As `update`, returning how far the driver moved when the move was checked against
+    /// the speed limit, and `None` when it was not (the driver had been silent): only a
+    /// checked move is a stretch of road a trip may count as driven.
+    pub fn update_measured(
+        &mut self,
+        driver_id: &str,
+        location: LatLng,
+        now_ms: i64,
+    ) -> Result<Option<f64>, LocationRefused> {
         let limits = self.limits;
         let driver = self.drivers.get_mut(driver_id).ok_or(LocationRefused::NotOnline)?;
         let elapsed_ms = now_ms - driver.last_seen_ms;
         if elapsed_ms < limits.update_interval_min_ms {
             return Err(LocationRefused::TooFrequent { interval_ms: limits.update_interval_min_ms });
         }
+        let mut checked_m = None;
         if elapsed_ms <= limits.silence_ms {
             let distance_m = driver.location.distance_m(location);
+            checked_m = Some(distance_m);
             // Updates less than a second apart are judged as a second apart: GPS jitter of
             // a few metres between two quick fixes is not a 1000 km/h jump.
             let speed_kmh = distance_m / 1000.0 / (elapsed_ms.max(1000) as f64 / 3_600_000.0);
@@ -135,7 +149,7 @@ impl DriverIndex {
                 self.cells.entry(cell).or_default().push(key);
             }
         }
-        Ok(())
+        Ok(checked_m)
     }
 
     /// Up to `count` drivers heard from in the last `silence_ms`, within `radius_m` of
@@ -283,6 +297,10 @@ mod tests {
         assert!(matches!(index.update("ann", at(1.3009, 103.8), 10_350), Err(LocationRefused::TooFrequent { .. })));
         assert_eq!(index.update("bob", at(1.3, 103.8), 20_000), Err(LocationRefused::NotOnline));
         assert_eq!(index.location("ann"), Some(at(1.3009, 103.8)));
+        // A checked move says how far it went; one after a silence does not count.
+        let moved = index.update_measured("ann", at(1.3018, 103.8), 20_300).unwrap_or_default();
+        assert!(moved.is_some_and(|m| (95.0..105.0).contains(&m)), "{moved:?}");
+        assert_eq!(index.update_measured("ann", at(1.35, 103.8), 200_000), Ok(None));
     }
 
     #[test]

@@ -42,4 +42,6 @@ pub use migrations::MIGRATIONS;
 pub use model::{FarePolicy, LatLng, RideAction, RideStatus, RouteEstimator};
 pub use presence::DRIVERS_SUBJECT;
 pub use routes::router;
-pub use service::{DriverState, Quote, Rating, Ride, Rides, RidesConfig, RidesError, Vehicle};
+pub use service::{
+    DriverState, Quote, Rating, Ride, Rides, RidesConfig, RidesError, Vehicle, REVIEW_IMPLAUSIBLE_ROUTE,
+};

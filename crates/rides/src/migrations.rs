@@ -109,6 +109,15 @@ const ONE_OPEN_RIDE_AND_PENDING_HOLDS: &str = r#"
     CREATE INDEX ride_holds_expiry ON ride_holds (quote_expires_at);
 "#;
 
+/// What a trip's fare is judged by (see "The fare" in the service's docs): when it started,
+/// how far the driver's accepted locations went while it was under way, and whether it was
+/// marked for review.
+const TRIP_ROUTE: &str = r#"
+    ALTER TABLE rides ADD COLUMN started_at BIGINT;
+    ALTER TABLE rides ADD COLUMN route_m DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE rides ADD COLUMN review TEXT;
+"#;
+
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         service: "rides",
@@ -123,5 +132,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "one open ride per rider, pending holds",
         sqlite: ONE_OPEN_RIDE_AND_PENDING_HOLDS,
         postgres: ONE_OPEN_RIDE_AND_PENDING_HOLDS,
+    },
+    Migration {
+        service: "rides",
+        version: 3,
+        name: "trip start, recorded route and review",
+        sqlite: TRIP_ROUTE,
+        postgres: TRIP_ROUTE,
     },
 ];

@@ -192,11 +192,16 @@ impl FarePolicy {
     /// The fare in minor units: (base + distance + time) × surge, at least the minimum.
     /// Integer arithmetic throughout, rounding half up, so every node prices alike.
     pub fn fare(&self, distance_m: i64, duration_s: i64, surge_milli: i64) -> i64 {
+        self.metered(distance_m, duration_s, surge_milli).max(self.minimum_fare)
+    }
+
+    /// (base + distance + time) × surge without the minimum: what a recorded route that
+    /// does not support the quoted fare is charged at most (see `trip` in the service).
+    pub fn metered(&self, distance_m: i64, duration_s: i64, surge_milli: i64) -> i64 {
         let before_surge = self.base_fare
             + (self.per_km * distance_m.max(0) + 500) / 1000
             + (self.per_minute * duration_s.max(0) + 30) / 60;
-        let surged = (before_surge * surge_milli.max(1000) + 500) / 1000;
-        surged.max(self.minimum_fare)
+        (before_surge * surge_milli.max(1000) + 500) / 1000
     }
 
     /// The surge multiplier (thousandths, in steps of 0.1) for `demand` recent requests
@@ -269,6 +274,9 @@ mod tests {
         assert_eq!(policy.fare(10_000, 1200, 1000), 2050);
         assert_eq!(policy.fare(10_000, 1200, 1500), 3075);
         assert_eq!(policy.fare(100, 10, 1000), policy.minimum_fare);
+        // Metered: the same sum without the minimum.
+        assert_eq!(policy.metered(100, 10, 1000), 250 + 12 + 5);
+        assert_eq!(policy.metered(10_000, 1200, 1500), 3075);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! and has nothing to rebuild. The same announcements carry which rider a driver on a trip
 //! streams its locations to, so a driver connected to any node reaches the rider on any
 //! other, and a decline on any node wakes the lease holder's dispatcher at once. Quotes are
-//! announced too, as demand, so surge weighs the quotes of every node.
+//! announced too, as demand with the rider who asked, so surge weighs the riders of every
+//! node (each rider once, on whichever nodes they asked).
 //!
 //! We chose a replica on every node over sending locations only to the lease holder
 //! because the lease can move at any moment: a node that takes it over rebuilds nothing, and
@@ -74,6 +75,10 @@ pub(crate) enum Presence {
     Demand {
         lat: f64,
         lng: f64,
+        /// Who asked: demand counts riders, not quotes. Without it (a node of an older
+        /// version), the quote counts as a rider of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rider_id: Option<String>,
     },
 }
 
@@ -131,9 +136,10 @@ impl Rides {
                 }
             }
             Presence::Dispatch => self.inner.dispatch_now.notify_one(),
-            Presence::Demand { lat, lng } => {
+            Presence::Demand { lat, lng, rider_id } => {
                 if let Ok(pickup) = LatLng::new(*lat, *lng) {
-                    self.record_demand(pickup, now);
+                    let rider_id = rider_id.clone().unwrap_or_else(plaza_kernel::new_id);
+                    self.record_demand(pickup, &rider_id, now);
                 }
             }
         }

@@ -74,6 +74,20 @@ impl From<RidesError> for Problem {
                 Problem::new(ErrorCode::RateLimited, format!("send at most one location every {interval_ms} ms"))
                     .with_retry_after(1)
             }
+            RidesError::NotAtPickup { distance_m, radius_m } => Problem::new(
+                ErrorCode::NotAtPickup,
+                format!(
+                    "drive to the pickup first: you are {} from it, and must be within {radius_m:.0} m",
+                    far(distance_m)
+                ),
+            ),
+            RidesError::NotAtDropoff { distance_m, radius_m } => Problem::new(
+                ErrorCode::NotAtDropoff,
+                format!(
+                    "drive to the drop-off first: you are {} from it, and must be within {radius_m:.0} m",
+                    far(distance_m)
+                ),
+            ),
             RidesError::AlreadyRated => Problem::new(ErrorCode::AlreadyRated, "you already rated this ride"),
             RidesError::Wallet(error) => error.into(),
             RidesError::Chat(error) => error.into(),
@@ -84,6 +98,14 @@ impl From<RidesError> for Problem {
             RidesError::Bus(reason) => Problem::internal(&reason),
             RidesError::Invariant(reason) => Problem::internal(&reason),
         }
+    }
+}
+
+/// How far a driver is, for a problem's sentence.
+fn far(distance_m: Option<f64>) -> String {
+    match distance_m {
+        Some(distance_m) => format!("{distance_m:.0} m"),
+        None => "at an unknown distance (send your location)".into(),
     }
 }
 
@@ -256,7 +278,7 @@ async fn driver_location(
 ) -> Result<StatusCode, Problem> {
     let location = Point { lat: body.lat, lng: body.lng }.parse("")?;
     let heading = parse_heading(body.heading)?;
-    rides.update_location(&current.user, location, heading)?;
+    rides.update_location(&current.user, location, heading).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

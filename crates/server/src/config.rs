@@ -128,6 +128,21 @@ pub struct SettingsArgs {
     /// Milliseconds a node holds the dispatch lease without renewing it; another node takes dispatch over this long after the holder dies [default: 10000].
     #[arg(long, env = "PLAZA_RIDES_LEASE_MS", global = true, value_name = "MS")]
     pub rides_lease_ms: Option<String>,
+    /// How near the pickup (to arrive and start) and the drop-off (to complete) a driver's last location must be, in metres [default: 150].
+    #[arg(long, env = "PLAZA_RIDES_ARRIVE_RADIUS_M", global = true, value_name = "METRES")]
+    pub rides_arrive_radius_m: Option<String>,
+    /// A trip whose recorded route is shorter than this share of the straight line is captured only for what was driven and marked for review, in percent [default: 50].
+    #[arg(long, env = "PLAZA_RIDES_ROUTE_PLAUSIBLE_PERCENT", global = true, value_name = "PERCENT")]
+    pub rides_route_plausible_percent: Option<String>,
+    /// A trip faster than this on average over the straight line is captured only for what was driven and marked for review, in km/h [default: 150].
+    #[arg(long, env = "PLAZA_RIDES_TRIP_SPEED_MAX_KMH", global = true, value_name = "KMH")]
+    pub rides_trip_speed_max_kmh: Option<String>,
+    /// With fewer free drivers than this in reach, a quote's pickup ETA is only a coarse bucket [default: 3].
+    #[arg(long, env = "PLAZA_RIDES_ETA_DRIVERS_MIN", global = true, value_name = "N")]
+    pub rides_eta_drivers_min: Option<String>,
+    /// The bucket, in seconds, a quote's pickup ETA is rounded up to when few drivers are near [default: 300].
+    #[arg(long, env = "PLAZA_RIDES_ETA_COARSE_S", global = true, value_name = "SECONDS")]
+    pub rides_eta_coarse_s: Option<String>,
     /// A raster tile server for the web client's maps, as a URL template with {z}, {x} and
     /// {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png [default: none — the
     /// client draws the bundled street map of the demo city, which needs no internet].
@@ -228,6 +243,11 @@ struct FileSettings {
     rides_hold_margin_percent: Option<u32>,
     rides_search_radius_m: Option<u32>,
     rides_lease_ms: Option<u32>,
+    rides_arrive_radius_m: Option<u32>,
+    rides_route_plausible_percent: Option<u32>,
+    rides_trip_speed_max_kmh: Option<u32>,
+    rides_eta_drivers_min: Option<u32>,
+    rides_eta_coarse_s: Option<u32>,
     map_tile_url: Option<String>,
     map_tile_attribution: Option<String>,
 }
@@ -589,6 +609,31 @@ impl Config {
                 format!("{rides_lease_ms} must be longer than PLAZA_RIDES_BATCH_MS ({rides_batch_ms})"),
             ));
         }
+        let rides_arrive_radius_m = number(
+            &args.rides_arrive_radius_m,
+            file.rides_arrive_radius_m,
+            150,
+            10..=5000,
+            "PLAZA_RIDES_ARRIVE_RADIUS_M",
+        )?;
+        let rides_route_plausible_percent = number(
+            &args.rides_route_plausible_percent,
+            file.rides_route_plausible_percent,
+            50,
+            0..=100,
+            "PLAZA_RIDES_ROUTE_PLAUSIBLE_PERCENT",
+        )?;
+        let rides_trip_speed_max_kmh = number(
+            &args.rides_trip_speed_max_kmh,
+            file.rides_trip_speed_max_kmh,
+            150,
+            10..=1000,
+            "PLAZA_RIDES_TRIP_SPEED_MAX_KMH",
+        )?;
+        let rides_eta_drivers_min =
+            number(&args.rides_eta_drivers_min, file.rides_eta_drivers_min, 3, 1..=100, "PLAZA_RIDES_ETA_DRIVERS_MIN")?;
+        let rides_eta_coarse_s =
+            number(&args.rides_eta_coarse_s, file.rides_eta_coarse_s, 300, 60..=3600, "PLAZA_RIDES_ETA_COARSE_S")?;
         let map_tile_url = match args.map_tile_url.clone().or(file.map_tile_url).map(|url| url.trim().to_string()) {
             None => None,
             Some(url) if url.is_empty() => None,
@@ -622,6 +667,11 @@ impl Config {
             hold_margin_percent: i64::from(rides_hold_margin_percent),
             search_radius_m: f64::from(rides_search_radius_m),
             lease_ttl: Duration::from_millis(u64::from(rides_lease_ms)),
+            arrive_radius_m: f64::from(rides_arrive_radius_m),
+            route_plausible_percent: i64::from(rides_route_plausible_percent),
+            trip_speed_max_kmh: f64::from(rides_trip_speed_max_kmh),
+            eta_precise_drivers_min: rides_eta_drivers_min as usize,
+            eta_coarse_s: i64::from(rides_eta_coarse_s),
             ..plaza_rides::RidesConfig::default()
         };
         Ok(Self {

@@ -189,10 +189,12 @@ const DEMO_DRIVERS: &[(&str, &str, &str, &str)] = &[
     ("driver_gina", "Gina (simulated driver)", "SDEMO3", "Kia Niro"),
 ];
 
-/// How often a simulated driver acts, and how far it drives per step (100 m per 2 s is
-/// 180 km/h: demo time, so a trip takes a minute or two, under the index's speed limit).
+/// How often a simulated driver acts, and how far it drives per step (60 m per 2 s is
+/// 108 km/h: demo time, so a trip takes a minute or two, yet under the average speed a
+/// trip may have, `PLAZA_RIDES_TRIP_SPEED_MAX_KMH`, and the index's speed limit). Every
+/// step is a location update, so the trip's recorded route covers the way driven.
 const DRIVER_TICK: std::time::Duration = std::time::Duration::from_secs(2);
-const DRIVER_STEP_M: f64 = 100.0;
+const DRIVER_STEP_M: f64 = 60.0;
 const ARRIVED_WITHIN_M: f64 = 60.0;
 
 struct SimulatedDriver {
@@ -291,7 +293,7 @@ async fn drive(rides: &plaza_rides::Rides, driver: &mut SimulatedDriver, i: usiz
             driver.location.lng() + (target.lng() - driver.location.lng()) * fraction,
         );
         if let Ok(next) = next {
-            match rides.update_location(&driver.user, next, None) {
+            match rides.update_location(&driver.user, next, None).await {
                 Ok(()) => driver.location = next,
                 // Dropped from the index (a restart, a long pause): go online again.
                 Err(plaza_rides::RidesError::Location(plaza_rides::index::LocationRefused::NotOnline)) => {

@@ -460,10 +460,14 @@ impl Connection {
                     }
                     _ => Err(Problem::invalid_field("data", "driver.location needs numbers lat and lng")),
                 };
-                let result = location.and_then(|location| {
-                    let heading = plaza_rides::routes::parse_heading(number("heading"))?;
-                    self.state.rides.update_location(&self.user, location, heading).map_err(Problem::from)
-                });
+                let parsed = location
+                    .and_then(|location| Ok((location, plaza_rides::routes::parse_heading(number("heading"))?)));
+                let result = match parsed {
+                    Ok((location, heading)) => {
+                        self.state.rides.update_location(&self.user, location, heading).await.map_err(Problem::from)
+                    }
+                    Err(problem) => Err(problem),
+                };
                 match (result, id) {
                     (Ok(()), Some(id)) => self.send_json(&json!({"type": "ack", "id": id})).await,
                     (Ok(()), None) => Ok(()),

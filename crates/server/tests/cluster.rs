@@ -9,7 +9,7 @@ mod support;
 use serde_json::json;
 use std::time::Duration;
 use support::process::ChildNode;
-use support::rides::{act, balance, go_online, next_offer, request_ride, topup, wait_ride};
+use support::rides::{act, balance, drive_trip, fast_driving, go_online, next_offer, request_ride, topup, wait_ride};
 use support::{Db, TestServer};
 
 async fn two_nodes() -> (TestServer, TestServer) {
@@ -100,7 +100,7 @@ async fn two_ride_nodes(batch: Duration, lease: Duration, offer_timeout: Duratio
         config.rides.lease_ttl = lease;
         config.rides.offer_timeout = offer_timeout;
         config.rides.dispatch_rounds_max = 1_000_000;
-        config.rides.index_limits.update_interval_min_ms = 0;
+        fast_driving(config);
     };
     let node_a = TestServer::start_on(&database_url, configure).await;
     let holder = wait_lease_holder(&node_a, |_| true).await;
@@ -167,10 +167,7 @@ async fn a_rider_on_one_node_rides_with_a_driver_connected_to_the_other() {
     assert_eq!(location["data"]["ride_id"], ride_id);
     assert_eq!(location["data"]["driver_id"], driver_id);
 
-    for action in ["arrive", "start", "complete"] {
-        let reply = act(&node_b, &driver, ride_id, action).await;
-        assert_eq!(reply.status, 200, "{action}: {}", reply.text);
-    }
+    drive_trip(&node_b, &driver, ride_id, (1.3005 - f64::from(step) * 0.00001, 103.8)).await;
     wait_ride(&node_a, &rider, ride_id, |r| r["payment_status"] == "captured").await;
     assert_eq!(balance(&node_a, &rider).await, (10_000 - fare, 0));
     assert_eq!(balance(&node_b, &driver).await, (fare - fare * 2000 / 10_000, 0));
@@ -229,6 +226,7 @@ async fn when_the_dispatching_node_is_killed_the_other_takes_the_lease_and_dispa
         config.rides.lease_ttl = Duration::from_secs(2);
         config.rides.offer_timeout = Duration::from_millis(1500);
         config.rides.dispatch_rounds_max = 100;
+        fast_driving(config);
     })
     .await;
     // The child started first, so it holds the lease; node B only waits.
@@ -257,9 +255,7 @@ async fn when_the_dispatching_node_is_killed_the_other_takes_the_lease_and_dispa
     let accepted = act(&node_b, &driver, ride_id, "accept").await;
     assert_eq!(accepted.status, 200, "{}", accepted.text);
     assert_eq!(accepted.body["driver_id"], driver_id);
-    for action in ["arrive", "start", "complete"] {
-        assert_eq!(act(&node_b, &driver, ride_id, action).await.status, 200);
-    }
+    drive_trip(&node_b, &driver, ride_id, (1.3100, 103.8000)).await;
     wait_ride(&node_b, &rider, ride_id, |r| r["payment_status"] == "captured").await;
     assert_eq!(balance(&node_b, &rider).await, (10_000 - fare, 0));
     assert_eq!(balance(&node_b, &driver).await, (fare - fare * 2000 / 10_000, 0));

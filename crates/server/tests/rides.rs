@@ -10,7 +10,10 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::rides::{act, balance, go_online, next_offer, quote, request_ride, topup, wait_ride, DROPOFF, PICKUP};
+use support::rides::{
+    act, balance, drive, drive_trip, fast_driving, go_online, next_offer, quote, request_ride, topup, wait_ride,
+    DROPOFF, PICKUP,
+};
 use support::{Db, Socket, TestServer};
 
 on_both_databases!(
@@ -31,6 +34,10 @@ on_both_databases!(
     a_driver_the_database_has_offline_takes_no_candidate_slot_from_an_online_one_further_away,
     a_hold_that_failed_other_than_by_a_refusal_is_kept_for_the_sweep_which_releases_it,
     a_batch_woken_by_a_decline_counts_no_round_and_does_no_housekeeping_and_none_runs_after_the_lease_is_given_back,
+    a_driver_who_never_came_cannot_arrive_and_a_drivers_cancel_never_charges_the_rider,
+    a_trip_not_driven_to_the_dropoff_cannot_complete_and_one_not_driven_plausibly_is_charged_what_was_driven_and_marked_for_review,
+    one_rider_quoting_thirty_times_does_not_raise_another_riders_surge,
+    quotes_around_a_lone_driver_give_one_coarse_eta_that_does_not_locate_them,
 );
 
 /// Fast batches; offers that wait long enough for a test to answer them.
@@ -43,7 +50,7 @@ async fn server_with(db: Db, offer_timeout_ms: u64, rounds: i64) -> TestServer {
         config.rides.batch_interval = Duration::from_millis(50);
         config.rides.offer_timeout = Duration::from_millis(offer_timeout_ms);
         config.rides.dispatch_rounds_max = rounds;
-        config.rides.index_limits.update_interval_min_ms = 0;
+        fast_driving(config);
     })
     .await
 }
@@ -103,12 +110,16 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
     assert_eq!(acked.last().unwrap()["id"], "l1");
 
     for (action, status) in [("arrive", "driver_arrived"), ("start", "in_progress"), ("complete", "completed")] {
+        if action == "complete" {
+            drive(&server, &driver, (1.3002, 103.8), DROPOFF).await;
+        }
         let reply = act(&server, &driver, ride_id, action).await;
         assert_eq!(reply.status, 200, "{action}: {}", reply.text);
         assert_eq!(reply.body["status"], status);
     }
     let done = wait_ride(&server, &rider, ride_id, |r| r["payment_status"] == "captured").await;
     assert_eq!(done["charged"]["amount"], fare);
+    assert_eq!(done["review"], Value::Null, "a trip driven all the way needs no review: {done}");
     assert_eq!(balance(&server, &rider).await, (10_000 - fare, 0));
     assert_eq!(balance(&server, &driver).await, (fare - fee_of(fare), 0));
 
@@ -242,6 +253,146 @@ async fn cancelling_before_arrival_releases_the_hold_and_after_it_charges_the_ca
     assert_eq!(balance(&server, &rider).await, (10_000 - 300, 0));
 }
 
+/// Issue 18.9: a driver 3.7 km away accepted, called `arrive`, cancelled, and earned the
+/// rider's cancel fee. Arriving needs the car at the pickup, and a driver's cancel costs the
+/// rider nothing even after a real arrival.
+async fn a_driver_who_never_came_cannot_arrive_and_a_drivers_cancel_never_charges_the_rider(db: Db) {
+    let server = server(db).await;
+    let (rider, _) = server.register("rider").await;
+    let (driver, _) = server.register("driver").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut driver_socket, _) = server.socket(&driver).await;
+    let far_away = (1.3333, 103.8000);
+    go_online(&server, &driver, far_away).await;
+
+    let ride_id = assigned_ride(&server, &rider, &driver, &mut driver_socket).await;
+    act(&server, &driver, &ride_id, "arrive").await.assert_problem(409, "not_at_pickup");
+    act(&server, &driver, &ride_id, "start").await.assert_problem(409, "invalid_transition");
+    let still = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&rider)).await;
+    assert_eq!(still.body["status"], "driver_assigned", "{}", still.text);
+
+    // Once there, the driver may arrive; cancelling then is still free for the rider.
+    drive(&server, &driver, far_away, PICKUP).await;
+    assert_eq!(act(&server, &driver, &ride_id, "arrive").await.status, 200);
+    let cancelled = act(&server, &driver, &ride_id, "cancel").await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(cancelled.body["cancelled_by"], "driver");
+    let settled = wait_ride(&server, &rider, &ride_id, |r| r["payment_status"] == "released").await;
+    assert_eq!(settled["charged"]["amount"], 0, "{settled}");
+    assert_eq!(balance(&server, &rider).await, (10_000, 0));
+    assert_eq!(balance(&server, &driver).await, (0, 0));
+}
+
+/// Issue 18.10: accept, arrive, start and complete back to back captured the whole fare.
+/// Completing needs the car at the drop-off; a trip that got there faster than any car
+/// could (here: 4 km in well under a second, against 150 km/h), or without driving the way
+/// (going online again at the drop-off), is charged the metered fare of what was recorded,
+/// less than quoted, and marked for review, which both parties see.
+async fn a_trip_not_driven_to_the_dropoff_cannot_complete_and_one_not_driven_plausibly_is_charged_what_was_driven_and_marked_for_review(
+    db: Db,
+) {
+    let server = TestServer::start_with(db, |config| {
+        config.rides.batch_interval = Duration::from_millis(50);
+        fast_driving(config);
+        config.rides.trip_speed_max_kmh = 150.0;
+    })
+    .await;
+    let (rider, _) = server.register("rider").await;
+    let (driver, _) = server.register("driver").await;
+    topup(&server, &rider, 10_000).await;
+    let (mut driver_socket, _) = server.socket(&driver).await;
+    go_online(&server, &driver, (1.3005, 103.8000)).await;
+
+    let mut paid = 0;
+    let mut earned = 0;
+    for (round, teleport) in [(0, false), (1, true)] {
+        let ride_id = assigned_ride(&server, &rider, &driver, &mut driver_socket).await;
+        assert_eq!(act(&server, &driver, &ride_id, "arrive").await.status, 200);
+        assert_eq!(act(&server, &driver, &ride_id, "start").await.status, 200);
+        act(&server, &driver, &ride_id, "complete").await.assert_problem(409, "not_at_dropoff");
+        if teleport {
+            go_online(&server, &driver, DROPOFF).await;
+        } else {
+            drive(&server, &driver, (1.3005, 103.8000), DROPOFF).await;
+        }
+        let completed = act(&server, &driver, &ride_id, "complete").await;
+        assert_eq!(completed.status, 200, "round {round}: {}", completed.text);
+        assert_eq!(completed.body["review"], "implausible_route", "round {round}: {}", completed.text);
+        let done = wait_ride(&server, &rider, &ride_id, |r| r["payment_status"] == "captured").await;
+        let (fare, charged) = (done["fare"]["amount"].as_i64().unwrap(), done["charged"]["amount"].as_i64().unwrap());
+        assert!(charged > 0 && charged < fare, "round {round}: charged {charged} of {fare}: {done}");
+        let driver_sees = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&driver)).await;
+        assert_eq!(driver_sees.body["review"], "implausible_route", "{}", driver_sees.text);
+        paid += charged;
+        earned += charged - fee_of(charged);
+        assert_eq!(balance(&server, &rider).await, (10_000 - paid, 0));
+        assert_eq!(balance(&server, &driver).await, (earned, 0));
+        // The next trip starts where this one ended.
+        go_online(&server, &driver, (1.3005, 103.8000)).await;
+    }
+}
+
+/// Issue 18.11 (and 16.6): thirty quotes by one account at one pickup raised another
+/// rider's surge from 1.0 to 2.5. Demand counts riders, each once.
+async fn one_rider_quoting_thirty_times_does_not_raise_another_riders_surge(db: Db) {
+    let server = server(db).await;
+    let (pumper, _) = server.register("pumper").await;
+    let (other, _) = server.register("other").await;
+    let (third, _) = server.register("third").await;
+    for (i, name) in ["near_one", "near_two"].into_iter().enumerate() {
+        let (driver, _) = server.register(name).await;
+        go_online(&server, &driver, (1.3001 + 0.0001 * i as f64, 103.8000)).await;
+    }
+    for _ in 0..30 {
+        quote(&server, &pumper).await;
+    }
+    let surge = |quote: &Value| quote["surge"].as_f64().unwrap();
+    assert_eq!(surge(&quote(&server, &pumper).await), 1.0, "one rider against two cars is no surge");
+    assert_eq!(surge(&quote(&server, &other).await), 1.0, "two riders against two cars is no surge");
+    // Distinct riders still count: three against two cars.
+    assert_eq!(surge(&quote(&server, &third).await), 1.5);
+}
+
+/// Issue 18.12: the ETA in quotes from three points around the only nearby driver
+/// trilaterated where the driver was. With fewer than three drivers in reach a quote tells
+/// only a coarse bucket, the same from every point here (200 m to 1.2 km from the car,
+/// whose precise ETAs would differ by minutes); with more, whole minutes.
+async fn quotes_around_a_lone_driver_give_one_coarse_eta_that_does_not_locate_them(db: Db) {
+    let server = server(db).await;
+    let (rider, _) = server.register("rider").await;
+    let (lone, _) = server.register("lone").await;
+    let car = (1.3100, 103.8000);
+    go_online(&server, &lone, car).await;
+    let eta_from = |pickup: (f64, f64)| {
+        let (server, rider) = (&server, &rider);
+        async move {
+            let quote = server
+                .post(
+                    "/api/v1/rides/quotes",
+                    Some(rider),
+                    json!({"pickup": {"lat": pickup.0, "lng": pickup.1}, "dropoff": {"lat": 1.3300, "lng": 103.8200}}),
+                )
+                .await;
+            assert_eq!(quote.status, 201, "{}", quote.text);
+            quote.body["pickup_eta_s"].as_i64().unwrap()
+        }
+    };
+    let around = [(car.0 + 0.0018, car.1), (car.0 - 0.0045, car.1 - 0.0045), (car.0, car.1 + 0.0110)];
+    let mut etas = Vec::new();
+    for pickup in around {
+        etas.push(eta_from(pickup).await);
+    }
+    assert!(etas.iter().all(|eta| *eta == 300), "one bucket from every side of a lone driver: {etas:?}");
+
+    // Three drivers in reach: whole minutes, no finer.
+    for (i, name) in ["second", "third"].into_iter().enumerate() {
+        let (driver, _) = server.register(name).await;
+        go_online(&server, &driver, (car.0 + 0.01 * (i as f64 + 1.0), car.1)).await;
+    }
+    let eta = eta_from(around[0]).await;
+    assert!(eta > 0 && eta % 60 == 0 && eta < 300, "whole minutes: {eta}");
+}
+
 async fn every_transition_not_allowed_is_refused_and_strangers_see_nothing(db: Db) {
     let server = server(db).await;
     let (rider, _) = server.register("rider").await;
@@ -278,6 +429,9 @@ async fn every_transition_not_allowed_is_refused_and_strangers_see_nothing(db: D
         act(&server, &stranger, &ride_id, next).await.assert_problem(404, "ride_not_found");
         let current = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&driver)).await;
         assert_eq!(current.body["status"], status);
+        if next == "complete" {
+            drive(&server, &driver, (1.3005, 103.8000), DROPOFF).await;
+        }
         assert_eq!(act(&server, &driver, &ride_id, next).await.status, 200);
     }
     for action in ["accept", "decline", "arrive", "start", "complete", "cancel"] {
@@ -373,6 +527,7 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
         // The old node gives its lease back when it stops; were that lost, a short lease
         // keeps the wait for its expiry well inside the socket's 10 s for the offer frame.
         config.rides.lease_ttl = Duration::from_secs(2);
+        fast_driving(config);
     };
     let first = TestServer::start_with(db, adjust).await;
     let (rider, _) = first.register("rider").await;
@@ -398,9 +553,7 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
     let offer = next_offer(&mut driver_socket).await;
     assert_eq!(offer["ride_id"], ride_id.as_str());
     assert_eq!(act(&second, &driver, &ride_id, "accept").await.status, 200);
-    for action in ["arrive", "start", "complete"] {
-        assert_eq!(act(&second, &driver, &ride_id, action).await.status, 200);
-    }
+    drive_trip(&second, &driver, &ride_id, (1.3005, 103.8000)).await;
     let fare = ride["fare"]["amount"].as_i64().unwrap();
     wait_ride(&second, &rider, &ride_id, |r| r["payment_status"] == "captured").await;
     assert_eq!(balance(&second, &rider).await, (10_000 - fare, 0));
@@ -429,7 +582,7 @@ async fn a_simulated_demo_driver_takes_a_rider_from_request_to_completion(db: Db
     let ride = server.post("/api/v1/rides", Some(&rider), json!({"quote_id": quote.body["id"]})).await;
     assert_eq!(ride.status, 201, "{}", ride.text);
     let ride_id = ride.body["id"].as_str().unwrap().to_string();
-    // Generous: the simulated drivers act every 2 s and drive 100 m per step.
+    // Generous: the simulated drivers act every 2 s and drive 60 m per step.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let reply = server.get(&format!("/api/v1/rides/{ride_id}"), Some(&rider)).await;

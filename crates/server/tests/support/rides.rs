@@ -89,3 +89,43 @@ pub async fn wait_ride(server: &TestServer, token: &str, ride_id: &str, done: im
 pub async fn act(server: &TestServer, token: &str, ride_id: &str, action: &str) -> Reply {
     server.post(&format!("/api/v1/rides/{ride_id}/{action}"), Some(token), json!({})).await
 }
+
+/// Test time for driving: the index takes moves of up to ~1.4 km per update (5,000 km/h,
+/// each update judged as at least a second after the last) at any rate, and trips are never
+/// too fast. The trip checks themselves stay on: arriving, starting and completing still
+/// need the car there, and the recorded route must still cover the way.
+pub fn fast_driving(config: &mut plaza_server::config::Config) {
+    config.rides.index_limits.speed_max_kmh = 5_000.0;
+    config.rides.index_limits.update_interval_min_ms = 0;
+    config.rides.trip_speed_max_kmh = 1_000_000.0;
+}
+
+/// The longest stretch `drive` sends in one location update.
+const DRIVE_STEP_M: f64 = 250.0;
+
+/// Drives `token`'s car from `from` to `to` along the straight line, sending a location
+/// every `DRIVE_STEP_M` or less (what a driver's app does on the way), ending exactly at `to`.
+pub async fn drive(server: &TestServer, token: &str, from: (f64, f64), to: (f64, f64)) {
+    let (from_at, to_at) =
+        (plaza_rides::LatLng::new(from.0, from.1).unwrap(), plaza_rides::LatLng::new(to.0, to.1).unwrap());
+    let steps = (from_at.distance_m(to_at) / DRIVE_STEP_M).ceil().max(1.0) as u32;
+    for step in 1..=steps {
+        let part = f64::from(step) / f64::from(steps);
+        let (lat, lng) = (from.0 + (to.0 - from.0) * part, from.1 + (to.1 - from.1) * part);
+        let moved = server.post("/api/v1/rides/driver/location", Some(token), json!({"lat": lat, "lng": lng})).await;
+        assert_eq!(moved.status, 204, "step {step} of {steps}: {}", moved.text);
+    }
+}
+
+/// The assigned driver, now at `at`, drives to the pickup, arrives, starts, drives to the
+/// drop-off and completes; each step answers 200.
+pub async fn drive_trip(server: &TestServer, token: &str, ride_id: &str, at: (f64, f64)) {
+    drive(server, token, at, PICKUP).await;
+    for action in ["arrive", "start"] {
+        let reply = act(server, token, ride_id, action).await;
+        assert_eq!(reply.status, 200, "{action}: {}", reply.text);
+    }
+    drive(server, token, PICKUP, DROPOFF).await;
+    let reply = act(server, token, ride_id, "complete").await;
+    assert_eq!(reply.status, 200, "complete: {}", reply.text);
+}
