@@ -59,6 +59,20 @@ impl Rides {
             // sweep took it): the quote is spent.
             return Err(RidesError::QuoteSpent);
         }
+        self.save_ride(me, &quote, &intent.id, hold).await
+    }
+
+    /// The request's last step: the ride's row, in the transaction that forgets the pending
+    /// hold and tells the rider. A concurrent request of the same quote that saved first
+    /// makes this one a replay; one of another quote makes it the loser, whose hold goes back.
+    async fn save_ride(
+        &self,
+        me: &User,
+        quote: &Quote,
+        intent_id: &str,
+        hold: i64,
+    ) -> Result<(Ride, bool), RidesError> {
+        let quote_id = quote.id.as_str();
         let now = Timestamp::now().unix_millis();
         let ride_id = plaza_kernel::new_id();
         let mut transaction = self.inner.store.begin().await?;
@@ -81,7 +95,7 @@ impl Rides {
         .bind(quote.distance_m)
         .bind(quote.duration_s)
         .bind(quote.surge_milli)
-        .bind(&intent.id)
+        .bind(intent_id)
         .bind(hold)
         .bind(now)
         .execute(&mut *transaction)
@@ -90,7 +104,7 @@ impl Rides {
             Ok(inserted) => inserted,
             Err(error) if plaza_store::is_unique_violation(&error) => {
                 transaction.rollback().await?;
-                return self.lost_to_another_request(me, quote_id, &intent.id).await;
+                return self.lost_to_another_request(me, quote_id, intent_id).await;
             }
             Err(error) => return Err(error.into()),
         };
