@@ -72,6 +72,7 @@ impl From<ChatError> for Problem {
                     Problem::invalid_field("file", "the file is not a PNG, JPEG, GIF or WebP image")
                 }
                 MediaError::NotFound => Problem::new(ErrorCode::MediaNotFound, "no such media"),
+                MediaError::NotOwned { .. } => Problem::new(ErrorCode::MediaNotFound, "no such media"),
                 MediaError::Database(error) => ChatError::Database(error).into(),
                 MediaError::UnsupportedUrl(_) | MediaError::Storage(_) => Problem::internal(&error),
             },

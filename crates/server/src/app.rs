@@ -15,6 +15,7 @@ use plaza_chat::{Chat, ChatConfig};
 use plaza_events::Events;
 use plaza_http::{ErrorCode, Problem};
 use plaza_rides::Rides;
+use plaza_shop::ShopHandle;
 use plaza_store::Store;
 use plaza_wallet::{Wallet, WalletConfig};
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub chat: Chat,
     pub wallet: Wallet,
     pub rides: Rides,
+    pub shop: ShopHandle,
     pub gateway: GatewayConfig,
     pub openapi_json: Arc<String>,
 }
@@ -56,6 +58,7 @@ pub struct Services {
     pub chat: Chat,
     pub wallet: Wallet,
     pub rides: Rides,
+    pub shop: ShopHandle,
 }
 
 /// Every service's migrations, in dependency order.
@@ -67,6 +70,7 @@ pub fn migrations() -> Vec<plaza_store::Migration> {
         plaza_chat::MIGRATIONS,
         plaza_wallet::MIGRATIONS,
         plaza_rides::MIGRATIONS,
+        plaza_shop::MIGRATIONS,
     ]
     .concat()
 }
@@ -102,7 +106,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         store.clone(),
         events.clone(),
         accounts.clone(),
-        media,
+        media.clone(),
         ChatConfig { group_members_max: config.group_members_max, send_batch_max: config.chat_send_batch_max },
     );
     let wallet = Wallet::new(
@@ -120,7 +124,9 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
     );
     let rides =
         Rides::new(store.clone(), events.clone(), accounts.clone(), wallet.clone(), chat.clone(), config.rides.clone());
-    Ok(Services { store, accounts, events, chat, wallet, rides })
+    let shop =
+        ShopHandle::new(store.clone(), events.clone(), accounts.clone(), media, wallet.clone(), config.shop.clone());
+    Ok(Services { store, accounts, events, chat, wallet, rides, shop })
 }
 
 #[derive(OpenApi)]
@@ -131,6 +137,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "chat", description = "Conversations, messages and read receipts"),
         (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
         (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
+        (name = "shop", description = "Shops, products, catalogue search and orders paid into escrow"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "client", description = "Settings the web client reads from the server (maps, ride rules)"),
         (name = "operations", description = "Health and metrics")),
@@ -140,16 +147,17 @@ struct ApiDoc;
 
 /// The whole HTTP application.
 pub fn router(services: Services, gateway: GatewayConfig, client: crate::client::ClientConfig) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides } = services;
+    let Services { store, accounts, events, chat, wallet, rides, shop } = services;
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
     let mut state =
-        AppState { store, accounts, events, chat, wallet, rides, gateway, openapi_json: Arc::new(String::new()) };
+        AppState { store, accounts, events, chat, wallet, rides, shop, gateway, openapi_json: Arc::new(String::new()) };
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", plaza_accounts::router(state.accounts.clone()))
         .nest("/api/v1", plaza_chat::router(state.chat.clone()))
         .nest("/api/v1", plaza_wallet::router(state.wallet.clone()))
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
+        .nest("/api/v1", plaza_shop::router(state.shop.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone()))

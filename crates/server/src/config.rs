@@ -119,6 +119,12 @@ pub struct SettingsArgs {
     /// Milliseconds a node holds the dispatch lease without renewing it; another node takes dispatch over this long after the holder dies [default: 10000].
     #[arg(long, env = "PLAZA_RIDES_LEASE_MS", global = true, value_name = "MS")]
     pub rides_lease_ms: Option<String>,
+    /// The platform's share of each shop order in basis points, taken when the buyer confirms receipt [default: 500].
+    #[arg(long, env = "PLAZA_SHOP_PLATFORM_FEE_BPS", global = true, value_name = "BPS")]
+    pub shop_platform_fee_bps: Option<String>,
+    /// Days after shipping when an order its buyer has not confirmed confirms itself [default: 10].
+    #[arg(long, env = "PLAZA_SHOP_AUTO_CONFIRM_DAYS", global = true, value_name = "DAYS")]
+    pub shop_auto_confirm_days: Option<String>,
     /// A raster tile server for the web client's maps, as a URL template with {z}, {x} and
     /// {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png [default: none — the
     /// client draws the bundled street map of the demo city, which needs no internet].
@@ -170,6 +176,8 @@ struct FileSettings {
     rides_hold_margin_percent: Option<u32>,
     rides_search_radius_m: Option<u32>,
     rides_lease_ms: Option<u32>,
+    shop_platform_fee_bps: Option<u32>,
+    shop_auto_confirm_days: Option<u32>,
     map_tile_url: Option<String>,
     map_tile_attribution: Option<String>,
 }
@@ -224,6 +232,8 @@ pub struct Config {
     pub wallet_job_interval: Duration,
     /// Fare policy, dispatch timing and fees of rides (`PLAZA_RIDES_*`).
     pub rides: plaza_rides::RidesConfig,
+    /// Fees and timing of the shop (`PLAZA_SHOP_*`).
+    pub shop: plaza_shop::ShopConfig,
     /// Raster map tiles for the web client (`{z}/{x}/{y}` template); the bundled vector
     /// map of the demo city when unset.
     pub map_tile_url: Option<String>,
@@ -437,6 +447,25 @@ impl Config {
                 format!("{rides_lease_ms} must be longer than PLAZA_RIDES_BATCH_MS ({rides_batch_ms})"),
             ));
         }
+        let shop_platform_fee_bps = number(
+            &args.shop_platform_fee_bps,
+            file.shop_platform_fee_bps,
+            500,
+            0..=10_000,
+            "PLAZA_SHOP_PLATFORM_FEE_BPS",
+        )?;
+        let shop_auto_confirm_days = number(
+            &args.shop_auto_confirm_days,
+            file.shop_auto_confirm_days,
+            10,
+            1..=90,
+            "PLAZA_SHOP_AUTO_CONFIRM_DAYS",
+        )?;
+        let shop = plaza_shop::ShopConfig {
+            platform_fee_bps: i64::from(shop_platform_fee_bps),
+            auto_confirm_after: Duration::from_secs(u64::from(shop_auto_confirm_days) * 86_400),
+            ..plaza_shop::ShopConfig::default()
+        };
         let map_tile_url = match args.map_tile_url.clone().or(file.map_tile_url).map(|url| url.trim().to_string()) {
             None => None,
             Some(url) if url.is_empty() => None,
@@ -497,6 +526,7 @@ impl Config {
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
             wallet_job_interval: Duration::from_secs(30),
             rides,
+            shop,
             map_tile_url,
             map_tile_attribution,
         })
@@ -529,6 +559,7 @@ impl Config {
             red_packet_refund_after: Duration::from_secs(86_400),
             wallet_job_interval: Duration::from_secs(30),
             rides: plaza_rides::RidesConfig::default(),
+            shop: plaza_shop::ShopConfig::default(),
             map_tile_url: None,
             map_tile_attribution: None,
         }
