@@ -78,6 +78,10 @@ pub async fn serve_with(
     let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
     let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
     let rides = services.rides.clone();
+    // The shop's job (auto-confirmation, settlement, stranded holds) likewise acts only on
+    // the node holding its lease.
+    let shop_jobs = tokio::spawn(services.shop.clone().run_jobs());
+    let shop = services.shop.clone();
     let router = app::router(services, config.gateway, client::ClientConfig::from_config(&config));
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, database = store.backend().name(), "plaza is listening on http://{local}");
@@ -110,6 +114,7 @@ pub async fn serve_with(
     pruning.abort();
     rides_dispatcher.abort();
     rides_presence.abort();
+    shop_jobs.abort();
     if let Some(drivers) = drivers {
         drivers.abort();
     }
@@ -118,6 +123,10 @@ pub async fn serve_with(
     let _cancelled = rides_dispatcher.await;
     if let Err(error) = rides.release_lease().await {
         tracing::warn!("could not give the rides dispatch lease back: {error}");
+    }
+    let _cancelled = shop_jobs.await;
+    if let Err(error) = shop.release_lease().await {
+        tracing::warn!("could not give the shop job's lease back: {error}");
     }
     store.close().await;
     tracing::info!("stopped");

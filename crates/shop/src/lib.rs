@@ -15,13 +15,16 @@
 //! moves exactly once. Search indexes for itself (`search.rs`) so that SQLite and
 //! PostgreSQL give the same answers, Chinese included.
 
+mod jobs;
 mod migrations;
 pub mod model;
+mod orders;
 pub mod routes;
 pub mod search;
 mod service;
 
 pub use migrations::MIGRATIONS;
 pub use model::{OrderAction, OrderStatus};
+pub use orders::{ChangeDetails, OrderRole};
 pub use routes::router;
-pub use service::{Order, Product, Shop, ShopConfig, ShopError, ShopHandle, Sku};
+pub use service::{Address, Order, OrderItem, OrderLine, Product, Shop, ShopConfig, ShopError, ShopHandle, Sku};

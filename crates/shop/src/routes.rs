@@ -1,7 +1,11 @@
 //! The shop HTTP API (API.md, "Shop"): wire types, thin handlers, and the one mapping from
 //! [`ShopError`] to problems.
 
-use crate::service::{Product, ProductChange, ProductInput, Shop, ShopError, ShopHandle, SkuInput};
+use crate::model::{OrderAction, OrderStatus};
+use crate::orders::{ChangeDetails, OrderRole};
+use crate::service::{
+    Address, Order, OrderLine, Product, ProductChange, ProductInput, Shop, ShopError, ShopHandle, SkuInput,
+};
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -9,8 +13,9 @@ use plaza_accounts::routes::UserBody;
 use plaza_accounts::{Accounts, CurrentUser};
 use plaza_http::{ApiJson, ApiQuery, ErrorCode, Problem};
 use plaza_media::MediaError;
-use plaza_wallet::routes::MoneyBody;
+use plaza_wallet::routes::{IdempotencyKeyHeader, MoneyBody};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,6 +28,15 @@ pub fn router(shop: ShopHandle) -> OpenApiRouter {
         .routes(routes!(create_product))
         .routes(routes!(list_products))
         .routes(routes!(get_product, update_product))
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(ship_order))
+        .routes(routes!(confirm_order))
+        .routes(routes!(request_refund))
+        .routes(routes!(approve_refund))
+        .routes(routes!(reject_refund))
+        .routes(routes!(review_order))
         .with_state(shop)
 }
 
@@ -369,4 +383,260 @@ async fn get_product(
     // Group buying comes later; until then no group is ever forming.
     view.open_groups = Some(Vec::new());
     Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderItemBody {
+    pub sku_id: String,
+    /// 1 to 99.
+    pub quantity: i64,
+    /// Flash sales come later; an order carrying one is refused for now.
+    pub flash_sale_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddressBody {
+    pub name: String,
+    pub line1: String,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+    pub phone: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PlaceOrderRequest {
+    pub items: Vec<OrderItemBody>,
+    pub address: AddressBody,
+    /// Group buying comes later; an order carrying one is refused for now.
+    pub group: Option<Value>,
+    /// The payment PIN, when one is set.
+    pub pin: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ShipRequest {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefundRequest {
+    pub reason: String,
+    /// At most the order's total; the whole total when absent.
+    pub amount: Option<MoneyBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReviewRequest {
+    /// 1 to 5.
+    pub stars: i64,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderRoleBody {
+    Buyer,
+    Seller,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct OrderParams {
+    /// `buyer` (the default) or `seller`.
+    pub role: Option<OrderRoleBody>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// An order: `{id, buyer, shop: {id, name, owner}, items: [{sku_id, product_id, title,
+/// sku_name, quantity, unit_price}], total, status, payment_status, group_buy_id,
+/// shipment: {carrier, tracking_number, shipped_at, auto_confirm_at} | null, refund:
+/// {reason, amount} | null, address, created_at, updated_at}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(as = Order, value_type = Object)]
+pub struct OrderView(pub Value);
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The order with its buyer and shop as objects (events carry their ids only).
+async fn order_view(shop: &ShopHandle, order: &Order) -> Result<OrderView, Problem> {
+    let mut view = order.to_json();
+    let buyer = UserBody::from(shop.accounts().user(&order.buyer_id).await.map_err(ShopError::from)?);
+    let seller = shop.shop(&order.shop_id).await?;
+    if let Value::Object(fields) = &mut view {
+        fields.insert("buyer".into(), serde_json::to_value(buyer).map_err(|error| Problem::internal(&error))?);
+        let owner = serde_json::to_value(UserBody::from(seller.owner)).map_err(|error| Problem::internal(&error))?;
+        fields.insert("shop".into(), serde_json::json!({"id": seller.id, "name": seller.name, "owner": owner}));
+    }
+    Ok(OrderView(view))
+}
+
+type OrderReply = Result<Json<OrderView>, Problem>;
+
+/// Place an order: its total is held from your wallet until you confirm receipt.
+#[utoipa::path(post, path = "/orders", tag = "shop", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body return the first order")),
+    request_body = PlaceOrderRequest, responses((status = 201, body = OrderView)))]
+async fn place_order(
+    State(shop): State<ShopHandle>,
+    current: CurrentUser,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    ApiJson(body): ApiJson<PlaceOrderRequest>,
+) -> Result<(StatusCode, Json<OrderView>), Problem> {
+    if body.group.is_some() {
+        return Err(Problem::invalid_field("group", "group buying is not available yet"));
+    }
+    if let Some(index) = body.items.iter().position(|item| item.flash_sale_id.is_some()) {
+        return Err(Problem::invalid_field(
+            format!("items[{index}].flash_sale_id"),
+            "flash sales are not available yet",
+        ));
+    }
+    let address = &body.address;
+    let address = Address::parse(
+        &address.name,
+        &address.line1,
+        &address.city,
+        &address.postal_code,
+        &address.country,
+        &address.phone,
+    )?;
+    let lines = body.items.into_iter().map(|item| OrderLine { sku_id: item.sku_id, quantity: item.quantity }).collect();
+    let (order, _replayed) = shop.place_order(&current.user, lines, address, body.pin.as_deref(), key.as_ref()).await?;
+    Ok((StatusCode::CREATED, Json(order_view(&shop, &order).await?)))
+}
+
+/// Your orders as buyer or seller, newest first.
+#[utoipa::path(get, path = "/orders", tag = "shop", security(("bearer" = [])),
+    params(OrderParams), responses((status = 200, body = OrderPage)))]
+async fn list_orders(
+    State(shop): State<ShopHandle>,
+    current: CurrentUser,
+    ApiQuery(params): ApiQuery<OrderParams>,
+) -> Result<Json<OrderPage>, Problem> {
+    let limit = plaza_http::page_limit(params.limit)?;
+    let role = match params.role {
+        Some(OrderRoleBody::Seller) => OrderRole::Seller,
+        Some(OrderRoleBody::Buyer) | None => OrderRole::Buyer,
+    };
+    let status = match params.status.as_deref() {
+        Some(text) => {
+            Some(OrderStatus::parse(text).ok_or_else(|| Problem::invalid_field("status", "not an order status"))?)
+        }
+        None => None,
+    };
+    let page = shop.orders(&current.user, role, status, limit, params.cursor.as_deref()).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for order in &page.items {
+        items.push(order_view(&shop, order).await?);
+    }
+    Ok(Json(OrderPage { items, next_cursor: page.next_cursor }))
+}
+
+/// An order (its buyer and its seller only).
+#[utoipa::path(get, path = "/orders/{id}", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = OrderView)))]
+async fn get_order(State(shop): State<ShopHandle>, current: CurrentUser, Path(id): Path<String>) -> OrderReply {
+    let order = shop.order(&current.user, &id).await?;
+    Ok(Json(order_view(&shop, &order).await?))
+}
+
+async fn change(
+    shop: &ShopHandle,
+    current: &CurrentUser,
+    id: &str,
+    action: OrderAction,
+    details: ChangeDetails,
+) -> OrderReply {
+    let order = shop.change_order(&current.user, id, action, details).await?;
+    Ok(Json(order_view(shop, &order).await?))
+}
+
+/// Cancel before shipping (buyer or seller): the hold is released and the stock returned.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = OrderView)))]
+async fn cancel_order(State(shop): State<ShopHandle>, current: CurrentUser, Path(id): Path<String>) -> OrderReply {
+    change(&shop, &current, &id, OrderAction::Cancel, ChangeDetails::default()).await
+}
+
+/// Ship (seller).
+#[utoipa::path(post, path = "/orders/{id}/ship", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ShipRequest, responses((status = 200, body = OrderView)))]
+async fn ship_order(
+    State(shop): State<ShopHandle>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ShipRequest>,
+) -> OrderReply {
+    let details = ChangeDetails {
+        carrier: Some(body.carrier),
+        tracking_number: Some(body.tracking_number),
+        ..ChangeDetails::default()
+    };
+    change(&shop, &current, &id, OrderAction::Ship, details).await
+}
+
+/// Confirm receipt (buyer): the held money goes to the merchant, less the platform fee.
+#[utoipa::path(post, path = "/orders/{id}/confirm", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = OrderView)))]
+async fn confirm_order(State(shop): State<ShopHandle>, current: CurrentUser, Path(id): Path<String>) -> OrderReply {
+    change(&shop, &current, &id, OrderAction::Confirm, ChangeDetails::default()).await
+}
+
+/// Ask for a refund after shipping or completion (buyer).
+#[utoipa::path(post, path = "/orders/{id}/refund", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = RefundRequest, responses((status = 200, body = OrderView)))]
+async fn request_refund(
+    State(shop): State<ShopHandle>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RefundRequest>,
+) -> OrderReply {
+    let amount = match body.amount {
+        Some(amount) => {
+            let order = shop.order(&current.user, &id).await?;
+            if amount.currency != order.currency {
+                return Err(Problem::invalid_field("amount.currency", "the order's currency"));
+            }
+            Some(amount.amount)
+        }
+        None => None,
+    };
+    let details = ChangeDetails { reason: Some(body.reason), amount, ..ChangeDetails::default() };
+    change(&shop, &current, &id, OrderAction::RequestRefund, details).await
+}
+
+/// Approve the refund asked for (seller): the money goes back to the buyer.
+#[utoipa::path(post, path = "/orders/{id}/refund/approve", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = OrderView)))]
+async fn approve_refund(State(shop): State<ShopHandle>, current: CurrentUser, Path(id): Path<String>) -> OrderReply {
+    change(&shop, &current, &id, OrderAction::ApproveRefund, ChangeDetails::default()).await
+}
+
+/// Reject the refund asked for (seller): the order returns to where it was.
+#[utoipa::path(post, path = "/orders/{id}/refund/reject", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = OrderView)))]
+async fn reject_refund(State(shop): State<ShopHandle>, current: CurrentUser, Path(id): Path<String>) -> OrderReply {
+    let action = OrderAction::RejectRefund { before_request: OrderStatus::Shipped };
+    change(&shop, &current, &id, action, ChangeDetails::default()).await
+}
+
+/// Review a completed order (buyer, once): counted into the shop's and products' ratings.
+#[utoipa::path(post, path = "/orders/{id}/review", tag = "shop", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ReviewRequest, responses((status = 201, description = "Reviewed")))]
+async fn review_order(
+    State(shop): State<ShopHandle>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReviewRequest>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    shop.review(&current.user, &id, body.stars, body.text.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"order_id": id, "stars": body.stars, "text": body.text}))))
 }

@@ -1,17 +1,15 @@
 //! The shop service: shops, products, search and orders as plain async functions over the
 //! store and the wallet's payment intents. No HTTP here.
 
-use crate::model::{self, text, OrderAction, OrderStatus};
+use crate::model::{self, text, OrderStatus};
 use crate::search::{self, Collection, Field, Posting};
 use plaza_accounts::{Accounts, AccountsError, User};
-use plaza_events::{Appended, Events};
+use plaza_events::Events;
 use plaza_kernel::{Currency, Cursor, Money, Page, PageLimit, Timestamp};
 use plaza_media::{Media, MediaError};
-use plaza_store::{Any, AnyRow, Row, Store, Transaction};
-use plaza_wallet::model::IdempotencyKey;
-use plaza_wallet::{PaymentIntentStatus, Wallet, WalletError};
+use plaza_store::{Any, Row, Store, Transaction};
+use plaza_wallet::{Wallet, WalletError};
 use serde_json::{json, Value};
-use sha2::Digest;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,7 +202,7 @@ impl Address {
         })
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({"name": self.name, "line1": self.line1, "city": self.city, "postal_code": self.postal_code,
             "country": self.country, "phone": self.phone})
     }
@@ -274,7 +272,7 @@ impl Order {
         })
     }
 
-    fn parties(&self) -> Vec<String> {
+    pub(crate) fn parties(&self) -> Vec<String> {
         let mut parties = vec![self.buyer_id.clone(), self.seller_id.clone()];
         parties.sort();
         parties.dedup();
@@ -309,9 +307,6 @@ pub(crate) struct Inner {
 const PRODUCT_COLUMNS: &str =
     "id, shop_id, title, description, media_ids, group_size, status, rating_sum, rating_count,
     sold_count, created_at";
-const ORDER_COLUMNS: &str = "id, buyer_id, shop_id, seller_id, status, total_amount, currency, payment_intent_id,
-    payment_status, address, carrier, tracking_number, shipped_at, auto_confirm_at, refund_reason, refund_amount,
-    status_before_refund, created_at, updated_at";
 
 impl ShopHandle {
     pub fn new(
