@@ -4,7 +4,7 @@
 use crate::model::{OrderAction, OrderStatus};
 use crate::orders::{ChangeDetails, OrderRole};
 use crate::service::{
-    Address, Order, OrderLine, Product, ProductChange, ProductInput, Shop, ShopError, ShopHandle, SkuInput,
+    Address, Order, OrderLine, Product, ProductChange, ProductInput, Shop, ShopError, ShopHandle, SkuChange, SkuInput,
 };
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
@@ -353,7 +353,11 @@ async fn update_product(
         description: body.description,
         media_ids: body.media_ids,
         archived: body.status.map(|status| status == ProductStatusBody::Archived),
-        skus: body.skus.into_iter().map(|sku| (sku.id, sku.price.map(money_pair), sku.stock)).collect(),
+        skus: body
+            .skus
+            .into_iter()
+            .map(|sku| SkuChange { id: sku.id, price: sku.price.map(money_pair), stock: sku.stock })
+            .collect(),
     };
     Ok(Json(shop.update_product(&current.user, &id, change).await?.into()))
 }

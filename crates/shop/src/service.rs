@@ -149,8 +149,15 @@ pub struct ProductChange {
     pub description: Option<String>,
     pub media_ids: Option<Vec<String>>,
     pub archived: Option<bool>,
-    /// `(sku id, new price, new stock)`.
-    pub skus: Vec<(String, Option<(i64, String)>, Option<i64>)>,
+    pub skus: Vec<SkuChange>,
+}
+
+/// A new price and stock for one SKU; absent fields stay as they are.
+#[derive(Debug, Clone)]
+pub struct SkuChange {
+    pub id: String,
+    pub price: Option<(i64, String)>,
+    pub stock: Option<i64>,
 }
 
 /// A checked product.
@@ -506,7 +513,7 @@ impl ShopHandle {
             .transpose()?;
         let media_ids = change.media_ids.map(parse_media_ids).transpose()?;
         let mut sku_changes = Vec::new();
-        for (index, (sku_id, price, stock)) in change.skus.into_iter().enumerate() {
+        for (index, SkuChange { id: sku_id, price, stock }) in change.skus.into_iter().enumerate() {
             let Some(sku) = product.skus.iter().find(|sku| sku.id == sku_id) else {
                 return Err(invalid(format!("skus[{index}].id"), "not a SKU of this product"));
             };
