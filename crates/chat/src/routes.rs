@@ -90,6 +90,7 @@ impl From<ChatError> for Problem {
                     Problem::new(ErrorCode::UploadLimitExceeded, error.to_string())
                         .with_retry_after(retry_after_seconds)
                 }
+                MediaError::NotOwned { .. } => Problem::new(ErrorCode::MediaNotFound, "no such media"),
                 MediaError::Database(error) => ChatError::Database(error).into(),
                 MediaError::UnsupportedUrl(_) | MediaError::Storage(_) => Problem::internal(&error),
             },

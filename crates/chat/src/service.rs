@@ -864,11 +864,12 @@ impl Chat {
         Ok(self.inner.media.upload(&me.id, bytes).await?)
     }
 
-    /// A media item and its bytes, for its uploader and for members of a conversation it
-    /// was sent in; to anyone else it does not exist.
+    /// A media item and its bytes, for its uploader, for members of a conversation it was
+    /// sent in, and for everyone when it is a published product photo; to anyone else it
+    /// does not exist.
     pub async fn media_for(&self, me: &User, media_id: &str) -> Result<(MediaItem, bytes::Bytes), ChatError> {
         let item = self.inner.media.item(media_id).await?;
-        if item.owner_id != me.id {
+        if item.owner_id != me.id && !item.is_public() {
             let shared: Option<i64> = sqlx::query_scalar(
                 "SELECT 1 FROM conversation_media cm
                  JOIN conversation_members m ON m.conversation_id = cm.conversation_id

@@ -112,6 +112,20 @@ pub enum ErrorCode {
     NotAtDropoff,
     /// The caller already rated this ride.
     AlreadyRated,
+    /// No such shop.
+    ShopNotFound,
+    /// The caller already has a shop (one per user).
+    ShopAlreadyExists,
+    /// No such product, or the caller may not see it.
+    ProductNotFound,
+    /// The product was archived and cannot be bought.
+    ProductArchived,
+    /// No such order, or the caller is neither its buyer nor its seller.
+    OrderNotFound,
+    /// Not enough stock of a SKU for the quantity ordered.
+    OutOfStock,
+    /// The buyer already reviewed this order.
+    AlreadyReviewed,
     /// A dependency (usually the database) is unavailable.
     Unavailable,
     /// A bug or an unexpected failure; logged with the request id.
@@ -165,6 +179,13 @@ impl ErrorCode {
             Self::LocationJump => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotAtPickup | Self::NotAtDropoff => StatusCode::CONFLICT,
             Self::AlreadyRated => StatusCode::CONFLICT,
+            Self::ShopNotFound => StatusCode::NOT_FOUND,
+            Self::ShopAlreadyExists => StatusCode::CONFLICT,
+            Self::ProductNotFound => StatusCode::NOT_FOUND,
+            Self::ProductArchived => StatusCode::CONFLICT,
+            Self::OrderNotFound => StatusCode::NOT_FOUND,
+            Self::OutOfStock => StatusCode::CONFLICT,
+            Self::AlreadyReviewed => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -223,6 +244,13 @@ impl ErrorCode {
             Self::NotAtPickup => "not_at_pickup",
             Self::NotAtDropoff => "not_at_dropoff",
             Self::AlreadyRated => "already_rated",
+            Self::ShopNotFound => "shop_not_found",
+            Self::ShopAlreadyExists => "shop_already_exists",
+            Self::ProductNotFound => "product_not_found",
+            Self::ProductArchived => "product_archived",
+            Self::OrderNotFound => "order_not_found",
+            Self::OutOfStock => "out_of_stock",
+            Self::AlreadyReviewed => "already_reviewed",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -282,6 +310,13 @@ impl ErrorCode {
             Self::NotAtPickup => "The driver is not at the pickup",
             Self::NotAtDropoff => "The driver is not at the drop-off",
             Self::AlreadyRated => "You already rated this ride",
+            Self::ShopNotFound => "No such shop",
+            Self::ShopAlreadyExists => "You already have a shop",
+            Self::ProductNotFound => "No such product",
+            Self::ProductArchived => "The product is archived",
+            Self::OrderNotFound => "No such order",
+            Self::OutOfStock => "Not enough stock",
+            Self::AlreadyReviewed => "You already reviewed this order",
             Self::Unavailable => "The service is temporarily unavailable",
             Self::Internal => "Something went wrong on our side",
         }
@@ -340,6 +375,13 @@ impl ErrorCode {
         Self::NotAtPickup,
         Self::NotAtDropoff,
         Self::AlreadyRated,
+        Self::ShopNotFound,
+        Self::ShopAlreadyExists,
+        Self::ProductNotFound,
+        Self::ProductArchived,
+        Self::OrderNotFound,
+        Self::OutOfStock,
+        Self::AlreadyReviewed,
         Self::Unavailable,
         Self::Internal,
     ];

@@ -23,6 +23,10 @@
 //! row served without bytes; and an item kept a moment before its deletion is not
 //! deleted (the `kept_at IS NULL` condition), while `keep` on an item already deleted
 //! says `NotFound`, so a message never points at bytes that are gone.
+//!
+//! **Public product photos.** Items their uploader published as product photos
+//! ([`Media::publish_product_photos`], visibility `public_product`) may be read by every
+//! signed-in user, since a shop's pages are public.
 
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
@@ -40,6 +44,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "kept items and daily upload quotas",
         sqlite: MEDIA_QUOTA_SCHEMA,
         postgres: MEDIA_QUOTA_SCHEMA,
+    },
+    Migration {
+        service: "media",
+        version: 3,
+        name: "public product photos",
+        sqlite: PUBLIC_PRODUCT_VISIBILITY,
+        postgres: PUBLIC_PRODUCT_VISIBILITY,
     },
 ];
 
@@ -70,6 +81,13 @@ const MEDIA_SCHEMA: &str = r#"
     CREATE INDEX media_owner ON media (owner_id);
 "#;
 
+/// Who may read an item besides its uploader: `private` (the sharing service decides) or
+/// `public_product` (any signed-in user: a shop's product photo).
+const PUBLIC_PRODUCT_VISIBILITY: &str = r#"
+    ALTER TABLE media ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private'
+        CHECK (visibility IN ('private', 'public_product'));
+"#;
+
 /// The largest upload accepted (10 MiB).
 pub const UPLOAD_MAX_BYTES: usize = 10 * 1024 * 1024;
 
@@ -85,12 +103,32 @@ pub enum MediaError {
     NotFound,
     #[error("today's uploads are used up (at most {uploads_max} items and {bytes_max} bytes a day)")]
     DailyLimit { uploads_max: u32, bytes_max: u64, retry_after_seconds: u64 },
+    #[error("{media_id} is not one of your uploads")]
+    NotOwned { media_id: String },
     #[error("unsupported PLAZA_MEDIA_URL {0:?} (expected s3://bucket[/prefix])")]
     UnsupportedUrl(String),
     #[error("object storage: {0}")]
     Storage(#[from] object_store::Error),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+/// Who may read a media item besides its uploader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// The service that shared it decides (chat: members of its conversations).
+    Private,
+    /// Every signed-in user: a product photo of a shop.
+    PublicProduct,
+}
+
+impl Visibility {
+    fn parse(text: &str) -> Self {
+        match text {
+            "public_product" => Self::PublicProduct,
+            _ => Self::Private,
+        }
+    }
 }
 
 /// A stored media item.
@@ -101,6 +139,7 @@ pub struct MediaItem {
     pub content_type: String,
     pub size_bytes: i64,
     pub created_at: Timestamp,
+    pub visibility: Visibility,
     object_key: String,
 }
 
@@ -123,6 +162,13 @@ impl Default for MediaLimits {
             unreferenced_after: Duration::from_secs(86_400),
             cleanup_interval: Duration::from_secs(3600),
         }
+    }
+}
+
+impl MediaItem {
+    /// Whether every signed-in user may read it.
+    pub fn is_public(&self) -> bool {
+        self.visibility == Visibility::PublicProduct
     }
 }
 
@@ -293,6 +339,7 @@ impl Media {
             content_type: content_type.to_string(),
             size_bytes: bytes.len() as i64,
             created_at: Timestamp::now(),
+            visibility: Visibility::Private,
             object_key,
         };
         self.take_quota(owner_id, item.size_bytes).await?;
@@ -316,7 +363,7 @@ impl Media {
 
     pub async fn item(&self, id: &str) -> Result<MediaItem, MediaError> {
         let row = sqlx::query(
-            "SELECT id, owner_id, content_type, size_bytes, object_key, created_at FROM media WHERE id = $1",
+            "SELECT id, owner_id, content_type, size_bytes, object_key, created_at, visibility FROM media WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.store.read())
@@ -328,8 +375,30 @@ impl Media {
             content_type: row.try_get("content_type")?,
             size_bytes: row.try_get("size_bytes")?,
             created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+            visibility: Visibility::parse(&row.try_get::<String, _>("visibility")?),
             object_key: row.try_get("object_key")?,
         })
+    }
+
+    /// Makes `media_ids` readable by every signed-in user, as photos of a product of
+    /// `owner_id`'s shop. Each must be `owner_id`'s own upload: otherwise nothing changes
+    /// and the first one that is not is named in [`MediaError::NotOwned`]. Publishing is
+    /// not undone when a product drops a photo: it was public, and may be cached anywhere.
+    pub async fn publish_product_photos(&self, owner_id: &str, media_ids: &[String]) -> Result<(), MediaError> {
+        let mut transaction = self.store.begin().await?;
+        for media_id in media_ids {
+            let published =
+                sqlx::query("UPDATE media SET visibility = 'public_product' WHERE id = $1 AND owner_id = $2")
+                    .bind(media_id)
+                    .bind(owner_id)
+                    .execute(&mut *transaction)
+                    .await?;
+            if published.rows_affected() != 1 {
+                return Err(MediaError::NotOwned { media_id: media_id.clone() });
+            }
+        }
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// The bytes of a stored item.
@@ -387,5 +456,10 @@ mod tests {
         assert_eq!(media.bytes(&again).await.expect("bytes").as_ref(), PIXEL_PNG);
         assert!(matches!(media.upload("ann", Bytes::from_static(b"hello")).await, Err(MediaError::NotAnImage)));
         assert!(matches!(media.item("nope").await, Err(MediaError::NotFound)));
+        assert!(!again.is_public());
+        let not_mine = media.publish_product_photos("bob", std::slice::from_ref(&item.id)).await;
+        assert!(matches!(not_mine, Err(MediaError::NotOwned { .. })));
+        media.publish_product_photos("ann", std::slice::from_ref(&item.id)).await.expect("publish");
+        assert!(media.item(&item.id).await.expect("item").is_public());
     }
 }

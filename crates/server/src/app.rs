@@ -15,6 +15,7 @@ use plaza_chat::{Chat, ChatConfig};
 use plaza_events::Events;
 use plaza_http::{ErrorCode, Problem};
 use plaza_rides::Rides;
+use plaza_shop::ShopHandle;
 use plaza_store::Store;
 use plaza_wallet::{Wallet, WalletConfig};
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub chat: Chat,
     pub wallet: Wallet,
     pub rides: Rides,
+    pub shop: ShopHandle,
     pub gateway: GatewayConfig,
     pub sockets: crate::gateway::UserSockets,
     pub openapi_json: Arc<String>,
@@ -59,6 +61,7 @@ pub struct Services {
     pub rides: Rides,
     /// Uploads; chat shares them, and every node cleans up the unreferenced ones.
     pub media: plaza_media::Media,
+    pub shop: ShopHandle,
 }
 
 /// Every service's migrations, in dependency order.
@@ -70,6 +73,7 @@ pub fn migrations() -> Vec<plaza_store::Migration> {
         plaza_chat::MIGRATIONS,
         plaza_wallet::MIGRATIONS,
         plaza_rides::MIGRATIONS,
+        plaza_shop::MIGRATIONS,
     ]
     .concat()
 }
@@ -153,9 +157,17 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
     );
     let rides =
         Rides::new(store.clone(), events.clone(), accounts.clone(), wallet.clone(), chat.clone(), config.rides.clone());
+    let shop = ShopHandle::new(
+        store.clone(),
+        events.clone(),
+        accounts.clone(),
+        media.clone(),
+        wallet.clone(),
+        config.shop.clone(),
+    );
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
-    Ok(Services { store, accounts, events, chat, wallet, rides, media })
+    Ok(Services { store, accounts, events, chat, wallet, rides, shop, media })
 }
 
 #[derive(OpenApi)]
@@ -166,6 +178,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "chat", description = "Conversations, messages and read receipts"),
         (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
         (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
+        (name = "shop", description = "Shops, products, catalogue search and orders paid into escrow"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "client", description = "Settings the web client reads from the server (maps, ride rules)"),
         (name = "operations", description = "Health and metrics")),
@@ -181,7 +194,7 @@ pub fn router(
     client: crate::client::ClientConfig,
     metrics: Option<ops::MetricsAccess>,
 ) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides, .. } = services;
+    let Services { store, accounts, events, chat, wallet, rides, shop, .. } = services;
     let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
@@ -192,6 +205,7 @@ pub fn router(
         chat,
         wallet,
         rides,
+        shop,
         gateway,
         sockets: Default::default(),
         openapi_json: Arc::new(String::new()),
@@ -201,6 +215,7 @@ pub fn router(
         .nest("/api/v1", plaza_chat::router(state.chat.clone()))
         .nest("/api/v1", plaza_wallet::router(state.wallet.clone()))
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
+        .nest("/api/v1", plaza_shop::router(state.shop.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone(), metrics))

@@ -143,6 +143,12 @@ pub struct SettingsArgs {
     /// The bucket, in seconds, a quote's pickup ETA is rounded up to when few drivers are near [default: 300].
     #[arg(long, env = "PLAZA_RIDES_ETA_COARSE_S", global = true, value_name = "SECONDS")]
     pub rides_eta_coarse_s: Option<String>,
+    /// The platform's share of each shop order in basis points, taken when the buyer confirms receipt [default: 500].
+    #[arg(long, env = "PLAZA_SHOP_PLATFORM_FEE_BPS", global = true, value_name = "BPS")]
+    pub shop_platform_fee_bps: Option<String>,
+    /// Days after shipping when an order its buyer has not confirmed confirms itself [default: 10].
+    #[arg(long, env = "PLAZA_SHOP_AUTO_CONFIRM_DAYS", global = true, value_name = "DAYS")]
+    pub shop_auto_confirm_days: Option<String>,
     /// A raster tile server for the web client's maps, as a URL template with {z}, {x} and
     /// {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png [default: none — the
     /// client draws the bundled street map of the demo city, which needs no internet].
@@ -248,6 +254,8 @@ struct FileSettings {
     rides_trip_speed_max_kmh: Option<u32>,
     rides_eta_drivers_min: Option<u32>,
     rides_eta_coarse_s: Option<u32>,
+    shop_platform_fee_bps: Option<u32>,
+    shop_auto_confirm_days: Option<u32>,
     map_tile_url: Option<String>,
     map_tile_attribution: Option<String>,
 }
@@ -318,6 +326,8 @@ pub struct Config {
     pub wallet_job_interval: Duration,
     /// Fare policy, dispatch timing and fees of rides (`PLAZA_RIDES_*`).
     pub rides: plaza_rides::RidesConfig,
+    /// Fees and timing of the shop (`PLAZA_SHOP_*`).
+    pub shop: plaza_shop::ShopConfig,
     /// Raster map tiles for the web client (`{z}/{x}/{y}` template); the bundled vector
     /// map of the demo city when unset.
     pub map_tile_url: Option<String>,
@@ -634,6 +644,25 @@ impl Config {
             number(&args.rides_eta_drivers_min, file.rides_eta_drivers_min, 3, 1..=100, "PLAZA_RIDES_ETA_DRIVERS_MIN")?;
         let rides_eta_coarse_s =
             number(&args.rides_eta_coarse_s, file.rides_eta_coarse_s, 300, 60..=3600, "PLAZA_RIDES_ETA_COARSE_S")?;
+        let shop_platform_fee_bps = number(
+            &args.shop_platform_fee_bps,
+            file.shop_platform_fee_bps,
+            500,
+            0..=10_000,
+            "PLAZA_SHOP_PLATFORM_FEE_BPS",
+        )?;
+        let shop_auto_confirm_days = number(
+            &args.shop_auto_confirm_days,
+            file.shop_auto_confirm_days,
+            10,
+            1..=90,
+            "PLAZA_SHOP_AUTO_CONFIRM_DAYS",
+        )?;
+        let shop = plaza_shop::ShopConfig {
+            platform_fee_bps: i64::from(shop_platform_fee_bps),
+            auto_confirm_after: Duration::from_secs(u64::from(shop_auto_confirm_days) * 86_400),
+            ..plaza_shop::ShopConfig::default()
+        };
         let map_tile_url = match args.map_tile_url.clone().or(file.map_tile_url).map(|url| url.trim().to_string()) {
             None => None,
             Some(url) if url.is_empty() => None,
@@ -709,6 +738,7 @@ impl Config {
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
             wallet_job_interval: Duration::from_secs(30),
             rides,
+            shop,
             map_tile_url,
             map_tile_attribution,
         })
@@ -748,6 +778,7 @@ impl Config {
             red_packet_refund_after: Duration::from_secs(86_400),
             wallet_job_interval: Duration::from_secs(30),
             rides: plaza_rides::RidesConfig::default(),
+            shop: plaza_shop::ShopConfig::default(),
             map_tile_url: None,
             map_tile_attribution: None,
         }

@@ -82,6 +82,10 @@ pub async fn serve_with(
     let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
     let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
     let rides = services.rides.clone();
+    // The shop's job (auto-confirmation, settlement, stranded holds) likewise acts only on
+    // the node holding its lease.
+    let shop_jobs = tokio::spawn(services.shop.clone().run_jobs());
+    let shop = services.shop.clone();
     let metrics_access = ops::MetricsAccess::new(store.clone(), config.metrics_token.clone());
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
@@ -138,6 +142,7 @@ pub async fn serve_with(
     pruning.abort();
     rides_dispatcher.abort();
     rides_presence.abort();
+    shop_jobs.abort();
     if let Some(drivers) = drivers {
         drivers.abort();
     }
@@ -146,6 +151,10 @@ pub async fn serve_with(
     let _cancelled = rides_dispatcher.await;
     if let Err(error) = rides.release_lease().await {
         tracing::warn!("could not give the rides dispatch lease back: {error}");
+    }
+    let _cancelled = shop_jobs.await;
+    if let Err(error) = shop.release_lease().await {
+        tracing::warn!("could not give the shop job's lease back: {error}");
     }
     store.close().await;
     tracing::info!("stopped");

@@ -1,0 +1,124 @@
+use plaza_store::Migration;
+
+/// Shops, products, SKUs, the search postings, orders and their lines, reviews, holds
+/// not yet recorded on an order, and the job lease. Portable DDL: both engines share it.
+/// Money is `BIGINT` minor units, time `BIGINT` epoch milliseconds; ratings are kept as a
+/// sum and a count so that a review updates them with one increment.
+const SCHEMA: &str = r#"
+    CREATE TABLE shops (
+        id TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        rating_sum BIGINT NOT NULL DEFAULT 0,
+        rating_count BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE shop_products (
+        id TEXT PRIMARY KEY,
+        shop_id TEXT NOT NULL REFERENCES shops (id),
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        media_ids TEXT NOT NULL,
+        group_size BIGINT CHECK (group_size BETWEEN 2 AND 50),
+        status TEXT NOT NULL CHECK (status IN ('active', 'archived')),
+        title_terms BIGINT NOT NULL,
+        description_terms BIGINT NOT NULL,
+        rating_sum BIGINT NOT NULL DEFAULT 0,
+        rating_count BIGINT NOT NULL DEFAULT 0,
+        sold_count BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX shop_products_listing ON shop_products (status, created_at, id);
+    CREATE INDEX shop_products_shop ON shop_products (shop_id, status, created_at, id);
+    CREATE TABLE shop_skus (
+        id TEXT PRIMARY KEY,
+        product_id TEXT NOT NULL REFERENCES shop_products (id),
+        position BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        price_amount BIGINT NOT NULL CHECK (price_amount > 0),
+        group_price_amount BIGINT CHECK (group_price_amount > 0),
+        currency TEXT NOT NULL,
+        stock BIGINT NOT NULL CHECK (stock >= 0)
+    );
+    CREATE INDEX shop_skus_product ON shop_skus (product_id, position);
+    CREATE TABLE shop_postings (
+        term TEXT NOT NULL,
+        product_id TEXT NOT NULL REFERENCES shop_products (id),
+        field TEXT NOT NULL CHECK (field IN ('title', 'description')),
+        term_count BIGINT NOT NULL,
+        PRIMARY KEY (term, product_id, field)
+    );
+    CREATE INDEX shop_postings_product ON shop_postings (product_id);
+    CREATE TABLE shop_orders (
+        id TEXT PRIMARY KEY,
+        buyer_id TEXT NOT NULL,
+        shop_id TEXT NOT NULL REFERENCES shops (id),
+        seller_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN
+            ('grouping', 'paid', 'shipped', 'completed', 'cancelled', 'refund_requested', 'refunded')),
+        total_amount BIGINT NOT NULL CHECK (total_amount > 0),
+        currency TEXT NOT NULL,
+        payment_intent_id TEXT NOT NULL,
+        payment_status TEXT NOT NULL CHECK (payment_status IN ('held', 'captured', 'released', 'refunded')),
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        address TEXT NOT NULL,
+        carrier TEXT,
+        tracking_number TEXT,
+        shipped_at BIGINT,
+        auto_confirm_at BIGINT,
+        refund_reason TEXT,
+        refund_amount BIGINT,
+        status_before_refund TEXT,
+        cancelled_by TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        UNIQUE (buyer_id, idempotency_key)
+    );
+    CREATE INDEX shop_orders_buyer ON shop_orders (buyer_id, created_at, id);
+    CREATE INDEX shop_orders_seller ON shop_orders (seller_id, created_at, id);
+    CREATE INDEX shop_orders_auto_confirm ON shop_orders (status, auto_confirm_at);
+    CREATE INDEX shop_orders_settlement ON shop_orders (payment_status, status);
+    CREATE TABLE shop_order_items (
+        order_id TEXT NOT NULL REFERENCES shop_orders (id),
+        position BIGINT NOT NULL,
+        sku_id TEXT NOT NULL REFERENCES shop_skus (id),
+        product_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        sku_name TEXT NOT NULL,
+        quantity BIGINT NOT NULL CHECK (quantity BETWEEN 1 AND 99),
+        unit_price BIGINT NOT NULL CHECK (unit_price > 0),
+        PRIMARY KEY (order_id, position)
+    );
+    CREATE TABLE shop_reviews (
+        order_id TEXT PRIMARY KEY REFERENCES shop_orders (id),
+        buyer_id TEXT NOT NULL,
+        shop_id TEXT NOT NULL,
+        stars BIGINT NOT NULL CHECK (stars BETWEEN 1 AND 5),
+        text TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX shop_reviews_shop ON shop_reviews (shop_id, created_at);
+    CREATE TABLE shop_pending_holds (
+        buyer_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (buyer_id, idempotency_key)
+    );
+    CREATE INDEX shop_pending_holds_age ON shop_pending_holds (created_at);
+    CREATE TABLE shop_leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+"#;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    service: "shop",
+    version: 1,
+    name: "shops, products, search postings, orders, reviews, leases",
+    sqlite: SCHEMA,
+    postgres: SCHEMA,
+}];
