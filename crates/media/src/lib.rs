@@ -252,6 +252,10 @@ impl Media {
             }
             deleted += 1;
         }
+        // Yesterday's and older quota rows are never read again (a day's row is read only
+        // on that day); without this they would pile up, one per user per upload day.
+        let today = Timestamp::now().unix_millis().div_euclid(DAY_MS);
+        sqlx::query("DELETE FROM media_quota WHERE day < $1").bind(today - 1).execute(self.store.write()).await?;
         Ok(deleted)
     }
 
