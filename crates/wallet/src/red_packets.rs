@@ -4,7 +4,9 @@
 //! take the next one: `claimed_count` is incremented with a conditional update (`… WHERE
 //! claimed_count < share_count`), which hands out share `n` to exactly one claimer on both
 //! engines, and a unique `(red_packet_id, claimed_by)` makes a second claim by the same
-//! user fail even when both race. Unclaimed money returns to the sender through
+//! user fail even when both race. In a direct chat a packet is for the other person, so
+//! its sender may not claim it (`own_red_packet`); in a group the sender may, as in
+//! WeChat. Whether a chat is direct comes from `plaza_chat::Chat`. Unclaimed money returns to the sender through
 //! [`Wallet::refund_expired_red_packets`], run by a background task on every node: the
 //! refund sets `refunded_at` with a conditional update in the transaction that moves the
 //! money, so a packet is refunded once however many nodes or restarts try.
@@ -14,7 +16,7 @@ use crate::ledger::{self, Account, Posting, SystemAccount};
 use crate::model::{os_random, split_equal, split_lucky, IdempotencyKey, RED_PACKET_SHARES_MAX};
 use crate::service::{invalid, not_found_as_wallet, wallet_updates, Wallet, WalletError};
 use plaza_accounts::User;
-use plaza_chat::MessageKind;
+use plaza_chat::{ConversationKind, MessageKind};
 use plaza_kernel::{Money, Timestamp};
 use plaza_store::{is_unique_violation, Row};
 use serde::{Deserialize, Serialize};
@@ -98,7 +100,7 @@ impl Wallet {
         me: &User,
         request: RedPacketRequest,
         key: Option<&IdempotencyKey>,
-        pin: Option<&str>,
+        pin: Option<&crate::pin::Pin>,
     ) -> Result<(RedPacket, bool), WalletError> {
         if !(1..=RED_PACKET_SHARES_MAX).contains(&request.count) {
             return Err(invalid("count", format!("a red packet has 1 to {RED_PACKET_SHARES_MAX} shares")));
@@ -249,6 +251,11 @@ impl Wallet {
             }
         }
         let packet = self.red_packet_for_member(me, red_packet_id).await?;
+        // An expired packet is answered as expired, whoever asks.
+        let open = packet.refunded_at_ms.is_none() && packet.expires_at_ms > Timestamp::now().unix_millis();
+        if packet.sender_id == me.id && open && self.is_direct(me, &packet.conversation_id).await? {
+            return Err(WalletError::OwnRedPacket);
+        }
         let mut transaction = self.inner.store.begin().await?;
         if let Some(idempotent) = &idempotent {
             if let Earlier::Result(claim) = idempotency::claim(&mut transaction, idempotent).await? {
@@ -480,6 +487,12 @@ impl Wallet {
             refunded_amount: row.try_get("refunded_amount")?,
             claims: Vec::new(),
         })
+    }
+
+    /// Whether a conversation `me` belongs to is a direct (one-to-one) chat, as chat says.
+    async fn is_direct(&self, me: &User, conversation_id: &str) -> Result<bool, WalletError> {
+        let conversation = self.inner.chat.conversation(me, conversation_id).await.map_err(not_found_as_wallet)?;
+        Ok(conversation.kind == ConversationKind::Direct)
     }
 
     /// A currency read back from the database: known to this build even if no longer
