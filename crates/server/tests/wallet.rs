@@ -504,15 +504,39 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(packet.body["refunded_amount"], 400);
-    // Let both jobs run several more times; nothing more moves.
+    // Let both jobs run several more times; nothing more moves. Each round sends a one-cent
+    // sentinel packet, backdates it, and waits (with a deadline) until a job has refunded
+    // it: proof that a job ran again, without guessing how long that takes.
+    let mut database = first.database().await;
     for _ in 0..5 {
         let before = balance(&first, &ann).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sentinel = post_keyed(
+            &first,
+            "/api/v1/red-packets",
+            &ann,
+            None,
+            json!({"conversation_id": direct, "total": {"amount": 1, "currency": "USD"}, "count": 1, "mode": "equal"}),
+        )
+        .await;
+        assert_eq!(sentinel.status, 201, "{}", sentinel.text);
+        let sentinel_id = sentinel.body["id"].as_str().unwrap().to_string();
+        sqlx::query("UPDATE wallet_red_packets SET expires_at = 0 WHERE id = $1")
+            .bind(&sentinel_id)
+            .execute(&mut database)
+            .await
+            .unwrap();
+        wait_until_refunded(&second, &ann, &sentinel_id).await;
         assert_eq!(balance(&second, &ann).await, before);
     }
     assert_eq!(balance(&first, &ann).await, (800, 0));
     let history = first.get("/api/v1/wallet/transactions", Some(&ann)).await;
-    let refunds = history.body["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "red_packet_refund").count();
+    let reference = format!("red_packet:{id}");
+    let refunds = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "red_packet_refund" && e["reference"] == reference.as_str())
+        .count();
     assert_eq!(refunds, 1, "{}", history.text);
     first
         .post(&format!("/api/v1/red-packets/{id}/claim"), Some(&ann), json!({}))
@@ -530,9 +554,20 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
     )
     .await;
     assert_eq!(late.status, 201, "{}", late.text);
+    drop(database);
     second.stop().await;
     first.stop().await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await; // let the packet expire while no node runs
+    // The packet expires while no node runs: backdated, rather than waited for.
+    let mut database = {
+        sqlx::any::install_default_drivers();
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&database_url).await.unwrap()
+    };
+    sqlx::query("UPDATE wallet_red_packets SET expires_at = 0 WHERE id = $1")
+        .bind(late.body["id"].as_str().unwrap())
+        .execute(&mut database)
+        .await
+        .unwrap();
+    drop(database);
     let restarted = TestServer::start_on(&database_url, quick).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while balance(&restarted, &ann).await != (800, 0) {
@@ -540,6 +575,19 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_ledger_sound(&restarted, &auditor).await;
+}
+
+/// Waits, with a deadline, until a node has refunded red packet `id`.
+async fn wait_until_refunded(server: &TestServer, token: &str, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let packet = server.get(&format!("/api/v1/red-packets/{id}"), Some(token)).await;
+        if packet.body["refunded_at"].is_string() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no refund: {}", packet.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn bad_inputs_are_answered_with_their_codes_and_move_nothing(db: Db) {
