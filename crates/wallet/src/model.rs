@@ -195,6 +195,7 @@ mod tests {
 
     #[test]
     fn pins_and_keys_are_checked() {
+        use crate::pin::Pin;
         assert!(Pin::parse("012345").is_ok());
         for bad in ["12345", "1234567", "12345a", "", "12 345"] {
             assert!(Pin::parse(bad).is_err(), "{bad}");
