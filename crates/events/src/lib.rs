@@ -143,131 +143,16 @@ impl Events {
         transaction: &mut Transaction<'_, Any>,
         batch: &[ToAppend<'_>],
     ) -> Result<Appended, sqlx::Error> {
-        // How many events each user receives; each user's counter moves once by that many.
-        let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-        let mut recipients: Vec<Vec<&str>> = Vec::with_capacity(batch.len());
-        for entry in batch {
-            let mut users: Vec<&str> = entry.user_ids.iter().map(String::as_str).collect();
-            users.sort_unstable();
-            users.dedup();
-            for user in &users {
-                *counts.entry(user).or_default() += 1;
-            }
-            recipients.push(users);
-        }
-        // The next cursor to hand out per user. Counters are taken in sorted user order
-        // (a BTreeMap), so PostgreSQL locks them in that order.
-        let mut next_cursor: std::collections::HashMap<&str, i64> =
-            std::collections::HashMap::with_capacity(counts.len());
-        let counted: Vec<(&str, i64)> = counts.into_iter().collect();
+        let (recipients, counts) = recipients_and_counts(batch);
         let backend = self.store.backend();
-        // Rows go in as one JSON parameter (`Backend::json_rows`), so each statement's text
-        // is the same for every batch and is prepared once. (`WHERE true` tells SQLite's
-        // parser that `ON CONFLICT` is not a join's `ON`.)
-        let upsert = format!(
-            "INSERT INTO user_event_cursors (user_id, last_cursor)
-             SELECT user_id, added FROM ({}) AS counts WHERE true
-             ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor
-             RETURNING user_id, last_cursor",
-            backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)])
-        );
-        for chunk in counted.chunks(APPEND_CHUNK) {
-            let payload = serde_json::to_string(chunk).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-            let mut returned = std::collections::HashMap::with_capacity(chunk.len());
-            for row in sqlx::query(&upsert).bind(payload).fetch_all(&mut **transaction).await? {
-                returned.insert(row.try_get::<String, _>("user_id")?, row.try_get::<i64, _>("last_cursor")?);
-            }
-            for (user_id, count) in chunk {
-                let last = *returned
-                    .get(*user_id)
-                    .ok_or_else(|| sqlx::Error::Protocol(format!("no cursor returned for user {user_id}")))?;
-                next_cursor.insert(user_id, last - count + 1);
-            }
-        }
+        let mut next_cursor = take_cursors(transaction, backend, counts).await?;
         let created_at_ms = Timestamp::now().unix_millis();
-        let mut appended = Appended::default();
-        let mut rows: Vec<(&str, i64, usize)> = Vec::new();
-        for (index, users) in recipients.iter().enumerate() {
-            for user_id in users {
-                let cursor = next_cursor.get_mut(user_id).ok_or_else(|| sqlx::Error::Protocol("cursor lost".into()))?;
-                rows.push((user_id, *cursor, index));
-                appended.per_user.push((
-                    (*user_id).to_string(),
-                    Event {
-                        cursor: *cursor,
-                        event_type: batch[index].event_type.to_string(),
-                        data: batch[index].data.clone(),
-                        created_at_ms,
-                    },
-                ));
-                *cursor += 1;
-            }
-        }
+        let (rows, appended) = assign_cursors(batch, &recipients, &mut next_cursor, created_at_ms)?;
         let texts: Vec<String> = batch.iter().map(|entry| entry.data.to_string()).collect();
         if backend == plaza_store::Backend::Sqlite {
-            // SQLite copies each event's data into every recipient's row of the JSON, in
-            // memory only.
-            let insert = format!(
-                "INSERT INTO user_events (user_id, cursor, type, data, created_at)
-                 SELECT user_id, cursor, type, data, $2 FROM ({}) AS events",
-                backend.json_rows(
-                    1,
-                    &[
-                        ("user_id", JsonColumn::Text),
-                        ("cursor", JsonColumn::BigInt),
-                        ("type", JsonColumn::Text),
-                        ("data", JsonColumn::Text),
-                    ]
-                )
-            );
-            for chunk in rows.chunks(APPEND_CHUNK) {
-                let events: Vec<(&str, i64, &str, &str)> = chunk
-                    .iter()
-                    .map(|(user_id, cursor, index)| {
-                        (*user_id, *cursor, batch[*index].event_type, texts[*index].as_str())
-                    })
-                    .collect();
-                let payload = serde_json::to_string(&events).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-                sqlx::query(&insert).bind(payload).bind(created_at_ms).execute(&mut **transaction).await?;
-            }
-            return Ok(appended);
-        }
-        // On PostgreSQL each event's type and data are bound once and shared by its rows
-        // (a group message's 500 recipients send its text once).
-        for chunk in rows.chunks(APPEND_CHUNK) {
-            let mut entries: Vec<usize> = chunk.iter().map(|(_, _, index)| *index).collect();
-            entries.sort_unstable();
-            entries.dedup();
-            // Parameters: $1 created_at, then type and data per entry, then user and cursor per row.
-            let entry_param: std::collections::HashMap<usize, usize> =
-                entries.iter().enumerate().map(|(position, index)| (*index, 2 + 2 * position)).collect();
-            let first_row_param = 2 + 2 * entries.len();
-            let values: Vec<String> = chunk
-                .iter()
-                .enumerate()
-                .map(|(n, (_, _, index))| {
-                    let entry = entry_param[index];
-                    format!(
-                        "(${}, ${}, ${}, ${}, $1)",
-                        first_row_param + 2 * n,
-                        first_row_param + 2 * n + 1,
-                        entry,
-                        entry + 1
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}",
-                values.join(", ")
-            );
-            let mut insert = sqlx::query(&sql).bind(created_at_ms);
-            for index in &entries {
-                insert = insert.bind(batch[*index].event_type).bind(&texts[*index]);
-            }
-            for (user_id, cursor, _) in chunk {
-                insert = insert.bind(*user_id).bind(*cursor);
-            }
-            insert.execute(&mut **transaction).await?;
+            insert_events_sqlite(transaction, backend, batch, &texts, &rows, created_at_ms).await?;
+        } else {
+            insert_events_postgres(transaction, batch, &texts, &rows, created_at_ms).await?;
         }
         Ok(appended)
     }
@@ -402,6 +287,167 @@ pub fn subject(user_id: &str) -> String {
 pub fn parse_cursor(text: &str) -> Option<i64> {
     let cursor: i64 = text.parse().ok()?;
     (cursor >= 0 && text.len() <= 19).then_some(cursor)
+}
+
+/// Each entry's recipients, sorted and without repeats, and how many events each user
+/// receives (each user's counter moves once, by that many).
+fn recipients_and_counts<'a>(batch: &'a [ToAppend<'_>]) -> (Vec<Vec<&'a str>>, Vec<(&'a str, i64)>) {
+    let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    let mut recipients: Vec<Vec<&str>> = Vec::with_capacity(batch.len());
+    for entry in batch {
+        let mut users: Vec<&str> = entry.user_ids.iter().map(String::as_str).collect();
+        users.sort_unstable();
+        users.dedup();
+        for user in &users {
+            *counts.entry(user).or_default() += 1;
+        }
+        recipients.push(users);
+    }
+    // Counters are taken in sorted user order (a BTreeMap), so PostgreSQL locks them in
+    // that order.
+    (recipients, counts.into_iter().collect())
+}
+
+/// Moves each user's counter by their count and returns the first cursor to hand out
+/// per user.
+async fn take_cursors<'a>(
+    transaction: &mut Transaction<'_, Any>,
+    backend: plaza_store::Backend,
+    counted: Vec<(&'a str, i64)>,
+) -> Result<std::collections::HashMap<&'a str, i64>, sqlx::Error> {
+    let mut next_cursor = std::collections::HashMap::with_capacity(counted.len());
+    // Rows go in as one JSON parameter (`Backend::json_rows`), so each statement's text
+    // is the same for every batch and is prepared once. (`WHERE true` tells SQLite's
+    // parser that `ON CONFLICT` is not a join's `ON`.)
+    let upsert = format!(
+        "INSERT INTO user_event_cursors (user_id, last_cursor)
+         SELECT user_id, added FROM ({}) AS counts WHERE true
+         ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor
+         RETURNING user_id, last_cursor",
+        backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)])
+    );
+    for chunk in counted.chunks(APPEND_CHUNK) {
+        let payload = serde_json::to_string(chunk).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        let mut returned = std::collections::HashMap::with_capacity(chunk.len());
+        for row in sqlx::query(&upsert).bind(payload).fetch_all(&mut **transaction).await? {
+            returned.insert(row.try_get::<String, _>("user_id")?, row.try_get::<i64, _>("last_cursor")?);
+        }
+        for (user_id, count) in chunk {
+            let last = *returned
+                .get(*user_id)
+                .ok_or_else(|| sqlx::Error::Protocol(format!("no cursor returned for user {user_id}")))?;
+            next_cursor.insert(*user_id, last - count + 1);
+        }
+    }
+    Ok(next_cursor)
+}
+
+/// One row (user, cursor, entry index) per recipient of each entry, in order, and the
+/// events to publish once committed.
+fn assign_cursors<'a>(
+    batch: &[ToAppend<'_>],
+    recipients: &[Vec<&'a str>],
+    next_cursor: &mut std::collections::HashMap<&'a str, i64>,
+    created_at_ms: i64,
+) -> Result<(Vec<(&'a str, i64, usize)>, Appended), sqlx::Error> {
+    let mut appended = Appended::default();
+    let mut rows: Vec<(&str, i64, usize)> = Vec::new();
+    for (index, users) in recipients.iter().enumerate() {
+        for user_id in users {
+            let cursor = next_cursor.get_mut(user_id).ok_or_else(|| sqlx::Error::Protocol("cursor lost".into()))?;
+            rows.push((user_id, *cursor, index));
+            appended.per_user.push((
+                (*user_id).to_string(),
+                Event {
+                    cursor: *cursor,
+                    event_type: batch[index].event_type.to_string(),
+                    data: batch[index].data.clone(),
+                    created_at_ms,
+                },
+            ));
+            *cursor += 1;
+        }
+    }
+    Ok((rows, appended))
+}
+
+/// The event rows on SQLite: it copies each event's data into every recipient's row of
+/// the JSON, in memory only.
+async fn insert_events_sqlite(
+    transaction: &mut Transaction<'_, Any>,
+    backend: plaza_store::Backend,
+    batch: &[ToAppend<'_>],
+    texts: &[String],
+    rows: &[(&str, i64, usize)],
+    created_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let insert = format!(
+        "INSERT INTO user_events (user_id, cursor, type, data, created_at)
+         SELECT user_id, cursor, type, data, $2 FROM ({}) AS events",
+        backend.json_rows(
+            1,
+            &[
+                ("user_id", JsonColumn::Text),
+                ("cursor", JsonColumn::BigInt),
+                ("type", JsonColumn::Text),
+                ("data", JsonColumn::Text),
+            ]
+        )
+    );
+    for chunk in rows.chunks(APPEND_CHUNK) {
+        let events: Vec<(&str, i64, &str, &str)> = chunk
+            .iter()
+            .map(|(user_id, cursor, index)| (*user_id, *cursor, batch[*index].event_type, texts[*index].as_str()))
+            .collect();
+        let payload = serde_json::to_string(&events).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        sqlx::query(&insert).bind(payload).bind(created_at_ms).execute(&mut **transaction).await?;
+    }
+    Ok(())
+}
+
+/// The event rows on PostgreSQL: each event's type and data are bound once and shared by
+/// its rows (a group message's 500 recipients send its text once).
+async fn insert_events_postgres(
+    transaction: &mut Transaction<'_, Any>,
+    batch: &[ToAppend<'_>],
+    texts: &[String],
+    rows: &[(&str, i64, usize)],
+    created_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(APPEND_CHUNK) {
+        let mut entries: Vec<usize> = chunk.iter().map(|(_, _, index)| *index).collect();
+        entries.sort_unstable();
+        entries.dedup();
+        // Parameters: $1 created_at, then type and data per entry, then user and cursor per row.
+        let entry_param: std::collections::HashMap<usize, usize> =
+            entries.iter().enumerate().map(|(position, index)| (*index, 2 + 2 * position)).collect();
+        let first_row_param = 2 + 2 * entries.len();
+        let values: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(n, (_, _, index))| {
+                let entry = entry_param[index];
+                format!(
+                    "(${}, ${}, ${}, ${}, $1)",
+                    first_row_param + 2 * n,
+                    first_row_param + 2 * n + 1,
+                    entry,
+                    entry + 1
+                )
+            })
+            .collect();
+        let sql =
+            format!("INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}", values.join(", "));
+        let mut insert = sqlx::query(&sql).bind(created_at_ms);
+        for index in &entries {
+            insert = insert.bind(batch[*index].event_type).bind(&texts[*index]);
+        }
+        for (user_id, cursor, _) in chunk {
+            insert = insert.bind(*user_id).bind(*cursor);
+        }
+        insert.execute(&mut **transaction).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

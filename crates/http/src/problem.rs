@@ -86,6 +86,8 @@ pub enum ErrorCode {
     AlreadyClaimed,
     /// Every share of the red packet has been claimed.
     RedPacketEmpty,
+    /// In a direct chat only the other person may claim a red packet, not its sender.
+    OwnRedPacket,
     /// The red packet has expired and its money went back to the sender.
     RedPacketExpired,
     /// No such payment intent.
@@ -167,6 +169,7 @@ impl ErrorCode {
             Self::RedPacketNotFound => StatusCode::NOT_FOUND,
             Self::AlreadyClaimed => StatusCode::CONFLICT,
             Self::RedPacketEmpty => StatusCode::CONFLICT,
+            Self::OwnRedPacket => StatusCode::FORBIDDEN,
             Self::RedPacketExpired => StatusCode::CONFLICT,
             Self::PaymentIntentNotFound => StatusCode::NOT_FOUND,
             Self::InvalidTransition => StatusCode::CONFLICT,
@@ -231,6 +234,7 @@ impl ErrorCode {
             Self::RedPacketNotFound => "red_packet_not_found",
             Self::AlreadyClaimed => "already_claimed",
             Self::RedPacketEmpty => "red_packet_empty",
+            Self::OwnRedPacket => "own_red_packet",
             Self::RedPacketExpired => "red_packet_expired",
             Self::PaymentIntentNotFound => "payment_intent_not_found",
             Self::InvalidTransition => "invalid_transition",
@@ -297,6 +301,7 @@ impl ErrorCode {
             Self::RedPacketNotFound => "No such red packet",
             Self::AlreadyClaimed => "You already claimed this red packet",
             Self::RedPacketEmpty => "The red packet is empty",
+            Self::OwnRedPacket => "Your own red packet in a direct chat",
             Self::RedPacketExpired => "The red packet has expired",
             Self::PaymentIntentNotFound => "No such payment intent",
             Self::InvalidTransition => "Not allowed in the current state",
@@ -362,6 +367,7 @@ impl ErrorCode {
         Self::RedPacketNotFound,
         Self::AlreadyClaimed,
         Self::RedPacketEmpty,
+        Self::OwnRedPacket,
         Self::RedPacketExpired,
         Self::PaymentIntentNotFound,
         Self::InvalidTransition,

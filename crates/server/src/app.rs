@@ -152,6 +152,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
             topup_daily_limit_major: config.topup_daily_limit,
             red_packet_refund_after: config.red_packet_refund_after,
             job_interval: config.wallet_job_interval,
+            pin_changes_per_hour: config.pin_changes_per_hour,
             ..WalletConfig::default()
         },
     );

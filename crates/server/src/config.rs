@@ -89,6 +89,10 @@ pub struct SettingsArgs {
     /// [default: 86400].
     #[arg(long, env = "PLAZA_RED_PACKET_REFUND_SECONDS", global = true, value_name = "SECONDS")]
     pub red_packet_refund_seconds: Option<String>,
+    /// How many times one user may set or replace the payment PIN per hour; each costs
+    /// one or two password hashes [default: 10].
+    #[arg(long, env = "PLAZA_PIN_CHANGES_PER_HOUR", global = true, value_name = "N")]
+    pub pin_changes_per_hour: Option<String>,
     /// Milliseconds between dispatch batches (open requests are assigned together) [default: 2000].
     #[arg(long, env = "PLAZA_RIDES_BATCH_MS", global = true, value_name = "MS")]
     pub rides_batch_ms: Option<String>,
@@ -236,6 +240,7 @@ struct FileSettings {
     currencies: Option<AdminList>,
     topup_daily_limit: Option<u32>,
     red_packet_refund_seconds: Option<u32>,
+    pin_changes_per_hour: Option<u32>,
     rides_batch_ms: Option<u32>,
     rides_offer_timeout_ms: Option<u32>,
     rides_dispatch_rounds: Option<u32>,
@@ -321,6 +326,8 @@ pub struct Config {
     /// Per user, currency and UTC day, in major units.
     pub topup_daily_limit: i64,
     pub red_packet_refund_after: Duration,
+    /// PIN sets and replacements per user per hour (each costs password hashing).
+    pub pin_changes_per_hour: u32,
     /// How often the wallet's background job runs (red-packet refunds); not configurable
     /// from outside, shortened by tests.
     pub wallet_job_interval: Duration,
@@ -562,6 +569,13 @@ impl Config {
             1..=30 * 86_400,
             "PLAZA_RED_PACKET_REFUND_SECONDS",
         )?;
+        let pin_changes_per_hour = number(
+            &args.pin_changes_per_hour,
+            file.pin_changes_per_hour,
+            10,
+            1..=10_000,
+            "PLAZA_PIN_CHANGES_PER_HOUR",
+        )?;
 
         let rides_batch_ms =
             number(&args.rides_batch_ms, file.rides_batch_ms, 2000, 10..=60_000, "PLAZA_RIDES_BATCH_MS")?;
@@ -736,6 +750,7 @@ impl Config {
             currencies,
             topup_daily_limit: topup_daily_limit as i64,
             red_packet_refund_after: Duration::from_secs(red_packet_refund_seconds as u64),
+            pin_changes_per_hour,
             wallet_job_interval: Duration::from_secs(30),
             rides,
             shop,
@@ -776,6 +791,7 @@ impl Config {
             currencies: plaza_kernel::Currency::parse("USD").into_iter().collect(),
             topup_daily_limit: 10_000,
             red_packet_refund_after: Duration::from_secs(86_400),
+            pin_changes_per_hour: 10,
             wallet_job_interval: Duration::from_secs(30),
             rides: plaza_rides::RidesConfig::default(),
             shop: plaza_shop::ShopConfig::default(),

@@ -21,6 +21,9 @@ on_both_databases!(
     unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding,
     bad_inputs_are_answered_with_their_codes_and_move_nothing,
     a_pin_guards_payments_and_five_wrong_answers_lock_them,
+    a_burst_of_pin_guesses_has_at_most_five_judged_and_then_payments_are_locked,
+    setting_or_replacing_the_pin_is_rate_limited_per_user,
+    in_a_direct_chat_only_the_other_person_may_claim_a_red_packet,
     payment_intents_hold_capture_release_and_refund,
     the_ledger_check_is_for_admins_and_the_cli_agrees,
 );
@@ -422,9 +425,40 @@ async fn a_lucky_red_packet_splits_exactly_and_a_retried_claim_returns_the_same_
     let amount = first.body["amount"].as_i64().unwrap();
     assert!(amount == 1 || amount == 2, "equal shares of 101 in 100 are 1 or 2: {amount}");
     assert_eq!(balance(&server, &bob).await, (amount, 0));
-    // The sender may claim from their own packet too.
-    let own = server.post(&path, Some(&ann), json!({})).await;
+    // In a direct chat the packet is for the other person: the sender may not claim it.
+    server.post(&path, Some(&ann), json!({})).await.assert_problem(403, "own_red_packet");
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+async fn in_a_direct_chat_only_the_other_person_may_claim_a_red_packet(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = server.register(AUDITOR).await;
+    let (ann, _) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    let (_, cat_id) = server.register("cat").await;
+    topup(&server, &ann, 1_000).await;
+    let direct = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let one_share = |conversation: &str| json!({"conversation_id": conversation, "total": {"amount": 300, "currency": "USD"}, "count": 1, "mode": "equal"});
+    let packet = post_keyed(&server, "/api/v1/red-packets", &ann, None, one_share(&direct)).await;
+    assert_eq!(packet.status, 201, "{}", packet.text);
+    let path = format!("/api/v1/red-packets/{}/claim", packet.body["id"].as_str().unwrap());
+    // The sender's claim is refused and takes nothing: the only share is still there for bob.
+    server.post(&path, Some(&ann), json!({})).await.assert_problem(403, "own_red_packet");
+    assert_eq!(balance(&server, &ann).await, (700, 0));
+    let claimed = server.post(&path, Some(&bob), json!({})).await;
+    assert_eq!(claimed.status, 200, "{}", claimed.text);
+    assert_eq!(claimed.body["amount"], 300);
+    assert_eq!(balance(&server, &bob).await, (300, 0));
+
+    // In a group the sender may claim a share, as in WeChat.
+    let group = group_with(&server, &ann, &[bob_id.clone(), cat_id]).await;
+    let packet = post_keyed(&server, "/api/v1/red-packets", &ann, None, one_share(&group)).await;
+    assert_eq!(packet.status, 201, "{}", packet.text);
+    let own = server
+        .post(&format!("/api/v1/red-packets/{}/claim", packet.body["id"].as_str().unwrap()), Some(&ann), json!({}))
+        .await;
     assert_eq!(own.status, 200, "{}", own.text);
+    assert_eq!(balance(&server, &ann).await, (700, 0));
     assert_ledger_sound(&server, &auditor).await;
 }
 
@@ -470,15 +504,39 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(packet.body["refunded_amount"], 400);
-    // Let both jobs run several more times; nothing more moves.
+    // Let both jobs run several more times; nothing more moves. Each round sends a one-cent
+    // sentinel packet, backdates it, and waits (with a deadline) until a job has refunded
+    // it: proof that a job ran again, without guessing how long that takes.
+    let mut database = first.database().await;
     for _ in 0..5 {
         let before = balance(&first, &ann).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sentinel = post_keyed(
+            &first,
+            "/api/v1/red-packets",
+            &ann,
+            None,
+            json!({"conversation_id": direct, "total": {"amount": 1, "currency": "USD"}, "count": 1, "mode": "equal"}),
+        )
+        .await;
+        assert_eq!(sentinel.status, 201, "{}", sentinel.text);
+        let sentinel_id = sentinel.body["id"].as_str().unwrap().to_string();
+        sqlx::query("UPDATE wallet_red_packets SET expires_at = 0 WHERE id = $1")
+            .bind(&sentinel_id)
+            .execute(&mut database)
+            .await
+            .unwrap();
+        wait_until_refunded(&second, &ann, &sentinel_id).await;
         assert_eq!(balance(&second, &ann).await, before);
     }
     assert_eq!(balance(&first, &ann).await, (800, 0));
     let history = first.get("/api/v1/wallet/transactions", Some(&ann)).await;
-    let refunds = history.body["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "red_packet_refund").count();
+    let reference = format!("red_packet:{id}");
+    let refunds = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "red_packet_refund" && e["reference"] == reference.as_str())
+        .count();
     assert_eq!(refunds, 1, "{}", history.text);
     first
         .post(&format!("/api/v1/red-packets/{id}/claim"), Some(&ann), json!({}))
@@ -496,9 +554,20 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
     )
     .await;
     assert_eq!(late.status, 201, "{}", late.text);
+    drop(database);
     second.stop().await;
     first.stop().await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await; // let the packet expire while no node runs
+    // The packet expires while no node runs: backdated, rather than waited for.
+    let mut database = {
+        sqlx::any::install_default_drivers();
+        <sqlx::AnyConnection as sqlx::Connection>::connect(&database_url).await.unwrap()
+    };
+    sqlx::query("UPDATE wallet_red_packets SET expires_at = 0 WHERE id = $1")
+        .bind(late.body["id"].as_str().unwrap())
+        .execute(&mut database)
+        .await
+        .unwrap();
+    drop(database);
     let restarted = TestServer::start_on(&database_url, quick).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while balance(&restarted, &ann).await != (800, 0) {
@@ -506,6 +575,19 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_ledger_sound(&restarted, &auditor).await;
+}
+
+/// Waits, with a deadline, until a node has refunded red packet `id`.
+async fn wait_until_refunded(server: &TestServer, token: &str, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let packet = server.get(&format!("/api/v1/red-packets/{id}"), Some(token)).await;
+        if packet.body["refunded_at"].is_string() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no refund: {}", packet.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn bad_inputs_are_answered_with_their_codes_and_move_nothing(db: Db) {
@@ -671,6 +753,79 @@ async fn a_pin_guards_payments_and_five_wrong_answers_lock_them(db: Db) {
     let ok = post_keyed(&server, transfers, &ann, None, with_pin(Some("111111"))).await;
     assert_eq!(ok.status, 201, "{}", ok.text);
     assert_eq!(balance(&server, &ann).await, (970, 0));
+}
+
+async fn a_burst_of_pin_guesses_has_at_most_five_judged_and_then_payments_are_locked(db: Db) {
+    let server = Arc::new(server(db).await);
+    let (ann, _) = server.register("ann").await;
+    let (bob, bob_id) = server.register("bob").await;
+    topup(&server, &ann, 1_000).await;
+    let reply = server.post("/api/v1/wallet/pin", Some(&ann), json!({"pin": "024680"})).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    let guess = |pin: &str| {
+        let (server, ann, body) =
+            (server.clone(), ann.clone(), json!({"to_user_id": bob_id, "amount": 10, "currency": "USD", "pin": pin}));
+        tokio::spawn(async move { post_keyed(&server, "/api/v1/wallet/transfers", &ann, None, body).await })
+    };
+
+    // Four wrong answers leave one attempt before the lock.
+    for attempts_left in [4, 3, 2, 1] {
+        let reply = guess("999999").await.unwrap();
+        reply.assert_problem(403, "wrong_pin");
+        assert!(reply.text.contains(&format!("{attempts_left} more")), "{}", reply.text);
+    }
+    // Then thirty wrong guesses and three right ones at once. Each guess takes an attempt
+    // before its (slow) hash check, so exactly one of them is judged: if it is wrong it
+    // locks payments, if it is right it pays. Every other guess is refused as locked
+    // unjudged, the right ones too.
+    let burst: Vec<_> = (0..33).map(|n| guess(if n % 11 == 5 { "024680" } else { "999999" })).collect();
+    let mut paid = 0;
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for task in burst {
+        let reply = task.await.unwrap();
+        if reply.status == 201 {
+            paid += 1;
+            continue;
+        }
+        assert_eq!(reply.status, 403, "{}", reply.text);
+        *codes.entry(reply.body["code"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert!(paid <= 1, "a right guess got through after the fifth wrong one: {paid} paid, {codes:?}");
+    assert_eq!(balance(&server, &ann).await, (1_000 - 10 * paid, 0));
+    assert_eq!(balance(&server, &bob).await, (10 * paid, 0));
+    if paid == 0 {
+        // The judged guess was wrong: nothing else was judged, and payments are locked.
+        assert_eq!(codes.get("pin_locked").copied(), Some(33), "{codes:?}");
+        guess("024680").await.unwrap().assert_problem(403, "pin_locked");
+        assert_eq!(balance(&server, &ann).await, (1_000, 0));
+    }
+}
+
+async fn setting_or_replacing_the_pin_is_rate_limited_per_user(db: Db) {
+    let server = TestServer::start_with(db, |config| config.pin_changes_per_hour = 3).await;
+    let (ann, _) = server.register("ann").await;
+    let (bob, _) = server.register("bob").await;
+    let pin = "/api/v1/wallet/pin";
+    let first = server.post(pin, Some(&ann), json!({"pin": "024680"})).await;
+    assert_eq!(first.status, 204, "{}", first.text);
+    let replaced = server.post(pin, Some(&ann), json!({"pin": "111111", "current_pin": "024680"})).await;
+    assert_eq!(replaced.status, 204, "{}", replaced.text);
+    // A refused replacement (wrong current PIN) counts too: every request costs hashing.
+    server
+        .post(pin, Some(&ann), json!({"pin": "222222", "current_pin": "000000"}))
+        .await
+        .assert_problem(403, "wrong_pin");
+    let limited = server.post(pin, Some(&ann), json!({"pin": "333333", "current_pin": "111111"})).await;
+    limited.assert_problem(429, "rate_limited");
+    assert!(limited.header("retry-after").is_some(), "{}", limited.text);
+    // Nothing changed: the PIN in force is still 111111.
+    let check = server
+        .post("/api/v1/wallet/topups", Some(&ann), json!({"amount": 1, "currency": "USD", "pin": "111111"}))
+        .await;
+    assert_eq!(check.status, 201, "{}", check.text);
+    // The limit is per user: bob is not limited by ann's requests.
+    let other = server.post(pin, Some(&bob), json!({"pin": "024680"})).await;
+    assert_eq!(other.status, 204, "{}", other.text);
 }
 
 async fn payment_intents_hold_capture_release_and_refund(db: Db) {

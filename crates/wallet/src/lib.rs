@@ -23,11 +23,13 @@
 //! Other services pay through [`Wallet`]'s payment intents (hold, capture, void, refund)
 //! and post into chats through `plaza_chat::Chat`; none of them reads these tables.
 
+pub mod bench_support;
 mod idempotency;
 mod intents;
 mod ledger;
 mod migrations;
 pub mod model;
+mod pin;
 mod red_packets;
 pub mod routes;
 mod service;
@@ -37,6 +39,7 @@ pub use intents::{PaymentIntent, PaymentIntentStatus};
 pub use ledger::{check as check_ledger, CurrencySum, LedgerCheck, Mismatch};
 pub use migrations::MIGRATIONS;
 pub use model::{FundingProvider, FundingReceipt, SandboxFunding};
+pub use pin::Pin;
 pub use red_packets::{RedPacket, RedPacketClaim, RedPacketMode, RedPacketRequest};
 pub use routes::router;
 pub use service::{Balance, Entry, Transfer, TransferRequest, Wallet, WalletConfig, WalletError};

@@ -5,29 +5,6 @@ use plaza_kernel::{Currency, Money};
 use std::future::Future;
 use std::pin::Pin as BoxedPin;
 
-/// A payment PIN: exactly six ASCII digits, sent as a string so leading zeros survive.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Pin(String);
-
-impl Pin {
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        if raw.len() != 6 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("a PIN is exactly 6 digits, sent as a string");
-        }
-        Ok(Self(raw.to_string()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Pin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pin(******)")
-    }
-}
-
 /// An `Idempotency-Key`: 1–128 printable ASCII characters without spaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
@@ -218,6 +195,7 @@ mod tests {
 
     #[test]
     fn pins_and_keys_are_checked() {
+        use crate::pin::Pin;
         assert!(Pin::parse("012345").is_ok());
         for bad in ["12345", "1234567", "12345a", "", "12 345"] {
             assert!(Pin::parse(bad).is_err(), "{bad}");

@@ -4,7 +4,9 @@
 //! take the next one: `claimed_count` is incremented with a conditional update (`… WHERE
 //! claimed_count < share_count`), which hands out share `n` to exactly one claimer on both
 //! engines, and a unique `(red_packet_id, claimed_by)` makes a second claim by the same
-//! user fail even when both race. Unclaimed money returns to the sender through
+//! user fail even when both race. In a direct chat a packet is for the other person, so
+//! its sender may not claim it (`own_red_packet`); in a group the sender may, as in
+//! WeChat. Whether a chat is direct comes from `plaza_chat::Chat`. Unclaimed money returns to the sender through
 //! [`Wallet::refund_expired_red_packets`], run by a background task on every node: the
 //! refund sets `refunded_at` with a conditional update in the transaction that moves the
 //! money, so a packet is refunded once however many nodes or restarts try.
@@ -14,9 +16,9 @@ use crate::ledger::{self, Account, Posting, SystemAccount};
 use crate::model::{os_random, split_equal, split_lucky, IdempotencyKey, RED_PACKET_SHARES_MAX};
 use crate::service::{invalid, not_found_as_wallet, wallet_updates, Wallet, WalletError};
 use plaza_accounts::User;
-use plaza_chat::MessageKind;
+use plaza_chat::{ConversationKind, MessageKind};
 use plaza_kernel::{Money, Timestamp};
-use plaza_store::{is_unique_violation, Row};
+use plaza_store::{is_unique_violation, Any, Row, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -88,6 +90,61 @@ pub struct RedPacketRequest {
     pub greeting: Option<String>,
 }
 
+/// The shares of a new packet, split by its mode, each at least one minor unit.
+fn split_shares(request: &RedPacketRequest) -> Result<Vec<i64>, WalletError> {
+    let shares = match request.mode {
+        RedPacketMode::Equal => split_equal(request.total.amount(), request.count),
+        RedPacketMode::Lucky => split_lucky(request.total.amount(), request.count, &mut os_random),
+    }
+    .ok_or_else(|| invalid("count", "cannot split the total into that many shares"))?;
+    if shares.iter().sum::<i64>() != request.total.amount() || shares.iter().any(|share| *share < 1) {
+        return Err(WalletError::Invariant(format!("a bad split of {}: {shares:?}", request.total.amount())));
+    }
+    Ok(shares)
+}
+
+/// The packet's row and its shares, numbered from 1 in the order claims take them.
+async fn insert_red_packet(
+    transaction: &mut Transaction<'static, Any>,
+    id: &str,
+    me: &User,
+    request: &RedPacketRequest,
+    shares: &[i64],
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> Result<(), WalletError> {
+    sqlx::query(
+        "INSERT INTO wallet_red_packets
+         (id, sender_id, conversation_id, currency, total, share_count, mode, greeting, message_id,
+          claimed_count, claimed_amount, created_at, expires_at, refunded_at, refunded_amount)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, 0, $9, $10, NULL, NULL)",
+    )
+    .bind(id)
+    .bind(&me.id)
+    .bind(&request.conversation_id)
+    .bind(request.total.currency().code())
+    .bind(request.total.amount())
+    .bind(request.count)
+    .bind(request.mode.as_str())
+    .bind(&request.greeting)
+    .bind(now.unix_millis())
+    .bind(expires_at.unix_millis())
+    .execute(&mut **transaction)
+    .await?;
+    let rows: Vec<String> =
+        (0..shares.len()).map(|n| format!("($1, ${}, ${}, NULL, NULL)", 2 + 2 * n, 3 + 2 * n)).collect();
+    let sql = format!(
+        "INSERT INTO wallet_red_packet_shares (red_packet_id, share_index, amount, claimed_by, claimed_at) VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert = sqlx::query(&sql).bind(id);
+    for (index, share) in shares.iter().enumerate() {
+        insert = insert.bind(index as i64 + 1).bind(*share);
+    }
+    insert.execute(&mut **transaction).await?;
+    Ok(())
+}
+
 /// Packets refunded per batch of the background job.
 const REFUND_BATCH: i64 = 100;
 
@@ -98,7 +155,7 @@ impl Wallet {
         me: &User,
         request: RedPacketRequest,
         key: Option<&IdempotencyKey>,
-        pin: Option<&str>,
+        pin: Option<&crate::pin::Pin>,
     ) -> Result<(RedPacket, bool), WalletError> {
         if !(1..=RED_PACKET_SHARES_MAX).contains(&request.count) {
             return Err(invalid("count", format!("a red packet has 1 to {RED_PACKET_SHARES_MAX} shares")));
@@ -124,14 +181,7 @@ impl Wallet {
             return Err(WalletError::ConversationNotFound);
         }
         self.authorize_payment(me, pin).await?;
-        let shares = match request.mode {
-            RedPacketMode::Equal => split_equal(request.total.amount(), request.count),
-            RedPacketMode::Lucky => split_lucky(request.total.amount(), request.count, &mut os_random),
-        }
-        .ok_or_else(|| invalid("count", "cannot split the total into that many shares"))?;
-        if shares.iter().sum::<i64>() != request.total.amount() || shares.iter().any(|share| *share < 1) {
-            return Err(WalletError::Invariant(format!("a bad split of {}: {shares:?}", request.total.amount())));
-        }
+        let shares = split_shares(&request)?;
 
         let mut transaction = self.inner.store.begin().await?;
         if let Some(idempotent) = &idempotent {
@@ -148,62 +198,9 @@ impl Wallet {
             .movement(Account::user(&me.id), Account::System(SystemAccount::RedPackets), request.total.amount());
         let states = ledger::post(&mut transaction, &posting).await?;
         let expires_at = now.plus(self.inner.config.red_packet_refund_after);
-        sqlx::query(
-            "INSERT INTO wallet_red_packets
-             (id, sender_id, conversation_id, currency, total, share_count, mode, greeting, message_id,
-              claimed_count, claimed_amount, created_at, expires_at, refunded_at, refunded_amount)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 0, 0, $9, $10, NULL, NULL)",
-        )
-        .bind(&id)
-        .bind(&me.id)
-        .bind(&request.conversation_id)
-        .bind(currency.code())
-        .bind(request.total.amount())
-        .bind(request.count)
-        .bind(request.mode.as_str())
-        .bind(&request.greeting)
-        .bind(now.unix_millis())
-        .bind(expires_at.unix_millis())
-        .execute(&mut *transaction)
-        .await?;
-        let rows: Vec<String> =
-            (0..shares.len()).map(|n| format!("($1, ${}, ${}, NULL, NULL)", 2 + 2 * n, 3 + 2 * n)).collect();
-        let sql = format!(
-            "INSERT INTO wallet_red_packet_shares (red_packet_id, share_index, amount, claimed_by, claimed_at) VALUES {}",
-            rows.join(", ")
-        );
-        let mut insert = sqlx::query(&sql).bind(&id);
-        for (index, share) in shares.iter().enumerate() {
-            insert = insert.bind(index as i64 + 1).bind(*share);
-        }
-        insert.execute(&mut *transaction).await?;
+        insert_red_packet(&mut transaction, &id, me, &request, &shares, now, expires_at).await?;
 
-        let body = json!({
-            "red_packet_id": id,
-            "amount": request.total.amount(),
-            "currency": currency.code(),
-            "count": request.count,
-            "mode": request.mode.as_str(),
-            "greeting": request.greeting,
-        });
-        let (message, mut appended) = self
-            .inner
-            .chat
-            .post_in_transaction(
-                &mut transaction,
-                &request.conversation_id,
-                &me.id,
-                &format!("wallet:red_packet:{id}"),
-                MessageKind::RedPacket,
-                &body,
-            )
-            .await
-            .map_err(not_found_as_wallet)?;
-        sqlx::query("UPDATE wallet_red_packets SET message_id = $2 WHERE id = $1")
-            .bind(&id)
-            .bind(&message.id)
-            .execute(&mut *transaction)
-            .await?;
+        let (message_id, mut appended) = self.post_red_packet_message(&mut transaction, &id, me, &request).await?;
         appended.merge(
             self.append_events(&mut transaction, wallet_updates(&states, currency, posting.kind, &posting.reference))
                 .await?,
@@ -217,7 +214,7 @@ impl Wallet {
             count: request.count,
             mode: request.mode,
             greeting: request.greeting.clone(),
-            message_id: Some(message.id),
+            message_id: Some(message_id),
             claimed_count: 0,
             claimed_amount: 0,
             created_at_ms: now.unix_millis(),
@@ -232,6 +229,43 @@ impl Wallet {
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((packet, false))
+    }
+
+    /// The packet's `red_packet` message in its conversation, linked from the packet's row.
+    async fn post_red_packet_message(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        id: &str,
+        me: &User,
+        request: &RedPacketRequest,
+    ) -> Result<(String, plaza_events::Appended), WalletError> {
+        let body = json!({
+            "red_packet_id": id,
+            "amount": request.total.amount(),
+            "currency": request.total.currency().code(),
+            "count": request.count,
+            "mode": request.mode.as_str(),
+            "greeting": request.greeting,
+        });
+        let (message, appended) = self
+            .inner
+            .chat
+            .post_in_transaction(
+                transaction,
+                &request.conversation_id,
+                &me.id,
+                &format!("wallet:red_packet:{id}"),
+                MessageKind::RedPacket,
+                &body,
+            )
+            .await
+            .map_err(not_found_as_wallet)?;
+        sqlx::query("UPDATE wallet_red_packets SET message_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(&message.id)
+            .execute(&mut **transaction)
+            .await?;
+        Ok((message.id, appended))
     }
 
     /// Claims the next share of a red packet for `me`, a member of its conversation.
@@ -249,6 +283,11 @@ impl Wallet {
             }
         }
         let packet = self.red_packet_for_member(me, red_packet_id).await?;
+        // An expired packet is answered as expired, whoever asks.
+        let open = packet.refunded_at_ms.is_none() && packet.expires_at_ms > Timestamp::now().unix_millis();
+        if packet.sender_id == me.id && open && self.is_direct(me, &packet.conversation_id).await? {
+            return Err(WalletError::OwnRedPacket);
+        }
         let mut transaction = self.inner.store.begin().await?;
         if let Some(idempotent) = &idempotent {
             if let Earlier::Result(claim) = idempotency::claim(&mut transaction, idempotent).await? {
@@ -480,6 +519,12 @@ impl Wallet {
             refunded_amount: row.try_get("refunded_amount")?,
             claims: Vec::new(),
         })
+    }
+
+    /// Whether a conversation `me` belongs to is a direct (one-to-one) chat, as chat says.
+    async fn is_direct(&self, me: &User, conversation_id: &str) -> Result<bool, WalletError> {
+        let conversation = self.inner.chat.conversation(me, conversation_id).await.map_err(not_found_as_wallet)?;
+        Ok(conversation.kind == ConversationKind::Direct)
     }
 
     /// A currency read back from the database: known to this build even if no longer

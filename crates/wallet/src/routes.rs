@@ -1,7 +1,8 @@
 //! The wallet HTTP API (API.md, "Wallet"): wire requests and responses, thin handlers, and
 //! the one mapping from [`WalletError`] to problems.
 
-use crate::model::{parse_text, IdempotencyKey, Pin, GREETING_MAX_CHARS, NOTE_MAX_CHARS};
+use crate::model::{parse_text, IdempotencyKey, GREETING_MAX_CHARS, NOTE_MAX_CHARS};
+use crate::pin::Pin;
 use crate::red_packets::{RedPacket, RedPacketClaim, RedPacketMode, RedPacketRequest};
 use crate::service::{Entry, Transfer, TransferRequest, Wallet, WalletError};
 use axum::extract::{FromRef, FromRequestParts, Path, State};
@@ -75,6 +76,10 @@ impl From<WalletError> for Problem {
                 )
                 .with_retry_after(seconds as u64)
             }
+            WalletError::RateLimited { retry_after } => {
+                Problem::new(ErrorCode::RateLimited, "too many PIN changes; wait before trying again")
+                    .with_retry_after(retry_after.as_secs().max(1))
+            }
             WalletError::UserNotFound => Problem::new(ErrorCode::UserNotFound, "no such user").with_field("to_user_id"),
             WalletError::ConversationNotFound => {
                 Problem::new(ErrorCode::ConversationNotFound, "no such conversation").with_field("conversation_id")
@@ -90,6 +95,10 @@ impl From<WalletError> for Problem {
             WalletError::RedPacketEmpty => {
                 Problem::new(ErrorCode::RedPacketEmpty, "every share of this red packet has been claimed")
             }
+            WalletError::OwnRedPacket => Problem::new(
+                ErrorCode::OwnRedPacket,
+                "in a direct chat a red packet is for the other person; only they may claim it",
+            ),
             WalletError::RedPacketExpired => Problem::new(
                 ErrorCode::RedPacketExpired,
                 "this red packet has expired; its unclaimed money returned to the sender",
@@ -118,6 +127,12 @@ impl From<WalletError> for Problem {
             }
         }
     }
+}
+
+/// An optional PIN field of a request, parsed where it enters: a malformed PIN is a 422
+/// on its field and never counts as a guess.
+fn pin_field(raw: Option<&str>, field: &'static str) -> Result<Option<Pin>, Problem> {
+    Pin::parse_optional(raw).map_err(|reason| Problem::invalid_field(field, reason))
 }
 
 /// The optional `Idempotency-Key` header of a money-moving request.
@@ -429,7 +444,8 @@ async fn create_topup(
     ApiJson(request): ApiJson<TopupRequest>,
 ) -> Result<Response, Problem> {
     let money = wallet.money(request.amount, &request.currency)?;
-    let (entry, replayed) = wallet.topup(&current.user, money, key.as_ref(), request.pin.as_deref()).await?;
+    let pin = pin_field(request.pin.as_deref(), "pin")?;
+    let (entry, replayed) = wallet.topup(&current.user, money, key.as_ref(), pin.as_ref()).await?;
     Ok(created(EntryView::from(entry), replayed, StatusCode::CREATED))
 }
 
@@ -445,7 +461,8 @@ async fn create_withdrawal(
     ApiJson(request): ApiJson<TopupRequest>,
 ) -> Result<Response, Problem> {
     let money = wallet.money(request.amount, &request.currency)?;
-    let (entry, replayed) = wallet.withdraw(&current.user, money, key.as_ref(), request.pin.as_deref()).await?;
+    let pin = pin_field(request.pin.as_deref(), "pin")?;
+    let (entry, replayed) = wallet.withdraw(&current.user, money, key.as_ref(), pin.as_ref()).await?;
     Ok(created(EntryView::from(entry), replayed, StatusCode::CREATED))
 }
 
@@ -463,13 +480,14 @@ async fn create_transfer(
     let money = wallet.money(request.amount, &request.currency)?;
     let note =
         parse_text(request.note.as_deref(), NOTE_MAX_CHARS).map_err(|reason| Problem::invalid_field("note", reason))?;
+    let pin = pin_field(request.pin.as_deref(), "pin")?;
     let transfer = TransferRequest {
         to_user_id: request.to_user_id,
         money,
         note,
         conversation_id: request.conversation_id.filter(|id| !id.is_empty()),
     };
-    let (transfer, replayed) = wallet.transfer(&current.user, transfer, key.as_ref(), request.pin.as_deref()).await?;
+    let (transfer, replayed) = wallet.transfer(&current.user, transfer, key.as_ref(), pin.as_ref()).await?;
     Ok(created(TransferView::from(transfer), replayed, StatusCode::CREATED))
 }
 
@@ -495,7 +513,8 @@ async fn set_pin(
     ApiJson(request): ApiJson<PinRequest>,
 ) -> Result<StatusCode, Problem> {
     let pin = Pin::parse(&request.pin).map_err(|reason| Problem::invalid_field("pin", reason))?;
-    wallet.set_pin(&current.user, &pin, request.current_pin.as_deref()).await?;
+    let current_pin = pin_field(request.current_pin.as_deref(), "current_pin")?;
+    wallet.set_pin(&current.user, &pin, current_pin.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -518,10 +537,10 @@ async fn create_red_packet(
         RedPacketMode::parse(&request.mode).ok_or_else(|| Problem::invalid_field("mode", "mode is lucky or equal"))?;
     let greeting = parse_text(request.greeting.as_deref(), GREETING_MAX_CHARS)
         .map_err(|reason| Problem::invalid_field("greeting", reason))?;
+    let pin = pin_field(request.pin.as_deref(), "pin")?;
     let packet =
         RedPacketRequest { conversation_id: request.conversation_id, total, count: request.count, mode, greeting };
-    let (packet, replayed) =
-        wallet.create_red_packet(&current.user, packet, key.as_ref(), request.pin.as_deref()).await?;
+    let (packet, replayed) = wallet.create_red_packet(&current.user, packet, key.as_ref(), pin.as_ref()).await?;
     Ok(created(RedPacketView::from(packet), replayed, StatusCode::CREATED))
 }
 

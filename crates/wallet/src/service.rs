@@ -4,11 +4,13 @@
 
 use crate::idempotency::{self, Earlier};
 use crate::ledger::{self, Account, AccountState, LedgerCheck, Posting, SystemAccount};
-use crate::model::{parse_money, FundingProvider, IdempotencyKey, Pin, SandboxFunding};
+use crate::model::{parse_money, FundingProvider, IdempotencyKey, SandboxFunding};
+use crate::pin::{Pin, PIN_CHANGE_USERS_MAX, PIN_CHANGE_WINDOW};
 use crate::transfer_batch::{BatchedOutcome, TransferJob, TRANSFER_BATCH_MAX, TRANSFER_QUEUE_MAX};
 use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_chat::{Chat, ChatError, MessageKind};
 use plaza_events::{Appended, Events};
+use plaza_http::RateLimiter;
 use plaza_kernel::{Currency, Money, PageLimit, Timestamp};
 use plaza_store::{Any, GroupCommit, GroupCommitError, Row, Store, Transaction};
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,8 @@ pub struct WalletConfig {
     pub pin_lock: Duration,
     /// How long an idempotency key is remembered.
     pub idempotency_retention: Duration,
+    /// PIN sets and replacements per user per hour (each costs password hashing).
+    pub pin_changes_per_hour: u32,
 }
 
 impl Default for WalletConfig {
@@ -47,6 +51,7 @@ impl Default for WalletConfig {
             pin_attempts_max: 5,
             pin_lock: Duration::from_secs(15 * 60),
             idempotency_retention: Duration::from_secs(7 * 24 * 3600),
+            pin_changes_per_hour: 10,
         }
     }
 }
@@ -72,6 +77,8 @@ pub enum WalletError {
     WrongPin { attempts_left: i64 },
     #[error("payments are locked until {until:?}")]
     PinLocked { until: Timestamp },
+    #[error("too many PIN changes; retry in {retry_after:?}")]
+    RateLimited { retry_after: Duration },
     #[error("no such user")]
     UserNotFound,
     #[error("no such conversation")]
@@ -84,6 +91,8 @@ pub enum WalletError {
     AlreadyClaimed,
     #[error("every share has been claimed")]
     RedPacketEmpty,
+    #[error("in a direct chat, a red packet is for the other person")]
+    OwnRedPacket,
     #[error("the red packet has expired")]
     RedPacketExpired,
     #[error("no such payment intent")]
@@ -182,6 +191,8 @@ pub(crate) struct Inner {
     pub(crate) config: WalletConfig,
     /// Transfers, group-committed; started on first use (it needs the runtime).
     pub(crate) transfers: OnceLock<GroupCommit<TransferJob, BatchedOutcome>>,
+    /// PIN sets and replacements per user (see `pin`).
+    pub(crate) pin_changes: RateLimiter,
 }
 
 /// Events to append in a transaction, one per user; appended in user-id order (see
@@ -202,7 +213,9 @@ impl Wallet {
         config: WalletConfig,
         funding: Arc<dyn FundingProvider>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { store, events, accounts, chat, funding, config, transfers: OnceLock::new() }) }
+        let pin_changes = RateLimiter::new(config.pin_changes_per_hour, PIN_CHANGE_WINDOW, PIN_CHANGE_USERS_MAX);
+        let transfers = OnceLock::new();
+        Self { inner: Arc::new(Inner { store, events, accounts, chat, funding, config, transfers, pin_changes }) }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -253,7 +266,7 @@ impl Wallet {
         me: &User,
         money: Money,
         key: Option<&IdempotencyKey>,
-        pin: Option<&str>,
+        pin: Option<&Pin>,
     ) -> Result<(Entry, bool), WalletError> {
         let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
         let request = key.map(|key| idempotency::Request::new(&me.id, key, "topup", &canonical));
@@ -326,7 +339,7 @@ impl Wallet {
         me: &User,
         money: Money,
         key: Option<&IdempotencyKey>,
-        pin: Option<&str>,
+        pin: Option<&Pin>,
     ) -> Result<(Entry, bool), WalletError> {
         let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
         let request = key.map(|key| idempotency::Request::new(&me.id, key, "withdrawal", &canonical));
@@ -374,7 +387,7 @@ impl Wallet {
         me: &User,
         request: TransferRequest,
         key: Option<&IdempotencyKey>,
-        pin: Option<&str>,
+        pin: Option<&Pin>,
     ) -> Result<(Transfer, bool), WalletError> {
         let job = TransferJob::new(me, request, key);
         if job.request.conversation_id.is_some() || pin.is_some() {
@@ -410,7 +423,7 @@ impl Wallet {
         me: &User,
         request: TransferRequest,
         key: Option<&IdempotencyKey>,
-        pin: Option<&str>,
+        pin: Option<&Pin>,
     ) -> Result<(Transfer, bool), WalletError> {
         let outcome = self.transfer_one_by_one(TransferJob::new(me, request, key), pin).await;
         self.after_deferred_commits().await?;
@@ -420,7 +433,7 @@ impl Wallet {
     pub(crate) async fn transfer_one_by_one(
         &self,
         job: TransferJob,
-        pin: Option<&str>,
+        pin: Option<&Pin>,
     ) -> Result<(Transfer, bool), WalletError> {
         let TransferJob { me, request, key, hash } = &job;
         let idempotent = key.as_ref().map(|key| idempotency::Request {
@@ -624,105 +637,6 @@ impl Wallet {
             plaza_kernel::Cursor::from_position(&format!("{}:{}", last.created_at_ms, last.id)).into_string()
         });
         Ok((entries, next))
-    }
-
-    /// Sets the payment PIN, or replaces it (then `current` must be the PIN in force).
-    pub async fn set_pin(&self, me: &User, pin: &Pin, current: Option<&str>) -> Result<(), WalletError> {
-        let existing: Option<String> = sqlx::query_scalar("SELECT pin_hash FROM wallet_pins WHERE user_id = $1")
-            .bind(&me.id)
-            .fetch_optional(self.inner.store.read())
-            .await?;
-        if existing.is_some() {
-            match current {
-                None => return Err(invalid("current_pin", "a PIN is set; send it as current_pin to replace it")),
-                Some(current) => self.verify_pin(me, current, "current_pin").await?,
-            }
-        }
-        let hash = self
-            .inner
-            .accounts
-            .password_hasher()
-            .hash(pin.expose())
-            .await
-            .map_err(|error| WalletError::Hashing(error.to_string()))?;
-        sqlx::query(
-            "INSERT INTO wallet_pins (user_id, pin_hash, failed_attempts, locked_until, updated_at) VALUES ($1, $2, 0, 0, $3)
-             ON CONFLICT (user_id) DO UPDATE SET pin_hash = excluded.pin_hash, failed_attempts = 0,
-                                                 updated_at = excluded.updated_at",
-        )
-        .bind(&me.id)
-        .bind(hash)
-        .bind(Timestamp::now().unix_millis())
-        .execute(self.inner.store.write())
-        .await?;
-        Ok(())
-    }
-
-    /// Lets a payment by `me` go ahead: without a PIN set, always; with one, only when
-    /// `pin` is right and payments are not locked. Other services call this before they
-    /// move a user's money on the user's request.
-    pub async fn authorize_payment(&self, me: &User, pin: Option<&str>) -> Result<(), WalletError> {
-        let set: Option<i64> = sqlx::query_scalar("SELECT locked_until FROM wallet_pins WHERE user_id = $1")
-            .bind(&me.id)
-            .fetch_optional(self.inner.store.read())
-            .await?;
-        if set.is_none() {
-            return Ok(());
-        }
-        let pin = pin.ok_or(WalletError::PinRequired)?;
-        self.verify_pin(me, pin, "pin").await
-    }
-
-    /// Checks `pin` against the stored hash, counting wrong answers: the last allowed wrong
-    /// answer locks payments. A malformed PIN is a 422 and does not count.
-    async fn verify_pin(&self, me: &User, pin: &str, field: &'static str) -> Result<(), WalletError> {
-        let pin = Pin::parse(pin).map_err(|reason| invalid(field, reason))?;
-        let row = sqlx::query("SELECT pin_hash, locked_until FROM wallet_pins WHERE user_id = $1")
-            .bind(&me.id)
-            .fetch_optional(self.inner.store.read())
-            .await?;
-        let Some(row) = row else { return Ok(()) };
-        let now = Timestamp::now();
-        let locked_until: i64 = row.try_get("locked_until")?;
-        if locked_until > now.unix_millis() {
-            return Err(WalletError::PinLocked { until: Timestamp::from_unix_millis(locked_until) });
-        }
-        let hash: String = row.try_get("pin_hash")?;
-        let right = self
-            .inner
-            .accounts
-            .password_hasher()
-            .verify(pin.expose(), Some(hash))
-            .await
-            .map_err(|error| WalletError::Hashing(error.to_string()))?;
-        if right {
-            sqlx::query("UPDATE wallet_pins SET failed_attempts = 0 WHERE user_id = $1 AND failed_attempts <> 0")
-                .bind(&me.id)
-                .execute(self.inner.store.write())
-                .await?;
-            return Ok(());
-        }
-        // One atomic statement counts the failure and, at the limit, locks and resets the
-        // count, so concurrent wrong answers cannot slip past the limit.
-        let max = self.inner.config.pin_attempts_max;
-        let until = now.plus(self.inner.config.pin_lock).unix_millis();
-        let row = sqlx::query(
-            "UPDATE wallet_pins
-             SET locked_until = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE locked_until END,
-                 failed_attempts = CASE WHEN failed_attempts + 1 >= $2 THEN 0 ELSE failed_attempts + 1 END
-             WHERE user_id = $1 RETURNING failed_attempts, locked_until",
-        )
-        .bind(&me.id)
-        .bind(max)
-        .bind(until)
-        .fetch_one(self.inner.store.write())
-        .await?;
-        let locked_until: i64 = row.try_get("locked_until")?;
-        if locked_until > now.unix_millis() {
-            return Err(WalletError::PinLocked { until: Timestamp::from_unix_millis(locked_until) });
-        }
-        let failed: i64 = row.try_get("failed_attempts")?;
-        Err(WalletError::WrongPin { attempts_left: (max - failed).max(0) })
     }
 
     /// Recomputes every balance from the journal (the admin ledger check).
