@@ -4,15 +4,15 @@
 //! `plaza serve`, with transfers spread over many accounts and with a few hot accounts
 //! drawn from a Zipf distribution. The ledger is checked after every phase.
 //!
-//! Users are seeded with SQL (users, sessions and one top-up posting each, the funding
-//! account carrying the other side): registering 10,000 users through argon2 would take
+//! Users are seeded with SQL (users and sessions here; their funded accounts, with one
+//! top-up posting each and the funding account carrying the other side, through
+//! `plaza_wallet::bench_support`): registering 10,000 users through argon2 would take
 //! minutes. The ledger check after seeding proves the seed balances.
 //!
-//! Alongside, the **database floor**: per transfer only the rows any transfer over this
-//! schema must write — its journal row, its idempotency key with the result, the two
-//! balances — as batches of 1,024 in one transaction each, from one task, with none of the
-//! reads, checks, hashing or events. No transfer path over these tables can beat it on the
-//! same machine, which tells a slow code path from a slow database.
+//! Alongside, the **database floor** (`plaza_wallet::bench_support::DatabaseFloor`): per
+//! transfer only the rows any transfer over this schema must write, as batches of 1,024 in
+//! one transaction each, from one task. No transfer path over these tables can beat it on
+//! the same machine, which tells a slow code path from a slow database.
 
 use crate::server::PlazaServer;
 use anyhow::Context;
@@ -21,6 +21,7 @@ use plaza_accounts::User;
 use plaza_kernel::Timestamp;
 use plaza_server::config::Config;
 use plaza_store::Store;
+use plaza_wallet::bench_support::{DatabaseFloor, FloorTransfer};
 use plaza_wallet::model::IdempotencyKey;
 use plaza_wallet::{TransferRequest, Wallet, WalletError};
 use sha2::{Digest, Sha256};
@@ -276,17 +277,6 @@ async fn seed(store: &Store, count: usize) -> anyhow::Result<Vec<(String, String
         .map(|_| (plaza_kernel::new_id(), plaza_kernel::id::to_hex(&plaza_kernel::random_token_bytes::<32>())))
         .collect();
     let mut transaction = store.begin().await?;
-    let funding = "system:funding:USD";
-    sqlx::query(
-        "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at)
-         VALUES ($1, NULL, 'funding', 'USD', $2, 0, $3)
-         ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance + excluded.balance",
-    )
-    .bind(funding)
-    .bind(-(count as i64) * SEED_BALANCE)
-    .bind(now)
-    .execute(&mut *transaction)
-    .await?;
     for (chunk_index, chunk) in people.chunks(500).enumerate() {
         // The password hash '!' matches no password: these users only use their session.
         let sql = format!(
@@ -315,40 +305,9 @@ async fn seed(store: &Store, count: usize) -> anyhow::Result<Vec<(String, String
             query = query.bind(plaza_kernel::id::to_hex(&Sha256::digest(token.as_bytes()))).bind(id);
         }
         query.execute(&mut *transaction).await?;
-
-        let sql = format!(
-            "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at) VALUES {}",
-            (0..chunk.len())
-                .map(|n| format!("(${}, ${}, 'user', 'USD', $2, 0, $1)", 2 * n + 3, 2 * n + 4))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(now).bind(SEED_BALANCE);
-        for (id, _) in chunk {
-            query = query.bind(format!("user:{id}:USD")).bind(id);
-        }
-        query.execute(&mut *transaction).await?;
-
-        let sql = format!(
-            "INSERT INTO wallet_movements
-             (id, transaction_id, kind, debit_account, credit_account, amount, currency, reference, note, created_at)
-             VALUES {}",
-            (0..chunk.len())
-                .map(|n| format!(
-                    "(${}, ${}, 'topup', $3, ${}, $2, 'USD', 'topup:bench-seed', NULL, $1)",
-                    3 * n + 4,
-                    3 * n + 5,
-                    3 * n + 6
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(now).bind(SEED_BALANCE).bind(funding);
-        for (id, _) in chunk {
-            query = query.bind(plaza_kernel::new_id()).bind(plaza_kernel::new_id()).bind(format!("user:{id}:USD"));
-        }
-        query.execute(&mut *transaction).await?;
     }
+    let ids: Vec<String> = people.iter().map(|(id, _)| id.clone()).collect();
+    plaza_wallet::bench_support::seed_funded_accounts(&mut transaction, &ids, SEED_BALANCE).await?;
     transaction.commit().await?;
     Ok(people)
 }
@@ -535,70 +494,27 @@ const FLOOR_BATCH: usize = 1024;
 /// result's size — with the same statements the group-committed path uses, for `duration`.
 /// Each batch balances, so the ledger check still holds afterwards.
 async fn drive_floor(store: &Store, users: &[User], pick: &Pick, duration: Duration) -> anyhow::Result<Measured> {
-    use plaza_store::JsonColumn::{BigInt, Text};
-    let backend = store.backend();
-    let update = format!(
-        "WITH changes AS ({}) UPDATE wallet_accounts SET balance = wallet_accounts.balance + changes.delta
-         FROM changes WHERE wallet_accounts.id = changes.id",
-        backend.json_rows(1, &[("id", Text), ("delta", BigInt)])
-    );
-    let journal = format!(
-        "INSERT INTO wallet_movements
-         (id, transaction_id, kind, debit_account, credit_account, amount, currency, reference, note, created_at)
-         SELECT id, transaction_id, 'transfer', debit_account, credit_account, amount, 'USD', reference, NULL, $2
-         FROM ({}) AS movements",
-        backend.json_rows(
-            1,
-            &[
-                ("id", Text),
-                ("transaction_id", Text),
-                ("debit_account", Text),
-                ("credit_account", Text),
-                ("amount", BigInt),
-                ("reference", Text),
-            ]
-        )
-    );
-    let keys = format!(
-        "INSERT INTO wallet_idempotency (scope, idempotency_key, operation, request_hash, result, created_at)
-         SELECT scope, idempotency_key, 'transfer', request_hash, result, $2 FROM ({}) AS keys",
-        backend.json_rows(1, &[("scope", Text), ("idempotency_key", Text), ("request_hash", Text), ("result", Text)])
-    );
+    let floor = DatabaseFloor::new(store);
     let mut random = Random(0x853c_49e6_748f_ea9b);
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let started = Instant::now();
     let deadline = started + duration;
     let mut stored_so_far = 0;
     while Instant::now() < deadline {
-        let now = Timestamp::now().unix_millis();
-        let mut deltas: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-        let mut movements = Vec::with_capacity(FLOOR_BATCH);
-        let mut stored = Vec::with_capacity(FLOOR_BATCH);
-        for _ in 0..FLOOR_BATCH {
-            let (from, to, amount) = pick.transfer(&mut random);
-            let (debit, credit) = (format!("user:{}:USD", users[from].id), format!("user:{}:USD", users[to].id));
-            *deltas.entry(debit.clone()).or_default() -= amount;
-            *deltas.entry(credit.clone()).or_default() += amount;
-            let id = plaza_kernel::new_id();
-            let result = serde_json::json!({
-                "id": id, "from_user_id": users[from].id, "to_user_id": users[to].id, "amount": amount,
-                "currency": "USD", "note": null, "conversation_id": null, "message_id": null, "created_at_ms": now,
-            });
-            stored.push((
-                users[from].id.clone(),
-                format!("floor-{}-{}", pick.name(), stored_so_far + stored.len()),
-                plaza_kernel::id::to_hex(&Sha256::digest(id.as_bytes())),
-                result.to_string(),
-            ));
-            movements.push((plaza_kernel::new_id(), id.clone(), debit, credit, amount, format!("transfer:{id}")));
-        }
-        let deltas: Vec<(String, i64)> = deltas.into_iter().collect();
+        let transfers: Vec<FloorTransfer> = (0..FLOOR_BATCH)
+            .map(|index| {
+                let (from, to, amount) = pick.transfer(&mut random);
+                FloorTransfer {
+                    from_user_id: users[from].id.clone(),
+                    to_user_id: users[to].id.clone(),
+                    amount,
+                    idempotency_key: format!("floor-{}-{}", pick.name(), stored_so_far + index),
+                }
+            })
+            .collect();
+        let batch = floor.prepare(&transfers)?;
         let sent = Instant::now();
-        let mut transaction = store.begin().await?;
-        sqlx::query(&update).bind(serde_json::to_string(&deltas)?).execute(&mut *transaction).await?;
-        sqlx::query(&journal).bind(serde_json::to_string(&movements)?).bind(now).execute(&mut *transaction).await?;
-        sqlx::query(&keys).bind(serde_json::to_string(&stored)?).bind(now).execute(&mut *transaction).await?;
-        transaction.commit().await?;
+        floor.write(store, &batch).await?;
         // Every transfer of the batch waited as long as the batch took.
         histogram.record_n(sent.elapsed().as_micros() as u64, FLOOR_BATCH as u64)?;
         stored_so_far += FLOOR_BATCH;

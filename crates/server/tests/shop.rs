@@ -27,10 +27,7 @@ on_both_databases!(
 const AUDITOR: &str = "auditor";
 
 async fn shop_server(db: Db) -> TestServer {
-    TestServer::start_with(db, |config| {
-        config.admins.insert(AUDITOR.to_string());
-    })
-    .await
+    TestServer::start(db).await
 }
 
 async fn topup(server: &TestServer, token: &str, amount: i64) {
@@ -53,6 +50,7 @@ async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
 
 async fn assert_ledger_sound(server: &TestServer) {
     let (auditor, _) = server.register(AUDITOR).await;
+    server.set_admin(AUDITOR, true).await;
     let reply = server.get("/api/v1/admin/ledger/check", Some(&auditor)).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["ok"], true, "{}", reply.text);
@@ -591,7 +589,6 @@ async fn a_shipped_order_nobody_confirms_confirms_itself_once(db: Db) {
     let server = TestServer::start_with(db, |config| {
         config.shop.auto_confirm_after = std::time::Duration::from_millis(300);
         config.shop.job_interval = std::time::Duration::from_millis(50);
-        config.admins.insert(AUDITOR.to_string());
     })
     .await;
     let (merchant, _, _, sku_id) = merchant_with_product(&server, 1000, 10).await;

@@ -31,10 +31,14 @@ on_both_databases!(
 const AUDITOR: &str = "auditor";
 
 async fn server(db: Db) -> TestServer {
-    TestServer::start_with(db, |config| {
-        config.admins.insert(AUDITOR.to_string());
-    })
-    .await
+    TestServer::start(db).await
+}
+
+/// Registers the auditor and grants it the admin role, as an operator would.
+async fn register_auditor(server: &TestServer) -> (String, String) {
+    let auditor = server.register(AUDITOR).await;
+    server.set_admin(AUDITOR, true).await;
+    auditor
 }
 
 async fn post_keyed(server: &TestServer, path: &str, token: &str, key: Option<&str>, body: Value) -> Reply {
@@ -82,7 +86,7 @@ async fn transfer_body(to: &str, amount: i64) -> Value {
 
 async fn topups_and_transfers_move_money_post_into_the_chat_and_show_in_history(db: Db) {
     let server = server(db).await;
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let (ann, ann_id) = server.register("ann").await;
     let (bob, bob_id) = server.register("bob").await;
     assert_eq!(balance(&server, &ann).await, (0, 0));
@@ -168,7 +172,7 @@ async fn topups_and_transfers_move_money_post_into_the_chat_and_show_in_history(
 
 async fn a_retried_transfer_moves_money_once_and_a_reused_key_is_refused(db: Db) {
     let server = server(db).await;
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let (ann, _) = server.register("ann").await;
     let (bob, bob_id) = server.register("bob").await;
     topup(&server, &ann, 1_000).await;
@@ -211,7 +215,7 @@ async fn a_retried_transfer_moves_money_once_and_a_reused_key_is_refused(db: Db)
 
 async fn concurrent_duplicates_of_one_transfer_move_money_once(db: Db) {
     let server = Arc::new(server(db).await);
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let (ann, _) = server.register("ann").await;
     let (bob, bob_id) = server.register("bob").await;
     topup(&server, &ann, 1_000).await;
@@ -237,7 +241,7 @@ async fn concurrent_duplicates_of_one_transfer_move_money_once(db: Db) {
 
 async fn concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced(db: Db) {
     let server = Arc::new(server(db).await);
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let mut people = Vec::new();
     for name in ["ann", "bob", "cat", "dan"] {
         let (token, id) = server.register(name).await;
@@ -307,9 +311,18 @@ async fn concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced
     assert_ledger_sound(&server, &auditor).await;
 }
 
-async fn group_with(server: &TestServer, owner: &str, members: &[String]) -> String {
+/// A group of `owner`'s, who first befriends each member (only contacts are added).
+async fn group_with(server: &TestServer, owner: &(String, String), members: &[(String, String)]) -> String {
+    for member in members {
+        server.befriend(owner, member).await;
+    }
+    let member_ids: Vec<&str> = members.iter().map(|(_, id)| id.as_str()).collect();
     let reply = server
-        .post("/api/v1/conversations", Some(owner), json!({"kind": "group", "member_ids": members, "title": "Party"}))
+        .post(
+            "/api/v1/conversations",
+            Some(&owner.0),
+            json!({"kind": "group", "member_ids": member_ids, "title": "Party"}),
+        )
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     reply.body["id"].as_str().unwrap().to_string()
@@ -317,15 +330,15 @@ async fn group_with(server: &TestServer, owner: &str, members: &[String]) -> Str
 
 async fn concurrent_red_packet_claims_hand_out_exactly_the_shares(db: Db) {
     let server = Arc::new(server(db).await);
-    let (auditor, _) = server.register(AUDITOR).await;
-    let (ann, ann_id) = server.register("ann").await;
+    let (auditor, _) = register_auditor(&server).await;
+    let ann_account = server.register("ann").await;
+    let (ann, ann_id) = ann_account.clone();
     let mut members = Vec::new();
     for name in ["bob", "cat", "dan", "eve", "fay", "gus"] {
         members.push(server.register(name).await);
     }
     topup(&server, &ann, 1_000).await;
-    let member_ids: Vec<String> = members.iter().map(|(_, id)| id.clone()).collect();
-    let group = group_with(&server, &ann, &member_ids).await;
+    let group = group_with(&server, &ann_account, &members).await;
     let reply = post_keyed(
         &server,
         "/api/v1/red-packets",
@@ -403,7 +416,7 @@ async fn concurrent_red_packet_claims_hand_out_exactly_the_shares(db: Db) {
 
 async fn a_lucky_red_packet_splits_exactly_and_a_retried_claim_returns_the_same_share(db: Db) {
     let server = server(db).await;
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let (ann, _) = server.register("ann").await;
     let (bob, bob_id) = server.register("bob").await;
     topup(&server, &ann, 500).await;
@@ -432,10 +445,12 @@ async fn a_lucky_red_packet_splits_exactly_and_a_retried_claim_returns_the_same_
 
 async fn in_a_direct_chat_only_the_other_person_may_claim_a_red_packet(db: Db) {
     let server = server(db).await;
-    let (auditor, _) = server.register(AUDITOR).await;
-    let (ann, _) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
-    let (_, cat_id) = server.register("cat").await;
+    let (auditor, _) = register_auditor(&server).await;
+    let ann_account = server.register("ann").await;
+    let ann = ann_account.0.clone();
+    let bob_account = server.register("bob").await;
+    let (bob, bob_id) = bob_account.clone();
+    let cat_account = server.register("cat").await;
     topup(&server, &ann, 1_000).await;
     let direct = server.conversation(&ann, "direct", &[&bob_id]).await;
     let one_share = |conversation: &str| json!({"conversation_id": conversation, "total": {"amount": 300, "currency": "USD"}, "count": 1, "mode": "equal"});
@@ -451,7 +466,7 @@ async fn in_a_direct_chat_only_the_other_person_may_claim_a_red_packet(db: Db) {
     assert_eq!(balance(&server, &bob).await, (300, 0));
 
     // In a group the sender may claim a share, as in WeChat.
-    let group = group_with(&server, &ann, &[bob_id.clone(), cat_id]).await;
+    let group = group_with(&server, &ann_account, &[bob_account.clone(), cat_account]).await;
     let packet = post_keyed(&server, "/api/v1/red-packets", &ann, None, one_share(&group)).await;
     assert_eq!(packet.status, 201, "{}", packet.text);
     let own = server
@@ -464,7 +479,6 @@ async fn in_a_direct_chat_only_the_other_person_may_claim_a_red_packet(db: Db) {
 
 async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(db: Db) {
     let quick = |config: &mut plaza_server::config::Config| {
-        config.admins.insert(AUDITOR.to_string());
         config.red_packet_refund_after = Duration::from_secs(1);
         config.wallet_job_interval = Duration::from_millis(50);
     };
@@ -474,7 +488,7 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
     let first = TestServer::start_on(&database_url, quick).await;
     // A second node on the same database runs the same refund job at the same time.
     let second = TestServer::start_on(&first.database_url, quick).await;
-    let (auditor, _) = first.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&first).await;
     let (ann, _) = first.register("ann").await;
     let (bob, bob_id) = first.register("bob").await;
     topup(&first, &ann, 1_000).await;
@@ -592,7 +606,7 @@ async fn wait_until_refunded(server: &TestServer, token: &str, id: &str) {
 
 async fn bad_inputs_are_answered_with_their_codes_and_move_nothing(db: Db) {
     let server = server(db).await;
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let (ann, ann_id) = server.register("ann").await;
     let (bob, bob_id) = server.register("bob").await;
     let (cat, cat_id) = server.register("cat").await;
@@ -830,7 +844,7 @@ async fn setting_or_replacing_the_pin_is_rate_limited_per_user(db: Db) {
 
 async fn payment_intents_hold_capture_release_and_refund(db: Db) {
     let server = server(db).await;
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let (ann, ann_id) = server.register("ann").await;
     let (bob, bob_id) = server.register("bob").await;
     topup(&server, &ann, 10_000).await;
@@ -930,7 +944,7 @@ async fn payment_intents_hold_capture_release_and_refund(db: Db) {
 
 async fn the_ledger_check_is_for_admins_and_the_cli_agrees(db: Db) {
     let server = server(db).await;
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let (ann, _) = server.register("ann").await;
     let (_, bob_id) = server.register("bob").await;
     topup(&server, &ann, 5_000).await;
@@ -990,7 +1004,7 @@ enum Expect {
 
 async fn a_burst_of_mixed_transfers_is_applied_as_if_one_by_one(db: Db) {
     let server = Arc::new(server(db).await);
-    let (auditor, _) = server.register(AUDITOR).await;
+    let (auditor, _) = register_auditor(&server).await;
     let mut people = Vec::new();
     for (name, money) in [("ann", 1_000), ("bob", 500), ("cat", 0), ("dan", 200)] {
         let (token, id) = server.register(name).await;

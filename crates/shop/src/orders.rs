@@ -143,7 +143,8 @@ impl ShopHandle {
         let total: i64 = items.iter().map(|item| item.quantity * item.unit_price).sum();
         let code = Currency::parse(&currency).ok_or_else(|| ShopError::Invariant(format!("currency {currency:?}")))?;
         let money = Money::new(total, code).map_err(|_| invalid("items", "the order's total is too large"))?;
-        self.inner.wallet.authorize_payment(me, pin).await?;
+        let pin = plaza_wallet::Pin::parse_optional(pin).map_err(|reason| invalid("pin", reason))?;
+        self.inner.wallet.authorize_payment(me, pin.as_ref()).await?;
 
         // Recorded before the hold: if this node dies between the hold and the order's row,
         // the job finds the hold through this row and releases it.

@@ -71,13 +71,7 @@ impl Wallet {
                 Some(current) => self.verify_pin(me, current).await?,
             }
         }
-        let hash = self
-            .inner
-            .accounts
-            .password_hasher()
-            .hash(pin.expose())
-            .await
-            .map_err(|error| WalletError::Hashing(error.to_string()))?;
+        let hash = self.inner.accounts.password_hasher().hash_for(&me.id, pin.expose()).await.map_err(hashing_error)?;
         sqlx::query(
             "INSERT INTO wallet_pins (user_id, pin_hash, failed_attempts, locked_until, updated_at) VALUES ($1, $2, 0, 0, $3)
              ON CONFLICT (user_id) DO UPDATE SET pin_hash = excluded.pin_hash, failed_attempts = 0,
@@ -116,9 +110,9 @@ impl Wallet {
             .inner
             .accounts
             .password_hasher()
-            .verify(pin.expose(), Some(hash))
+            .verify_for(&me.id, pin.expose(), &hash)
             .await
-            .map_err(|error| WalletError::Hashing(error.to_string()))?;
+            .map_err(hashing_error)?;
         if right {
             sqlx::query("UPDATE wallet_pins SET failed_attempts = 0 WHERE user_id = $1 AND failed_attempts <> 0")
                 .bind(&me.id)
@@ -173,5 +167,13 @@ impl Wallet {
             now.plus(self.inner.config.pin_lock)
         };
         Err(WalletError::PinLocked { until })
+    }
+}
+
+/// PIN hashing queues behind sign-ins, two per user at a time; a full queue is a 429.
+fn hashing_error(error: plaza_accounts::HashError) -> WalletError {
+    match error {
+        plaza_accounts::HashError::Busy { retry_after } => WalletError::RateLimited { retry_after },
+        other => WalletError::Hashing(other.to_string()),
     }
 }
