@@ -342,16 +342,19 @@ async fn take_cursors<'a>(
     Ok(next_cursor)
 }
 
-/// One row (user, cursor, entry index) per recipient of each entry, in order, and the
-/// events to publish once committed.
+/// One event row to insert: the recipient, its cursor, and which entry of the batch.
+type EventRow<'a> = (&'a str, i64, usize);
+
+/// One row per recipient of each entry, in order, and the events to publish once
+/// committed.
 fn assign_cursors<'a>(
     batch: &[ToAppend<'_>],
     recipients: &[Vec<&'a str>],
     next_cursor: &mut std::collections::HashMap<&'a str, i64>,
     created_at_ms: i64,
-) -> Result<(Vec<(&'a str, i64, usize)>, Appended), sqlx::Error> {
+) -> Result<(Vec<EventRow<'a>>, Appended), sqlx::Error> {
     let mut appended = Appended::default();
-    let mut rows: Vec<(&str, i64, usize)> = Vec::new();
+    let mut rows: Vec<EventRow<'a>> = Vec::new();
     for (index, users) in recipients.iter().enumerate() {
         for user_id in users {
             let cursor = next_cursor.get_mut(user_id).ok_or_else(|| sqlx::Error::Protocol("cursor lost".into()))?;
