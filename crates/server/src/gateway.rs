@@ -249,14 +249,76 @@ pub struct SocketParams {
     pub cursor: Option<String>,
 }
 
-/// A frame from the client.
+/// A frame from the client: its kind, parsed once, its request id and its data.
 #[derive(Debug, Deserialize)]
 struct ClientFrame {
     #[serde(rename = "type")]
-    frame_type: String,
+    kind: FrameKind,
     id: Option<String>,
     #[serde(default)]
     data: Value,
+}
+
+/// What a client frame asks for (API.md "Real time"); anything else is answered with an
+/// `invalid_field` error frame naming `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+enum FrameKind {
+    Resume,
+    Ping,
+    MessageSend,
+    Typing,
+    DriverLocation,
+    Unknown(String),
+}
+
+impl From<String> for FrameKind {
+    fn from(text: String) -> Self {
+        match text.as_str() {
+            "resume" => Self::Resume,
+            "ping" => Self::Ping,
+            "message.send" => Self::MessageSend,
+            "typing" => Self::Typing,
+            "driver.location" => Self::DriverLocation,
+            _ => Self::Unknown(text),
+        }
+    }
+}
+
+/// Why a connection ends; decides its close frame and what is counted.
+#[derive(Debug)]
+enum Disconnect {
+    /// The send queue stayed full for the send time-out: the client is too slow.
+    TooSlow,
+    /// Nothing heard from the client (not even a pong) for the idle time-out.
+    Idle,
+    /// The session was revoked, here or on another node.
+    SessionEnded,
+    /// The writer task ended (the socket is gone).
+    WriterGone,
+    /// The socket failed while reading.
+    Transport(String),
+    /// Something on the server failed (the database, the bus).
+    Internal(String),
+}
+
+impl Disconnect {
+    fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl std::fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooSlow => f.write_str("too slow"),
+            Self::Idle => f.write_str("idle"),
+            Self::SessionEnded => f.write_str(SESSION_ENDED),
+            Self::WriterGone => f.write_str("writer gone"),
+            Self::Transport(error) => write!(f, "socket: {error}"),
+            Self::Internal(error) => write!(f, "server: {error}"),
+        }
+    }
 }
 
 struct Connection {
@@ -279,7 +341,7 @@ impl Connection {
         mut session: plaza_accounts::SessionWatch,
         state: AppState,
         resume_from: Option<i64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Disconnect> {
         let config = state.gateway;
         let (mut sink, mut stream) = socket.split();
         let (outbound, mut queue) = mpsc::channel::<WsMessage>(config.send_queue_frames.max(1));
@@ -294,8 +356,8 @@ impl Connection {
 
         // Subscribe first, then read where the log stands: nothing committed in between
         // can fall into the gap.
-        let mut subscription = state.events.subscribe(&user.id).await.map_err(|error| error.to_string())?;
-        let latest = state.events.latest_cursor(&user.id).await.map_err(|error| error.to_string())?;
+        let mut subscription = state.events.subscribe(&user.id).await.map_err(Disconnect::internal)?;
+        let latest = state.events.latest_cursor(&user.id).await.map_err(Disconnect::internal)?;
         let (last_sent, live) = match resume_from {
             Some(cursor) => (cursor, true),
             None => (latest, false),
@@ -335,14 +397,14 @@ impl Connection {
                     match inbound {
                         Some(Ok(WsMessage::Text(text))) => {
                             let frame = parse_client_frame(text.as_str());
-                            let resuming = matches!(&frame, Ok(frame) if frame.frame_type == "resume");
+                            let resuming = matches!(&frame, Ok(frame) if frame.kind == FrameKind::Resume);
                             if !connection.live && !resuming {
                                 if let Err(reason) = connection.go_live().await {
                                     break Err(reason);
                                 }
                             }
                             let handled = match frame {
-                                Ok(frame) if frame.frame_type == "message.send" => {
+                                Ok(frame) if frame.kind == FrameKind::MessageSend => {
                                     connection.queue_send(frame, &mut sends_in_flight).await
                                 }
                                 Ok(frame) => connection.handle_client_frame(frame).await,
@@ -360,7 +422,7 @@ impl Connection {
                         }
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                         Some(Ok(WsMessage::Close(_))) | None => break Ok(()),
-                        Some(Err(error)) => break Err(error.to_string()),
+                        Some(Err(error)) => break Err(Disconnect::Transport(error.to_string())),
                     }
                 }
                 received = subscription.recv() => {
@@ -372,7 +434,7 @@ impl Connection {
                             Ok(Notice::Ephemeral { frame_type, data }) => {
                                 connection.send_json(&json!({"type": frame_type, "data": data})).await
                             }
-                            Err(error) => Err(format!("undecodable notice: {error}")),
+                            Err(error) => Err(Disconnect::Internal(format!("undecodable notice: {error}"))),
                         },
                         Received::Lagged(_) if connection.live => connection.catch_up().await,
                         Received::Lagged(_) => Ok(()),
@@ -383,10 +445,10 @@ impl Connection {
                     }
                 }
                 // Logged out (here or on another node), or the password changed elsewhere.
-                () = session.ended() => break Err(SESSION_ENDED.to_string()),
+                () = session.ended() => break Err(Disconnect::SessionEnded),
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > config.idle_timeout {
-                        break Err("idle".to_string());
+                        break Err(Disconnect::Idle);
                     }
                     if let Err(reason) = connection.enqueue(WsMessage::Ping(Default::default())).await {
                         break Err(reason);
@@ -394,18 +456,22 @@ impl Connection {
                 }
             }
         };
-        if let Err(reason) = &outcome {
-            if reason == "too slow" {
+        let close = match &outcome {
+            Ok(()) | Err(Disconnect::WriterGone | Disconnect::Transport(_)) => None,
+            Err(Disconnect::TooSlow) => {
                 metrics::counter!("plaza_ws_slow_consumer_disconnects_total").increment(1);
                 // The queue is full, so the close frame cannot wait in line: stop the writer.
                 writer.abort();
                 return outcome;
             }
-            let close = if reason == SESSION_ENDED {
-                CloseFrame { code: SESSION_ENDED_CLOSE_CODE, reason: Utf8Bytes::from(SESSION_ENDED) }
-            } else {
-                CloseFrame { code: 1011, reason: Utf8Bytes::from("server error") }
-            };
+            Err(Disconnect::SessionEnded) => {
+                Some(CloseFrame { code: SESSION_ENDED_CLOSE_CODE, reason: Utf8Bytes::from(SESSION_ENDED) })
+            }
+            Err(Disconnect::Idle | Disconnect::Internal(_)) => {
+                Some(CloseFrame { code: 1011, reason: Utf8Bytes::from("server error") })
+            }
+        };
+        if let Some(close) = close {
             let _ = connection.outbound.try_send(WsMessage::Close(Some(close)));
         }
         drop(connection);
@@ -413,11 +479,11 @@ impl Connection {
         outcome
     }
 
-    async fn handle_client_frame(&mut self, frame: ClientFrame) -> Result<(), String> {
+    async fn handle_client_frame(&mut self, frame: ClientFrame) -> Result<(), Disconnect> {
         let id = frame.id.clone();
-        match frame.frame_type.as_str() {
-            "ping" => self.send_json(&with_id(json!({"type": "pong"}), id)).await,
-            "resume" => {
+        match frame.kind {
+            FrameKind::Ping => self.send_json(&with_id(json!({"type": "pong"}), id)).await,
+            FrameKind::Resume => {
                 let cursor = frame.data.get("cursor").and_then(Value::as_str).and_then(plaza_events::parse_cursor);
                 match cursor {
                     Some(cursor) => {
@@ -436,7 +502,7 @@ impl Connection {
                     }
                 }
             }
-            "typing" => {
+            FrameKind::Typing => {
                 let conversation_id =
                     frame.data.get("conversation_id").and_then(Value::as_str).unwrap_or("").to_string();
                 if !self.allow_typing() {
@@ -451,7 +517,7 @@ impl Connection {
                     Err(error) => self.send_error(id, &Problem::from(error)).await,
                 }
             }
-            "driver.location" => {
+            FrameKind::DriverLocation => {
                 let data = &frame.data;
                 let number = |name: &str| data.get(name).and_then(Value::as_f64);
                 let location = match (number("lat"), number("lng")) {
@@ -474,8 +540,13 @@ impl Connection {
                     (Err(problem), id) => self.send_error(id, &problem).await,
                 }
             }
-            other => {
+            FrameKind::Unknown(other) => {
                 let problem = Problem::invalid_field("type", format!("unknown frame type {other:?}"));
+                self.send_error(id, &problem).await
+            }
+            // The connection loop queues sends before this is called (`queue_send`).
+            FrameKind::MessageSend => {
+                let problem = Problem::new(ErrorCode::BadRequest, "message.send is queued, not handled here");
                 self.send_error(id, &problem).await
             }
         }
@@ -486,7 +557,7 @@ impl Connection {
         &mut self,
         frame: ClientFrame,
         in_flight: &mut futures_util::stream::FuturesUnordered<PendingAck>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Disconnect> {
         let data = &frame.data;
         let text_field = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or("").to_string();
         let queued = self
@@ -514,13 +585,13 @@ impl Connection {
     }
 
     /// Starts live delivery from where the log stood at connect (plus anything since).
-    async fn go_live(&mut self) -> Result<(), String> {
+    async fn go_live(&mut self) -> Result<(), Disconnect> {
         self.live = true;
         self.catch_up().await
     }
 
     /// Sends `event` if it is the next one; otherwise reads the log to fill the gap.
-    async fn deliver(&mut self, event: Event) -> Result<(), String> {
+    async fn deliver(&mut self, event: Event) -> Result<(), Disconnect> {
         if event.cursor <= self.last_sent {
             return Ok(());
         }
@@ -532,20 +603,20 @@ impl Connection {
     }
 
     /// Sends every logged event after `last_sent`.
-    async fn catch_up(&mut self) -> Result<(), String> {
+    async fn catch_up(&mut self) -> Result<(), Disconnect> {
         loop {
             let page = self
                 .state
                 .events
                 .after_checked(&self.user.id, self.last_sent, plaza_events::READ_MAX)
                 .await
-                .map_err(|error| error.to_string())?;
+                .map_err(Disconnect::internal)?;
             if page.expired {
                 // What came after the client's cursor was pruned (PLAZA_EVENT_RETENTION_DAYS):
                 // it must reload its state over HTTP; events continue from `cursor`.
                 let resume_from = match page.events.first() {
                     Some(first) => first.cursor - 1,
-                    None => self.state.events.latest_cursor(&self.user.id).await.map_err(|error| error.to_string())?,
+                    None => self.state.events.latest_cursor(&self.user.id).await.map_err(Disconnect::internal)?,
                 };
                 self.last_sent = resume_from;
                 self.send_json(&json!({"type": "resync", "data": {"cursor": resume_from.to_string()}})).await?;
@@ -561,27 +632,27 @@ impl Connection {
         }
     }
 
-    async fn send_event(&mut self, event: &Event) -> Result<(), String> {
+    async fn send_event(&mut self, event: &Event) -> Result<(), Disconnect> {
         self.send_json(&json!({"type": event.event_type, "cursor": event.cursor.to_string(), "data": event.data}))
             .await?;
         self.last_sent = event.cursor;
         Ok(())
     }
 
-    async fn send_error(&self, id: Option<String>, problem: &Problem) -> Result<(), String> {
+    async fn send_error(&self, id: Option<String>, problem: &Problem) -> Result<(), Disconnect> {
         self.send_json(&with_id(json!({"type": "error", "data": problem.to_json()}), id)).await
     }
 
-    async fn send_json(&self, frame: &Value) -> Result<(), String> {
+    async fn send_json(&self, frame: &Value) -> Result<(), Disconnect> {
         self.enqueue(WsMessage::Text(Utf8Bytes::from(frame.to_string()))).await
     }
 
     /// Queues a frame, waiting at most the send time-out for room.
-    async fn enqueue(&self, frame: WsMessage) -> Result<(), String> {
+    async fn enqueue(&self, frame: WsMessage) -> Result<(), Disconnect> {
         match tokio::time::timeout(self.state.gateway.send_timeout, self.outbound.send(frame)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err("writer gone".to_string()),
-            Err(_) => Err("too slow".to_string()),
+            Ok(Err(_)) => Err(Disconnect::WriterGone),
+            Err(_) => Err(Disconnect::TooSlow),
         }
     }
 
