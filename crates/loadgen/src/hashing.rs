@@ -30,8 +30,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let settings = [
         ("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000"),
         ("PLAZA_AUTH_ATTEMPTS_PER_USERNAME", "100000"),
-        ("PLAZA_PIN_CHANGES_PER_HOUR", "100000"),
+        ("PLAZA_PIN_CHANGES_PER_HOUR", "10000"),
         ("PLAZA_PASSWORD_HASH_QUEUE_MAX", "10000"),
+        // One client address opens every connection of the flood.
+        ("PLAZA_CONNECTIONS_PER_ADDRESS_MAX", "4096"),
     ];
     let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
     let server = PlazaServer::start(&options.plaza, options.database_url.as_deref(), &settings)?;

@@ -452,6 +452,7 @@ pub enum OrderRoleBody {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct OrderParams {
     /// `buyer` (the default) or `seller`.
+    #[param(inline)]
     pub role: Option<OrderRoleBody>,
     pub status: Option<String>,
     pub limit: Option<i64>,
