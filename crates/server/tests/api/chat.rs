@@ -1,11 +1,11 @@
 //! Chat over real HTTP, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::{Db, TestServer};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use support::{Db, TestServer};
 
 on_both_databases!(
     a_direct_conversation_with_the_same_person_is_returned_not_duplicated,

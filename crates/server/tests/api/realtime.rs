@@ -1,11 +1,11 @@
 //! The real-time gateway over real WebSockets, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::{Db, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{Db, TestServer};
 
 on_both_databases!(
     a_message_reaches_every_device_of_every_member_with_a_cursor,

@@ -6,15 +6,15 @@
 //! by a decline may and may not do. (Two nodes: `cluster.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
-use serde_json::{json, Value};
-use std::time::Duration;
-use support::rides::{
+use crate::support::rides::{
     act, balance, drive, drive_trip, fast_driving, go_online, next_offer, quote, request_ride, topup, wait_ride,
     DROPOFF, PICKUP,
 };
-use support::{Db, Socket, TestServer};
+use crate::support::{Db, Socket, TestServer};
+use serde_json::{json, Value};
+use std::time::Duration;
 
 on_both_databases!(
     a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it,

@@ -2,10 +2,8 @@
 //! real HTTP on both databases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{Db, TestServer};
 use serde_json::json;
-use support::{Db, TestServer};
 
 on_both_databases!(
     malformed_json_is_a_400_problem,

@@ -3,10 +3,8 @@
 //! by relevance, the same order on both engines; orders paid into escrow.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::{Db, Reply, TestServer};
 use serde_json::{json, Value};
-use support::{Db, Reply, TestServer};
 
 on_both_databases!(
     a_merchant_opens_one_shop_and_adds_a_product_whose_photos_every_signed_in_user_sees,

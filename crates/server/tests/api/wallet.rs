@@ -2,13 +2,13 @@
 //! requests are retried or raced, never overdraws, and the ledger always balances.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::{Db, Reply, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Db, Reply, TestServer};
 
 on_both_databases!(
     topups_and_transfers_move_money_post_into_the_chat_and_show_in_history,

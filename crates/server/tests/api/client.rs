@@ -2,9 +2,7 @@
 //! from (or that it draws its bundled map) and the ride rules shown before a request.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::{Db, TestServer};
+use crate::support::{Db, TestServer};
 
 on_both_databases!(
     without_a_tile_server_the_client_is_told_to_draw_its_bundled_map,

@@ -4,13 +4,15 @@
 //! the service's own file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::process::ChildNode;
+use crate::support::rides::{
+    act, balance, drive_trip, fast_driving, go_online, next_offer, request_ride, topup, wait_ride,
+};
+use crate::support::{Db, TestServer};
 use serde_json::json;
 use std::time::Duration;
-use support::process::ChildNode;
-use support::rides::{act, balance, drive_trip, fast_driving, go_online, next_offer, request_ride, topup, wait_ride};
-use support::{Db, TestServer};
 
 async fn two_nodes() -> (TestServer, TestServer) {
     let nats = std::env::var("PLAZA_TEST_NATS_URL")

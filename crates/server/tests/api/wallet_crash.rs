@@ -5,15 +5,15 @@
 //! makes the run longer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::process::ChildNode;
+use crate::support::Db;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::process::ChildNode;
-use support::Db;
 
 /// Requests that failed in transport or with a 5xx and were retried (the kills cause them).
 static RETRIED: AtomicUsize = AtomicUsize::new(0);

@@ -3,16 +3,16 @@
 //! `seq` order. Short enough for CI; `PLAZA_CHAOS_MESSAGES` makes it longer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::process::ChildNode;
+use crate::support::Db;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::process::ChildNode;
-use support::Db;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What one user's sockets received: per conversation, the seqs in arrival order.

@@ -2,9 +2,7 @@
 //! falling back to its page and the API keeping its problem documents.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::{Db, TestServer};
+use crate::support::{Db, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_page_is_served_at_the_root_and_for_its_own_routes() {

@@ -3,11 +3,11 @@
 //! protected by a token or moved to a listener of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::{Db, TestServer};
 use serde_json::json;
 use std::time::Duration;
-use support::{Db, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

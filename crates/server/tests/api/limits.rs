@@ -2,11 +2,11 @@
 //! uploads per day in count and bytes, and uploads never sent being cleaned up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::{Db, TestServer};
 use serde_json::json;
 use std::time::Duration;
-use support::{Db, TestServer};
 
 on_both_databases!(
     uploads_over_the_daily_count_or_bytes_are_refused_with_retry_after,

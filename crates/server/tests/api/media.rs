@@ -1,10 +1,10 @@
 //! Image uploads and who may see them, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::{Db, TestServer};
 use serde_json::json;
-use support::{Db, TestServer};
 
 on_both_databases!(
     an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent_to,

@@ -1,10 +1,10 @@
 //! Accounts over real HTTP, on SQLite and PostgreSQL: what API.md promises a client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
+use crate::support::{Db, TestServer};
 use serde_json::json;
-use support::{Db, TestServer};
 
 on_both_databases!(
     registering_returns_a_token_that_identifies_the_user,
