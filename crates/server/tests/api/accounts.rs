@@ -479,6 +479,16 @@ async fn a_stranger_s_failed_logins_do_not_lock_the_owner_out(db: Db) {
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
+/// A new session of a user registered by `TestServer::register` (password
+/// `password-<username>`), as a second device would sign in.
+async fn another_session(server: &TestServer, username: &str) -> String {
+    let reply = server
+        .post("/api/v1/auth/login", None, json!({"username": username, "password": format!("password-{username}")}))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body["token"].as_str().unwrap().to_string()
+}
+
 /// `Some(code)` once the socket closes within `wait`, `None` if it stayed open.
 async fn closed_with(socket: &mut support::Socket, wait: std::time::Duration) -> Option<Option<u16>> {
     socket.closed_within(wait).await
@@ -491,12 +501,7 @@ async fn a_socket_closes_when_its_session_logs_out(db: Db) {
     let conversation = server.conversation(&ann, "direct", &[&ben_id]).await;
     let (mut ann_socket, _) = server.socket(&ann).await;
     // A second session of Ann's stays signed in and keeps its socket.
-    let second =
-        server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "password-ann"})).await.body
-            ["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let second = another_session(&server, "ann").await;
     let (mut second_socket, _) = server.socket(&second).await;
 
     assert_eq!(server.post("/api/v1/auth/logout", Some(&ann), json!({})).await.status, 204);
@@ -515,12 +520,7 @@ async fn a_socket_closes_when_its_session_logs_out(db: Db) {
 async fn logging_out_everywhere_ends_every_session_and_socket(db: Db) {
     let server = TestServer::start(db).await;
     let (first, _) = server.register("ann").await;
-    let second =
-        server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "password-ann"})).await.body
-            ["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let second = another_session(&server, "ann").await;
     let (ben, _) = server.register("ben").await;
     let (mut first_socket, _) = server.socket(&first).await;
     let (mut second_socket, _) = server.socket(&second).await;
@@ -542,12 +542,7 @@ async fn logging_out_everywhere_ends_every_session_and_socket(db: Db) {
 async fn changing_the_password_ends_every_other_session_and_socket(db: Db) {
     let server = TestServer::start(db).await;
     let (kept, _) = server.register("ann").await;
-    let other =
-        server.post("/api/v1/auth/login", None, json!({"username": "ann", "password": "password-ann"})).await.body
-            ["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let other = another_session(&server, "ann").await;
     let (mut kept_socket, _) = server.socket(&kept).await;
     let (mut other_socket, _) = server.socket(&other).await;
     assert_eq!(server.get("/api/v1/me", Some(&other)).await.status, 200);
