@@ -153,6 +153,9 @@ pub struct SettingsArgs {
     /// Days after shipping when an order its buyer has not confirmed confirms itself [default: 10].
     #[arg(long, env = "PLAZA_SHOP_AUTO_CONFIRM_DAYS", global = true, value_name = "DAYS")]
     pub shop_auto_confirm_days: Option<String>,
+    /// Seconds a group buy has to fill its seats before every member's order is cancelled and its hold released [default: 86400].
+    #[arg(long, env = "PLAZA_SHOP_GROUP_WINDOW_SECONDS", global = true, value_name = "SECONDS")]
+    pub shop_group_window_seconds: Option<String>,
     /// A raster tile server for the web client's maps, as a URL template with {z}, {x} and
     /// {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png [default: none — the
     /// client draws the bundled street map of the demo city, which needs no internet].
@@ -261,6 +264,7 @@ struct FileSettings {
     rides_eta_coarse_s: Option<u32>,
     shop_platform_fee_bps: Option<u32>,
     shop_auto_confirm_days: Option<u32>,
+    shop_group_window_seconds: Option<u32>,
     map_tile_url: Option<String>,
     map_tile_attribution: Option<String>,
 }
@@ -672,9 +676,17 @@ impl Config {
             1..=90,
             "PLAZA_SHOP_AUTO_CONFIRM_DAYS",
         )?;
+        let shop_group_window_seconds = number(
+            &args.shop_group_window_seconds,
+            file.shop_group_window_seconds,
+            86_400,
+            1..=30 * 86_400,
+            "PLAZA_SHOP_GROUP_WINDOW_SECONDS",
+        )?;
         let shop = plaza_shop::ShopConfig {
             platform_fee_bps: i64::from(shop_platform_fee_bps),
             auto_confirm_after: Duration::from_secs(u64::from(shop_auto_confirm_days) * 86_400),
+            group_window: Duration::from_secs(u64::from(shop_group_window_seconds)),
             ..plaza_shop::ShopConfig::default()
         };
         let map_tile_url = match args.map_tile_url.clone().or(file.map_tile_url).map(|url| url.trim().to_string()) {

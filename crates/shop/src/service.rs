@@ -21,6 +21,8 @@ pub struct ShopConfig {
     pub platform_fee_bps: i64,
     /// How long after shipping an order nobody confirmed confirms itself.
     pub auto_confirm_after: Duration,
+    /// How long a group buy has to fill its seats before its orders are cancelled.
+    pub group_window: Duration,
     /// How often every node runs the shop's job (it acts only while holding the lease).
     pub job_interval: Duration,
     /// How long a node holds the job's lease without renewing it.
@@ -35,6 +37,7 @@ impl Default for ShopConfig {
         Self {
             platform_fee_bps: 500,
             auto_confirm_after: Duration::from_secs(10 * 24 * 3600),
+            group_window: Duration::from_secs(24 * 3600),
             job_interval: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
             stranded_hold_grace: Duration::from_secs(120),
