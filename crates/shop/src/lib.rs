@@ -15,6 +15,8 @@
 //! moves exactly once. Search indexes for itself (`search.rs`) so that SQLite and
 //! PostgreSQL give the same answers, Chinese included.
 
+mod flash;
+mod groups;
 mod jobs;
 mod migrations;
 pub mod model;
@@ -23,8 +25,13 @@ pub mod routes;
 pub mod search;
 mod service;
 
+pub use flash::{FlashSale, FlashSaleInput};
+pub use groups::{GroupBuy, GroupBuyCards, GroupStatus, ProductCards, SharedCard};
 pub use migrations::MIGRATIONS;
 pub use model::{OrderAction, OrderStatus};
 pub use orders::{ChangeDetails, OrderRole};
 pub use routes::router;
-pub use service::{Address, Order, OrderItem, OrderLine, Product, Shop, ShopConfig, ShopError, ShopHandle, Sku};
+pub use service::{
+    Address, GroupChoice, Order, OrderItem, OrderLine, OrderRequest, Product, Shop, ShopConfig, ShopError, ShopHandle,
+    Sku,
+};

@@ -4,6 +4,7 @@
 use crate::model::{self, text, OrderStatus};
 use crate::search::{self, Collection, Field, Posting};
 use plaza_accounts::{Accounts, AccountsError, User};
+use plaza_chat::{Chat, ChatError};
 use plaza_events::Events;
 use plaza_kernel::{Currency, Cursor, Money, Page, PageLimit, Timestamp};
 use plaza_media::{Media, MediaError};
@@ -11,7 +12,7 @@ use plaza_store::{Any, Row, Store, Transaction};
 use plaza_wallet::{Wallet, WalletError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Tunables of the shop (`PLAZA_SHOP_*`).
@@ -71,6 +72,30 @@ pub enum ShopError {
     KeyReused,
     #[error("already reviewed")]
     AlreadyReviewed,
+    #[error("no such group buy")]
+    GroupBuyNotFound,
+    #[error("the group buy is full")]
+    GroupFull,
+    #[error("the group buy has ended")]
+    GroupExpired,
+    #[error("already in this group buy")]
+    AlreadyInGroup,
+    #[error("only a member of the group buy may share it")]
+    NotAMember,
+    #[error("no such flash sale")]
+    FlashSaleNotFound { field: String },
+    #[error("the flash sale has not started")]
+    SaleNotStarted { starts_at: Timestamp },
+    #[error("the flash sale has ended")]
+    SaleEnded,
+    #[error("the flash sale is sold out")]
+    SoldOut,
+    #[error("past the flash sale's limit of {limit} per buyer")]
+    LimitReached { limit: i64, bought: i64 },
+    #[error("the order could not be answered: {0}")]
+    Lost(#[from] plaza_store::GroupCommitError),
+    #[error("chat: {0}")]
+    Chat(#[from] ChatError),
     #[error("wallet: {0}")]
     Wallet(#[from] WalletError),
     #[error("accounts: {0}")]
@@ -178,6 +203,28 @@ struct ProductDraft {
 pub struct OrderLine {
     pub sku_id: String,
     pub quantity: i64,
+    /// Buys at this flash sale's price (then the order has this one line).
+    pub flash_sale_id: Option<String>,
+}
+
+/// Whether an order buys alone or in a group buy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChoice {
+    /// At the SKU's price.
+    Alone,
+    /// Opens a group at the group price; the order waits (`grouping`) for the group to fill.
+    Open,
+    /// Takes a seat in a forming group.
+    Join(String),
+}
+
+/// An order as the buyer asks for it.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub lines: Vec<OrderLine>,
+    pub address: Address,
+    pub group: GroupChoice,
+    pub pin: Option<String>,
 }
 
 /// Where an order goes.
@@ -247,6 +294,8 @@ pub struct Order {
     pub refund_reason: Option<String>,
     pub refund_amount: Option<i64>,
     pub status_before_refund: Option<OrderStatus>,
+    pub group_buy_id: Option<String>,
+    pub flash_sale_id: Option<String>,
     pub items: Vec<OrderItem>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -273,7 +322,8 @@ impl Order {
             "total": money(self.total),
             "status": self.status.as_str(),
             "payment_status": self.payment_status,
-            "group_buy_id": Value::Null,
+            "group_buy_id": self.group_buy_id,
+            "flash_sale_id": self.flash_sale_id,
             "shipment": shipment,
             "refund": refund,
             "address": self.address,
@@ -288,6 +338,16 @@ impl Order {
         parties.dedup();
         parties
     }
+}
+
+/// A buyer's review of a completed order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub order_id: String,
+    pub buyer_id: String,
+    pub stars: i64,
+    pub text: String,
+    pub created_at: Timestamp,
 }
 
 /// Who is acting on an order: a person, or the shop's own job (auto-confirmation).
@@ -310,8 +370,11 @@ pub(crate) struct Inner {
     pub(crate) accounts: Accounts,
     pub(crate) media: Media,
     pub(crate) wallet: Wallet,
+    pub(crate) chat: Chat,
     pub(crate) config: ShopConfig,
     pub(crate) node_id: String,
+    /// The group commit of flash-sale orders, started on first use.
+    pub(crate) flash_orders: OnceLock<crate::flash::FlashQueue>,
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -325,10 +388,12 @@ impl ShopHandle {
         accounts: Accounts,
         media: Media,
         wallet: Wallet,
+        chat: Chat,
         config: ShopConfig,
     ) -> Self {
         let node_id = plaza_kernel::new_id();
-        Self { inner: Arc::new(Inner { store, events, accounts, media, wallet, config, node_id }) }
+        let flash_orders = OnceLock::new();
+        Self { inner: Arc::new(Inner { store, events, accounts, media, wallet, chat, config, node_id, flash_orders }) }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -433,7 +498,7 @@ impl ShopHandle {
         Ok(ProductDraft { title, description, media_ids, skus, group_size: input.group_size })
     }
 
-    fn money(&self, (amount, currency): (i64, String), field: &str) -> Result<Money, ShopError> {
+    pub(crate) fn money(&self, (amount, currency): (i64, String), field: &str) -> Result<Money, ShopError> {
         self.inner.wallet.money(amount, &currency).map_err(|error| match error {
             WalletError::InvalidField { field: part, reason } => {
                 invalid(format!("{field}.{}", part.rsplit('.').next().unwrap_or(part)), reason)
