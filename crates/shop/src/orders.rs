@@ -403,7 +403,12 @@ impl ShopHandle {
         Ok(Saved::New(order))
     }
 
-    pub(crate) async fn order_by_key(&self, buyer_id: &str, key: &str, request_hash: &str) -> Result<Option<Order>, ShopError> {
+    pub(crate) async fn order_by_key(
+        &self,
+        buyer_id: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Option<Order>, ShopError> {
         let row = sqlx::query("SELECT id, request_hash FROM shop_orders WHERE buyer_id = $1 AND idempotency_key = $2")
             .bind(buyer_id)
             .bind(key)

@@ -45,7 +45,7 @@ async fn group_product(server: &TestServer, size: i64) -> (String, String, Strin
     )
 }
 
-async fn group_order(server: &TestServer, token: &str, sku_id: &str, group: Value) -> Reply {
+pub(crate) async fn group_order(server: &TestServer, token: &str, sku_id: &str, group: Value) -> Reply {
     let request = server
         .client
         .post(format!("{}/api/v1/orders", server.base))
