@@ -16,12 +16,15 @@
 //! PostgreSQL give the same answers, Chinese included.
 
 mod flash;
+mod flash_batch;
 mod groups;
 mod jobs;
 mod migrations;
 pub mod model;
 mod orders;
+mod reviews;
 pub mod routes;
+mod sale_routes;
 pub mod search;
 mod service;
 

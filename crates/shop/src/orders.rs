@@ -3,7 +3,7 @@
 //! reviews.
 
 use crate::model::{self, text, OrderAction, OrderStatus};
-use crate::service::{invalid, Actor, GroupChoice, Order, OrderItem, OrderRequest, Review, ShopError, ShopHandle};
+use crate::service::{invalid, Actor, GroupChoice, Order, OrderItem, OrderRequest, ShopError, ShopHandle};
 use plaza_accounts::User;
 use plaza_events::Appended;
 use plaza_kernel::{Currency, Cursor, Money, Page, PageLimit, Timestamp};
@@ -558,65 +558,8 @@ impl ShopHandle {
             // The group's row before the order's: the lock order of `groups.rs`.
             appended.extend(self.leave_group(&mut transaction, group_id, &before.buyer_id, now).await?);
         }
-        let moved = match action {
-            OrderAction::Ship => {
-                let carrier =
-                    text(details.carrier.as_deref().unwrap_or(""), "carrier", model::CARRIER_MAX_CHARS, false)?;
-                let tracking = text(
-                    details.tracking_number.as_deref().unwrap_or(""),
-                    "tracking_number",
-                    model::TRACKING_NUMBER_MAX_CHARS,
-                    false,
-                )?;
-                let auto_confirm_at = now + self.inner.config.auto_confirm_after.as_millis() as i64;
-                sqlx::query(
-                    "UPDATE shop_orders SET status = $3, carrier = $4, tracking_number = $5, shipped_at = $6,
-                         auto_confirm_at = $7, updated_at = $6 WHERE id = $1 AND status = $2",
-                )
-                .bind(order_id)
-                .bind(before.status.as_str())
-                .bind(next.as_str())
-                .bind(carrier)
-                .bind(tracking)
-                .bind(now)
-                .bind(auto_confirm_at)
-                .execute(&mut *transaction)
-                .await?
-            }
-            OrderAction::RequestRefund => {
-                let reason = text(details.reason.as_deref().unwrap_or(""), "reason", model::REASON_MAX_CHARS, false)?;
-                let amount = details.amount.unwrap_or(before.total);
-                if !(1..=before.total).contains(&amount) {
-                    return Err(invalid("amount.amount", format!("1 to the order's total, {}", before.total)));
-                }
-                sqlx::query(
-                    "UPDATE shop_orders SET status = $3, refund_reason = $4, refund_amount = $5,
-                         status_before_refund = $2, updated_at = $6 WHERE id = $1 AND status = $2",
-                )
-                .bind(order_id)
-                .bind(before.status.as_str())
-                .bind(next.as_str())
-                .bind(reason)
-                .bind(amount)
-                .bind(now)
-                .execute(&mut *transaction)
-                .await?
-            }
-            OrderAction::Cancel
-            | OrderAction::CompleteGroup
-            | OrderAction::Confirm
-            | OrderAction::ApproveRefund
-            | OrderAction::RejectRefund { .. } => {
-                sqlx::query("UPDATE shop_orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
-                    .bind(order_id)
-                    .bind(before.status.as_str())
-                    .bind(next.as_str())
-                    .bind(now)
-                    .execute(&mut *transaction)
-                    .await?
-            }
-        };
-        if moved.rows_affected() != 1 {
+        let moved = self.write_status(&mut transaction, &before, action, next, &details, now).await?;
+        if moved != 1 {
             transaction.rollback().await?;
             let mut connection = self.inner.store.write().acquire().await?;
             let now_status = load_order(&mut connection, order_id).await?.map_or(before.status, |order| order.status);
@@ -648,6 +591,79 @@ impl ShopHandle {
             self.inner.events.publish(appended);
         }
         self.settle(order).await
+    }
+
+    /// The conditional update of `action`, with the details it records: 1 row, or 0 when
+    /// the order moved on meanwhile.
+    async fn write_status(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        before: &Order,
+        action: OrderAction,
+        next: OrderStatus,
+        details: &ChangeDetails,
+        now: i64,
+    ) -> Result<u64, ShopError> {
+        let order_id = before.id.as_str();
+        let moved = match action {
+            OrderAction::Ship => {
+                let carrier =
+                    text(details.carrier.as_deref().unwrap_or(""), "carrier", model::CARRIER_MAX_CHARS, false)?;
+                let tracking = text(
+                    details.tracking_number.as_deref().unwrap_or(""),
+                    "tracking_number",
+                    model::TRACKING_NUMBER_MAX_CHARS,
+                    false,
+                )?;
+                let auto_confirm_at = now + self.inner.config.auto_confirm_after.as_millis() as i64;
+                sqlx::query(
+                    "UPDATE shop_orders SET status = $3, carrier = $4, tracking_number = $5, shipped_at = $6,
+                         auto_confirm_at = $7, updated_at = $6 WHERE id = $1 AND status = $2",
+                )
+                .bind(order_id)
+                .bind(before.status.as_str())
+                .bind(next.as_str())
+                .bind(carrier)
+                .bind(tracking)
+                .bind(now)
+                .bind(auto_confirm_at)
+                .execute(&mut **transaction)
+                .await?
+            }
+            OrderAction::RequestRefund => {
+                let reason = text(details.reason.as_deref().unwrap_or(""), "reason", model::REASON_MAX_CHARS, false)?;
+                let amount = details.amount.unwrap_or(before.total);
+                if !(1..=before.total).contains(&amount) {
+                    return Err(invalid("amount.amount", format!("1 to the order's total, {}", before.total)));
+                }
+                sqlx::query(
+                    "UPDATE shop_orders SET status = $3, refund_reason = $4, refund_amount = $5,
+                         status_before_refund = $2, updated_at = $6 WHERE id = $1 AND status = $2",
+                )
+                .bind(order_id)
+                .bind(before.status.as_str())
+                .bind(next.as_str())
+                .bind(reason)
+                .bind(amount)
+                .bind(now)
+                .execute(&mut **transaction)
+                .await?
+            }
+            OrderAction::Cancel
+            | OrderAction::CompleteGroup
+            | OrderAction::Confirm
+            | OrderAction::ApproveRefund
+            | OrderAction::RejectRefund { .. } => {
+                sqlx::query("UPDATE shop_orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
+                    .bind(order_id)
+                    .bind(before.status.as_str())
+                    .bind(next.as_str())
+                    .bind(now)
+                    .execute(&mut **transaction)
+                    .await?
+            }
+        };
+        Ok(moved.rows_affected())
     }
 
     /// Moves the money an order's status calls for and records it, once: every wallet
@@ -717,57 +733,6 @@ impl ShopHandle {
             Err(error) => Err(error.into()),
         }
     }
-
-    /// A review (1–5 stars) by the buyer of a completed order, once, counted into the
-    /// ratings of the shop and of every product in the order.
-    pub async fn review(&self, me: &User, order_id: &str, stars: i64, review: Option<&str>) -> Result<(), ShopError> {
-        let order = self.order(me, order_id).await?;
-        if order.buyer_id != me.id {
-            return Err(ShopError::NotAllowed { who: "buyer", action: "review" });
-        }
-        if !(1..=5).contains(&stars) {
-            return Err(invalid("stars", "1 to 5"));
-        }
-        let review = text(review.unwrap_or(""), "text", model::REVIEW_MAX_CHARS, true)?;
-        if order.status != OrderStatus::Completed {
-            return Err(ShopError::InvalidTransition { status: order.status.as_str(), action: "review" });
-        }
-        let mut transaction = self.inner.store.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO shop_reviews (order_id, buyer_id, shop_id, stars, text, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(&me.id)
-        .bind(&order.shop_id)
-        .bind(stars)
-        .bind(&review)
-        .bind(Timestamp::now().unix_millis())
-        .execute(&mut *transaction)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(ShopError::AlreadyReviewed);
-        }
-        sqlx::query("UPDATE shops SET rating_sum = rating_sum + $2, rating_count = rating_count + 1 WHERE id = $1")
-            .bind(&order.shop_id)
-            .bind(stars)
-            .execute(&mut *transaction)
-            .await?;
-        let mut products: Vec<&str> = order.items.iter().map(|item| item.product_id.as_str()).collect();
-        products.sort_unstable();
-        products.dedup();
-        for product_id in products {
-            sqlx::query(
-                "UPDATE shop_products SET rating_sum = rating_sum + $2, rating_count = rating_count + 1 WHERE id = $1",
-            )
-            .bind(product_id)
-            .bind(stars)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        transaction.commit().await?;
-        Ok(())
-    }
 }
 
 /// An order's lines, and the products' sold counts.
@@ -798,52 +763,6 @@ pub(crate) async fn insert_items(
             .await?;
     }
     Ok(())
-}
-
-impl ShopHandle {
-    /// The reviews of orders that bought `product_id`, newest first.
-    pub async fn product_reviews(
-        &self,
-        product_id: &str,
-        limit: PageLimit,
-        cursor: Option<&str>,
-    ) -> Result<Page<Review>, ShopError> {
-        let (before_at, before_id) = match cursor {
-            Some(cursor) => {
-                let position = Cursor::parse_position(cursor).ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                (at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string())
-            }
-            None => (i64::MAX, String::new()),
-        };
-        let rows = sqlx::query(
-            "SELECT r.order_id, r.buyer_id, r.stars, r.text, r.created_at FROM shop_reviews r
-             WHERE r.order_id IN (SELECT order_id FROM shop_order_items WHERE product_id = $1)
-               AND (r.created_at < $2 OR (r.created_at = $2 AND ($3 = '' OR r.order_id < $3)))
-             ORDER BY r.created_at DESC, r.order_id DESC LIMIT $4",
-        )
-        .bind(product_id)
-        .bind(before_at)
-        .bind(&before_id)
-        .bind(limit.probe())
-        .fetch_all(self.inner.store.read())
-        .await?;
-        let reviews = rows
-            .iter()
-            .map(|row| {
-                Ok(Review {
-                    order_id: row.try_get("order_id")?,
-                    buyer_id: row.try_get("buyer_id")?,
-                    stars: row.try_get("stars")?,
-                    text: row.try_get("text")?,
-                    created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Page::from_probe(reviews, limit, |review| {
-            format!("{}:{}", review.created_at.unix_millis(), review.order_id)
-        }))
-    }
 }
 
 pub(crate) async fn load_order(
