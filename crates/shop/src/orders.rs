@@ -3,10 +3,12 @@
 //! reviews.
 
 use crate::model::{self, text, OrderAction, OrderStatus};
-use crate::service::{invalid, Actor, GroupChoice, Order, OrderItem, OrderRequest, ShopError, ShopHandle};
+use crate::service::{
+    invalid, time_position, Actor, GroupChoice, Order, OrderItem, OrderRequest, ShopError, ShopHandle,
+};
 use plaza_accounts::User;
 use plaza_events::Appended;
-use plaza_kernel::{Currency, Cursor, Money, Page, PageLimit, Timestamp};
+use plaza_kernel::{Currency, Money, Page, PageLimit, Timestamp};
 use plaza_store::{Any, AnyRow, Row, Transaction};
 use plaza_wallet::model::IdempotencyKey;
 use plaza_wallet::{PaymentIntentStatus, WalletError};
@@ -467,14 +469,7 @@ impl ShopHandle {
         limit: PageLimit,
         cursor: Option<&str>,
     ) -> Result<Page<Order>, ShopError> {
-        let (before_at, before_id) = match cursor {
-            Some(cursor) => {
-                let position = Cursor::parse_position(cursor).ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                (at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string())
-            }
-            None => (i64::MAX, String::new()),
-        };
+        let (before_at, before_id) = time_position(cursor)?;
         let column = match role {
             OrderRole::Buyer => "buyer_id",
             OrderRole::Seller => "seller_id",

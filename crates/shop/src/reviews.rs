@@ -3,9 +3,9 @@
 //! review), and listed per product.
 
 use crate::model::{self, text, OrderStatus};
-use crate::service::{invalid, Review, ShopError, ShopHandle};
+use crate::service::{invalid, time_position, Review, ShopError, ShopHandle};
 use plaza_accounts::User;
-use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
+use plaza_kernel::{Page, PageLimit, Timestamp};
 use plaza_store::Row;
 
 impl ShopHandle {
@@ -67,14 +67,7 @@ impl ShopHandle {
         limit: PageLimit,
         cursor: Option<&str>,
     ) -> Result<Page<Review>, ShopError> {
-        let (before_at, before_id) = match cursor {
-            Some(cursor) => {
-                let position = Cursor::parse_position(cursor).ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                (at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string())
-            }
-            None => (i64::MAX, String::new()),
-        };
+        let (before_at, before_id) = time_position(cursor)?;
         let rows = sqlx::query(
             "SELECT r.order_id, r.buyer_id, r.stars, r.text, r.created_at FROM shop_reviews r
              WHERE r.order_id IN (SELECT order_id FROM shop_order_items WHERE product_id = $1)

@@ -112,6 +112,23 @@ pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Sh
     ShopError::InvalidField { field: field.into(), reason: reason.into() }
 }
 
+/// The `(created_at, id)` a newest-first listing's cursor stands after; the list's start
+/// without one.
+pub(crate) fn time_position(cursor: Option<&str>) -> Result<(i64, String), ShopError> {
+    match cursor {
+        Some(cursor) => {
+            time_position_of(&Cursor::parse_position(cursor).ok_or_else(|| invalid("cursor", "not a cursor"))?)
+        }
+        None => Ok((i64::MAX, String::new())),
+    }
+}
+
+/// A decoded position `at:id` of a newest-first listing.
+pub(crate) fn time_position_of(position: &str) -> Result<(i64, String), ShopError> {
+    let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
+    Ok((at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string()))
+}
+
 /// A shop.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shop {
@@ -702,10 +719,7 @@ impl ShopHandle {
             }
             None => {
                 let (before_at, before_id) = match &position {
-                    Some(position) => {
-                        let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                        (at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string())
-                    }
+                    Some(position) => time_position_of(position)?,
                     None => (i64::MAX, String::new()),
                 };
                 let rows = sqlx::query(

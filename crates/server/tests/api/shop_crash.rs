@@ -7,7 +7,7 @@
 
 use crate::support;
 
-use crate::support::process::ChildNode;
+use crate::support::process::{until_answered, ChildNode, RETRIED};
 use crate::support::Db;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -20,44 +20,6 @@ const ORDERS: usize = 96;
 const UNITS: i64 = 40;
 const LIMIT: i64 = 3;
 const SALE_PRICE: i64 = 600;
-
-/// Requests that failed in transport or with a 5xx and were retried (the kills cause them).
-static RETRIED: AtomicUsize = AtomicUsize::new(0);
-
-/// Sends until the server answers with something other than a transport error or a 5xx.
-async fn until_answered(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: Option<&str>,
-    key: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut request = client.request(method.clone(), &url);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(key) = key {
-            request = request.header("idempotency-key", key);
-        }
-        if let Ok(response) = request.send().await {
-            let status = response.status().as_u16();
-            if let Ok(text) = response.text().await {
-                if status < 500 {
-                    return (status, serde_json::from_str(&text).unwrap_or(Value::Null));
-                }
-            }
-        }
-        RETRIED.fetch_add(1, Ordering::Relaxed);
-        assert!(tokio::time::Instant::now() < deadline, "{url} was never answered");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
 
 fn address() -> Value {
     json!({"name": "Ann Lee", "line1": "1 Hill Road", "city": "Kunming", "postal_code": "650000",
@@ -81,7 +43,10 @@ async fn crash_under_flash_sale_load(db: Db) {
         let (client, url) = (client.clone(), format!("{base}{path}"));
         let (token, key) = (token.map(str::to_string), key.map(str::to_string));
         async move {
-            until_answered(&client, reqwest::Method::POST, url, token.as_deref(), key.as_deref(), Some(&body)).await
+            let (status, reply, _) =
+                until_answered(&client, reqwest::Method::POST, &url, token.as_deref(), key.as_deref(), Some(&body))
+                    .await;
+            (status, reply)
         }
     };
 
@@ -161,10 +126,10 @@ async fn crash_under_flash_sale_load(db: Db) {
                 let index = cursor.fetch_add(1, Ordering::Relaxed);
                 let Some((key, buyer)) = plan.get(index) else { return };
                 let url = format!("{base}/api/v1/orders");
-                let answer =
-                    until_answered(&client, reqwest::Method::POST, url, Some(&buyers[*buyer]), Some(key), Some(&body))
+                let (status, reply, _) =
+                    until_answered(&client, reqwest::Method::POST, &url, Some(&buyers[*buyer]), Some(key), Some(&body))
                         .await;
-                results.lock().unwrap().insert(key.clone(), answer);
+                results.lock().unwrap().insert(key.clone(), (status, reply));
                 answered.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -213,7 +178,7 @@ async fn crash_under_flash_sale_load(db: Db) {
 
     let get = |path: String, token: String| {
         let (client, url) = (client.clone(), format!("{base}{path}"));
-        async move { until_answered(&client, reqwest::Method::GET, url, Some(&token), None, None).await.1 }
+        async move { until_answered(&client, reqwest::Method::GET, &url, Some(&token), None, None).await.1 }
     };
     let sale = get(format!("/api/v1/flash-sales/{sale_id}"), merchant.clone()).await;
     assert_eq!(sale["remaining"], 0, "{sale}");
