@@ -268,24 +268,17 @@ impl Wallet {
         key: Option<&IdempotencyKey>,
         pin: Option<&Pin>,
     ) -> Result<(Entry, bool), WalletError> {
-        let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
-        let request = key.map(|key| idempotency::Request::new(&me.id, key, "topup", &canonical));
-        if let Some(request) = &request {
-            if let Earlier::Result(entry) = idempotency::lookup(self.inner.store.read(), request).await? {
-                return Ok((entry, true));
-            }
-        }
         let limit = self.daily_topup_limit(money.currency());
-        if money.amount() > limit {
-            return Err(WalletError::TopupLimitExceeded { limit, remaining: limit });
-        }
-        self.authorize_payment(me, pin).await?;
-        let mut transaction = self.inner.store.begin().await?;
-        if let Some(request) = &request {
-            if let Earlier::Result(entry) = idempotency::claim(&mut transaction, request).await? {
-                return Ok((entry, true));
+        let check = || {
+            if money.amount() > limit {
+                return Err(WalletError::TopupLimitExceeded { limit, remaining: limit });
             }
-        }
+            Ok(())
+        };
+        let (mut transaction, request) = match self.start_funding(me, "topup", money, key, pin, check).await? {
+            Funding::Replayed(entry) => return Ok((entry, true)),
+            Funding::Fresh(transaction, request) => (transaction, request),
+        };
         let now = Timestamp::now();
         let day = now.unix_millis().div_euclid(86_400_000);
         let counted = sqlx::query(
@@ -323,14 +316,7 @@ impl Wallet {
         );
         let states = ledger::post(&mut transaction, &posting).await?;
         let entry = entry_of(&posting, 0, &me.id, now);
-        let events = wallet_updates(&states, money.currency(), posting.kind, &posting.reference);
-        let appended = self.append_events(&mut transaction, events).await?;
-        if let Some(request) = &request {
-            idempotency::complete(&mut transaction, request, &entry).await?;
-        }
-        transaction.commit().await?;
-        self.inner.events.publish(appended);
-        Ok((entry, false))
+        self.finish_funding(transaction, request.as_ref(), &states, &posting, entry).await
     }
 
     /// Sends money out through the funding provider.
@@ -341,36 +327,66 @@ impl Wallet {
         key: Option<&IdempotencyKey>,
         pin: Option<&Pin>,
     ) -> Result<(Entry, bool), WalletError> {
-        let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
-        let request = key.map(|key| idempotency::Request::new(&me.id, key, "withdrawal", &canonical));
-        if let Some(request) = &request {
-            if let Earlier::Result(entry) = idempotency::lookup(self.inner.store.read(), request).await? {
-                return Ok((entry, true));
-            }
-        }
-        self.authorize_payment(me, pin).await?;
-        let mut transaction = self.inner.store.begin().await?;
-        if let Some(request) = &request {
-            if let Earlier::Result(entry) = idempotency::claim(&mut transaction, request).await? {
-                return Ok((entry, true));
-            }
-        }
+        let (mut transaction, request) = match self.start_funding(me, "withdrawal", money, key, pin, || Ok(())).await? {
+            Funding::Replayed(entry) => return Ok((entry, true)),
+            Funding::Fresh(transaction, request) => (transaction, request),
+        };
         let now = Timestamp::now();
         let id = plaza_kernel::new_id();
-        let mut posting = Posting::new("withdrawal", money.currency(), String::new())
-            .with_transaction_id(&id)
-            .movement(Account::user(&me.id), Account::System(SystemAccount::Funding), money.amount());
         // Debit first, so that a payout is only asked for money the user has; the payout
         // happens before commit, so a failed payout leaves the balance untouched.
-        posting.reference = format!("withdrawal:{id}");
+        let posting = Posting::new("withdrawal", money.currency(), format!("withdrawal:{id}"))
+            .with_transaction_id(&id)
+            .movement(Account::user(&me.id), Account::System(SystemAccount::Funding), money.amount());
         let states = ledger::post(&mut transaction, &posting).await?;
         let provider_key = format!("{}:{}", me.id, key.map(IdempotencyKey::as_str).unwrap_or(&id));
         let receipt = self.call_provider(self.inner.funding.payout(&me.id, money, &provider_key)).await?;
         let mut entry = entry_of(&posting, 0, &me.id, now);
         entry.note = Some(receipt.reference);
-        let events = wallet_updates(&states, money.currency(), posting.kind, &posting.reference);
-        let appended = self.append_events(&mut transaction, events).await?;
+        self.finish_funding(transaction, request.as_ref(), &states, &posting, entry).await
+    }
+
+    /// The start a top-up and a withdrawal share: the stored answer of an earlier try with
+    /// the key, or, after `check` and the PIN, a transaction with the key claimed.
+    async fn start_funding<'a>(
+        &self,
+        me: &'a User,
+        operation: &'static str,
+        money: Money,
+        key: Option<&'a IdempotencyKey>,
+        pin: Option<&Pin>,
+        check: impl FnOnce() -> Result<(), WalletError>,
+    ) -> Result<Funding<'a>, WalletError> {
+        let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
+        let request = key.map(|key| idempotency::Request::new(&me.id, key, operation, &canonical));
         if let Some(request) = &request {
+            if let Earlier::Result(entry) = idempotency::lookup(self.inner.store.read(), request).await? {
+                return Ok(Funding::Replayed(entry));
+            }
+        }
+        check()?;
+        self.authorize_payment(me, pin).await?;
+        let mut transaction = self.inner.store.begin().await?;
+        if let Some(request) = &request {
+            if let Earlier::Result(entry) = idempotency::claim(&mut transaction, request).await? {
+                return Ok(Funding::Replayed(entry));
+            }
+        }
+        Ok(Funding::Fresh(transaction, request))
+    }
+
+    /// The end they share: the events, the result stored under the key, the commit.
+    async fn finish_funding(
+        &self,
+        mut transaction: Transaction<'static, Any>,
+        request: Option<&idempotency::Request<'_>>,
+        states: &BTreeMap<String, AccountState>,
+        posting: &Posting,
+        entry: Entry,
+    ) -> Result<(Entry, bool), WalletError> {
+        let events = wallet_updates(states, posting.currency, posting.kind, &posting.reference);
+        let appended = self.append_events(&mut transaction, events).await?;
+        if let Some(request) = request {
             idempotency::complete(&mut transaction, request, &entry).await?;
         }
         transaction.commit().await?;
@@ -679,6 +695,14 @@ impl Wallet {
 }
 
 /// `wallet.updated` for every user whose account a posting touched.
+/// How a keyed top-up or withdrawal starts.
+enum Funding<'a> {
+    /// An earlier try with the key committed this.
+    Replayed(Entry),
+    /// The work is to do, in this transaction, with the key claimed in it.
+    Fresh(Transaction<'static, Any>, Option<idempotency::Request<'a>>),
+}
+
 pub(crate) fn wallet_updates(
     states: &BTreeMap<String, AccountState>,
     currency: Currency,
