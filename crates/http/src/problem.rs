@@ -448,11 +448,13 @@ pub struct Problem {
     detail: String,
     field: Option<String>,
     retry_after_seconds: Option<u64>,
+    /// Typed members for clients (RFC 9457 §3.2 extension members), beside `detail`'s words.
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), field: None, retry_after_seconds: None }
+        Self { code, detail: detail.into(), field: None, retry_after_seconds: None, extensions: serde_json::Map::new() }
     }
 
     /// A 422 naming the offending field (a dotted path for nested fields).
@@ -472,6 +474,21 @@ impl Problem {
         let field = field.into();
         self.field = (!field.is_empty()).then_some(field);
         self
+    }
+
+    /// Adds an extension member a client can read instead of parsing `detail` (the open
+    /// ride's `ride_id`, the `available` balance). The standard members cannot be replaced.
+    pub fn with_extension(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        const STANDARD: [&str; 7] = ["type", "title", "status", "code", "detail", "field", "request_id"];
+        if !STANDARD.contains(&name) {
+            self.extensions.insert(name.to_string(), value.into());
+        }
+        self
+    }
+
+    /// An extension member, if this problem has it.
+    pub fn extension(&self, name: &str) -> Option<&serde_json::Value> {
+        self.extensions.get(name)
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
@@ -494,7 +511,13 @@ impl Problem {
     /// The problem document as JSON, for transports other than an HTTP response (a
     /// WebSocket `error` frame).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.body()).unwrap_or(serde_json::Value::Null)
+        let mut body = serde_json::to_value(self.body()).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(members) = &mut body {
+            for (name, value) in &self.extensions {
+                members.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        body
     }
 
     fn body(&self) -> ProblemSchema {
@@ -518,7 +541,7 @@ impl std::fmt::Display for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let body = serde_json::to_vec(&self.to_json()).unwrap_or_default();
         let mut response = (self.code.status(), body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -530,7 +553,10 @@ impl IntoResponse for Problem {
 }
 
 /// The problem document as it appears on the wire (RFC 9457 plus `code`, `field` and
-/// `request_id`).
+/// `request_id`), with a code's typed extension members where it has them: `ride_id`
+/// (`ride_already_open`), `available` and `requested` (`insufficient_funds`), `limit` and
+/// `remaining` (`topup_limit_exceeded`), `limit` and `bought` (`limit_reached`),
+/// `starts_at` (`sale_not_started`).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Problem)]
 pub struct ProblemSchema {
@@ -556,6 +582,17 @@ pub struct ProblemSchema {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn an_extension_member_is_on_the_wire_and_never_replaces_a_standard_one() {
+        let problem = Problem::new(ErrorCode::InsufficientFunds, "short")
+            .with_extension("available", 5)
+            .with_extension("code", "spoofed");
+        let body = problem.to_json();
+        assert_eq!(body["available"], 5);
+        assert_eq!(body["code"], "insufficient_funds");
+        assert_eq!(problem.extension("available"), Some(&serde_json::json!(5)));
+    }
 
     #[test]
     fn every_code_has_a_distinct_name_and_an_error_status() {

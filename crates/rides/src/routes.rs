@@ -56,6 +56,7 @@ impl From<RidesError> for Problem {
             RidesError::RideNotFound => Problem::new(ErrorCode::RideNotFound, "no such ride"),
             RidesError::RideAlreadyOpen { ride_id } => {
                 Problem::new(ErrorCode::RideAlreadyOpen, format!("you already have an open ride {ride_id}"))
+                    .with_extension("ride_id", ride_id)
             }
             RidesError::InvalidTransition { status, action } => Problem::new(
                 ErrorCode::InvalidTransition,

@@ -93,13 +93,16 @@ impl From<ShopError> for Problem {
             }
             ShopError::SaleNotStarted { starts_at } => {
                 Problem::new(ErrorCode::SaleNotStarted, format!("the sale starts at {}", starts_at.to_rfc3339()))
+                    .with_extension("starts_at", starts_at.to_rfc3339())
             }
             ShopError::SaleEnded => Problem::new(ErrorCode::SaleEnded, "the sale has ended"),
             ShopError::SoldOut => Problem::new(ErrorCode::SoldOut, "every unit of this sale is sold"),
             ShopError::LimitReached { limit, bought } => Problem::new(
                 ErrorCode::LimitReached,
                 format!("this sale allows {limit} units per buyer and you have {bought}"),
-            ),
+            )
+            .with_extension("limit", limit)
+            .with_extension("bought", bought),
             ShopError::Lost(error) => Problem::internal(&error),
             ShopError::Chat(error) => error.into(),
             ShopError::Wallet(error) => error.into(),

@@ -46,12 +46,16 @@ impl From<WalletError> for Problem {
             WalletError::InsufficientFunds { available, requested } => Problem::new(
                 ErrorCode::InsufficientFunds,
                 format!("{requested} is needed but only {available} is available"),
-            ),
+            )
+            .with_extension("available", available)
+            .with_extension("requested", requested),
             WalletError::TopupLimitExceeded { limit, remaining } => Problem::new(
                 ErrorCode::TopupLimitExceeded,
                 format!("you may top up {limit} per day; {remaining} remains today"),
             )
-            .with_field("amount"),
+            .with_field("amount")
+            .with_extension("limit", limit)
+            .with_extension("remaining", remaining),
             WalletError::IdempotencyKeyReused => Problem::new(
                 ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was already used with a different request; use a new key",

@@ -48,8 +48,11 @@ export interface ClientConfig {
 }
 
 export class ApiError extends Error {
-  constructor(public status: number, public code: string, detail: string, public field?: string) {
+  /** The problem's typed extension members (`ride_id`, `available`, …), when it has them. */
+  public extra: Record<string, unknown>;
+  constructor(public status: number, public code: string, detail: string, public field?: string, extra?: Record<string, unknown>) {
     super(detail);
+    this.extra = extra ?? {};
   }
 }
 
@@ -95,7 +98,7 @@ export async function api<T>(
   if (!response.ok) {
     const code = data?.code ?? 'unknown';
     if (response.status === 401 && code === 'unauthenticated' && token) onUnauthenticated();
-    throw new ApiError(response.status, code, data?.detail ?? response.statusText, data?.field);
+    throw new ApiError(response.status, code, data?.detail ?? response.statusText, data?.field, data ?? undefined);
   }
   return data as T;
 }

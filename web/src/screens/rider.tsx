@@ -110,7 +110,7 @@ export function RiderView({ config }: { config: ClientConfig }) {
       setQuote(null);
     } catch (caught) {
       // An open ride from another tab or device: follow that one instead.
-      const open = caught instanceof ApiError && caught.code === 'ride_already_open' ? /(\S+)$/.exec(caught.message)?.[1] : null;
+      const open = caught instanceof ApiError && caught.code === 'ride_already_open' && typeof caught.extra.ride_id === 'string' ? caught.extra.ride_id : null;
       if (open) setRideId(open); else setError(caught);
     } finally { setBusy(false); }
   };

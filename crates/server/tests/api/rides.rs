@@ -625,10 +625,9 @@ async fn two_requests_at_once_on_different_quotes_open_one_ride_and_release_the_
     // With a ride open, a request on another quote is refused before anything is held.
     let open = request_ride(&server, &rider).await;
     let other = quote(&server, &rider).await;
-    server
-        .post("/api/v1/rides", Some(&rider), json!({"quote_id": other["id"]}))
-        .await
-        .assert_problem(409, "ride_already_open");
+    let refused = server.post("/api/v1/rides", Some(&rider), json!({"quote_id": other["id"]})).await;
+    refused.assert_problem(409, "ride_already_open");
+    assert_eq!(refused.body["ride_id"], open["id"], "the open ride as a typed member, not inside the words");
     let hold = open["hold"]["amount"].as_i64().unwrap();
     assert_eq!(balance(&server, &rider).await, (10_000 - hold, hold));
 }

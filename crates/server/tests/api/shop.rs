@@ -579,9 +579,9 @@ async fn every_bad_order_is_refused_with_its_code_and_field_and_holds_nothing(db
         .await
         .assert_problem(422, "invalid_field");
     let (poor, _) = server.register("poor").await;
-    order(&server, &poor, None, json!([{"sku_id": sku_id, "quantity": 1}]))
-        .await
-        .assert_problem(402, "insufficient_funds");
+    let short = order(&server, &poor, None, json!([{"sku_id": sku_id, "quantity": 1}])).await;
+    short.assert_problem(402, "insufficient_funds");
+    assert_eq!((short.body["available"].clone(), short.body["requested"].clone()), (json!(0), json!(1000)));
     assert_eq!(balance(&server, &buyer).await, (10_000, 0), "nothing held");
     assert_eq!(stock_of(&server, &buyer, &product_id).await, 10, "no stock taken");
     assert_ledger_sound(&server).await;

@@ -348,7 +348,9 @@ async fn a_flash_sale_refuses_outside_its_window_and_past_the_limit_without_touc
     let later = (at(Duration::from_secs(3600), true), at(Duration::from_secs(7200), true));
     let (merchant, product_id, sku_id, upcoming) = flash_product(&server, 50, 10, 2, later).await;
     let (buyer, _) = funded(&server, "buyer").await;
-    flash_order(&server, &buyer, "k1", &sku_id, &upcoming, 1).await.assert_problem(409, "sale_not_started");
+    let early = flash_order(&server, &buyer, "k1", &sku_id, &upcoming, 1).await;
+    early.assert_problem(409, "sale_not_started");
+    assert!(early.body["starts_at"].as_str().is_some(), "{}", early.text);
     let page = server.get(&format!("/api/v1/products/{product_id}"), Some(&buyer)).await;
     assert_eq!(page.body["flash_sales"][0]["status"], "upcoming");
     assert_eq!(page.body["flash_sales"][0]["remaining"], 10);
@@ -367,7 +369,9 @@ async fn a_flash_sale_refuses_outside_its_window_and_past_the_limit_without_touc
     assert_eq!(first.status, 201, "{}", first.text);
     assert_eq!(first.body["total"], usd(1200), "the sale price");
     assert_eq!(first.body["flash_sale_id"], soon_id.as_str());
-    flash_order(&server, &buyer, "k3", &sku_id, &soon_id, 1).await.assert_problem(409, "limit_reached");
+    let over = flash_order(&server, &buyer, "k3", &sku_id, &soon_id, 1).await;
+    over.assert_problem(409, "limit_reached");
+    assert_eq!((over.body["limit"].clone(), over.body["bought"].clone()), (json!(2), json!(2)));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let reply = flash_order(&server, &buyer, &plaza_kernel::new_id(), &sku_id, &soon_id, 1).await;
