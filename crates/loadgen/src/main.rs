@@ -8,6 +8,7 @@ mod hashing;
 mod me;
 mod rides;
 mod server;
+mod shop;
 mod wallet;
 mod wrk;
 
@@ -23,6 +24,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A flash sale sold out over HTTP (with a naive PostgreSQL baseline in the same run),
+    /// and catalogue search over many products against GET /me.
+    Shop {
+        /// The plaza binary to benchmark (build it with --release).
+        #[arg(long, default_value = "target/release/plaza")]
+        plaza: PathBuf,
+        /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Distinct funded buyers, each ordering one unit once.
+        #[arg(long, default_value_t = 50_000)]
+        buyers: usize,
+        /// Units in the sale.
+        #[arg(long, default_value_t = 10_000)]
+        units: i64,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 128)]
+        clients: usize,
+        /// Products in the catalogue for the search runs.
+        #[arg(long, default_value_t = 100_000)]
+        products: usize,
+        /// Seconds per search run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
     /// GET /api/v1/me with a valid token under wrk (baseline: GET /healthz), and the cost
     /// of one login (argon2id).
     Me {
@@ -180,6 +206,9 @@ async fn main() -> anyhow::Result<()> {
                 group_messages,
             })
             .await
+        }
+        Command::Shop { plaza, database_url, buyers, units, clients, products, duration } => {
+            shop::run(shop::Options { plaza, database_url, buyers, units, clients, products, duration }).await
         }
         Command::Wallet {
             plaza,

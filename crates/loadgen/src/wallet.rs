@@ -271,7 +271,7 @@ fn print_rows(rows: &[String]) {
 
 /// Inserts `count` users with a session and `SEED_BALANCE` each, in one transaction;
 /// returns (user id, token) in order.
-async fn seed(store: &Store, count: usize) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) async fn seed(store: &Store, count: usize) -> anyhow::Result<Vec<(String, String)>> {
     let now = Timestamp::now().unix_millis();
     let people: Vec<(String, String)> = (0..count)
         .map(|_| (plaza_kernel::new_id(), plaza_kernel::id::to_hex(&plaza_kernel::random_token_bytes::<32>())))
@@ -598,7 +598,7 @@ async fn collect(handles: Vec<tokio::task::JoinHandle<TaskResult>>, started: Ins
     Ok(Measured::from_histogram(sent as f64 / elapsed, refused, errors, &latency_us))
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..100 {
         if let Ok(response) = client.get(format!("{base}/healthz")).send().await {
             if response.status().is_success() {

@@ -1,0 +1,464 @@
+//! `plaza-bench shop`: a flash sale sold out over HTTP, and catalogue search.
+//!
+//! The sale: `units` units (one per buyer) to `buyers` distinct funded buyers, each sending
+//! one `POST /orders` with the sale's id and its own key, from `clients` concurrent HTTP
+//! clients against a release `plaza serve`. Reported: the sell-out time (first sale to the
+//! last), successful orders per second over it, p50/p99 of the successful and of the
+//! sold-out answers, and a check read from the database afterwards: exactly `units` paid
+//! orders holding exactly `units` × price, the sale at zero, and the ledger balanced.
+//!
+//! The same-run baseline (PostgreSQL only): the naive design, one transaction per order
+//! that locks the stock row with `SELECT … FOR UPDATE`, decrements it, debits the buyer,
+//! credits escrow and inserts the order, in a scratch database of its own, driven directly
+//! with the same concurrency (so it pays no HTTP at all: the ratio flatters it).
+//!
+//! Search: `products` products with English and Chinese titles, then `GET /products?q=`
+//! with a mix of words from `clients` clients for `duration` seconds, against `GET /me` in
+//! the same run as the baseline.
+
+use crate::server::PlazaServer;
+use crate::wallet::{seed, wait_ready};
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use plaza_kernel::Timestamp;
+use plaza_server::config::Config;
+use plaza_shop::{FlashSaleInput, ProductInput, SkuInput};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub plaza: PathBuf,
+    pub database_url: Option<String>,
+    pub buyers: usize,
+    pub units: i64,
+    pub clients: usize,
+    pub products: usize,
+    pub duration: u64,
+}
+
+/// The sale price, in cents.
+const SALE_PRICE: i64 = 990;
+
+/// Words the catalogue's titles are made of, and the queries.
+const WORDS: &[&str] = &[
+    "coffee", "beans", "tea", "green", "oolong", "mango", "phone", "case", "cable", "lamp", "desk", "chair", "咖啡",
+    "茶叶", "手机", "云南", "芒果", "台灯", "椅子", "绿茶",
+];
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let data_dir = tempfile::tempdir()?;
+    let mut config = Config::for_test(data_dir.path(), options.database_url.clone());
+    config.db_pool_max = 16;
+    let store = plaza_server::app::open_store(&config).await?;
+    let services = plaza_server::app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
+    let started = Instant::now();
+    let people = seed(&store, options.buyers + 1).await?;
+    let merchant = services.accounts.user(&people[0].0).await?;
+    let buyers: Arc<Vec<String>> = Arc::new(people[1..].iter().map(|(_, token)| token.clone()).collect());
+    eprintln!("seeded {} funded buyers in {:.1} s", buyers.len(), started.elapsed().as_secs_f64());
+
+    let shop = services.shop.create_shop(&merchant, "Bench", None).await?;
+    let started = Instant::now();
+    let sku_id = seed_catalogue(&services.shop, &merchant, &shop.id, options.products, options.units).await?;
+    eprintln!("seeded {} products in {:.1} s", options.products, started.elapsed().as_secs_f64());
+    let now = Timestamp::now();
+    let sale = services
+        .shop
+        .create_flash_sale(
+            &merchant,
+            FlashSaleInput {
+                sku_id: sku_id.clone(),
+                price: (SALE_PRICE, "USD".into()),
+                quantity: options.units,
+                starts_at: now.minus(Duration::from_secs(1)),
+                ends_at: now.plus(Duration::from_secs(3600)),
+                per_user_limit: 1,
+            },
+        )
+        .await?;
+
+    let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &[])?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients).build()?;
+    wait_ready(&client, &server.base).await?;
+    let sold = drive_sale(&client, &server.base, &buyers, &sku_id, &sale.id, options.clients).await?;
+    let search =
+        drive_search(&client, &server.base, &buyers, options.clients, Duration::from_secs(options.duration)).await?;
+    drop(server);
+
+    // The check, from the database.
+    let (paid, held): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(total_amount), 0) AS BIGINT) FROM shop_orders
+         WHERE flash_sale_id = $1 AND status = 'paid' AND payment_status = 'held'",
+    )
+    .bind(&sale.id)
+    .fetch_one(store.read())
+    .await?;
+    let remaining: i64 = sqlx::query_scalar("SELECT remaining FROM shop_flash_sales WHERE id = $1")
+        .bind(&sale.id)
+        .fetch_one(store.read())
+        .await?;
+    let ledger = plaza_wallet::check_ledger(&store).await?;
+    let exact = paid == options.units && held == options.units * SALE_PRICE && remaining == 0 && ledger.ok;
+
+    let baseline = match &options.database_url {
+        Some(url) => Some(naive_baseline(url, options.buyers, options.units, options.clients).await?),
+        None => None,
+    };
+
+    println!("| backend | path | buyers | units | clients | sell-out | orders/s | p50 ok | p99 ok | p50 sold out | p99 sold out | errors | ratio to naive |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let ratio = baseline
+        .as_ref()
+        .map_or("—".to_string(), |naive| format!("{:.1}×", sold.orders_per_second / naive.orders_per_second));
+    println!(
+        "| {backend} | POST /orders (flash sale, group commit) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
+        options.buyers,
+        options.units,
+        options.clients,
+        sold.sell_out.as_secs_f64(),
+        sold.orders_per_second,
+        ms(sold.ok.value_at_quantile(0.5)),
+        ms(sold.ok.value_at_quantile(0.99)),
+        ms(sold.sold_out.value_at_quantile(0.5)),
+        ms(sold.sold_out.value_at_quantile(0.99)),
+        sold.errors,
+    );
+    if let Some(naive) = &baseline {
+        println!(
+            "| postgres | naive: one transaction per order, SELECT … FOR UPDATE on the stock row (no HTTP) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | — | — | 0 | 1.0× |",
+            options.buyers,
+            options.units,
+            options.clients,
+            naive.sell_out.as_secs_f64(),
+            naive.orders_per_second,
+            ms(naive.ok.value_at_quantile(0.5)),
+            ms(naive.ok.value_at_quantile(0.99)),
+        );
+    }
+    println!();
+    println!(
+        "Check: {paid} paid orders holding {held} (expected {} and {}), {remaining} units left, ledger {}: {}.",
+        options.units,
+        options.units * SALE_PRICE,
+        if ledger.ok { "balanced" } else { "NOT balanced" },
+        if exact { "exact, nothing oversold" } else { "MISMATCH" }
+    );
+    println!();
+    println!("| backend | products | endpoint | requests/s | p50 | p99 | ratio of p99 to GET /me |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: |");
+    for (name, measured) in
+        [("GET /products?q= (English and Chinese words)", &search.0), ("GET /me (baseline)", &search.1)]
+    {
+        println!(
+            "| {backend} | {} | {name} | {:.0} | {} | {} | {:.1}× |",
+            options.products,
+            measured.per_second,
+            ms(measured.latency.value_at_quantile(0.5)),
+            ms(measured.latency.value_at_quantile(0.99)),
+            measured.latency.value_at_quantile(0.99) as f64 / search.1.latency.value_at_quantile(0.99).max(1) as f64,
+        );
+    }
+    store.close().await;
+    anyhow::ensure!(exact, "the flash sale's check failed");
+    Ok(())
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.1} ms", micros as f64 / 1000.0)
+}
+
+/// `count` products of two-word titles (one of them the sale's), through the shop's own
+/// `create_product` so they are indexed as any product is. Returns the sale SKU's id.
+async fn seed_catalogue(
+    shop: &plaza_shop::ShopHandle,
+    merchant: &plaza_accounts::User,
+    shop_id: &str,
+    count: usize,
+    units: i64,
+) -> anyhow::Result<String> {
+    let sale = shop
+        .create_product(
+            merchant,
+            shop_id,
+            ProductInput {
+                title: "Flash phone 手机".into(),
+                description: Some("The flash sale's phone".into()),
+                media_ids: Vec::new(),
+                skus: vec![SkuInput {
+                    name: "black".into(),
+                    price: (1990, "USD".into()),
+                    stock: units,
+                    group_price: None,
+                }],
+                group_size: None,
+            },
+        )
+        .await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (shop, merchant, shop_id, next) = (shop.clone(), merchant.clone(), shop_id.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    return anyhow::Ok(());
+                }
+                let (first, second) = (WORDS[n % WORDS.len()], WORDS[(n / WORDS.len() + 7 * n) % WORDS.len()]);
+                let input = ProductInput {
+                    title: format!("{first} {second} {n}"),
+                    description: Some(format!("A {second} for the benchmark, number {n}")),
+                    media_ids: Vec::new(),
+                    skus: vec![SkuInput {
+                        name: "one".into(),
+                        price: (500, "USD".into()),
+                        stock: 10,
+                        group_price: None,
+                    }],
+                    group_size: None,
+                };
+                shop.create_product(&merchant, &shop_id, input).await?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    sale.skus.first().map(|sku| sku.id.clone()).context("the sale product has no SKU")
+}
+
+struct Sold {
+    ok: Histogram<u64>,
+    sold_out: Histogram<u64>,
+    errors: u64,
+    sell_out: Duration,
+    orders_per_second: f64,
+}
+
+async fn drive_sale(
+    client: &reqwest::Client,
+    base: &str,
+    buyers: &Arc<Vec<String>>,
+    sku_id: &str,
+    sale_id: &str,
+    clients: usize,
+) -> anyhow::Result<Sold> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{base}/api/v1/orders");
+    let body = serde_json::json!({
+        "items": [{"sku_id": sku_id, "quantity": 1, "flash_sale_id": sale_id}],
+        "address": {"name": "Bench", "line1": "1 Loop Road", "city": "Localhost", "postal_code": "127001",
+                    "country": "CN", "phone": "+86 000"},
+    });
+    let successes: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let (client, url, body, buyers, next, successes) =
+            (client.clone(), url.clone(), body.clone(), buyers.clone(), next.clone(), successes.clone());
+        handles.push(tokio::spawn(async move {
+            let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut sold_out = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut errors = 0u64;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(token) = buyers.get(n) else { break };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(token)
+                    .header("idempotency-key", format!("flash-{n}"))
+                    .json(&body)
+                    .send()
+                    .await;
+                let (status, text) = match response {
+                    Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+                    Err(error) => (0, error.to_string()),
+                };
+                let took = sent.elapsed().as_micros() as u64;
+                match status {
+                    201 => {
+                        ok.saturating_record(took);
+                        successes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Instant::now());
+                    }
+                    409 if text.contains("\"sold_out\"") => sold_out.saturating_record(took),
+                    _ => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!("POST /orders answered {status}: {text}");
+                        }
+                    }
+                }
+            }
+            anyhow::Ok((ok, sold_out, errors))
+        }));
+    }
+    let started = Instant::now();
+    let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut sold_out = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = 0;
+    for handle in handles {
+        let (task_ok, task_sold_out, task_errors) = handle.await??;
+        ok.add(&task_ok)?;
+        sold_out.add(&task_sold_out)?;
+        errors += task_errors;
+    }
+    let times = successes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let first = times.iter().min().copied().unwrap_or(started);
+    let last = times.iter().max().copied().unwrap_or(started);
+    // From the first request to the last sale: the first order's own latency counts.
+    let sell_out = last.duration_since(started.min(first));
+    let orders_per_second = times.len() as f64 / sell_out.as_secs_f64().max(1e-9);
+    Ok(Sold { ok, sold_out, errors, sell_out, orders_per_second })
+}
+
+struct Measured {
+    per_second: f64,
+    latency: Histogram<u64>,
+}
+
+async fn drive_search(
+    client: &reqwest::Client,
+    base: &str,
+    tokens: &Arc<Vec<String>>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<(Measured, Measured)> {
+    let search = drive_get(client, base, tokens, clients, duration, |n| {
+        let word = WORDS[n % WORDS.len()];
+        format!("/api/v1/products?q={}&limit=20", urlencode(word))
+    })
+    .await?;
+    let me = drive_get(client, base, tokens, clients, duration, |_| "/api/v1/me".to_string()).await?;
+    Ok((search, me))
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| if byte.is_ascii_alphanumeric() { (byte as char).to_string() } else { format!("%{byte:02X}") })
+        .collect()
+}
+
+async fn drive_get(
+    client: &reqwest::Client,
+    base: &str,
+    tokens: &Arc<Vec<String>>,
+    clients: usize,
+    duration: Duration,
+    path: impl Fn(usize) -> String + Send + Sync + Clone + 'static,
+) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut handles = Vec::new();
+    for task in 0..clients {
+        let (client, base, tokens, path) = (client.clone(), base.to_string(), tokens.clone(), path.clone());
+        handles.push(tokio::spawn(async move {
+            let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut n = task;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response =
+                    client.get(format!("{base}{}", path(n))).bearer_auth(&tokens[n % tokens.len()]).send().await?;
+                anyhow::ensure!(response.status().is_success(), "GET answered {}", response.status());
+                let _ = response.bytes().await;
+                latency.saturating_record(sent.elapsed().as_micros() as u64);
+                n += clients;
+            }
+            anyhow::Ok(latency)
+        }));
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for handle in handles {
+        latency.add(&handle.await??)?;
+    }
+    Ok(Measured { per_second: latency.len() as f64 / started.elapsed().as_secs_f64(), latency })
+}
+
+/// The naive design on PostgreSQL, in a scratch database next to `database_url`'s.
+async fn naive_baseline(database_url: &str, buyers: usize, units: i64, clients: usize) -> anyhow::Result<Sold> {
+    use sqlx::Connection;
+    let scratch = format!("plaza_naive_{}", std::process::id());
+    let mut admin = sqlx::AnyConnection::connect(database_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {scratch}")).execute(&mut admin).await?;
+    let base = database_url.rsplit_once('/').map_or(database_url, |(base, _)| base);
+    let url = format!("{base}/{scratch}");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new().max_connections(16).connect(&url).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE naive_stock (id BIGINT PRIMARY KEY, stock BIGINT NOT NULL CHECK (stock >= 0));
+         CREATE TABLE naive_accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL CHECK (balance >= 0));
+         CREATE TABLE naive_orders (id BIGSERIAL PRIMARY KEY, buyer BIGINT NOT NULL, amount BIGINT NOT NULL);",
+    )
+    .execute(&pool)
+    .await?;
+    sqlx::query("INSERT INTO naive_stock (id, stock) VALUES (1, $1)").bind(units).execute(&pool).await?;
+    sqlx::query("INSERT INTO naive_accounts (id, balance) SELECT g, 1000000 FROM generate_series(0, $1) AS g")
+        .bind(buyers as i64)
+        .execute(&pool)
+        .await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let successes: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let (pool, next, successes) = (pool.clone(), next.clone(), successes.clone());
+        handles.push(tokio::spawn(async move {
+            let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= buyers {
+                    break;
+                }
+                let sent = Instant::now();
+                let mut transaction = pool.begin().await?;
+                let stock: i64 = sqlx::query_scalar("SELECT stock FROM naive_stock WHERE id = 1 FOR UPDATE")
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                if stock == 0 {
+                    transaction.rollback().await?;
+                    continue;
+                }
+                sqlx::query("UPDATE naive_stock SET stock = stock - 1 WHERE id = 1").execute(&mut *transaction).await?;
+                sqlx::query("UPDATE naive_accounts SET balance = balance - $2 WHERE id = $1")
+                    .bind(n as i64 + 1)
+                    .bind(SALE_PRICE)
+                    .execute(&mut *transaction)
+                    .await?;
+                sqlx::query("UPDATE naive_accounts SET balance = balance + $1 WHERE id = 0")
+                    .bind(SALE_PRICE)
+                    .execute(&mut *transaction)
+                    .await?;
+                sqlx::query("INSERT INTO naive_orders (buyer, amount) VALUES ($1, $2)")
+                    .bind(n as i64 + 1)
+                    .bind(SALE_PRICE)
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+                ok.saturating_record(sent.elapsed().as_micros() as u64);
+                successes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Instant::now());
+            }
+            anyhow::Ok(ok)
+        }));
+    }
+    let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for handle in handles {
+        ok.add(&handle.await??)?;
+    }
+    let times = successes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let last = times.iter().max().copied().unwrap_or(started);
+    let sell_out = last.duration_since(started);
+    let sold: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM naive_orders").fetch_one(&pool).await?;
+    anyhow::ensure!(sold == units, "the naive baseline sold {sold} of {units}");
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {scratch}")).execute(&mut admin).await?;
+    Ok(Sold {
+        ok,
+        sold_out: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,
+        errors: 0,
+        orders_per_second: times.len() as f64 / sell_out.as_secs_f64().max(1e-9),
+        sell_out,
+    })
+}
