@@ -16,13 +16,15 @@
 //! (at most [`CANDIDATE_POSTINGS_MAX`] postings) and ranked here, in Rust, with BM25
 //! (k1 = 1.2, b = 0.75) per field, the title weighted [`TITLE_WEIGHT`] times the
 //! description, ties broken by product id. The collection statistics (number of active
-//! products, average field lengths, document frequencies) are read in the same snapshot,
-//! so both engines feed the same numbers into the same `f64` formula and give the same
-//! order.
+//! products, average field lengths, document frequencies) are read together and reused by
+//! a node for up to [`STATS_TTL`] (cleared by its own product writes), so both engines feed
+//! the same numbers into the same `f64` formula and give the same order.
 
 use crate::service::{ShopError, ShopHandle};
 use plaza_store::Row;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// How much a title hit counts against a description hit.
 pub const TITLE_WEIGHT: f64 = 3.0;
@@ -175,9 +177,76 @@ pub fn rank(postings: &[Posting], document_frequency: &HashMap<String, i64>, col
     ranked.into_iter().map(|(id, _)| id.to_string()).collect()
 }
 
+/// The collection's numbers and the document frequency of each term of a query.
+type Statistics = (Collection, HashMap<String, i64>);
+
+/// How long a node reuses the collection's statistics for ranking. Search engines rank
+/// with statistics that lag the index a little (Lucene's are per segment); counting every
+/// active product and every matching posting per query would cost a query time linear in
+/// the catalogue.
+pub const STATS_TTL: Duration = Duration::from_secs(2);
+/// Terms whose document frequency a node keeps at most; past it the cache starts again.
+const CACHED_TERMS_MAX: usize = 10_000;
+
+/// The collection's statistics as last read, per node; cleared by this node's own product
+/// writes, so a merchant's new product ranks with numbers that include it.
+#[derive(Debug, Default)]
+pub(crate) struct StatsCache {
+    inner: Mutex<CachedStats>,
+}
+
+#[derive(Debug, Default)]
+struct CachedStats {
+    collection: Option<(Instant, Collection)>,
+    frequencies: HashMap<String, (Instant, i64)>,
+}
+
+impl StatsCache {
+    /// The statistics for `terms` when all are fresh; else the terms to read.
+    fn lookup(&self, terms: &[String]) -> (Option<Statistics>, Vec<String>) {
+        let cached = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let fresh = |at: &Instant| at.elapsed() < STATS_TTL;
+        let missing: Vec<String> = terms
+            .iter()
+            .filter(|term| !cached.frequencies.get(*term).is_some_and(|(at, _)| fresh(at)))
+            .cloned()
+            .collect();
+        match &cached.collection {
+            Some((at, collection)) if fresh(at) && missing.is_empty() => {
+                let frequencies = terms
+                    .iter()
+                    .filter_map(|term| cached.frequencies.get(term).map(|(_, count)| (term.clone(), *count)))
+                    .collect();
+                (Some((*collection, frequencies)), missing)
+            }
+            _ => (None, terms.to_vec()),
+        }
+    }
+
+    fn store(&self, collection: &Collection, frequencies: &HashMap<String, i64>, terms: &[String]) {
+        let mut cached = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cached.frequencies.len() + terms.len() > CACHED_TERMS_MAX {
+            cached.frequencies.clear();
+        }
+        let now = Instant::now();
+        cached.collection = Some((now, *collection));
+        for term in terms {
+            cached.frequencies.insert(term.clone(), (now, frequencies.get(term).copied().unwrap_or(0)));
+        }
+    }
+
+    /// Forgets everything: a product of this node was created, edited or archived.
+    pub(crate) fn clear(&self) {
+        let mut cached = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cached.collection = None;
+        cached.frequencies.clear();
+    }
+}
+
 impl ShopHandle {
-    /// The ids of active products matching any term of `query`, best first. Reads the
-    /// postings and the collection's statistics in one transaction, so they agree.
+    /// The ids of active products matching any term of `query`, best first. The
+    /// collection's statistics come from [`StatsCache`] (at most [`STATS_TTL`] old, and
+    /// never older than this node's own last product write); the postings are read now.
     pub(crate) async fn search(&self, query: &str, shop_id: Option<&str>) -> Result<Vec<String>, ShopError> {
         let terms = query_terms(query);
         if terms.is_empty() {
@@ -185,33 +254,15 @@ impl ShopHandle {
         }
         let placeholders = plaza_store::numbered_parameters(3, terms.len());
         let mut transaction = self.inner.store.read().begin().await?;
-        let stats = sqlx::query(
-            // PostgreSQL sums BIGINTs as NUMERIC, which the driver reads as no integer.
-            "SELECT COUNT(*) AS documents, CAST(COALESCE(SUM(title_terms), 0) AS BIGINT) AS title_terms,
-                    CAST(COALESCE(SUM(description_terms), 0) AS BIGINT) AS description_terms
-             FROM shop_products WHERE status = 'active'",
-        )
-        .fetch_one(&mut *transaction)
-        .await?;
-        let collection = Collection {
-            documents: stats.try_get("documents")?,
-            title_terms: stats.try_get("title_terms")?,
-            description_terms: stats.try_get("description_terms")?,
+        let (cached, missing) = self.inner.search_stats.lookup(&terms);
+        let (collection, document_frequency) = match cached {
+            Some(known) => known,
+            None => {
+                let (collection, frequencies) = read_statistics(&mut transaction, &missing).await?;
+                self.inner.search_stats.store(&collection, &frequencies, &missing);
+                (collection, frequencies)
+            }
         };
-        let frequency_sql = format!(
-            "SELECT p.term, COUNT(DISTINCT p.product_id) AS documents FROM shop_postings p
-             JOIN shop_products pr ON pr.id = p.product_id
-             WHERE pr.status = 'active' AND p.term IN ({}) GROUP BY p.term",
-            plaza_store::numbered_parameters(1, terms.len())
-        );
-        let mut frequency_query = sqlx::query(&frequency_sql);
-        for term in &terms {
-            frequency_query = frequency_query.bind(term);
-        }
-        let mut document_frequency = HashMap::new();
-        for row in frequency_query.fetch_all(&mut *transaction).await? {
-            document_frequency.insert(row.try_get::<String, _>("term")?, row.try_get::<i64, _>("documents")?);
-        }
         let postings_sql = format!(
             "SELECT p.term, p.product_id, p.field, p.term_count, pr.title_terms, pr.description_terms
              FROM shop_postings p JOIN shop_products pr ON pr.id = p.product_id
@@ -241,6 +292,42 @@ impl ShopHandle {
         transaction.commit().await?;
         Ok(rank(&postings, &document_frequency, collection))
     }
+}
+
+/// The number of active products, their total field lengths, and the document frequency of
+/// each of `terms`.
+async fn read_statistics(
+    transaction: &mut plaza_store::Transaction<'_, plaza_store::Any>,
+    terms: &[String],
+) -> Result<Statistics, ShopError> {
+    let stats = sqlx::query(
+        // PostgreSQL sums BIGINTs as NUMERIC, which the driver reads as no integer.
+        "SELECT COUNT(*) AS documents, CAST(COALESCE(SUM(title_terms), 0) AS BIGINT) AS title_terms,
+                    CAST(COALESCE(SUM(description_terms), 0) AS BIGINT) AS description_terms
+             FROM shop_products WHERE status = 'active'",
+    )
+    .fetch_one(&mut **transaction)
+    .await?;
+    let collection = Collection {
+        documents: stats.try_get("documents")?,
+        title_terms: stats.try_get("title_terms")?,
+        description_terms: stats.try_get("description_terms")?,
+    };
+    let frequency_sql = format!(
+        "SELECT p.term, COUNT(DISTINCT p.product_id) AS documents FROM shop_postings p
+             JOIN shop_products pr ON pr.id = p.product_id
+             WHERE pr.status = 'active' AND p.term IN ({}) GROUP BY p.term",
+        plaza_store::numbered_parameters(1, terms.len())
+    );
+    let mut frequency_query = sqlx::query(&frequency_sql);
+    for term in terms {
+        frequency_query = frequency_query.bind(term);
+    }
+    let mut document_frequency: HashMap<String, i64> = terms.iter().map(|term| (term.clone(), 0)).collect();
+    for row in frequency_query.fetch_all(&mut **transaction).await? {
+        document_frequency.insert(row.try_get::<String, _>("term")?, row.try_get::<i64, _>("documents")?);
+    }
+    Ok((collection, document_frequency))
 }
 
 #[cfg(test)]

@@ -392,6 +392,8 @@ pub(crate) struct Inner {
     pub(crate) node_id: String,
     /// The group commit of flash-sale orders, started on first use.
     pub(crate) flash_orders: OnceLock<crate::flash::FlashQueue>,
+    /// The catalogue's ranking statistics, reused for a moment (`search.rs`).
+    pub(crate) search_stats: search::StatsCache,
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -410,7 +412,21 @@ impl ShopHandle {
     ) -> Self {
         let node_id = plaza_kernel::new_id();
         let flash_orders = OnceLock::new();
-        Self { inner: Arc::new(Inner { store, events, accounts, media, wallet, chat, config, node_id, flash_orders }) }
+        let search_stats = search::StatsCache::default();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                accounts,
+                media,
+                wallet,
+                chat,
+                config,
+                node_id,
+                flash_orders,
+                search_stats,
+            }),
+        }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -577,6 +593,7 @@ impl ShopHandle {
         }
         write_postings(&mut transaction, self.inner.store.backend(), &id, &title_terms, &description_terms).await?;
         transaction.commit().await?;
+        self.inner.search_stats.clear();
         self.product(&id).await
     }
 
@@ -675,6 +692,7 @@ impl ShopHandle {
             }
         }
         transaction.commit().await?;
+        self.inner.search_stats.clear();
         self.product(product_id).await
     }
 
