@@ -42,7 +42,7 @@ pub enum ErrorCode {
     NotAGroup,
     /// Only the group's owner may do this.
     NotConversationOwner,
-    /// Adding members would exceed the group's size limit.
+    /// Adding members would exceed the group's size limit, or every seat of a group buy is taken.
     GroupFull,
     /// Only a person's contacts may put them into a group.
     NotAContact,
@@ -128,6 +128,22 @@ pub enum ErrorCode {
     OutOfStock,
     /// The buyer already reviewed this order.
     AlreadyReviewed,
+    /// No such group buy, or the caller may not see it.
+    GroupBuyNotFound,
+    /// The group buy's window ended (or it failed) before the caller joined.
+    GroupExpired,
+    /// The caller is already a member of this group buy.
+    AlreadyInGroup,
+    /// No such flash sale.
+    FlashSaleNotFound,
+    /// The flash sale has not started yet.
+    SaleNotStarted,
+    /// The flash sale has ended.
+    SaleEnded,
+    /// The flash sale has no units left.
+    SoldOut,
+    /// The order would take the buyer past the flash sale's per-user limit.
+    LimitReached,
     /// A dependency (usually the database) is unavailable.
     Unavailable,
     /// A bug or an unexpected failure; logged with the request id.
@@ -189,6 +205,14 @@ impl ErrorCode {
             Self::OrderNotFound => StatusCode::NOT_FOUND,
             Self::OutOfStock => StatusCode::CONFLICT,
             Self::AlreadyReviewed => StatusCode::CONFLICT,
+            Self::GroupBuyNotFound => StatusCode::NOT_FOUND,
+            Self::GroupExpired => StatusCode::CONFLICT,
+            Self::AlreadyInGroup => StatusCode::CONFLICT,
+            Self::FlashSaleNotFound => StatusCode::NOT_FOUND,
+            Self::SaleNotStarted => StatusCode::CONFLICT,
+            Self::SaleEnded => StatusCode::CONFLICT,
+            Self::SoldOut => StatusCode::CONFLICT,
+            Self::LimitReached => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -255,6 +279,14 @@ impl ErrorCode {
             Self::OrderNotFound => "order_not_found",
             Self::OutOfStock => "out_of_stock",
             Self::AlreadyReviewed => "already_reviewed",
+            Self::GroupBuyNotFound => "group_buy_not_found",
+            Self::GroupExpired => "group_expired",
+            Self::AlreadyInGroup => "already_in_group",
+            Self::FlashSaleNotFound => "flash_sale_not_found",
+            Self::SaleNotStarted => "sale_not_started",
+            Self::SaleEnded => "sale_ended",
+            Self::SoldOut => "sold_out",
+            Self::LimitReached => "limit_reached",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -322,6 +354,14 @@ impl ErrorCode {
             Self::OrderNotFound => "No such order",
             Self::OutOfStock => "Not enough stock",
             Self::AlreadyReviewed => "You already reviewed this order",
+            Self::GroupBuyNotFound => "No such group buy",
+            Self::GroupExpired => "The group buy has ended",
+            Self::AlreadyInGroup => "You are already in this group",
+            Self::FlashSaleNotFound => "No such flash sale",
+            Self::SaleNotStarted => "The sale has not started",
+            Self::SaleEnded => "The sale has ended",
+            Self::SoldOut => "Sold out",
+            Self::LimitReached => "You reached this sale's limit",
             Self::Unavailable => "The service is temporarily unavailable",
             Self::Internal => "Something went wrong on our side",
         }
@@ -388,6 +428,14 @@ impl ErrorCode {
         Self::OrderNotFound,
         Self::OutOfStock,
         Self::AlreadyReviewed,
+        Self::GroupBuyNotFound,
+        Self::GroupExpired,
+        Self::AlreadyInGroup,
+        Self::FlashSaleNotFound,
+        Self::SaleNotStarted,
+        Self::SaleEnded,
+        Self::SoldOut,
+        Self::LimitReached,
         Self::Unavailable,
         Self::Internal,
     ];

@@ -164,10 +164,13 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         accounts.clone(),
         media.clone(),
         wallet.clone(),
+        chat.clone(),
         config.shop.clone(),
     );
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
+    chat.register_card_source("product", Arc::new(plaza_shop::ProductCards(shop.clone())));
+    chat.register_card_source("group_buy", Arc::new(plaza_shop::GroupBuyCards(shop.clone())));
     Ok(Services { store, accounts, events, chat, wallet, rides, shop, media })
 }
 

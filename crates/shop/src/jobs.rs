@@ -1,8 +1,9 @@
 //! The shop's job: every `job_interval` on every node, acting only while the node holds
 //! the `shop_leases` row (renewed each run, taken over `lease_ttl` after a holder that
 //! died), so it runs once across nodes. It confirms shipped orders nobody confirmed in
-//! time, settles orders whose money a crash left unmoved, and releases holds whose order
-//! was never saved. Each step is decided by a conditional update, so a run repeated after
+//! time, settles orders whose money a crash left unmoved, fails group buys whose window
+//! ended (cancelling their orders), gives flash sales' unsold units back to their SKUs,
+//! and releases holds whose order was never saved. Each step is decided by a conditional update, so a run repeated after
 //! a restart or by the next holder does nothing twice.
 
 use crate::model::OrderAction;
@@ -68,6 +69,8 @@ impl ShopHandle {
                 }
             }
         }
+        self.fail_expired_groups(now).await?;
+        self.return_ended_sales(now).await?;
         self.release_stranded_holds(now).await?;
         Ok(true)
     }

@@ -15,16 +15,26 @@
 //! moves exactly once. Search indexes for itself (`search.rs`) so that SQLite and
 //! PostgreSQL give the same answers, Chinese included.
 
+mod flash;
+mod flash_batch;
+mod groups;
 mod jobs;
 mod migrations;
 pub mod model;
 mod orders;
+mod reviews;
 pub mod routes;
+mod sale_routes;
 pub mod search;
 mod service;
 
+pub use flash::{FlashSale, FlashSaleInput};
+pub use groups::{GroupBuy, GroupBuyCards, GroupStatus, ProductCards, SharedCard};
 pub use migrations::MIGRATIONS;
 pub use model::{OrderAction, OrderStatus};
 pub use orders::{ChangeDetails, OrderRole};
 pub use routes::router;
-pub use service::{Address, Order, OrderItem, OrderLine, Product, Shop, ShopConfig, ShopError, ShopHandle, Sku};
+pub use service::{
+    Address, GroupChoice, Order, OrderItem, OrderLine, OrderRequest, Product, Shop, ShopConfig, ShopError, ShopHandle,
+    Sku,
+};

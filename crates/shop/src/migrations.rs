@@ -115,10 +115,81 @@ const SCHEMA: &str = r#"
     );
 "#;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    service: "shop",
-    version: 1,
-    name: "shops, products, search postings, orders, reviews, leases",
-    sqlite: SCHEMA,
-    postgres: SCHEMA,
-}];
+/// Group buys (a seat count checked against the size, so no race fills a seat twice),
+/// their members and the chats they were shared into; flash sales (their own units, taken
+/// from the SKU's stock when the sale is scheduled) and each buyer's units of each sale.
+const GROUPS_AND_FLASH_SALES: &str = r#"
+    CREATE TABLE shop_group_buys (
+        id TEXT PRIMARY KEY,
+        product_id TEXT NOT NULL REFERENCES shop_products (id),
+        sku_id TEXT NOT NULL REFERENCES shop_skus (id),
+        leader_id TEXT NOT NULL,
+        size BIGINT NOT NULL CHECK (size BETWEEN 2 AND 50),
+        price_amount BIGINT NOT NULL CHECK (price_amount > 0),
+        currency TEXT NOT NULL,
+        seats_taken BIGINT NOT NULL CHECK (seats_taken >= 0 AND seats_taken <= size),
+        status TEXT NOT NULL CHECK (status IN ('forming', 'complete', 'failed')),
+        expires_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX shop_group_buys_open ON shop_group_buys (product_id, status, expires_at);
+    CREATE INDEX shop_group_buys_expiry ON shop_group_buys (status, expires_at);
+    CREATE TABLE shop_group_members (
+        group_buy_id TEXT NOT NULL REFERENCES shop_group_buys (id),
+        buyer_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        joined_at BIGINT NOT NULL,
+        PRIMARY KEY (group_buy_id, buyer_id)
+    );
+    CREATE TABLE shop_group_shares (
+        group_buy_id TEXT NOT NULL REFERENCES shop_group_buys (id),
+        conversation_id TEXT NOT NULL,
+        shared_by TEXT NOT NULL,
+        shared_at BIGINT NOT NULL,
+        PRIMARY KEY (group_buy_id, conversation_id)
+    );
+    ALTER TABLE shop_orders ADD COLUMN group_buy_id TEXT;
+    ALTER TABLE shop_orders ADD COLUMN flash_sale_id TEXT;
+    CREATE INDEX shop_orders_group ON shop_orders (group_buy_id, status);
+    CREATE TABLE shop_flash_sales (
+        id TEXT PRIMARY KEY,
+        shop_id TEXT NOT NULL REFERENCES shops (id),
+        product_id TEXT NOT NULL REFERENCES shop_products (id),
+        sku_id TEXT NOT NULL REFERENCES shop_skus (id),
+        price_amount BIGINT NOT NULL CHECK (price_amount > 0),
+        currency TEXT NOT NULL,
+        quantity BIGINT NOT NULL CHECK (quantity > 0),
+        remaining BIGINT NOT NULL CHECK (remaining >= 0 AND remaining <= quantity),
+        per_user_limit BIGINT NOT NULL CHECK (per_user_limit > 0),
+        starts_at BIGINT NOT NULL,
+        ends_at BIGINT NOT NULL,
+        returned BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX shop_flash_sales_product ON shop_flash_sales (product_id, ends_at);
+    CREATE INDEX shop_flash_sales_ending ON shop_flash_sales (returned, ends_at);
+    CREATE TABLE shop_flash_purchases (
+        flash_sale_id TEXT NOT NULL REFERENCES shop_flash_sales (id),
+        buyer_id TEXT NOT NULL,
+        units BIGINT NOT NULL CHECK (units >= 0),
+        PRIMARY KEY (flash_sale_id, buyer_id)
+    );
+"#;
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        service: "shop",
+        version: 1,
+        name: "shops, products, search postings, orders, reviews, leases",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    },
+    Migration {
+        service: "shop",
+        version: 2,
+        name: "group buys, their members and shares; flash sales and purchases",
+        sqlite: GROUPS_AND_FLASH_SALES,
+        postgres: GROUPS_AND_FLASH_SALES,
+    },
+];

@@ -52,6 +52,8 @@ pub enum OrderStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderAction {
     Cancel,
+    /// The group's last seat was taken: every member's order is paid at once.
+    CompleteGroup,
     Ship,
     Confirm,
     RequestRefund,
@@ -66,6 +68,7 @@ impl OrderAction {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Cancel => "cancel",
+            Self::CompleteGroup => "complete the group",
             Self::Ship => "ship",
             Self::Confirm => "confirm",
             Self::RequestRefund => "request a refund",
@@ -109,6 +112,7 @@ impl OrderStatus {
         use OrderStatus as S;
         match (self, action) {
             (S::Grouping | S::Paid, A::Cancel) => Some(S::Cancelled),
+            (S::Grouping, A::CompleteGroup) => Some(S::Paid),
             (S::Paid, A::Ship) => Some(S::Shipped),
             (S::Shipped, A::Confirm) => Some(S::Completed),
             (S::Shipped | S::Completed, A::RequestRefund) => Some(S::RefundRequested),
@@ -130,6 +134,9 @@ mod tests {
         assert_eq!(S::Paid.after(A::Ship), Some(S::Shipped));
         assert_eq!(S::Shipped.after(A::Confirm), Some(S::Completed));
         assert_eq!(S::Paid.after(A::Confirm), None);
+        assert_eq!(S::Grouping.after(A::CompleteGroup), Some(S::Paid));
+        assert_eq!(S::Grouping.after(A::Ship), None);
+        assert_eq!(S::Paid.after(A::CompleteGroup), None);
         assert_eq!(S::Shipped.after(A::Cancel), None);
         assert_eq!(S::Paid.after(A::RequestRefund), None);
         assert_eq!(S::Completed.after(A::RequestRefund), Some(S::RefundRequested));

@@ -3,10 +3,12 @@
 //! reviews.
 
 use crate::model::{self, text, OrderAction, OrderStatus};
-use crate::service::{invalid, Actor, Address, Order, OrderItem, OrderLine, ShopError, ShopHandle};
+use crate::service::{
+    invalid, time_position, Actor, GroupChoice, Order, OrderItem, OrderRequest, ShopError, ShopHandle,
+};
 use plaza_accounts::User;
 use plaza_events::Appended;
-use plaza_kernel::{Currency, Cursor, Money, Page, PageLimit, Timestamp};
+use plaza_kernel::{Currency, Money, Page, PageLimit, Timestamp};
 use plaza_store::{Any, AnyRow, Row, Transaction};
 use plaza_wallet::model::IdempotencyKey;
 use plaza_wallet::{PaymentIntentStatus, WalletError};
@@ -15,7 +17,7 @@ use sha2::Digest;
 
 pub(crate) const ORDER_COLUMNS: &str = "id, buyer_id, shop_id, seller_id, status, total_amount, currency,
     payment_intent_id, payment_status, address, carrier, tracking_number, shipped_at, auto_confirm_at, refund_reason,
-    refund_amount, status_before_refund, created_at, updated_at";
+    refund_amount, status_before_refund, group_buy_id, flash_sale_id, created_at, updated_at";
 
 /// Which side of an order the caller is on, for listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,54 +56,148 @@ fn fee_of(amount: i64, bps: i64) -> i64 {
     (i128::from(amount) * i128::from(bps) / 10_000) as i64
 }
 
+/// What an order buys, priced and checked, before anything is held.
+pub(crate) struct PricedOrder {
+    pub(crate) items: Vec<OrderItem>,
+    pub(crate) shop_id: String,
+    pub(crate) seller_id: String,
+    pub(crate) money: Money,
+    /// The group the order opens or joins, and at what size.
+    pub(crate) group: Option<GroupPlan>,
+}
+
+/// The group side of an order.
+#[derive(Debug, Clone)]
+pub(crate) enum GroupPlan {
+    Open { size: i64 },
+    Join { group_id: String },
+}
+
+/// How saving a held order ended.
+enum Saved {
+    /// Saved now.
+    New(Order),
+    /// A concurrent duplicate of this request saved it first.
+    Earlier(Order),
+    /// Refused after the hold (stock gone, the group filled meanwhile): the hold is released.
+    Refused(ShopError),
+}
+
+/// The checks of an order's lines that need no database.
+fn check_request(request: &OrderRequest) -> Result<(), ShopError> {
+    let lines = &request.lines;
+    if lines.is_empty() || lines.len() > model::ORDER_ITEMS_MAX {
+        return Err(invalid("items", format!("1 to {} items", model::ORDER_ITEMS_MAX)));
+    }
+    for (index, line) in lines.iter().enumerate() {
+        if !(1..=model::QUANTITY_MAX).contains(&line.quantity) {
+            return Err(invalid(format!("items[{index}].quantity"), format!("1 to {}", model::QUANTITY_MAX)));
+        }
+        if line.sku_id.is_empty() || line.sku_id.len() > 64 {
+            return Err(invalid(format!("items[{index}].sku_id"), "no such SKU"));
+        }
+        if lines[..index].iter().any(|earlier| earlier.sku_id == line.sku_id) {
+            return Err(invalid(format!("items[{index}].sku_id"), "each SKU once per order"));
+        }
+        if line.flash_sale_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 64) {
+            return Err(invalid(format!("items[{index}].flash_sale_id"), "no such flash sale"));
+        }
+    }
+    let flash = lines.iter().any(|line| line.flash_sale_id.is_some());
+    if flash && lines.len() > 1 {
+        return Err(invalid("items", "a flash-sale order buys its one SKU alone; place other items separately"));
+    }
+    if request.group != GroupChoice::Alone {
+        if flash {
+            return Err(invalid("group", "a flash-sale order is not a group buy"));
+        }
+        if lines.len() > 1 {
+            return Err(invalid("items", "a group-buy order has one item"));
+        }
+    }
+    if let GroupChoice::Join(group_id) = &request.group {
+        if group_id.is_empty() || group_id.len() > 64 {
+            return Err(invalid("group.group_id", "no such group buy"));
+        }
+    }
+    Ok(())
+}
+
+/// The hash an order's retries must match: what is bought, where to, and how.
+pub(crate) fn request_hash(request: &OrderRequest) -> String {
+    let group = match &request.group {
+        GroupChoice::Alone => json!(null),
+        GroupChoice::Open => json!("open"),
+        GroupChoice::Join(group_id) => json!(["join", group_id]),
+    };
+    let canonical = json!({
+        "items": request.lines.iter().map(|line| match &line.flash_sale_id {
+            None => json!([line.sku_id, line.quantity]),
+            Some(sale) => json!([line.sku_id, line.quantity, sale]),
+        }).collect::<Vec<_>>(),
+        "address": request.address.to_json(),
+        "group": group,
+    });
+    sha256_hex(&canonical.to_string())
+}
+
 impl ShopHandle {
     /// Places an order: holds its total from the buyer's wallet (keyed by the client's
-    /// key), then takes the stock and saves the order in one transaction. A retry with
-    /// the same key and body returns the first order (`true`) and holds nothing more.
+    /// key), then takes the stock (and the group seat) and saves the order in one
+    /// transaction. A retry with the same key and body returns the first order (`true`)
+    /// and holds nothing more. Flash-sale orders are group-committed (`flash.rs`).
     pub async fn place_order(
         &self,
         me: &User,
-        lines: Vec<OrderLine>,
-        address: Address,
-        pin: Option<&str>,
+        request: OrderRequest,
         key: Option<&IdempotencyKey>,
     ) -> Result<(Order, bool), ShopError> {
-        if lines.is_empty() || lines.len() > model::ORDER_ITEMS_MAX {
-            return Err(invalid("items", format!("1 to {} items", model::ORDER_ITEMS_MAX)));
-        }
-        for (index, line) in lines.iter().enumerate() {
-            if !(1..=model::QUANTITY_MAX).contains(&line.quantity) {
-                return Err(invalid(format!("items[{index}].quantity"), format!("1 to {}", model::QUANTITY_MAX)));
-            }
-            if line.sku_id.is_empty() || line.sku_id.len() > 64 {
-                return Err(invalid(format!("items[{index}].sku_id"), "no such SKU"));
-            }
-            if lines[..index].iter().any(|earlier| earlier.sku_id == line.sku_id) {
-                return Err(invalid(format!("items[{index}].sku_id"), "each SKU once per order"));
-            }
-        }
+        check_request(&request)?;
         let client_key = match key {
             Some(key) => key.as_str().to_string(),
             None => plaza_kernel::new_id(),
         };
-        let canonical = json!({
-            "items": lines.iter().map(|line| json!([line.sku_id, line.quantity])).collect::<Vec<_>>(),
-            "address": address.to_json(),
-        });
-        let request_hash = sha256_hex(&canonical.to_string());
-        if let Some(order) = self.order_by_key(&me.id, &client_key, &request_hash).await? {
+        let hash = request_hash(&request);
+        if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
             return Ok((order, true));
         }
+        if request.lines[0].flash_sale_id.is_some() {
+            return self.place_flash_order(me, request, client_key, hash).await;
+        }
+        let priced = self.price_order(me, &request).await?;
+        let pin = plaza_wallet::Pin::parse_optional(request.pin.as_deref()).map_err(|reason| invalid("pin", reason))?;
+        self.inner.wallet.authorize_payment(me, pin.as_ref()).await?;
+        let Some(intent_id) = self.hold_for_order(me, &client_key, &priced).await? else {
+            // An earlier try with this key was refused after its hold and released it.
+            if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
+                return Ok((order, true));
+            }
+            let item = &priced.items[0];
+            return Err(ShopError::OutOfStock { sku_id: item.sku_id.clone(), field: "items[0].sku_id".into() });
+        };
+        match self.save_order(me, &request, &priced, &intent_id, &client_key, &hash).await? {
+            Saved::New(order) => Ok((order, false)),
+            Saved::Earlier(order) => Ok((order, true)),
+            Saved::Refused(error) => {
+                self.release(&intent_id, &wallet_key("refused", &format!("{}\n{client_key}", me.id))?).await?;
+                self.forget_pending_hold(&me.id, &client_key).await?;
+                Err(error)
+            }
+        }
+    }
 
-        // What is bought, at today's prices, from one shop.
-        let mut items = Vec::with_capacity(lines.len());
+    /// Step 1: what is bought, at today's prices (the group price in a group), from one
+    /// shop; the common refusals answered here, without touching the wallet.
+    async fn price_order(&self, me: &User, request: &OrderRequest) -> Result<PricedOrder, ShopError> {
+        let mut items = Vec::with_capacity(request.lines.len());
         let mut shop: Option<(String, String)> = None;
         let mut currency: Option<String> = None;
-        for (index, line) in lines.iter().enumerate() {
+        let mut group_size: Option<i64> = None;
+        for (index, line) in request.lines.iter().enumerate() {
             let field = format!("items[{index}].sku_id");
             let row = sqlx::query(
-                "SELECT s.id, s.name, s.price_amount, s.currency, s.stock, p.id AS product_id, p.title, p.status,
-                        p.shop_id, sh.owner_id
+                "SELECT s.id, s.name, s.price_amount, s.group_price_amount, s.currency, s.stock, p.id AS product_id,
+                        p.title, p.status, p.group_size, p.shop_id, sh.owner_id
                  FROM shop_skus s JOIN shop_products p ON p.id = s.product_id JOIN shops sh ON sh.id = p.shop_id
                  WHERE s.id = $1",
             )
@@ -125,76 +221,119 @@ impl ShopHandle {
                 return Err(invalid("items", "an order is paid in one currency"));
             }
             if row.try_get::<i64, _>("stock")? < line.quantity {
-                // The common case, answered without touching the wallet.
                 return Err(ShopError::OutOfStock { sku_id: line.sku_id.clone(), field });
             }
+            let unit_price = match request.group {
+                GroupChoice::Alone => row.try_get("price_amount")?,
+                GroupChoice::Open | GroupChoice::Join(_) => {
+                    group_size = row.try_get("group_size")?;
+                    row.try_get::<Option<i64>, _>("group_price_amount")?
+                        .ok_or_else(|| invalid("group", "this product is not sold in groups"))?
+                }
+            };
             items.push(OrderItem {
                 sku_id: line.sku_id.clone(),
                 product_id,
                 title: row.try_get("title")?,
                 sku_name: row.try_get("name")?,
                 quantity: line.quantity,
-                unit_price: row.try_get("price_amount")?,
+                unit_price,
             });
         }
         let (Some((shop_id, seller_id)), Some(currency)) = (shop, currency) else {
             return Err(ShopError::Invariant("an order without items".into()));
         };
+        let group = match &request.group {
+            GroupChoice::Alone => None,
+            GroupChoice::Open => Some(GroupPlan::Open {
+                size: group_size.ok_or_else(|| invalid("group", "this product is not sold in groups"))?,
+            }),
+            GroupChoice::Join(group_id) => {
+                self.check_joinable(me, group_id, &items[0].sku_id).await?;
+                Some(GroupPlan::Join { group_id: group_id.clone() })
+            }
+        };
         let total: i64 = items.iter().map(|item| item.quantity * item.unit_price).sum();
         let code = Currency::parse(&currency).ok_or_else(|| ShopError::Invariant(format!("currency {currency:?}")))?;
         let money = Money::new(total, code).map_err(|_| invalid("items", "the order's total is too large"))?;
-        let pin = plaza_wallet::Pin::parse_optional(pin).map_err(|reason| invalid("pin", reason))?;
-        self.inner.wallet.authorize_payment(me, pin.as_ref()).await?;
+        Ok(PricedOrder { items, shop_id, seller_id, money, group })
+    }
 
-        // Recorded before the hold: if this node dies between the hold and the order's row,
-        // the job finds the hold through this row and releases it.
+    /// Step 2: the hold, keyed by the buyer's key, with a pending-hold row first so the job
+    /// can release a hold whose order a crash never saved. `None` when the key's hold
+    /// exists but was released (an earlier try was refused).
+    async fn hold_for_order(
+        &self,
+        me: &User,
+        client_key: &str,
+        priced: &PricedOrder,
+    ) -> Result<Option<String>, ShopError> {
         sqlx::query(
             "INSERT INTO shop_pending_holds (buyer_id, idempotency_key, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (buyer_id, idempotency_key) DO NOTHING",
         )
         .bind(&me.id)
-        .bind(&client_key)
+        .bind(client_key)
         .bind(Timestamp::now().unix_millis())
         .execute(self.inner.store.write())
         .await?;
-        let hold = hold_key(&me.id, &client_key)?;
-        let intent = match self.inner.wallet.create_payment_intent(&me.id, money, "shop order", Some(&hold)).await {
-            Ok((intent, false)) => intent,
-            Ok((intent, true)) => self.inner.wallet.payment_intent(&intent.id).await?,
-            Err(error) => {
-                // Only a refusal proves nothing was held; after anything else the row lets
-                // the job find and release a hold that may exist.
-                if matches!(
-                    error,
-                    WalletError::InsufficientFunds { .. }
-                        | WalletError::InvalidField { .. }
-                        | WalletError::IdempotencyKeyReused
-                ) {
-                    self.forget_pending_hold(&me.id, &client_key).await?;
+        let hold = hold_key(&me.id, client_key)?;
+        let intent =
+            match self.inner.wallet.create_payment_intent(&me.id, priced.money, "shop order", Some(&hold)).await {
+                Ok((intent, false)) => intent,
+                Ok((intent, true)) => self.inner.wallet.payment_intent(&intent.id).await?,
+                Err(error) => {
+                    // Only a refusal proves nothing was held; after anything else the row lets
+                    // the job find and release a hold that may exist.
+                    if matches!(
+                        error,
+                        WalletError::InsufficientFunds { .. }
+                            | WalletError::InvalidField { .. }
+                            | WalletError::IdempotencyKeyReused
+                    ) {
+                        self.forget_pending_hold(&me.id, client_key).await?;
+                    }
+                    return Err(match error {
+                        // The same key held another total: another order's body.
+                        WalletError::IdempotencyKeyReused => ShopError::KeyReused,
+                        other => other.into(),
+                    });
                 }
-                return Err(match error {
-                    // The same key held another total: another order's body.
-                    WalletError::IdempotencyKeyReused => ShopError::KeyReused,
-                    other => other.into(),
-                });
-            }
-        };
-        if intent.status != PaymentIntentStatus::Held {
-            // An earlier try with this key was refused after its hold and released it.
-            if let Some(order) = self.order_by_key(&me.id, &client_key, &request_hash).await? {
-                return Ok((order, true));
-            }
-            let line = &lines[0];
-            return Err(ShopError::OutOfStock { sku_id: line.sku_id.clone(), field: "items[0].sku_id".into() });
-        }
+            };
+        Ok((intent.status == PaymentIntentStatus::Held).then_some(intent.id))
+    }
 
+    /// Step 3, one transaction: the group seat (a conditional update of the group's row,
+    /// taken first: the lock order is group, SKUs, orders), the stock (conditional updates
+    /// in SKU-id order), the order and its lines, and, when this order took a group's last
+    /// seat, every member's order `paid` at once.
+    async fn save_order(
+        &self,
+        me: &User,
+        request: &OrderRequest,
+        priced: &PricedOrder,
+        intent_id: &str,
+        client_key: &str,
+        hash: &str,
+    ) -> Result<Saved, ShopError> {
         let now = Timestamp::now().unix_millis();
         let order_id = plaza_kernel::new_id();
         let mut transaction = self.inner.store.begin().await?;
-        // In SKU-id order, so two orders never wait on each other's rows in a cycle.
-        let mut by_sku: Vec<(usize, &OrderItem)> = items.iter().enumerate().collect();
+        let group_id = match &priced.group {
+            None => None,
+            Some(GroupPlan::Join { group_id }) => match self.take_seat(&mut transaction, group_id, now).await? {
+                Ok(()) => Some(group_id.clone()),
+                Err(refusal) => {
+                    transaction.rollback().await?;
+                    return Ok(Saved::Refused(refusal));
+                }
+            },
+            Some(GroupPlan::Open { size }) => {
+                Some(self.open_group(&mut transaction, me, &priced.items[0], *size, &priced.money, now).await?)
+            }
+        };
+        let mut by_sku: Vec<(usize, &OrderItem)> = priced.items.iter().enumerate().collect();
         by_sku.sort_by(|a, b| a.1.sku_id.cmp(&b.1.sku_id));
-        let mut short: Option<usize> = None;
         for (index, item) in &by_sku {
             let taken = sqlx::query("UPDATE shop_skus SET stock = stock - $2 WHERE id = $1 AND stock >= $2")
                 .bind(&item.sku_id)
@@ -202,82 +341,76 @@ impl ShopHandle {
                 .execute(&mut *transaction)
                 .await?;
             if taken.rows_affected() != 1 {
-                short = Some(*index);
-                break;
+                transaction.rollback().await?;
+                // A concurrent duplicate of this request may have taken the stock with this
+                // very hold: then its order is this one's, and the hold must stay.
+                if let Some(order) = self.order_by_key(&me.id, client_key, hash).await? {
+                    return Ok(Saved::Earlier(order));
+                }
+                let field = format!("items[{index}].sku_id");
+                return Ok(Saved::Refused(ShopError::OutOfStock { sku_id: item.sku_id.clone(), field }));
             }
         }
-        if let Some(index) = short {
-            transaction.rollback().await?;
-            // A concurrent duplicate of this request may have taken the stock with this very
-            // hold: then its order is this one's, and the hold must stay.
-            if let Some(order) = self.order_by_key(&me.id, &client_key, &request_hash).await? {
-                return Ok((order, true));
-            }
-            self.release(&intent.id, &wallet_key("refused", &format!("{}\n{client_key}", me.id))?).await?;
-            self.forget_pending_hold(&me.id, &client_key).await?;
-            return Err(ShopError::OutOfStock {
-                sku_id: items[index].sku_id.clone(),
-                field: format!("items[{index}].sku_id"),
-            });
-        }
+        let status = if group_id.is_some() { OrderStatus::Grouping } else { OrderStatus::Paid };
         let inserted = sqlx::query(
             "INSERT INTO shop_orders (id, buyer_id, shop_id, seller_id, status, total_amount, currency,
-                 payment_intent_id, payment_status, idempotency_key, request_hash, address, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'paid', $5, $6, $7, 'held', $8, $9, $10, $11, $11)
+                 payment_intent_id, payment_status, idempotency_key, request_hash, address, group_buy_id,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'held', $9, $10, $11, $12, $13, $13)
              ON CONFLICT (buyer_id, idempotency_key) DO NOTHING",
         )
         .bind(&order_id)
         .bind(&me.id)
-        .bind(&shop_id)
-        .bind(&seller_id)
-        .bind(total)
-        .bind(&currency)
-        .bind(&intent.id)
-        .bind(&client_key)
-        .bind(&request_hash)
-        .bind(address.to_json().to_string())
+        .bind(&priced.shop_id)
+        .bind(&priced.seller_id)
+        .bind(status.as_str())
+        .bind(priced.money.amount())
+        .bind(priced.money.currency().code())
+        .bind(intent_id)
+        .bind(client_key)
+        .bind(hash)
+        .bind(request.address.to_json().to_string())
+        .bind(&group_id)
         .bind(now)
         .execute(&mut *transaction)
         .await?;
         if inserted.rows_affected() == 0 {
             transaction.rollback().await?;
-            let order = self.order_by_key(&me.id, &client_key, &request_hash).await?;
-            return order.map(|order| (order, true)).ok_or(ShopError::OrderNotFound);
+            let order = self.order_by_key(&me.id, client_key, hash).await?;
+            return order.map(Saved::Earlier).ok_or(ShopError::OrderNotFound);
         }
-        for (position, item) in items.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO shop_order_items (order_id, position, sku_id, product_id, title, sku_name, quantity, unit_price)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&order_id)
-            .bind(position as i64)
-            .bind(&item.sku_id)
-            .bind(&item.product_id)
-            .bind(&item.title)
-            .bind(&item.sku_name)
-            .bind(item.quantity)
-            .bind(item.unit_price)
-            .execute(&mut *transaction)
-            .await?;
-            sqlx::query("UPDATE shop_products SET sold_count = sold_count + $2 WHERE id = $1")
-                .bind(&item.product_id)
-                .bind(item.quantity)
-                .execute(&mut *transaction)
-                .await?;
-        }
+        insert_items(&mut transaction, &order_id, &priced.items).await?;
         sqlx::query("DELETE FROM shop_pending_holds WHERE buyer_id = $1 AND idempotency_key = $2")
             .bind(&me.id)
-            .bind(&client_key)
+            .bind(client_key)
             .execute(&mut *transaction)
             .await?;
+        let mut appended = Vec::new();
+        if let Some(group_id) = &group_id {
+            if let Err(refusal) = self.seat_member(&mut transaction, group_id, &me.id, &order_id, now).await? {
+                transaction.rollback().await?;
+                return Ok(Saved::Refused(refusal));
+            }
+            appended.extend(self.after_seat_taken(&mut transaction, group_id, now).await?);
+        }
         let order = load_order(&mut transaction, &order_id).await?.ok_or(ShopError::OrderNotFound)?;
-        let appended = self.announce(&mut transaction, &order).await?;
+        if order.status != OrderStatus::Paid || group_id.is_none() {
+            // A completed group announced every member's order already, this one included.
+            appended.push(self.announce(&mut transaction, &order).await?);
+        }
         transaction.commit().await?;
-        self.inner.events.publish(appended);
-        Ok((order, false))
+        for appended in appended {
+            self.inner.events.publish(appended);
+        }
+        Ok(Saved::New(order))
     }
 
-    async fn order_by_key(&self, buyer_id: &str, key: &str, request_hash: &str) -> Result<Option<Order>, ShopError> {
+    pub(crate) async fn order_by_key(
+        &self,
+        buyer_id: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Option<Order>, ShopError> {
         let row = sqlx::query("SELECT id, request_hash FROM shop_orders WHERE buyer_id = $1 AND idempotency_key = $2")
             .bind(buyer_id)
             .bind(key)
@@ -309,7 +442,7 @@ impl ShopHandle {
         }
     }
 
-    async fn announce(
+    pub(crate) async fn announce(
         &self,
         transaction: &mut Transaction<'static, Any>,
         order: &Order,
@@ -336,14 +469,7 @@ impl ShopHandle {
         limit: PageLimit,
         cursor: Option<&str>,
     ) -> Result<Page<Order>, ShopError> {
-        let (before_at, before_id) = match cursor {
-            Some(cursor) => {
-                let position = Cursor::parse_position(cursor).ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                (at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string())
-            }
-            None => (i64::MAX, String::new()),
-        };
+        let (before_at, before_id) = time_position(cursor)?;
         let column = match role {
             OrderRole::Buyer => "buyer_id",
             OrderRole::Seller => "seller_id",
@@ -405,6 +531,7 @@ impl ShopHandle {
             let is_buyer = me.id == before.buyer_id;
             let allowed = match action {
                 OrderAction::Cancel => true,
+                OrderAction::CompleteGroup => false,
                 OrderAction::Confirm | OrderAction::RequestRefund => is_buyer,
                 OrderAction::Ship | OrderAction::ApproveRefund | OrderAction::RejectRefund { .. } => !is_buyer,
             };
@@ -419,6 +546,60 @@ impl ShopHandle {
             .ok_or(ShopError::InvalidTransition { status: before.status.as_str(), action: action.as_str() })?;
         let now = Timestamp::now().unix_millis();
         let mut transaction = self.inner.store.begin().await?;
+        let mut appended = Vec::new();
+        if let (OrderAction::Cancel, OrderStatus::Grouping, Some(group_id)) =
+            (action, before.status, &before.group_buy_id)
+        {
+            // The group's row before the order's: the lock order of `groups.rs`.
+            appended.extend(self.leave_group(&mut transaction, group_id, &before.buyer_id, now).await?);
+        }
+        let moved = self.write_status(&mut transaction, &before, action, next, &details, now).await?;
+        if moved != 1 {
+            transaction.rollback().await?;
+            let mut connection = self.inner.store.write().acquire().await?;
+            let now_status = load_order(&mut connection, order_id).await?.map_or(before.status, |order| order.status);
+            return Err(ShopError::InvalidTransition { status: now_status.as_str(), action: action.as_str() });
+        }
+        if action == OrderAction::Cancel {
+            for item in &before.items {
+                match &before.flash_sale_id {
+                    Some(sale_id) => self.return_flash_units(&mut transaction, sale_id, &before.buyer_id, item).await?,
+                    None => {
+                        sqlx::query("UPDATE shop_skus SET stock = stock + $2 WHERE id = $1")
+                            .bind(&item.sku_id)
+                            .bind(item.quantity)
+                            .execute(&mut *transaction)
+                            .await?;
+                    }
+                }
+                sqlx::query("UPDATE shop_products SET sold_count = sold_count - $2 WHERE id = $1")
+                    .bind(&item.product_id)
+                    .bind(item.quantity)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+        }
+        let order = load_order(&mut transaction, order_id).await?.ok_or(ShopError::OrderNotFound)?;
+        appended.push(self.announce(&mut transaction, &order).await?);
+        transaction.commit().await?;
+        for appended in appended {
+            self.inner.events.publish(appended);
+        }
+        self.settle(order).await
+    }
+
+    /// The conditional update of `action`, with the details it records: 1 row, or 0 when
+    /// the order moved on meanwhile.
+    async fn write_status(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        before: &Order,
+        action: OrderAction,
+        next: OrderStatus,
+        details: &ChangeDetails,
+        now: i64,
+    ) -> Result<u64, ShopError> {
+        let order_id = before.id.as_str();
         let moved = match action {
             OrderAction::Ship => {
                 let carrier =
@@ -441,7 +622,7 @@ impl ShopHandle {
                 .bind(tracking)
                 .bind(now)
                 .bind(auto_confirm_at)
-                .execute(&mut *transaction)
+                .execute(&mut **transaction)
                 .await?
             }
             OrderAction::RequestRefund => {
@@ -460,10 +641,11 @@ impl ShopHandle {
                 .bind(reason)
                 .bind(amount)
                 .bind(now)
-                .execute(&mut *transaction)
+                .execute(&mut **transaction)
                 .await?
             }
             OrderAction::Cancel
+            | OrderAction::CompleteGroup
             | OrderAction::Confirm
             | OrderAction::ApproveRefund
             | OrderAction::RejectRefund { .. } => {
@@ -472,35 +654,11 @@ impl ShopHandle {
                     .bind(before.status.as_str())
                     .bind(next.as_str())
                     .bind(now)
-                    .execute(&mut *transaction)
+                    .execute(&mut **transaction)
                     .await?
             }
         };
-        if moved.rows_affected() != 1 {
-            transaction.rollback().await?;
-            let mut connection = self.inner.store.write().acquire().await?;
-            let now_status = load_order(&mut connection, order_id).await?.map_or(before.status, |order| order.status);
-            return Err(ShopError::InvalidTransition { status: now_status.as_str(), action: action.as_str() });
-        }
-        if action == OrderAction::Cancel {
-            for item in &before.items {
-                sqlx::query("UPDATE shop_skus SET stock = stock + $2 WHERE id = $1")
-                    .bind(&item.sku_id)
-                    .bind(item.quantity)
-                    .execute(&mut *transaction)
-                    .await?;
-                sqlx::query("UPDATE shop_products SET sold_count = sold_count - $2 WHERE id = $1")
-                    .bind(&item.product_id)
-                    .bind(item.quantity)
-                    .execute(&mut *transaction)
-                    .await?;
-            }
-        }
-        let order = load_order(&mut transaction, order_id).await?.ok_or(ShopError::OrderNotFound)?;
-        let appended = self.announce(&mut transaction, &order).await?;
-        transaction.commit().await?;
-        self.inner.events.publish(appended);
-        self.settle(order).await
+        Ok(moved.rows_affected())
     }
 
     /// Moves the money an order's status calls for and records it, once: every wallet
@@ -570,57 +728,36 @@ impl ShopHandle {
             Err(error) => Err(error.into()),
         }
     }
+}
 
-    /// A review (1–5 stars) by the buyer of a completed order, once, counted into the
-    /// ratings of the shop and of every product in the order.
-    pub async fn review(&self, me: &User, order_id: &str, stars: i64, review: Option<&str>) -> Result<(), ShopError> {
-        let order = self.order(me, order_id).await?;
-        if order.buyer_id != me.id {
-            return Err(ShopError::NotAllowed { who: "buyer", action: "review" });
-        }
-        if !(1..=5).contains(&stars) {
-            return Err(invalid("stars", "1 to 5"));
-        }
-        let review = text(review.unwrap_or(""), "text", model::REVIEW_MAX_CHARS, true)?;
-        if order.status != OrderStatus::Completed {
-            return Err(ShopError::InvalidTransition { status: order.status.as_str(), action: "review" });
-        }
-        let mut transaction = self.inner.store.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO shop_reviews (order_id, buyer_id, shop_id, stars, text, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (order_id) DO NOTHING",
+/// An order's lines, and the products' sold counts.
+pub(crate) async fn insert_items(
+    transaction: &mut Transaction<'static, Any>,
+    order_id: &str,
+    items: &[OrderItem],
+) -> Result<(), ShopError> {
+    for (position, item) in items.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO shop_order_items (order_id, position, sku_id, product_id, title, sku_name, quantity, unit_price)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(order_id)
-        .bind(&me.id)
-        .bind(&order.shop_id)
-        .bind(stars)
-        .bind(&review)
-        .bind(Timestamp::now().unix_millis())
-        .execute(&mut *transaction)
+        .bind(position as i64)
+        .bind(&item.sku_id)
+        .bind(&item.product_id)
+        .bind(&item.title)
+        .bind(&item.sku_name)
+        .bind(item.quantity)
+        .bind(item.unit_price)
+        .execute(&mut **transaction)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(ShopError::AlreadyReviewed);
-        }
-        sqlx::query("UPDATE shops SET rating_sum = rating_sum + $2, rating_count = rating_count + 1 WHERE id = $1")
-            .bind(&order.shop_id)
-            .bind(stars)
-            .execute(&mut *transaction)
+        sqlx::query("UPDATE shop_products SET sold_count = sold_count + $2 WHERE id = $1")
+            .bind(&item.product_id)
+            .bind(item.quantity)
+            .execute(&mut **transaction)
             .await?;
-        let mut products: Vec<&str> = order.items.iter().map(|item| item.product_id.as_str()).collect();
-        products.sort_unstable();
-        products.dedup();
-        for product_id in products {
-            sqlx::query(
-                "UPDATE shop_products SET rating_sum = rating_sum + $2, rating_count = rating_count + 1 WHERE id = $1",
-            )
-            .bind(product_id)
-            .bind(stars)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        transaction.commit().await?;
-        Ok(())
     }
+    Ok(())
 }
 
 pub(crate) async fn load_order(
@@ -681,6 +818,8 @@ fn order_from_row(row: &AnyRow, items: Vec<OrderItem>) -> Result<Order, ShopErro
         refund_reason: row.try_get("refund_reason")?,
         refund_amount: row.try_get("refund_amount")?,
         status_before_refund: row.try_get::<Option<String>, _>("status_before_refund")?.map(status).transpose()?,
+        group_buy_id: row.try_get("group_buy_id")?,
+        flash_sale_id: row.try_get("flash_sale_id")?,
         items,
         created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_unix_millis(row.try_get("updated_at")?),

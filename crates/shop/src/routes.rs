@@ -1,10 +1,12 @@
 //! The shop HTTP API (API.md, "Shop"): wire types, thin handlers, and the one mapping from
 //! [`ShopError`] to problems.
 
+use crate::flash::FlashSale;
 use crate::model::{OrderAction, OrderStatus};
 use crate::orders::{ChangeDetails, OrderRole};
 use crate::service::{
-    Address, Order, OrderLine, Product, ProductChange, ProductInput, Shop, ShopError, ShopHandle, SkuChange, SkuInput,
+    Address, GroupChoice, Order, OrderLine, OrderRequest, Product, ProductChange, ProductInput, Shop, ShopError,
+    ShopHandle, SkuChange, SkuInput,
 };
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
@@ -38,6 +40,7 @@ pub fn router(shop: ShopHandle) -> OpenApiRouter {
         .routes(routes!(approve_refund))
         .routes(routes!(reject_refund))
         .routes(routes!(review_order))
+        .merge(crate::sale_routes::router())
         .with_state(shop)
 }
 
@@ -79,6 +82,27 @@ impl From<ShopError> for Problem {
                 "this Idempotency-Key was already used for another order; use a new key",
             ),
             ShopError::AlreadyReviewed => Problem::new(ErrorCode::AlreadyReviewed, "you already reviewed this order"),
+            ShopError::GroupBuyNotFound => Problem::new(ErrorCode::GroupBuyNotFound, "no such group buy"),
+            ShopError::GroupFull => {
+                Problem::new(ErrorCode::GroupFull, "every seat of this group is taken; start a group of your own")
+            }
+            ShopError::GroupExpired => Problem::new(ErrorCode::GroupExpired, "this group buy has ended"),
+            ShopError::AlreadyInGroup => Problem::new(ErrorCode::AlreadyInGroup, "you are already in this group"),
+            ShopError::NotAMember => Problem::new(ErrorCode::Forbidden, "only a member of the group buy may share it"),
+            ShopError::FlashSaleNotFound { field } => {
+                Problem::new(ErrorCode::FlashSaleNotFound, "no such flash sale").with_field(field)
+            }
+            ShopError::SaleNotStarted { starts_at } => {
+                Problem::new(ErrorCode::SaleNotStarted, format!("the sale starts at {}", starts_at.to_rfc3339()))
+            }
+            ShopError::SaleEnded => Problem::new(ErrorCode::SaleEnded, "the sale has ended"),
+            ShopError::SoldOut => Problem::new(ErrorCode::SoldOut, "every unit of this sale is sold"),
+            ShopError::LimitReached { limit, bought } => Problem::new(
+                ErrorCode::LimitReached,
+                format!("this sale allows {limit} units per buyer and you have {bought}"),
+            ),
+            ShopError::Lost(error) => Problem::internal(&error),
+            ShopError::Chat(error) => error.into(),
             ShopError::Wallet(error) => error.into(),
             ShopError::Accounts(error) => error.into(),
             ShopError::Media(MediaError::NotFound | MediaError::NotOwned { .. }) => {
@@ -216,8 +240,46 @@ pub struct SkuView {
 pub struct OpenGroupView {
     pub id: String,
     pub leader: UserBody,
+    pub size: i64,
     pub seats_left: i64,
+    pub price: MoneyView,
     pub expires_at: String,
+}
+
+/// A flash sale: `status` is `upcoming`, `live`, `sold_out` or `ended`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = FlashSale)]
+pub struct FlashSaleView {
+    pub id: String,
+    pub shop_id: String,
+    pub sku_id: String,
+    pub product_id: String,
+    pub price: MoneyView,
+    pub quantity: i64,
+    pub remaining: i64,
+    /// Units per buyer.
+    pub per_user_limit: i64,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub status: String,
+}
+
+impl From<FlashSale> for FlashSaleView {
+    fn from(sale: FlashSale) -> Self {
+        Self {
+            status: sale.status(plaza_kernel::Timestamp::now()).to_string(),
+            id: sale.id,
+            shop_id: sale.shop_id,
+            sku_id: sale.sku_id,
+            product_id: sale.product_id,
+            price: MoneyView { amount: sale.price, currency: sale.currency },
+            quantity: sale.quantity,
+            remaining: sale.remaining,
+            per_user_limit: sale.per_user_limit,
+            starts_at: sale.starts_at.to_rfc3339(),
+            ends_at: sale.ends_at.to_rfc3339(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -237,9 +299,12 @@ pub struct ProductView {
     pub rating: RatingView,
     pub sold_count: i64,
     pub created_at: String,
-    /// Only on `GET /products/{id}`: up to 10 forming groups.
+    /// Only on `GET /products/{id}`: up to 10 forming groups, the soonest to end first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_groups: Option<Vec<OpenGroupView>>,
+    /// Only on `GET /products/{id}`: its flash sales not yet ended, the soonest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flash_sales: Option<Vec<FlashSaleView>>,
 }
 
 impl From<Product> for ProductView {
@@ -269,6 +334,7 @@ impl From<Product> for ProductView {
             sold_count: product.sold_count,
             created_at: product.created_at.to_rfc3339(),
             open_groups: None,
+            flash_sales: None,
         }
     }
 }
@@ -288,7 +354,7 @@ pub struct ProductParams {
     pub cursor: Option<String>,
 }
 
-fn money_pair(body: MoneyBody) -> (i64, String) {
+pub(crate) fn money_pair(body: MoneyBody) -> (i64, String) {
     (body.amount, body.currency)
 }
 
@@ -396,8 +462,20 @@ async fn get_product(
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, Problem> {
     let mut view = ProductView::from(shop.product(&id).await?);
-    // Group buying comes later; until then no group is ever forming.
-    view.open_groups = Some(Vec::new());
+    let mut open_groups = Vec::new();
+    for group in shop.open_groups(&id).await? {
+        let leader = shop.accounts().user(&group.leader_id).await.map_err(ShopError::from)?;
+        open_groups.push(OpenGroupView {
+            seats_left: group.seats_left(),
+            id: group.id,
+            leader: leader.into(),
+            size: group.size,
+            price: MoneyView { amount: group.price, currency: group.currency },
+            expires_at: group.expires_at.to_rfc3339(),
+        });
+    }
+    view.open_groups = Some(open_groups);
+    view.flash_sales = Some(shop.product_flash_sales(&id).await?.into_iter().map(Into::into).collect());
     Ok(Json(view))
 }
 
@@ -406,7 +484,7 @@ pub struct OrderItemBody {
     pub sku_id: String,
     /// 1 to 99.
     pub quantity: i64,
-    /// Flash sales come later; an order carrying one is refused for now.
+    /// Buys at this flash sale's price; the order then has this one item.
     pub flash_sale_id: Option<String>,
 }
 
@@ -424,10 +502,18 @@ pub struct AddressBody {
 pub struct PlaceOrderRequest {
     pub items: Vec<OrderItemBody>,
     pub address: AddressBody,
-    /// Group buying comes later; an order carrying one is refused for now.
-    pub group: Option<Value>,
+    /// Buy in a group: open one at the group price, or join a forming one.
+    pub group: Option<GroupBody>,
     /// The payment PIN, when one is set.
     pub pin: Option<String>,
+}
+
+/// `{"mode": "open"}` or `{"mode": "join", "group_id": "…"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum GroupBody {
+    Open,
+    Join { group_id: String },
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -507,15 +593,6 @@ async fn place_order(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(body): ApiJson<PlaceOrderRequest>,
 ) -> Result<(StatusCode, Json<OrderView>), Problem> {
-    if body.group.is_some() {
-        return Err(Problem::invalid_field("group", "group buying is not available yet"));
-    }
-    if let Some(index) = body.items.iter().position(|item| item.flash_sale_id.is_some()) {
-        return Err(Problem::invalid_field(
-            format!("items[{index}].flash_sale_id"),
-            "flash sales are not available yet",
-        ));
-    }
     let address = &body.address;
     let address = Address::parse(
         &address.name,
@@ -525,8 +602,18 @@ async fn place_order(
         &address.country,
         &address.phone,
     )?;
-    let lines = body.items.into_iter().map(|item| OrderLine { sku_id: item.sku_id, quantity: item.quantity }).collect();
-    let (order, _replayed) = shop.place_order(&current.user, lines, address, body.pin.as_deref(), key.as_ref()).await?;
+    let lines = body
+        .items
+        .into_iter()
+        .map(|item| OrderLine { sku_id: item.sku_id, quantity: item.quantity, flash_sale_id: item.flash_sale_id })
+        .collect();
+    let group = match body.group {
+        None => GroupChoice::Alone,
+        Some(GroupBody::Open) => GroupChoice::Open,
+        Some(GroupBody::Join { group_id }) => GroupChoice::Join(group_id),
+    };
+    let request = OrderRequest { lines, address, group, pin: body.pin };
+    let (order, _replayed) = shop.place_order(&current.user, request, key.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(order_view(&shop, &order).await?)))
 }
 

@@ -20,6 +20,8 @@
 //! so both engines feed the same numbers into the same `f64` formula and give the same
 //! order.
 
+use crate::service::{ShopError, ShopHandle};
+use plaza_store::Row;
 use std::collections::{BTreeMap, HashMap};
 
 /// How much a title hit counts against a description hit.
@@ -171,6 +173,74 @@ pub fn rank(postings: &[Posting], document_frequency: &HashMap<String, i64>, col
     let mut ranked: Vec<(&str, f64)> = scores.into_iter().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     ranked.into_iter().map(|(id, _)| id.to_string()).collect()
+}
+
+impl ShopHandle {
+    /// The ids of active products matching any term of `query`, best first. Reads the
+    /// postings and the collection's statistics in one transaction, so they agree.
+    pub(crate) async fn search(&self, query: &str, shop_id: Option<&str>) -> Result<Vec<String>, ShopError> {
+        let terms = query_terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = plaza_store::numbered_parameters(3, terms.len());
+        let mut transaction = self.inner.store.read().begin().await?;
+        let stats = sqlx::query(
+            // PostgreSQL sums BIGINTs as NUMERIC, which the driver reads as no integer.
+            "SELECT COUNT(*) AS documents, CAST(COALESCE(SUM(title_terms), 0) AS BIGINT) AS title_terms,
+                    CAST(COALESCE(SUM(description_terms), 0) AS BIGINT) AS description_terms
+             FROM shop_products WHERE status = 'active'",
+        )
+        .fetch_one(&mut *transaction)
+        .await?;
+        let collection = Collection {
+            documents: stats.try_get("documents")?,
+            title_terms: stats.try_get("title_terms")?,
+            description_terms: stats.try_get("description_terms")?,
+        };
+        let frequency_sql = format!(
+            "SELECT p.term, COUNT(DISTINCT p.product_id) AS documents FROM shop_postings p
+             JOIN shop_products pr ON pr.id = p.product_id
+             WHERE pr.status = 'active' AND p.term IN ({}) GROUP BY p.term",
+            plaza_store::numbered_parameters(1, terms.len())
+        );
+        let mut frequency_query = sqlx::query(&frequency_sql);
+        for term in &terms {
+            frequency_query = frequency_query.bind(term);
+        }
+        let mut document_frequency = HashMap::new();
+        for row in frequency_query.fetch_all(&mut *transaction).await? {
+            document_frequency.insert(row.try_get::<String, _>("term")?, row.try_get::<i64, _>("documents")?);
+        }
+        let postings_sql = format!(
+            "SELECT p.term, p.product_id, p.field, p.term_count, pr.title_terms, pr.description_terms
+             FROM shop_postings p JOIN shop_products pr ON pr.id = p.product_id
+             WHERE pr.status = 'active' AND ($1 = '' OR pr.shop_id = $1) AND p.term IN ({placeholders})
+             ORDER BY pr.created_at DESC, p.product_id, p.field, p.term LIMIT $2"
+        );
+        let mut postings_query = sqlx::query(&postings_sql).bind(shop_id.unwrap_or("")).bind(CANDIDATE_POSTINGS_MAX);
+        for term in &terms {
+            postings_query = postings_query.bind(term);
+        }
+        let mut postings = Vec::new();
+        for row in postings_query.fetch_all(&mut *transaction).await? {
+            let field = Field::parse(&row.try_get::<String, _>("field")?)
+                .ok_or_else(|| ShopError::Invariant("a posting of an unknown field".into()))?;
+            let field_length = match field {
+                Field::Title => row.try_get("title_terms")?,
+                Field::Description => row.try_get("description_terms")?,
+            };
+            postings.push(Posting {
+                term: row.try_get("term")?,
+                product_id: row.try_get("product_id")?,
+                field,
+                count: row.try_get("term_count")?,
+                field_length,
+            });
+        }
+        transaction.commit().await?;
+        Ok(rank(&postings, &document_frequency, collection))
+    }
 }
 
 #[cfg(test)]

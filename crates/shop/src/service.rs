@@ -2,16 +2,17 @@
 //! store and the wallet's payment intents. No HTTP here.
 
 use crate::model::{self, text, OrderStatus};
-use crate::search::{self, Collection, Field, Posting};
+use crate::search::{self, Field};
 use plaza_accounts::{Accounts, AccountsError, User};
+use plaza_chat::{Chat, ChatError};
 use plaza_events::Events;
 use plaza_kernel::{Currency, Cursor, Money, Page, PageLimit, Timestamp};
 use plaza_media::{Media, MediaError};
 use plaza_store::{Any, Row, Store, Transaction};
 use plaza_wallet::{Wallet, WalletError};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Tunables of the shop (`PLAZA_SHOP_*`).
@@ -71,6 +72,30 @@ pub enum ShopError {
     KeyReused,
     #[error("already reviewed")]
     AlreadyReviewed,
+    #[error("no such group buy")]
+    GroupBuyNotFound,
+    #[error("the group buy is full")]
+    GroupFull,
+    #[error("the group buy has ended")]
+    GroupExpired,
+    #[error("already in this group buy")]
+    AlreadyInGroup,
+    #[error("only a member of the group buy may share it")]
+    NotAMember,
+    #[error("no such flash sale")]
+    FlashSaleNotFound { field: String },
+    #[error("the flash sale has not started")]
+    SaleNotStarted { starts_at: Timestamp },
+    #[error("the flash sale has ended")]
+    SaleEnded,
+    #[error("the flash sale is sold out")]
+    SoldOut,
+    #[error("past the flash sale's limit of {limit} per buyer")]
+    LimitReached { limit: i64, bought: i64 },
+    #[error("the order could not be answered: {0}")]
+    Lost(#[from] plaza_store::GroupCommitError),
+    #[error("chat: {0}")]
+    Chat(#[from] ChatError),
     #[error("wallet: {0}")]
     Wallet(#[from] WalletError),
     #[error("accounts: {0}")]
@@ -85,6 +110,23 @@ pub enum ShopError {
 
 pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ShopError {
     ShopError::InvalidField { field: field.into(), reason: reason.into() }
+}
+
+/// The `(created_at, id)` a newest-first listing's cursor stands after; the list's start
+/// without one.
+pub(crate) fn time_position(cursor: Option<&str>) -> Result<(i64, String), ShopError> {
+    match cursor {
+        Some(cursor) => {
+            time_position_of(&Cursor::parse_position(cursor).ok_or_else(|| invalid("cursor", "not a cursor"))?)
+        }
+        None => Ok((i64::MAX, String::new())),
+    }
+}
+
+/// A decoded position `at:id` of a newest-first listing.
+pub(crate) fn time_position_of(position: &str) -> Result<(i64, String), ShopError> {
+    let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
+    Ok((at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string()))
 }
 
 /// A shop.
@@ -178,6 +220,28 @@ struct ProductDraft {
 pub struct OrderLine {
     pub sku_id: String,
     pub quantity: i64,
+    /// Buys at this flash sale's price (then the order has this one line).
+    pub flash_sale_id: Option<String>,
+}
+
+/// Whether an order buys alone or in a group buy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChoice {
+    /// At the SKU's price.
+    Alone,
+    /// Opens a group at the group price; the order waits (`grouping`) for the group to fill.
+    Open,
+    /// Takes a seat in a forming group.
+    Join(String),
+}
+
+/// An order as the buyer asks for it.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub lines: Vec<OrderLine>,
+    pub address: Address,
+    pub group: GroupChoice,
+    pub pin: Option<String>,
 }
 
 /// Where an order goes.
@@ -247,6 +311,8 @@ pub struct Order {
     pub refund_reason: Option<String>,
     pub refund_amount: Option<i64>,
     pub status_before_refund: Option<OrderStatus>,
+    pub group_buy_id: Option<String>,
+    pub flash_sale_id: Option<String>,
     pub items: Vec<OrderItem>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -273,7 +339,8 @@ impl Order {
             "total": money(self.total),
             "status": self.status.as_str(),
             "payment_status": self.payment_status,
-            "group_buy_id": Value::Null,
+            "group_buy_id": self.group_buy_id,
+            "flash_sale_id": self.flash_sale_id,
             "shipment": shipment,
             "refund": refund,
             "address": self.address,
@@ -288,6 +355,16 @@ impl Order {
         parties.dedup();
         parties
     }
+}
+
+/// A buyer's review of a completed order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub order_id: String,
+    pub buyer_id: String,
+    pub stars: i64,
+    pub text: String,
+    pub created_at: Timestamp,
 }
 
 /// Who is acting on an order: a person, or the shop's own job (auto-confirmation).
@@ -310,8 +387,11 @@ pub(crate) struct Inner {
     pub(crate) accounts: Accounts,
     pub(crate) media: Media,
     pub(crate) wallet: Wallet,
+    pub(crate) chat: Chat,
     pub(crate) config: ShopConfig,
     pub(crate) node_id: String,
+    /// The group commit of flash-sale orders, started on first use.
+    pub(crate) flash_orders: OnceLock<crate::flash::FlashQueue>,
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -325,10 +405,12 @@ impl ShopHandle {
         accounts: Accounts,
         media: Media,
         wallet: Wallet,
+        chat: Chat,
         config: ShopConfig,
     ) -> Self {
         let node_id = plaza_kernel::new_id();
-        Self { inner: Arc::new(Inner { store, events, accounts, media, wallet, config, node_id }) }
+        let flash_orders = OnceLock::new();
+        Self { inner: Arc::new(Inner { store, events, accounts, media, wallet, chat, config, node_id, flash_orders }) }
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -442,7 +524,7 @@ impl ShopHandle {
         Ok(ProductDraft { title, description, media_ids, skus, group_size: input.group_size })
     }
 
-    fn money(&self, (amount, currency): (i64, String), field: &str) -> Result<Money, ShopError> {
+    pub(crate) fn money(&self, (amount, currency): (i64, String), field: &str) -> Result<Money, ShopError> {
         self.inner.wallet.money(amount, &currency).map_err(|error| match error {
             WalletError::InvalidField { field: part, reason } => {
                 invalid(format!("{field}.{}", part.rsplit('.').next().unwrap_or(part)), reason)
@@ -646,10 +728,7 @@ impl ShopHandle {
             }
             None => {
                 let (before_at, before_id) = match &position {
-                    Some(position) => {
-                        let (at, id) = position.split_once(':').ok_or_else(|| invalid("cursor", "not a cursor"))?;
-                        (at.parse::<i64>().map_err(|_| invalid("cursor", "not a cursor"))?, id.to_string())
-                    }
+                    Some(position) => time_position_of(position)?,
                     None => (i64::MAX, String::new()),
                 };
                 let rows = sqlx::query(
@@ -691,73 +770,6 @@ impl ShopHandle {
             }
         }
         Ok(Page { items, next_cursor: page.next_cursor })
-    }
-
-    /// The ids of active products matching any term of `query`, best first. Reads the
-    /// postings and the collection's statistics in one transaction, so they agree.
-    async fn search(&self, query: &str, shop_id: Option<&str>) -> Result<Vec<String>, ShopError> {
-        let terms = search::query_terms(query);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders = plaza_store::numbered_parameters(3, terms.len());
-        let mut transaction = self.inner.store.read().begin().await?;
-        let stats = sqlx::query(
-            // PostgreSQL sums BIGINTs as NUMERIC, which the driver reads as no integer.
-            "SELECT COUNT(*) AS documents, CAST(COALESCE(SUM(title_terms), 0) AS BIGINT) AS title_terms,
-                    CAST(COALESCE(SUM(description_terms), 0) AS BIGINT) AS description_terms
-             FROM shop_products WHERE status = 'active'",
-        )
-        .fetch_one(&mut *transaction)
-        .await?;
-        let collection = Collection {
-            documents: stats.try_get("documents")?,
-            title_terms: stats.try_get("title_terms")?,
-            description_terms: stats.try_get("description_terms")?,
-        };
-        let frequency_sql = format!(
-            "SELECT p.term, COUNT(DISTINCT p.product_id) AS documents FROM shop_postings p
-             JOIN shop_products pr ON pr.id = p.product_id
-             WHERE pr.status = 'active' AND p.term IN ({}) GROUP BY p.term",
-            plaza_store::numbered_parameters(1, terms.len())
-        );
-        let mut frequency_query = sqlx::query(&frequency_sql);
-        for term in &terms {
-            frequency_query = frequency_query.bind(term);
-        }
-        let mut document_frequency = HashMap::new();
-        for row in frequency_query.fetch_all(&mut *transaction).await? {
-            document_frequency.insert(row.try_get::<String, _>("term")?, row.try_get::<i64, _>("documents")?);
-        }
-        let postings_sql = format!(
-            "SELECT p.term, p.product_id, p.field, p.term_count, pr.title_terms, pr.description_terms
-             FROM shop_postings p JOIN shop_products pr ON pr.id = p.product_id
-             WHERE pr.status = 'active' AND ($1 = '' OR pr.shop_id = $1) AND p.term IN ({placeholders})
-             ORDER BY pr.created_at DESC, p.product_id, p.field, p.term LIMIT $2"
-        );
-        let mut postings_query =
-            sqlx::query(&postings_sql).bind(shop_id.unwrap_or("")).bind(search::CANDIDATE_POSTINGS_MAX);
-        for term in &terms {
-            postings_query = postings_query.bind(term);
-        }
-        let mut postings = Vec::new();
-        for row in postings_query.fetch_all(&mut *transaction).await? {
-            let field = Field::parse(&row.try_get::<String, _>("field")?)
-                .ok_or_else(|| ShopError::Invariant("a posting of an unknown field".into()))?;
-            let field_length = match field {
-                Field::Title => row.try_get("title_terms")?,
-                Field::Description => row.try_get("description_terms")?,
-            };
-            postings.push(Posting {
-                term: row.try_get("term")?,
-                product_id: row.try_get("product_id")?,
-                field,
-                count: row.try_get("term_count")?,
-                field_length,
-            });
-        }
-        transaction.commit().await?;
-        Ok(search::rank(&postings, &document_frequency, collection))
     }
 }
 

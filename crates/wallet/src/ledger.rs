@@ -177,63 +177,7 @@ pub async fn post(
         if *change == 0 && *held_change == 0 {
             continue;
         }
-        let row = if *change < 0 && !account.may_go_negative() {
-            sqlx::query(
-                "UPDATE wallet_accounts SET balance = balance - $2, held = held + $3
-                 WHERE id = $1 AND balance >= $2 RETURNING balance, held",
-            )
-            .bind(id)
-            .bind(-change)
-            .bind(held_change)
-            .fetch_optional(&mut **transaction)
-            .await?
-        } else if *held_change < 0 {
-            // Releasing a hold: the account exists (it was debited for the hold). PostgreSQL
-            // checks constraints on an upsert's candidate row, so this cannot be an upsert.
-            let row = sqlx::query(
-                "UPDATE wallet_accounts SET balance = balance + $2, held = held + $3 WHERE id = $1 RETURNING balance, held",
-            )
-            .bind(id)
-            .bind(change)
-            .bind(held_change)
-            .fetch_optional(&mut **transaction)
-            .await?;
-            Some(row.ok_or_else(|| WalletError::Invariant(format!("releasing a hold on a missing account {id}")))?)
-        } else {
-            Some(
-                sqlx::query(
-                    "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance + excluded.balance,
-                                                    held = wallet_accounts.held + excluded.held
-                     RETURNING balance, held",
-                )
-                .bind(id)
-                .bind(account.owner_id())
-                .bind(account.kind())
-                .bind(posting.currency.code())
-                .bind(change)
-                .bind(held_change)
-                .bind(now)
-                .fetch_one(&mut **transaction)
-                .await?,
-            )
-        };
-        let Some(row) = row else {
-            let available: Option<i64> = sqlx::query_scalar("SELECT balance FROM wallet_accounts WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut **transaction)
-                .await?;
-            return match account {
-                Account::User(_) => {
-                    Err(WalletError::InsufficientFunds { available: available.unwrap_or(0), requested: -change })
-                }
-                Account::System(system) => {
-                    Err(WalletError::Invariant(format!("system account {system:?} would go below zero by {change}")))
-                }
-            };
-        };
-        let state = AccountState { balance: row.try_get("balance")?, held: row.try_get("held")? };
+        let state = apply_account_change(transaction, posting, id, account, *change, *held_change, now).await?;
         if let Account::User(user_id) = account {
             states.insert(user_id.clone(), state);
         }
@@ -271,6 +215,77 @@ pub async fn post(
     }
     insert.execute(&mut **transaction).await?;
     Ok(states)
+}
+
+/// Applies one account's net change of a posting (a conditional update where the account
+/// must not go negative) and returns its new state; `InsufficientFunds` for a user whose
+/// balance would go below zero.
+async fn apply_account_change(
+    transaction: &mut Transaction<'static, Any>,
+    posting: &Posting,
+    id: &str,
+    account: &Account,
+    change: i64,
+    held_change: i64,
+    now: i64,
+) -> Result<AccountState, WalletError> {
+    let row = if change < 0 && !account.may_go_negative() {
+        sqlx::query(
+            "UPDATE wallet_accounts SET balance = balance - $2, held = held + $3
+             WHERE id = $1 AND balance >= $2 RETURNING balance, held",
+        )
+        .bind(id)
+        .bind(-change)
+        .bind(held_change)
+        .fetch_optional(&mut **transaction)
+        .await?
+    } else if held_change < 0 {
+        // Releasing a hold: the account exists (it was debited for the hold). PostgreSQL
+        // checks constraints on an upsert's candidate row, so this cannot be an upsert.
+        let row = sqlx::query(
+            "UPDATE wallet_accounts SET balance = balance + $2, held = held + $3 WHERE id = $1 RETURNING balance, held",
+        )
+        .bind(id)
+        .bind(change)
+        .bind(held_change)
+        .fetch_optional(&mut **transaction)
+        .await?;
+        Some(row.ok_or_else(|| WalletError::Invariant(format!("releasing a hold on a missing account {id}")))?)
+    } else {
+        Some(
+            sqlx::query(
+                "INSERT INTO wallet_accounts (id, owner_id, kind, currency, balance, held, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance + excluded.balance,
+                                                held = wallet_accounts.held + excluded.held
+                 RETURNING balance, held",
+            )
+            .bind(id)
+            .bind(account.owner_id())
+            .bind(account.kind())
+            .bind(posting.currency.code())
+            .bind(change)
+            .bind(held_change)
+            .bind(now)
+            .fetch_one(&mut **transaction)
+            .await?,
+        )
+    };
+    let Some(row) = row else {
+        let available: Option<i64> = sqlx::query_scalar("SELECT balance FROM wallet_accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **transaction)
+            .await?;
+        return match account {
+            Account::User(_) => {
+                Err(WalletError::InsufficientFunds { available: available.unwrap_or(0), requested: -change })
+            }
+            Account::System(system) => {
+                Err(WalletError::Invariant(format!("system account {system:?} would go below zero by {change}")))
+            }
+        };
+    };
+    Ok(AccountState { balance: row.try_get("balance")?, held: row.try_get("held")? })
 }
 
 /// The result of recomputing the ledger.

@@ -24,6 +24,7 @@
 //! and post into chats through `plaza_chat::Chat`; none of them reads these tables.
 
 pub mod bench_support;
+mod hold_batch;
 mod idempotency;
 mod intents;
 mod ledger;
@@ -35,6 +36,7 @@ pub mod routes;
 mod service;
 mod transfer_batch;
 
+pub use hold_batch::HoldBatch;
 pub use intents::{PaymentIntent, PaymentIntentStatus};
 pub use ledger::{check as check_ledger, CurrencySum, LedgerCheck, Mismatch};
 pub use migrations::MIGRATIONS;

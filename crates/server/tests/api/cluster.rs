@@ -303,3 +303,84 @@ async fn quotes_through_one_node_count_as_demand_for_surge_on_the_other() {
     let surge = quote.body["surge"].as_f64().unwrap();
     assert!(surge >= 2.0, "node B priced four quotes in the area as {surge}: it did not hear of A's three");
 }
+
+/// A group opened through node A is joined through node B and completes; racers for its
+/// last seat, half on each node, leave exactly one winner; and with both nodes running the
+/// shop's job, a group whose window ends is failed once, each hold released once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_buys_span_two_nodes_with_one_winner_of_the_last_seat_and_one_expiry() {
+    use crate::shop::{assert_ledger_sound, balance, open_shop, topup, usd};
+    use crate::shop_groups::group_order;
+    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let configure = |config: &mut plaza_server::config::Config| {
+        config.nats_url = Some(nats.clone());
+        config.shop.group_window = Duration::from_secs(4);
+        config.shop.job_interval = Duration::from_millis(50);
+    };
+    let node_a = TestServer::start_on(&database_url, configure).await;
+    let node_b = TestServer::start_on(&database_url, configure).await;
+    let (merchant, _) = node_a.register("group_merchant").await;
+    let shop_id = open_shop(&node_a, &merchant, "Two nodes").await;
+    let product = node_a
+        .post(
+            &format!("/api/v1/shops/{shop_id}/products"),
+            Some(&merchant),
+            json!({"title": "Tea", "group_size": 3,
+                   "skus": [{"name": "tin", "price": usd(1000), "group_price": usd(700), "stock": 100}]}),
+        )
+        .await;
+    let sku_id = product.body["skus"][0]["id"].as_str().unwrap().to_string();
+    let mut buyers = Vec::new();
+    for index in 0..10 {
+        let node = if index % 2 == 0 { &node_a } else { &node_b };
+        let (token, _) = node.register(&format!("group_buyer{index}")).await;
+        topup(node, &token, 10_000).await;
+        buyers.push(token);
+    }
+    let opened = group_order(&node_a, &buyers[0], &sku_id, json!({"mode": "open"})).await;
+    assert_eq!(opened.status, 201, "{}", opened.text);
+    let group_id = opened.body["group_buy_id"].as_str().unwrap().to_string();
+    let (mut leader_on_a, _) = node_a.socket(&buyers[0]).await;
+    let joined = group_order(&node_b, &buyers[1], &sku_id, json!({"mode": "join", "group_id": group_id})).await;
+    assert_eq!(joined.body["status"], "grouping", "{}", joined.text);
+    assert_eq!(leader_on_a.frames_until("group_buy.updated").await.last().unwrap()["data"]["seats_left"], 1);
+    let racers = buyers[2..].iter().enumerate().map(|(index, token)| {
+        let node = if index % 2 == 0 { &node_a } else { &node_b };
+        group_order(node, token, &sku_id, json!({"mode": "join", "group_id": group_id}))
+    });
+    let replies = futures_util::future::join_all(racers).await;
+    assert_eq!(replies.iter().filter(|reply| reply.status == 201).count(), 1, "one winner across both nodes");
+    for reply in replies.iter().filter(|reply| reply.status != 201) {
+        reply.assert_problem(409, "group_full");
+    }
+    let leader_order =
+        node_b.get(&format!("/api/v1/orders/{}", opened.body["id"].as_str().unwrap()), Some(&buyers[0])).await;
+    assert_eq!(leader_order.body["status"], "paid");
+    let held: i64 = {
+        let mut total = 0;
+        for token in &buyers[2..] {
+            total += balance(&node_a, token).await.1;
+        }
+        total
+    };
+    assert_eq!(held, 700, "only the winner holds money");
+
+    // A second group, never filled: both nodes run the job, it fails once.
+    let lonely = group_order(&node_b, &buyers[3], &sku_id, json!({"mode": "open"})).await;
+    assert_eq!(lonely.status, 201, "{}", lonely.text);
+    let lonely_id = lonely.body["id"].as_str().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = node_a.get(&format!("/api/v1/orders/{lonely_id}"), Some(&buyers[3])).await;
+        if seen.body["status"] == "cancelled" && seen.body["payment_status"] == "released" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never failed: {}", seen.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = balance(&node_a, &buyers[3]).await;
+    assert_eq!(after.0 + after.1, 10_000, "released once, never twice");
+    assert_ledger_sound(&node_a).await;
+}

@@ -20,6 +20,8 @@ mod media;
 mod realtime;
 mod rides;
 mod shop;
+mod shop_crash;
+mod shop_groups;
 mod wallet;
 mod wallet_crash;
 mod web;

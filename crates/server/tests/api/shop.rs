@@ -25,11 +25,11 @@ on_both_databases!(
 
 const AUDITOR: &str = "auditor";
 
-async fn shop_server(db: Db) -> TestServer {
+pub(crate) async fn shop_server(db: Db) -> TestServer {
     TestServer::start(db).await
 }
 
-async fn topup(server: &TestServer, token: &str, amount: i64) {
+pub(crate) async fn topup(server: &TestServer, token: &str, amount: i64) {
     let request = server
         .client
         .post(format!("{}/api/v1/wallet/topups", server.base))
@@ -41,13 +41,13 @@ async fn topup(server: &TestServer, token: &str, amount: i64) {
 }
 
 /// (available, held) in USD.
-async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
+pub(crate) async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
     let reply = server.get("/api/v1/wallet", Some(token)).await;
     let usd = reply.body["balances"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").cloned();
     usd.map_or((0, 0), |usd| (usd["available"].as_i64().unwrap(), usd["held"].as_i64().unwrap()))
 }
 
-async fn assert_ledger_sound(server: &TestServer) {
+pub(crate) async fn assert_ledger_sound(server: &TestServer) {
     let (auditor, _) = server.register(AUDITOR).await;
     server.set_admin(AUDITOR, true).await;
     let reply = server.get("/api/v1/admin/ledger/check", Some(&auditor)).await;
@@ -55,12 +55,12 @@ async fn assert_ledger_sound(server: &TestServer) {
     assert_eq!(reply.body["ok"], true, "{}", reply.text);
 }
 
-fn address() -> Value {
+pub(crate) fn address() -> Value {
     json!({"name": "Ann Lee", "line1": "1 Hill Road", "city": "Kunming", "postal_code": "650000",
            "country": "CN", "phone": "+86 871 0000"})
 }
 
-async fn order(server: &TestServer, token: &str, key: Option<&str>, items: Value) -> Reply {
+pub(crate) async fn order(server: &TestServer, token: &str, key: Option<&str>, items: Value) -> Reply {
     let mut request = server
         .client
         .post(format!("{}/api/v1/orders", server.base))
@@ -72,16 +72,20 @@ async fn order(server: &TestServer, token: &str, key: Option<&str>, items: Value
     server.raw(request).await
 }
 
-async fn act(server: &TestServer, token: &str, order_id: &str, action: &str, body: Value) -> Reply {
+pub(crate) async fn act(server: &TestServer, token: &str, order_id: &str, action: &str, body: Value) -> Reply {
     server.post(&format!("/api/v1/orders/{order_id}/{action}"), Some(token), body).await
 }
 
-async fn stock_of(server: &TestServer, token: &str, product_id: &str) -> i64 {
+pub(crate) async fn stock_of(server: &TestServer, token: &str, product_id: &str) -> i64 {
     server.get(&format!("/api/v1/products/{product_id}"), Some(token)).await.body["skus"][0]["stock"].as_i64().unwrap()
 }
 
 /// A shop of `merchant` with one product: (merchant token, merchant id, product id, SKU id).
-async fn merchant_with_product(server: &TestServer, price: i64, stock: i64) -> (String, String, String, String) {
+pub(crate) async fn merchant_with_product(
+    server: &TestServer,
+    price: i64,
+    stock: i64,
+) -> (String, String, String, String) {
     let (merchant, merchant_id) = server.register("merchant").await;
     let shop_id = open_shop(server, &merchant, "Beans").await;
     let (product_id, sku_id) = simple_product(server, &merchant, &shop_id, "云南咖啡豆", "Arabica", price, stock).await;
@@ -95,7 +99,7 @@ const PIXEL_PNG: &[u8] = &[
     0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
-async fn upload(server: &TestServer, token: &str) -> String {
+pub(crate) async fn upload(server: &TestServer, token: &str) -> String {
     let part = reqwest::multipart::Part::bytes(PIXEL_PNG.to_vec()).file_name("p.png").mime_str("image/png").unwrap();
     let form = reqwest::multipart::Form::new().part("file", part);
     let reply = server
@@ -105,22 +109,22 @@ async fn upload(server: &TestServer, token: &str) -> String {
     reply.body["id"].as_str().unwrap().to_string()
 }
 
-async fn open_shop(server: &TestServer, token: &str, name: &str) -> String {
+pub(crate) async fn open_shop(server: &TestServer, token: &str, name: &str) -> String {
     let reply = server.post("/api/v1/shops", Some(token), json!({"name": name, "description": "good things"})).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     reply.body["id"].as_str().unwrap().to_string()
 }
 
-fn usd(amount: i64) -> Value {
+pub(crate) fn usd(amount: i64) -> Value {
     json!({"amount": amount, "currency": "USD"})
 }
 
-async fn add_product(server: &TestServer, token: &str, shop_id: &str, body: Value) -> Reply {
+pub(crate) async fn add_product(server: &TestServer, token: &str, shop_id: &str, body: Value) -> Reply {
     server.post(&format!("/api/v1/shops/{shop_id}/products"), Some(token), body).await
 }
 
 /// A product with one SKU of `stock` units at `price`; returns (product id, SKU id).
-async fn simple_product(
+pub(crate) async fn simple_product(
     server: &TestServer,
     token: &str,
     shop_id: &str,

@@ -7,7 +7,7 @@
 
 use crate::support;
 
-use crate::support::process::ChildNode;
+use crate::support::process::{until_answered, ChildNode, RETRIED};
 use crate::support::Db;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -15,10 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Requests that failed in transport or with a 5xx and were retried (the kills cause them).
-static RETRIED: AtomicUsize = AtomicUsize::new(0);
-
-/// POSTs until the server answers with something other than a transport error or a 5xx.
+/// POSTs until answered (`support::process::until_answered`).
 async fn post_until_answered(
     client: &reqwest::Client,
     base: &str,
@@ -27,28 +24,7 @@ async fn post_until_answered(
     key: Option<&str>,
     body: &Value,
 ) -> (u16, Value, bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut request = client.post(format!("{base}{path}")).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(key) = key {
-            request = request.header("idempotency-key", key);
-        }
-        if let Ok(response) = request.send().await {
-            let status = response.status().as_u16();
-            let replayed = response.headers().get("idempotent-replayed").is_some();
-            if let Ok(text) = response.text().await {
-                if status < 500 {
-                    return (status, serde_json::from_str(&text).unwrap_or(Value::Null), replayed);
-                }
-            }
-        }
-        RETRIED.fetch_add(1, Ordering::Relaxed);
-        assert!(tokio::time::Instant::now() < deadline, "{path} was never answered");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    until_answered(client, reqwest::Method::POST, &format!("{base}{path}"), token, key, Some(body)).await
 }
 
 async fn crash_under_transfer_load(db: Db) {

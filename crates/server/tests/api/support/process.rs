@@ -93,3 +93,44 @@ pub async fn wait_ready(base: &str, log: impl Fn() -> String) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Requests that failed in transport or with a 5xx and were retried by [`until_answered`]
+/// (the kills of the crash tests cause them).
+pub static RETRIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sends until the server answers with something other than a transport error or a 5xx
+/// (for two minutes at most): the status, the JSON body, and whether it was a replay.
+pub async fn until_answered(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value, bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut request = client.request(method.clone(), url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Ok(response) = request.send().await {
+            let status = response.status().as_u16();
+            let replayed = response.headers().get("idempotent-replayed").is_some();
+            if let Ok(text) = response.text().await {
+                if status < 500 {
+                    return (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), replayed);
+                }
+            }
+        }
+        RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(tokio::time::Instant::now() < deadline, "{url} was never answered");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}

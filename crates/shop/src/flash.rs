@@ -1,0 +1,548 @@
+//! Flash sales: a merchant sells a number of units of one SKU at a sale price in a window,
+//! with a limit per buyer, and a crowd arrives at the second it opens.
+//!
+//! The sale owns its units: scheduling takes them from the SKU's stock (a conditional
+//! update), the job gives back what is unsold once the window ends, and a cancelled
+//! sale order returns its units to the sale (or to the SKU after that). The sale's row is
+//! then the one hot spot every buyer hits, so its orders are **group-committed**
+//! ([`plaza_store::GroupCommit`], as wallet transfers and chat sends are): every order
+//! waiting is decided in one transaction, in arrival order, against the sale's remaining
+//! units, each buyer's units so far and each buyer's balance (read once, locked on
+//! PostgreSQL), and written with a fixed number of statements — the sale's row once, the
+//! holds through [`plaza_wallet::HoldBatch`], the orders, their lines and the purchases
+//! as multi-row inserts. The hold and the order commit together, so no flash order ever
+//! has a hold without its order. The common refusals (not started, ended, sold out, over
+//! the limit) are answered from a read before the queue, without touching the wallet;
+//! the batch decides them again under the lock, so nothing is ever oversold. A batch that
+//! fails as a whole (a key taken meanwhile by another node, a lost connection) runs its
+//! orders one per transaction.
+
+use crate::flash_batch::{
+    decide, payers_by_currency, read_purchases, read_sales, read_stored_orders, write_orders, write_purchases,
+    write_sales, Decided, Verdict,
+};
+use crate::orders::load_order;
+use crate::service::{invalid, Order, OrderItem, OrderRequest, ShopError, ShopHandle};
+use plaza_accounts::User;
+use plaza_events::{Appended, ToAppend};
+use plaza_kernel::{Currency, Timestamp};
+use plaza_store::{Any, GroupCommit, Row, SyncTicket, Transaction, WalSync};
+use plaza_wallet::HoldBatch;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Orders decided in one transaction at most.
+const FLASH_BATCH_MAX: usize = 512;
+/// Orders waiting for the batcher at most, before callers wait for room.
+const FLASH_QUEUE_MAX: usize = 8192;
+/// The longest window of a sale.
+const SALE_WINDOW_MAX_MS: i64 = 7 * 24 * 3600 * 1000;
+/// How far ahead a sale may be scheduled.
+const SALE_AHEAD_MAX_MS: i64 = 90 * 24 * 3600 * 1000;
+/// Units a buyer may be allowed per sale at most.
+const PER_USER_LIMIT_MAX: i64 = 99;
+/// Sales listed on a product page at most.
+pub const PRODUCT_SALES_LISTED: i64 = 5;
+
+pub(crate) type FlashQueue = GroupCommit<FlashJob, FlashOutcome>;
+
+/// A flash sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashSale {
+    pub id: String,
+    pub shop_id: String,
+    pub product_id: String,
+    pub sku_id: String,
+    pub price: i64,
+    pub currency: String,
+    pub quantity: i64,
+    pub remaining: i64,
+    pub per_user_limit: i64,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+impl FlashSale {
+    /// `upcoming`, `live`, `sold_out` or `ended`, at `now`.
+    pub fn status(&self, now: Timestamp) -> &'static str {
+        if now.unix_millis() >= self.ends_at.unix_millis() {
+            "ended"
+        } else if now.unix_millis() < self.starts_at.unix_millis() {
+            "upcoming"
+        } else if self.remaining == 0 {
+            "sold_out"
+        } else {
+            "live"
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "shop_id": self.shop_id,
+            "product_id": self.product_id,
+            "sku_id": self.sku_id,
+            "price": {"amount": self.price, "currency": self.currency},
+            "quantity": self.quantity,
+            "remaining": self.remaining,
+            "per_user_limit": self.per_user_limit,
+            "starts_at": self.starts_at.to_rfc3339(),
+            "ends_at": self.ends_at.to_rfc3339(),
+            "status": self.status(Timestamp::now()),
+            "created_at": self.created_at.to_rfc3339(),
+        })
+    }
+}
+
+/// A sale as a merchant asks for it.
+#[derive(Debug, Clone)]
+pub struct FlashSaleInput {
+    pub sku_id: String,
+    pub price: (i64, String),
+    pub quantity: i64,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub per_user_limit: i64,
+}
+
+/// One flash-sale order waiting for its batch.
+#[derive(Debug)]
+pub(crate) struct FlashJob {
+    pub(crate) buyer_id: String,
+    pub(crate) sale_id: String,
+    pub(crate) quantity: i64,
+    pub(crate) address: Value,
+    pub(crate) client_key: String,
+    pub(crate) hash: String,
+}
+
+/// A batched order's answer, and what must be on disk before it is given.
+pub(crate) struct FlashOutcome {
+    outcome: Result<(Order, bool), ShopError>,
+    durable: Option<(Arc<WalSync>, SyncTicket)>,
+}
+
+pub(crate) const SALE_COLUMNS: &str = "f.id, f.shop_id, f.product_id, f.sku_id, f.price_amount, f.currency, f.quantity,
+    f.remaining, f.per_user_limit, f.starts_at, f.ends_at, f.created_at";
+
+impl ShopHandle {
+    /// Schedules a sale of one SKU of `me`'s shop; its units leave the SKU's stock now.
+    pub async fn create_flash_sale(&self, me: &User, input: FlashSaleInput) -> Result<FlashSale, ShopError> {
+        if input.sku_id.is_empty() || input.sku_id.len() > 64 {
+            return Err(invalid("sku_id", "no such SKU"));
+        }
+        let row = sqlx::query(
+            "SELECT s.price_amount, s.currency, s.stock, p.id AS product_id, p.status, p.shop_id, sh.owner_id
+             FROM shop_skus s JOIN shop_products p ON p.id = s.product_id JOIN shops sh ON sh.id = p.shop_id
+             WHERE s.id = $1",
+        )
+        .bind(&input.sku_id)
+        .fetch_optional(self.inner.store.write())
+        .await?
+        .ok_or_else(|| invalid("sku_id", "no such SKU"))?;
+        if row.try_get::<String, _>("owner_id")? != me.id {
+            return Err(ShopError::NotOwner { action: "put its products on sale" });
+        }
+        let product_id: String = row.try_get("product_id")?;
+        if row.try_get::<String, _>("status")? == "archived" {
+            return Err(ShopError::ProductArchived { product_id, field: "sku_id".into() });
+        }
+        let price = self.money(input.price, "price")?;
+        if price.currency().code() != row.try_get::<String, _>("currency")? {
+            return Err(invalid("price.currency", "the SKU's currency"));
+        }
+        if price.amount() >= row.try_get::<i64, _>("price_amount")? {
+            return Err(invalid("price", "a sale price is below the SKU's price"));
+        }
+        if !(1..=crate::model::STOCK_MAX).contains(&input.quantity) {
+            return Err(invalid("quantity", format!("1 to {}", crate::model::STOCK_MAX)));
+        }
+        if !(1..=PER_USER_LIMIT_MAX).contains(&input.per_user_limit) {
+            return Err(invalid("per_user_limit", format!("1 to {PER_USER_LIMIT_MAX} units per buyer")));
+        }
+        let now = Timestamp::now().unix_millis();
+        let (starts, ends) = (input.starts_at.unix_millis(), input.ends_at.unix_millis());
+        if ends <= starts {
+            return Err(invalid("ends_at", "after starts_at"));
+        }
+        if ends <= now {
+            return Err(invalid("ends_at", "in the future"));
+        }
+        if ends - starts > SALE_WINDOW_MAX_MS {
+            return Err(invalid("ends_at", "a sale lasts at most 7 days"));
+        }
+        if starts - now > SALE_AHEAD_MAX_MS {
+            return Err(invalid("starts_at", "at most 90 days ahead"));
+        }
+        let id = plaza_kernel::new_id();
+        let mut transaction = self.inner.store.begin().await?;
+        let taken = sqlx::query("UPDATE shop_skus SET stock = stock - $2 WHERE id = $1 AND stock >= $2")
+            .bind(&input.sku_id)
+            .bind(input.quantity)
+            .execute(&mut *transaction)
+            .await?;
+        if taken.rows_affected() != 1 {
+            return Err(ShopError::OutOfStock { sku_id: input.sku_id, field: "quantity".into() });
+        }
+        sqlx::query(
+            "INSERT INTO shop_flash_sales (id, shop_id, product_id, sku_id, price_amount, currency, quantity, remaining,
+                 per_user_limit, starts_at, ends_at, returned, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, 0, $11)",
+        )
+        .bind(&id)
+        .bind(row.try_get::<String, _>("shop_id")?)
+        .bind(&product_id)
+        .bind(&input.sku_id)
+        .bind(price.amount())
+        .bind(price.currency().code())
+        .bind(input.quantity)
+        .bind(input.per_user_limit)
+        .bind(starts)
+        .bind(ends)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        self.flash_sale(&id).await
+    }
+
+    pub async fn flash_sale(&self, sale_id: &str) -> Result<FlashSale, ShopError> {
+        let row = sqlx::query(&format!("SELECT {SALE_COLUMNS} FROM shop_flash_sales f WHERE f.id = $1"))
+            .bind(sale_id)
+            .fetch_optional(self.inner.store.write())
+            .await?
+            .ok_or(ShopError::FlashSaleNotFound { field: "id".into() })?;
+        sale_from_row(&row)
+    }
+
+    /// A product's sales not yet ended, the soonest first.
+    pub async fn product_flash_sales(&self, product_id: &str) -> Result<Vec<FlashSale>, ShopError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SALE_COLUMNS} FROM shop_flash_sales f WHERE f.product_id = $1 AND f.ends_at > $2
+             ORDER BY f.starts_at, f.id LIMIT $3"
+        ))
+        .bind(product_id)
+        .bind(Timestamp::now().unix_millis())
+        .bind(PRODUCT_SALES_LISTED)
+        .fetch_all(self.inner.store.read())
+        .await?;
+        rows.iter().map(sale_from_row).collect()
+    }
+
+    /// A flash-sale order: the refusals a read can give, the PIN, then the batch.
+    pub(crate) async fn place_flash_order(
+        &self,
+        me: &User,
+        request: OrderRequest,
+        client_key: String,
+        hash: String,
+    ) -> Result<(Order, bool), ShopError> {
+        let line = &request.lines[0];
+        let field = "items[0].flash_sale_id";
+        let sale_id = line.flash_sale_id.clone().unwrap_or_default();
+        let sale = match self.flash_sale(&sale_id).await {
+            Err(ShopError::FlashSaleNotFound { .. }) => {
+                return Err(ShopError::FlashSaleNotFound { field: field.into() })
+            }
+            other => other?,
+        };
+        if sale.sku_id != line.sku_id {
+            return Err(invalid(field, "this sale sells another SKU"));
+        }
+        let product = self.product(&sale.product_id).await?;
+        if product.archived {
+            return Err(ShopError::ProductArchived { product_id: product.id, field: "items[0].sku_id".into() });
+        }
+        let bought: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(units), 0) FROM shop_flash_purchases WHERE flash_sale_id = $1 AND buyer_id = $2",
+        )
+        .bind(&sale.id)
+        .bind(&me.id)
+        .fetch_one(self.inner.store.read())
+        .await?;
+        let owner: String = sqlx::query_scalar("SELECT owner_id FROM shops WHERE id = $1")
+            .bind(&sale.shop_id)
+            .fetch_one(self.inner.store.read())
+            .await?;
+        if owner == me.id {
+            return Err(invalid("items[0].sku_id", "you cannot buy from your own shop"));
+        }
+        if let Some(refused) = refusal(&sale, Timestamp::now().unix_millis(), line.quantity, bought) {
+            // A concurrent try with this key may have bought the units this refusal counts.
+            if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
+                return Ok((order, true));
+            }
+            return Err(refused);
+        }
+        let pin = plaza_wallet::Pin::parse_optional(request.pin.as_deref()).map_err(|reason| invalid("pin", reason))?;
+        self.inner.wallet.authorize_payment(me, pin.as_ref()).await?;
+        let job = FlashJob {
+            buyer_id: me.id.clone(),
+            sale_id: sale.id,
+            quantity: line.quantity,
+            address: request.address.to_json(),
+            client_key,
+            hash,
+        };
+        let answer = self.flash_queue().submit(job).await?;
+        if let Some((wal, ticket)) = answer.durable {
+            wal.durable(ticket).await.map_err(|_| ShopError::Lost(plaza_store::GroupCommitError::Lost))?;
+        }
+        answer.outcome
+    }
+
+    fn flash_queue(&self) -> &FlashQueue {
+        self.inner.flash_orders.get_or_init(|| {
+            // The runner holds the service weakly, so dropping the last handle stops it.
+            let service = Arc::downgrade(&self.inner);
+            let run = move |jobs: Vec<FlashJob>| {
+                let service = service.upgrade().map(|inner| ShopHandle { inner });
+                async move {
+                    match service {
+                        Some(shop) => shop.flash_batch(jobs).await,
+                        None => jobs
+                            .iter()
+                            .map(|_| FlashOutcome {
+                                outcome: Err(ShopError::Lost(plaza_store::GroupCommitError::Stopped)),
+                                durable: None,
+                            })
+                            .collect(),
+                    }
+                }
+            };
+            GroupCommit::spawn_on_own_thread("plaza-shop-flash", FLASH_QUEUE_MAX, FLASH_BATCH_MAX, run.clone())
+                .unwrap_or_else(|error| {
+                    tracing::warn!("no thread for flash-sale orders ({error}); they share the main runtime");
+                    GroupCommit::spawn(FLASH_QUEUE_MAX, FLASH_BATCH_MAX, run)
+                })
+        })
+    }
+
+    /// Decides and writes a batch; should it fail as a whole, each order alone.
+    async fn flash_batch(&self, jobs: Vec<FlashJob>) -> Vec<FlashOutcome> {
+        metrics::counter!("plaza_shop_flash_batches_total").increment(1);
+        match self.try_flash_batch(&jobs).await {
+            Ok((outcomes, durable)) => {
+                return outcomes.into_iter().map(|outcome| FlashOutcome { outcome, durable: durable.clone() }).collect()
+            }
+            Err(error) => {
+                tracing::debug!("a batch of {} flash orders failed as a whole ({error}); one by one", jobs.len())
+            }
+        }
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs.chunks(1) {
+            match self.try_flash_batch(job).await {
+                Ok((mut answers, durable)) => {
+                    let outcome = answers.pop().unwrap_or(Err(ShopError::Invariant("an unanswered order".into())));
+                    outcomes.push(FlashOutcome { outcome, durable });
+                }
+                Err(error) => outcomes.push(FlashOutcome { outcome: Err(error), durable: None }),
+            }
+        }
+        outcomes
+    }
+
+    /// The batch in one transaction: on SQLite's writer set not to wait for the disk when
+    /// it can be (as wallet transfers do), with the ticket each caller waits on.
+    async fn try_flash_batch(
+        &self,
+        jobs: &[FlashJob],
+    ) -> Result<(Vec<Result<(Order, bool), ShopError>>, Option<(Arc<WalSync>, SyncTicket)>), ShopError> {
+        let store = &self.inner.store;
+        let Some((mut writer, wal)) = store.deferred_sync_writer().await? else {
+            let (decided, appended) = self.flash_batch_in(store.begin().await?, jobs).await?;
+            for appended in appended {
+                self.inner.events.publish(appended);
+            }
+            return Ok((self.answers(decided, jobs).await?, None));
+        };
+        let transaction = sqlx::Connection::begin(writer.connection()).await?;
+        let batch = self.flash_batch_in(transaction, jobs).await;
+        if let Err(error) = writer.finish().await {
+            tracing::warn!("the writer could not be set back to synced commits ({error}); it is closed instead");
+        }
+        // Answers read stored orders through the pool, so only once the writer is back.
+        let (decided, appended) = batch?;
+        let outcomes = self.answers(decided, jobs).await?;
+        if appended.is_empty() {
+            return Ok((outcomes, Some((Arc::clone(&wal), wal.read_ticket()))));
+        }
+        let ticket = wal.committed();
+        let (events, syncing) = (self.inner.events.clone(), Arc::clone(&wal));
+        tokio::spawn(async move {
+            if syncing.durable(ticket).await.is_ok() {
+                for appended in appended {
+                    events.publish(appended);
+                }
+            }
+        });
+        Ok((outcomes, Some((wal, ticket))))
+    }
+
+    /// Reads what the batch needs (stored keys, the sales locked, each buyer's units so
+    /// far, the balances), decides every order in order ([`decide`]), then writes.
+    async fn flash_batch_in(
+        &self,
+        mut transaction: Transaction<'_, Any>,
+        jobs: &[FlashJob],
+    ) -> Result<(Decided, Vec<Appended>), ShopError> {
+        let backend = self.inner.store.backend();
+        let stored = read_stored_orders(&mut transaction, backend, jobs).await?;
+        let sales = read_sales(&mut transaction, backend, jobs).await?;
+        let bought = read_purchases(&mut transaction, backend, jobs).await?;
+        let mut holds: BTreeMap<String, HoldBatch> = BTreeMap::new();
+        for (currency, payers) in payers_by_currency(jobs, &sales) {
+            let code =
+                Currency::parse(&currency).ok_or_else(|| ShopError::Invariant(format!("currency {currency}")))?;
+            let payers: Vec<&str> = payers.iter().map(String::as_str).collect();
+            holds.insert(currency, self.inner.wallet.begin_hold_batch(&mut transaction, code, &payers).await?);
+        }
+        let now = Timestamp::now();
+        let decided = decide(jobs, &stored, &sales, bought, &mut holds, now)?;
+        if decided.accepted.is_empty() {
+            transaction.rollback().await?;
+            return Ok((decided, Vec::new()));
+        }
+        let mut appended = Vec::new();
+        for batch in holds.into_values() {
+            appended.push(batch.write(&self.inner.wallet, &mut transaction).await?);
+        }
+        write_sales(&mut transaction, &decided).await?;
+        write_purchases(&mut transaction, backend, jobs, &decided).await?;
+        write_orders(&mut transaction, backend, jobs, &decided, now).await?;
+        let data: Vec<(Vec<String>, Value)> =
+            decided.accepted.iter().map(|(_, order)| (order.parties(), order.to_json())).collect();
+        let to_append: Vec<ToAppend<'_>> =
+            data.iter().map(|(users, data)| ToAppend { user_ids: users, event_type: "order.updated", data }).collect();
+        appended.push(self.inner.events.append_many(&mut transaction, &to_append).await?);
+        transaction.commit().await?;
+        Ok((decided, appended))
+    }
+
+    /// Every job's answer once the batch committed (or decided to write nothing).
+    async fn answers(
+        &self,
+        decided: Decided,
+        jobs: &[FlashJob],
+    ) -> Result<Vec<Result<(Order, bool), ShopError>>, ShopError> {
+        let accepted: HashMap<usize, Order> = decided.accepted.into_iter().collect();
+        let mut answers = Vec::with_capacity(jobs.len());
+        for (index, verdict) in decided.verdicts.into_iter().enumerate() {
+            answers.push(match verdict {
+                Verdict::Accepted => {
+                    accepted.get(&index).cloned().map(|order| (order, false)).ok_or(ShopError::OrderNotFound)
+                }
+                Verdict::SameAs(first) => match accepted.get(&first) {
+                    Some(order) => Ok((order.clone(), true)),
+                    None => Err(ShopError::OrderNotFound),
+                },
+                Verdict::Stored(order_id) => {
+                    let mut connection = self.inner.store.write().acquire().await?;
+                    load_order(&mut connection, &order_id)
+                        .await?
+                        .map(|order| (order, true))
+                        .ok_or(ShopError::OrderNotFound)
+                }
+                Verdict::Refused(error) => Err(error),
+            });
+        }
+        Ok(answers)
+    }
+
+    /// A cancelled flash order's units go back to its sale, or to the SKU once the sale
+    /// has returned its unsold units; the buyer's count drops with them.
+    pub(crate) async fn return_flash_units(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        sale_id: &str,
+        buyer_id: &str,
+        item: &OrderItem,
+    ) -> Result<(), ShopError> {
+        let to_sale =
+            sqlx::query("UPDATE shop_flash_sales SET remaining = remaining + $2 WHERE id = $1 AND returned = 0")
+                .bind(sale_id)
+                .bind(item.quantity)
+                .execute(&mut **transaction)
+                .await?;
+        if to_sale.rows_affected() == 0 {
+            sqlx::query("UPDATE shop_skus SET stock = stock + $2 WHERE id = $1")
+                .bind(&item.sku_id)
+                .bind(item.quantity)
+                .execute(&mut **transaction)
+                .await?;
+        }
+        sqlx::query("UPDATE shop_flash_purchases SET units = units - $3 WHERE flash_sale_id = $1 AND buyer_id = $2")
+            .bind(sale_id)
+            .bind(buyer_id)
+            .bind(item.quantity)
+            .execute(&mut **transaction)
+            .await?;
+        Ok(())
+    }
+
+    /// The job's step for ended sales: each gives its unsold units back to its SKU, once.
+    pub(crate) async fn return_ended_sales(&self, now: i64) -> Result<usize, ShopError> {
+        let ended: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM shop_flash_sales WHERE returned = 0 AND ends_at <= $1 ORDER BY ends_at LIMIT 200",
+        )
+        .bind(now)
+        .fetch_all(self.inner.store.write())
+        .await?;
+        let mut returned = 0;
+        for sale_id in ended {
+            let mut transaction = self.inner.store.begin().await?;
+            let marked = sqlx::query("UPDATE shop_flash_sales SET returned = 1 WHERE id = $1 AND returned = 0")
+                .bind(&sale_id)
+                .execute(&mut *transaction)
+                .await?;
+            if marked.rows_affected() == 1 {
+                sqlx::query(
+                    "UPDATE shop_skus SET stock = stock + (SELECT remaining FROM shop_flash_sales WHERE id = $1)
+                     WHERE id = (SELECT sku_id FROM shop_flash_sales WHERE id = $1)",
+                )
+                .bind(&sale_id)
+                .execute(&mut *transaction)
+                .await?;
+                returned += 1;
+            }
+            transaction.commit().await?;
+        }
+        Ok(returned)
+    }
+}
+
+/// Why an order of `quantity` units by a buyer who bought `bought` cannot be had now.
+pub(crate) fn refusal(sale: &FlashSale, now: i64, quantity: i64, bought: i64) -> Option<ShopError> {
+    if now < sale.starts_at.unix_millis() {
+        Some(ShopError::SaleNotStarted { starts_at: sale.starts_at })
+    } else if now >= sale.ends_at.unix_millis() {
+        Some(ShopError::SaleEnded)
+    } else if sale.remaining == 0 {
+        Some(ShopError::SoldOut)
+    } else if bought + quantity > sale.per_user_limit {
+        Some(ShopError::LimitReached { limit: sale.per_user_limit, bought })
+    } else if sale.remaining < quantity {
+        Some(ShopError::OutOfStock { sku_id: sale.sku_id.clone(), field: "items[0].quantity".into() })
+    } else {
+        None
+    }
+}
+
+pub(crate) fn sale_from_row(row: &plaza_store::AnyRow) -> Result<FlashSale, ShopError> {
+    Ok(FlashSale {
+        id: row.try_get("id")?,
+        shop_id: row.try_get("shop_id")?,
+        product_id: row.try_get("product_id")?,
+        sku_id: row.try_get("sku_id")?,
+        price: row.try_get("price_amount")?,
+        currency: row.try_get("currency")?,
+        quantity: row.try_get("quantity")?,
+        remaining: row.try_get("remaining")?,
+        per_user_limit: row.try_get("per_user_limit")?,
+        starts_at: Timestamp::from_unix_millis(row.try_get("starts_at")?),
+        ends_at: Timestamp::from_unix_millis(row.try_get("ends_at")?),
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+    })
+}
