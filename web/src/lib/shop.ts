@@ -5,7 +5,7 @@
 // The server is the truth: a status, a price, seats left and a deadline are shown only as
 // the API or an event gave them; the client only counts the time down.
 import { useEffect, useState } from 'preact/hooks';
-import { api, newId } from './api';
+import { api } from './api';
 import type { MoneyValue, Page, User } from './api';
 import { createStore } from './store';
 
@@ -134,8 +134,7 @@ export function saveAddress(userId: string, address: Address) {
 
 /** Posts a product card into a chat; the server renders its title, price and photo. */
 export function shareProduct(conversationId: string, productId: string) {
-  return api('POST', `/conversations/${encodeURIComponent(conversationId)}/messages`,
-    { client_id: newId(), kind: 'card', body: { type: 'product', id: productId } });
+  return api('POST', `/products/${encodeURIComponent(productId)}/share`, { conversation_id: conversationId });
 }
 
 export function shareGroupBuy(conversationId: string, groupId: string) {
