@@ -35,6 +35,6 @@ pub use model::{OrderAction, OrderStatus};
 pub use orders::{ChangeDetails, OrderRole};
 pub use routes::router;
 pub use service::{
-    Address, GroupChoice, Order, OrderItem, OrderLine, OrderRequest, Product, Shop, ShopConfig, ShopError, ShopHandle,
-    Sku,
+    Address, GroupChoice, Order, OrderItem, OrderLine, OrderRequest, Product, ProductInput, Shop, ShopConfig, ShopError,
+    ShopHandle, Sku, SkuInput,
 };
