@@ -6,7 +6,7 @@ import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from '
 import type { Balance, Contact, Conversation, Message, Offer, Ride, User } from './api';
 import { createStore } from './store';
 import { Socket } from './socket';
-import { applyShopEvent, resetShop } from './shop';
+import { applyShopEvent, refreshShop, resetShop } from './shop';
 
 export interface Pending {
   client_id: string; conversation_id: string; kind: string; body: any; created_at: string;
@@ -381,6 +381,7 @@ function reloadState() {
   void loadConversations().catch(() => {});
   void loadWallet().catch(() => {});
   void loadContacts().catch(() => {});
+  refreshShop();
   const open = store.get().openConversation;
   if (open) void loadMessages(open).catch(() => {});
 }

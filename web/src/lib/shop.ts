@@ -72,6 +72,11 @@ export function noteGroupBuy(group: GroupBuy) {
 export function applyShopEvent(type: string, data: any) {
   if (type === 'order.updated') noteOrder(data);
   else if (type === 'group_buy.updated' && data?.id) noteGroupBuy(data);
+  refreshShop();
+}
+
+/** After a `resync` (events were missed): every shop view refetches. */
+export function refreshShop() {
   shop.set((s) => ({ version: s.version + 1 }));
 }
 
