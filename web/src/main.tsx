@@ -22,23 +22,27 @@ const TABS = [
   { path: '/contacts', key: 'tab.contacts', icon: '👥' },
   { path: '/wallet', key: 'tab.wallet', icon: '👛' },
   { path: '/rides', key: 'tab.rides', icon: '🚗' },
+  { path: '/shop', key: 'tab.shop', icon: '🛍️' },
   { path: '/me', key: 'tab.me', icon: '🙂' },
 ] as const;
 
-// Rides (its map and street file) load on first visit, keeping them out of the first load.
-let ridesScreen: FunctionComponent | null = null;
-function LazyRides() {
-  const [Screen, setScreen] = useState<FunctionComponent | null>(() => ridesScreen);
+// Rides (its map and street file) and the shop load on first visit, keeping them out of
+// the first load.
+const lazyScreens: Record<string, FunctionComponent> = {};
+function Lazy({ name, load }: { name: string; load: () => Promise<FunctionComponent> }) {
+  const [Screen, setScreen] = useState<FunctionComponent | null>(() => lazyScreens[name] ?? null);
   const [failed, setFailed] = useState(false);
   useEffect(() => {
     if (Screen) return;
-    import('./screens/rides')
-      .then((module) => { ridesScreen = module.RidesScreen; setScreen(() => module.RidesScreen); })
+    load()
+      .then((screen) => { lazyScreens[name] = screen; setScreen(() => screen); })
       .catch(() => setFailed(true));
   }, []);
   if (failed) return <p class="error pad" role="alert">{t('error.network')}</p>;
   return Screen ? <Screen /> : <div class="splash" aria-busy="true">{t('common.loading')}</div>;
 }
+const loadRides = () => import('./screens/rides').then((module) => module.RidesScreen);
+const loadShop = () => import('./screens/shop').then((module) => module.ShopScreen);
 
 function TabBar({ path }: { path: string }) {
   const unread = store.use((s) => Object.values(s.conversations).reduce((sum, c) => sum + (c.unread_count ?? 0), 0));
@@ -92,7 +96,8 @@ function App() {
   else if (path === '/chats/new-group') screen = <NewGroupScreen />;
   else if (path === '/contacts') screen = <ContactsScreen />;
   else if (path === '/wallet') screen = <WalletScreen />;
-  else if (path === '/rides') screen = <LazyRides />;
+  else if (path === '/rides') screen = <Lazy name="rides" load={loadRides} />;
+  else if (path === '/shop' || path.startsWith('/shop/')) screen = <Lazy name="shop" load={loadShop} />;
   else if (path === '/me') screen = <MeScreen />;
   else screen = <ChatsScreen />;
   const fullScreen = path.startsWith('/chats/');

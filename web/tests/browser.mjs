@@ -621,6 +621,102 @@ test('a chat with a thousand messages keeps only a window of them in the page', 
   await context.close();
 });
 
+/** The session token a signed-up page keeps (for setting up through the API what the test is not about). */
+async function tokenOf(user) {
+  return user.page.evaluate(() => localStorage.getItem('plaza.token'));
+}
+
+async function topUp(token, amount) {
+  const response = await fetch(`${base}/api/v1/wallet/topups`, {
+    method: 'POST', body: JSON.stringify({ amount, currency: 'USD' }),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': `topup-${token.slice(-12)}-${amount}` },
+  });
+  assert.ok(response.ok, `top-up: ${response.status} ${await response.text()}`);
+}
+
+async function fillAddress(dialog, name) {
+  const address = { 'Name': name, 'Street and number': '1 Hill Road', 'City': 'Kunming', 'Postal code': '650000', 'Country': 'CN', 'Phone': '+86 871 0000' };
+  for (const [label, value] of Object.entries(address)) await dialog.getByLabel(label, { exact: true }).fill(value);
+}
+
+// Run alone: node --test-name-pattern='group buy' tests/browser.mjs
+test('a group buy opened in the shop and shared into a chat is joined from its card, shipped, confirmed and pays the merchant less the fee', () => keepEvidence(async () => {
+  const mel = await signUp('mel', 'Mel Shop');
+  const amy = await signUp('amy', 'Amy Tan');
+  const bo = await signUp('bolin', 'Bo Lin');
+  const melToken = await tokenOf(mel);
+  for (const buyer of [amy, bo]) await topUp(await tokenOf(buyer), 5000);
+  // The merchant's catalogue is set up over the API: this test is about buying together.
+  const melShop = await call('POST', '/shops', melToken, { name: 'Mel’s Mugs' });
+  await call('POST', `/shops/${melShop.id}/products`, melToken, {
+    title: 'Trail mug', description: 'Enamel, for the campfire', media_ids: [], group_size: 2,
+    skus: [{ name: 'Green', price: { amount: 1200, currency: 'USD' }, stock: 10, group_price: { amount: 900, currency: 'USD' } }],
+  });
+
+  await befriend(amy, bo);
+  await openDirect(amy, bo);
+  await say(amy, 'Shall we buy mugs together?');
+  await messages(amy, 'Shall we buy mugs together?').waitFor();
+
+  // Amy finds the mug, opens a group of two at the group price and shares it with Bo.
+  await tab(amy, 'Shop');
+  await amy.page.getByRole('searchbox', { name: 'Search products' }).fill('mug');
+  await amy.page.getByRole('list', { name: 'Products' }).getByText('Trail mug').click();
+  await amy.page.getByRole('button', { name: 'Buy alone $12.00' }).waitFor();
+  await amy.page.getByRole('button', { name: 'Start a group of 2 for $9.00' }).click();
+  const amyCheckout = amy.page.getByRole('dialog', { name: 'Start a group' });
+  await fillAddress(amyCheckout, 'Amy Tan');
+  await amyCheckout.getByRole('button', { name: 'Pay $9.00' }).click();
+  await amyCheckout.getByText('Your group is open: 1 more needed.').waitFor();
+  await shot(amy.page, '20-shop-group-opened');
+  await amyCheckout.getByRole('button', { name: 'Share', exact: true }).click();
+  await amyCheckout.getByRole('button', { name: 'Shared' }).waitFor();
+  await amyCheckout.getByRole('button', { name: 'See your order' }).click();
+  await amy.page.getByTestId('order-status').getByText('Waiting for the group').waitFor();
+
+  // Bo sees the card in their chat, with the seats left and a deadline, and joins from it.
+  await openChatFromList(bo, 'Amy Tan');
+  const card = bo.page.locator('[data-card-type="group_buy"]');
+  await card.getByText('1 seat left').waitFor();
+  await card.getByRole('timer').waitFor();
+  await shot(bo.page, '21-shop-group-card');
+  await card.getByRole('button', { name: 'Join Trail mug for $9.00' }).click();
+  const boCheckout = bo.page.getByRole('dialog', { name: 'Join the group' });
+  await fillAddress(boCheckout, 'Bo Lin');
+  await boCheckout.getByRole('button', { name: 'Pay $9.00' }).click();
+  await bo.page.getByTestId('order-status').getByText('Paid').waitFor();
+
+  // The last seat filled the group: Amy's order turned paid too, live.
+  await amy.page.getByTestId('order-status').getByText('Paid').waitFor();
+  await amy.page.getByTestId('group').getByText('Group: complete').waitFor();
+
+  // The merchant ships both orders.
+  await tab(mel, 'Shop');
+  await mel.page.getByRole('button', { name: 'My shop' }).click();
+  const toShip = mel.page.getByRole('list', { name: 'Orders to ship' }).getByTestId('order');
+  await toShip.nth(1).waitFor();
+  for (let shipped = 0; shipped < 2; shipped++) {
+    await toShip.first().click();
+    await mel.page.getByLabel('Carrier').fill('SF Express');
+    await mel.page.getByLabel('Tracking number').fill(`SF10${shipped}`);
+    await mel.page.getByRole('button', { name: 'Mark shipped' }).click();
+    await mel.page.getByTestId('order-status').getByText('Shipped').waitFor();
+    await mel.page.getByRole('button', { name: 'Back' }).click();
+    await mel.page.getByRole('heading', { name: 'Mel’s Mugs' }).waitFor();
+  }
+  await mel.page.getByText('Nothing to ship.').waitFor();
+
+  // Amy confirms receipt: the merchant is paid her group price less the 5 % fee.
+  await amy.page.getByTestId('shipment').getByText('SF Express').waitFor();
+  await amy.page.getByRole('button', { name: 'Confirm receipt' }).click();
+  await amy.page.getByTestId('order-status').getByText('Completed').waitFor();
+  await shot(amy.page, '22-shop-order-completed');
+  await mel.page.getByTestId('sales-total').getByText('Completed sales: $9.00 from 1 orders').waitFor();
+  await tab(mel, 'Wallet');
+  await mel.page.getByTestId('available').getByText(money(900 - 45)).waitFor();
+  for (const user of [mel, amy, bo]) await user.context.close();
+}));
+
 test('no page broke the Content Security Policy', () => {
   assert.deepEqual(cspViolations, [], 'the client needs nothing its policy forbids');
 });

@@ -53,6 +53,7 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
     if let (Some(alice), Some(bob), Some(carol)) = (find("alice"), find("bob"), find("carol")) {
         let (direct_id, group_id) = seed_chats(&services.chat, &alice, &bob, &carol).await?;
         seed_money(&services.wallet, &users, (&alice, &bob, &carol), &direct_id, &group_id).await?;
+        crate::demo_shop::seed(&services.shop, &services.media, (&alice, &carol), &group_id).await?;
     }
     Ok(users.into_iter().map(|user| DemoLogin { username: user.username, display_name: user.display_name }).collect())
 }
@@ -172,7 +173,9 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
     text.push_str(&format!(
         "alice, bob and carol are contacts and chat in \"Weekend hike\"; dave has asked alice. Everyone has \
          $500.00 to send; alice paid bob for lunch, bob paid carol, and a red packet from alice waits in \
-         \"Weekend hike\". With --serve, three simulated drivers cruise around {:.4}, {:.4}: request a ride \
+         \"Weekend hike\". Carol runs \"Carol's Trail Shop\" (Shop tab): alice opened a group buy on its coffee \
+         and shared it into \"Weekend hike\" for bob to join, and its thermos has a flash sale five minutes after \
+         seeding. With --serve, three simulated drivers cruise around {:.4}, {:.4}: request a ride \
          near there to take one end to end. Server address: http://{}/",
         DEMO_CITY.0, DEMO_CITY.1, config.addr
     ));

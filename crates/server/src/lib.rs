@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod connections;
 pub mod demo;
+mod demo_shop;
 pub mod docs;
 pub mod gateway;
 pub mod metrics;

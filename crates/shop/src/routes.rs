@@ -26,6 +26,7 @@ use utoipa_axum::routes;
 pub fn router(shop: ShopHandle) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(create_shop))
+        .routes(routes!(my_shop))
         .routes(routes!(get_shop))
         .routes(routes!(create_product))
         .routes(routes!(list_products))
@@ -381,6 +382,13 @@ async fn get_shop(
     Path(id): Path<String>,
 ) -> Result<Json<ShopView>, Problem> {
     Ok(Json(shop.shop(&id).await?.into()))
+}
+
+/// Your own shop (404 `shop_not_found` until you open one).
+#[utoipa::path(get, path = "/shops/mine", tag = "shop", security(("bearer" = [])),
+    responses((status = 200, body = ShopView)))]
+async fn my_shop(State(shop): State<ShopHandle>, current: CurrentUser) -> Result<Json<ShopView>, Problem> {
+    Ok(Json(shop.my_shop(&current.user).await?.into()))
 }
 
 /// Add a product to your shop.

@@ -461,6 +461,15 @@ impl ShopHandle {
         self.shop(&id).await
     }
 
+    /// `me`'s own shop, if they opened one (a merchant's client finds its shop by this).
+    pub async fn my_shop(&self, me: &User) -> Result<Shop, ShopError> {
+        let shop_id: Option<String> = sqlx::query_scalar("SELECT id FROM shops WHERE owner_id = $1")
+            .bind(&me.id)
+            .fetch_optional(self.inner.store.write())
+            .await?;
+        self.shop(&shop_id.ok_or(ShopError::ShopNotFound)?).await
+    }
+
     pub async fn shop(&self, shop_id: &str) -> Result<Shop, ShopError> {
         let row = sqlx::query(
             "SELECT id, owner_id, name, description, rating_sum, rating_count, created_at FROM shops WHERE id = $1",

@@ -6,6 +6,7 @@ import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from '
 import type { Balance, Contact, Conversation, Message, Offer, Ride, User } from './api';
 import { createStore } from './store';
 import { Socket } from './socket';
+import { applyShopEvent, refreshShop, resetShop } from './shop';
 
 export interface Pending {
   client_id: string; conversation_id: string; kind: string; body: any; created_at: string;
@@ -116,6 +117,7 @@ function endSession() {
   socket.stop();
   setToken(null);
   socket.forgetCursor();
+  resetShop();
   store.set({ ...initial, connection: 'offline' });
 }
 
@@ -342,6 +344,7 @@ function applyEvent(type: string, data: any) {
         window.setTimeout(() => dropOffer(data.ride_id), Date.parse(data.expires_at) - Date.now());
       }
       break;
+    case 'order.updated': case 'group_buy.updated': applyShopEvent(type, data); break;
     case 'red_packet.claimed':
       store.set((s) => ({ redPacketVersion: { ...s.redPacketVersion, [data.red_packet_id]: (s.redPacketVersion[data.red_packet_id] ?? 0) + 1 } }));
       break;
@@ -378,6 +381,7 @@ function reloadState() {
   void loadConversations().catch(() => {});
   void loadWallet().catch(() => {});
   void loadContacts().catch(() => {});
+  refreshShop();
   const open = store.get().openConversation;
   if (open) void loadMessages(open).catch(() => {});
 }

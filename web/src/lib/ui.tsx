@@ -50,7 +50,7 @@ export function Avatar({ name, size = 40 }: { name: string; size?: number }) {
 
 // Images need the bearer token, so they are fetched and shown from blob URLs.
 const imageUrls = new Map<string, Promise<string>>();
-export function AuthImage({ mediaId, alt, fallback }: { mediaId: string; alt: string; fallback?: string }) {
+export function AuthImage({ mediaId, alt, fallback, className = 'chat-image' }: { mediaId: string; alt: string; fallback?: string; className?: string }) {
   const [url, setUrl] = useState<string | null>(fallback ?? null);
   useEffect(() => {
     let request = imageUrls.get(mediaId);
@@ -65,7 +65,7 @@ export function AuthImage({ mediaId, alt, fallback }: { mediaId: string; alt: st
     request.then((value) => live && setUrl(value)).catch(() => {});
     return () => { live = false; };
   }, [mediaId]);
-  return url ? <img class="chat-image" src={url} alt={alt} /> : <div class="chat-image placeholder" aria-label={alt} />;
+  return url ? <img class={className} src={url} alt={alt} /> : <div class={`${className} placeholder`} aria-label={alt || undefined} />;
 }
 
 // ---- the PIN pad ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 on_both_databases!(
     a_merchant_opens_one_shop_and_adds_a_product_whose_photos_every_signed_in_user_sees,
+    a_merchant_finds_their_own_shop_and_anyone_else_has_none,
     only_the_owner_edits_a_shop_and_its_products,
     every_bad_product_is_refused_with_its_code_and_field,
     search_finds_an_english_word_and_a_chinese_word_inside_a_longer_run,
@@ -201,6 +202,19 @@ async fn a_merchant_opens_one_shop_and_adds_a_product_whose_photos_every_signed_
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     server.get("/api/v1/products/nope", Some(&buyer)).await.assert_problem(404, "product_not_found");
     server.get("/api/v1/shops/nope", Some(&buyer)).await.assert_problem(404, "shop_not_found");
+}
+
+async fn a_merchant_finds_their_own_shop_and_anyone_else_has_none(db: Db) {
+    let server = TestServer::start(db).await;
+    let (merchant, _) = server.register("merchant").await;
+    let (buyer, _) = server.register("buyer").await;
+    server.get("/api/v1/shops/mine", Some(&merchant)).await.assert_problem(404, "shop_not_found");
+    let shop_id = open_shop(&server, &merchant, "Mountain Goods").await;
+    let mine = server.get("/api/v1/shops/mine", Some(&merchant)).await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    assert_eq!(mine.body["id"], shop_id);
+    assert_eq!(mine.body["name"], "Mountain Goods");
+    server.get("/api/v1/shops/mine", Some(&buyer)).await.assert_problem(404, "shop_not_found");
 }
 
 async fn only_the_owner_edits_a_shop_and_its_products(db: Db) {
