@@ -144,6 +144,10 @@ pub enum ErrorCode {
     SoldOut,
     /// The order would take the buyer past the flash sale's per-user limit.
     LimitReached,
+    /// No such mini-app.
+    MiniappNotFound,
+    /// The developer already has as many mini-apps as one may register.
+    MiniappLimitReached,
     /// A dependency (usually the database) is unavailable.
     Unavailable,
     /// A bug or an unexpected failure; logged with the request id.
@@ -199,6 +203,8 @@ impl ErrorCode {
             Self::NotAtPickup | Self::NotAtDropoff => StatusCode::CONFLICT,
             Self::AlreadyRated => StatusCode::CONFLICT,
             Self::ShopNotFound => StatusCode::NOT_FOUND,
+            Self::MiniappNotFound => StatusCode::NOT_FOUND,
+            Self::MiniappLimitReached => StatusCode::CONFLICT,
             Self::ShopAlreadyExists => StatusCode::CONFLICT,
             Self::ProductNotFound => StatusCode::NOT_FOUND,
             Self::ProductArchived => StatusCode::CONFLICT,
@@ -273,6 +279,8 @@ impl ErrorCode {
             Self::NotAtDropoff => "not_at_dropoff",
             Self::AlreadyRated => "already_rated",
             Self::ShopNotFound => "shop_not_found",
+            Self::MiniappNotFound => "miniapp_not_found",
+            Self::MiniappLimitReached => "miniapp_limit_reached",
             Self::ShopAlreadyExists => "shop_already_exists",
             Self::ProductNotFound => "product_not_found",
             Self::ProductArchived => "product_archived",
@@ -348,6 +356,8 @@ impl ErrorCode {
             Self::NotAtDropoff => "The driver is not at the drop-off",
             Self::AlreadyRated => "You already rated this ride",
             Self::ShopNotFound => "No such shop",
+            Self::MiniappNotFound => "No such mini-app",
+            Self::MiniappLimitReached => "You have registered as many mini-apps as one may",
             Self::ShopAlreadyExists => "You already have a shop",
             Self::ProductNotFound => "No such product",
             Self::ProductArchived => "The product is archived",
@@ -436,6 +446,8 @@ impl ErrorCode {
         Self::SaleEnded,
         Self::SoldOut,
         Self::LimitReached,
+        Self::MiniappNotFound,
+        Self::MiniappLimitReached,
         Self::Unavailable,
         Self::Internal,
     ];

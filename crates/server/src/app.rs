@@ -14,6 +14,7 @@ use plaza_bus::Bus;
 use plaza_chat::{Chat, ChatConfig};
 use plaza_events::Events;
 use plaza_http::{ErrorCode, Problem};
+use plaza_miniapps::MiniApps;
 use plaza_rides::Rides;
 use plaza_shop::ShopHandle;
 use plaza_store::Store;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub wallet: Wallet,
     pub rides: Rides,
     pub shop: ShopHandle,
+    pub miniapps: MiniApps,
     pub gateway: GatewayConfig,
     pub sockets: crate::gateway::UserSockets,
     pub openapi_json: Arc<String>,
@@ -62,6 +64,7 @@ pub struct Services {
     /// Uploads; chat shares them, and every node cleans up the unreferenced ones.
     pub media: plaza_media::Media,
     pub shop: ShopHandle,
+    pub miniapps: MiniApps,
 }
 
 /// Every service's migrations, in dependency order.
@@ -74,6 +77,7 @@ pub fn migrations() -> Vec<plaza_store::Migration> {
         plaza_wallet::MIGRATIONS,
         plaza_rides::MIGRATIONS,
         plaza_shop::MIGRATIONS,
+        plaza_miniapps::MIGRATIONS,
     ]
     .concat()
 }
@@ -167,11 +171,12 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         chat.clone(),
         config.shop.clone(),
     );
+    let miniapps = MiniApps::new(store.clone(), accounts.clone());
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
     chat.register_card_source("product", Arc::new(plaza_shop::ProductCards(shop.clone())));
     chat.register_card_source("group_buy", Arc::new(plaza_shop::GroupBuyCards(shop.clone())));
-    Ok(Services { store, accounts, events, chat, wallet, rides, shop, media })
+    Ok(Services { store, accounts, events, chat, wallet, rides, shop, miniapps, media })
 }
 
 #[derive(OpenApi)]
@@ -183,6 +188,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
         (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
         (name = "shop", description = "Shops, products, catalogue search and orders paid into escrow"),
+        (name = "miniapps", description = "Third-party apps: registration and the directory"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "client", description = "Settings the web client reads from the server (maps, ride rules)"),
         (name = "operations", description = "Health and metrics")),
@@ -198,7 +204,7 @@ pub fn router(
     client: crate::client::ClientConfig,
     metrics: Option<ops::MetricsAccess>,
 ) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides, shop, .. } = services;
+    let Services { store, accounts, events, chat, wallet, rides, shop, miniapps, .. } = services;
     let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
@@ -210,6 +216,7 @@ pub fn router(
         wallet,
         rides,
         shop,
+        miniapps,
         gateway,
         sockets: Default::default(),
         openapi_json: Arc::new(String::new()),
@@ -220,6 +227,7 @@ pub fn router(
         .nest("/api/v1", plaza_wallet::router(state.wallet.clone()))
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
         .nest("/api/v1", plaza_shop::router(state.shop.clone()))
+        .nest("/api/v1", plaza_miniapps::router(state.miniapps.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone(), metrics))

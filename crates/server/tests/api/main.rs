@@ -17,6 +17,7 @@ mod edge;
 mod http;
 mod limits;
 mod media;
+mod miniapps;
 mod realtime;
 mod rides;
 mod shop;

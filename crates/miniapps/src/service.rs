@@ -1,0 +1,235 @@
+//! The mini-apps service: registration, the directory and secret rotation as plain async
+//! functions over the store. No HTTP here.
+
+use crate::model::{self, Registration};
+use base64::Engine;
+use plaza_accounts::{Accounts, User};
+use plaza_kernel::id::to_hex;
+use plaza_kernel::Timestamp;
+use plaza_store::{Row, Store};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Directory pages hold at most this many apps.
+pub const DIRECTORY_PAGE_MAX: i64 = 50;
+/// The longest directory query.
+pub const QUERY_MAX_CHARS: usize = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MiniAppError {
+    #[error("{field}: {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("no such mini-app")]
+    NotFound,
+    #[error("only the app's developer may {action}")]
+    NotDeveloper { action: &'static str },
+    #[error("a developer may register at most {max} apps")]
+    TooManyApps { max: i64 },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("invariant: {0}")]
+    Invariant(String),
+}
+
+/// A registered app as anyone may see it (no secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MiniApp {
+    pub id: String,
+    pub client_id: String,
+    pub developer_id: String,
+    pub name: String,
+    pub description: String,
+    pub home_url: String,
+    pub redirect_uris: Vec<String>,
+    pub webhook_url: Option<String>,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+/// Secrets as created: handed to the developer once and never again.
+#[derive(Debug, Clone)]
+pub struct NewSecrets {
+    pub client_secret: String,
+    pub webhook_secret: String,
+}
+
+/// The mini-apps service handle.
+#[derive(Debug, Clone)]
+pub struct MiniApps {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    accounts: Accounts,
+}
+
+const COLUMNS: &str =
+    "id, client_id, developer_id, name, description, home_url, redirect_uris, webhook_url, scopes, created_at";
+
+impl MiniApps {
+    pub fn new(store: Store, accounts: Accounts) -> Self {
+        Self { inner: Arc::new(Inner { store, accounts }) }
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
+    }
+
+    /// Registers an app for `developer`; its secrets are in the answer and only there.
+    pub async fn register(
+        &self,
+        developer: &User,
+        registration: Registration,
+    ) -> Result<(MiniApp, NewSecrets), MiniAppError> {
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM miniapps WHERE developer_id = $1")
+            .bind(&developer.id)
+            .fetch_one(self.inner.store.write())
+            .await?;
+        if owned >= model::APPS_PER_DEVELOPER_MAX {
+            return Err(MiniAppError::TooManyApps { max: model::APPS_PER_DEVELOPER_MAX });
+        }
+        let id = plaza_kernel::new_id();
+        let client_id = format!("app_{}", to_hex(&plaza_kernel::random_token_bytes::<12>()));
+        let client_secret = new_client_secret();
+        let webhook_secret = new_webhook_secret();
+        let now = Timestamp::now().unix_millis();
+        let redirect_uris: Vec<&str> = registration.redirect_uris.iter().map(|uri| uri.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO miniapps (id, client_id, developer_id, name, name_folded, description, home_url,
+                 redirect_uris, webhook_url, scopes, client_secret_hash, webhook_secret, created_at, secret_rotated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+        )
+        .bind(&id)
+        .bind(&client_id)
+        .bind(&developer.id)
+        .bind(&registration.name)
+        .bind(registration.name.to_lowercase())
+        .bind(&registration.description)
+        .bind(registration.home_url.as_str())
+        .bind(to_json(&redirect_uris)?)
+        .bind(registration.webhook_url.as_ref().map(|url| url.as_str().to_string()))
+        .bind(to_json(&registration.scopes)?)
+        .bind(secret_digest(&client_secret))
+        .bind(&webhook_secret)
+        .bind(now)
+        .execute(self.inner.store.write())
+        .await?;
+        let app = self.app(&id).await?;
+        Ok((app, NewSecrets { client_secret, webhook_secret }))
+    }
+
+    /// One app, by its id.
+    pub async fn app(&self, id: &str) -> Result<MiniApp, MiniAppError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM miniapps WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.inner.store.write())
+            .await?
+            .ok_or(MiniAppError::NotFound)?;
+        app_from_row(&row)
+    }
+
+    /// The directory: every app, newest first, or those whose name contains `query`
+    /// (case-insensitively), at most [`DIRECTORY_PAGE_MAX`].
+    pub async fn directory(&self, query: Option<&str>) -> Result<Vec<MiniApp>, MiniAppError> {
+        let query = query.map(str::trim).filter(|query| !query.is_empty());
+        if let Some(query) = query {
+            if query.chars().count() > QUERY_MAX_CHARS {
+                return Err(MiniAppError::InvalidField {
+                    field: "q".into(),
+                    reason: format!("at most {QUERY_MAX_CHARS} characters"),
+                });
+            }
+        }
+        // The pattern's own wildcards are escaped so that `%` and `_` match themselves.
+        let pattern = query.map(|query| {
+            let escaped = query.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM miniapps WHERE ($1 IS NULL OR name_folded LIKE $1 ESCAPE '\\')
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(pattern)
+        .bind(DIRECTORY_PAGE_MAX)
+        .fetch_all(self.inner.store.read())
+        .await?;
+        rows.iter().map(app_from_row).collect()
+    }
+
+    /// A new client secret for the developer's app; the old one stops working at once.
+    pub async fn rotate_client_secret(&self, developer: &User, id: &str) -> Result<(MiniApp, String), MiniAppError> {
+        let app = self.app(id).await?;
+        if app.developer_id != developer.id {
+            return Err(MiniAppError::NotDeveloper { action: "rotate its secret" });
+        }
+        let client_secret = new_client_secret();
+        sqlx::query("UPDATE miniapps SET client_secret_hash = $1, secret_rotated_at = $2 WHERE id = $3")
+            .bind(secret_digest(&client_secret))
+            .bind(Timestamp::now().unix_millis())
+            .bind(id)
+            .execute(self.inner.store.write())
+            .await?;
+        Ok((app, client_secret))
+    }
+
+    /// The app whose client id and secret these are, if both match (for the token
+    /// endpoint). The digests are compared, so timing reveals nothing of the secret.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Option<MiniApp>, MiniAppError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS}, client_secret_hash FROM miniapps WHERE client_id = $1"))
+            .bind(client_id)
+            .fetch_optional(self.inner.store.write())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = row.try_get("client_secret_hash")?;
+        if stored != secret_digest(client_secret) {
+            return Ok(None);
+        }
+        app_from_row(&row).map(Some)
+    }
+}
+
+/// `secret_` and 32 random bytes in hex.
+fn new_client_secret() -> String {
+    format!("secret_{}", to_hex(&plaza_kernel::random_token_bytes::<32>()))
+}
+
+/// `whsec_` and base64 of 32 random bytes, as Standard Webhooks libraries expect.
+fn new_webhook_secret() -> String {
+    let bytes = plaza_kernel::random_token_bytes::<32>();
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// A client secret has 256 random bits, so one unsalted SHA-256 is enough to keep it from
+/// anyone who reads the database (a password hash would only slow the token endpoint).
+fn secret_digest(secret: &str) -> String {
+    to_hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn app_from_row(row: &plaza_store::AnyRow) -> Result<MiniApp, MiniAppError> {
+    let list = |column: &str| -> Result<Vec<String>, MiniAppError> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|error| MiniAppError::Invariant(format!("{column}: {error}")))
+    };
+    Ok(MiniApp {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        developer_id: row.try_get("developer_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        home_url: row.try_get("home_url")?,
+        redirect_uris: list("redirect_uris")?,
+        webhook_url: row.try_get("webhook_url")?,
+        scopes: list("scopes")?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+    })
+}
+
+fn to_json(list: &impl serde::Serialize) -> Result<String, MiniAppError> {
+    serde_json::to_string(list).map_err(|error| MiniAppError::Invariant(format!("a list as JSON: {error}")))
+}
