@@ -62,3 +62,18 @@ impl Drop for PlazaServer {
         let _ = self.child.wait();
     }
 }
+
+/// Plaza's services in this process, on a fresh database (SQLite in a temporary directory
+/// unless `database_url` names PostgreSQL), with the pool `plaza serve` uses by default: for
+/// seeding at the service layer, and for measuring it.
+pub async fn in_process(
+    database_url: Option<String>,
+) -> anyhow::Result<(tempfile::TempDir, plaza_server::config::Config, plaza_store::Store, plaza_server::app::Services)>
+{
+    let data_dir = tempfile::tempdir()?;
+    let mut config = plaza_server::config::Config::for_test(data_dir.path(), database_url);
+    config.db_pool_max = 16;
+    let store = plaza_server::app::open_store(&config).await?;
+    let services = plaza_server::app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
+    Ok((data_dir, config, store, services))
+}

@@ -21,7 +21,6 @@ use crate::wallet::{seed, wait_ready};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use plaza_kernel::Timestamp;
-use plaza_server::config::Config;
 use plaza_shop::{FlashSaleInput, ProductInput, SkuInput};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,11 +49,7 @@ const WORDS: &[&str] = &[
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
-    let data_dir = tempfile::tempdir()?;
-    let mut config = Config::for_test(data_dir.path(), options.database_url.clone());
-    config.db_pool_max = 16;
-    let store = plaza_server::app::open_store(&config).await?;
-    let services = plaza_server::app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
+    let (_data_dir, config, store, services) = crate::server::in_process(options.database_url.clone()).await?;
     let started = Instant::now();
     let people = seed(&store, options.buyers + 1).await?;
     let merchant = services.accounts.user(&people[0].0).await?;

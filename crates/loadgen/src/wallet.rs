@@ -19,7 +19,6 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use plaza_accounts::User;
 use plaza_kernel::Timestamp;
-use plaza_server::config::Config;
 use plaza_store::Store;
 use plaza_wallet::bench_support::{DatabaseFloor, FloorTransfer};
 use plaza_wallet::model::IdempotencyKey;
@@ -158,12 +157,7 @@ impl Measured {
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
-    let data_dir = tempfile::tempdir()?;
-    let mut config = Config::for_test(data_dir.path(), options.database_url.clone());
-    // What `plaza serve` runs with by default.
-    config.db_pool_max = 16;
-    let store = plaza_server::app::open_store(&config).await?;
-    let services = plaza_server::app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
+    let (_data_dir, config, store, services) = crate::server::in_process(options.database_url.clone()).await?;
     let started = Instant::now();
     let tokens = seed(&store, options.accounts).await?;
     let ids: Vec<String> = tokens.iter().map(|(id, _)| id.clone()).collect();
