@@ -39,9 +39,12 @@ enum Command {
         /// Units in the sale.
         #[arg(long, default_value_t = 10_000)]
         units: i64,
-        /// Concurrent HTTP clients.
+        /// Concurrent HTTP clients of the flash sale.
         #[arg(long, default_value_t = 128)]
         clients: usize,
+        /// Concurrent HTTP clients of the search runs (and of their GET /me baseline).
+        #[arg(long, default_value_t = 16)]
+        search_clients: usize,
         /// Products in the catalogue for the search runs.
         #[arg(long, default_value_t = 100_000)]
         products: usize,
@@ -207,8 +210,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Shop { plaza, database_url, buyers, units, clients, products, duration } => {
-            shop::run(shop::Options { plaza, database_url, buyers, units, clients, products, duration }).await
+        Command::Shop { plaza, database_url, buyers, units, clients, search_clients, products, duration } => {
+            let options =
+                shop::Options { plaza, database_url, buyers, units, clients, search_clients, products, duration };
+            shop::run(options).await
         }
         Command::Wallet {
             plaza,

@@ -12,8 +12,11 @@
 //! holds through [`plaza_wallet::HoldBatch`], the orders, their lines and the purchases
 //! as multi-row inserts. The hold and the order commit together, so no flash order ever
 //! has a hold without its order. The common refusals (not started, ended, sold out, over
-//! the limit) are answered from a read before the queue, without touching the wallet;
-//! the batch decides them again under the lock, so nothing is ever oversold. A batch that
+//! the limit) are answered from one read before the queue (the sale joined with its
+//! product, its shop and the buyer's purchases), without touching the wallet; the batch
+//! decides them again under the lock, so nothing is ever oversold. A buyer's PIN, when
+//! sent, is verified before the queue; one not sent is asked for by the batch if the
+//! buyer has set one (`HoldBatch::hold`), so an order without a PIN costs no read of it. A batch that
 //! fails as a whole (a key taken meanwhile by another node, a lost connection) runs its
 //! orders one per transaction.
 
@@ -116,6 +119,9 @@ pub(crate) struct FlashJob {
     pub(crate) address: Value,
     pub(crate) client_key: String,
     pub(crate) hash: String,
+    /// The buyer sent a PIN and it was verified; without one, the batch refuses a buyer
+    /// who has a PIN (`HoldBatch::hold`).
+    pub(crate) pin_verified: bool,
 }
 
 /// A batched order's answer, and what must be on disk before it is given.
@@ -211,7 +217,7 @@ impl ShopHandle {
     pub async fn flash_sale(&self, sale_id: &str) -> Result<FlashSale, ShopError> {
         let row = sqlx::query(&format!("SELECT {SALE_COLUMNS} FROM shop_flash_sales f WHERE f.id = $1"))
             .bind(sale_id)
-            .fetch_optional(self.inner.store.write())
+            .fetch_optional(self.inner.store.read())
             .await?
             .ok_or(ShopError::FlashSaleNotFound { field: "id".into() })?;
         sale_from_row(&row)
@@ -242,33 +248,31 @@ impl ShopHandle {
         let line = &request.lines[0];
         let field = "items[0].flash_sale_id";
         let sale_id = line.flash_sale_id.clone().unwrap_or_default();
-        let sale = match self.flash_sale(&sale_id).await {
-            Err(ShopError::FlashSaleNotFound { .. }) => {
-                return Err(ShopError::FlashSaleNotFound { field: field.into() })
-            }
-            other => other?,
-        };
+        // One read answers every refusal before the queue: the sale, its product's
+        // status, the shop's owner and what this buyer has bought of it so far.
+        let row = sqlx::query(&format!(
+            "SELECT {SALE_COLUMNS}, p.status AS product_status, sh.owner_id,
+                    COALESCE((SELECT MAX(units) FROM shop_flash_purchases
+                              WHERE flash_sale_id = f.id AND buyer_id = $2), 0) AS bought
+             FROM shop_flash_sales f JOIN shop_products p ON p.id = f.product_id JOIN shops sh ON sh.id = f.shop_id
+             WHERE f.id = $1"
+        ))
+        .bind(&sale_id)
+        .bind(&me.id)
+        .fetch_optional(self.inner.store.read())
+        .await?
+        .ok_or_else(|| ShopError::FlashSaleNotFound { field: field.into() })?;
+        let sale = sale_from_row(&row)?;
         if sale.sku_id != line.sku_id {
             return Err(invalid(field, "this sale sells another SKU"));
         }
-        let product = self.product(&sale.product_id).await?;
-        if product.archived {
-            return Err(ShopError::ProductArchived { product_id: product.id, field: "items[0].sku_id".into() });
+        if row.try_get::<String, _>("product_status")? == "archived" {
+            return Err(ShopError::ProductArchived { product_id: sale.product_id, field: "items[0].sku_id".into() });
         }
-        let bought: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(units), 0) FROM shop_flash_purchases WHERE flash_sale_id = $1 AND buyer_id = $2",
-        )
-        .bind(&sale.id)
-        .bind(&me.id)
-        .fetch_one(self.inner.store.read())
-        .await?;
-        let owner: String = sqlx::query_scalar("SELECT owner_id FROM shops WHERE id = $1")
-            .bind(&sale.shop_id)
-            .fetch_one(self.inner.store.read())
-            .await?;
-        if owner == me.id {
+        if row.try_get::<String, _>("owner_id")? == me.id {
             return Err(invalid("items[0].sku_id", "you cannot buy from your own shop"));
         }
+        let bought: i64 = row.try_get("bought")?;
         if let Some(refused) = refusal(&sale, Timestamp::now().unix_millis(), line.quantity, bought) {
             // A concurrent try with this key may have bought the units this refusal counts.
             if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
@@ -277,7 +281,10 @@ impl ShopHandle {
             return Err(refused);
         }
         let pin = plaza_wallet::Pin::parse_optional(request.pin.as_deref()).map_err(|reason| invalid("pin", reason))?;
-        self.inner.wallet.authorize_payment(me, pin.as_ref()).await?;
+        let pin_verified = pin.is_some();
+        if pin_verified {
+            self.inner.wallet.authorize_payment(me, pin.as_ref()).await?;
+        }
         let job = FlashJob {
             buyer_id: me.id.clone(),
             sale_id: sale.id,
@@ -285,6 +292,7 @@ impl ShopHandle {
             address: request.address.to_json(),
             client_key,
             hash,
+            pin_verified,
         };
         let answer = self.flash_queue().submit(job).await?;
         if let Some((wal, ticket)) = answer.durable {

@@ -101,9 +101,9 @@ pub(crate) fn decide(
         let Some(batch) = holds.get_mut(&in_batch.sale.currency) else {
             return Err(ShopError::Invariant(format!("no hold batch for {}", in_batch.sale.currency)));
         };
-        let intent_id = match batch.hold(&job.buyer_id, total, "shop order") {
+        let intent_id = match batch.hold(&job.buyer_id, total, "shop order", job.pin_verified) {
             Ok(intent_id) => intent_id,
-            Err(error @ WalletError::InsufficientFunds { .. }) => {
+            Err(error @ (WalletError::InsufficientFunds { .. } | WalletError::PinRequired)) => {
                 verdicts.push(Verdict::Refused(error.into()));
                 continue;
             }

@@ -177,6 +177,20 @@ const GROUPS_AND_FLASH_SALES: &str = r#"
     );
 "#;
 
+/// The catalogue index moves into each node's memory (`search.rs`): the postings table
+/// goes, and a one-row clock orders the product writes that a node's index must apply.
+/// Existing products keep `search_seq` 0, which a node's first catch-up (from -1) reads.
+const SEARCH_CLOCK: &str = r#"
+    DROP TABLE shop_postings;
+    ALTER TABLE shop_products ADD COLUMN search_seq BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX shop_products_search_seq ON shop_products (search_seq);
+    CREATE TABLE shop_search_clock (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL
+    );
+    INSERT INTO shop_search_clock (id, seq) VALUES (1, 0);
+"#;
+
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         service: "shop",
@@ -191,5 +205,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "group buys, their members and shares; flash sales and purchases",
         sqlite: GROUPS_AND_FLASH_SALES,
         postgres: GROUPS_AND_FLASH_SALES,
+    },
+    Migration {
+        service: "shop",
+        version: 3,
+        name: "the search index in memory: a change clock instead of postings",
+        sqlite: SEARCH_CLOCK,
+        postgres: SEARCH_CLOCK,
     },
 ];

@@ -158,11 +158,12 @@ impl ShopHandle {
             None => plaza_kernel::new_id(),
         };
         let hash = request_hash(&request);
+        if request.lines[0].flash_sale_id.is_some() {
+            // Its batch answers a retry from the stored order (`read_stored_orders`).
+            return self.place_flash_order(me, request, client_key, hash).await;
+        }
         if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
             return Ok((order, true));
-        }
-        if request.lines[0].flash_sale_id.is_some() {
-            return self.place_flash_order(me, request, client_key, hash).await;
         }
         let priced = self.price_order(me, &request).await?;
         let pin = plaza_wallet::Pin::parse_optional(request.pin.as_deref()).map_err(|reason| invalid("pin", reason))?;

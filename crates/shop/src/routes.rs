@@ -12,7 +12,7 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::routes::UserBody;
-use plaza_accounts::{Accounts, CurrentUser};
+use plaza_accounts::{Accounts, CurrentUser, User};
 use plaza_http::{ApiJson, ApiQuery, ErrorCode, Problem};
 use plaza_media::MediaError;
 use plaza_wallet::routes::{IdempotencyKeyHeader, MoneyBody};
@@ -572,9 +572,14 @@ pub struct OrderPage {
 }
 
 /// The order with its buyer and shop as objects (events carry their ids only).
-async fn order_view(shop: &ShopHandle, order: &Order) -> Result<OrderView, Problem> {
+/// The viewer, who is the buyer or the seller, is not looked up again.
+async fn order_view(shop: &ShopHandle, viewer: &User, order: &Order) -> Result<OrderView, Problem> {
     let mut view = order.to_json();
-    let buyer = UserBody::from(shop.accounts().user(&order.buyer_id).await.map_err(ShopError::from)?);
+    let buyer = match order.buyer_id == viewer.id {
+        true => viewer.clone(),
+        false => shop.accounts().user(&order.buyer_id).await.map_err(ShopError::from)?,
+    };
+    let buyer = UserBody::from(buyer);
     let seller = shop.shop(&order.shop_id).await?;
     if let Value::Object(fields) = &mut view {
         fields.insert("buyer".into(), serde_json::to_value(buyer).map_err(|error| Problem::internal(&error))?);
@@ -617,7 +622,7 @@ async fn place_order(
     };
     let request = OrderRequest { lines, address, group, pin: body.pin };
     let (order, _replayed) = shop.place_order(&current.user, request, key.as_ref()).await?;
-    Ok((StatusCode::CREATED, Json(order_view(&shop, &order).await?)))
+    Ok((StatusCode::CREATED, Json(order_view(&shop, &current.user, &order).await?)))
 }
 
 /// Your orders as buyer or seller, newest first.
@@ -642,7 +647,7 @@ async fn list_orders(
     let page = shop.orders(&current.user, role, status, limit, params.cursor.as_deref()).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for order in &page.items {
-        items.push(order_view(&shop, order).await?);
+        items.push(order_view(&shop, &current.user, order).await?);
     }
     Ok(Json(OrderPage { items, next_cursor: page.next_cursor }))
 }
@@ -652,7 +657,7 @@ async fn list_orders(
     params(("id" = String, Path)), responses((status = 200, body = OrderView)))]
 async fn get_order(State(shop): State<ShopHandle>, current: CurrentUser, Path(id): Path<String>) -> OrderReply {
     let order = shop.order(&current.user, &id).await?;
-    Ok(Json(order_view(&shop, &order).await?))
+    Ok(Json(order_view(&shop, &current.user, &order).await?))
 }
 
 async fn change(
@@ -663,7 +668,7 @@ async fn change(
     details: ChangeDetails,
 ) -> OrderReply {
     let order = shop.change_order(&current.user, id, action, details).await?;
-    Ok(Json(order_view(shop, &order).await?))
+    Ok(Json(order_view(shop, &current.user, &order).await?))
 }
 
 /// Cancel before shipping (buyer or seller): the hold is released and the stock returned.

@@ -1,4 +1,4 @@
-//! Catalogue search, the same on SQLite and PostgreSQL.
+//! Catalogue search, the same on SQLite and PostgreSQL, answered from memory.
 //!
 //! Neither engine's own full-text search fits: SQLite's FTS5 `unicode61` tokenizer makes a
 //! run of Chinese characters one token (so 咖啡 does not find 云南咖啡豆) and `trigram`
@@ -7,31 +7,44 @@
 //! itself. [`terms`] tokenises in Rust: Latin (and other space-separated) scripts become
 //! lower-cased words; a run of CJK characters becomes every overlapping character bigram
 //! plus every single character, so any two-character word inside a longer run is found
-//! (and a one-character query too). The postings, `(term, product_id, field, count)`, live
-//! in `shop_postings`, written in the transaction that writes the product's text.
+//! (and a one-character query too).
+//!
+//! The index lives in each node's memory ([`SearchIndex`]): postings per term, and per
+//! product its shop and field lengths. The database holds only the products and a change
+//! clock. Every write of a product's text or status takes the next value of the one-row
+//! `shop_search_clock` as the last statement of its transaction and stamps the product's
+//! `search_seq` with it; the clock row stays locked until the commit, so writes commit in
+//! clock order and a reader that has seen clock value n has seen every write up to n. A
+//! search first reads the products whose `search_seq` is above the last one this node
+//! applied (one indexed range scan, usually empty; concurrent searches share one read),
+//! then ranks in memory. So a search on any node sees every product write committed before
+//! it began, and the first search after start-up loads the whole catalogue.
 //!
 //! A query is tokenised the same way, except that a CJK run of two or more characters
 //! yields only its bigrams (single characters would match nearly everything). A product
-//! matches when it holds any query term; candidates are read with one indexed statement
-//! (at most [`CANDIDATE_POSTINGS_MAX`] postings) and ranked here, in Rust, with BM25
-//! (k1 = 1.2, b = 0.75) per field, the title weighted [`TITLE_WEIGHT`] times the
-//! description, ties broken by product id. The collection statistics (number of active
-//! products, average field lengths, document frequencies) are read together and reused by
-//! a node for up to [`STATS_TTL`] (cleared by its own product writes), so both engines feed
-//! the same numbers into the same `f64` formula and give the same order.
+//! matches when it holds any query term, and is ranked with BM25 (k1 = 1.2, b = 0.75) per
+//! field, the title weighted [`TITLE_WEIGHT`] times the description, over the statistics
+//! of the whole active catalogue, ties broken by product id. The sum for one product is
+//! taken in a fixed order (query terms sorted, title before description), so both engines,
+//! feeding the same text into the same `f64` formula, give the same order. Ranking reads
+//! every posting of the query's terms (a word found in half of 100,000 products is 50,000
+//! entries of 8 bytes, well under a millisecond) and keeps only the best
+//! [`RESULTS_MAX`].
 
 use crate::service::{ShopError, ShopHandle};
 use plaza_store::Row;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::RwLock;
+use std::time::Instant;
 
 /// How much a title hit counts against a description hit.
 pub const TITLE_WEIGHT: f64 = 3.0;
 /// Query terms considered (the rest of a very long query is ignored).
 pub const QUERY_TERMS_MAX: usize = 16;
-/// Postings read for one query; a query matching more ranks the most recent of them.
-pub const CANDIDATE_POSTINGS_MAX: i64 = 20_000;
+/// How deep a query's results can be paged: the best this many products.
+pub const RESULTS_MAX: usize = 1_000;
+/// Products read per statement while catching up with the clock.
+const CATCH_UP_BATCH: i64 = 2_000;
 /// Characters kept of one term.
 const TERM_MAX_CHARS: usize = 48;
 const K1: f64 = 1.2;
@@ -42,23 +55,6 @@ const B: f64 = 0.75;
 pub enum Field {
     Title,
     Description,
-}
-
-impl Field {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Title => "title",
-            Self::Description => "description",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "title" => Some(Self::Title),
-            "description" => Some(Self::Description),
-            _ => None,
-        }
-    }
 }
 
 /// Whether `c` is written without spaces between words (Han, kana).
@@ -132,207 +128,281 @@ fn tokens(text: &str, for_index: bool) -> Vec<String> {
     out
 }
 
-/// One posting of a candidate product.
+/// A product as the index sees it: where it belongs and what it says.
 #[derive(Debug, Clone)]
-pub struct Posting {
-    pub term: String,
+pub struct IndexedProduct {
     pub product_id: String,
-    pub field: Field,
-    pub count: i64,
-    /// The number of terms in this field of the product.
-    pub field_length: i64,
+    pub shop_id: String,
+    /// Archived products are taken out of the index.
+    pub active: bool,
+    pub title: String,
+    pub description: String,
 }
 
-/// The numbers BM25 needs about the whole catalogue of active products.
+/// The in-memory catalogue index of one node: documents, postings and the collection's
+/// statistics, kept current by [`Catalogue::apply`].
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    /// One entry per indexed version of a product; a replaced or archived one is dead.
+    documents: Vec<Document>,
+    /// The live document of each indexed product.
+    by_product: HashMap<String, u32>,
+    /// Per term, its entries in document order; a document's title entry before its
+    /// description entry.
+    postings: HashMap<String, Vec<Entry>>,
+    live: usize,
+    title_terms: u64,
+    description_terms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Document {
+    product_id: String,
+    shop_id: String,
+    title_terms: u32,
+    description_terms: u32,
+    live: bool,
+}
+
 #[derive(Debug, Clone, Copy)]
-pub struct Collection {
-    pub documents: i64,
-    pub title_terms: i64,
-    pub description_terms: i64,
+struct Entry {
+    document: u32,
+    field: Field,
+    count: u32,
 }
 
-/// Product ids by descending score, ties by id.
-pub fn rank(postings: &[Posting], document_frequency: &HashMap<String, i64>, collection: Collection) -> Vec<String> {
-    let documents = collection.documents.max(1) as f64;
-    let average = |total: i64| (total as f64 / documents).max(1.0);
-    let (title_average, description_average) = (average(collection.title_terms), average(collection.description_terms));
-    let mut scores: BTreeMap<&str, f64> = BTreeMap::new();
-    // Summed in a fixed order (by product, field and term), so the floating-point result
-    // does not depend on the order the database returned rows in.
-    let mut ordered: Vec<&Posting> = postings.iter().collect();
-    ordered.sort_by(|a, b| (&a.product_id, a.field, &a.term).cmp(&(&b.product_id, b.field, &b.term)));
-    for posting in ordered {
-        let frequency = *document_frequency.get(&posting.term).unwrap_or(&1) as f64;
-        let idf = ((documents - frequency + 0.5) / (frequency + 0.5) + 1.0).ln();
-        let (weight, average_length) = match posting.field {
-            Field::Title => (TITLE_WEIGHT, title_average),
-            Field::Description => (1.0, description_average),
-        };
-        let count = posting.count as f64;
-        let norm = K1 * (1.0 - B + B * posting.field_length as f64 / average_length);
-        *scores.entry(&posting.product_id).or_insert(0.0) += weight * idf * count * (K1 + 1.0) / (count + norm);
-    }
-    let mut ranked: Vec<(&str, f64)> = scores.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    ranked.into_iter().map(|(id, _)| id.to_string()).collect()
-}
-
-/// The collection's numbers and the document frequency of each term of a query.
-type Statistics = (Collection, HashMap<String, i64>);
-
-/// How long a node reuses the collection's statistics for ranking. Search engines rank
-/// with statistics that lag the index a little (Lucene's are per segment); counting every
-/// active product and every matching posting per query would cost a query time linear in
-/// the catalogue.
-pub const STATS_TTL: Duration = Duration::from_secs(2);
-/// Terms whose document frequency a node keeps at most; past it the cache starts again.
-const CACHED_TERMS_MAX: usize = 10_000;
-
-/// The collection's statistics as last read, per node; cleared by this node's own product
-/// writes, so a merchant's new product ranks with numbers that include it.
-#[derive(Debug, Default)]
-pub(crate) struct StatsCache {
-    inner: Mutex<CachedStats>,
-}
-
-#[derive(Debug, Default)]
-struct CachedStats {
-    collection: Option<(Instant, Collection)>,
-    frequencies: HashMap<String, (Instant, i64)>,
-}
-
-impl StatsCache {
-    /// The statistics for `terms` when all are fresh; else the terms to read.
-    fn lookup(&self, terms: &[String]) -> (Option<Statistics>, Vec<String>) {
-        let cached = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let fresh = |at: &Instant| at.elapsed() < STATS_TTL;
-        let missing: Vec<String> = terms
-            .iter()
-            .filter(|term| !cached.frequencies.get(*term).is_some_and(|(at, _)| fresh(at)))
-            .cloned()
-            .collect();
-        match &cached.collection {
-            Some((at, collection)) if fresh(at) && missing.is_empty() => {
-                let frequencies = terms
-                    .iter()
-                    .filter_map(|term| cached.frequencies.get(term).map(|(_, count)| (term.clone(), *count)))
-                    .collect();
-                (Some((*collection, frequencies)), missing)
+impl Catalogue {
+    /// Indexes `product` in place of what was indexed for it before.
+    pub fn apply(&mut self, product: &IndexedProduct) {
+        if let Some(old) = self.by_product.remove(&product.product_id) {
+            let old = &mut self.documents[old as usize];
+            old.live = false;
+            self.live -= 1;
+            self.title_terms -= u64::from(old.title_terms);
+            self.description_terms -= u64::from(old.description_terms);
+        }
+        if product.active {
+            let document = u32::try_from(self.documents.len()).expect("fewer than 2^32 indexed versions");
+            let (title, description) = (terms(&product.title), terms(&product.description));
+            let mut fields: BTreeMap<&str, Vec<(Field, u32)>> = BTreeMap::new();
+            for (field, counts) in [(Field::Title, &title), (Field::Description, &description)] {
+                for (term, count) in counts {
+                    fields.entry(term).or_default().push((field, *count as u32));
+                }
             }
-            _ => (None, terms.to_vec()),
+            for (term, hits) in fields {
+                let entries = self.postings.entry(term.to_string()).or_default();
+                entries.extend(hits.into_iter().map(|(field, count)| Entry { document, field, count }));
+            }
+            let length = |counts: &BTreeMap<String, i64>| counts.values().sum::<i64>() as u32;
+            let (title_terms, description_terms) = (length(&title), length(&description));
+            self.documents.push(Document {
+                product_id: product.product_id.clone(),
+                shop_id: product.shop_id.clone(),
+                title_terms,
+                description_terms,
+                live: true,
+            });
+            self.by_product.insert(product.product_id.clone(), document);
+            self.live += 1;
+            self.title_terms += u64::from(title_terms);
+            self.description_terms += u64::from(description_terms);
+        }
+        if self.documents.len() > 1_024 && self.documents.len() > 2 * self.live {
+            self.compact();
         }
     }
 
-    fn store(&self, collection: &Collection, frequencies: &HashMap<String, i64>, terms: &[String]) {
-        let mut cached = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if cached.frequencies.len() + terms.len() > CACHED_TERMS_MAX {
-            cached.frequencies.clear();
+    /// Drops dead documents and their entries, renumbering the live ones in order (which
+    /// keeps every term's entries in document order).
+    fn compact(&mut self) {
+        let mut renumbered = vec![u32::MAX; self.documents.len()];
+        let mut documents = Vec::with_capacity(self.live);
+        for (old, document) in self.documents.drain(..).enumerate() {
+            if document.live {
+                renumbered[old] = documents.len() as u32;
+                documents.push(document);
+            }
         }
-        let now = Instant::now();
-        cached.collection = Some((now, *collection));
-        for term in terms {
-            cached.frequencies.insert(term.clone(), (now, frequencies.get(term).copied().unwrap_or(0)));
+        self.documents = documents;
+        self.postings.retain(|_, entries| {
+            entries.retain_mut(|entry| {
+                entry.document = renumbered[entry.document as usize];
+                entry.document != u32::MAX
+            });
+            !entries.is_empty()
+        });
+        for document in self.by_product.values_mut() {
+            *document = renumbered[*document as usize];
         }
     }
 
-    /// Forgets everything: a product of this node was created, edited or archived.
-    pub(crate) fn clear(&self) {
-        let mut cached = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        cached.collection = None;
-        cached.frequencies.clear();
+    /// The best `want` (at most [`RESULTS_MAX`]) product ids for `terms`, optionally only
+    /// of one shop: by descending BM25 score, ties by id. The statistics are those of the
+    /// whole active catalogue, whatever the shop filter.
+    pub fn rank(&self, terms: &[String], shop_id: Option<&str>, want: usize) -> Vec<String> {
+        let documents = self.live.max(1) as f64;
+        let average = |total: u64| (total as f64 / documents).max(1.0);
+        let (title_average, description_average) = (average(self.title_terms), average(self.description_terms));
+        let mut sorted: Vec<&String> = terms.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut scores: HashMap<u32, f64> = HashMap::new();
+        for term in sorted {
+            let Some(entries) = self.postings.get(term) else { continue };
+            let live = |entry: &&Entry| self.documents[entry.document as usize].live;
+            let mut frequency = 0u32;
+            let mut previous = u32::MAX;
+            for entry in entries.iter().filter(live) {
+                if entry.document != previous {
+                    frequency += 1;
+                    previous = entry.document;
+                }
+            }
+            let frequency = f64::from(frequency);
+            let idf = ((documents - frequency + 0.5) / (frequency + 0.5) + 1.0).ln();
+            for entry in entries.iter().filter(live) {
+                let document = &self.documents[entry.document as usize];
+                if shop_id.is_some_and(|shop_id| shop_id != document.shop_id) {
+                    continue;
+                }
+                let (weight, length, average_length) = match entry.field {
+                    Field::Title => (TITLE_WEIGHT, document.title_terms, title_average),
+                    Field::Description => (1.0, document.description_terms, description_average),
+                };
+                let count = f64::from(entry.count);
+                let norm = K1 * (1.0 - B + B * f64::from(length) / average_length);
+                *scores.entry(entry.document).or_insert(0.0) += weight * idf * count * (K1 + 1.0) / (count + norm);
+            }
+        }
+        let mut ranked: Vec<(f64, &str)> = scores
+            .into_iter()
+            .map(|(document, score)| (score, self.documents[document as usize].product_id.as_str()))
+            .collect();
+        let order = |a: &(f64, &str), b: &(f64, &str)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1));
+        let want = want.min(RESULTS_MAX);
+        if ranked.len() > want {
+            if want == 0 {
+                return Vec::new();
+            }
+            ranked.select_nth_unstable_by(want - 1, order);
+            ranked.truncate(want);
+        }
+        ranked.sort_unstable_by(order);
+        ranked.into_iter().map(|(_, id)| id.to_string()).collect()
+    }
+}
+
+/// A node's catalogue index and how far along the clock it is.
+#[derive(Debug)]
+pub(crate) struct SearchIndex {
+    catalogue: RwLock<Catalogue>,
+    /// The clock value applied last (`-1`: nothing loaded yet), and when the latest
+    /// catch-up began: a search that arrived before that needs no catch-up of its own.
+    catch_up: tokio::sync::Mutex<(i64, Option<Instant>)>,
+}
+
+impl Default for SearchIndex {
+    fn default() -> Self {
+        Self { catalogue: RwLock::default(), catch_up: tokio::sync::Mutex::new((-1, None)) }
     }
 }
 
 impl ShopHandle {
-    /// The ids of active products matching any term of `query`, best first. The
-    /// collection's statistics come from [`StatsCache`] (at most [`STATS_TTL`] old, and
-    /// never older than this node's own last product write); the postings are read now.
-    pub(crate) async fn search(&self, query: &str, shop_id: Option<&str>) -> Result<Vec<String>, ShopError> {
+    /// The ids of the best `want` active products matching any term of `query`, best
+    /// first, after this node's index has caught up with every product write committed
+    /// before the call.
+    pub(crate) async fn search(
+        &self,
+        query: &str,
+        shop_id: Option<&str>,
+        want: usize,
+    ) -> Result<Vec<String>, ShopError> {
         let terms = query_terms(query);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = plaza_store::numbered_parameters(3, terms.len());
-        let mut transaction = self.inner.store.read().begin().await?;
-        let (cached, missing) = self.inner.search_stats.lookup(&terms);
-        let (collection, document_frequency) = match cached {
-            Some(known) => known,
-            None => {
-                let (collection, frequencies) = read_statistics(&mut transaction, &missing).await?;
-                self.inner.search_stats.store(&collection, &frequencies, &missing);
-                (collection, frequencies)
+        self.catch_up_search_index(Instant::now()).await?;
+        let catalogue = self.inner.search_index.catalogue.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(catalogue.rank(&terms, shop_id, want))
+    }
+
+    /// Applies the product writes past this node's clock value. One catch-up runs at a
+    /// time; a caller that arrived (`asked`) before the latest one began is served by it.
+    async fn catch_up_search_index(&self, asked: Instant) -> Result<(), ShopError> {
+        let index = &self.inner.search_index;
+        let mut catch_up = index.catch_up.lock().await;
+        if catch_up.1.is_some_and(|began| began >= asked) {
+            return Ok(());
+        }
+        catch_up.1 = Some(Instant::now());
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, shop_id, title, description, status, search_seq FROM shop_products
+                 WHERE search_seq > $1 ORDER BY search_seq LIMIT $2",
+            )
+            .bind(catch_up.0)
+            .bind(CATCH_UP_BATCH)
+            .fetch_all(self.inner.store.read())
+            .await?;
+            let mut products = Vec::with_capacity(rows.len());
+            let mut seq = catch_up.0;
+            for row in &rows {
+                products.push(IndexedProduct {
+                    product_id: row.try_get("id")?,
+                    shop_id: row.try_get("shop_id")?,
+                    active: row.try_get::<String, _>("status")? == "active",
+                    title: row.try_get("title")?,
+                    description: row.try_get("description")?,
+                });
+                seq = seq.max(row.try_get("search_seq")?);
             }
-        };
-        let postings_sql = format!(
-            "SELECT p.term, p.product_id, p.field, p.term_count, pr.title_terms, pr.description_terms
-             FROM shop_postings p JOIN shop_products pr ON pr.id = p.product_id
-             WHERE pr.status = 'active' AND ($1 = '' OR pr.shop_id = $1) AND p.term IN ({placeholders})
-             ORDER BY pr.created_at DESC, p.product_id, p.field, p.term LIMIT $2"
-        );
-        let mut postings_query = sqlx::query(&postings_sql).bind(shop_id.unwrap_or("")).bind(CANDIDATE_POSTINGS_MAX);
-        for term in &terms {
-            postings_query = postings_query.bind(term);
+            if !products.is_empty() {
+                let mut catalogue = index.catalogue.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for product in &products {
+                    catalogue.apply(product);
+                }
+            }
+            catch_up.0 = seq;
+            if (rows.len() as i64) < CATCH_UP_BATCH {
+                return Ok(());
+            }
         }
-        let mut postings = Vec::new();
-        for row in postings_query.fetch_all(&mut *transaction).await? {
-            let field = Field::parse(&row.try_get::<String, _>("field")?)
-                .ok_or_else(|| ShopError::Invariant("a posting of an unknown field".into()))?;
-            let field_length = match field {
-                Field::Title => row.try_get("title_terms")?,
-                Field::Description => row.try_get("description_terms")?,
-            };
-            postings.push(Posting {
-                term: row.try_get("term")?,
-                product_id: row.try_get("product_id")?,
-                field,
-                count: row.try_get("term_count")?,
-                field_length,
-            });
-        }
-        transaction.commit().await?;
-        Ok(rank(&postings, &document_frequency, collection))
     }
 }
 
-/// The number of active products, their total field lengths, and the document frequency of
-/// each of `terms`.
-async fn read_statistics(
+/// Stamps `product_id` with the next value of the search clock. The last statement of a
+/// transaction that changes a product's text or status: the clock row stays locked until
+/// the commit, so such writes commit in clock order (see the module doc).
+pub(crate) async fn stamp(
     transaction: &mut plaza_store::Transaction<'_, plaza_store::Any>,
-    terms: &[String],
-) -> Result<Statistics, ShopError> {
-    let stats = sqlx::query(
-        // PostgreSQL sums BIGINTs as NUMERIC, which the driver reads as no integer.
-        "SELECT COUNT(*) AS documents, CAST(COALESCE(SUM(title_terms), 0) AS BIGINT) AS title_terms,
-                    CAST(COALESCE(SUM(description_terms), 0) AS BIGINT) AS description_terms
-             FROM shop_products WHERE status = 'active'",
-    )
-    .fetch_one(&mut **transaction)
-    .await?;
-    let collection = Collection {
-        documents: stats.try_get("documents")?,
-        title_terms: stats.try_get("title_terms")?,
-        description_terms: stats.try_get("description_terms")?,
-    };
-    let frequency_sql = format!(
-        "SELECT p.term, COUNT(DISTINCT p.product_id) AS documents FROM shop_postings p
-             JOIN shop_products pr ON pr.id = p.product_id
-             WHERE pr.status = 'active' AND p.term IN ({}) GROUP BY p.term",
-        plaza_store::numbered_parameters(1, terms.len())
-    );
-    let mut frequency_query = sqlx::query(&frequency_sql);
-    for term in terms {
-        frequency_query = frequency_query.bind(term);
-    }
-    let mut document_frequency: HashMap<String, i64> = terms.iter().map(|term| (term.clone(), 0)).collect();
-    for row in frequency_query.fetch_all(&mut **transaction).await? {
-        document_frequency.insert(row.try_get::<String, _>("term")?, row.try_get::<i64, _>("documents")?);
-    }
-    Ok((collection, document_frequency))
+    product_id: &str,
+) -> Result<(), ShopError> {
+    let seq: i64 = sqlx::query("UPDATE shop_search_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+        .fetch_one(&mut **transaction)
+        .await?
+        .try_get("seq")?;
+    sqlx::query("UPDATE shop_products SET search_seq = $2 WHERE id = $1")
+        .bind(product_id)
+        .bind(seq)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn product(id: &str, shop: &str, title: &str, description: &str) -> IndexedProduct {
+        IndexedProduct {
+            product_id: id.into(),
+            shop_id: shop.into(),
+            active: true,
+            title: title.into(),
+            description: description.into(),
+        }
+    }
 
     #[test]
     fn latin_words_are_lower_cased_and_split_on_anything_but_letters_and_digits() {
@@ -354,16 +424,58 @@ mod tests {
 
     #[test]
     fn a_title_hit_outranks_a_description_hit() {
-        let posting = |product: &str, field, length| Posting {
-            term: "tea".into(),
-            product_id: product.into(),
-            field,
-            count: 1,
-            field_length: length,
-        };
-        let postings = [posting("a", Field::Description, 10), posting("b", Field::Title, 3)];
-        let frequency = HashMap::from([("tea".to_string(), 2)]);
-        let ranked = rank(&postings, &frequency, Collection { documents: 10, title_terms: 30, description_terms: 100 });
-        assert_eq!(ranked, ["b", "a"]);
+        let mut catalogue = Catalogue::default();
+        catalogue.apply(&product("a", "s", "Mug", "a mug for tea lovers and more"));
+        catalogue.apply(&product("b", "s", "Green tea", "leaves"));
+        catalogue.apply(&product("c", "s", "Spoon", "steel"));
+        assert_eq!(catalogue.rank(&query_terms("tea"), None, 10), ["b", "a"]);
+        assert_eq!(catalogue.rank(&query_terms("咖啡"), None, 10), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_edit_replaces_what_was_indexed_and_archiving_removes_it() {
+        let mut catalogue = Catalogue::default();
+        catalogue.apply(&product("a", "s", "Coffee beans", ""));
+        catalogue.apply(&product("a", "s", "Tea leaves", ""));
+        assert!(catalogue.rank(&query_terms("coffee"), None, 10).is_empty());
+        assert_eq!(catalogue.rank(&query_terms("tea"), None, 10), ["a"]);
+        catalogue.apply(&IndexedProduct { active: false, ..product("a", "s", "Tea leaves", "") });
+        assert!(catalogue.rank(&query_terms("tea"), None, 10).is_empty());
+        assert_eq!(catalogue.live, 0);
+        assert_eq!(catalogue.title_terms, 0);
+    }
+
+    #[test]
+    fn compaction_keeps_the_answers() {
+        let mut catalogue = Catalogue::default();
+        for round in 0..5 {
+            for n in 0..600 {
+                let title = if (n + round) % 3 == 0 { "red tea" } else { "blue coffee" };
+                catalogue.apply(&product(&format!("p{n:04}"), if n % 2 == 0 { "even" } else { "odd" }, title, "x"));
+            }
+        }
+        assert!(catalogue.documents.len() < 2 * 600 + 1_024, "compacted: {}", catalogue.documents.len());
+        let mut fresh = Catalogue::default();
+        for n in 0..600 {
+            let title = if (n + 4) % 3 == 0 { "red tea" } else { "blue coffee" };
+            fresh.apply(&product(&format!("p{n:04}"), if n % 2 == 0 { "even" } else { "odd" }, title, "x"));
+        }
+        for query in ["tea", "coffee", "red coffee"] {
+            assert_eq!(catalogue.rank(&query_terms(query), None, 50), fresh.rank(&query_terms(query), None, 50));
+            assert_eq!(
+                catalogue.rank(&query_terms(query), Some("odd"), 50),
+                fresh.rank(&query_terms(query), Some("odd"), 50)
+            );
+        }
+    }
+
+    #[test]
+    fn the_best_are_kept_in_order_with_ties_by_id() {
+        let mut catalogue = Catalogue::default();
+        for n in (0..50).rev() {
+            catalogue.apply(&product(&format!("p{n:02}"), "s", "tea", ""));
+        }
+        let expected: Vec<String> = (0..5).map(|n| format!("p{n:02}")).collect();
+        assert_eq!(catalogue.rank(&query_terms("tea"), None, 5), expected);
     }
 }

@@ -2,16 +2,16 @@
 //! store and the wallet's payment intents. No HTTP here.
 
 use crate::model::{self, text, OrderStatus};
-use crate::search::{self, Field};
+use crate::search;
 use plaza_accounts::{Accounts, AccountsError, User};
 use plaza_chat::{Chat, ChatError};
 use plaza_events::Events;
 use plaza_kernel::{Currency, Cursor, Money, Page, PageLimit, Timestamp};
 use plaza_media::{Media, MediaError};
-use plaza_store::{Any, Row, Store, Transaction};
+use plaza_store::{Row, Store};
 use plaza_wallet::{Wallet, WalletError};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -392,8 +392,8 @@ pub(crate) struct Inner {
     pub(crate) node_id: String,
     /// The group commit of flash-sale orders, started on first use.
     pub(crate) flash_orders: OnceLock<crate::flash::FlashQueue>,
-    /// The catalogue's ranking statistics, reused for a moment (`search.rs`).
-    pub(crate) search_stats: search::StatsCache,
+    /// This node's catalogue index (`search.rs`).
+    pub(crate) search_index: search::SearchIndex,
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -412,7 +412,7 @@ impl ShopHandle {
     ) -> Self {
         let node_id = plaza_kernel::new_id();
         let flash_orders = OnceLock::new();
-        let search_stats = search::StatsCache::default();
+        let search_index = search::SearchIndex::default();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -424,7 +424,7 @@ impl ShopHandle {
                 config,
                 node_id,
                 flash_orders,
-                search_stats,
+                search_index,
             }),
         }
     }
@@ -475,7 +475,7 @@ impl ShopHandle {
             "SELECT id, owner_id, name, description, rating_sum, rating_count, created_at FROM shops WHERE id = $1",
         )
         .bind(shop_id)
-        .fetch_optional(self.inner.store.write())
+        .fetch_optional(self.inner.store.read())
         .await?
         .ok_or(ShopError::ShopNotFound)?;
         let owner = self.inner.accounts.user(&row.try_get::<String, _>("owner_id")?).await?;
@@ -600,9 +600,8 @@ impl ShopHandle {
             .execute(&mut *transaction)
             .await?;
         }
-        write_postings(&mut transaction, self.inner.store.backend(), &id, &title_terms, &description_terms).await?;
+        search::stamp(&mut transaction, &id).await?;
         transaction.commit().await?;
-        self.inner.search_stats.clear();
         self.product(&id).await
     }
 
@@ -644,6 +643,7 @@ impl ShopHandle {
             self.inner.media.publish_product_photos(&me.id, media_ids).await.map_err(photo_error)?;
         }
         let now = Timestamp::now().unix_millis();
+        let reindex = title.is_some() || description.is_some() || change.archived.is_some();
         let mut transaction = self.inner.store.begin().await?;
         if title.is_some() || description.is_some() {
             let title = title.unwrap_or(product.title);
@@ -661,12 +661,6 @@ impl ShopHandle {
             .bind(now)
             .execute(&mut *transaction)
             .await?;
-            sqlx::query("DELETE FROM shop_postings WHERE product_id = $1")
-                .bind(product_id)
-                .execute(&mut *transaction)
-                .await?;
-            write_postings(&mut transaction, self.inner.store.backend(), product_id, &title_terms, &description_terms)
-                .await?;
         }
         if let Some(media_ids) = media_ids {
             sqlx::query("UPDATE shop_products SET media_ids = $2, updated_at = $3 WHERE id = $1")
@@ -700,15 +694,17 @@ impl ShopHandle {
                     .await?;
             }
         }
+        if reindex {
+            search::stamp(&mut transaction, product_id).await?;
+        }
         transaction.commit().await?;
-        self.inner.search_stats.clear();
         self.product(product_id).await
     }
 
     /// A product, archived or not (an archived one stays visible to whoever has its link
     /// and to its orders; it is only out of the catalogue and cannot be bought).
     pub async fn product(&self, product_id: &str) -> Result<Product, ShopError> {
-        let mut connection = self.inner.store.write().acquire().await?;
+        let mut connection = self.inner.store.read().acquire().await?;
         load_product(&mut connection, product_id).await?.ok_or(ShopError::ProductNotFound)
     }
 
@@ -734,7 +730,7 @@ impl ShopHandle {
                     Some(position) => position.parse().map_err(|_| invalid("cursor", "not a cursor"))?,
                     None => 0,
                 };
-                let ranked = self.search(query, shop_id).await?;
+                let ranked = self.search(query, shop_id, offset.saturating_add(limit.probe() as usize)).await?;
                 let page: Vec<(usize, String)> = ranked
                     .into_iter()
                     .enumerate()
@@ -780,13 +776,9 @@ impl ShopHandle {
         position_of: impl Fn(&(P, String)) -> String,
     ) -> Result<Page<Product>, ShopError> {
         let page = Page::from_probe(ids, limit, position_of);
+        let ids: Vec<String> = page.items.into_iter().map(|(_, id)| id).collect();
         let mut connection = self.inner.store.read().acquire().await?;
-        let mut items = Vec::with_capacity(page.items.len());
-        for (_, id) in &page.items {
-            if let Some(product) = load_product(&mut connection, id).await? {
-                items.push(product);
-            }
-        }
+        let items = load_products(&mut connection, &ids).await?;
         Ok(Page { items, next_cursor: page.next_cursor })
     }
 }
@@ -817,75 +809,65 @@ fn parse_stock(stock: i64, field: &str) -> Result<i64, ShopError> {
     Ok(stock)
 }
 
-/// Inserts a product's postings, a few hundred rows per statement.
-async fn write_postings(
-    transaction: &mut Transaction<'static, Any>,
-    backend: plaza_store::Backend,
-    product_id: &str,
-    title: &BTreeMap<String, i64>,
-    description: &BTreeMap<String, i64>,
-) -> Result<(), sqlx::Error> {
-    let rows: Vec<(&str, &str, i64)> = title
-        .iter()
-        .map(|(term, count)| (term.as_str(), Field::Title.as_str(), *count))
-        .chain(description.iter().map(|(term, count)| (term.as_str(), Field::Description.as_str(), *count)))
-        .collect();
-    for chunk in rows.chunks(200) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|index| format!("({})", plaza_store::numbered_parameters(index * 4 + 1, 4))).collect();
-        let sql =
-            format!("INSERT INTO shop_postings (term, product_id, field, term_count) VALUES {}", values.join(", "));
-        let sql = backend.bulk_sql(&sql);
-        let mut query = sqlx::query(&sql);
-        for (term, field, count) in chunk {
-            query = query.bind(*term).bind(product_id).bind(*field).bind(*count);
-        }
-        query.execute(&mut **transaction).await?;
-    }
-    Ok(())
+async fn load_product(connection: &mut sqlx::AnyConnection, product_id: &str) -> Result<Option<Product>, ShopError> {
+    Ok(load_products(connection, &[product_id.to_string()]).await?.pop())
 }
 
-async fn load_product(connection: &mut sqlx::AnyConnection, product_id: &str) -> Result<Option<Product>, ShopError> {
-    let Some(row) = sqlx::query(&format!("SELECT {PRODUCT_COLUMNS} FROM shop_products WHERE id = $1"))
-        .bind(product_id)
-        .fetch_optional(&mut *connection)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let skus = sqlx::query(
-        "SELECT id, name, price_amount, group_price_amount, currency, stock FROM shop_skus
-         WHERE product_id = $1 ORDER BY position",
-    )
-    .bind(product_id)
-    .fetch_all(&mut *connection)
-    .await?
-    .iter()
-    .map(|sku| {
-        Ok(Sku {
+/// The products of `ids` that exist, in the order of `ids`, with their SKUs: two
+/// statements whatever the number.
+pub(crate) async fn load_products(
+    connection: &mut sqlx::AnyConnection,
+    ids: &[String],
+) -> Result<Vec<Product>, ShopError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = plaza_store::numbered_parameters(1, ids.len());
+    let product_sql = format!("SELECT {PRODUCT_COLUMNS} FROM shop_products WHERE id IN ({placeholders})");
+    let mut product_query = sqlx::query(&product_sql);
+    for id in ids {
+        product_query = product_query.bind(id);
+    }
+    let product_rows = product_query.fetch_all(&mut *connection).await?;
+    let sku_sql = format!(
+        "SELECT product_id, id, name, price_amount, group_price_amount, currency, stock FROM shop_skus
+         WHERE product_id IN ({placeholders}) ORDER BY product_id, position"
+    );
+    let mut sku_query = sqlx::query(&sku_sql);
+    for id in ids {
+        sku_query = sku_query.bind(id);
+    }
+    let mut skus: HashMap<String, Vec<Sku>> = HashMap::new();
+    for sku in sku_query.fetch_all(&mut *connection).await? {
+        skus.entry(sku.try_get("product_id")?).or_default().push(Sku {
             id: sku.try_get("id")?,
             name: sku.try_get("name")?,
             price: sku.try_get("price_amount")?,
             group_price: sku.try_get("group_price_amount")?,
             currency: sku.try_get("currency")?,
             stock: sku.try_get("stock")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let media_ids: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("media_ids")?)
-        .map_err(|error| ShopError::Invariant(format!("media_ids: {error}")))?;
-    Ok(Some(Product {
-        id: row.try_get("id")?,
-        shop_id: row.try_get("shop_id")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        media_ids,
-        skus,
-        group_size: row.try_get("group_size")?,
-        archived: row.try_get::<String, _>("status")? == "archived",
-        rating_sum: row.try_get("rating_sum")?,
-        rating_count: row.try_get("rating_count")?,
-        sold_count: row.try_get("sold_count")?,
-        created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
-    }))
+        });
+    }
+    let mut products: HashMap<String, Product> = HashMap::with_capacity(product_rows.len());
+    for row in product_rows {
+        let id: String = row.try_get("id")?;
+        let media_ids: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("media_ids")?)
+            .map_err(|error| ShopError::Invariant(format!("media_ids: {error}")))?;
+        let product = Product {
+            skus: skus.remove(&id).unwrap_or_default(),
+            id: id.clone(),
+            shop_id: row.try_get("shop_id")?,
+            title: row.try_get("title")?,
+            description: row.try_get("description")?,
+            media_ids,
+            group_size: row.try_get("group_size")?,
+            archived: row.try_get::<String, _>("status")? == "archived",
+            rating_sum: row.try_get("rating_sum")?,
+            rating_count: row.try_get("rating_count")?,
+            sold_count: row.try_get("sold_count")?,
+            created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+        };
+        products.insert(id, product);
+    }
+    Ok(ids.iter().filter_map(|id| products.remove(id)).collect())
 }

@@ -26,6 +26,8 @@ struct PayerAccount {
     balance: i64,
     held: i64,
     balance_before: i64,
+    /// Whether the payer has a payment PIN, which a hold then needs verified first.
+    pin_set: bool,
 }
 
 /// One hold the batch will write.
@@ -61,8 +63,10 @@ impl Wallet {
         ids.dedup();
         let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
         let sql = format!(
-            "SELECT owner_id, balance, held FROM wallet_accounts
-             WHERE id IN (SELECT id FROM ({}) AS wanted) ORDER BY id{lock}",
+            "SELECT a.owner_id, a.balance, a.held,
+                    (SELECT COUNT(*) FROM wallet_pins p WHERE p.user_id = a.owner_id) AS pins
+             FROM wallet_accounts a
+             WHERE a.id IN (SELECT id FROM ({}) AS wanted) ORDER BY a.id{lock}",
             backend.json_rows(1, &[("id", Text)])
         );
         let wanted = json_text(&ids.iter().map(|id| [id]).collect::<Vec<_>>())?;
@@ -71,7 +75,9 @@ impl Wallet {
             let owner: Option<String> = row.try_get("owner_id")?;
             let balance: i64 = row.try_get("balance")?;
             if let Some(owner) = owner {
-                accounts.insert(owner, PayerAccount { balance, held: row.try_get("held")?, balance_before: balance });
+                let pin_set = row.try_get::<i64, _>("pins")? > 0;
+                let held = row.try_get("held")?;
+                accounts.insert(owner, PayerAccount { balance, held, balance_before: balance, pin_set });
             }
         }
         Ok(HoldBatch { currency, backend, accounts, holds: Vec::new() })
@@ -85,10 +91,22 @@ impl HoldBatch {
     }
 
     /// Plans a hold of `amount` from `payer_id` and returns the id its intent will have;
-    /// `InsufficientFunds` (and nothing planned) when the running balance is short.
-    pub fn hold(&mut self, payer_id: &str, amount: i64, description: &str) -> Result<String, WalletError> {
+    /// `InsufficientFunds` (and nothing planned) when the running balance is short, and
+    /// `PinRequired` when the payer has a PIN the caller did not verify
+    /// ([`Wallet::authorize_payment`]) before the batch: so a payment without a PIN costs
+    /// no read of its own, and a PIN set while the batch waited is still asked for.
+    pub fn hold(
+        &mut self,
+        payer_id: &str,
+        amount: i64,
+        description: &str,
+        pin_verified: bool,
+    ) -> Result<String, WalletError> {
         if amount <= 0 {
             return Err(WalletError::Invariant(format!("a hold of {amount}")));
+        }
+        if !pin_verified && self.accounts.get(payer_id).is_some_and(|account| account.pin_set) {
+            return Err(WalletError::PinRequired);
         }
         let available = self.available(payer_id);
         let Some(account) = self.accounts.get_mut(payer_id).filter(|_| available >= amount) else {
@@ -278,7 +296,8 @@ mod tests {
         let accounts = funded
             .iter()
             .map(|(id, balance)| {
-                (id.to_string(), PayerAccount { balance: *balance, held: 0, balance_before: *balance })
+                let pin_set = id.ends_with("_with_pin");
+                (id.to_string(), PayerAccount { balance: *balance, held: 0, balance_before: *balance, pin_set })
             })
             .collect();
         HoldBatch {
@@ -292,15 +311,27 @@ mod tests {
     #[test]
     fn holds_run_down_the_balance_in_order_and_a_short_one_plans_nothing() {
         let mut holds = batch(&[("ann", 1_000)]);
-        assert!(holds.hold("ann", 600, "order").is_ok());
+        assert!(holds.hold("ann", 600, "order", false).is_ok());
         assert!(matches!(
-            holds.hold("ann", 600, "order"),
+            holds.hold("ann", 600, "order", false),
             Err(WalletError::InsufficientFunds { available: 400, requested: 600 })
         ));
-        assert!(holds.hold("ann", 400, "order").is_ok());
+        assert!(holds.hold("ann", 400, "order", false).is_ok());
         assert_eq!(holds.available("ann"), 0);
         assert_eq!(holds.len(), 2);
-        assert!(matches!(holds.hold("bob", 1, "order"), Err(WalletError::InsufficientFunds { available: 0, .. })));
+        assert!(matches!(
+            holds.hold("bob", 1, "order", false),
+            Err(WalletError::InsufficientFunds { available: 0, .. })
+        ));
         assert_eq!(holds.accounts["ann"].held, 1_000);
+    }
+
+    #[test]
+    fn a_payer_with_a_pin_is_held_only_once_it_was_verified() {
+        let mut holds = batch(&[("cat_with_pin", 1_000)]);
+        assert!(matches!(holds.hold("cat_with_pin", 100, "order", false), Err(WalletError::PinRequired)));
+        assert!(holds.is_empty(), "nothing planned");
+        assert!(holds.hold("cat_with_pin", 100, "order", true).is_ok());
+        assert_eq!(holds.available("cat_with_pin"), 900);
     }
 }

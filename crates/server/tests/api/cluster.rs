@@ -384,3 +384,40 @@ async fn group_buys_span_two_nodes_with_one_winner_of_the_last_seat_and_one_expi
     assert_eq!(after.0 + after.1, 10_000, "released once, never twice");
     assert_ledger_sound(&node_a).await;
 }
+
+/// Each node searches its own in-memory index: a product written through one node is found
+/// through the other at once, an edit or an archiving there too, and products written
+/// concurrently through both nodes are all found through each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_written_through_one_node_is_searched_through_the_other_at_once() {
+    use crate::shop::{open_shop, search, simple_product};
+    let (node_a, node_b) = two_nodes().await;
+    let (merchant, _) = node_a.register("search_merchant").await;
+    let (buyer, _) = node_b.register("search_buyer").await;
+    let shop_id = open_shop(&node_a, &merchant, "Tea house").await;
+    assert!(search(&node_b, &buyer, "oolong").await.is_empty(), "node B has loaded its index");
+    let (product_id, _) = simple_product(&node_a, &merchant, &shop_id, "Oolong tea", "Roasted", 900, 5).await;
+    assert_eq!(search(&node_b, &buyer, "oolong").await, ["Oolong tea"]);
+    let path = format!("/api/v1/products/{product_id}");
+    let edited = node_b.request("PATCH", &path, Some(&merchant), Some(json!({"title": "乌龙茶 Tieguanyin"}))).await;
+    assert_eq!(edited.status, 200, "{}", edited.text);
+    assert!(search(&node_a, &buyer, "oolong").await.is_empty(), "node A dropped the old title");
+    assert_eq!(search(&node_a, &buyer, "乌龙").await, ["乌龙茶 Tieguanyin"]);
+    let archived = node_a.request("PATCH", &path, Some(&merchant), Some(json!({"status": "archived"}))).await;
+    assert_eq!(archived.status, 200, "{}", archived.text);
+    assert!(search(&node_b, &buyer, "tieguanyin").await.is_empty(), "node B dropped the archived product");
+
+    let writes = (0..12).map(|n| {
+        let node = if n % 2 == 0 { &node_a } else { &node_b };
+        let (merchant, shop_id) = (merchant.clone(), shop_id.clone());
+        async move { simple_product(node, &merchant, &shop_id, &format!("Jasmine {n}"), "", 500, 1).await }
+    });
+    futures_util::future::join_all(writes).await;
+    for node in [&node_a, &node_b] {
+        let mut found = search(node, &buyer, "jasmine").await;
+        found.sort();
+        let mut expected: Vec<String> = (0..12).map(|n| format!("Jasmine {n}")).collect();
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+}

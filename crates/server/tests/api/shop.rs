@@ -145,7 +145,7 @@ pub(crate) async fn simple_product(
     (reply.body["id"].as_str().unwrap().to_string(), reply.body["skus"][0]["id"].as_str().unwrap().to_string())
 }
 
-async fn search(server: &TestServer, token: &str, query: &str) -> Vec<String> {
+pub(crate) async fn search(server: &TestServer, token: &str, query: &str) -> Vec<String> {
     let reply = server
         .raw(server.client.get(format!("{}/api/v1/products", server.base)).bearer_auth(token).query(&[("q", query)]))
         .await;

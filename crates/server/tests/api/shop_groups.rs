@@ -21,6 +21,7 @@ on_both_databases!(
     a_retried_flash_order_is_one_order_held_once,
     a_cancelled_flash_order_returns_its_units_to_the_sale,
     every_bad_flash_sale_is_refused_with_its_code_and_field,
+    a_flash_order_of_a_buyer_with_a_pin_needs_the_right_pin_and_holds_nothing_without_it,
 );
 
 /// A group-buying product: price 1000, group price 700, groups of `size`, 100 in stock.
@@ -386,6 +387,37 @@ async fn a_flash_sale_refuses_outside_its_window_and_past_the_limit_without_touc
     flash_order(&server, &other, "k4", &sku_id, &soon_id, 1).await.assert_problem(409, "sale_ended");
     assert_eq!(balance(&server, &buyer).await, (8800, 1200), "only the one order holds money");
     assert_eq!(balance(&server, &other).await, (10_000, 0));
+    assert_ledger_sound(&server).await;
+}
+
+async fn a_flash_order_of_a_buyer_with_a_pin_needs_the_right_pin_and_holds_nothing_without_it(db: Db) {
+    let server = shop_server(db).await;
+    let (_, _, sku_id, sale_id) = flash_product(&server, 10, 5, 2, live_window()).await;
+    let (buyer, _) = funded(&server, "buyer").await;
+    let set = server.post("/api/v1/wallet/pin", Some(&buyer), json!({"pin": "024680"})).await;
+    assert!(set.status < 300, "{}", set.text);
+    let order_with = |key: &'static str, pin: Option<&'static str>| {
+        let mut body = json!({"items": [{"sku_id": sku_id, "quantity": 1, "flash_sale_id": sale_id}],
+                              "address": address()});
+        if let Some(pin) = pin {
+            body["pin"] = json!(pin);
+        }
+        let request = server
+            .client
+            .post(format!("{}/api/v1/orders", server.base))
+            .bearer_auth(&buyer)
+            .header("idempotency-key", key)
+            .json(&body);
+        server.raw(request)
+    };
+    order_with("no-pin", None).await.assert_problem(403, "pin_required");
+    assert_eq!(balance(&server, &buyer).await, (10_000, 0), "nothing held without the PIN");
+    let wrong = order_with("wrong-pin", Some("135799")).await;
+    assert!(wrong.status >= 400, "{}", wrong.text);
+    assert_eq!(balance(&server, &buyer).await, (10_000, 0), "nothing held with a wrong PIN");
+    let paid = order_with("right-pin", Some("024680")).await;
+    assert_eq!(paid.status, 201, "{}", paid.text);
+    assert_eq!(balance(&server, &buyer).await, (9_400, 600));
     assert_ledger_sound(&server).await;
 }
 
