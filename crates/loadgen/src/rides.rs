@@ -210,6 +210,25 @@ struct Outcome {
     no_driver: usize,
 }
 
+impl Outcome {
+    fn new(requests: usize, driver_seconds: f64) -> anyhow::Result<Self> {
+        Ok(Self {
+            requests,
+            matched: 0,
+            abandoned: 0,
+            time_to_match_s: histogram()?,
+            pickup_eta_s: histogram()?,
+            pickup_distance_m_total: 0.0,
+            pickup_eta_s_total: 0.0,
+            busy_s: 0.0,
+            carrying_s: 0.0,
+            driver_seconds,
+            declines: 0,
+            no_driver: 0,
+        })
+    }
+}
+
 /// Demand: Poisson arrivals per 1 km zone, busier towards the centre (weight e^(−r/3 km)),
 /// destinations anywhere in the city at least 1 km away, patience 1–5 minutes.
 fn demand(options: &Options, city: City, requests_per_second: f64, tick_s: i64) -> Vec<Request> {
@@ -280,22 +299,7 @@ fn simulate(
     for (id, (x, y)) in ids.iter().zip(&positions) {
         index.go_online(id, city.at(*x, *y)?, 0);
     }
-    let driver_of = |id: &str| id.strip_prefix("driver-").and_then(|n| n.parse::<usize>().ok());
-
-    let mut outcome = Outcome {
-        requests: requests.len(),
-        matched: 0,
-        abandoned: 0,
-        time_to_match_s: histogram()?,
-        pickup_eta_s: histogram()?,
-        pickup_distance_m_total: 0.0,
-        pickup_eta_s_total: 0.0,
-        busy_s: 0.0,
-        carrying_s: 0.0,
-        driver_seconds: options.sim_drivers as f64 * options.sim_seconds as f64,
-        declines: 0,
-        no_driver: 0,
-    };
+    let mut outcome = Outcome::new(requests.len(), options.sim_drivers as f64 * options.sim_seconds as f64)?;
     // Declines draw from their own stream, so that both strategies see the same demand
     // and the same cruising whatever they decline.
     let mut answers = Random(options.seed.rotate_left(29) | 1);
@@ -341,33 +345,8 @@ fn simulate(
         if open.is_empty() {
             continue;
         }
-        // The dispatcher's cost matrix: candidates from the index, ETAs from the routes.
         let batch = open.len().min(config.batch_requests_max.max(1) as usize);
-        let mut columns: Vec<usize> = Vec::new();
-        let mut column_of = std::collections::HashMap::new();
-        let mut costs: Vec<Vec<Option<i64>>> = Vec::with_capacity(batch);
-        for (request, declined) in open[..batch].iter().zip(&declined) {
-            let pickup = city.at(request.pickup.0, request.pickup.1)?;
-            let mut row = Vec::new();
-            let excluded = |id: &str| driver_of(id).is_some_and(|d| declined.contains(&d));
-            for candidate in
-                index.nearest(pickup, config.search_radius_m, config.candidates_per_request, now_ms, excluded)
-            {
-                let Some(d) = driver_of(&candidate.driver_id) else { continue };
-                let column = *column_of.entry(d).or_insert_with(|| {
-                    columns.push(d);
-                    columns.len() - 1
-                });
-                if row.len() <= column {
-                    row.resize(column + 1, None);
-                }
-                row[column] = Some(routes.estimate(candidate.location, pickup).1);
-            }
-            costs.push(row);
-        }
-        for row in &mut costs {
-            row.resize(columns.len(), None);
-        }
+        let (columns, costs) = cost_matrix(&index, city, &config, &routes, &open[..batch], &declined, now_ms)?;
         let pairs = match strategy {
             Strategy::Greedy => assign_greedy(&costs, columns.len()),
             Strategy::Batched => assign_batched(&costs, columns.len()),
@@ -406,6 +385,47 @@ fn simulate(
     }
     outcome.abandoned += open.len();
     Ok(outcome)
+}
+
+/// The dispatcher's cost matrix for `open` requests: candidates from the index (less
+/// those who declined each request), ETAs from the routes. Returns the drivers of the
+/// columns and a row per request.
+#[allow(clippy::type_complexity)]
+fn cost_matrix(
+    index: &DriverIndex,
+    city: City,
+    config: &RidesConfig,
+    routes: &GreatCircleRoutes,
+    open: &[Request],
+    declined: &[Vec<usize>],
+    now_ms: i64,
+) -> anyhow::Result<(Vec<usize>, Vec<Vec<Option<i64>>>)> {
+    let driver_of = |id: &str| id.strip_prefix("driver-").and_then(|n| n.parse::<usize>().ok());
+    let mut columns: Vec<usize> = Vec::new();
+    let mut column_of = std::collections::HashMap::new();
+    let mut costs: Vec<Vec<Option<i64>>> = Vec::with_capacity(open.len());
+    for (request, declined) in open.iter().zip(declined) {
+        let pickup = city.at(request.pickup.0, request.pickup.1)?;
+        let mut row = Vec::new();
+        let excluded = |id: &str| driver_of(id).is_some_and(|d| declined.contains(&d));
+        for candidate in index.nearest(pickup, config.search_radius_m, config.candidates_per_request, now_ms, excluded)
+        {
+            let Some(d) = driver_of(&candidate.driver_id) else { continue };
+            let column = *column_of.entry(d).or_insert_with(|| {
+                columns.push(d);
+                columns.len() - 1
+            });
+            if row.len() <= column {
+                row.resize(column + 1, None);
+            }
+            row[column] = Some(routes.estimate(candidate.location, pickup).1);
+        }
+        costs.push(row);
+    }
+    for row in &mut costs {
+        row.resize(columns.len(), None);
+    }
+    Ok((columns, costs))
 }
 
 /// Keeps the items whose `keep` is true, in order.

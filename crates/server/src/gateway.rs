@@ -394,54 +394,17 @@ impl Connection {
                 }
                 inbound = stream.next(), if sends_in_flight.len() < SENDS_IN_FLIGHT_MAX => {
                     last_heard = Instant::now();
-                    match inbound {
-                        Some(Ok(WsMessage::Text(text))) => {
-                            let frame = parse_client_frame(text.as_str());
-                            let resuming = matches!(&frame, Ok(frame) if frame.kind == FrameKind::Resume);
-                            if !connection.live && !resuming {
-                                if let Err(reason) = connection.go_live().await {
-                                    break Err(reason);
-                                }
-                            }
-                            let handled = match frame {
-                                Ok(frame) if frame.kind == FrameKind::MessageSend => {
-                                    connection.queue_send(frame, &mut sends_in_flight).await
-                                }
-                                Ok(frame) => connection.handle_client_frame(frame).await,
-                                Err(problem) => connection.send_error(None, &problem).await,
-                            };
-                            if let Err(reason) = handled {
-                                break Err(reason);
-                            }
-                        }
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            let problem = Problem::new(ErrorCode::BadRequest, "frames are JSON text");
-                            if let Err(reason) = connection.send_error(None, &problem).await {
-                                break Err(reason);
-                            }
-                        }
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
-                        Some(Ok(WsMessage::Close(_))) | None => break Ok(()),
-                        Some(Err(error)) => break Err(Disconnect::Transport(error.to_string())),
+                    match connection.on_inbound(inbound, &mut sends_in_flight).await {
+                        Ok(true) => {}
+                        Ok(false) => break Ok(()),
+                        Err(reason) => break Err(reason),
                     }
                 }
                 received = subscription.recv() => {
-                    let delivered = match received {
-                        Received::Notification(notification) => match serde_json::from_slice::<Notice>(&notification.payload) {
-                            Ok(Notice::Durable { event }) if connection.live => connection.deliver(event).await,
-                            // Held back until the client has said where to start; the log has it.
-                            Ok(Notice::Durable { .. }) => Ok(()),
-                            Ok(Notice::Ephemeral { frame_type, data }) => {
-                                connection.send_json(&json!({"type": frame_type, "data": data})).await
-                            }
-                            Err(error) => Err(Disconnect::Internal(format!("undecodable notice: {error}"))),
-                        },
-                        Received::Lagged(_) if connection.live => connection.catch_up().await,
-                        Received::Lagged(_) => Ok(()),
-                        Received::Closed => break Ok(()),
-                    };
-                    if let Err(reason) = delivered {
-                        break Err(reason);
+                    match connection.on_received(received).await {
+                        Ok(true) => {}
+                        Ok(false) => break Ok(()),
+                        Err(reason) => break Err(reason),
                     }
                 }
                 // Logged out (here or on another node), or the password changed elsewhere.
@@ -456,27 +419,69 @@ impl Connection {
                 }
             }
         };
-        let close = match &outcome {
-            Ok(()) | Err(Disconnect::WriterGone | Disconnect::Transport(_)) => None,
-            Err(Disconnect::TooSlow) => {
-                metrics::counter!("plaza_ws_slow_consumer_disconnects_total").increment(1);
-                // The queue is full, so the close frame cannot wait in line: stop the writer.
-                writer.abort();
-                return outcome;
-            }
-            Err(Disconnect::SessionEnded) => {
-                Some(CloseFrame { code: SESSION_ENDED_CLOSE_CODE, reason: Utf8Bytes::from(SESSION_ENDED) })
-            }
-            Err(Disconnect::Idle | Disconnect::Internal(_)) => {
-                Some(CloseFrame { code: 1011, reason: Utf8Bytes::from("server error") })
-            }
-        };
-        if let Some(close) = close {
+        if matches!(outcome, Err(Disconnect::TooSlow)) {
+            metrics::counter!("plaza_ws_slow_consumer_disconnects_total").increment(1);
+            // The queue is full, so the close frame cannot wait in line: stop the writer.
+            writer.abort();
+            return outcome;
+        }
+        if let Some(close) = close_frame(&outcome) {
             let _ = connection.outbound.try_send(WsMessage::Close(Some(close)));
         }
         drop(connection);
         let _ = writer.await;
         outcome
+    }
+
+    /// One frame (or the end) from the client; `Ok(false)` when the client closed.
+    async fn on_inbound(
+        &mut self,
+        inbound: Option<Result<WsMessage, axum::Error>>,
+        sends_in_flight: &mut futures_util::stream::FuturesUnordered<PendingAck>,
+    ) -> Result<bool, Disconnect> {
+        match inbound {
+            Some(Ok(WsMessage::Text(text))) => {
+                let frame = parse_client_frame(text.as_str());
+                let resuming = matches!(&frame, Ok(frame) if frame.kind == FrameKind::Resume);
+                if !self.live && !resuming {
+                    self.go_live().await?;
+                }
+                match frame {
+                    Ok(frame) if frame.kind == FrameKind::MessageSend => {
+                        self.queue_send(frame, sends_in_flight).await?
+                    }
+                    Ok(frame) => self.handle_client_frame(frame).await?,
+                    Err(problem) => self.send_error(None, &problem).await?,
+                }
+                Ok(true)
+            }
+            Some(Ok(WsMessage::Binary(_))) => {
+                self.send_error(None, &Problem::new(ErrorCode::BadRequest, "frames are JSON text")).await?;
+                Ok(true)
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(true),
+            Some(Ok(WsMessage::Close(_))) | None => Ok(false),
+            Some(Err(error)) => Err(Disconnect::Transport(error.to_string())),
+        }
+    }
+
+    /// One notice from the bus for this user; `Ok(false)` when the subscription closed.
+    async fn on_received(&mut self, received: Received) -> Result<bool, Disconnect> {
+        match received {
+            Received::Notification(notification) => match serde_json::from_slice::<Notice>(&notification.payload) {
+                Ok(Notice::Durable { event }) if self.live => self.deliver(event).await?,
+                // Held back until the client has said where to start; the log has it.
+                Ok(Notice::Durable { .. }) => {}
+                Ok(Notice::Ephemeral { frame_type, data }) => {
+                    self.send_json(&json!({"type": frame_type, "data": data})).await?
+                }
+                Err(error) => return Err(Disconnect::Internal(format!("undecodable notice: {error}"))),
+            },
+            Received::Lagged(_) if self.live => self.catch_up().await?,
+            Received::Lagged(_) => {}
+            Received::Closed => return Ok(false),
+        }
+        Ok(true)
     }
 
     async fn handle_client_frame(&mut self, frame: ClientFrame) -> Result<(), Disconnect> {
@@ -673,6 +678,19 @@ fn parse_client_frame(text: &str) -> Result<ClientFrame, Problem> {
         return Err(Problem::invalid_field("", "strings cannot contain the NUL character (U+0000)"));
     }
     serde_json::from_str(text).map_err(|error| Problem::new(ErrorCode::MalformedJson, format!("not a frame: {error}")))
+}
+
+/// The close frame a connection ends with, if the socket can still carry one.
+fn close_frame(outcome: &Result<(), Disconnect>) -> Option<CloseFrame> {
+    match outcome {
+        Ok(()) | Err(Disconnect::WriterGone | Disconnect::Transport(_) | Disconnect::TooSlow) => None,
+        Err(Disconnect::SessionEnded) => {
+            Some(CloseFrame { code: SESSION_ENDED_CLOSE_CODE, reason: Utf8Bytes::from(SESSION_ENDED) })
+        }
+        Err(Disconnect::Idle | Disconnect::Internal(_)) => {
+            Some(CloseFrame { code: 1011, reason: Utf8Bytes::from("server error") })
+        }
+    }
 }
 
 fn with_id(mut frame: Value, id: Option<String>) -> Value {
