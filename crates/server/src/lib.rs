@@ -50,6 +50,12 @@ pub async fn serve_with(
     demo_drivers: bool,
 ) -> anyhow::Result<()> {
     metrics::install();
+    let mut config = config;
+    if config.public_url.is_none() {
+        // The OpenID Connect issuer defaults to the address actually listened on (port 0
+        // in tests becomes the real port).
+        config.public_url = Some(format!("http://{}", listener.local_addr()?));
+    }
     let store = app::open_store(&config).await?;
     let bus = match &config.nats_url {
         Some(url) => plaza_bus::Bus::nats(url).await.map_err(|error| anyhow::anyhow!("PLAZA_NATS_URL: {error}"))?,
