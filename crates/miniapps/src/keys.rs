@@ -213,9 +213,10 @@ impl Keys {
         .bind(Timestamp::now().unix_millis())
         .execute(self.store.write())
         .await?;
-        let stored: String = sqlx::query_scalar("SELECT secret FROM miniapp_server_secrets WHERE name = 'pairwise_subject'")
-            .fetch_one(self.store.write())
-            .await?;
+        let stored: String =
+            sqlx::query_scalar("SELECT secret FROM miniapp_server_secrets WHERE name = 'pairwise_subject'")
+                .fetch_one(self.store.write())
+                .await?;
         let secret = stored.into_bytes();
         let _ = self.subject_secret.set(secret.clone());
         Ok(secret)

@@ -84,7 +84,9 @@ pub struct AuthorizationRequest {
 pub enum Checked {
     Valid(AuthorizationRequest),
     /// Refused, to be told to the app at its (trusted) redirect URI.
-    Refused { redirect_to: String },
+    Refused {
+        redirect_to: String,
+    },
 }
 
 /// An app a user let in, as Me → Connected apps lists it.
@@ -114,7 +116,8 @@ impl MiniApps {
         };
         if state.as_ref().is_some_and(|state| state.chars().count() > STATE_MAX_CHARS) {
             // Not echoed: a state too long to be sent back is dropped from the answer.
-            let redirect_to = self.error_redirect(redirect_uri, OAuthErrorCode::InvalidRequest, "state is too long", None);
+            let redirect_to =
+                self.error_redirect(redirect_uri, OAuthErrorCode::InvalidRequest, "state is too long", None);
             return Ok(Checked::Refused { redirect_to });
         }
         if params.response_type.as_deref() != Some("code") {

@@ -206,9 +206,8 @@ async fn token_grant(miniapps: &MiniApps, headers: &HeaderMap, body: &[u8]) -> R
     let form = parse_form(body)?;
     let app = authenticate_client(miniapps, headers, &form).await?;
     let field = |name: &str| form.get(name).map(String::as_str);
-    let required = |name: &str| {
-        field(name).ok_or_else(|| oauth(OAuthErrorCode::InvalidRequest, &format!("{name} is required")))
-    };
+    let required =
+        |name: &str| field(name).ok_or_else(|| oauth(OAuthErrorCode::InvalidRequest, &format!("{name} is required")));
     match required("grant_type")? {
         "authorization_code" => {
             miniapps.exchange_code(&app, required("code")?, field("redirect_uri"), field("code_verifier")).await
@@ -245,7 +244,10 @@ async fn jwks(State(miniapps): State<MiniApps>) -> Result<Response, Problem> {
 
 /// OpenID Connect Core §5.3: `sub` and `union_id` with `openid`, `name` and `picture`
 /// with `profile` too.
-async fn userinfo(State(miniapps): State<MiniApps>, UserBearer(token): UserBearer) -> Result<Response, BearerRejection> {
+async fn userinfo(
+    State(miniapps): State<MiniApps>,
+    UserBearer(token): UserBearer,
+) -> Result<Response, BearerRejection> {
     token.require_scope("openid")?;
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), json!(token.sub));
@@ -372,7 +374,9 @@ fn oauth_error_response(error: MiniAppError) -> Response {
             let body = json!({ "error": error.as_str(), "error_description": description });
             let mut response = no_store((status, Json(body)).into_response());
             if error == OAuthErrorCode::InvalidClient {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"plaza\""));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"plaza\""));
             }
             response
         }

@@ -51,10 +51,9 @@ impl From<MiniAppError> for Problem {
                 | OAuthErrorCode::UnsupportedGrantType
                 | OAuthErrorCode::UnsupportedResponseType
                 | OAuthErrorCode::InvalidScope
-                | OAuthErrorCode::AccessDenied => Problem::new(
-                    ErrorCode::InvalidAuthorizationRequest,
-                    format!("{}: {description}", error.as_str()),
-                ),
+                | OAuthErrorCode::AccessDenied => {
+                    Problem::new(ErrorCode::InvalidAuthorizationRequest, format!("{}: {description}", error.as_str()))
+                }
             },
             MiniAppError::UnredirectableRequest { reason } => Problem::new(
                 ErrorCode::InvalidAuthorizationRequest,
@@ -250,7 +249,10 @@ async fn my_authorizations(
 ) -> Result<Json<AuthorizationPage>, Problem> {
     let limit = page_limit(params.limit)?;
     let page = miniapps.authorizations(&current.user.id, limit, params.cursor.as_deref()).await?;
-    Ok(Json(AuthorizationPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    Ok(Json(AuthorizationPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Revokes what you granted an app, and every token it holds for you, at once.

@@ -144,7 +144,8 @@ impl MiniApps {
         if row.expires_at <= Timestamp::now().unix_millis() {
             return Err(invalid_grant("the code has expired"));
         }
-        let redirect_uri = redirect_uri.ok_or_else(|| oauth(OAuthErrorCode::InvalidRequest, "redirect_uri is required"))?;
+        let redirect_uri =
+            redirect_uri.ok_or_else(|| oauth(OAuthErrorCode::InvalidRequest, "redirect_uri is required"))?;
         if redirect_uri != row.redirect_uri {
             return Err(invalid_grant("redirect_uri differs from the authorization request's"));
         }
@@ -179,10 +180,28 @@ impl MiniApps {
         }
         let (access_token, refresh_token) = new_pair();
         let user = Some(row.user_id.as_str());
-        insert_token(&mut transaction, &access_token, "access", app, user, &family_id, &row.scopes, Some(row.auth_time))
-            .await?;
-        insert_token(&mut transaction, &refresh_token, "refresh", app, user, &family_id, &row.scopes, Some(row.auth_time))
-            .await?;
+        insert_token(
+            &mut transaction,
+            &access_token,
+            "access",
+            app,
+            user,
+            &family_id,
+            &row.scopes,
+            Some(row.auth_time),
+        )
+        .await?;
+        insert_token(
+            &mut transaction,
+            &refresh_token,
+            "refresh",
+            app,
+            user,
+            &family_id,
+            &row.scopes,
+            Some(row.auth_time),
+        )
+        .await?;
         transaction.commit().await?;
         Ok(IssuedTokens {
             access_token,
@@ -195,7 +214,12 @@ impl MiniApps {
 
     /// `grant_type=refresh_token`: a new pair for a refresh token, which stops working;
     /// a second use of it revokes its whole family. `scope` may narrow, never widen.
-    pub async fn refresh(&self, app: &MiniApp, refresh_token: &str, scope: Option<&str>) -> Result<IssuedTokens, MiniAppError> {
+    pub async fn refresh(
+        &self,
+        app: &MiniApp,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<IssuedTokens, MiniAppError> {
         let invalid_grant = |description: &str| oauth(OAuthErrorCode::InvalidGrant, description);
         let token_hash = digest(refresh_token);
         let row = self.token_row(&token_hash).await?.filter(|row| row.kind == "refresh");
@@ -218,7 +242,8 @@ impl MiniApps {
             Some(scope) => parse_scopes(scope, &row.scopes)
                 .map_err(|description| oauth(OAuthErrorCode::InvalidScope, &description))?,
         };
-        let user_id = row.user_id.clone().ok_or_else(|| MiniAppError::Invariant("a refresh token without a user".into()))?;
+        let user_id =
+            row.user_id.clone().ok_or_else(|| MiniAppError::Invariant("a refresh token without a user".into()))?;
         let auth_time = row.auth_time.unwrap_or_else(|| Timestamp::now().unix_millis() / 1000 * 1000);
         let id_token = match scopes.iter().any(|scope| scope == "openid") {
             true => Some(self.id_token(app, &user_id, auth_time, None).await?),
@@ -243,8 +268,17 @@ impl MiniApps {
             .await?;
         // The new refresh token keeps the family's full scopes, so a narrowed refresh can
         // be widened back later up to what the user granted.
-        insert_token(&mut transaction, &new_refresh_token, "refresh", app, user, &row.family_id, &row.scopes, Some(auth_time))
-            .await?;
+        insert_token(
+            &mut transaction,
+            &new_refresh_token,
+            "refresh",
+            app,
+            user,
+            &row.family_id,
+            &row.scopes,
+            Some(auth_time),
+        )
+        .await?;
         transaction.commit().await?;
         Ok(IssuedTokens {
             access_token,
@@ -319,9 +353,10 @@ impl MiniApps {
         if !token.starts_with("pat_") || token.len() > 128 {
             return Err(unknown);
         }
-        let row = self.token_row(&digest(token)).await?.ok_or(MiniAppError::InvalidToken {
-            reason: "unknown, expired or revoked",
-        })?;
+        let row = self
+            .token_row(&digest(token))
+            .await?
+            .ok_or(MiniAppError::InvalidToken { reason: "unknown, expired or revoked" })?;
         if row.kind != "access" || row.revoked || row.expires_at <= Timestamp::now().unix_millis() {
             return Err(unknown);
         }
@@ -352,12 +387,17 @@ impl MiniApps {
 
     async fn revoke_family(&self, family_id: Option<&str>) -> Result<(), MiniAppError> {
         let Some(family_id) = family_id else { return Ok(()) };
-        let revoked = sqlx::query("UPDATE miniapp_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
-            .bind(family_id)
-            .bind(Timestamp::now().unix_millis())
-            .execute(self.inner().store.write())
-            .await?;
-        tracing::warn!(family_id, revoked = revoked.rows_affected(), "a code or refresh token was replayed; its family is revoked");
+        let revoked =
+            sqlx::query("UPDATE miniapp_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+                .bind(family_id)
+                .bind(Timestamp::now().unix_millis())
+                .execute(self.inner().store.write())
+                .await?;
+        tracing::warn!(
+            family_id,
+            revoked = revoked.rows_affected(),
+            "a code or refresh token was replayed; its family is revoked"
+        );
         Ok(())
     }
 

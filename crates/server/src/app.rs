@@ -299,7 +299,8 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     // A problem, or a deliberate JSON error (OAuth's RFC 6749 §5.2 answers of
     // /oauth/token and /oauth/revoke), is kept; axum's own rejections are plain text.
     let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|value| {
-        value == HeaderValue::from_static("application/problem+json") || value == HeaderValue::from_static("application/json")
+        value == HeaderValue::from_static("application/problem+json")
+            || value == HeaderValue::from_static("application/json")
     });
     if is_problem {
         return response;

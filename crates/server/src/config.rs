@@ -1035,7 +1035,11 @@ mod tests {
                 "PLAZA_PUBLIC_URL",
             ),
             (
-                SettingsArgs { public_url: Some("https://plaza.example/?x".into()), config: None, ..Default::default() },
+                SettingsArgs {
+                    public_url: Some("https://plaza.example/?x".into()),
+                    config: None,
+                    ..Default::default()
+                },
                 "PLAZA_PUBLIC_URL",
             ),
             (

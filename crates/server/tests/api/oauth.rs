@@ -147,7 +147,8 @@ async fn authorize_page(server: &TestServer, query: &[(&str, &str)]) -> reqwest:
 /// Verifies an id_token against the JWKS as a client would: by its `kid`, with EdDSA,
 /// for this issuer and audience.
 async fn verify_id_token(server: &TestServer, app: &App, id_token: &str) -> Value {
-    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(server.get("/api/v1/oauth/jwks", None).await.body).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(server.get("/api/v1/oauth/jwks", None).await.body).unwrap();
     let header = jsonwebtoken::decode_header(id_token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
     let kid = header.kid.expect("a kid");
@@ -405,10 +406,8 @@ async fn an_expired_code_is_invalid_grant(db: Db) {
     let code = approve(&server, &user, authorization(&app, "openid", &challenge)).await;
     // Five minutes pass (the code's expiry is moved back instead of waiting).
     let mut database = server.database().await;
-    let lifetime: i64 = sqlx::query_scalar("SELECT expires_at - created_at FROM miniapp_codes")
-        .fetch_one(&mut database)
-        .await
-        .unwrap();
+    let lifetime: i64 =
+        sqlx::query_scalar("SELECT expires_at - created_at FROM miniapp_codes").fetch_one(&mut database).await.unwrap();
     assert_eq!(lifetime, 5 * 60 * 1000);
     let now = plaza_kernel::Timestamp::now().unix_millis();
     sqlx::query("UPDATE miniapp_codes SET expires_at = $1").bind(now - 1).execute(&mut database).await.unwrap();
@@ -517,7 +516,11 @@ async fn a_rotated_signing_key_stays_in_the_jwks_and_old_id_tokens_still_verify(
     // Thirty-one days pass for the key (its age is moved back instead of waiting).
     let mut database = server.database().await;
     let month_ago = plaza_kernel::Timestamp::now().unix_millis() - 31 * 86_400 * 1000;
-    sqlx::query("UPDATE miniapp_signing_keys SET created_at = $1").bind(month_ago).execute(&mut database).await.unwrap();
+    sqlx::query("UPDATE miniapp_signing_keys SET created_at = $1")
+        .bind(month_ago)
+        .execute(&mut database)
+        .await
+        .unwrap();
     let new = sign_in(&server, &user, &app, "openid").await;
     let new_id_token = new["id_token"].as_str().unwrap();
     let new_kid = jsonwebtoken::decode_header(new_id_token).unwrap().kid.unwrap();
@@ -569,7 +572,11 @@ async fn the_token_endpoint_authenticates_clients_and_answers_errors_as_rfc_6749
         ("code_verifier", verifier.as_str()),
     ];
     assert_oauth_error(&form(&server, "token", &app, &wrong_uri).await, 400, "invalid_grant");
-    assert_oauth_error(&form(&server, "token", &app, &[("grant_type", "password")]).await, 400, "unsupported_grant_type");
+    assert_oauth_error(
+        &form(&server, "token", &app, &[("grant_type", "password")]).await,
+        400,
+        "unsupported_grant_type",
+    );
     assert_oauth_error(&form(&server, "token", &app, &[]).await, 400, "invalid_request");
     let twice = [("grant_type", "client_credentials"), ("grant_type", "client_credentials")];
     assert_oauth_error(&form(&server, "token", &app, &twice).await, 400, "invalid_request");
