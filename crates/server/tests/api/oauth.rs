@@ -27,6 +27,7 @@ on_both_databases!(
     the_token_endpoint_authenticates_clients_and_answers_errors_as_rfc_6749_json,
     client_credentials_give_an_app_token_with_no_user_and_revocation_ends_a_token,
     a_granted_request_is_answered_at_once_and_a_denied_one_comes_back_as_access_denied,
+    of_many_concurrent_exchanges_of_one_code_exactly_one_wins_and_its_tokens_are_revoked,
 );
 
 const CALLBACK: &str = "https://coffee.example/callback";
@@ -658,5 +659,25 @@ async fn a_granted_request_is_answered_at_once_and_a_denied_one_comes_back_as_ac
     let listed = server.get("/api/v1/me/authorizations", Some(&user)).await;
     assert_eq!(listed.body["items"][0]["scopes"], json!(["openid", "profile", "payments"]), "{}", listed.text);
     server.get(&consent_path("openid"), None).await.assert_problem(401, "unauthenticated");
+    server.stop().await;
+}
+
+async fn of_many_concurrent_exchanges_of_one_code_exactly_one_wins_and_its_tokens_are_revoked(db: Db) {
+    let server = TestServer::start(db).await;
+    let (developer, _) = server.register("dev").await;
+    let (user, _) = server.register("ann").await;
+    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (verifier, challenge) = pkce();
+    let code = approve(&server, &user, authorization(&app, "openid", &challenge)).await;
+    let attempts = (0..8).map(|_| exchange(&server, &app, &code, &verifier));
+    let replies = futures_util::future::join_all(attempts).await;
+    let winners: Vec<&Reply> = replies.iter().filter(|reply| reply.status == 200).collect();
+    assert_eq!(winners.len(), 1, "{:?}", replies.iter().map(|reply| &reply.text).collect::<Vec<_>>());
+    for reply in replies.iter().filter(|reply| reply.status != 200) {
+        assert_oauth_error(reply, 400, "invalid_grant");
+    }
+    // The others were replays, so what the winner got is revoked too.
+    let access_token = winners[0].body["access_token"].as_str().unwrap();
+    userinfo(&server, access_token).await.assert_problem(401, "invalid_token");
     server.stop().await;
 }
