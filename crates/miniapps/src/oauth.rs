@@ -52,11 +52,27 @@ impl OAuthErrorCode {
             Self::AccessDenied => "access_denied",
         }
     }
+
+    /// The HTTP status RFC 6749 §5.2 gives it at the token endpoint: 401 for a client
+    /// that failed to authenticate, 400 for everything else.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidClient => 401,
+            Self::InvalidRequest
+            | Self::InvalidGrant
+            | Self::UnauthorizedClient
+            | Self::UnsupportedGrantType
+            | Self::UnsupportedResponseType
+            | Self::InvalidScope
+            | Self::AccessDenied => 400,
+        }
+    }
 }
 
 /// The parameters of an authorization request, as the app sent them (RFC 6749 §4.1.1,
-/// RFC 7636 §4.3, OpenID Connect Core §3.1.2.1).
-#[derive(Debug, Clone, Default)]
+/// RFC 7636 §4.3, OpenID Connect Core §3.1.2.1): unchecked text, read straight from the
+/// query or the consent screen's JSON, which is why it alone here is `Deserialize`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct AuthorizationParams {
     pub client_id: Option<String>,
     pub redirect_uri: Option<String>,
@@ -82,7 +98,7 @@ pub struct AuthorizationRequest {
 /// What a checked request comes to.
 #[derive(Debug, Clone)]
 pub enum Checked {
-    Valid(AuthorizationRequest),
+    Valid(Box<AuthorizationRequest>),
     /// Refused, to be told to the app at its (trusted) redirect URI.
     Refused {
         redirect_to: String,
@@ -140,14 +156,14 @@ impl MiniApps {
         if params.nonce.as_ref().is_some_and(|nonce| nonce.chars().count() > STATE_MAX_CHARS) {
             return Ok(refuse(OAuthErrorCode::InvalidRequest, "nonce is too long"));
         }
-        Ok(Checked::Valid(AuthorizationRequest {
+        Ok(Checked::Valid(Box::new(AuthorizationRequest {
             app,
             redirect_uri: redirect_uri.to_string(),
             scopes,
             state,
             code_challenge: code_challenge.to_string(),
             nonce: params.nonce.clone(),
-        }))
+        })))
     }
 
     /// Whether `user_id` already granted the app every scope the request asks for.

@@ -42,39 +42,11 @@ pub fn discovery_router(miniapps: MiniApps) -> Router {
     Router::new().route("/.well-known/openid-configuration", get(discovery)).with_state(miniapps)
 }
 
-/// The authorization request's parameters, from a query or a JSON body.
-#[derive(Debug, Default, Deserialize)]
-pub struct AuthorizeParamsBody {
-    pub client_id: Option<String>,
-    pub redirect_uri: Option<String>,
-    pub response_type: Option<String>,
-    pub scope: Option<String>,
-    pub state: Option<String>,
-    pub code_challenge: Option<String>,
-    pub code_challenge_method: Option<String>,
-    pub nonce: Option<String>,
-}
-
-impl From<AuthorizeParamsBody> for AuthorizationParams {
-    fn from(body: AuthorizeParamsBody) -> Self {
-        Self {
-            client_id: body.client_id,
-            redirect_uri: body.redirect_uri,
-            response_type: body.response_type,
-            scope: body.scope,
-            state: body.state,
-            code_challenge: body.code_challenge,
-            code_challenge_method: body.code_challenge_method,
-            nonce: body.nonce,
-        }
-    }
-}
-
 /// The consent screen's answer: the request's parameters and the user's choice.
 #[derive(Debug, Deserialize)]
 pub struct AuthorizeAnswerBody {
     #[serde(flatten)]
-    pub params: AuthorizeParamsBody,
+    pub params: AuthorizationParams,
     pub approve: bool,
 }
 
@@ -104,9 +76,8 @@ pub struct ConsentAppView {
 /// Parses a query string into the request's parameters; a parameter given twice is
 /// refused (RFC 6749 §3.1), as an unredirectable request.
 fn params_from_query(query: Option<&str>) -> Result<AuthorizationParams, MiniAppError> {
-    let body: AuthorizeParamsBody = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|error| MiniAppError::UnredirectableRequest { reason: format!("the query: {error}") })?;
-    Ok(body.into())
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|error| MiniAppError::UnredirectableRequest { reason: format!("the query: {error}") })
 }
 
 /// A valid request goes on to the Plaza client's consent screen (`/consent` with the
@@ -161,8 +132,7 @@ async fn answer_authorization(
     current: CurrentUser,
     ApiJson(body): ApiJson<AuthorizeAnswerBody>,
 ) -> Result<Json<RedirectView>, Problem> {
-    let params: AuthorizationParams = body.params.into();
-    let redirect_to = match miniapps.check_authorization(&params).await? {
+    let redirect_to = match miniapps.check_authorization(&body.params).await? {
         Checked::Refused { redirect_to } => redirect_to,
         Checked::Valid(request) => miniapps.answer_authorization(&current.user.id, &request, body.approve).await?,
     };
@@ -361,16 +331,7 @@ fn form_decode(text: &str) -> String {
 fn oauth_error_response(error: MiniAppError) -> Response {
     match error {
         MiniAppError::OAuth { error, description } => {
-            let status = match error {
-                OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-                OAuthErrorCode::InvalidRequest
-                | OAuthErrorCode::InvalidGrant
-                | OAuthErrorCode::UnauthorizedClient
-                | OAuthErrorCode::UnsupportedGrantType
-                | OAuthErrorCode::UnsupportedResponseType
-                | OAuthErrorCode::InvalidScope
-                | OAuthErrorCode::AccessDenied => StatusCode::BAD_REQUEST,
-            };
+            let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             let body = json!({ "error": error.as_str(), "error_description": description });
             let mut response = no_store((status, Json(body)).into_response());
             if error == OAuthErrorCode::InvalidClient {

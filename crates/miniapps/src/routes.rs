@@ -43,18 +43,14 @@ impl From<MiniAppError> for Problem {
             MiniAppError::TooManyApps { max } => {
                 Problem::new(ErrorCode::MiniappLimitReached, format!("a developer may register at most {max} apps"))
             }
-            MiniAppError::OAuth { error, description } => match error {
-                OAuthErrorCode::InvalidClient => Problem::new(ErrorCode::Unauthenticated, description),
-                OAuthErrorCode::InvalidRequest
-                | OAuthErrorCode::InvalidGrant
-                | OAuthErrorCode::UnauthorizedClient
-                | OAuthErrorCode::UnsupportedGrantType
-                | OAuthErrorCode::UnsupportedResponseType
-                | OAuthErrorCode::InvalidScope
-                | OAuthErrorCode::AccessDenied => {
-                    Problem::new(ErrorCode::InvalidAuthorizationRequest, format!("{}: {description}", error.as_str()))
-                }
-            },
+            // Only the consent screen's answer could meet one; the token endpoint answers
+            // these as RFC 6749 JSON itself.
+            MiniAppError::OAuth { error: OAuthErrorCode::InvalidClient, description } => {
+                Problem::new(ErrorCode::Unauthenticated, description)
+            }
+            MiniAppError::OAuth { error, description } => {
+                Problem::new(ErrorCode::InvalidAuthorizationRequest, format!("{}: {description}", error.as_str()))
+            }
             MiniAppError::UnredirectableRequest { reason } => Problem::new(
                 ErrorCode::InvalidAuthorizationRequest,
                 format!("{reason}; the request is not sent back to the app"),
@@ -232,7 +228,7 @@ pub struct AuthorizationPage {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct AuthorizationParams {
+pub struct AuthorizationListParams {
     /// At most this many (1 to 200, default 50).
     pub limit: Option<i64>,
     /// `next_cursor` of the page before.
@@ -241,11 +237,11 @@ pub struct AuthorizationParams {
 
 /// The apps you let in (Me → Connected apps), by app id, with the scopes you granted.
 #[utoipa::path(get, path = "/me/authorizations", tag = "miniapps", security(("bearer" = [])),
-    params(AuthorizationParams), responses((status = 200, body = AuthorizationPage)))]
+    params(AuthorizationListParams), responses((status = 200, body = AuthorizationPage)))]
 async fn my_authorizations(
     State(miniapps): State<MiniApps>,
     current: CurrentUser,
-    ApiQuery(params): ApiQuery<AuthorizationParams>,
+    ApiQuery(params): ApiQuery<AuthorizationListParams>,
 ) -> Result<Json<AuthorizationPage>, Problem> {
     let limit = page_limit(params.limit)?;
     let page = miniapps.authorizations(&current.user.id, limit, params.cursor.as_deref()).await?;

@@ -33,6 +33,15 @@ pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Refresh tokens live this long unless used (each use gives a new one).
 pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 
+/// Expired tokens are deleted this long after they expire.
+pub const EXPIRED_TOKENS_KEPT_FOR: Duration = Duration::from_secs(86_400);
+/// Codes are kept this long after they expire, so a late replay still finds (and revokes)
+/// what the first use issued.
+pub const EXPIRED_CODES_KEPT_FOR: Duration = REFRESH_TOKEN_LIFETIME;
+/// How often every node deletes expired codes and tokens, and how many rows per statement.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH_ROWS: i64 = 1000;
+
 /// What the token endpoint hands out.
 #[derive(Debug, Clone)]
 pub struct IssuedTokens {
@@ -362,6 +371,50 @@ impl MiniApps {
         }
         let app = self.app(&row.app_id).await?;
         Ok((row, app))
+    }
+
+    /// Deletes codes and tokens long expired, in bounded batches. Deleting what another
+    /// node deleted already is harmless, so every node runs it.
+    pub async fn prune_expired(&self) -> Result<u64, MiniAppError> {
+        let now = Timestamp::now();
+        let mut deleted = 0;
+        for (statement, before) in [
+            (
+                "DELETE FROM miniapp_tokens WHERE token_hash IN
+                     (SELECT token_hash FROM miniapp_tokens WHERE expires_at < $1 LIMIT $2)",
+                now.minus(EXPIRED_TOKENS_KEPT_FOR),
+            ),
+            (
+                "DELETE FROM miniapp_codes WHERE code_hash IN
+                     (SELECT code_hash FROM miniapp_codes WHERE expires_at < $1 LIMIT $2)",
+                now.minus(EXPIRED_CODES_KEPT_FOR),
+            ),
+        ] {
+            loop {
+                let batch = sqlx::query(statement)
+                    .bind(before.unix_millis())
+                    .bind(PRUNE_BATCH_ROWS)
+                    .execute(self.inner().store.write())
+                    .await?
+                    .rows_affected();
+                deleted += batch;
+                if batch < PRUNE_BATCH_ROWS as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Runs [`Self::prune_expired`] every [`PRUNE_INTERVAL`], for ever.
+    pub async fn prune_continually(self) {
+        let mut every = tokio::time::interval(PRUNE_INTERVAL);
+        loop {
+            every.tick().await;
+            if let Err(error) = self.prune_expired().await {
+                tracing::warn!("could not delete expired OAuth codes and tokens: {error}");
+            }
+        }
     }
 
     async fn id_token(

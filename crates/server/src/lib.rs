@@ -93,6 +93,8 @@ pub async fn serve_with(
     // the node holding its lease.
     let shop_jobs = tokio::spawn(services.shop.clone().run_jobs());
     let shop = services.shop.clone();
+    // Long-expired OAuth codes and tokens are deleted; every node may do it.
+    let oauth_pruning = tokio::spawn(services.miniapps.clone().prune_continually());
     let metrics_access = ops::MetricsAccess::new(store.clone(), config.metrics_token.clone());
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
@@ -150,6 +152,7 @@ pub async fn serve_with(
     rides_dispatcher.abort();
     rides_presence.abort();
     shop_jobs.abort();
+    oauth_pruning.abort();
     if let Some(drivers) = drivers {
         drivers.abort();
     }

@@ -28,6 +28,7 @@ on_both_databases!(
     client_credentials_give_an_app_token_with_no_user_and_revocation_ends_a_token,
     a_granted_request_is_answered_at_once_and_a_denied_one_comes_back_as_access_denied,
     of_many_concurrent_exchanges_of_one_code_exactly_one_wins_and_its_tokens_are_revoked,
+    long_expired_codes_and_tokens_are_deleted_and_live_ones_kept,
 );
 
 const CALLBACK: &str = "https://coffee.example/callback";
@@ -53,6 +54,20 @@ async fn register_app(server: &TestServer, developer: &str, name: &str, scopes: 
         client_id: reply.body["client_id"].as_str().unwrap().to_string(),
         secret: reply.body["client_secret"].as_str().unwrap().to_string(),
     }
+}
+
+/// A server with a developer (`dev`), a user (`ann`) and the developer's Coffee House app.
+async fn coffee_house(db: Db, scopes: &[&str]) -> (TestServer, String, String, App) {
+    let server = TestServer::start(db).await;
+    let (developer, _) = server.register("dev").await;
+    let (user, _) = server.register("ann").await;
+    let app = register_app(&server, &developer, "Coffee House", scopes).await;
+    (server, developer, user, app)
+}
+
+/// A request's fields as query pairs.
+fn query_pairs(request: &Value) -> Vec<(String, String)> {
+    request.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
 }
 
 /// A PKCE pair (RFC 7636 appendix B): (verifier, S256 challenge).
@@ -162,10 +177,7 @@ async fn verify_id_token(server: &TestServer, app: &App, id_token: &str) -> Valu
 }
 
 async fn a_code_flow_with_pkce_gives_tokens_an_id_token_that_verifies_against_the_jwks_and_a_userinfo(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid", "profile", "payments"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid", "profile", "payments"]).await;
 
     let discovery = server.get("/.well-known/openid-configuration", None).await;
     assert_eq!(discovery.status, 200, "{}", discovery.text);
@@ -178,8 +190,7 @@ async fn a_code_flow_with_pkce_gives_tokens_an_id_token_that_verifies_against_th
     // The browser is sent on to the client's consent screen with the same parameters.
     let (verifier, challenge) = pkce();
     let request = authorization(&app, "openid profile", &challenge);
-    let query: Vec<(String, String)> =
-        request.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    let query = query_pairs(&request);
     let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let page = authorize_page(&server, &query).await;
     assert_eq!(page.status(), 302, "{:?}", page.headers());
@@ -239,10 +250,7 @@ async fn a_code_flow_with_pkce_gives_tokens_an_id_token_that_verifies_against_th
 }
 
 async fn a_wrong_or_extra_slashed_redirect_uri_or_an_unknown_client_is_never_redirected_to(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
     let (_, challenge) = pkce();
     let slashed = format!("{CALLBACK}/");
     let cased = CALLBACK.replace("coffee", "Coffee");
@@ -289,10 +297,7 @@ async fn a_wrong_or_extra_slashed_redirect_uri_or_an_unknown_client_is_never_red
 }
 
 async fn plain_pkce_or_none_and_other_bad_requests_are_sent_back_to_the_app_with_their_state(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
     let (verifier, challenge) = pkce();
     let cases: [(&str, Value, &str); 7] = [
         ("code_challenge_method", json!("plain"), "invalid_request"),
@@ -335,10 +340,7 @@ async fn plain_pkce_or_none_and_other_bad_requests_are_sent_back_to_the_app_with
 }
 
 async fn a_missing_or_wrong_code_verifier_gets_no_tokens(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
     let (_, challenge) = pkce();
     let code = approve(&server, &user, authorization(&app, "openid", &challenge)).await;
     let missing = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)];
@@ -351,10 +353,7 @@ async fn a_missing_or_wrong_code_verifier_gets_no_tokens(db: Db) {
 }
 
 async fn a_replayed_code_is_invalid_grant_and_revokes_the_tokens_its_first_use_gave(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
     let (verifier, challenge) = pkce();
     let code = approve(&server, &user, authorization(&app, "openid", &challenge)).await;
     let first = exchange(&server, &app, &code, &verifier).await;
@@ -372,10 +371,7 @@ async fn a_replayed_code_is_invalid_grant_and_revokes_the_tokens_its_first_use_g
 }
 
 async fn a_reused_refresh_token_revokes_its_whole_family(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, developer, user, app) = coffee_house(db, &["openid"]).await;
     let tokens = sign_in(&server, &user, &app, "openid").await;
     let first_refresh = tokens["refresh_token"].as_str().unwrap();
     let second = refresh(&server, &app, first_refresh).await;
@@ -399,10 +395,7 @@ async fn a_reused_refresh_token_revokes_its_whole_family(db: Db) {
 }
 
 async fn an_expired_code_is_invalid_grant(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
     let (verifier, challenge) = pkce();
     let code = approve(&server, &user, authorization(&app, "openid", &challenge)).await;
     // Five minutes pass (the code's expiry is moved back instead of waiting).
@@ -417,10 +410,7 @@ async fn an_expired_code_is_invalid_grant(db: Db) {
 }
 
 async fn userinfo_needs_the_openid_scope_and_shows_the_profile_only_with_profile(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid", "profile", "payments"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid", "profile", "payments"]).await;
     let payments = sign_in(&server, &user, &app, "payments").await;
     assert!(payments.get("id_token").is_none(), "no openid, no id_token");
     let reply = userinfo(&server, payments["access_token"].as_str().unwrap()).await;
@@ -501,10 +491,7 @@ async fn sub_is_pairwise_per_app_and_union_id_is_shared_by_one_developers_apps(d
 }
 
 async fn a_rotated_signing_key_stays_in_the_jwks_and_old_id_tokens_still_verify(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
     let old = sign_in(&server, &user, &app, "openid").await;
     let old_id_token = old["id_token"].as_str().unwrap();
     let old_kid = jsonwebtoken::decode_header(old_id_token).unwrap().kid.unwrap();
@@ -539,10 +526,7 @@ async fn a_rotated_signing_key_stays_in_the_jwks_and_old_id_tokens_still_verify(
 }
 
 async fn the_token_endpoint_authenticates_clients_and_answers_errors_as_rfc_6749_json(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, developer, user, app) = coffee_house(db, &["openid"]).await;
     let other = register_app(&server, &developer, "Tea Garden", &["openid"]).await;
     let (verifier, challenge) = pkce();
     let code = approve(&server, &user, authorization(&app, "openid", &challenge)).await;
@@ -587,10 +571,7 @@ async fn the_token_endpoint_authenticates_clients_and_answers_errors_as_rfc_6749
 }
 
 async fn client_credentials_give_an_app_token_with_no_user_and_revocation_ends_a_token(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid", "payments"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid", "payments"]).await;
     let reply = form(&server, "token", &app, &[("grant_type", "client_credentials"), ("scope", "payments")]).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["scope"], "payments");
@@ -619,10 +600,7 @@ async fn client_credentials_give_an_app_token_with_no_user_and_revocation_ends_a
 }
 
 async fn a_granted_request_is_answered_at_once_and_a_denied_one_comes_back_as_access_denied(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid", "profile", "payments"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid", "profile", "payments"]).await;
     let (_, challenge) = pkce();
     let mut denied = authorization(&app, "openid profile", &challenge);
     denied["approve"] = json!(false);
@@ -663,10 +641,7 @@ async fn a_granted_request_is_answered_at_once_and_a_denied_one_comes_back_as_ac
 }
 
 async fn of_many_concurrent_exchanges_of_one_code_exactly_one_wins_and_its_tokens_are_revoked(db: Db) {
-    let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let app = register_app(&server, &developer, "Coffee House", &["openid"]).await;
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
     let (verifier, challenge) = pkce();
     let code = approve(&server, &user, authorization(&app, "openid", &challenge)).await;
     let attempts = (0..8).map(|_| exchange(&server, &app, &code, &verifier));
@@ -679,5 +654,58 @@ async fn of_many_concurrent_exchanges_of_one_code_exactly_one_wins_and_its_token
     // The others were replays, so what the winner got is revoked too.
     let access_token = winners[0].body["access_token"].as_str().unwrap();
     userinfo(&server, access_token).await.assert_problem(401, "invalid_token");
+    server.stop().await;
+}
+
+async fn long_expired_codes_and_tokens_are_deleted_and_live_ones_kept(db: Db) {
+    let (server, _, user, app) = coffee_house(db, &["openid"]).await;
+    sign_in(&server, &user, &app, "openid").await;
+    let live = sign_in(&server, &user, &app, "openid").await;
+    // The first sign-in's code and tokens expired long ago (moved back instead of waiting).
+    let mut database = server.database().await;
+    let live_hashes: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM miniapp_tokens").fetch_all(&mut database).await.unwrap();
+    assert_eq!(live_hashes.len(), 4);
+    let long_ago = plaza_kernel::Timestamp::now().unix_millis() - 40 * 86_400 * 1000;
+    let first_code: String = sqlx::query_scalar("SELECT code_hash FROM miniapp_codes ORDER BY created_at LIMIT 1")
+        .fetch_one(&mut database)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE miniapp_codes SET expires_at = $1 WHERE code_hash = $2")
+        .bind(long_ago)
+        .bind(&first_code)
+        .execute(&mut database)
+        .await
+        .unwrap();
+    let first_family: String = sqlx::query_scalar("SELECT family_id FROM miniapp_codes WHERE code_hash = $1")
+        .bind(&first_code)
+        .fetch_one(&mut database)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE miniapp_tokens SET expires_at = $1 WHERE family_id = $2")
+        .bind(long_ago)
+        .bind(&first_family)
+        .execute(&mut database)
+        .await
+        .unwrap();
+    drop(database);
+    // Every node prunes when it starts, then hourly.
+    let database_url = server.database_url.clone();
+    let _data = server.stop_keeping_data().await;
+    let server = TestServer::start_on(&database_url, |_| {}).await;
+    let mut database = server.database().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let tokens: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM miniapp_tokens").fetch_one(&mut database).await.unwrap();
+        let codes: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM miniapp_codes").fetch_one(&mut database).await.unwrap();
+        if tokens == 2 && codes == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {tokens} tokens and {codes} codes");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(userinfo(&server, live["access_token"].as_str().unwrap()).await.status, 200);
     server.stop().await;
 }
