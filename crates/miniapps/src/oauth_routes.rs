@@ -232,7 +232,10 @@ async fn userinfo(
             false => url,
         });
         claims.insert("name".into(), json!(user.display_name));
-        claims.insert("picture".into(), json!(picture));
+        // OpenID Connect Core §5.3.2: a claim without a value is left out, not null.
+        if let Some(picture) = picture {
+            claims.insert("picture".into(), json!(picture));
+        }
     }
     Ok(no_store(Json(serde_json::Value::Object(claims)).into_response()))
 }

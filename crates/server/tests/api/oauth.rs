@@ -228,7 +228,7 @@ async fn a_code_flow_with_pkce_gives_tokens_an_id_token_that_verifies_against_th
     assert_eq!(info.body["sub"], claims["sub"]);
     assert_eq!(info.body["name"], "ann");
     assert!(info.body["union_id"].is_string());
-    assert!(info.body.get("picture").is_some(), "{}", info.text);
+    assert!(info.body.get("picture").is_none(), "ann has no photo, so no picture claim (never null): {}", info.text);
     // An app's token is no Plaza session.
     server.get("/api/v1/me", Some(access_token)).await.assert_problem(401, "unauthenticated");
 
