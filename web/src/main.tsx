@@ -14,6 +14,7 @@ import { NewGroupScreen } from './screens/group';
 import { ContactsScreen } from './screens/contacts';
 import { WalletScreen } from './screens/wallet';
 import { MeScreen } from './screens/me';
+import { ConsentScreen } from './screens/consent';
 
 applyTheme();
 
@@ -76,6 +77,8 @@ function OfferBanner({ path }: { path: string }) {
   );
 }
 
+const PENDING_CONSENT = 'plaza.pending_consent';
+
 function App() {
   useLang();
   const path = route.use((s) => s.path);
@@ -84,12 +87,22 @@ function App() {
   useEffect(() => { restoreSession().finally(() => setReady(true)); }, []);
   useEffect(() => {
     if (!ready) return;
+    // An app's sign-in request waits through the sign-in, then comes back to the consent screen.
+    if (!me && path === '/consent') sessionStorage.setItem(PENDING_CONSENT, location.search);
     if (!me && path !== '/login') navigate('/login', true);
-    if (me && (path === '/login' || path === '/')) navigate('/chats', true);
+    if (me && (path === '/login' || path === '/')) {
+      const pending = sessionStorage.getItem(PENDING_CONSENT);
+      sessionStorage.removeItem(PENDING_CONSENT);
+      if (pending !== null) {
+        history.replaceState(null, '', `/consent${pending}`);
+        route.set({ path: '/consent' });
+      } else navigate('/chats', true);
+    }
   }, [ready, me, path]);
   if (!ready) return <div class="splash" aria-busy="true">{t('common.loading')}</div>;
   if (!me) return <AuthScreen />;
 
+  if (path === '/consent') return <div class="shell full"><main class="screen"><ConsentScreen /></main></div>;
   let screen;
   let params;
   if ((params = match('/chats/:id', path)) && params.id !== 'new-group') screen = <ConversationScreen id={params.id} />;

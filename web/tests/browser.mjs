@@ -717,6 +717,53 @@ test('a group buy opened in the shop and shared into a chat is joined from its c
   for (const user of [mel, amy, bo]) await user.context.close();
 }));
 
+// Run alone: node --test-name-pattern='consent' tests/browser.mjs
+test('an app asks to sign a user in: the consent screen waits through sign-in, Allow returns a code, and Me disconnects the app', () => keepEvidence(async () => {
+  const dev = await call('POST', '/auth/register', undefined, { username: 'dee', password: 'browser-password', display_name: 'Dee Dev' });
+  await call('POST', '/auth/register', undefined, { username: 'hal', password: 'browser-password', display_name: 'Hal Ito' });
+  const app = await call('POST', '/miniapps', dev.token, {
+    name: 'Coffee House', home_url: 'http://127.0.0.1:9/', redirect_uris: ['http://127.0.0.1:9/callback'],
+    scopes: ['openid', 'profile', 'payments'],
+  });
+  const context = await browser.newContext(MOBILE);
+  const page = await context.newPage();
+  page.setDefaultTimeout(UI_TIMEOUT);
+  open.add({ page, username: 'hal' });
+  // The app's own server is not running: its callback is answered here.
+  await page.route('http://127.0.0.1:9/**', (route) => route.fulfill({ contentType: 'text/html', body: '<h1>Coffee House</h1>' }));
+  const query = new URLSearchParams({
+    client_id: app.client_id, redirect_uri: 'http://127.0.0.1:9/callback', response_type: 'code',
+    scope: 'openid profile payments', state: 'xyz', nonce: 'n1',
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+  });
+  await page.goto(`${base}/api/v1/oauth/authorize?${query}`);
+  // Not signed in yet: the request waits through the sign-in.
+  await page.getByLabel('Username').fill('hal');
+  await page.getByLabel('Password').fill('browser-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('consent-sentence').getByText('Coffee House wants your name and photo; to ask you for payments').waitFor();
+  await shot(page, '30-miniapp-consent');
+  const callback = page.waitForRequest((request) => request.url().startsWith('http://127.0.0.1:9/callback?'));
+  await page.getByRole('button', { name: 'Allow' }).click();
+  const answer = new URL((await callback).url());
+  assert.equal(answer.searchParams.get('state'), 'xyz');
+  assert.match(answer.searchParams.get('code') ?? '', /^pc_/);
+
+  // Asked again, a user who already granted these scopes is answered without a question.
+  const again = page.waitForRequest((request) => request.url().startsWith('http://127.0.0.1:9/callback?'));
+  await page.goto(`${base}/api/v1/oauth/authorize?${query}`);
+  assert.ok(new URL((await again).url()).searchParams.get('code'));
+
+  await page.goto(`${base}/me`);
+  const connected = page.getByRole('region', { name: 'Connected apps' });
+  await connected.getByText('Coffee House').waitFor();
+  await shot(page, '31-me-connected-apps');
+  page.once('dialog', (dialog) => dialog.accept());
+  await connected.getByRole('button', { name: 'Disconnect' }).click();
+  await connected.getByText('No apps are connected.').waitFor();
+  await context.close();
+}));
+
 test('no page broke the Content Security Policy', () => {
   assert.deepEqual(cspViolations, [], 'the client needs nothing its policy forbids');
 });

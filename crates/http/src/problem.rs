@@ -148,6 +148,13 @@ pub enum ErrorCode {
     MiniappNotFound,
     /// The developer already has as many mini-apps as one may register.
     MiniappLimitReached,
+    /// An OAuth authorization request that cannot be sent back to the app (unknown
+    /// client, unregistered redirect URI) or is otherwise malformed.
+    InvalidAuthorizationRequest,
+    /// An OAuth access token that is unknown, expired, revoked, or of the wrong kind.
+    InvalidToken,
+    /// The OAuth access token does not carry the scope this needs.
+    InsufficientScope,
     /// A dependency (usually the database) is unavailable.
     Unavailable,
     /// A bug or an unexpected failure; logged with the request id.
@@ -205,6 +212,9 @@ impl ErrorCode {
             Self::ShopNotFound => StatusCode::NOT_FOUND,
             Self::MiniappNotFound => StatusCode::NOT_FOUND,
             Self::MiniappLimitReached => StatusCode::CONFLICT,
+            Self::InvalidAuthorizationRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::ShopAlreadyExists => StatusCode::CONFLICT,
             Self::ProductNotFound => StatusCode::NOT_FOUND,
             Self::ProductArchived => StatusCode::CONFLICT,
@@ -281,6 +291,9 @@ impl ErrorCode {
             Self::ShopNotFound => "shop_not_found",
             Self::MiniappNotFound => "miniapp_not_found",
             Self::MiniappLimitReached => "miniapp_limit_reached",
+            Self::InvalidAuthorizationRequest => "invalid_authorization_request",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
             Self::ShopAlreadyExists => "shop_already_exists",
             Self::ProductNotFound => "product_not_found",
             Self::ProductArchived => "product_archived",
@@ -358,6 +371,9 @@ impl ErrorCode {
             Self::ShopNotFound => "No such shop",
             Self::MiniappNotFound => "No such mini-app",
             Self::MiniappLimitReached => "You have registered as many mini-apps as one may",
+            Self::InvalidAuthorizationRequest => "The authorization request is invalid",
+            Self::InvalidToken => "The access token is not accepted",
+            Self::InsufficientScope => "The access token lacks a scope this needs",
             Self::ShopAlreadyExists => "You already have a shop",
             Self::ProductNotFound => "No such product",
             Self::ProductArchived => "The product is archived",
@@ -448,6 +464,9 @@ impl ErrorCode {
         Self::LimitReached,
         Self::MiniappNotFound,
         Self::MiniappLimitReached,
+        Self::InvalidAuthorizationRequest,
+        Self::InvalidToken,
+        Self::InsufficientScope,
         Self::Unavailable,
         Self::Internal,
     ];

@@ -8,12 +8,32 @@
 //! as an app. The webhook secret must be kept to sign deliveries (Standard Webhooks is
 //! HMAC), so it is the one secret kept as is; it is never shown again after creation.
 //! Redirect URIs are stored as given and matched byte for byte (RFC 9700 §4.1.3).
+//!
+//! The same crate is Plaza's OAuth 2.0 authorization server and OpenID Connect provider
+//! (`oauth.rs`: the authorization endpoint and grants; `tokens.rs`: codes, tokens, their
+//! families and revocation; `keys.rs`: the id_token keys and pairwise subjects;
+//! `oauth_routes.rs`: the endpoints). Its design choice is **state in the database,
+//! checked on every use**: codes and tokens are opaque random strings kept as SHA-256
+//! digests, and every bearer token is looked up on each request, so revoking a token, a
+//! grant or a replayed code's family takes effect at once on every node. Other services
+//! authenticate app servers and users' app tokens with [`MiniApps::authenticate_app_token`]
+//! and [`MiniApps::authenticate_user_token`], or the extractors in [`bearer`].
 
+pub mod bearer;
+mod keys;
 mod migrations;
 pub mod model;
+pub mod oauth;
+mod oauth_routes;
 pub mod routes;
 mod service;
+pub mod tokens;
 
+pub use bearer::{AppBearer, BearerRejection, UserBearer};
+pub use keys::PublicJwk;
 pub use migrations::MIGRATIONS;
+pub use oauth::OAuthErrorCode;
+pub use oauth_routes::discovery_router;
 pub use routes::router;
-pub use service::{MiniApp, MiniAppError, MiniApps, NewSecrets};
+pub use service::{MiniApp, MiniAppError, MiniApps, MiniAppsConfig, NewSecrets};
+pub use tokens::{AppToken, UserToken};

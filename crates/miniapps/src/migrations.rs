@@ -23,5 +23,80 @@ const SCHEMA: &str = r#"
     CREATE INDEX miniapps_directory ON miniapps (created_at, id);
 "#;
 
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { service: "miniapps", version: 1, name: "registered apps", sqlite: SCHEMA, postgres: SCHEMA }];
+/// The OAuth 2.0 / OpenID Connect server (`oauth.rs`, `tokens.rs`, `keys.rs`).
+///
+/// - `miniapp_grants`: what a user let an app do (scopes as a JSON array), with the
+///   user's pairwise `sub` for that app, so a pay order naming a `sub` finds its user.
+/// - `miniapp_codes`: authorization codes by SHA-256 digest; `used_at` is set by the one
+///   exchange that wins, and `family_id` names the tokens it issued (revoked on a replay).
+/// - `miniapp_tokens`: access and refresh tokens by SHA-256 digest. A family is one
+///   code's tokens and all their refreshes; `used_at` marks a rotated refresh token (a
+///   second use is reuse and revokes the family). `user_id` is NULL for app tokens
+///   (`client_credentials`).
+/// - `miniapp_signing_keys`: the id_token keys (PKCS#8, not encrypted: see `keys.rs`);
+///   `retired_at` is when a key stopped signing, and it stays published a while after.
+/// - `miniapp_server_secrets`: random secrets made once per deployment (the pairwise
+///   subject's HMAC key).
+const OAUTH: &str = r#"
+    CREATE TABLE miniapp_grants (
+        user_id TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        sub TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (user_id, app_id)
+    );
+    CREATE INDEX miniapp_grants_recent ON miniapp_grants (user_id, updated_at, app_id);
+    CREATE INDEX miniapp_grants_subject ON miniapp_grants (app_id, sub);
+    CREATE TABLE miniapp_codes (
+        code_hash TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        code_challenge TEXT NOT NULL,
+        nonce TEXT,
+        auth_time BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        family_id TEXT
+    );
+    CREATE INDEX miniapp_codes_user_app ON miniapp_codes (user_id, app_id);
+    CREATE INDEX miniapp_codes_expiry ON miniapp_codes (expires_at);
+    CREATE TABLE miniapp_tokens (
+        token_hash TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+        app_id TEXT NOT NULL,
+        user_id TEXT,
+        family_id TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        auth_time BIGINT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        revoked_at BIGINT
+    );
+    CREATE INDEX miniapp_tokens_family ON miniapp_tokens (family_id);
+    CREATE INDEX miniapp_tokens_user_app ON miniapp_tokens (user_id, app_id);
+    CREATE INDEX miniapp_tokens_expiry ON miniapp_tokens (expires_at);
+    CREATE TABLE miniapp_signing_keys (
+        kid TEXT PRIMARY KEY,
+        algorithm TEXT NOT NULL,
+        private_key TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        retired_at BIGINT
+    );
+    CREATE TABLE miniapp_server_secrets (
+        name TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+"#;
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { service: "miniapps", version: 1, name: "registered apps", sqlite: SCHEMA, postgres: SCHEMA },
+    Migration { service: "miniapps", version: 2, name: "oauth and openid connect", sqlite: OAUTH, postgres: OAUTH },
+];

@@ -2,12 +2,13 @@
 //! mapping from [`MiniAppError`] to problems.
 
 use crate::model::Registration;
+use crate::oauth::{Authorization, OAuthErrorCode};
 use crate::service::{MiniApp, MiniAppError, MiniApps, NewSecrets};
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::{Accounts, CurrentUser};
-use plaza_http::{ApiJson, ApiQuery, ErrorCode, Problem};
+use plaza_http::{page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -19,6 +20,9 @@ pub fn router(miniapps: MiniApps) -> OpenApiRouter {
         .routes(routes!(register_app, directory))
         .routes(routes!(get_app))
         .routes(routes!(rotate_secret))
+        .routes(routes!(my_authorizations))
+        .routes(routes!(revoke_my_authorization))
+        .merge(OpenApiRouter::from(crate::oauth_routes::oauth_routes()))
         .with_state(miniapps)
 }
 
@@ -38,6 +42,24 @@ impl From<MiniAppError> for Problem {
             }
             MiniAppError::TooManyApps { max } => {
                 Problem::new(ErrorCode::MiniappLimitReached, format!("a developer may register at most {max} apps"))
+            }
+            // Only the consent screen's answer could meet one; the token endpoint answers
+            // these as RFC 6749 JSON itself.
+            MiniAppError::OAuth { error: OAuthErrorCode::InvalidClient, description } => {
+                Problem::new(ErrorCode::Unauthenticated, description)
+            }
+            MiniAppError::OAuth { error, description } => {
+                Problem::new(ErrorCode::InvalidAuthorizationRequest, format!("{}: {description}", error.as_str()))
+            }
+            MiniAppError::UnredirectableRequest { reason } => Problem::new(
+                ErrorCode::InvalidAuthorizationRequest,
+                format!("{reason}; the request is not sent back to the app"),
+            ),
+            MiniAppError::InvalidToken { reason } => {
+                Problem::new(ErrorCode::InvalidToken, format!("the access token is not accepted: {reason}"))
+            }
+            MiniAppError::InsufficientScope { scope } => {
+                Problem::new(ErrorCode::InsufficientScope, format!("the access token lacks the scope {scope}"))
             }
             MiniAppError::Database(error) if plaza_store::is_unavailable(&error) => {
                 Problem::new(ErrorCode::Unavailable, "the database is not reachable; try again shortly")
@@ -173,4 +195,70 @@ async fn rotate_secret(
 ) -> Result<Json<RotatedSecretView>, Problem> {
     let (app, client_secret) = miniapps.rotate_client_secret(&current.user, &id).await?;
     Ok(Json(RotatedSecretView { id: app.id, client_id: app.client_id, client_secret }))
+}
+
+/// An app the caller let in, with the scopes they granted it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationView {
+    pub app_id: String,
+    pub app: MiniAppView,
+    pub scopes: Vec<String>,
+    /// When the app was first let in.
+    pub granted_at: String,
+    /// When the grant last changed (widened to more scopes).
+    pub updated_at: String,
+}
+
+impl From<Authorization> for AuthorizationView {
+    fn from(authorization: Authorization) -> Self {
+        Self {
+            app_id: authorization.app.id.clone(),
+            app: authorization.app.into(),
+            scopes: authorization.scopes,
+            granted_at: authorization.granted_at.to_rfc3339(),
+            updated_at: authorization.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationPage {
+    pub items: Vec<AuthorizationView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuthorizationListParams {
+    /// At most this many (1 to 200, default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the page before.
+    pub cursor: Option<String>,
+}
+
+/// The apps you let in (Me → Connected apps), by app id, with the scopes you granted.
+#[utoipa::path(get, path = "/me/authorizations", tag = "miniapps", security(("bearer" = [])),
+    params(AuthorizationListParams), responses((status = 200, body = AuthorizationPage)))]
+async fn my_authorizations(
+    State(miniapps): State<MiniApps>,
+    current: CurrentUser,
+    ApiQuery(params): ApiQuery<AuthorizationListParams>,
+) -> Result<Json<AuthorizationPage>, Problem> {
+    let limit = page_limit(params.limit)?;
+    let page = miniapps.authorizations(&current.user.id, limit, params.cursor.as_deref()).await?;
+    Ok(Json(AuthorizationPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Revokes what you granted an app, and every token it holds for you, at once.
+#[utoipa::path(delete, path = "/me/authorizations/{app_id}", tag = "miniapps", security(("bearer" = [])),
+    params(("app_id" = String, Path)), responses((status = 204, description = "Revoked (or nothing was granted)")))]
+async fn revoke_my_authorization(
+    State(miniapps): State<MiniApps>,
+    current: CurrentUser,
+    Path(app_id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    miniapps.revoke_authorization(&current.user.id, &app_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

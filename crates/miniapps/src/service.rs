@@ -25,6 +25,20 @@ pub enum MiniAppError {
     NotDeveloper { action: &'static str },
     #[error("a developer may register at most {max} apps")]
     TooManyApps { max: i64 },
+    /// A token or revocation request refused as RFC 6749 §5.2 says; the OAuth routes
+    /// answer it as `{"error", "error_description"}`, not as a problem.
+    #[error("{}: {description}", error.as_str())]
+    OAuth { error: crate::oauth::OAuthErrorCode, description: String },
+    /// An authorization request that must not be sent back to the app, because its
+    /// client or redirect URI cannot be trusted (RFC 6749 §4.1.2.1).
+    #[error("authorization request refused: {reason}")]
+    UnredirectableRequest { reason: String },
+    /// An access token that is unknown, expired or revoked, or of the wrong kind.
+    #[error("the access token is unknown, expired or revoked")]
+    InvalidToken { reason: &'static str },
+    /// A valid access token without the scope this needs.
+    #[error("the access token lacks the scope {scope}")]
+    InsufficientScope { scope: &'static str },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("invariant: {0}")]
@@ -60,17 +74,37 @@ pub struct MiniApps {
 }
 
 #[derive(Debug)]
-struct Inner {
-    store: Store,
-    accounts: Accounts,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) accounts: Accounts,
+    pub(crate) config: MiniAppsConfig,
+    pub(crate) keys: crate::keys::Keys,
+}
+
+/// What the mini-apps service needs to know of its deployment.
+#[derive(Debug, Clone)]
+pub struct MiniAppsConfig {
+    /// The OpenID Connect issuer: Plaza's public URL (`PLAZA_PUBLIC_URL`), without a
+    /// trailing slash; every endpoint the discovery document names is under it.
+    pub issuer: String,
 }
 
 const COLUMNS: &str =
     "id, client_id, developer_id, name, description, home_url, redirect_uris, webhook_url, scopes, created_at";
 
 impl MiniApps {
-    pub fn new(store: Store, accounts: Accounts) -> Self {
-        Self { inner: Arc::new(Inner { store, accounts }) }
+    pub fn new(store: Store, accounts: Accounts, config: MiniAppsConfig) -> Self {
+        let keys = crate::keys::Keys::new(store.clone());
+        Self { inner: Arc::new(Inner { store, accounts, config, keys }) }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// The OpenID Connect issuer (Plaza's public URL).
+    pub fn issuer(&self) -> &str {
+        &self.inner.config.issuer
     }
 
     pub fn accounts(&self) -> &Accounts {
@@ -122,12 +156,20 @@ impl MiniApps {
 
     /// One app, by its id.
     pub async fn app(&self, id: &str) -> Result<MiniApp, MiniAppError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM miniapps WHERE id = $1"))
-            .bind(id)
+        self.app_where("id", id).await?.ok_or(MiniAppError::NotFound)
+    }
+
+    /// One app, by its OAuth client id.
+    pub async fn app_by_client_id(&self, client_id: &str) -> Result<Option<MiniApp>, MiniAppError> {
+        self.app_where("client_id", client_id).await
+    }
+
+    async fn app_where(&self, column: &'static str, value: &str) -> Result<Option<MiniApp>, MiniAppError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM miniapps WHERE {column} = $1"))
+            .bind(value)
             .fetch_optional(self.inner.store.write())
-            .await?
-            .ok_or(MiniAppError::NotFound)?;
-        app_from_row(&row)
+            .await?;
+        row.as_ref().map(app_from_row).transpose()
     }
 
     /// The directory: every app, newest first, or those whose name contains `query`

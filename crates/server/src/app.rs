@@ -171,7 +171,10 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         chat.clone(),
         config.shop.clone(),
     );
-    let miniapps = MiniApps::new(store.clone(), accounts.clone());
+    // `serve` fills the public URL in from the listener when it is unset; the fallback
+    // here is for in-process users of the services (benchmarks), which serve no OAuth.
+    let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.addr));
+    let miniapps = MiniApps::new(store.clone(), accounts.clone(), plaza_miniapps::MiniAppsConfig { issuer });
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
     chat.register_card_source("product", Arc::new(plaza_shop::ProductCards(shop.clone())));
@@ -188,7 +191,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
         (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
         (name = "shop", description = "Shops, products, catalogue search and orders paid into escrow"),
-        (name = "miniapps", description = "Third-party apps: registration and the directory"),
+        (name = "miniapps", description = "Third-party apps: registration, the directory and the apps a user let in (OAuth 2.0 and OpenID Connect endpoints are described by /.well-known/openid-configuration)"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "client", description = "Settings the web client reads from the server (maps, ride rules)"),
         (name = "operations", description = "Health and metrics")),
@@ -235,6 +238,8 @@ pub fn router(
     state.openapi_json = Arc::new(docs::finish_openapi(openapi));
 
     api.merge(docs::router(state.clone()))
+        // OpenID Connect discovery lives at the root, beside the issuer, not under /api/v1.
+        .merge(plaza_miniapps::discovery_router(state.miniapps.clone()))
         // Paths under `/api/` that no route claims stay problem+json 404s; anything else
         // is the embedded web client.
         .fallback(move |request: Request| crate::web::fallback(security.clone(), request))
@@ -291,10 +296,12 @@ async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value == HeaderValue::from_static("application/problem+json"));
+    // A problem, or a deliberate JSON error (OAuth's RFC 6749 §5.2 answers of
+    // /oauth/token and /oauth/revoke), is kept; axum's own rejections are plain text.
+    let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|value| {
+        value == HeaderValue::from_static("application/problem+json")
+            || value == HeaderValue::from_static("application/json")
+    });
     if is_problem {
         return response;
     }

@@ -63,6 +63,10 @@ pub struct SettingsArgs {
     /// [default: files under the data dir].
     #[arg(long, env = "PLAZA_MEDIA_URL", global = true, value_name = "URL")]
     pub media_url: Option<String>,
+    /// The URL clients reach this deployment at (https://plaza.example), the OpenID
+    /// Connect issuer [default: the listening address as http://…].
+    #[arg(long, env = "PLAZA_PUBLIC_URL", global = true, value_name = "URL")]
+    pub public_url: Option<String>,
     /// nats://host:port of the NATS server that connects the nodes of a cluster
     /// [default: none — a single node with an in-process bus].
     #[arg(long, env = "PLAZA_NATS_URL", global = true, value_name = "URL")]
@@ -238,6 +242,7 @@ struct FileSettings {
     chat_send_batch_max: Option<u32>,
     event_retention_days: Option<u32>,
     media_url: Option<String>,
+    public_url: Option<String>,
     nats_url: Option<String>,
     sqlite_sync: Option<String>,
     currencies: Option<AdminList>,
@@ -319,6 +324,9 @@ pub struct Config {
     /// How long the event log keeps events, and how often it is pruned.
     pub event_retention: Duration,
     pub event_prune_interval: Duration,
+    /// The public URL and OpenID Connect issuer, without a trailing slash; the listening
+    /// address (`http://…`) when unset.
+    pub public_url: Option<String>,
     /// NATS for multi-node delivery; the in-process bus when unset.
     pub nats_url: Option<String>,
     /// `s3://…` for an S3-compatible bucket; files under the data dir when unset.
@@ -528,6 +536,11 @@ impl Config {
             Some(url) if url.starts_with("s3://") && url.len() > 5 => Some(url),
             Some(url) => return Err(invalid("PLAZA_MEDIA_URL", format!("{url:?} is not s3://bucket[/prefix]"))),
             None => None,
+        };
+
+        let public_url = match args.public_url.clone().filter(|url| !url.trim().is_empty()).or(file.public_url) {
+            None => None,
+            Some(url) => Some(parse_public_url(url.trim())?),
         };
 
         let nats_url = match args.nats_url.clone().filter(|url| !url.trim().is_empty()).or(file.nats_url) {
@@ -754,6 +767,7 @@ impl Config {
             event_retention: Duration::from_secs(event_retention_days as u64 * 86_400),
             event_prune_interval: EVENT_PRUNE_INTERVAL,
             media_url,
+            public_url,
             nats_url,
             gateway: crate::gateway::GatewayConfig {
                 sockets_per_user_max: sockets_per_user_max as usize,
@@ -798,6 +812,7 @@ impl Config {
             event_retention: Duration::from_secs(30 * 86_400),
             event_prune_interval: EVENT_PRUNE_INTERVAL,
             media_url: None,
+            public_url: None,
             nats_url: None,
             gateway: Default::default(),
             currencies: plaza_kernel::Currency::parse("USD").into_iter().collect(),
@@ -811,6 +826,18 @@ impl Config {
             map_tile_attribution: None,
         }
     }
+}
+
+/// `PLAZA_PUBLIC_URL`: `http(s)://host[:port][/path]`, without query, fragment or user
+/// information; a trailing slash is dropped, since the issuer is compared byte for byte.
+fn parse_public_url(url: &str) -> Result<String, ConfigError> {
+    let bad = || invalid("PLAZA_PUBLIC_URL", format!("{url:?} is not a URL like https://plaza.example"));
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(bad)?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains('@') || url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace()) {
+        return Err(bad());
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// The connection settings, checked against the descriptor limit this process may use:
@@ -961,6 +988,19 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_loses_its_trailing_slash_and_is_unset_by_default() {
+        let config = Config::resolve(&SettingsArgs {
+            config: None,
+            public_url: Some("https://plaza.example/".into()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        assert_eq!(config.public_url.as_deref(), Some("https://plaza.example"));
+        let config = Config::resolve(&SettingsArgs { config: None, ..Default::default() }).expect("defaults");
+        assert_eq!(config.public_url, None, "serve uses the listening address");
+    }
+
+    #[test]
     fn a_tile_url_template_is_taken_from_the_environment_or_the_file() {
         let config = Config::resolve(&SettingsArgs {
             config: None,
@@ -990,6 +1030,18 @@ mod tests {
             (SettingsArgs { log: Some("info,[[".into()), config: None, ..Default::default() }, "PLAZA_LOG"),
             (SettingsArgs { log_format: Some("xml".into()), config: None, ..Default::default() }, "PLAZA_LOG_FORMAT"),
             (SettingsArgs { db_pool_max: Some("0".into()), config: None, ..Default::default() }, "PLAZA_DB_POOL_MAX"),
+            (
+                SettingsArgs { public_url: Some("plaza.example".into()), config: None, ..Default::default() },
+                "PLAZA_PUBLIC_URL",
+            ),
+            (
+                SettingsArgs {
+                    public_url: Some("https://plaza.example/?x".into()),
+                    config: None,
+                    ..Default::default()
+                },
+                "PLAZA_PUBLIC_URL",
+            ),
             (
                 SettingsArgs { currencies: Some("USD,XXX".into()), config: None, ..Default::default() },
                 "PLAZA_CURRENCIES",

@@ -50,6 +50,12 @@ pub async fn serve_with(
     demo_drivers: bool,
 ) -> anyhow::Result<()> {
     metrics::install();
+    let mut config = config;
+    if config.public_url.is_none() {
+        // The OpenID Connect issuer defaults to the address actually listened on (port 0
+        // in tests becomes the real port).
+        config.public_url = Some(format!("http://{}", listener.local_addr()?));
+    }
     let store = app::open_store(&config).await?;
     let bus = match &config.nats_url {
         Some(url) => plaza_bus::Bus::nats(url).await.map_err(|error| anyhow::anyhow!("PLAZA_NATS_URL: {error}"))?,
@@ -87,6 +93,8 @@ pub async fn serve_with(
     // the node holding its lease.
     let shop_jobs = tokio::spawn(services.shop.clone().run_jobs());
     let shop = services.shop.clone();
+    // Long-expired OAuth codes and tokens are deleted; every node may do it.
+    let oauth_pruning = tokio::spawn(services.miniapps.clone().prune_continually());
     let metrics_access = ops::MetricsAccess::new(store.clone(), config.metrics_token.clone());
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
@@ -144,6 +152,7 @@ pub async fn serve_with(
     rides_dispatcher.abort();
     rides_presence.abort();
     shop_jobs.abort();
+    oauth_pruning.abort();
     if let Some(drivers) = drivers {
         drivers.abort();
     }

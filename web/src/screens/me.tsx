@@ -1,11 +1,12 @@
 import { logout, store } from '../lib/data';
 import { api } from '../lib/api';
 import { setLang, t, useLang } from '../lib/i18n';
+import type { TextKey } from '../lib/i18n';
 import { applyTheme, currentTheme } from '../lib/theme';
 import type { Theme } from '../lib/theme';
 import { Avatar, ErrorLine } from '../lib/ui';
 import { navigate } from '../lib/router';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 
 export function MeScreen() {
   const me = store.use((s) => s.me!);
@@ -39,6 +40,7 @@ export function MeScreen() {
         <button class="danger" onClick={() => logout().then(() => navigate('/login', true))}>{t('me.logout')}</button>
         <button class="danger" onClick={logoutEverywhere}>{t('me.logout_everywhere')}</button>
       </div>
+      <ConnectedApps />
       <PasswordForm />
     </section>
   );
@@ -50,6 +52,42 @@ async function logoutEverywhere() {
   try { await api('POST', '/auth/logout-everywhere'); } catch { /* signed out either way */ }
   await logout();
   navigate('/login', true);
+}
+
+interface Authorization { app_id: string; app: { name: string; home_url: string }; scopes: string[]; granted_at: string }
+
+/** Me → Connected apps: the apps this user let in; disconnecting one ends its tokens at once. */
+function ConnectedApps() {
+  const [apps, setApps] = useState<Authorization[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const load = () => api<{ items: Authorization[] }>('GET', '/me/authorizations?limit=200')
+    .then((page) => setApps(page.items)).catch(setError);
+  useEffect(() => { load(); }, []);
+  const disconnect = async (authorization: Authorization) => {
+    if (!confirm(t('me.disconnect_confirm', { app: authorization.app.name }))) return;
+    try { await api('DELETE', `/me/authorizations/${encodeURIComponent(authorization.app_id)}`); await load(); }
+    catch (caught) { setError(caught); }
+  };
+  return (
+    <section class="form pad" aria-labelledby="connected-apps-title">
+      <h2 id="connected-apps-title">{t('me.connected_apps')}</h2>
+      <ErrorLine error={error} />
+      {apps && apps.length === 0 && <p class="muted">{t('me.connected_none')}</p>}
+      {apps && apps.length > 0 && (
+        <ul class="connected-apps">
+          {apps.map((authorization) => (
+            <li key={authorization.app_id}>
+              <div>
+                <strong>{authorization.app.name}</strong>
+                <p class="muted small">{authorization.scopes.map((scope) => t(`consent.scope.${scope}` as TextKey)).join(' · ')}</p>
+              </div>
+              <button type="button" class="danger small-button" onClick={() => disconnect(authorization)}>{t('me.disconnect')}</button>
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
+  );
 }
 
 /** Changing the password signs every other device out; this one stays signed in. */

@@ -18,6 +18,7 @@ mod http;
 mod limits;
 mod media;
 mod miniapps;
+mod oauth;
 mod realtime;
 mod rides;
 mod shop;
