@@ -126,7 +126,8 @@ async function befriend(asker, answerer) {
   await asker.page.getByRole('list', { name: 'Search people' }).getByText('Requested').waitFor();
   await tab(answerer, 'Contacts');
   const requests = answerer.page.getByRole('list', { name: 'Requests' });
-  await requests.getByRole('button', { name: 'Accept' }).click();
+  // The button names whose request it accepts.
+  await requests.getByRole('button', { name: `Accept ${asker.displayName}`, exact: true }).click();
   await answerer.page.getByRole('list', { name: 'Contacts' }).getByText(asker.displayName).waitFor();
 }
 
@@ -217,6 +218,8 @@ test('two people become contacts, chat in real time, and a group opens a red pac
   await ann.page.getByRole('button', { name: 'More' }).click();
   await ann.page.getByRole('menuitem', { name: /Send money/ }).click();
   const transfer = ann.page.getByRole('dialog');
+  // The form says what there is to send.
+  await transfer.getByTestId('send-available').getByText('Available: $100.00').waitFor();
   await transfer.getByRole('combobox').selectOption({ label: 'Ben Wu' });
   await transfer.getByLabel(/Amount/).fill('5');
   await transfer.getByLabel(/Note/).fill('noodles');
@@ -247,8 +250,18 @@ test('two people become contacts, chat in real time, and a group opens a red pac
     total += Math.round(Number(amount) * 100);
     if (friend === cat) await shot(friend.page, '07-red-packet-opened');
     await friend.page.getByRole('button', { name: 'Close' }).click();
+    // Back in the chat the packet looks opened, with what this friend got.
+    const bubble = friend.page.getByTestId('red-packet');
+    await bubble.filter({ hasText: `Opened · You got $${amount}` }).waitFor();
+    assert.equal(await bubble.getAttribute('data-state'), 'done');
+    await friend.page.getByText(`You opened Ann Lee’s red packet`).waitFor();
   }
   assert.equal(total, 888, 'the two shares add up to the packet');
+  // Ann is told in the chat, one line per claim of her small packet, as WeChat does.
+  await ann.page.getByText('Ben Wu opened your red packet').waitFor();
+  await ann.page.getByText('Cat Diaz opened your red packet').waitFor();
+  await ann.page.getByTestId('red-packet').filter({ hasText: 'All taken' }).waitFor();
+  await shot(ann.page, '07b-red-packet-told');
 
   // Ann sees who got how much.
   await ann.page.getByTestId('red-packet').click();
@@ -267,8 +280,64 @@ test('two people become contacts, chat in real time, and a group opens a red pac
   await ben.page.getByRole('navigation').getByRole('link', { name: '钱包' }).click();
   await ben.page.getByRole('heading', { name: '钱包' }).waitFor();
   await shot(ben.page, '10-wallet-zh-dark');
+  // The packet lines and the opened packet, in Chinese, in the dark.
+  await ben.page.getByRole('navigation').getByRole('link', { name: '聊天' }).click();
+  await ben.page.getByRole('link', { name: /Lunch crew/ }).click();
+  await ben.page.getByText('你领取了 Ann Lee 的红包').waitFor();
+  await ben.page.getByText('Cat Diaz 领取了 Ann Lee 的红包').waitFor();
+  await ben.page.getByTestId('red-packet').filter({ hasText: '已领取 · 你领到了' }).waitFor();
+  await shot(ben.page, '10b-red-packet-zh-dark');
 
   for (const user of [ann, ben, cat]) await user.context.close();
+}));
+
+test('sign-up tells each field rule next to the field, in the app\'s language, never in a browser tooltip', () => keepEvidence(async () => {
+  const context = await browser.newContext(MOBILE);
+  const page = await context.newPage();
+  page.setDefaultTimeout(UI_TIMEOUT);
+  open.add({ page, username: 'signup-rules' });
+  await page.goto(base + '/');
+  // Signing in with nothing typed: each field says what it needs.
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('username-error').getByText('Enter your username.').waitFor();
+  await page.getByTestId('password-error').getByText('Enter your password.').waitFor();
+
+  await page.getByRole('button', { name: 'New here? Create an account' }).click();
+  const form = page.getByRole('form', { name: 'Create account' });
+  assert.equal(await form.evaluate((element) => element.noValidate), true, 'the browser does not check (and word) the rules');
+  const username = page.getByLabel('Username');
+  const password = page.getByLabel('Password');
+  await username.fill('al');
+  await page.getByLabel('Display name').fill('Al\u202Eexe');
+  await password.fill('short');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByTestId('username-error').getByText('A username has 3 to 32 characters.').waitFor();
+  await page.getByTestId('display_name-error').getByText('A display name cannot contain control or text-direction characters.').waitFor();
+  await page.getByTestId('password-error').getByText('A password has at least 8 characters.').waitFor();
+  assert.equal(await password.getAttribute('aria-invalid'), 'true');
+  assert.match(await password.getAttribute('aria-describedby'), /password-error/, 'the sentence is the field\'s description');
+  assert.ok(await username.evaluate((element) => element === document.activeElement), 'the first wrong field has the focus');
+  await shot(page, '23-signup-rules');
+  // Fixing a field clears its sentence as it is typed.
+  await username.fill('al-bert');
+  await page.getByTestId('username-error').getByText('A username uses only letters a–z, digits and _.').waitFor();
+  await username.fill('Albert_2');
+  await page.getByTestId('username-error').waitFor({ state: 'detached' });
+
+  // The same rules in Chinese.
+  await page.getByRole('button', { name: '中文' }).click();
+  await page.getByTestId('password-error').getByText('密码至少 8 个字符。').waitFor();
+  await page.getByTestId('display_name-error').getByText('昵称不能包含控制字符或文字方向字符。').waitFor();
+  await page.getByRole('button', { name: 'English' }).click();
+
+  // A rule only the server can judge is told beside its field too: the name is taken.
+  await call('POST', '/auth/register', undefined, { username: 'taken_name', password: 'browser-password', display_name: 'Taken' });
+  await username.fill('taken_name');
+  await page.getByLabel('Display name').fill('Someone');
+  await password.fill('long-enough-password');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByTestId('username-error').getByText('That username is taken.').waitFor();
+  await context.close();
 }));
 
 test('messages sent while a phone is offline appear exactly once after it reconnects', () => keepEvidence(async () => {
@@ -335,6 +404,42 @@ async function drivenAll(page, label) {
   await buttonIs(false, 180_000);
 }
 
+/** Fails when a control on the open screen sits, even partly, under the tab bar or is cut
+ * off by the box it scrolls in, at the page's viewport (390 × 844 here). A control scrolled
+ * wholly out of sight is reachable by scrolling and passes; each name in `mustSee` (the
+ * buttons the screen is there for) must be wholly in sight. */
+async function assertClearOfTabBar(user, where, mustSee = []) {
+  const problems = await user.page.evaluate((mustSee) => {
+    const bar = document.querySelector('nav.tabbar');
+    const limit = bar ? bar.getBoundingClientRect().top : window.innerHeight;
+    const found = [];
+    const seen = new Set();
+    const controls = document.querySelectorAll('main button, main input, main select, main textarea, main a[href], main label.star');
+    for (const element of controls) {
+      const style = getComputedStyle(element);
+      if (element.classList.contains('visually-hidden') || style.visibility === 'hidden' || style.display === 'none') continue;
+      const rect = element.getBoundingClientRect();
+      if (rect.width <= 1 || rect.height <= 1) continue;
+      const name = (element.getAttribute('aria-label') || element.textContent || element.getAttribute('name') || element.tagName).trim().slice(0, 48);
+      // What of it the boxes it sits in let through.
+      let top = rect.top, bottom = Math.min(rect.bottom, window.innerHeight);
+      for (let parent = element.parentElement; parent; parent = parent.parentElement) {
+        if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(parent).overflowY)) {
+          const box = parent.getBoundingClientRect();
+          top = Math.max(top, box.top); bottom = Math.min(bottom, box.bottom);
+        }
+      }
+      if (bottom - top <= 0) continue;
+      if (bottom - top < rect.height - 1) found.push(`"${name}" cut off: ${Math.round(bottom - top)} of ${Math.round(rect.height)} px show`);
+      else if (rect.bottom > limit + 0.5) found.push(`"${name}" under the tab bar: its bottom ${Math.round(rect.bottom)} > ${Math.round(limit)}`);
+      else seen.add(name);
+    }
+    for (const name of mustSee) if (![...seen].some((shown) => shown.startsWith(name))) found.push(`"${name}" not wholly in sight`);
+    return found;
+  }, mustSee);
+  assert.deepEqual(problems, [], `nothing to tap under the tab bar at ${where}`);
+}
+
 test('a rider and a driver complete a ride through the app, and both wallets show the money', () => keepEvidence(async () => {
   const rita = await signUp('rita', 'Rita Gomez');
   const dev = await signUp('dev', 'Dev Patel');
@@ -361,6 +466,7 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   assert.equal(await dev.page.getByTestId('map-tile').count(), 0);
   await dev.page.getByRole('button', { name: 'Go online' }).click();
   await dev.page.getByTestId('driver-online').getByText('You are online').waitFor();
+  await assertClearOfTabBar(dev, 'the driver online', ['Go offline']);
   await shot(dev.page, '11-driver-online');
 
   // Rita chooses her drop-off by tapping the map, and sees the price.
@@ -380,9 +486,11 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   assert.equal(await cents(quote.getByTestId('quote-fare')), fare);
   await quote.getByText(/Nearest driver \d+ min away/).waitFor();
   await quote.getByText(/Price held for \d:\d\d/).waitFor();
+  await assertClearOfTabBar(rita, 'the quote', ['Request ride']);
   await shot(rita.page, '12-rider-quote');
   await rita.page.getByTestId('request').click();
   await rita.page.getByText('Finding you a driver…').waitFor();
+  await assertClearOfTabBar(rita, 'searching', ['Cancel ride']);
 
   // Dev is offered the ride, with a countdown, and takes it.
   const offer = dev.page.getByTestId('offer');
@@ -390,6 +498,7 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await offer.getByText(money(fare)).waitFor();
   const left = Number((await offer.getByTestId('offer-countdown').textContent()).replace(/\D/g, ''));
   assert.ok(left > 0 && left <= 30, `a countdown to the offer's expiry: ${left}`);
+  await assertClearOfTabBar(dev, 'the offer', ['Decline', 'Accept']);
   await shot(dev.page, '13-driver-offer');
   await offer.getByRole('button', { name: 'Accept' }).click();
 
@@ -398,6 +507,13 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await ride.getByText('Dev Patel is on the way').waitFor();
   await ride.getByTestId('vehicle').getByText('SGP 4321').waitFor();
   await ride.getByText('Toyota Corolla').waitFor();
+  // The trip's steps are labelled where they are drawn.
+  const steps = ride.getByRole('list', { name: 'Trip progress' });
+  for (const step of ['Requested', 'Driver assigned', 'Driver arrived', 'On the way', 'Completed']) {
+    assert.ok(await steps.getByText(step, { exact: true }).isVisible(), `the step "${step}" is labelled`);
+  }
+  await assertClearOfTabBar(rita, 'the driver coming', ['Cancel ride']);
+  await assertClearOfTabBar(dev, 'driving to the pickup', ['Drive to pickup', 'I have arrived', 'Cancel trip']);
   // A reload picks the ride up where it is.
   await rita.page.reload();
   await ride.getByText('Dev Patel is on the way').waitFor();
@@ -420,8 +536,18 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await dev.page.getByTestId('trip').getByText('Waiting for Rita Gomez').waitFor();
   // The cancel rule now names the fee.
   await ride.getByText('Your driver is here: cancelling now costs $3.00.').waitFor();
+  await assertClearOfTabBar(rita, 'the driver at the pickup', ['Cancel ride']);
+  await assertClearOfTabBar(dev, 'waiting for the rider', ['Start trip', 'Cancel trip']);
+  // Cancelling asks once, stating the fee; keeping the ride changes nothing.
+  await ride.getByRole('button', { name: 'Cancel ride' }).click();
+  const confirmCancel = rita.page.getByRole('dialog', { name: 'Cancel this ride?' });
+  await confirmCancel.getByText('Your driver has arrived, so a cancel fee of $3.00 will be charged.').waitFor();
+  await confirmCancel.getByRole('button', { name: 'Keep my ride' }).click();
+  await confirmCancel.waitFor({ state: 'detached' });
   await dev.page.getByRole('button', { name: 'Start trip' }).click();
   await ride.getByText('On the way to your drop-off').waitFor();
+  await assertClearOfTabBar(rita, 'on the way', []);
+  await assertClearOfTabBar(dev, 'driving to the drop-off', ['Drive to drop-off', 'Complete trip']);
   // Completing needs the car at the drop-off, driven there (the fare is judged by the route).
   await dev.page.getByRole('button', { name: 'Drive to drop-off' }).click();
   await drivenAll(dev.page, 'Drive to drop-off');
@@ -432,11 +558,15 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await rita.page.getByTestId('charged').getByText(`You paid ${money(fare)}`).waitFor();
   await dev.page.getByTestId('earned').getByText(`You earned ${money(earned)}`).waitFor();
   await shot(dev.page, '16-driver-earned');
+  // The trip-complete screens: "Done" (and the rating) in sight, nothing under the tab bar.
+  await assertClearOfTabBar(rita, 'the trip complete', ['Send rating', 'Done']);
+  await assertClearOfTabBar(dev, 'the fare earned', ['Send rating', 'Done']);
 
   // Rita rates the trip.
   // The fifth star, tapped (the radio behind it carries the label "5 stars").
   await rita.page.locator('label.star').nth(4).click();
   assert.ok(await rita.page.getByRole('radio', { name: '5 stars' }).isChecked());
+  assert.equal(await rita.page.getByRole('radio', { name: '1 star', exact: true }).count(), 1, 'one star is "1 star"');
   await rita.page.getByLabel('Comment (optional)').fill('Smooth ride, thanks!');
   await shot(rita.page, '15-rider-rate');
   await rita.page.getByRole('button', { name: 'Send rating' }).click();
@@ -445,6 +575,7 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await rita.page.getByLabel('Share this ride to a chat').selectOption({ label: 'Dev Patel' });
   await rita.page.getByRole('button', { name: 'Share', exact: true }).click();
   await rita.page.getByRole('button', { name: 'Shared' }).waitFor();
+  await assertClearOfTabBar(rita, 'after rating and sharing', ['Done']);
 
   // The wallets: Rita has the fare less, nothing held; Dev has his share, in his history.
   await tab(rita, 'Wallet');
@@ -466,6 +597,25 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await card.getByText('Completed').waitFor();
   await card.getByText(/A → B, \d+\.\d km/).waitFor();
   await shot(dev.page, '18-ride-card');
+
+  // Another ride, cancelled before the driver arrives: asked once, free, and said so.
+  await tab(rita, 'Rides');
+  await rita.page.getByRole('button', { name: 'Done' }).click();
+  await rita.page.getByRole('button', { name: 'See price' }).click();
+  await rita.page.getByTestId('request').click();
+  await tab(dev, 'Rides');
+  await dev.page.getByTestId('offer').getByRole('button', { name: 'Accept' }).click();
+  await ride.getByText('Dev Patel is on the way').waitFor();
+  await ride.getByRole('button', { name: 'Cancel ride' }).click();
+  const freeCancel = rita.page.getByRole('dialog', { name: 'Cancel this ride?' });
+  await freeCancel.getByText('Cancelling now is free: your driver has not arrived yet.').waitFor();
+  assert.equal(await rita.page.getByTestId('ride').getAttribute('data-status'), 'driver_assigned', 'nothing happens before the answer');
+  await freeCancel.getByRole('button', { name: 'Cancel ride' }).click();
+  await ride.getByText('You cancelled the ride').waitFor();
+  await ride.getByText('Nothing was charged; the held money is back in your wallet.').waitFor();
+  await assertClearOfTabBar(rita, 'a cancelled ride', ['Try again', 'Done']);
+  await dev.page.getByTestId('trip').getByText('The trip was cancelled').waitFor();
+  await assertClearOfTabBar(dev, 'a cancelled trip', ['Done']);
 
   for (const user of [rita, dev]) await user.context.close();
 }));
@@ -556,7 +706,7 @@ test('the map works from the keyboard, and a surge price says so, in Chinese too
   await uma.page.getByTestId('pickup-eta').getByText(/No driver nearby right now|Nearest driver \d+ min away/).waitFor();
   // An error is a sentence chosen by its code: the wallet is empty.
   await uma.page.getByTestId('request').click();
-  await uma.page.getByRole('alert').getByText('Not enough money in your wallet.').waitFor();
+  await uma.page.getByRole('alert').getByText('Not enough money in your wallet. You have $0.00 available.').waitFor();
   await uma.page.getByRole('button', { name: 'Top up your wallet' }).waitFor();
 
   await tab(uma, 'Me');

@@ -10,6 +10,11 @@
 //! [`Wallet::refund_expired_red_packets`], run by a background task on every node: the
 //! refund sets `refunded_at` with a conditional update in the transaction that moves the
 //! money, so a packet is refunded once however many nodes or restarts try.
+//!
+//! A claim also tells the chat, as WeChat does, with a `system` message posted in the
+//! claim's transaction: "Ben opened your red packet" for each claim of a packet of at most
+//! [`CLAIM_NOTICE_EACH_SHARES_MAX`] shares, and for a bigger one (a big group's) a single
+//! line when its last share is taken, so a packet of 200 shares posts one line, not 200.
 
 use crate::idempotency::{self, Earlier};
 use crate::ledger::{self, Account, Posting, SystemAccount};
@@ -20,7 +25,7 @@ use plaza_chat::{ConversationKind, MessageKind};
 use plaza_kernel::{Money, Timestamp};
 use plaza_store::{is_unique_violation, Any, Row, Transaction};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// How a red packet's total is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +148,37 @@ async fn insert_red_packet(
     }
     insert.execute(&mut **transaction).await?;
     Ok(())
+}
+
+/// Packets with at most this many shares post a chat line for every claim; bigger ones
+/// post one, when the last share is taken.
+pub const CLAIM_NOTICE_EACH_SHARES_MAX: i64 = 3;
+
+/// The `system` message a claim posts in the packet's chat, if it posts one: its client id
+/// (unique per packet and share, so a retried claim cannot post it twice) and its body.
+/// Clients word it for the reader from `actor_id` (who claimed) and `owner_id` (who sent).
+fn claim_notice(packet: &RedPacket, claimer_id: &str, share_index: i64, now: Timestamp) -> Option<(String, Value)> {
+    if packet.count <= CLAIM_NOTICE_EACH_SHARES_MAX {
+        let body = json!({
+            "event": "red_packet_claimed",
+            "actor_id": claimer_id,
+            "owner_id": packet.sender_id,
+            "red_packet_id": packet.id,
+        });
+        return Some((format!("wallet:red_packet_claim:{}:{share_index}", packet.id), body));
+    }
+    let last = share_index == packet.count;
+    last.then(|| {
+        let body = json!({
+            "event": "red_packet_finished",
+            "actor_id": claimer_id,
+            "owner_id": packet.sender_id,
+            "red_packet_id": packet.id,
+            "count": packet.count,
+            "seconds": (now.unix_millis() - packet.created_at_ms).max(0) / 1000,
+        });
+        (format!("wallet:red_packet_finished:{}", packet.id), body)
+    })
 }
 
 /// Packets refunded per batch of the background job.
@@ -352,6 +388,25 @@ impl Wallet {
             amount,
         );
         let states = ledger::post(&mut transaction, &posting).await?;
+        // The chat line goes before the wallet's events, so cursors are locked in the
+        // order every transaction that posts a message and moves money takes them.
+        let mut appended = plaza_events::Appended::default();
+        if let Some((client_id, body)) = claim_notice(&packet, &me.id, share_index, now) {
+            let (_, posted) = self
+                .inner
+                .chat
+                .post_in_transaction(
+                    &mut transaction,
+                    &packet.conversation_id,
+                    &me.id,
+                    &client_id,
+                    MessageKind::System,
+                    &body,
+                )
+                .await
+                .map_err(not_found_as_wallet)?;
+            appended = posted;
+        }
         let claim = RedPacketClaim {
             red_packet_id: red_packet_id.to_string(),
             user_id: me.id.clone(),
@@ -373,7 +428,7 @@ impl Wallet {
                 "count": packet.count,
             }),
         ));
-        let appended = self.append_events(&mut transaction, events).await?;
+        appended.merge(self.append_events(&mut transaction, events).await?);
         if let Some(idempotent) = &idempotent {
             idempotency::complete(&mut transaction, idempotent, &claim).await?;
         }

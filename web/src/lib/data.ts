@@ -3,7 +3,7 @@
 // Messages are keyed by `seq` and pending sends by `client_id`, so a replayed event or a
 // retried send never shows twice.
 import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from './api';
-import type { Balance, Contact, Conversation, Message, Offer, Ride, User } from './api';
+import type { Balance, Contact, Conversation, Message, Offer, RedPacket, Ride, User } from './api';
 import { createStore } from './store';
 import { Socket } from './socket';
 import { applyShopEvent, refreshShop, resetShop } from './shop';
@@ -29,8 +29,8 @@ export interface State {
   connection: 'connecting' | 'online' | 'offline';
   balances: Balance[] | null;
   contacts: Contact[] | null;
-  /** Bumped on events that change a red packet, so open views refetch. */
-  redPacketVersion: Record<string, number>;
+  /** Red packets as this user last fetched them (for how their bubbles look), by id. */
+  redPackets: Record<string, RedPacket>;
   openConversation: string | null;
   /** Rides this client has seen, by id, as the last `ride.updated` or fetch left them. */
   rides: Record<string, Ride>;
@@ -42,7 +42,7 @@ export interface State {
 
 const initial: State = {
   me: null, users: {}, conversations: {}, conversationsLoaded: false, messages: {}, complete: {}, pending: {},
-  reads: {}, typing: {}, connection: 'connecting', balances: null, contacts: null, redPacketVersion: {},
+  reads: {}, typing: {}, connection: 'connecting', balances: null, contacts: null, redPackets: {},
   openConversation: null, rides: {}, offers: {}, driverLocations: {},
 };
 
@@ -179,6 +179,8 @@ function addMessages(messages: Message[]) {
 }
 
 function noteNewMessage(message: Message) {
+  // "Ben opened your red packet": the packet's bubble changes with it.
+  if (message.kind === 'system' && typeof message.body?.red_packet_id === 'string') redPacketChanged(message.body.red_packet_id);
   // Sending marks the sender's own read position (the server does the same, silently).
   noteRead({ conversation_id: message.conversation_id, user_id: message.sender_id, seq: message.seq });
   const state = store.get();
@@ -278,6 +280,30 @@ export async function loadWallet() {
   store.set({ balances: wallet.balances });
 }
 
+// ---- red packets ---------------------------------------------------------------------
+
+const packetRequests = new Map<string, Promise<RedPacket>>();
+
+/** Fetches a red packet (one request at a time per packet) and keeps it for its bubble. */
+export function loadRedPacket(id: string): Promise<RedPacket> {
+  let request = packetRequests.get(id);
+  if (!request) {
+    request = api<RedPacket>('GET', `/red-packets/${encodeURIComponent(id)}`)
+      .then((packet) => { store.set((s) => ({ redPackets: { ...s.redPackets, [id]: packet } })); return packet; })
+      .finally(() => packetRequests.delete(id));
+    packetRequests.set(id, request);
+  }
+  return request;
+}
+
+/** A claim happened: a packet this client shows is fetched again. */
+function redPacketChanged(id: string) {
+  const inFlight = packetRequests.get(id);
+  // A fetch already under way may have been answered before this claim: fetch after it.
+  if (inFlight) void inFlight.catch(() => {}).then(() => loadRedPacket(id)).catch(() => {});
+  else if (store.get().redPackets[id]) void loadRedPacket(id).catch(() => {});
+}
+
 // ---- rides ---------------------------------------------------------------------------
 
 const RIDE_STEP: Record<string, number> = {
@@ -345,9 +371,7 @@ function applyEvent(type: string, data: any) {
       }
       break;
     case 'order.updated': case 'group_buy.updated': applyShopEvent(type, data); break;
-    case 'red_packet.claimed':
-      store.set((s) => ({ redPacketVersion: { ...s.redPacketVersion, [data.red_packet_id]: (s.redPacketVersion[data.red_packet_id] ?? 0) + 1 } }));
-      break;
+    case 'red_packet.claimed': redPacketChanged(data.red_packet_id); break;
   }
 }
 

@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from './api';
 import { createStore } from './store';
 import { errorText, t } from './i18n';
+import { formatMoney } from './money';
 import { getToken } from './api';
 import { store } from './data';
 
@@ -31,9 +32,22 @@ export function Dialog(props: { title: string; onClose: () => void; children: Co
   );
 }
 
-export function ErrorLine({ error }: { error: unknown }) {
+/** An error as a sentence. With the payment's `currency`, "not enough money" also says how
+ *  much there is, from the problem's typed `available` member. */
+export function ErrorLine({ error, currency }: { error: unknown; currency?: string }) {
   if (!error) return null;
-  return <p class="error" role="alert">{typeof error === 'string' ? error : errorText(error)}</p>;
+  let text = typeof error === 'string' ? error : errorText(error);
+  if (currency && error instanceof ApiError && error.code === 'insufficient_funds' && typeof error.extra.available === 'number') {
+    text = t('error.insufficient_funds_have', { available: formatMoney(error.extra.available, currency) });
+  }
+  return <p class="error" role="alert">{text}</p>;
+}
+
+/** What the user can spend, shown beside an amount field (its id for `aria-describedby`). */
+export function AvailableLine({ id, currency }: { id: string; currency: string }) {
+  const balance = store.use((s) => s.balances?.find((b) => b.currency === currency));
+  if (!balance) return null;
+  return <small id={id} class="hint" data-testid="send-available">{t('wallet.can_send', { amount: formatMoney(balance.available, currency) })}</small>;
 }
 
 export function Avatar({ name, size = 40 }: { name: string; size?: number }) {

@@ -1,10 +1,59 @@
 import { useState } from 'preact/hooks';
-import { api } from '../lib/api';
+import type { JSX } from 'preact';
+import { api, ApiError } from '../lib/api';
 import type { User } from '../lib/api';
 import { startSession } from '../lib/data';
 import { t, useLang, setLang } from '../lib/i18n';
+import type { TextKey } from '../lib/i18n';
+import { displayNameRule, passwordRule, usernameRule } from '../lib/rules';
 import { ErrorLine } from '../lib/ui';
 import { navigate } from '../lib/router';
+
+type FieldName = 'username' | 'password' | 'display_name';
+type Problems = Partial<Record<FieldName, TextKey>>;
+
+/** The sentence for each field that breaks a rule: on sign-up every rule the server has,
+ *  on sign-in only that both are filled in (a wrong name is just a failed sign-in). */
+function check(mode: 'signin' | 'signup', username: string, password: string, displayName: string): Problems {
+  const problems: Problems = {};
+  const name = mode === 'signup' ? usernameRule(username) : username.trim() ? null : 'field.username_required';
+  const secret = mode === 'signup' ? passwordRule(password) : password ? null : 'field.password_required';
+  const shown = mode === 'signup' ? displayNameRule(displayName) : null;
+  if (name) problems.username = name;
+  if (secret) problems.password = secret;
+  if (shown) problems.display_name = shown;
+  return problems;
+}
+
+/** A server's answer that belongs next to one field, worded by the app's rule for it. */
+function fieldProblem(error: unknown, values: Record<FieldName, string>): Problems | null {
+  if (!(error instanceof ApiError)) return null;
+  if (error.code === 'username_taken') return { username: 'error.username_taken' };
+  if (error.code !== 'invalid_field') return null;
+  const field = error.field as FieldName | undefined;
+  if (field === 'username') return { username: usernameRule(values.username) ?? 'field.username_chars' };
+  if (field === 'password') return { password: passwordRule(values.password) ?? 'field.password_short' };
+  if (field === 'display_name') return { display_name: displayNameRule(values.display_name) ?? 'field.display_name_chars' };
+  return null;
+}
+
+function Field(props: {
+  name: FieldName; label: string; hint?: string; problem?: TextKey; input: JSX.InputHTMLAttributes<HTMLInputElement>;
+}) {
+  const hintId = `${props.name}-hint`;
+  const errorId = `${props.name}-error`;
+  const describedBy = [props.problem ? errorId : '', props.hint ? hintId : ''].filter(Boolean).join(' ') || undefined;
+  return (
+    <>
+      <label>
+        {props.label}
+        <input name={props.name} {...props.input} aria-invalid={props.problem ? true : undefined} aria-describedby={describedBy} />
+      </label>
+      {props.problem && <small id={errorId} class="field-error" data-testid={`${props.name}-error`}>{t(props.problem)}</small>}
+      {props.hint && <small id={hintId} class="hint">{props.hint}</small>}
+    </>
+  );
+}
 
 export function AuthScreen() {
   const lang = useLang();
@@ -13,12 +62,28 @@ export function AuthScreen() {
   const [password, setPassword] = useState('');
   const [displayName, setDisplayName] = useState('');
   const [error, setError] = useState<unknown>(null);
+  const [problems, setProblems] = useState<Problems>({});
+  // After the first try, each field is checked again as it is typed in.
+  const [tried, setTried] = useState(false);
   const [busy, setBusy] = useState(false);
+
+  const recheck = (next: { username?: string; password?: string; displayName?: string }) => {
+    if (!tried) return;
+    setProblems(check(mode, next.username ?? username, next.password ?? password, next.displayName ?? displayName));
+  };
 
   const submit = async (event: Event) => {
     event.preventDefault();
-    setBusy(true);
+    setTried(true);
     setError(null);
+    const found = check(mode, username, password, displayName);
+    setProblems(found);
+    const first = (['username', 'display_name', 'password'] as FieldName[]).find((field) => found[field]);
+    if (first) {
+      (event.currentTarget as HTMLFormElement).querySelector<HTMLInputElement>(`input[name="${first}"]`)?.focus();
+      return;
+    }
+    setBusy(true);
     try {
       const reply = mode === 'signin'
         ? await api<{ token: string; user: User }>('POST', '/auth/login', { username: username.trim(), password })
@@ -28,10 +93,15 @@ export function AuthScreen() {
       await startSession(reply.token, reply.user);
       navigate('/chats', true);
     } catch (caught) {
-      setError(caught);
+      const beside = fieldProblem(caught, { username, password, display_name: displayName });
+      if (beside) setProblems(beside); else setError(caught);
     } finally {
       setBusy(false);
     }
+  };
+  const switchMode = () => {
+    setMode(mode === 'signin' ? 'signup' : 'signin');
+    setError(null); setProblems({}); setTried(false);
   };
 
   return (
@@ -41,29 +111,24 @@ export function AuthScreen() {
         <h1>{t('app.name')}</h1>
         <p>{t('auth.tagline')}</p>
       </div>
-      <form class="card form" onSubmit={submit} aria-label={mode === 'signin' ? t('auth.signin') : t('auth.signup')}>
-        <label>
-          {t('auth.username')}
-          <input name="username" autoComplete="username" autoCapitalize="none" required value={username}
-            onInput={(e) => setUsername(e.currentTarget.value)} aria-describedby={mode === 'signup' ? 'username-hint' : undefined} />
-        </label>
-        {mode === 'signup' && <small id="username-hint" class="hint">{t('auth.username_hint')}</small>}
+      {/* noValidate: the app tells each rule itself, in its own language. */}
+      <form class="card form" onSubmit={submit} noValidate aria-label={mode === 'signin' ? t('auth.signin') : t('auth.signup')}>
+        <Field name="username" label={t('auth.username')} problem={problems.username}
+          hint={mode === 'signup' ? t('auth.username_hint') : undefined}
+          input={{ autoComplete: 'username', autoCapitalize: 'none', required: true, value: username,
+            onInput: (e) => { setUsername(e.currentTarget.value); recheck({ username: e.currentTarget.value }); } }} />
         {mode === 'signup' && (
-          <label>
-            {t('auth.display_name')}
-            <input name="display_name" autoComplete="nickname" value={displayName} onInput={(e) => setDisplayName(e.currentTarget.value)} />
-          </label>
+          <Field name="display_name" label={t('auth.display_name')} problem={problems.display_name}
+            input={{ autoComplete: 'nickname', value: displayName,
+              onInput: (e) => { setDisplayName(e.currentTarget.value); recheck({ displayName: e.currentTarget.value }); } }} />
         )}
-        <label>
-          {t('auth.password')}
-          <input name="password" type="password" required minLength={mode === 'signup' ? 8 : undefined}
-            autoComplete={mode === 'signin' ? 'current-password' : 'new-password'} value={password}
-            onInput={(e) => setPassword(e.currentTarget.value)} />
-        </label>
-        {mode === 'signup' && <small class="hint">{t('auth.password_hint')}</small>}
+        <Field name="password" label={t('auth.password')} problem={problems.password}
+          hint={mode === 'signup' ? t('auth.password_hint') : undefined}
+          input={{ type: 'password', required: true, autoComplete: mode === 'signin' ? 'current-password' : 'new-password', value: password,
+            onInput: (e) => { setPassword(e.currentTarget.value); recheck({ password: e.currentTarget.value }); } }} />
         <ErrorLine error={error} />
         <button class="primary" type="submit" disabled={busy}>{mode === 'signin' ? t('auth.signin') : t('auth.signup')}</button>
-        <button class="link" type="button" onClick={() => { setMode(mode === 'signin' ? 'signup' : 'signin'); setError(null); }}>
+        <button class="link" type="button" onClick={switchMode}>
           {mode === 'signin' ? t('auth.to_signup') : t('auth.to_signin')}
         </button>
       </form>

@@ -19,7 +19,21 @@ export function preview(message: Message | null | undefined): string {
   }
 }
 
+/** A red packet's chat line, worded for the reader: "Ben opened your red packet", "You
+ *  opened Ann's red packet", or, for a big packet, that all its shares were taken. */
+function packetText(body: any): string {
+  const me = store.get().me?.id;
+  const actor = displayName(body.actor_id ?? '');
+  const owner = displayName(body.owner_id ?? '');
+  if (body.event === 'red_packet_finished') {
+    return body.owner_id === me ? t('msg.system.packet_finished_mine', { n: body.count ?? 0 }) : t('msg.system.packet_finished', { owner, n: body.count ?? 0 });
+  }
+  if (body.actor_id === me) return body.owner_id === me ? t('msg.system.packet_opened_own') : t('msg.system.packet_opened_by_me', { owner });
+  return body.owner_id === me ? t('msg.system.packet_opened_mine', { actor }) : t('msg.system.packet_opened', { actor, owner });
+}
+
 export function systemText(body: any): string {
+  if (body.event === 'red_packet_claimed' || body.event === 'red_packet_finished') return packetText(body);
   const names = (body.user_ids ?? []).map(displayName).join(', ');
   const actor = body.actor_id ? displayName(body.actor_id) : '';
   const key = `msg.system.${body.event}` as const;

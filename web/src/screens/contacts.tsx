@@ -44,7 +44,9 @@ export function ContactsScreen() {
   const action = (user: User) => {
     const status = statusOf(user.id);
     if (status === 'accepted') return <button class="small-button" onClick={() => message(user.id)}>{t('contacts.message')}</button>;
-    if (status === 'incoming') return <button class="small-button primary" onClick={() => accept(user.id)}>{t('contacts.accept')}</button>;
+    if (status === 'incoming') {
+      return <button class="small-button primary" onClick={() => accept(user.id)} aria-label={t('contacts.accept_name', { name: user.display_name })}>{t('contacts.accept')}</button>;
+    }
     if (status === 'outgoing') return <span class="muted small">{t('contacts.requested')}</span>;
     return <button class="small-button primary" onClick={() => add(user.id)} aria-label={`${t('contacts.add')} ${user.display_name}`}>{t('contacts.add')}</button>;
   };

@@ -1,16 +1,16 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, newId } from '../lib/api';
-import type { Conversation, Message, RedPacket } from '../lib/api';
+import type { Conversation, Message } from '../lib/api';
 import {
-  conversationTitle, displayName, loadConversation, loadMessages, loadWallet, markRead, retrySend, sendMessage,
-  sendTyping, store,
+  conversationTitle, displayName, loadConversation, loadMessages, loadRedPacket, loadWallet, markRead, retrySend,
+  sendMessage, sendTyping, store,
 } from '../lib/data';
 import type { Pending } from '../lib/data';
 import { errorText, t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { formatMoney, parseMoney } from '../lib/money';
 import { navigate } from '../lib/router';
-import { AuthImage, Avatar, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
+import { AuthImage, AvailableLine, Avatar, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
 import { VirtualList } from '../lib/virtual';
 import { shortTime, systemText } from './chats';
 import { GroupBuyCard, ProductCard } from './shop-cards';
@@ -141,14 +141,7 @@ function Bubble(props: { kind: string; body: any; mine: boolean; previewUrl?: st
             <small>{t('msg.transfer_to', { amount: '', name: displayName(body.to_user_id) }).trim()}{body.note ? ` · ${body.note}` : ''}</small></div>
         </div>
       );
-    case 'red_packet':
-      return (
-        <button class="bubble red-packet" data-testid="red-packet" onClick={() => props.onOpenPacket(body.red_packet_id)}
-          aria-label={`${t('msg.red_packet')}: ${body.greeting || t('rp.greeting_default')}. ${t('msg.open')}`}>
-          <span class="bubble-icon" aria-hidden="true">🧧</span>
-          <div><strong>{body.greeting || t('rp.greeting_default')}</strong><br /><small>{t('msg.red_packet')}</small></div>
-        </button>
-      );
+    case 'red_packet': return <RedPacketBubble body={body} onOpen={() => props.onOpenPacket(body.red_packet_id)} />;
     case 'card':
       if (body.type === 'ride') return <RideCard body={body} />;
       if (body.type === 'product') return <ProductCard body={body} />;
@@ -162,6 +155,32 @@ function Bubble(props: { kind: string; body: any; mine: boolean; previewUrl?: st
       );
     default: return <div class="bubble muted">{t('msg.unsupported')}</div>;
   }
+}
+
+/** How a red packet looks to this reader: still to open, or dimmed once it is opened
+ *  ("You got $1.23"), taken by others, or expired. The message itself never changes; the
+ *  packet's state comes from GET /red-packets/{id}, fetched again when a claim is heard of. */
+function RedPacketBubble({ body, onOpen }: { body: any; onOpen: () => void }) {
+  const id: string = body.red_packet_id;
+  const packet = store.use((s) => s.redPackets[id]);
+  const me = store.use((s) => s.me!);
+  useEffect(() => { if (!packet) void loadRedPacket(id).catch(() => {}); }, [id]);
+  const greeting = body.greeting || t('rp.greeting_default');
+  const mine = packet?.claims.find((claim) => claim.user_id === me.id);
+  const allTaken = packet ? packet.claimed_count >= packet.count : false;
+  const ended = packet ? packet.refunded_at !== null || Date.parse(packet.expires_at) <= Date.now() : false;
+  let state: string | null = null;
+  if (mine) state = t('rp.state_opened');
+  else if (allTaken) state = packet!.sender_id === me.id && packet!.count === 1 ? t('rp.state_opened') : t('rp.state_all_taken');
+  else if (ended) state = t('rp.state_expired');
+  const detail = mine ? t('rp.you_got', { amount: formatMoney(mine.amount, mine.currency) }) : t('msg.red_packet');
+  return (
+    <button class={state ? 'bubble red-packet opened' : 'bubble red-packet'} data-testid="red-packet" data-state={state ? 'done' : 'open'}
+      onClick={onOpen} aria-label={`${t('msg.red_packet')}: ${greeting}. ${state ? `${state}. ${mine ? detail : ''}` : t('msg.open')}`.trim()}>
+      <span class="bubble-icon" aria-hidden="true">🧧</span>
+      <div><strong>{greeting}</strong><br /><small>{state ? `${state}${mine ? ` · ${detail}` : ''}` : t('msg.red_packet')}</small></div>
+    </button>
+  );
 }
 
 /** A ride shared into the chat: its state and the straight-line length of the trip. */
@@ -274,9 +293,11 @@ function TransferDialog({ conversation, onClose }: { conversation: Conversation;
           </label>
         )}
         {others.length === 1 && <p>{t('transfer.to')}: <strong>{displayName(to)}</strong></p>}
-        <label>{t('transfer.amount')} ({currency})<input name="amount" inputMode="decimal" required value={amount} onInput={(e) => setAmount(e.currentTarget.value)} /></label>
+        <label>{t('transfer.amount')} ({currency})<input name="amount" inputMode="decimal" required value={amount} onInput={(e) => setAmount(e.currentTarget.value)}
+          aria-describedby="transfer-available" /></label>
+        <AvailableLine id="transfer-available" currency={currency} />
         <label>{t('transfer.note')}<input name="note" maxLength={200} value={note} onInput={(e) => setNote(e.currentTarget.value)} /></label>
-        <ErrorLine error={error} />
+        <ErrorLine error={error} currency={currency} />
         <button class="primary" type="submit" disabled={busy}>{t('transfer.send')}</button>
       </form>
     </Dialog>
@@ -310,7 +331,9 @@ function RedPacketDialog({ conversation, onClose }: { conversation: Conversation
   return (
     <Dialog title={t('chat.red_packet')} onClose={onClose}>
       <form class="form" onSubmit={submit}>
-        <label>{t('rp.total')} ({currency})<input name="amount" inputMode="decimal" required value={amount} onInput={(e) => setAmount(e.currentTarget.value)} /></label>
+        <label>{t('rp.total')} ({currency})<input name="amount" inputMode="decimal" required value={amount} onInput={(e) => setAmount(e.currentTarget.value)}
+          aria-describedby="packet-available" /></label>
+        <AvailableLine id="packet-available" currency={currency} />
         {group && <label>{t('rp.count')}<input name="count" type="number" min={1} max={200} required value={count} onInput={(e) => setCount(e.currentTarget.value)} /></label>}
         {group && (
           <fieldset class="inline"><legend>{t('rp.mode')}</legend>
@@ -319,7 +342,7 @@ function RedPacketDialog({ conversation, onClose }: { conversation: Conversation
           </fieldset>
         )}
         <label>{t('rp.greeting')}<input name="greeting" maxLength={100} placeholder={t('rp.greeting_default')} value={greeting} onInput={(e) => setGreeting(e.currentTarget.value)} /></label>
-        <ErrorLine error={error} />
+        <ErrorLine error={error} currency={currency} />
         <button class="primary red" type="submit" disabled={busy}>{t('rp.send')}</button>
       </form>
     </Dialog>
@@ -328,13 +351,11 @@ function RedPacketDialog({ conversation, onClose }: { conversation: Conversation
 
 function RedPacketView({ id, onClose }: { id: string; onClose: () => void }) {
   const me = store.get().me!;
-  const version = store.use((s) => s.redPacketVersion[id] ?? 0);
+  const packet = store.use((s) => s.redPackets[id] ?? null);
   store.use((s) => s.users);
-  const [packet, setPacket] = useState<RedPacket | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
-  const load = () => api<RedPacket>('GET', `/red-packets/${encodeURIComponent(id)}`).then(setPacket).catch(setError);
-  useEffect(() => { void load(); }, [id, version]);
+  useEffect(() => { void loadRedPacket(id).catch(setError); }, [id]);
 
   const mine = packet?.claims.find((claim) => claim.user_id === me.id);
   const left = packet ? packet.count - packet.claimed_count : 0;
@@ -342,7 +363,7 @@ function RedPacketView({ id, onClose }: { id: string; onClose: () => void }) {
     setBusy(true); setError(null);
     try { await api('POST', `/red-packets/${encodeURIComponent(id)}/claim`, {}); }
     catch (caught) { if (!(caught instanceof ApiError && caught.code === 'already_claimed')) setError(caught); }
-    await load();
+    await loadRedPacket(id).catch(setError);
     setBusy(false);
   };
   return (

@@ -11,7 +11,7 @@ import { ErrorLine } from '../lib/ui';
 import { MapView } from '../map/map';
 import type { Marker } from '../map/map';
 import { bearing, between, distanceM } from '../map/geo';
-import { FINAL, Stars, Steps, km, mapProps, placeName, saved, save, useTick } from './rides-parts';
+import { ConfirmCancel, FINAL, Stars, Steps, km, mapProps, placeName, saved, save, useTick } from './rides-parts';
 
 /** The driver's share of an amount, as the server computes it (the fee is rounded down). */
 function driverShare(amount: number, feeBps: number) { return amount - Math.floor(amount * feeBps / 10_000); }
@@ -39,6 +39,7 @@ export function DriverView({ config }: { config: ClientConfig }) {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const [earned, setEarned] = useState<number | null>(null);
+  const [confirmCancel, setConfirmCancel] = useState(false);
   const offers = store.use((s) => s.offers);
   const ride = store.use((s) => (rideId ? s.rides[rideId] : undefined));
   const atRef = useRef(at);
@@ -223,7 +224,13 @@ export function DriverView({ config }: { config: ClientConfig }) {
         {ride.status === 'in_progress'
           && leg(t('rides.take_to', { name: rider }), ride.dropoff, t('rides.drive_dropoff'), 'complete', t('rides.complete'))}
         {(ride.status === 'driver_assigned' || ride.status === 'driver_arrived') && (
-          <button type="button" class="danger wide" onClick={() => advance('cancel')} disabled={busy}>{t('rides.cancel_trip')}</button>
+          <button type="button" class="danger wide" onClick={() => setConfirmCancel(true)} disabled={busy}>{t('rides.cancel_trip')}</button>
+        )}
+        {confirmCancel && !FINAL.has(ride.status) && (
+          <ConfirmCancel title={t('rides.driver_cancel_title')} keep={t('rides.keep_trip')} confirm={t('rides.cancel_trip')}
+            text={ride.status === 'driver_arrived' ? t('rides.driver_cancel_fee', { name: rider, fee: formatMoney(fee.amount, fee.currency) })
+              : t('rides.driver_cancel_free', { name: rider })}
+            onKeep={() => setConfirmCancel(false)} onConfirm={() => { setConfirmCancel(false); void advance('cancel'); }} />
         )}
         {FINAL.has(ride.status) && (<>
           <h2>{ride.status === 'completed' ? t('rides.completed') : t('rides.trip_cancelled')}</h2>

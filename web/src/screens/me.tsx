@@ -2,6 +2,7 @@ import { logout, store } from '../lib/data';
 import { api } from '../lib/api';
 import { setLang, t, useLang } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
+import { passwordRule } from '../lib/rules';
 import { applyTheme, currentTheme } from '../lib/theme';
 import type { Theme } from '../lib/theme';
 import { Avatar, ErrorLine } from '../lib/ui';
@@ -97,8 +98,13 @@ function PasswordForm() {
   const [error, setError] = useState<unknown>(null);
   const [done, setDone] = useState(false);
   const [busy, setBusy] = useState(false);
+  // The server's rules, told next to the field (lib/rules.ts), not in a browser tooltip.
+  const [problem, setProblem] = useState<{ current?: TextKey; next?: TextKey }>({});
   const submit = async (event: Event) => {
     event.preventDefault();
+    const found = { current: current ? undefined : 'field.password_required' as TextKey, next: passwordRule(next) ?? undefined };
+    setProblem(found);
+    if (found.current || found.next) return;
     setBusy(true); setError(null); setDone(false);
     try {
       await api('POST', '/auth/password', { current_password: current, new_password: next });
@@ -110,16 +116,20 @@ function PasswordForm() {
     }
   };
   return (
-    <form class="form pad" onSubmit={submit} aria-label={t('me.password')}>
+    <form class="form pad" onSubmit={submit} noValidate aria-label={t('me.password')}>
       <h2>{t('me.password')}</h2>
       <label>{t('me.password_current')}
         <input name="current_password" type="password" autoComplete="current-password" required value={current}
-          onInput={(e) => setCurrent(e.currentTarget.value)} />
+          onInput={(e) => setCurrent(e.currentTarget.value)} aria-invalid={problem.current ? true : undefined}
+          aria-describedby={problem.current ? 'current-password-error' : undefined} />
       </label>
+      {problem.current && <small id="current-password-error" class="field-error">{t(problem.current)}</small>}
       <label>{t('me.password_new')}
         <input name="new_password" type="password" autoComplete="new-password" required value={next}
-          onInput={(e) => setNext(e.currentTarget.value)} />
+          onInput={(e) => setNext(e.currentTarget.value)} aria-invalid={problem.next ? true : undefined}
+          aria-describedby={problem.next ? 'new-password-error' : undefined} />
       </label>
+      {problem.next && <small id="new-password-error" class="field-error">{t(problem.next)}</small>}
       <ErrorLine error={error} />
       {done && <p role="status">{t('me.password_changed')}</p>}
       <button type="submit" disabled={busy}>{t('me.password_change')}</button>

@@ -7,11 +7,11 @@ import { conversationTitle, displayName, loadRide, loadUser, loadWallet, noteRid
 import { t } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
 import { navigate } from '../lib/router';
-import { Dialog, ErrorLine } from '../lib/ui';
+import { ErrorLine } from '../lib/ui';
 import { MapView } from '../map/map';
 import type { Marker } from '../map/map';
 import { distanceM } from '../map/geo';
-import { FINAL, Stars, Steps, km, mapProps, placeName, saved, save, useTick } from './rides-parts';
+import { ConfirmCancel, FINAL, Stars, Steps, km, mapProps, placeName, saved, save, useTick } from './rides-parts';
 
 function minutes(seconds: number) { return t('rides.min', { n: Math.max(1, Math.round(seconds / 60)) }); }
 function clock(seconds: number) {
@@ -150,7 +150,7 @@ export function RiderView({ config }: { config: ClientConfig }) {
               <p class="muted small">{t(target === 'pickup' ? 'rides.tap_pickup' : 'rides.tap_dropoff')}</p>
               {quote ? <QuoteCard quote={quote} config={config} busy={busy} onRequest={request} onRefresh={getQuote} />
                 : <button class="primary wide" type="button" onClick={getQuote} disabled={busy}>{t('rides.get_price')}</button>}
-              <ErrorLine error={error} />
+              <ErrorLine error={error} currency={quote?.fare.currency ?? config.currencies[0]} />
               {error instanceof ApiError && error.code === 'insufficient_funds' && (
                 <button class="link" type="button" onClick={() => navigate('/wallet')}>{t('rides.top_up')}</button>
               )}
@@ -208,7 +208,7 @@ function RideProgress(props: { ride: Ride; config: ClientConfig; driverAt?: LatL
     <>
       <p class="small muted">{charged ? t('rides.cancel_rule_now', { fee: formatMoney(fee.amount, fee.currency) })
         : t('rides.cancel_rule', { fee: formatMoney(fee.amount, fee.currency) })}</p>
-      <button type="button" class="danger wide" onClick={() => (charged ? setConfirm(true) : void cancel())}>{t('rides.cancel')}</button>
+      <button type="button" class="danger wide" onClick={() => setConfirm(true)}>{t('rides.cancel')}</button>
     </>
   );
   const vehicle = ride.vehicle && (
@@ -283,15 +283,15 @@ function RideProgress(props: { ride: Ride; config: ClientConfig; driverAt?: LatL
       <Steps status={ride.status} />
       {body}
       <ErrorLine error={error} />
-      {confirm && (
-        <Dialog title={t('rides.cancel_confirm_title')} onClose={() => setConfirm(false)}>
-          <p>{t('rides.cancel_confirm', { fee: formatMoney(fee.amount, fee.currency) })}</p>
-          <div class="actions">
-            <button type="button" onClick={() => setConfirm(false)}>{t('rides.keep')}</button>
-            <button type="button" class="danger" onClick={cancel}>{t('rides.cancel_anyway')}</button>
-          </div>
-        </Dialog>
-      )}
+      {confirm && (() => {
+        // The fee applies once the driver has arrived, as the server decides it.
+        const charged = ride.status === 'driver_arrived';
+        const price = formatMoney(fee.amount, fee.currency);
+        return <ConfirmCancel title={t('rides.cancel_confirm_title')} keep={t('rides.keep')}
+          text={charged ? t('rides.cancel_confirm', { fee: price }) : t('rides.cancel_free')}
+          confirm={charged ? t('rides.cancel_anyway') : t('rides.cancel_confirm_button')}
+          onKeep={() => setConfirm(false)} onConfirm={cancel} />;
+      })()}
     </div>
   );
 }

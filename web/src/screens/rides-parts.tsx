@@ -4,9 +4,9 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError } from '../lib/api';
 import type { ClientConfig, LatLng } from '../lib/api';
-import { t } from '../lib/i18n';
+import { starsText, t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
-import { ErrorLine } from '../lib/ui';
+import { Dialog, ErrorLine } from '../lib/ui';
 import { nearestStreet } from '../map/map';
 
 /** Re-renders every `ms` (countdowns, "n s ago"). */
@@ -59,7 +59,7 @@ export function Stars(props: { rideId: string; legend: string }) {
         {[1, 2, 3, 4, 5].map((n) => (
           <label class={n <= stars ? 'star on' : 'star'}>
             <input class="visually-hidden" type="radio" name="stars" value={n} checked={stars === n} onChange={() => setStars(n)}
-              aria-label={t('rides.stars', { n })} />
+              aria-label={starsText(n)} />
             <span aria-hidden="true">★</span>
           </label>
         ))}
@@ -72,13 +72,27 @@ export function Stars(props: { rideId: string; legend: string }) {
 }
 
 const STEPS = ['requested', 'driver_assigned', 'driver_arrived', 'in_progress', 'completed'] as const;
+/** The trip's five steps as labelled bars: done ones filled, the current one in bold. */
 export function Steps({ status }: { status: string }) {
   const at = STEPS.indexOf(status as typeof STEPS[number]);
   if (at < 0) return null;
   return (
     <ol class="steps" aria-label={t('rides.progress')}>
       {STEPS.map((step, i) => <li class={i <= at ? 'done' : ''} aria-current={i === at ? 'step' : undefined}>
-        <span class="visually-hidden">{t(`rides.status.${step}` as TextKey)}</span></li>)}
+        <span class="step-bar" aria-hidden="true" /><span class="step-label">{t(`rides.status.${step}` as TextKey)}</span></li>)}
     </ol>
+  );
+}
+
+/** Asks once before a ride is cancelled, saying what it costs. */
+export function ConfirmCancel(props: { title: string; text: string; keep: string; confirm: string; onKeep: () => void; onConfirm: () => void }) {
+  return (
+    <Dialog title={props.title} onClose={props.onKeep}>
+      <p data-testid="cancel-terms">{props.text}</p>
+      <div class="actions">
+        <button type="button" onClick={props.onKeep}>{props.keep}</button>
+        <button type="button" class="danger" onClick={props.onConfirm}>{props.confirm}</button>
+      </div>
+    </Dialog>
   );
 }

@@ -8,7 +8,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, newId } from '../lib/api';
 import type { Page } from '../lib/api';
 import { conversationTitle, displayName, loadWallet, store } from '../lib/data';
-import { t } from '../lib/i18n';
+import { starsText, t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
 import { match, navigate, route } from '../lib/router';
@@ -481,7 +481,7 @@ function OrderView({ id }: { id: string }) {
             <fieldset class="stars"><legend>{t('shop.pick_stars')}</legend>
               {[1, 2, 3, 4, 5].map((n) => (
                 <label class={n <= stars ? 'star on' : 'star'}>
-                  <input class="visually-hidden" type="radio" name="stars" value={n} checked={stars === n} onChange={() => setStars(n)} aria-label={t('shop.stars', { n })} />★
+                  <input class="visually-hidden" type="radio" name="stars" value={n} checked={stars === n} onChange={() => setStars(n)} aria-label={starsText(n)} />★
                 </label>
               ))}
             </fieldset>

@@ -5,7 +5,7 @@ import { displayName, loadContacts, loadWallet, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { formatMoney, parseMoney } from '../lib/money';
-import { Dialog, ErrorLine, askPin, isCancelled, withPin } from '../lib/ui';
+import { AvailableLine, Dialog, ErrorLine, askPin, isCancelled, withPin } from '../lib/ui';
 import { shortTime } from './chats';
 
 export function WalletScreen() {
@@ -147,9 +147,11 @@ function SendDialog({ currency, onDone, onClose }: { currency: string; onDone: (
             {accepted.map((c) => <option value={c.user.id}>{c.user.display_name} (@{c.user.username})</option>)}
           </select>
         </label>
-        <label>{t('transfer.amount')} ({currency})<input name="amount" inputMode="decimal" required value={amount} onInput={(e) => setAmount(e.currentTarget.value)} /></label>
+        <label>{t('transfer.amount')} ({currency})<input name="amount" inputMode="decimal" required value={amount} onInput={(e) => setAmount(e.currentTarget.value)}
+          aria-describedby="send-available" /></label>
+        <AvailableLine id="send-available" currency={currency} />
         <label>{t('transfer.note')}<input name="note" maxLength={200} value={note} onInput={(e) => setNote(e.currentTarget.value)} /></label>
-        <ErrorLine error={error} />
+        <ErrorLine error={error} currency={currency} />
         <button class="primary" type="submit" disabled={busy || !to}>{t('transfer.send')}</button>
       </form>
     </Dialog>

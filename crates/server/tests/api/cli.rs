@@ -87,9 +87,10 @@ fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
     });
     assert_eq!(
         counts,
-        (2, 13, 9),
-        "a direct chat of 4 messages and a transfer, a group of 1 + 4, a transfer, a red packet and \
-         alice's group-buy card; 4 top-ups, 2 transfers, a red packet, a claim and the group order's hold"
+        (2, 14, 9),
+        "a direct chat of 4 messages and a transfer, a group of 1 + 4, a transfer, a red packet, bob's \
+         opening it and alice's group-buy card; 4 top-ups, 2 transfers, a red packet, a claim and the group \
+         order's hold"
     );
     // The demo money leaves the ledger sound.
     let check = plaza().env("PLAZA_DATA_DIR", dir.path()).args(["ledger", "check"]).output().unwrap();

@@ -24,6 +24,7 @@ on_both_databases!(
     a_burst_of_pin_guesses_has_at_most_five_judged_and_then_payments_are_locked,
     setting_or_replacing_the_pin_is_rate_limited_per_user,
     in_a_direct_chat_only_the_other_person_may_claim_a_red_packet,
+    a_claim_tells_the_chat_who_opened_the_packet_and_a_big_packet_only_when_all_are_taken,
     payment_intents_hold_capture_release_and_refund,
     the_ledger_check_is_for_admins_and_the_cli_agrees,
 );
@@ -474,6 +475,95 @@ async fn in_a_direct_chat_only_the_other_person_may_claim_a_red_packet(db: Db) {
         .await;
     assert_eq!(own.status, 200, "{}", own.text);
     assert_eq!(balance(&server, &ann).await, (700, 0));
+    assert_ledger_sound(&server, &auditor).await;
+}
+
+/// The `system` messages of a conversation after `after_seq`, as a member sees them.
+async fn system_lines(server: &TestServer, token: &str, conversation: &str, after_seq: i64) -> Vec<Value> {
+    let history =
+        server.get(&format!("/api/v1/conversations/{conversation}/messages?after_seq={after_seq}"), Some(token)).await;
+    assert_eq!(history.status, 200, "{}", history.text);
+    history.body["items"].as_array().unwrap().iter().filter(|m| m["kind"] == "system").cloned().collect()
+}
+
+async fn last_seq(server: &TestServer, token: &str, conversation: &str) -> i64 {
+    let history = server.get(&format!("/api/v1/conversations/{conversation}/messages?limit=1"), Some(token)).await;
+    history.body["items"][0]["seq"].as_i64().unwrap()
+}
+
+async fn a_claim_tells_the_chat_who_opened_the_packet_and_a_big_packet_only_when_all_are_taken(db: Db) {
+    let server = server(db).await;
+    let (auditor, _) = register_auditor(&server).await;
+    let ann_account = server.register("ann").await;
+    let (ann, ann_id) = ann_account.clone();
+    let mut members = Vec::new();
+    for name in ["bob", "cat", "dan", "eve"] {
+        members.push(server.register(name).await);
+    }
+    topup(&server, &ann, 10_000).await;
+    let packet = |conversation: &str, count: i64| json!({"conversation_id": conversation, "total": {"amount": 400, "currency": "USD"}, "count": count, "mode": "equal"});
+
+    // A direct chat: the other person opens it, and the chat says so, once however often
+    // the claim is retried.
+    let (bob, bob_id) = members[0].clone();
+    let direct = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let sent = post_keyed(&server, "/api/v1/red-packets", &ann, None, packet(&direct, 1)).await;
+    assert_eq!(sent.status, 201, "{}", sent.text);
+    let direct_id = sent.body["id"].as_str().unwrap().to_string();
+    let before = last_seq(&server, &ann, &direct).await;
+    let claim = format!("/api/v1/red-packets/{direct_id}/claim");
+    for _ in 0..2 {
+        assert_eq!(post_keyed(&server, &claim, &bob, Some("bob-claim"), json!({})).await.status, 200);
+    }
+    let lines = system_lines(&server, &ann, &direct, before).await;
+    assert_eq!(lines.len(), 1, "one line for one claim: {lines:?}");
+    assert_eq!(lines[0]["sender_id"], bob_id.as_str());
+    assert_eq!(
+        lines[0]["body"],
+        json!({"event": "red_packet_claimed", "actor_id": bob_id, "owner_id": ann_id, "red_packet_id": direct_id})
+    );
+    // Ann hears of it as a new message in her chat, unread until she reads it.
+    let listing = server.get("/api/v1/conversations", Some(&ann)).await;
+    let row = listing.body["items"].as_array().unwrap().iter().find(|c| c["id"] == direct.as_str()).unwrap().clone();
+    assert_eq!(row["last_message"]["body"]["event"], "red_packet_claimed");
+    assert_eq!(row["unread_count"], 1);
+
+    // A small group's small packet: a line for each claim.
+    let group = group_with(&server, &ann_account, &members).await;
+    let small = post_keyed(&server, "/api/v1/red-packets", &ann, None, packet(&group, 2)).await;
+    let small_id = small.body["id"].as_str().unwrap().to_string();
+    let before = last_seq(&server, &ann, &group).await;
+    for (token, _) in &members[..2] {
+        let reply = server.post(&format!("/api/v1/red-packets/{small_id}/claim"), Some(token), json!({})).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let lines = system_lines(&server, &members[3].0, &group, before).await;
+    let actors: Vec<&str> = lines.iter().map(|line| line["body"]["actor_id"].as_str().unwrap()).collect();
+    assert_eq!(actors, [members[0].1.as_str(), members[1].1.as_str()]);
+    assert!(lines.iter().all(|line| line["body"]["event"] == "red_packet_claimed"));
+
+    // A packet with more shares than that: nothing per claim, one line when the last goes.
+    let big = post_keyed(&server, "/api/v1/red-packets", &ann, None, packet(&group, 5)).await;
+    let big_id = big.body["id"].as_str().unwrap().to_string();
+    let before = last_seq(&server, &ann, &group).await;
+    let claimers: Vec<&str> = members.iter().map(|(token, _)| token.as_str()).chain([ann.as_str()]).collect();
+    for (n, token) in claimers.iter().enumerate() {
+        let reply = server.post(&format!("/api/v1/red-packets/{big_id}/claim"), Some(token), json!({})).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let lines = system_lines(&server, &ann, &group, before).await;
+        if n + 1 < claimers.len() {
+            assert!(lines.is_empty(), "no line for claim {}: {lines:?}", n + 1);
+        } else {
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            let body = &lines[0]["body"];
+            assert_eq!(body["event"], "red_packet_finished");
+            assert_eq!(body["owner_id"], ann_id.as_str());
+            assert_eq!(body["actor_id"], ann_id.as_str(), "the last share was the sender's own");
+            assert_eq!(body["red_packet_id"], big_id.as_str());
+            assert_eq!(body["count"], 5);
+            assert!(body["seconds"].as_i64().unwrap() >= 0);
+        }
+    }
     assert_ledger_sound(&server, &auditor).await;
 }
 
