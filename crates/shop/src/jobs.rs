@@ -20,6 +20,9 @@ const BATCH_MAX: i64 = 200;
 impl ShopHandle {
     /// Runs the job until the process ends.
     pub async fn run_jobs(self) {
+        if let Err(error) = self.warm_search_index().await {
+            tracing::warn!("shop search index: {error}; the first search loads it");
+        }
         let mut ticker = tokio::time::interval(self.inner.config.job_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
