@@ -106,7 +106,8 @@ fn the_readme_shows_exactly_what_the_demo_prints() {
     let start = readme.find("```\nDemo data is ready.").expect("the README has the demo's sample output") + 4;
     let sample = &readme[start..start + readme[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();
-    let demo = plaza().env("PLAZA_DATA_DIR", dir.path()).env("PLAZA_ADDR", "127.0.0.1:8080").arg("demo").output().unwrap();
+    let demo =
+        plaza().env("PLAZA_DATA_DIR", dir.path()).env("PLAZA_ADDR", "127.0.0.1:8080").arg("demo").output().unwrap();
     assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
     let printed = format!(
         "{}Plaza is running at http://127.0.0.1:8080/  (API reference: /api/docs)\n",
