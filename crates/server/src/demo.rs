@@ -175,8 +175,9 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
          $500.00 to send; alice paid bob for lunch, bob paid carol, and a red packet from alice waits in \
          \"Weekend hike\". Carol runs \"Carol's Trail Shop\" (Shop tab): alice opened a group buy on its coffee \
          and shared it into \"Weekend hike\" for bob to join, and its thermos has a flash sale five minutes after \
-         seeding. With --serve, three simulated drivers cruise around {:.4}, {:.4}: request a ride \
-         near there to take one end to end. Server address: http://{}/",
+         seeding. With --serve, three simulated drivers cruise around {:.4}, {:.4}, where the Rides \
+         tab's map opens: tap a pickup and a drop-off there, See price, then Request ride, and one takes you \
+         end to end. Server address: http://{}/",
         DEMO_CITY.0, DEMO_CITY.1, config.addr
     ));
     text

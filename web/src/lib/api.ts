@@ -33,7 +33,7 @@ export type RideStatus = 'requested' | 'driver_assigned' | 'driver_arrived' | 'i
 export interface Ride {
   id: string; status: RideStatus; rider_id: string; driver_id: string | null; pickup: LatLng; dropoff: LatLng;
   fare: MoneyValue; hold: MoneyValue; charged: MoneyValue; payment_status: string; distance_m: number; duration_s: number;
-  surge: number; cancelled_by: string | null; created_at: string; updated_at: string; vehicle?: Vehicle | null;
+  surge: number; cancelled_by: 'rider' | 'driver' | null; created_at: string; updated_at: string; vehicle?: Vehicle | null;
   driver_location?: LatLng | null;
 }
 export interface Quote {

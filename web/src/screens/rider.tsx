@@ -262,7 +262,7 @@ function RideProgress(props: { ride: Ride; config: ClientConfig; driverAt?: LatL
       break;
     case 'cancelled':
       body = (<>
-        <h2 class="status-line">{ride.cancelled_by === ride.rider_id ? t('rides.cancelled_by_you') : t('rides.cancelled_by_driver')}</h2>
+        <h2 class="status-line">{ride.cancelled_by === 'rider' ? t('rides.cancelled_by_you') : t('rides.cancelled_by_driver')}</h2>
         <p data-testid="charged" data-amount={ride.charged.amount}>{ride.charged.amount > 0
           ? t('rides.fee_charged', { amount: formatMoney(ride.charged.amount, ride.charged.currency) }) : t('rides.nothing_charged')}</p>
         <div class="actions"><button type="button" onClick={props.onAgain}>{t('rides.again')}</button>

@@ -98,6 +98,25 @@ fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
     assert!(String::from_utf8_lossy(&check.stdout).contains("ledger OK"));
 }
 
+/// The README's sample output is what `bash scripts/run` prints: `plaza demo`'s text, then
+/// the line `serve` prints (at the default address the README shows).
+#[test]
+fn the_readme_shows_exactly_what_the_demo_prints() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find("```\nDemo data is ready.").expect("the README has the demo's sample output") + 4;
+    let sample = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let demo =
+        plaza().env("PLAZA_DATA_DIR", dir.path()).env("PLAZA_ADDR", "127.0.0.1:8080").arg("demo").output().unwrap();
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let printed = format!(
+        "{}Plaza is running at http://127.0.0.1:8080/  (API reference: /api/docs)\n",
+        String::from_utf8_lossy(&demo.stdout)
+    );
+    assert_eq!(sample, printed, "README.md's sample output is not what the binary prints");
+    assert!(printed.contains("simulated drivers") && printed.contains("Rides tab"), "{printed}");
+}
+
 #[test]
 fn demo_reseeds_after_alice_has_many_newer_conversations() {
     let dir = tempfile::tempdir().unwrap();
