@@ -492,3 +492,38 @@ mod tests {
         assert_eq!(catalogue.rank(&query_terms("tea"), None, 5), expected);
     }
 }
+
+/// A measurement, not a check (nothing here is timed against a bound): ranking over a
+/// catalogue shaped like `plaza-bench shop`'s, in-process. Run it with
+/// `cargo test --release -p plaza-shop --lib ranking_at_100000_products -- --ignored --nocapture`.
+#[cfg(test)]
+mod measurement {
+    use super::*;
+
+    #[test]
+    #[ignore = "a measurement: run it in release, by name"]
+    fn ranking_at_100000_products() {
+        const WORDS: &[&str] = &[
+            "coffee", "beans", "tea", "green", "oolong", "mango", "phone", "case", "cable", "lamp", "desk", "chair",
+            "咖啡", "茶叶", "手机", "云南", "芒果", "台灯", "椅子", "绿茶",
+        ];
+        let mut catalogue = Catalogue::default();
+        let started = Instant::now();
+        for n in 0..100_000usize {
+            let (first, second) = (WORDS[n % WORDS.len()], WORDS[(n / WORDS.len() + 7 * n) % WORDS.len()]);
+            catalogue.apply(&IndexedProduct {
+                product_id: format!("{n:026}"),
+                shop_id: "shop".into(),
+                active: true,
+                title: format!("{first} {second} {n}"),
+                description: format!("A {second} for the benchmark, number {n}"),
+            });
+        }
+        eprintln!("indexed 100000 products in {:?}", started.elapsed());
+        let started = Instant::now();
+        for word in WORDS {
+            assert_eq!(catalogue.rank(&query_terms(word), None, 21).len(), 21);
+        }
+        eprintln!("ranked each of {} words in {:?} on average", WORDS.len(), started.elapsed() / WORDS.len() as u32);
+    }
+}
