@@ -1,6 +1,6 @@
 //! Plaza accounts: who a user is (users and their public profiles), how they prove it
 //! (password login and session tokens) and whom they know (contacts and contact
-//! requests). Other services learn the caller's identity through the [`CurrentUser`]
+//! requests) or follow (one-way public follows, `profiles.rs`). Other services learn the caller's identity through the [`CurrentUser`]
 //! extractor and look users up through [`Accounts`]; none of them reads these tables.
 //!
 //! Security choices: passwords are hashed with argon2id with a bounded number of hashes
@@ -12,6 +12,7 @@
 mod migrations;
 pub mod model;
 mod password;
+mod profiles;
 pub mod routes;
 mod service;
 mod session_cache;
@@ -19,8 +20,9 @@ mod sessions;
 mod throttle;
 
 pub use migrations::MIGRATIONS;
-pub use model::{ContactStatus, DisplayName, Password, Role, User, Username};
+pub use model::{Bio, ContactStatus, DisplayName, Password, Role, User, Username};
 pub use password::{HashError, PasswordHasher};
+pub use profiles::{FollowList, ProfileChange, FOLLOWING_IDS_MAX};
 pub use routes::{router, CurrentUser, HeaderOrQueryUser, SocketCaller};
 pub use service::{Accounts, AccountsConfig, AccountsError, Contact, Session, DEFAULT_SESSION_CACHE_TTL};
 pub use sessions::{Authenticated, SessionId, SessionWatch};

@@ -84,4 +84,28 @@ pub const MIGRATIONS: &[Migration] = &[
             );
         "#,
     },
+    Migration {
+        service: "accounts",
+        version: 3,
+        name: "profiles and one-way follows",
+        sqlite: PROFILES_AND_FOLLOWS,
+        postgres: PROFILES_AND_FOLLOWS,
+    },
 ];
+
+/// The counts are columns kept in the follow's own transaction, so a profile is one row
+/// read however many followers it has.
+const PROFILES_AND_FOLLOWS: &str = r#"
+    ALTER TABLE users ADD COLUMN bio TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN followers_count BIGINT NOT NULL DEFAULT 0 CHECK (followers_count >= 0);
+    ALTER TABLE users ADD COLUMN following_count BIGINT NOT NULL DEFAULT 0 CHECK (following_count >= 0);
+    CREATE TABLE follows (
+        follower_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        followee_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (follower_id, followee_id),
+        CHECK (follower_id <> followee_id)
+    );
+    CREATE INDEX follows_followers ON follows (followee_id, created_at, follower_id);
+    CREATE INDEX follows_following ON follows (follower_id, created_at, followee_id);
+"#;

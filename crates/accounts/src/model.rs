@@ -57,6 +57,33 @@ impl DisplayName {
     }
 }
 
+/// A profile's bio: at most 160 characters after trimming (empty clears it), no control
+/// characters but line breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bio(String);
+
+impl Bio {
+    pub const MAX_CHARS: usize = 160;
+
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let trimmed = raw.trim();
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err("a bio has at most 160 characters");
+        }
+        if trimmed.chars().any(|c| c.is_control() && c != '\n') {
+            return Err("a bio cannot contain control characters other than line breaks");
+        }
+        if plaza_kernel::text::has_bidi_control(trimmed) {
+            return Err("a bio cannot contain right-to-left or left-to-right override characters");
+        }
+        Ok(Self(trimmed.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A password as typed: at least 8 characters, at most 1,024 bytes (bounding hashing work).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
@@ -94,6 +121,10 @@ pub struct User {
     pub display_name: String,
     pub avatar_url: Option<String>,
     pub created_at: Timestamp,
+    /// What the user says about themselves; empty when unset.
+    pub bio: String,
+    pub followers_count: i64,
+    pub following_count: i64,
 }
 
 /// What an account may do beyond a user's own things. Roles are rows in the database,

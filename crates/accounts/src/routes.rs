@@ -2,6 +2,7 @@
 //! extractor, and the one mapping from [`AccountsError`] to problems.
 
 use crate::model::{ContactStatus, User};
+use crate::profiles::{FollowList, ProfileChange};
 use crate::service::{Accounts, AccountsError, Contact, Session};
 use crate::sessions::{Authenticated, SessionId};
 use axum::extract::{FromRef, FromRequestParts, Path, State};
@@ -23,8 +24,11 @@ pub fn router(accounts: Accounts) -> OpenApiRouter {
         .routes(routes!(logout))
         .routes(routes!(logout_everywhere))
         .routes(routes!(change_password))
-        .routes(routes!(me))
+        .routes(routes!(me, update_me))
         .routes(routes!(user_by_id))
+        .routes(routes!(follow, unfollow))
+        .routes(routes!(followers))
+        .routes(routes!(following))
         .routes(routes!(search_users))
         .routes(routes!(request_contact, list_contacts))
         .routes(routes!(accept_contact))
@@ -140,6 +144,8 @@ impl From<AccountsError> for Problem {
             AccountsError::ContactNotFound => {
                 Problem::new(ErrorCode::ContactNotFound, "no contact or contact request with that user")
             }
+            AccountsError::CannotFollowSelf => Problem::new(ErrorCode::CannotFollowSelf, "you cannot follow yourself"),
+            AccountsError::Media(error) => Problem::internal(&error),
             AccountsError::Database(error) if plaza_store::is_unavailable(&error) => {
                 tracing::warn!(request_id = %plaza_http::request_id::current(), "database unavailable: {error}");
                 Problem::new(ErrorCode::Unavailable, "the database is not reachable; try again shortly")
@@ -163,6 +169,15 @@ pub struct UserBody {
     pub avatar_url: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// At most 160 characters; empty when unset.
+    pub bio: String,
+    pub followers_count: i64,
+    pub following_count: i64,
+    /// Whether the caller follows this user; present where the caller is known to the
+    /// answer (profiles and follow lists), absent where a user is embedded in another
+    /// object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub followed_by_me: Option<bool>,
 }
 
 impl From<User> for UserBody {
@@ -173,7 +188,18 @@ impl From<User> for UserBody {
             display_name: user.display_name,
             avatar_url: user.avatar_url,
             created_at: user.created_at.to_rfc3339(),
+            bio: user.bio,
+            followers_count: user.followers_count,
+            following_count: user.following_count,
+            followed_by_me: None,
         }
+    }
+}
+
+impl UserBody {
+    /// The profile as `followed` says the caller sees it.
+    pub fn seen_by(user: User, followed: bool) -> Self {
+        Self { followed_by_me: Some(followed), ..Self::from(user) }
     }
 }
 
@@ -186,6 +212,9 @@ pub struct MeBody {
     pub display_name: String,
     pub avatar_url: Option<String>,
     pub created_at: String,
+    pub bio: String,
+    pub followers_count: i64,
+    pub following_count: i64,
     /// `admin` for accounts an operator granted it (`plaza admin grant`).
     pub roles: Vec<String>,
 }
@@ -382,16 +411,131 @@ async fn change_password(
 #[utoipa::path(get, path = "/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, description = "The caller's profile", body = MeBody)))]
 async fn me(current: CurrentUser) -> axum::Json<MeBody> {
-    let roles = if current.is_admin { vec!["admin".to_string()] } else { Vec::new() };
-    let user = current.user;
-    axum::Json(MeBody {
+    axum::Json(me_body(current.user, current.is_admin))
+}
+
+fn me_body(user: User, is_admin: bool) -> MeBody {
+    let roles = if is_admin { vec!["admin".to_string()] } else { Vec::new() };
+    MeBody {
         id: user.id,
         username: user.username,
         display_name: user.display_name,
         avatar_url: user.avatar_url,
         created_at: user.created_at.to_rfc3339(),
+        bio: user.bio,
+        followers_count: user.followers_count,
+        following_count: user.following_count,
         roles,
-    })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    /// 1–64 characters.
+    #[schema(min_length = 1, max_length = 64)]
+    pub display_name: Option<String>,
+    /// At most 160 characters; an empty string clears it.
+    #[schema(max_length = 160)]
+    pub bio: Option<String>,
+    /// An image the caller uploaded (`POST /media`); it becomes the avatar, which every
+    /// signed-in user may then fetch.
+    pub avatar_media_id: Option<String>,
+}
+
+/// Change the caller's display name, bio or avatar.
+#[utoipa::path(patch, path = "/me", tag = "accounts", security(("bearer" = [])), request_body = UpdateMeRequest,
+    responses((status = 200, description = "The profile as it now is", body = MeBody)))]
+async fn update_me(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    ApiJson(request): ApiJson<UpdateMeRequest>,
+) -> Result<axum::Json<MeBody>, Problem> {
+    let change = ProfileChange {
+        display_name: request.display_name,
+        bio: request.bio,
+        avatar_media_id: request.avatar_media_id,
+    };
+    let user = accounts.update_profile(&current.user, change).await?;
+    Ok(axum::Json(me_body(user, current.is_admin)))
+}
+
+/// Follow a user: one-way and public; they get `follow.new`. Following twice is one follow.
+#[utoipa::path(post, path = "/users/{id}/follow", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Whom to follow")),
+    responses((status = 204, description = "Following")))]
+async fn follow(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    accounts.follow(&current.user, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stop following a user (also when not following them).
+#[utoipa::path(delete, path = "/users/{id}/follow", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Whom to unfollow")),
+    responses((status = 204, description = "Not following")))]
+async fn unfollow(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    accounts.unfollow(&current.user, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FollowListParams {
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Who follows a user, most recent first.
+#[utoipa::path(get, path = "/users/{id}/followers", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id"), FollowListParams),
+    responses((status = 200, description = "Followers", body = UserPage)))]
+async fn followers(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<FollowListParams>,
+) -> Result<axum::Json<UserPage>, Problem> {
+    follow_list(&accounts, &current.user, &id, FollowList::Followers, params).await
+}
+
+/// Whom a user follows, most recent first.
+#[utoipa::path(get, path = "/users/{id}/following", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id"), FollowListParams),
+    responses((status = 200, description = "Followed users", body = UserPage)))]
+async fn following(
+    State(accounts): State<Accounts>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<FollowListParams>,
+) -> Result<axum::Json<UserPage>, Problem> {
+    follow_list(&accounts, &current.user, &id, FollowList::Following, params).await
+}
+
+async fn follow_list(
+    accounts: &Accounts,
+    me: &User,
+    user_id: &str,
+    list: FollowList,
+    params: FollowListParams,
+) -> Result<axum::Json<UserPage>, Problem> {
+    let limit = page_limit(params.limit)?;
+    let page = accounts.follow_list(user_id, list, limit, params.cursor.as_deref()).await?;
+    let ids: Vec<String> = page.items.iter().map(|user| user.id.clone()).collect();
+    let followed = accounts.followed_among(&me.id, &ids).await?;
+    let page = page.map(|user| {
+        let is_followed = followed.contains(&user.id);
+        UserBody::seen_by(user, is_followed)
+    });
+    Ok(axum::Json(UserPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// A user's public profile.
@@ -400,10 +544,12 @@ async fn me(current: CurrentUser) -> axum::Json<MeBody> {
     responses((status = 200, description = "The profile", body = UserBody)))]
 async fn user_by_id(
     State(accounts): State<Accounts>,
-    _current: CurrentUser,
+    current: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<axum::Json<UserBody>, Problem> {
-    Ok(axum::Json(accounts.user(&id).await?.into()))
+    let user = accounts.user(&id).await?;
+    let followed = accounts.follows(&current.user.id, &user.id).await?;
+    Ok(axum::Json(UserBody::seen_by(user, followed)))
 }
 
 /// Find users by the start of their username or display name.

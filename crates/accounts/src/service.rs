@@ -9,6 +9,7 @@ use crate::throttle::LoginThrottle;
 use plaza_bus::Received;
 use plaza_events::Events;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
+use plaza_media::Media;
 use plaza_store::{is_unique_violation, AnyRow, Row, Store};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -77,6 +78,10 @@ pub enum AccountsError {
     CannotContactSelf,
     #[error("no contact or request with that user")]
     ContactNotFound,
+    #[error("cannot follow yourself")]
+    CannotFollowSelf,
+    #[error("media: {0}")]
+    Media(plaza_media::MediaError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("password hashing: {0}")]
@@ -103,7 +108,7 @@ pub struct Contact {
 /// The accounts service handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Accounts {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl From<HashError> for AccountsError {
@@ -116,20 +121,22 @@ impl From<HashError> for AccountsError {
 }
 
 #[derive(Debug)]
-struct Inner {
-    store: Store,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
     hasher: PasswordHasher,
     throttle: LoginThrottle,
-    sessions: SessionCache,
+    pub(crate) sessions: SessionCache,
+    pub(crate) media: Media,
     /// Ended sessions, for this node's sockets (see `sessions.rs`).
     revocations: broadcast::Sender<Revocation>,
-    events: Events,
+    pub(crate) events: Events,
 }
 
-const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.avatar_url, u.created_at";
+pub(crate) const USER_COLUMNS: &str =
+    "u.id, u.username, u.display_name, u.avatar_url, u.created_at, u.bio, u.followers_count, u.following_count";
 
 impl Accounts {
-    pub fn new(store: Store, events: Events, config: AccountsConfig) -> Result<Self, AccountsError> {
+    pub fn new(store: Store, events: Events, media: Media, config: AccountsConfig) -> Result<Self, AccountsError> {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -142,6 +149,7 @@ impl Accounts {
                 sessions: SessionCache::new(config.session_cache_ttl, SESSION_CACHE_ENTRIES_MAX),
                 revocations: broadcast::channel(REVOCATION_CHANNEL_CAPACITY).0,
                 events,
+                media,
             }),
         })
     }
@@ -177,6 +185,9 @@ impl Accounts {
             display_name: display_name.as_str().to_string(),
             avatar_url: None,
             created_at: Timestamp::now(),
+            bio: String::new(),
+            followers_count: 0,
+            following_count: 0,
         };
         let (token, token_hash) = new_token();
         let mut transaction = self.inner.store.begin().await?;
@@ -780,13 +791,16 @@ fn hash_token(token: &str) -> Option<String> {
     Some(plaza_kernel::id::to_hex(&Sha256::digest(token.to_ascii_lowercase().as_bytes())))
 }
 
-fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
         display_name: row.try_get("display_name")?,
         avatar_url: row.try_get("avatar_url")?,
         created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+        bio: row.try_get("bio")?,
+        followers_count: row.try_get("followers_count")?,
+        following_count: row.try_get("following_count")?,
     })
 }
 

@@ -78,6 +78,9 @@ mod tests {
             display_name: id.into(),
             avatar_url: None,
             created_at: Timestamp::now(),
+            bio: String::new(),
+            followers_count: 0,
+            following_count: 0,
         };
         Authenticated { user, is_admin: false, session: SessionId(id.into()) }
     }

@@ -157,6 +157,24 @@ pub enum ErrorCode {
     InsufficientScope,
     /// A dependency (usually the database) is unavailable.
     Unavailable,
+    /// Following oneself.
+    CannotFollowSelf,
+    /// No such video, or one the caller may not see.
+    VideoNotFound,
+    /// No such resumable upload of the caller's, or one that expired.
+    UploadNotFound,
+    /// A tus `PATCH` whose `Upload-Offset` is not where the upload stands (`HEAD` tells).
+    UploadOffsetMismatch,
+    /// Publishing an upload that has not received all its bytes.
+    UploadIncomplete,
+    /// A tus request without `Tus-Resumable: 1.0.0`.
+    TusVersionUnsupported,
+    /// No such comment on that video.
+    CommentNotFound,
+    /// A tus `PATCH` while another request is writing the same upload.
+    UploadBusy,
+    /// A `Range` that starts past the end of the file.
+    RangeNotSatisfiable,
     /// A bug or an unexpected failure; logged with the request id.
     Internal,
 }
@@ -230,6 +248,15 @@ impl ErrorCode {
             Self::SoldOut => StatusCode::CONFLICT,
             Self::LimitReached => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CannotFollowSelf => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::VideoNotFound => StatusCode::NOT_FOUND,
+            Self::UploadNotFound => StatusCode::NOT_FOUND,
+            Self::UploadOffsetMismatch => StatusCode::CONFLICT,
+            Self::UploadIncomplete => StatusCode::CONFLICT,
+            Self::TusVersionUnsupported => StatusCode::PRECONDITION_FAILED,
+            Self::CommentNotFound => StatusCode::NOT_FOUND,
+            Self::UploadBusy => StatusCode::CONFLICT,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -309,6 +336,15 @@ impl ErrorCode {
             Self::SoldOut => "sold_out",
             Self::LimitReached => "limit_reached",
             Self::Unavailable => "unavailable",
+            Self::CannotFollowSelf => "cannot_follow_self",
+            Self::VideoNotFound => "video_not_found",
+            Self::UploadNotFound => "upload_not_found",
+            Self::UploadOffsetMismatch => "upload_offset_mismatch",
+            Self::UploadIncomplete => "upload_incomplete",
+            Self::TusVersionUnsupported => "tus_version_unsupported",
+            Self::CommentNotFound => "comment_not_found",
+            Self::UploadBusy => "upload_busy",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::Internal => "internal",
         }
     }
@@ -389,6 +425,15 @@ impl ErrorCode {
             Self::SoldOut => "Sold out",
             Self::LimitReached => "You reached this sale's limit",
             Self::Unavailable => "The service is temporarily unavailable",
+            Self::CannotFollowSelf => "You cannot follow yourself",
+            Self::VideoNotFound => "No such video",
+            Self::UploadNotFound => "No such upload",
+            Self::UploadOffsetMismatch => "The upload is not at that offset",
+            Self::UploadIncomplete => "The upload is not complete",
+            Self::TusVersionUnsupported => "Only tus 1.0.0 is supported",
+            Self::CommentNotFound => "No such comment",
+            Self::UploadBusy => "The upload is being written by another request",
+            Self::RangeNotSatisfiable => "The range asked for is outside the file",
             Self::Internal => "Something went wrong on our side",
         }
     }
@@ -468,6 +513,15 @@ impl ErrorCode {
         Self::InvalidToken,
         Self::InsufficientScope,
         Self::Unavailable,
+        Self::CannotFollowSelf,
+        Self::VideoNotFound,
+        Self::UploadNotFound,
+        Self::UploadOffsetMismatch,
+        Self::UploadIncomplete,
+        Self::TusVersionUnsupported,
+        Self::CommentNotFound,
+        Self::UploadBusy,
+        Self::RangeNotSatisfiable,
         Self::Internal,
     ];
 }

@@ -114,6 +114,7 @@ pub enum MediaError {
 }
 
 /// Who may read a media item besides its uploader.
+/// (`PublicProduct` also covers avatars: see [`Media::publish_avatar`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {
     /// The service that shared it decides (chat: members of its conversations).
@@ -202,6 +203,18 @@ impl Media {
             Some(other) => return Err(MediaError::UnsupportedUrl(other.to_string())),
         };
         Ok(Self { store, objects, limits: MediaLimits::default() })
+    }
+
+    /// Objects kept in this process's memory only: for tools that store no bytes (the
+    /// admin command line) and for tests.
+    pub fn in_memory(store: Store) -> Self {
+        Self { store, objects: Arc::new(object_store::memory::InMemory::new()), limits: MediaLimits::default() }
+    }
+
+    /// The object store itself, for services that keep files of their own beside the
+    /// images under their own key prefixes (video); what they store is theirs to clean up.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.objects.clone()
     }
 
     pub fn with_limits(self, limits: MediaLimits) -> Self {
@@ -402,6 +415,25 @@ impl Media {
             }
         }
         transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Makes `media_id`, an image `owner_id` uploaded, their avatar: readable by every
+    /// signed-in user and kept. The stored visibility is `public_product`, the value
+    /// that already means "every signed-in user" (SQLite cannot widen the column's
+    /// `CHECK` without rebuilding the table).
+    pub async fn publish_avatar(&self, owner_id: &str, media_id: &str) -> Result<(), MediaError> {
+        let published = sqlx::query(
+            "UPDATE media SET visibility = 'public_product', kept_at = COALESCE(kept_at, $3) WHERE id = $1 AND owner_id = $2",
+        )
+        .bind(media_id)
+        .bind(owner_id)
+        .bind(Timestamp::now().unix_millis())
+        .execute(self.store.write())
+        .await?;
+        if published.rows_affected() != 1 {
+            return Err(MediaError::NotOwned { media_id: media_id.to_string() });
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use plaza_miniapps::MiniApps;
 use plaza_rides::Rides;
 use plaza_shop::ShopHandle;
 use plaza_store::Store;
+use plaza_video::VideoHandle;
 use plaza_wallet::{Wallet, WalletConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub rides: Rides,
     pub shop: ShopHandle,
     pub miniapps: MiniApps,
+    pub video: VideoHandle,
     pub gateway: GatewayConfig,
     pub sockets: crate::gateway::UserSockets,
     pub openapi_json: Arc<String>,
@@ -65,6 +67,7 @@ pub struct Services {
     pub media: plaza_media::Media,
     pub shop: ShopHandle,
     pub miniapps: MiniApps,
+    pub video: VideoHandle,
 }
 
 /// Every service's migrations, in dependency order.
@@ -78,6 +81,7 @@ pub fn migrations() -> Vec<plaza_store::Migration> {
         plaza_rides::MIGRATIONS,
         plaza_shop::MIGRATIONS,
         plaza_miniapps::MIGRATIONS,
+        plaza_video::MIGRATIONS,
     ]
     .concat()
 }
@@ -97,7 +101,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// The accounts service alone, for command-line administration.
 pub fn accounts_only(store: Store) -> anyhow::Result<Accounts> {
     let events = Events::new(store.clone(), Bus::in_process());
-    Ok(Accounts::new(store, events, AccountsConfig::default())?)
+    let media = plaza_media::Media::in_memory(store.clone());
+    Ok(Accounts::new(store, events, media, AccountsConfig::default())?)
 }
 
 /// Grants (or revokes) the admin role of `username`; the sentence to print, or why not.
@@ -121,9 +126,13 @@ pub async fn set_admin(accounts: &Accounts, username: &str, granting: bool) -> R
 /// The services over an open store and this node's bus.
 pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Services> {
     let events = Events::new(store.clone(), bus);
+    let media = plaza_media::Media::open(store.clone(), &config.data_dir, config.media_url.as_deref())
+        .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?
+        .with_limits(config.media);
     let accounts = Accounts::new(
         store.clone(),
         events.clone(),
+        media.clone(),
         AccountsConfig {
             auth_attempts_per_address_per_minute: config.auth_attempts_per_address,
             auth_attempts_per_username_per_minute: config.auth_attempts_per_username,
@@ -132,9 +141,6 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
             hash_queue_max: config.password_hash_queue_max,
         },
     )?;
-    let media = plaza_media::Media::open(store.clone(), &config.data_dir, config.media_url.as_deref())
-        .map_err(|error| anyhow::anyhow!("PLAZA_MEDIA_URL: {error}"))?
-        .with_limits(config.media);
     let chat = Chat::new(
         store.clone(),
         events.clone(),
@@ -175,11 +181,23 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
     // here is for in-process users of the services (benchmarks), which serve no OAuth.
     let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.addr));
     let miniapps = MiniApps::new(store.clone(), accounts.clone(), plaza_miniapps::MiniAppsConfig { issuer });
+    // Videos share the media crate's object store (under keys of their own), so a node
+    // serves every video whichever node stored it.
+    let video = VideoHandle::new(
+        store.clone(),
+        events.clone(),
+        accounts.clone(),
+        chat.clone(),
+        shop.clone(),
+        media.object_store(),
+        config.video.clone(),
+    );
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
     chat.register_card_source("product", Arc::new(plaza_shop::ProductCards(shop.clone())));
     chat.register_card_source("group_buy", Arc::new(plaza_shop::GroupBuyCards(shop.clone())));
-    Ok(Services { store, accounts, events, chat, wallet, rides, shop, miniapps, media })
+    chat.register_card_source("video", Arc::new(plaza_video::VideoCards(video.clone())));
+    Ok(Services { store, accounts, events, chat, wallet, rides, shop, miniapps, media, video })
 }
 
 #[derive(OpenApi)]
@@ -191,6 +209,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "wallet", description = "Balances, top-ups, transfers, red packets, the payment PIN and the ledger check"),
         (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
         (name = "shop", description = "Shops, products, catalogue search and orders paid into escrow"),
+        (name = "video", description = "Short videos: publishing tus uploads, playback, the For You and Following feeds, likes, comments and shares (the tus upload protocol itself is at /api/v1/videos/uploads, outside this document)"),
         (name = "miniapps", description = "Third-party apps: registration, the directory and the apps a user let in (OAuth 2.0 and OpenID Connect endpoints are described by /.well-known/openid-configuration)"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "client", description = "Settings the web client reads from the server (maps, ride rules)"),
@@ -207,7 +226,7 @@ pub fn router(
     client: crate::client::ClientConfig,
     metrics: Option<ops::MetricsAccess>,
 ) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides, shop, miniapps, .. } = services;
+    let Services { store, accounts, events, chat, wallet, rides, shop, miniapps, video, .. } = services;
     let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
@@ -220,6 +239,7 @@ pub fn router(
         rides,
         shop,
         miniapps,
+        video,
         gateway,
         sockets: Default::default(),
         openapi_json: Arc::new(String::new()),
@@ -231,6 +251,7 @@ pub fn router(
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
         .nest("/api/v1", plaza_shop::router(state.shop.clone()))
         .nest("/api/v1", plaza_miniapps::router(state.miniapps.clone()))
+        .nest("/api/v1", plaza_video::router(state.video.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone(), metrics))
@@ -247,6 +268,9 @@ pub fn router(
         // The largest body any route takes (an image upload); JSON routes hold their
         // bodies to 1 MiB in `ApiJson`.
         .layer(RequestBodyLimitLayer::new(plaza_media::UPLOAD_MAX_BYTES + 64 * 1024))
+        // A tus PATCH streams up to an upload's declared length for as long as bytes keep
+        // coming, so its routes join below the time-out and the body limit (`tus.rs`).
+        .merge(plaza_video::tus_router(state.video.clone()))
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn(refuse_nul_in_url))
         .layer(middleware::from_fn(crate::metrics::track))

@@ -160,6 +160,18 @@ pub struct SettingsArgs {
     /// Seconds a group buy has to fill its seats before every member's order is cancelled and its hold released [default: 86400].
     #[arg(long, env = "PLAZA_SHOP_GROUP_WINDOW_SECONDS", global = true, value_name = "SECONDS")]
     pub shop_group_window_seconds: Option<String>,
+    /// The largest video upload, in MiB [default: 256].
+    #[arg(long, env = "PLAZA_VIDEO_UPLOAD_MAX_MB", global = true, value_name = "MIB")]
+    pub video_upload_max_mb: Option<String>,
+    /// The longest video accepted, in seconds; longer ones fail as too_long [default: 180].
+    #[arg(long, env = "PLAZA_VIDEO_DURATION_MAX_S", global = true, value_name = "SECONDS")]
+    pub video_duration_max_s: Option<String>,
+    /// Videos one node transcodes at once (each an ffmpeg at low priority) [default: 1].
+    #[arg(long, env = "PLAZA_VIDEO_TRANSCODE_CONCURRENCY", global = true, value_name = "N")]
+    pub video_transcode_concurrency: Option<String>,
+    /// Videos waiting to be transcoded, over all nodes, before publishing is refused with a 429 [default: 100].
+    #[arg(long, env = "PLAZA_VIDEO_QUEUE_MAX", global = true, value_name = "N")]
+    pub video_queue_max: Option<String>,
     /// A raster tile server for the web client's maps, as a URL template with {z}, {x} and
     /// {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png [default: none — the
     /// client draws the bundled street map of the demo city, which needs no internet].
@@ -270,6 +282,10 @@ struct FileSettings {
     shop_platform_fee_bps: Option<u32>,
     shop_auto_confirm_days: Option<u32>,
     shop_group_window_seconds: Option<u32>,
+    video_upload_max_mb: Option<u32>,
+    video_duration_max_s: Option<u32>,
+    video_transcode_concurrency: Option<u32>,
+    video_queue_max: Option<u32>,
     map_tile_url: Option<String>,
     map_tile_attribution: Option<String>,
 }
@@ -347,6 +363,8 @@ pub struct Config {
     pub rides: plaza_rides::RidesConfig,
     /// Fees and timing of the shop (`PLAZA_SHOP_*`).
     pub shop: plaza_shop::ShopConfig,
+    /// Upload, transcoding and queue limits of short video (`PLAZA_VIDEO_*`).
+    pub video: plaza_video::VideoConfig,
     /// Raster map tiles for the web client (`{z}/{x}/{y}` template); the bundled vector
     /// map of the demo city when unset.
     pub map_tile_url: Option<String>,
@@ -702,6 +720,16 @@ impl Config {
             group_window: Duration::from_secs(u64::from(shop_group_window_seconds)),
             ..plaza_shop::ShopConfig::default()
         };
+        let video = video_config(
+            args,
+            [
+                file.video_upload_max_mb,
+                file.video_duration_max_s,
+                file.video_transcode_concurrency,
+                file.video_queue_max,
+            ],
+            &data_dir,
+        )?;
         let map_tile_url = match args.map_tile_url.clone().or(file.map_tile_url).map(|url| url.trim().to_string()) {
             None => None,
             Some(url) if url.is_empty() => None,
@@ -780,6 +808,7 @@ impl Config {
             wallet_job_interval: Duration::from_secs(30),
             rides,
             shop,
+            video,
             map_tile_url,
             map_tile_attribution,
         })
@@ -822,6 +851,7 @@ impl Config {
             wallet_job_interval: Duration::from_secs(30),
             rides: plaza_rides::RidesConfig::default(),
             shop: plaza_shop::ShopConfig::default(),
+            video: plaza_video::VideoConfig { work_dir: data_dir.join("video-work"), ..Default::default() },
             map_tile_url: None,
             map_tile_attribution: None,
         }
@@ -928,6 +958,32 @@ fn check_tile_url(url: &str) -> Result<String, String> {
         return Err(format!("{url:?} is not a usable URL"));
     }
     Ok(url.to_string())
+}
+
+/// The `PLAZA_VIDEO_*` settings; transcodes keep their scratch files under the data
+/// directory, so an operator finds (and sizes) them beside the database.
+/// `from_file` holds the file's upload, duration, concurrency and queue settings.
+fn video_config(
+    args: &SettingsArgs,
+    from_file: [Option<u32>; 4],
+    data_dir: &Path,
+) -> Result<plaza_video::VideoConfig, ConfigError> {
+    let [upload_max_mb_file, duration_max_s_file, concurrency_file, queue_max_file] = from_file;
+    let upload_max_mb =
+        number(&args.video_upload_max_mb, upload_max_mb_file, 256, 1..=4096, "PLAZA_VIDEO_UPLOAD_MAX_MB")?;
+    let duration_max_s =
+        number(&args.video_duration_max_s, duration_max_s_file, 180, 1..=3600, "PLAZA_VIDEO_DURATION_MAX_S")?;
+    let concurrency =
+        number(&args.video_transcode_concurrency, concurrency_file, 1, 1..=16, "PLAZA_VIDEO_TRANSCODE_CONCURRENCY")?;
+    let queue_max = number(&args.video_queue_max, queue_max_file, 100, 1..=100_000, "PLAZA_VIDEO_QUEUE_MAX")?;
+    Ok(plaza_video::VideoConfig {
+        upload_max_bytes: i64::from(upload_max_mb) * 1024 * 1024,
+        duration_max: Duration::from_secs(u64::from(duration_max_s)),
+        transcode_concurrency: concurrency as usize,
+        queue_max: i64::from(queue_max),
+        work_dir: data_dir.join("video-work"),
+        ..plaza_video::VideoConfig::default()
+    })
 }
 
 fn number(

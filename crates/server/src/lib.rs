@@ -95,6 +95,10 @@ pub async fn serve_with(
     let shop = services.shop.clone();
     // Long-expired OAuth codes and tokens are deleted; every node may do it.
     let oauth_pruning = tokio::spawn(services.miniapps.clone().prune_continually());
+    // Every node transcodes, a job at a time per video by lease, niced; and merges the
+    // feed's scorer with what the other nodes learnt.
+    let transcoder = tokio::spawn(services.video.clone().run_transcoder());
+    let video_model = tokio::spawn(services.video.clone().sync_model_continually());
     let metrics_access = ops::MetricsAccess::new(store.clone(), config.metrics_token.clone());
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
@@ -153,6 +157,8 @@ pub async fn serve_with(
     rides_presence.abort();
     shop_jobs.abort();
     oauth_pruning.abort();
+    transcoder.abort();
+    video_model.abort();
     if let Some(drivers) = drivers {
         drivers.abort();
     }

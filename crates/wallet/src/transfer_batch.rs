@@ -676,6 +676,9 @@ mod tests {
             display_name: id.to_string(),
             avatar_url: None,
             created_at: Timestamp::now(),
+            bio: String::new(),
+            followers_count: 0,
+            following_count: 0,
         }
     }
 
