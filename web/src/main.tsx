@@ -24,6 +24,7 @@ const TABS = [
   { path: '/wallet', key: 'tab.wallet', icon: '👛' },
   { path: '/rides', key: 'tab.rides', icon: '🚗' },
   { path: '/shop', key: 'tab.shop', icon: '🛍️' },
+  { path: '/video', key: 'tab.video', icon: '🎬' },
   { path: '/me', key: 'tab.me', icon: '🙂' },
 ] as const;
 
@@ -44,6 +45,7 @@ function Lazy({ name, load }: { name: string; load: () => Promise<FunctionCompon
 }
 const loadRides = () => import('./screens/rides').then((module) => module.RidesScreen);
 const loadShop = () => import('./screens/shop').then((module) => module.ShopScreen);
+const loadVideo = () => import('./screens/video').then((module) => module.VideoScreen);
 
 function TabBar({ path }: { path: string }) {
   const unread = store.use((s) => Object.values(s.conversations).reduce((sum, c) => sum + (c.unread_count ?? 0), 0));
@@ -111,6 +113,7 @@ function App() {
   else if (path === '/wallet') screen = <WalletScreen />;
   else if (path === '/rides') screen = <Lazy name="rides" load={loadRides} />;
   else if (path === '/shop' || path.startsWith('/shop/')) screen = <Lazy name="shop" load={loadShop} />;
+  else if (path === '/video' || path.startsWith('/video/')) screen = <Lazy name="video" load={loadVideo} />;
   else if (path === '/me') screen = <MeScreen />;
   else screen = <ChatsScreen />;
   const fullScreen = path.startsWith('/chats/');

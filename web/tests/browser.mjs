@@ -6,7 +6,7 @@
 // Each test waits on what a user would see (text on the screen), never for fixed time.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -865,6 +865,67 @@ test('a group buy opened in the shop and shared into a chat is joined from its c
   await tab(mel, 'Wallet');
   await mel.page.getByTestId('available').getByText(money(900 - 45)).waitFor();
   for (const user of [mel, amy, bo]) await user.context.close();
+}));
+
+test('a creator uploads a video by tus, a viewer finds it in For You with its reason, watches, likes, comments, follows and shares it into a chat where it plays', () => keepEvidence(async () => {
+  const vic = await signUp('vic', 'Vic Surf');
+  const wen = await signUp('wen', 'Wen Li');
+  await befriend(wen, vic);
+  await openDirect(wen, vic);
+  await say(wen, 'Watch this');
+  // A short portrait clip, made by ffmpeg from its test sources (no media is committed).
+  const clip = join(dataDir, 'surf.mp4');
+  execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=360x640:rate=25:duration=3',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:duration=3', '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-shortest', '-y', clip]);
+
+  await tab(vic, 'Video');
+  await vic.page.getByRole('button', { name: 'Upload' }).click();
+  await vic.page.getByLabel('Video file').setInputFiles(clip);
+  await vic.page.getByLabel('Caption').fill('Morning surf #beach #Waves');
+  await shot(vic.page, '30-video-upload');
+  await vic.page.getByRole('button', { name: 'Publish' }).click();
+  // The profile shows it processing, then (on video.ready) playable.
+  const vicVideo = vic.page.getByTestId('video').first();
+  await vicVideo.locator("video").waitFor({ timeout: 60_000 });
+
+  await tab(wen, 'Video');
+  const item = wen.page.getByRole('article', { name: 'Video by Vic Surf' });
+  await item.getByText('Morning surf #beach #Waves').waitFor();
+  await item.getByTestId('reason').waitFor();
+  // It plays inline: the MP4 starts at once (fast start, byte ranges).
+  await wen.page.waitForFunction(() => {
+    const video = document.querySelector('[data-testid="video"] video');
+    return video && video.readyState >= 2 && video.currentTime > 0;
+  }, null, { timeout: 30_000 });
+  await item.getByRole('button', { name: 'Like (0)' }).click();
+  await item.getByRole('button', { name: 'Like (1)' }).waitFor();
+  await item.getByRole('button', { name: 'Comments (0)' }).click();
+  await item.getByRole('textbox', { name: 'Add a comment' }).fill('Great waves!');
+  await item.getByRole('button', { name: 'Post' }).click();
+  await item.getByTestId('comment').filter({ hasText: 'Great waves!' }).waitFor();
+  await item.getByRole('button', { name: 'Comments (1)' }).waitFor();
+  await item.getByRole('button', { name: 'Follow Vic Surf' }).click();
+  await item.getByRole('button', { name: 'Follow Vic Surf' }).waitFor({ state: 'detached' });
+  await shot(wen.page, '31-video-for-you');
+
+  await item.getByRole('button', { name: 'Share to a chat' }).click();
+  await wen.page.getByRole('dialog', { name: 'Share to a chat' }).getByRole('button', { name: 'Vic Surf' }).click();
+  // The creator's profile counts the new follower.
+  await item.getByRole('link', { name: /Vic Surf/ }).click();
+  await wen.page.getByTestId('follow-counts').getByText('1 followers').waitFor();
+
+  // Vic sees the shared video as a card in the chat, and it plays there.
+  await openChatFromList(vic, 'Wen Li');
+  const card = vic.page.locator('[data-card-type="video"]');
+  await card.getByText('Morning surf #beach #Waves').waitFor();
+  await card.locator('video').evaluate((video) => { video.muted = true; return video.play(); });
+  await vic.page.waitForFunction(() => {
+    const video = document.querySelector('[data-card-type="video"] video');
+    return video && video.currentTime > 0;
+  }, null, { timeout: 30_000 });
+  await shot(vic.page, '32-video-card-in-chat');
+  for (const user of [vic, wen]) await user.context.close();
 }));
 
 // Run alone: node --test-name-pattern='consent' tests/browser.mjs

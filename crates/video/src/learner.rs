@@ -308,6 +308,7 @@ pub fn rerank(mut ranked: Vec<Scored>, mut fresh: Vec<Scored>, limit: usize) -> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -658,6 +658,7 @@ impl CardSource for VideoCards {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

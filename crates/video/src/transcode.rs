@@ -487,6 +487,7 @@ fn process_error(error: ProcessError) -> VideoError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::ffmpeg::{ProbeFormat, ProbeStream};

@@ -7,6 +7,7 @@ import type { Balance, Contact, Conversation, Message, Offer, RedPacket, Ride, U
 import { createStore } from './store';
 import { Socket } from './socket';
 import { applyShopEvent, refreshShop, resetShop } from './shop';
+import { applyVideoEvent } from './video';
 
 export interface Pending {
   client_id: string; conversation_id: string; kind: string; body: any; created_at: string;
@@ -372,6 +373,7 @@ function applyEvent(type: string, data: any) {
       break;
     case 'order.updated': case 'group_buy.updated': applyShopEvent(type, data); break;
     case 'red_packet.claimed': redPacketChanged(data.red_packet_id); break;
+    case 'video.ready': case 'video.failed': applyVideoEvent(type, data); break;
   }
 }
 

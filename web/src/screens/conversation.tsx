@@ -13,7 +13,7 @@ import { navigate } from '../lib/router';
 import { AuthImage, AvailableLine, Avatar, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
 import { VirtualList } from '../lib/virtual';
 import { shortTime, systemText } from './chats';
-import { GroupBuyCard, ProductCard } from './shop-cards';
+import { GroupBuyCard, ProductCard, VideoCard } from './shop-cards';
 
 type Row = { type: 'message'; message: Message } | { type: 'pending'; pending: Pending };
 
@@ -146,6 +146,7 @@ function Bubble(props: { kind: string; body: any; mine: boolean; previewUrl?: st
       if (body.type === 'ride') return <RideCard body={body} />;
       if (body.type === 'product') return <ProductCard body={body} />;
       if (body.type === 'group_buy') return <GroupBuyCard body={body} />;
+      if (body.type === 'video') return <VideoCard body={body} />;
       return (
         <div class="bubble card-msg" data-testid="card">
           <small class="muted">{body.type ?? t('msg.card')}</small>

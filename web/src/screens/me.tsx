@@ -41,6 +41,7 @@ export function MeScreen() {
         <button class="danger" onClick={() => logout().then(() => navigate('/login', true))}>{t('me.logout')}</button>
         <button class="danger" onClick={logoutEverywhere}>{t('me.logout_everywhere')}</button>
       </div>
+      <ProfileForm />
       <ConnectedApps />
       <PasswordForm />
     </section>
@@ -133,6 +134,49 @@ function PasswordForm() {
       <ErrorLine error={error} />
       {done && <p role="status">{t('me.password_changed')}</p>}
       <button type="submit" disabled={busy}>{t('me.password_change')}</button>
+    </form>
+  );
+}
+
+/** Me → Profile: the display name, bio and photo everyone sees (`PATCH /me`). */
+function ProfileForm() {
+  const me = store.use((s) => s.me!) as any;
+  const [name, setName] = useState<string>(me.display_name);
+  const [bio, setBio] = useState<string>(me.bio ?? '');
+  const [photo, setPhoto] = useState<File | null>(null);
+  const [saved, setSaved] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const save = async (event: Event) => {
+    event.preventDefault();
+    setSaved(false);
+    try {
+      let avatar_media_id: string | undefined;
+      if (photo) {
+        const form = new FormData();
+        form.append('file', photo);
+        avatar_media_id = (await api<{ id: string }>('POST', '/media', undefined, { form })).id;
+      }
+      const updated = await api<any>('PATCH', '/me', { display_name: name, bio, avatar_media_id });
+      store.set({ me: { ...me, ...updated } });
+      setSaved(true);
+      setError(null);
+    } catch (caught) { setError(caught); }
+  };
+  return (
+    <form class="form pad" onSubmit={save} aria-labelledby="profile-title">
+      <h2 id="profile-title">{t('me.profile')}</h2>
+      <label>{t('auth.display_name')}
+        <input name="display_name" required maxLength={64} value={name} onInput={(event) => setName(event.currentTarget.value)} />
+      </label>
+      <label>{t('me.bio')}
+        <textarea name="bio" maxLength={160} rows={2} value={bio} onInput={(event) => setBio(event.currentTarget.value)} />
+      </label>
+      <label>{t('me.avatar')}
+        <input type="file" name="avatar" accept="image/*" onChange={(event) => setPhoto(event.currentTarget.files?.[0] ?? null)} />
+      </label>
+      <button type="submit">{t('common.save')}</button>
+      {saved && <p class="small" role="status">{t('me.profile_saved')}</p>}
+      <ErrorLine error={error} />
     </form>
   );
 }

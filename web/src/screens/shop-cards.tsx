@@ -6,6 +6,7 @@ import { formatMoney } from '../lib/money';
 import { navigate } from '../lib/router';
 import { timeLeft, useNow } from '../lib/shop';
 import { AuthImage } from '../lib/ui';
+import { playUrl } from '../lib/video';
 
 function photoId(url: unknown): string | null {
   return typeof url === 'string' ? url.split('/').pop() ?? null : null;
@@ -51,6 +52,18 @@ export function GroupBuyCard({ body }: { body: any }) {
           {t('shop.join')}
         </button>
       )}
+    </div>
+  );
+}
+
+/** A shared video plays right in the chat (its MP4 answers byte ranges, so it starts at once). */
+export function VideoCard({ body }: { body: any }) {
+  return (
+    <div class="bubble video-card" data-testid="card" data-card-type="video">
+      <video class="card-video" src={playUrl(body.mp4_url)} poster={body.poster_url ? playUrl(body.poster_url) : undefined}
+        controls playsInline preload="metadata" aria-label={t('card.video_by', { name: body.author_name })} />
+      <small class="muted">{t('card.video')} · {body.author_name}</small>
+      <strong>{body.title}</strong>
     </div>
   );
 }

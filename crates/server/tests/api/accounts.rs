@@ -262,7 +262,20 @@ async fn user_lookup_returns_the_public_profile_or_404(db: Db) {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["username"], "leo");
     let keys: Vec<&String> = reply.body.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["avatar_url", "created_at", "display_name", "id", "username"]);
+    assert_eq!(
+        keys,
+        [
+            "avatar_url",
+            "bio",
+            "created_at",
+            "display_name",
+            "followed_by_me",
+            "followers_count",
+            "following_count",
+            "id",
+            "username"
+        ]
+    );
     server.get("/api/v1/users/01NOSUCHUSER", Some(&token)).await.assert_problem(404, "user_not_found");
 }
 
