@@ -55,6 +55,8 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
         seed_money(&services.wallet, &users, (&alice, &bob, &carol), &direct_id, &group_id).await?;
         crate::demo_shop::seed(&services.shop, &services.media, (&alice, &carol), &group_id).await?;
     }
+    let scratch = config.data_dir.join("video-work");
+    crate::demo_video::seed(&accounts, &services.video, &services.shop, &users, &scratch).await?;
     Ok(users.into_iter().map(|user| DemoLogin { username: user.username, display_name: user.display_name }).collect())
 }
 
@@ -175,7 +177,8 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
          $500.00 to send; alice paid bob for lunch, bob paid carol, and a red packet from alice waits in \
          \"Weekend hike\". Carol runs \"Carol's Trail Shop\" (Shop tab): alice opened a group buy on its coffee \
          and shared it into \"Weekend hike\" for bob to join, and its thermos has a flash sale five minutes after \
-         seeding. With --serve, three simulated drivers cruise around {:.4}, {:.4}, where the Rides \
+         seeding. The Video tab has five short clips by the four of them, playable once a server has \
+         transcoded them (carol's links the coffee); alice and bob follow carol. With --serve, three simulated drivers cruise around {:.4}, {:.4}, where the Rides \
          tab's map opens: tap a pickup and a drop-off there, See price, then Request ride, and one takes you \
          end to end. Server address: http://{}/",
         DEMO_CITY.0, DEMO_CITY.1, config.addr

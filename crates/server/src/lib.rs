@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod demo;
 mod demo_shop;
+mod demo_video;
 pub mod docs;
 pub mod gateway;
 pub mod metrics;

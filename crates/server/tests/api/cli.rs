@@ -83,14 +83,16 @@ fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
             sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&mut connection).await.unwrap();
         let movements: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM wallet_movements").fetch_one(&mut connection).await.unwrap();
-        (conversations, messages, movements)
+        let videos: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM videos").fetch_one(&mut connection).await.unwrap();
+        let follows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM follows").fetch_one(&mut connection).await.unwrap();
+        (conversations, messages, movements, videos, follows)
     });
     assert_eq!(
         counts,
-        (2, 14, 9),
+        (2, 14, 9, 5, 4),
         "a direct chat of 4 messages and a transfer, a group of 1 + 4, a transfer, a red packet, bob's \
          opening it and alice's group-buy card; 4 top-ups, 2 transfers, a red packet, a claim and the group \
-         order's hold"
+         order's hold; five clips and four follows"
     );
     // The demo money leaves the ledger sound.
     let check = plaza().env("PLAZA_DATA_DIR", dir.path()).args(["ledger", "check"]).output().unwrap();
