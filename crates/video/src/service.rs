@@ -60,7 +60,7 @@ impl Default for VideoConfig {
             processing_per_author_max: 5,
             open_uploads_per_user_max: 10,
             upload_expiry: Duration::from_secs(24 * 3600),
-            lease_ttl: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(20),
             retry_base: Duration::from_secs(5),
             attempts_max: 5,
             process_timeout: Duration::from_secs(600),

@@ -281,9 +281,14 @@ impl VideoHandle {
             outcome = self.transcode(&job, &scratch) => Some(outcome),
             () = self.keep_lease(&job) => None,
         };
-        if let Err(error) = tokio::fs::remove_dir_all(&scratch).await {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("removing {}: {error}", scratch.display());
+        // This attempt's files, and those a killed node left of earlier attempts (an
+        // orphaned ffmpeg still writing there fails at its next new file).
+        for attempt in 1..=job.attempt {
+            let dir = self.inner.config.work_dir.join(format!("{}-{attempt}", job.video_id));
+            if let Err(error) = tokio::fs::remove_dir_all(&dir).await {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("removing {}: {error}", dir.display());
+                }
             }
         }
         let finished = match outcome {

@@ -26,6 +26,7 @@ mod shop;
 mod shop_crash;
 mod shop_groups;
 mod video;
+mod video_crash;
 mod wallet;
 mod wallet_crash;
 mod web;
