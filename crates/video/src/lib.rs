@@ -12,6 +12,7 @@
 //! merged across nodes through `video_model`), and re-ranks for diversity and
 //! exploration; every item says why it was chosen.
 
+pub mod bench_support;
 mod engagement;
 pub mod feed;
 pub mod ffmpeg;
