@@ -42,6 +42,20 @@ fn small_h264() -> Vec<u8> {
     )
 }
 
+/// ffprobe's JSON for these bytes.
+fn ffprobe(bytes: &[u8]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.bin");
+    std::fs::write(&file, bytes).unwrap();
+    let output = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 async fn tus(server: &TestServer, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
     server.client.request(method, format!("{}{path}", server.base)).bearer_auth(token).header("Tus-Resumable", "1.0.0")
 }
@@ -125,7 +139,13 @@ async fn a_dropped_upload_resumes_from_its_offset_and_plays_after_transcoding(db
     let server = TestServer::start(db).await;
     let (ann, _) = server.register("vid_ann").await;
     let (mut socket, _) = server.socket(&ann).await;
-    let file = small_h264();
+    // 640x480: the top rung copies it, the 360p rung is encoded.
+    let file = clip(
+        "testsrc=size=640x480:rate=25",
+        3,
+        &["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+        "mp4",
+    );
     let upload_id = create_upload(&server, &ann, file.len()).await;
     assert_eq!(head_offset(&server, &ann, &upload_id).await, 0);
 
@@ -161,7 +181,7 @@ async fn a_dropped_upload_resumes_from_its_offset_and_plays_after_transcoding(db
 
     let video = settled(&server, &ann, &video_id).await;
     assert_eq!(video["status"], "ready", "{video}");
-    assert_eq!((video["width"].as_i64(), video["height"].as_i64()), (Some(320), Some(240)));
+    assert_eq!((video["width"].as_i64(), video["height"].as_i64()), (Some(640), Some(480)));
     let duration = video["duration_ms"].as_i64().unwrap();
     assert!((2500..=3500).contains(&duration), "{duration} ms");
     let ready = socket.frames_until("video.ready").await.pop().unwrap();
@@ -176,6 +196,13 @@ async fn a_dropped_upload_resumes_from_its_offset_and_plays_after_transcoding(db
     // Fast start: the index (moov) comes before the media data (mdat).
     let find = |needle: &[u8]| whole.windows(4).position(|window| window == needle).unwrap();
     assert!(find(b"moov") < find(b"mdat"), "moov must precede mdat for progressive playback");
+    let probed = ffprobe(&whole);
+    let streams = probed["streams"].as_array().unwrap();
+    let codecs: Vec<&str> = streams.iter().map(|stream| stream["codec_name"].as_str().unwrap()).collect();
+    assert_eq!(codecs, ["h264", "aac"], "{probed}");
+    assert_eq!((streams[0]["width"].as_i64(), streams[0]["height"].as_i64()), (Some(640), Some(480)));
+    let seconds: f64 = probed["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((seconds - 3.0).abs() <= 0.1, "{seconds} s");
     let (status, headers, part) = bytes_of(&server, mp4_url, &ann, Some("bytes=100-199")).await;
     assert_eq!(status, 206);
     assert_eq!(headers["content-range"], format!("bytes 100-199/{}", whole.len()).as_str());
@@ -208,6 +235,10 @@ async fn a_dropped_upload_resumes_from_its_offset_and_plays_after_transcoding(db
     let (status, headers, ts) = bytes_of(&server, &format!("{base}{variant_dir}/{segment}"), &ann, None).await;
     assert_eq!((status, headers["content-type"].to_str().unwrap()), (200, "video/mp2t"));
     assert_eq!(ts[0], 0x47, "an MPEG-TS packet starts with its sync byte");
+    // The ladder's second rung: the 360p rendition, 480x360.
+    assert!(master.contains("v1/index.m3u8") && master.contains("RESOLUTION=480x360"), "two renditions: {master}");
+    let (_, _, low) = bytes_of(&server, &format!("{base}v1/index.m3u8"), &ann, None).await;
+    assert!(String::from_utf8(low).unwrap().contains(".ts"));
     // Paths the transcoder did not write are not served.
     let (status, _, _) = bytes_of(&server, &format!("{base}..%2Fvideo.mp4"), &ann, None).await;
     assert_eq!(status, 404);
@@ -226,11 +257,18 @@ async fn a_dropped_upload_resumes_from_its_offset_and_plays_after_transcoding(db
 }
 
 async fn what_is_not_a_video_or_is_too_long_fails_with_a_code(db: Db) {
-    let server = TestServer::start_with(db, |config| config.video.duration_max = Duration::from_secs(2)).await;
+    let server = TestServer::start(db).await;
     let (ann, _) = server.register("vid_fail").await;
     let noise: Vec<u8> = (0..50_000u32).map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let not_a_video = publish(&server, &ann, &noise, "noise", "public").await;
-    let too_long = publish(&server, &ann, &small_h264(), "three seconds", "public").await;
+    // 200 s, over the default 180 s; tiny and still, so it is quick to make.
+    let long_clip = clip(
+        "color=c=navy:size=64x64:rate=5",
+        200,
+        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "16k"],
+        "mp4",
+    );
+    let too_long = publish(&server, &ann, &long_clip, "two hundred seconds", "public").await;
     // A playlist posing as a video must not make ffmpeg read other files.
     let playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n";
     let posing = publish(&server, &ann, playlist, "playlist", "public").await;
@@ -634,4 +672,43 @@ async fn the_for_you_feed_follows_what_a_viewer_finishes_and_says_why(db: Db) {
     );
     assert!(items.iter().any(|item| item["video"]["id"] == car_video.as_str()), "reset should un-hide: {}", fresh.text);
     server.stop().await;
+}
+
+/// Two nodes on one PostgreSQL database share the transcoding queue: every video is made
+/// ready by exactly one of them, in one attempt (each claim counts one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_both_transcode_one_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = crate::support::fresh_database(Db::Postgres, dir.path()).await;
+    // Both nodes store in one shared directory, as they would in one S3 bucket.
+    let shared = dir.path().join("shared");
+    let on_shared = |config: &mut plaza_server::config::Config| config.data_dir = shared.clone();
+    let first = TestServer::start_on(&database_url, on_shared).await;
+    let second = TestServer::start_on(&database_url, on_shared).await;
+    let (ann, _) = first.register("two_nodes_ann").await;
+    let file = small_h264();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let node = if n % 2 == 0 { &first } else { &second };
+        ids.push(
+            publish(node, &ann, &file, &format!("clip {n} #nodes"), "public").await["id"].as_str().unwrap().to_string(),
+        );
+    }
+    for id in &ids {
+        assert_eq!(settled(&second, &ann, id).await["status"], "ready");
+        // Any node plays any video.
+        let (status, _, _) = bytes_of(&first, &format!("/api/v1/videos/{id}/video.mp4"), &ann, None).await;
+        assert_eq!(status, 200);
+    }
+    let mut database = first.database().await;
+    let attempts: Vec<i64> =
+        sqlx::query_scalar("SELECT attempts FROM videos ORDER BY id").fetch_all(&mut database).await.unwrap();
+    assert_eq!(attempts, vec![1; 5], "each video was claimed once");
+    let announced: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_events WHERE type = 'video.ready'")
+        .fetch_one(&mut database)
+        .await
+        .unwrap();
+    assert_eq!(announced, 5);
+    first.stop().await;
+    second.stop().await;
 }
