@@ -177,7 +177,7 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
          $500.00 to send; alice paid bob for lunch, bob paid carol, and a red packet from alice waits in \
          \"Weekend hike\". Carol runs \"Carol's Trail Shop\" (Shop tab): alice opened a group buy on its coffee \
          and shared it into \"Weekend hike\" for bob to join, and its thermos has a flash sale five minutes after \
-         seeding. The Video tab has five short clips by the four of them, playable once a server has \
+         seeding. The Video tab has a dozen short clips by the four of them, playable once a server has \
          transcoded them (carol's links the coffee); alice and bob follow carol. With --serve, three simulated drivers cruise around {:.4}, {:.4}, where the Rides \
          tab's map opens: tap a pickup and a drop-off there, See price, then Request ride, and one takes you \
          end to end. Server address: http://{}/",

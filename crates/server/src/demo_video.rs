@@ -1,4 +1,4 @@
-//! `plaza demo`'s short videos: a few clips by the demo users, drawn by ffmpeg from its
+//! `plaza demo`'s short videos: a dozen clips by the demo users, drawn by ffmpeg from its
 //! own test sources (nothing is downloaded or committed), with hashtags, one linking the
 //! demo shop's coffee, and follows so the Following feed has something in it.
 //! Idempotent: a video whose caption its author already has is not published again.
@@ -28,6 +28,18 @@ const CLIPS: &[(&str, &str, &str, u32)] = &[
         "life=s=360x640:mold=10:rate=25:ratio=0.1:death_color=#C83232:life_color=#00ff00",
         6,
     ),
+    ("alice", "Slow gradient, deep breath #calm #design", "gradients=s=360x640:rate=25:speed=0.02", 6),
+    ("bob", "Rule 30 makes its own randomness #generative #maths", "cellauto=s=360x640:rate=25:rule=30", 5),
+    (
+        "carol",
+        "Campfire colours after the climb #outdoors #hiking",
+        "gradients=s=360x640:rate=25:c0=orange:c1=red:speed=0.05",
+        5,
+    ),
+    ("dave", "A test pattern I keep coming back to #coding #design", "testsrc=size=640x360:rate=25", 5),
+    ("alice", "Night-sky fractal zoom #maths #art", "mandelbrot=size=640x360:rate=25:start_scale=2", 6),
+    ("bob", "Sixty seconds of nothing, shortened to five #calm", "color=c=teal:size=360x640:rate=25", 5),
+    ("dave", "Life, but with more neighbours #generative #coding", "life=s=360x640:rate=25:rule=B36/S23:ratio=0.2", 5),
 ];
 
 /// Who follows whom among the demo users.

@@ -89,10 +89,10 @@ fn migrate_then_demo_twice_seeds_the_same_demo_users_once() {
     });
     assert_eq!(
         counts,
-        (2, 14, 9, 5, 4),
+        (2, 14, 9, 12, 4),
         "a direct chat of 4 messages and a transfer, a group of 1 + 4, a transfer, a red packet, bob's \
          opening it and alice's group-buy card; 4 top-ups, 2 transfers, a red packet, a claim and the group \
-         order's hold; five clips and four follows"
+         order's hold; twelve clips and four follows"
     );
     // The demo money leaves the ledger sound.
     let check = plaza().env("PLAZA_DATA_DIR", dir.path()).args(["ledger", "check"]).output().unwrap();
