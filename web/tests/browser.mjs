@@ -885,9 +885,9 @@ test('a creator uploads a video by tus, a viewer finds it in For You with its re
   await vic.page.getByLabel('Caption').fill('Morning surf #beach #Waves');
   await shot(vic.page, '30-video-upload');
   await vic.page.getByRole('button', { name: 'Publish' }).click();
-  // The profile shows it processing, then (on video.ready) playable.
-  const vicVideo = vic.page.getByTestId('video').first();
-  await vicVideo.locator("video").waitFor({ timeout: 60_000 });
+  // The profile's grid shows it processing, then (on video.ready) with its poster.
+  await vic.page.locator('[data-testid="video-tile"]').first().waitFor();
+  await vic.page.locator('[data-testid="video-tile"][data-status="ready"]').waitFor({ timeout: 60_000 });
 
   await tab(wen, 'Video');
   const item = wen.page.getByRole('article', { name: 'Video by Vic Surf' });
@@ -898,8 +898,13 @@ test('a creator uploads a video by tus, a viewer finds it in For You with its re
     const video = document.querySelector('[data-testid="video"] video');
     return video && video.readyState >= 2 && video.currentTime > 0;
   }, null, { timeout: 30_000 });
-  await item.getByRole('button', { name: 'Like (0)' }).click();
+  // A double tap likes it.
+  await item.getByRole('button', { name: 'Like (0)' }).waitFor();
+  await item.locator('video').dblclick();
   await item.getByRole('button', { name: 'Like (1)' }).waitFor();
+  // Tap to turn the sound on.
+  await item.getByRole('button', { name: 'Turn sound on' }).click();
+  assert.equal(await item.locator('video').evaluate((video) => video.muted), false);
   await item.getByRole('button', { name: 'Comments (0)' }).click();
   await item.getByRole('textbox', { name: 'Add a comment' }).fill('Great waves!');
   await item.getByRole('button', { name: 'Post' }).click();

@@ -11,7 +11,7 @@ import { conversationTitle, loadConversations, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
 import { match, navigate, route } from '../lib/router';
-import { Avatar, ConnectionBanner, Dialog, ErrorLine } from '../lib/ui';
+import { AuthImage, Avatar, ConnectionBanner, Dialog, ErrorLine } from '../lib/ui';
 import {
   formatCount, loadFeed, playUrl, reportView, uploadVideo, videoState,
 } from '../lib/video';
@@ -21,6 +21,7 @@ export function VideoScreen() {
   const path = route.use((s) => s.path);
   let params;
   if ((params = match('/video/users/:id', path))) return <ProfileView id={params.id} />;
+  if ((params = match('/video/v/:id', path))) return <SingleView id={params.id} />;
   if (path === '/video/new') return <UploadView />;
   const section = path === '/video/following' ? 'following' : 'for-you';
   return (
@@ -73,6 +74,23 @@ function Feed({ kind }: { kind: 'for-you' | 'following' }) {
     return () => observer.disconnect();
   }, [cursor, done, loading]);
 
+  // Arrow keys (and j/k) move one video down or up, as a swipe does.
+  useEffect(() => {
+    const onKey = (event: KeyboardEvent) => {
+      const target = event.target as HTMLElement | null;
+      if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName)) return;
+      const step = event.key === 'ArrowDown' || event.key === 'j' ? 1 : event.key === 'ArrowUp' || event.key === 'k' ? -1 : 0;
+      if (!step) return;
+      const articles = Array.from(document.querySelectorAll<HTMLElement>('.video-feed .video-item'));
+      const top = (element: HTMLElement) => element.getBoundingClientRect().top;
+      const current = articles.findIndex((article) => top(article) > -40) ;
+      const next = articles[Math.max(0, Math.min(articles.length - 1, (current < 0 ? 0 : current) + step))];
+      if (next) { event.preventDefault(); next.scrollIntoView({ behavior: 'smooth', block: 'start' }); }
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, []);
+
   const reset = async () => {
     if (!confirm(t('video.reset_confirm'))) return;
     await api('POST', '/feed/reset').catch(setError);
@@ -113,6 +131,8 @@ function VideoItem({ video: initial, reason, onHidden }: { video: Video; reason?
   const [sharing, setSharing] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [following, setFollowing] = useState(video.author.followed_by_me ?? false);
+  const [muted, setMuted] = useState(true);
+  const [burst, setBurst] = useState(false);
   // A reloaded list (the video became ready) brings a new object for the same video.
   useEffect(() => setVideo(initial), [initial]);
   const element = useRef<HTMLVideoElement>(null);
@@ -145,7 +165,9 @@ function VideoItem({ video: initial, reason, onHidden }: { video: Video; reason?
     const observer = new IntersectionObserver(([entry]) => {
       if (entry.intersectionRatio >= 0.6) {
         watch.current = { watchedMs: 0, last: player.currentTime, completed: false, replays: 0, reported: false };
-        player.play().catch(() => { /* autoplay refused: the controls remain */ });
+        player.play().catch(() => { /* autoplay refused: a tap starts it */ });
+        // The next video loads while this one plays, so a swipe starts it at once.
+        player.closest('li')?.nextElementSibling?.querySelector('video')?.setAttribute('preload', 'auto');
       } else if (!player.paused) {
         player.pause();
         report();
@@ -155,8 +177,9 @@ function VideoItem({ video: initial, reason, onHidden }: { video: Video; reason?
     return () => { observer.disconnect(); player.removeEventListener('timeupdate', onTime); if (!player.paused) report(); };
   }, [video.id]);
 
-  const like = async () => {
-    const liked = !video.liked_by_me;
+  const like = async (only?: 'like') => {
+    const liked = only === 'like' ? true : !video.liked_by_me;
+    if (liked === video.liked_by_me) return;
     setVideo({ ...video, liked_by_me: liked, counts: { ...video.counts, likes: video.counts.likes + (liked ? 1 : -1) } });
     try { await api(liked ? 'POST' : 'DELETE', `/videos/${video.id}/like`); } catch (caught) { setError(caught); setVideo(video); }
   };
@@ -171,9 +194,17 @@ function VideoItem({ video: initial, reason, onHidden }: { video: Video; reason?
   return (
     <article class="video-item" aria-label={t('video.item', { name: video.author.display_name })} data-testid="video" data-video-id={video.id}>
       {video.status === 'ready' && video.playback ? (
-        <video ref={element} class={portrait ? 'video-frame portrait' : 'video-frame'} src={playUrl(video.playback.mp4_url)}
-          poster={video.poster_url ? playUrl(video.poster_url) : undefined} muted loop playsInline controls preload="metadata"
-          aria-label={video.caption} />
+        <div class="video-stage">
+          {/* One tap plays or pauses, a double tap likes, as in every short-video app. */}
+          <video ref={element} class={portrait ? 'video-frame portrait' : 'video-frame'} src={playUrl(video.playback.mp4_url)}
+            poster={video.poster_url ? playUrl(video.poster_url) : undefined} muted={muted} loop playsInline preload="metadata"
+            aria-label={video.caption}
+            onClick={(event) => { const player = event.currentTarget; if (player.paused) void player.play().catch(() => {}); else player.pause(); }}
+            onDblClick={() => { void like('like'); setBurst(true); window.setTimeout(() => setBurst(false), 700); }} />
+          {burst && <span class="like-burst" aria-hidden="true">❤️</span>}
+          <button type="button" class="mute-button" aria-pressed={!muted} aria-label={muted ? t('video.unmute') : t('video.mute')}
+            onClick={() => setMuted(!muted)}>{muted ? '🔇' : '🔊'}</button>
+        </div>
       ) : (
         <div class="video-frame placeholder" role="status">
           {video.status === 'failed' ? t(`video.failed.${video.failure ?? 'transcode_failed'}` as any) : t('video.processing')}
@@ -191,7 +222,7 @@ function VideoItem({ video: initial, reason, onHidden }: { video: Video; reason?
           )}
         </p>
         <p class="video-caption">{video.caption}</p>
-        {reason && <p class="small muted" data-testid="reason">💡 {reason}</p>}
+        {reason && <p class="small muted" data-testid="reason" title={t('video.why')}>💡 {t('video.why')}: {reason}</p>}
         {video.product && (
           <button type="button" class="video-product" onClick={() => navigate(`/shop/products/${encodeURIComponent(video.product.id)}`)}
             aria-label={t('video.product_open', { title: video.product.title })}>
@@ -200,7 +231,7 @@ function VideoItem({ video: initial, reason, onHidden }: { video: Video; reason?
           </button>
         )}
         <div class="video-actions" role="group" aria-label={t('video.actions')}>
-          <button type="button" aria-pressed={video.liked_by_me} onClick={like} aria-label={t('video.like_count', { n: video.counts.likes })}>
+          <button type="button" aria-pressed={video.liked_by_me} onClick={() => like()} aria-label={t('video.like_count', { n: video.counts.likes })}>
             {video.liked_by_me ? '❤️' : '🤍'} {formatCount(video.counts.likes)}
           </button>
           <button type="button" aria-expanded={comments} onClick={() => setComments(!comments)} aria-label={t('video.comments_count', { n: video.counts.comments })}>
@@ -342,7 +373,9 @@ function ProfileView({ id }: { id: string }) {
       <ErrorLine error={error} />
       {profile && (
         <div class="profile pad">
-          <Avatar name={profile.display_name} size={64} />
+          {profile.avatar_url
+            ? <AuthImage mediaId={profile.avatar_url.split('/').pop()!} alt="" className="avatar-image" />
+            : <Avatar name={profile.display_name} size={64} />}
           <div>
             <p class="muted">@{profile.username}</p>
             {profile.bio && <p data-testid="bio">{profile.bio}</p>}
@@ -358,9 +391,38 @@ function ProfileView({ id }: { id: string }) {
         </div>
       )}
       {videos && videos.length === 0 && <p class="muted pad">{t('video.no_videos')}</p>}
-      <ul class="video-list" aria-label={t('video.videos')}>
-        {(videos ?? []).map((video) => <li key={video.id}><VideoItem video={video} /></li>)}
+      <ul class="video-grid" aria-label={t('video.videos')}>
+        {(videos ?? []).map((video) => (
+          <li key={video.id}>
+            <button type="button" class="video-tile" onClick={() => navigate(`/video/v/${video.id}`)}
+              aria-label={`${video.caption} · ${video.status === 'ready' ? t('video.views', { n: formatCount(video.counts.views) }) : t(video.status === 'failed' ? 'video.failed_short' : 'video.processing_short')}`}
+              data-testid="video-tile" data-status={video.status}>
+              {video.status === 'ready' && video.poster_url
+                ? <img src={playUrl(video.poster_url)} alt="" loading="lazy" />
+                : <span class="tile-state">{video.status === 'failed' ? '⚠️' : '⏳'}</span>}
+              <span class="tile-views">▶ {formatCount(video.counts.views)}</span>
+            </button>
+          </li>
+        ))}
       </ul>
+    </section>
+  );
+}
+
+/** One video on its own (from a profile's grid, or a link). */
+function SingleView({ id }: { id: string }) {
+  const [video, setVideo] = useState<Video | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const version = videoState.use((s) => s.version);
+  useEffect(() => { api<Video>('GET', `/videos/${encodeURIComponent(id)}`).then(setVideo, setError); }, [id, version]);
+  return (
+    <section class="video-tab" aria-label={video?.caption ?? t('common.loading')}>
+      <header class="topbar">
+        <button type="button" class="icon-button" aria-label={t('chat.back')} onClick={() => history.back()}>‹</button>
+        <h1>{video?.author.display_name ?? ''}</h1>
+      </header>
+      <ErrorLine error={error} />
+      {video && <VideoItem video={video} />}
     </section>
   );
 }
@@ -373,6 +435,14 @@ function UploadView() {
   const [caption, setCaption] = useState('');
   const [visibility, setVisibility] = useState('public');
   const [progress, setProgress] = useState<number | null>(null);
+  const [products, setProducts] = useState<{ id: string; title: string }[]>([]);
+  const [productId, setProductId] = useState('');
+  // A merchant may link one of their products: viewers buy it from the video.
+  useEffect(() => {
+    api<{ id: string }>('GET', '/shops/mine')
+      .then((mine) => api<Page<{ id: string; title: string }>>('GET', `/products?shop_id=${encodeURIComponent(mine.id)}&limit=200`))
+      .then((page) => setProducts(page.items), () => setProducts([]));
+  }, []);
   const [error, setError] = useState<unknown>(null);
   const submit = async (event: Event) => {
     event.preventDefault();
@@ -380,7 +450,7 @@ function UploadView() {
     setError(null);
     setProgress(0);
     try {
-      await uploadVideo(file, caption, visibility, setProgress);
+      await uploadVideo(file, caption, visibility, setProgress, productId || undefined);
       navigate(`/video/users/${me.id}`);
     } catch (caught) { setError(caught); setProgress(null); }
   };
@@ -405,6 +475,14 @@ function UploadView() {
             <option value="private">{t('video.visibility.private')}</option>
           </select>
         </label>
+        {products.length > 0 && (
+          <label>{t('video.product')}
+            <select name="product" value={productId} onChange={(event) => setProductId(event.currentTarget.value)}>
+              <option value="">{t('video.no_product')}</option>
+              {products.map((product) => <option value={product.id}>{product.title}</option>)}
+            </select>
+          </label>
+        )}
         {progress !== null && (
           <label>{t('video.uploading', { percent: Math.round(progress * 100) })}
             <progress max={1} value={progress} />
