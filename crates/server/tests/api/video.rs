@@ -14,6 +14,7 @@ on_both_databases!(
     visibility_holds_on_every_path_feeds_included,
     likes_comments_views_and_shares_are_counted_once_each,
     the_for_you_feed_follows_what_a_viewer_finishes_and_says_why,
+    each_candidate_source_finds_its_videos_and_names_itself,
 );
 
 /// A short test clip made by ffmpeg from its `lavfi` sources (no media is committed).
@@ -711,4 +712,68 @@ async fn two_nodes_never_both_transcode_one_video() {
     assert_eq!(announced, 5);
     first.stop().await;
     second.stop().await;
+}
+
+/// The reason code of `video_id` on a fresh For You page of `token`'s, if it is there.
+async fn reason_for(server: &TestServer, token: &str, video_id: &str) -> Option<String> {
+    let page = server.get("/api/v1/feed/for-you?limit=50", Some(token)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["video"]["id"] == video_id)
+        .map(|item| item["reason_code"].as_str().unwrap().to_string())
+}
+
+async fn each_candidate_source_finds_its_videos_and_names_itself(db: Db) {
+    let server = TestServer::start(db).await;
+    let file = small_h264();
+    let mut people = Vec::new();
+    for name in ["src_a", "src_b", "src_c", "src_d", "src_x", "src_viewer"] {
+        people.push(server.register(name).await);
+    }
+    let [(a, a_id), (b, _), (c, _), (d, _), (x, _), (viewer, _)] = <[_; 6]>::try_from(people).unwrap();
+    let publish_ready = |token: String, caption: &'static str| {
+        let server = &server;
+        let file = file.clone();
+        async move {
+            let video = publish(server, &token, &file, caption, "public").await;
+            let id = video["id"].as_str().unwrap().to_string();
+            assert_eq!(settled(server, &token, &id).await["status"], "ready");
+            id
+        }
+    };
+    let a1 = publish_ready(a.clone(), "from a #alpha").await;
+    let b1 = publish_ready(b.clone(), "from b #beta").await;
+    let c1 = publish_ready(c.clone(), "from c #gamma").await;
+    let d1 = publish_ready(d.clone(), "from d #delta").await;
+    let finish = |token: String, id: String| {
+        let server = &server;
+        async move {
+            let body = json!({"watched_ms": 3000, "completed": true});
+            let viewed = server.post(&format!("/api/v1/videos/{id}/views"), Some(&token), body).await;
+            assert_eq!(viewed.status, 202, "{}", viewed.text);
+        }
+    };
+
+    // Nothing known about the viewer yet: trending and fresh carry the page.
+    let cold = reason_for(&server, &viewer, &d1).await.expect("a new viewer is offered every video");
+    assert!(cold == "trending" || cold == "fresh", "{cold}");
+    // Following.
+    server.request("POST", &format!("/api/v1/users/{a_id}/follow"), Some(&viewer), None).await;
+    assert_eq!(reason_for(&server, &viewer, &a1).await.as_deref(), Some("following"));
+    // Co-engagement: x finished b1 and then c1; the viewer finishes b1, and c1 (another
+    // author, another hashtag) comes for that reason.
+    finish(x.clone(), b1.clone()).await;
+    finish(x.clone(), c1.clone()).await;
+    finish(viewer.clone(), b1.clone()).await;
+    assert_eq!(reason_for(&server, &viewer, &c1).await.as_deref(), Some("co_engagement"));
+    // Hashtag: b's next #beta video is found under the hashtag the viewer finished.
+    let b2 = publish_ready(b.clone(), "more from b #beta").await;
+    assert_eq!(reason_for(&server, &viewer, &b2).await.as_deref(), Some("hashtag"));
+    // Author: b's untagged video is found by its author.
+    let b3 = publish_ready(b.clone(), "b without tags").await;
+    assert_eq!(reason_for(&server, &viewer, &b3).await.as_deref(), Some("author"));
+    server.stop().await;
 }
