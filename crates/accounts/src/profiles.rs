@@ -191,10 +191,10 @@ impl Accounts {
     pub async fn followed_among(&self, me_id: &str, ids: &[String]) -> Result<Vec<String>, AccountsError> {
         let mut followed = Vec::new();
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let placeholders = plaza_store::numbered_parameters(2, chunk.len());
             let sql = format!(
                 "SELECT followee_id FROM follows WHERE follower_id = $1 AND followee_id IN ({})",
-                placeholders.join(", ")
+                placeholders
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql).bind(me_id);
             for id in chunk {

@@ -477,8 +477,8 @@ impl Accounts {
         let mut users = Vec::with_capacity(ids.len());
         // Bounded statements: at most 500 parameters per query.
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id IN ({})", placeholders.join(", "));
+            let placeholders = plaza_store::numbered_parameters(1, chunk.len());
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id IN ({})", placeholders);
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(id);
@@ -685,10 +685,10 @@ impl Accounts {
     ) -> Result<std::collections::HashSet<String>, AccountsError> {
         let mut found = std::collections::HashSet::new();
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let placeholders = plaza_store::numbered_parameters(2, chunk.len());
             let sql = format!(
                 "SELECT contact_id FROM contacts WHERE user_id = $1 AND status = 'accepted' AND contact_id IN ({})",
-                placeholders.join(", ")
+                placeholders
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql).bind(&me.id);
             for id in chunk {

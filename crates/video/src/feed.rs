@@ -95,11 +95,11 @@ impl VideoHandle {
         .fetch_all(self.inner.store.read())
         .await?;
         if !finished.is_empty() {
-            let placeholders: Vec<String> = (2..finished.len() + 2).map(|n| format!("${n}")).collect();
+            let placeholders = plaza_store::numbered_parameters(2, finished.len());
             let sql = format!(
                 "SELECT other_id, SUM(score) AS total FROM video_coengagement WHERE video_id IN ({})
                  GROUP BY other_id ORDER BY total DESC LIMIT $1",
-                placeholders.join(", ")
+                placeholders
             );
             let mut query = sqlx::query(&sql).bind(CO_ENGAGEMENT_CANDIDATES);
             for id in &finished {
@@ -235,14 +235,14 @@ impl VideoHandle {
         if followed.is_empty() {
             return Ok(Page { items: Vec::new(), next_cursor: None });
         }
-        let placeholders: Vec<String> = (5..followed.len() + 5).map(|n| format!("${n}")).collect();
+        let placeholders = plaza_store::numbered_parameters(5, followed.len());
         let sql = format!(
             "SELECT {VIDEO_COLUMNS} FROM videos v
              WHERE v.status = 'ready' AND v.visibility IN ('public', 'followers')
                AND (v.created_at < $1 OR (v.created_at = $1 AND v.id < $2)) AND v.author_id IN ({})
                AND $3 = $3
              ORDER BY v.created_at DESC, v.id DESC LIMIT $4",
-            placeholders.join(", ")
+            placeholders
         );
         let mut query = sqlx::query(&sql).bind(before_ms).bind(before_id).bind(1i64).bind(limit.probe());
         for id in &followed {
@@ -348,11 +348,11 @@ impl VideoHandle {
         if author_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (2..author_ids.len() + 2).map(|n| format!("${n}")).collect();
+        let placeholders = plaza_store::numbered_parameters(2, author_ids.len());
         let sql = format!(
             "SELECT {VIDEO_COLUMNS} FROM videos v WHERE v.status = 'ready' AND v.author_id IN ({})
              ORDER BY v.created_at DESC LIMIT $1",
-            placeholders.join(", ")
+            placeholders
         );
         let mut query = sqlx::query(&sql).bind(limit);
         for id in author_ids {
@@ -365,8 +365,8 @@ impl VideoHandle {
     async fn rows(&self, ids: &[String]) -> Result<Vec<VideoRow>, VideoError> {
         let mut rows = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!("SELECT {VIDEO_COLUMNS} FROM videos v WHERE v.id IN ({})", placeholders.join(", "));
+            let placeholders = plaza_store::numbered_parameters(1, chunk.len());
+            let sql = format!("SELECT {VIDEO_COLUMNS} FROM videos v WHERE v.id IN ({})", placeholders);
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(id);
@@ -382,8 +382,8 @@ impl VideoHandle {
     async fn stats(&self, ids: &[String]) -> Result<HashMap<String, (i64, i64)>, VideoError> {
         let mut stats = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!("SELECT id, views, completions FROM videos WHERE id IN ({})", placeholders.join(", "));
+            let placeholders = plaza_store::numbered_parameters(1, chunk.len());
+            let sql = format!("SELECT id, views, completions FROM videos WHERE id IN ({})", placeholders);
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(id);

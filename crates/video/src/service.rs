@@ -423,10 +423,10 @@ impl VideoHandle {
             if chunk.is_empty() {
                 continue;
             }
-            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let placeholders = plaza_store::numbered_parameters(2, chunk.len());
             let sql = format!(
                 "SELECT video_id FROM video_likes WHERE user_id = $1 AND video_id IN ({})",
-                placeholders.join(", ")
+                placeholders
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql).bind(user_id);
             for id in chunk {
@@ -483,7 +483,7 @@ impl VideoHandle {
             (false, false) => &["public"],
         };
         let (before_ms, before_id) = time_position(cursor)?;
-        let placeholders: Vec<String> = (5..visible.len() + 5).map(|n| format!("${n}")).collect();
+        let placeholders = plaza_store::numbered_parameters(5, visible.len());
         // Others see ready videos only; the author also sees what is processing or failed.
         let status = if is_author { "" } else { "AND v.status = 'ready'" };
         let sql = format!(
@@ -491,7 +491,7 @@ impl VideoHandle {
              WHERE v.author_id = $1 AND (v.created_at < $2 OR (v.created_at = $2 AND v.id < $3)) {status}
                AND v.visibility IN ({})
              ORDER BY v.created_at DESC, v.id DESC LIMIT $4",
-            placeholders.join(", ")
+            placeholders
         );
         let mut query = sqlx::query(&sql).bind(user_id).bind(before_ms).bind(before_id).bind(limit.probe());
         for visibility in visible {

@@ -97,11 +97,11 @@ pub(super) async fn members_of(
 ) -> Result<std::collections::HashMap<String, Vec<Member>>, sqlx::Error> {
     let mut by_conversation: std::collections::HashMap<String, Vec<Member>> = std::collections::HashMap::new();
     for chunk in conversation_ids.chunks(200) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let placeholders = plaza_store::numbered_parameters(1, chunk.len());
         let sql = format!(
             "SELECT conversation_id, user_id, role, read_seq, joined_at FROM conversation_members
              WHERE conversation_id IN ({}) ORDER BY joined_at, user_id",
-            placeholders.join(", ")
+            placeholders
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {
