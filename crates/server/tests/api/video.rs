@@ -82,6 +82,25 @@ async fn patch(server: &TestServer, token: &str, upload_id: &str, offset: usize,
         .await
 }
 
+/// A PATCH over a raw connection that announces all of `bytes` but closes after `sent`.
+async fn drop_midway(server: &TestServer, token: &str, upload_id: &str, offset: usize, bytes: &[u8], sent: usize) {
+    use tokio::io::AsyncWriteExt;
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "PATCH /api/v1/videos/uploads/{upload_id} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        bytes.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&bytes[..sent]).await.unwrap();
+    stream.flush().await.unwrap();
+    // Give the server the bytes before the connection goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+}
+
 async fn head_offset(server: &TestServer, token: &str, upload_id: &str) -> i64 {
     let request = tus(server, reqwest::Method::HEAD, &format!("/api/v1/videos/uploads/{upload_id}"), token).await;
     let state = server.raw(request).await;
@@ -163,7 +182,20 @@ async fn a_dropped_upload_resumes_from_its_offset_and_plays_after_transcoding(db
         .post("/api/v1/videos", Some(&ann), json!({"upload_id": upload_id, "caption": "early", "visibility": "public"}))
         .await
         .assert_problem(409, "upload_incomplete");
-    let rest = patch(&server, &ann, &upload_id, third, &file[third..]).await;
+    // The next request's connection drops halfway through its body: every byte that
+    // arrived is kept, and HEAD says so.
+    let dropped_after = (file.len() - third) / 2;
+    drop_midway(&server, &ann, &upload_id, third, &file[third..], dropped_after).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let resumed_at = loop {
+        let offset = head_offset(&server, &ann, &upload_id).await as usize;
+        if offset > third || tokio::time::Instant::now() > deadline {
+            break offset;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(resumed_at, third + dropped_after, "the bytes before the drop were stored");
+    let rest = patch(&server, &ann, &upload_id, resumed_at, &file[resumed_at..]).await;
     assert_eq!(rest.status, 204, "{}", rest.text);
     assert_eq!(head_offset(&server, &ann, &upload_id).await, file.len() as i64);
     // Bytes past the declared length are refused.
