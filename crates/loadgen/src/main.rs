@@ -9,6 +9,7 @@ mod me;
 mod rides;
 mod server;
 mod shop;
+mod video;
 mod wallet;
 mod wrk;
 
@@ -150,6 +151,47 @@ enum Command {
         #[arg(long)]
         http_only: bool,
     },
+    /// Short video over HTTP: GET /me idle and while the server transcodes 720p clips (and
+    /// how long each transcode takes), and For You feed latency over a catalogue of ready
+    /// videos, against GET /feed/following and GET /videos/{id} in the same run.
+    Video {
+        /// The plaza binary to benchmark (build it with --release).
+        #[arg(long, default_value = "target/release/plaza")]
+        plaza: PathBuf,
+        /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Concurrent clients of GET /me, idle and while transcoding.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// 1280x720 clips published at once for the transcoding run (0 skips that run).
+        #[arg(long, default_value_t = 3)]
+        transcodes: usize,
+        /// Length of each of those clips, in seconds.
+        #[arg(long, default_value_t = 25)]
+        clip_seconds: u32,
+        /// PLAZA_VIDEO_TRANSCODE_CONCURRENCY of the server.
+        #[arg(long, default_value_t = 1)]
+        transcode_concurrency: usize,
+        /// Ready videos wanted for the feed runs (seeding also stops at --seed-seconds).
+        #[arg(long, default_value_t = 2_000)]
+        feed_videos: usize,
+        /// Seconds at most spent publishing the feed's catalogue.
+        #[arg(long, default_value_t = 180)]
+        seed_seconds: u64,
+        /// Creators of the catalogue.
+        #[arg(long, default_value_t = 20)]
+        creators: usize,
+        /// Viewers: half build a history through the API, half stay fresh.
+        #[arg(long, default_value_t = 100)]
+        viewers: usize,
+        /// Concurrent clients of the feed runs.
+        #[arg(long, default_value_t = 16)]
+        feed_clients: usize,
+    },
     /// Rides in-process: location updates and nearest-candidates latency on the live
     /// driver index, and a dispatch simulator comparing greedy and batched assignment.
     Rides {
@@ -238,6 +280,36 @@ async fn main() -> anyhow::Result<()> {
                 duration,
                 service_only,
                 http_only,
+            })
+            .await
+        }
+        Command::Video {
+            plaza,
+            database_url,
+            clients,
+            duration,
+            transcodes,
+            clip_seconds,
+            transcode_concurrency,
+            feed_videos,
+            seed_seconds,
+            creators,
+            viewers,
+            feed_clients,
+        } => {
+            video::run(video::Options {
+                plaza,
+                database_url,
+                clients,
+                duration,
+                transcodes,
+                clip_seconds,
+                transcode_concurrency,
+                feed_videos,
+                seed_seconds,
+                creators,
+                viewers,
+                feed_clients,
             })
             .await
         }

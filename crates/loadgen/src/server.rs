@@ -43,6 +43,11 @@ impl PlazaServer {
 }
 
 impl PlazaServer {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server process's resident memory, from /proc (0 where unavailable).
     pub fn rss_bytes(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -177,7 +177,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ms(micros: u64) -> String {
+pub(crate) fn ms(micros: u64) -> String {
     format!("{:.1} ms", micros as f64 / 1000.0)
 }
 
@@ -325,9 +325,9 @@ async fn drive_sale(
     Ok(Sold { ok, sold_out, errors, sell_out, orders_per_second })
 }
 
-struct Measured {
-    per_second: f64,
-    latency: Histogram<u64>,
+pub(crate) struct Measured {
+    pub(crate) per_second: f64,
+    pub(crate) latency: Histogram<u64>,
 }
 
 async fn drive_search(
@@ -352,7 +352,9 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-async fn drive_get(
+/// `clients` tasks sending `GET {base}{path(n)}` back to back for `duration`, each with
+/// `tokens[n % len]`; every answer must be 2xx.
+pub(crate) async fn drive_get(
     client: &reqwest::Client,
     base: &str,
     tokens: &Arc<Vec<String>>,
