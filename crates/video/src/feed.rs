@@ -19,7 +19,9 @@
 use crate::engagement::mean;
 use crate::learner::{self, Features, Scored, Source, Weights};
 use crate::model::Visibility;
-use crate::service::{time_position, video_row, Video, VideoError, VideoHandle, VideoRow, VIDEO_COLUMNS};
+use crate::service::{
+    time_position, video_row, Video, VideoError, VideoHandle, VideoRow, CANDIDATE_COLUMNS, VIDEO_COLUMNS,
+};
 use plaza_accounts::User;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
 use plaza_store::Row;
@@ -149,8 +151,7 @@ impl VideoHandle {
         }
 
         let ids: Vec<String> = sources.keys().filter(|id| !viewer.excluded.contains(*id)).cloned().collect();
-        let rows = self.rows(&ids).await?;
-        let stats = self.stats(&ids).await?;
+        let rows = self.rows(&ids, CANDIDATE_COLUMNS).await?;
         let weights = self.inner.weights.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let now = Timestamp::now().unix_millis();
         let mut ranked = Vec::new();
@@ -163,9 +164,14 @@ impl VideoHandle {
             if viewer.authors.get(&row.author_id).is_some_and(|score| *score < AUTHOR_MUTED_BELOW) {
                 continue;
             }
-            let (views, completions) = stats.get(&row.id).copied().unwrap_or((0, 0));
-            let features =
-                features(&viewer, &row, co_scores.get(&row.id).copied().unwrap_or(0.0), views, completions, now);
+            let features = features(
+                &viewer,
+                &row,
+                co_scores.get(&row.id).copied().unwrap_or(0.0),
+                row.views,
+                row.completions,
+                now,
+            );
             let source = sources.get(&row.id).cloned().unwrap_or(Source::Trending);
             let scored = Scored {
                 video_id: row.id.clone(),
@@ -190,7 +196,8 @@ impl VideoHandle {
         }
         let chosen: Vec<String> = page.iter().map(|item| item.video_id.clone()).collect();
         let by_id: HashMap<String, Scored> = page.into_iter().map(|item| (item.video_id.clone(), item)).collect();
-        let rows = self.rows(&chosen).await?;
+        // The ten chosen are read again whole (with their captions), by primary key.
+        let rows = self.rows(&chosen, VIDEO_COLUMNS).await?;
         let rows_by_id: HashMap<String, VideoRow> = rows.into_iter().map(|row| (row.id.clone(), row)).collect();
         let ordered: Vec<VideoRow> = chosen.iter().filter_map(|id| rows_by_id.get(id).cloned()).collect();
         let videos = self.assemble(me, ordered).await?;
@@ -362,11 +369,12 @@ impl VideoHandle {
         Ok(rows.iter().map(video_row).collect::<Result<Vec<_>, _>>()?)
     }
 
-    async fn rows(&self, ids: &[String]) -> Result<Vec<VideoRow>, VideoError> {
+    /// The rows of `ids` with `columns` (`VIDEO_COLUMNS`, or `CANDIDATE_COLUMNS` to rank).
+    async fn rows(&self, ids: &[String], columns: &str) -> Result<Vec<VideoRow>, VideoError> {
         let mut rows = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
             let placeholders = plaza_store::numbered_parameters(1, chunk.len());
-            let sql = format!("SELECT {VIDEO_COLUMNS} FROM videos v WHERE v.id IN ({})", placeholders);
+            let sql = format!("SELECT {columns} FROM videos v WHERE v.id IN ({})", placeholders);
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(id);
@@ -376,23 +384,6 @@ impl VideoHandle {
             }
         }
         Ok(rows)
-    }
-
-    /// `(views, completions)` by video.
-    async fn stats(&self, ids: &[String]) -> Result<HashMap<String, (i64, i64)>, VideoError> {
-        let mut stats = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(200) {
-            let placeholders = plaza_store::numbered_parameters(1, chunk.len());
-            let sql = format!("SELECT id, views, completions FROM videos WHERE id IN ({})", placeholders);
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(self.inner.store.read()).await? {
-                stats.insert(row.try_get("id")?, (row.try_get("views")?, row.try_get("completions")?));
-            }
-        }
-        Ok(stats)
     }
 
     fn usernames(&self, videos: &[Video]) -> HashMap<String, String> {

@@ -165,7 +165,13 @@ pub(crate) struct Inner {
 /// Columns of `videos` that a [`Video`] is read from.
 pub(crate) const VIDEO_COLUMNS: &str =
     "v.id, v.author_id, v.caption, v.hashtags, v.product_id, v.visibility, v.status, \
-     v.failure, v.duration_ms, v.width, v.height, v.views, v.likes, v.comments, v.shares, v.created_at";
+     v.failure, v.duration_ms, v.width, v.height, v.views, v.completions, v.likes, v.comments, v.shares, v.created_at";
+
+/// The same columns for ranking candidates, without the caption (up to 2,200 characters
+/// that scoring never reads): a For You page reads hundreds of candidates and shows ten.
+pub(crate) const CANDIDATE_COLUMNS: &str = "v.id, v.author_id, '' AS caption, v.hashtags, v.product_id, v.visibility, \
+     v.status, v.failure, v.duration_ms, v.width, v.height, v.views, v.completions, v.likes, v.comments, v.shares, \
+     v.created_at";
 
 /// A `videos` row before its author and the viewer's relations are joined in.
 #[derive(Debug, Clone)]
@@ -182,6 +188,8 @@ pub(crate) struct VideoRow {
     pub(crate) width: Option<i64>,
     pub(crate) height: Option<i64>,
     pub(crate) views: i64,
+    /// Views that reached the end (at most one per viewer and day).
+    pub(crate) completions: i64,
     pub(crate) likes: i64,
     pub(crate) comments: i64,
     pub(crate) shares: i64,
@@ -203,6 +211,7 @@ pub(crate) fn video_row(row: &AnyRow) -> Result<VideoRow, sqlx::Error> {
         width: row.try_get("width")?,
         height: row.try_get("height")?,
         views: row.try_get("views")?,
+        completions: row.try_get("completions")?,
         likes: row.try_get("likes")?,
         comments: row.try_get("comments")?,
         shares: row.try_get("shares")?,
@@ -424,10 +433,7 @@ impl VideoHandle {
                 continue;
             }
             let placeholders = plaza_store::numbered_parameters(2, chunk.len());
-            let sql = format!(
-                "SELECT video_id FROM video_likes WHERE user_id = $1 AND video_id IN ({})",
-                placeholders
-            );
+            let sql = format!("SELECT video_id FROM video_likes WHERE user_id = $1 AND video_id IN ({})", placeholders);
             let mut query = sqlx::query_scalar::<_, String>(&sql).bind(user_id);
             for id in chunk {
                 query = query.bind(id);
