@@ -10,6 +10,7 @@ mod rides;
 mod server;
 mod shop;
 mod video;
+mod video_ranking;
 mod wallet;
 mod wrk;
 
@@ -192,6 +193,55 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         feed_clients: usize,
     },
+    /// For You in-process: ranking quality in a simulator with hidden tastes (against
+    /// random, most-popular, chronological and an oracle in the same run), and `for_you`
+    /// latency over a large catalogue against `video` by id and `following_feed`.
+    VideoRanking {
+        /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Which part to run (with --database-url, one part per fresh database).
+        #[arg(long, value_enum, default_value_t = video_ranking::Part::Both)]
+        part: video_ranking::Part,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Topics (hashtags) of the simulated catalogue.
+        #[arg(long, default_value_t = 20)]
+        topics: usize,
+        /// Authors, each with one or two topics.
+        #[arg(long, default_value_t = 200)]
+        authors: usize,
+        /// Videos in the simulated catalogue, spread over the last week.
+        #[arg(long, default_value_t = 3_000)]
+        videos: usize,
+        /// Simulated users with hidden tastes.
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        /// Rounds: every user has one session per round.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Pages of 10 per session at most.
+        #[arg(long, default_value_t = 3)]
+        pages: usize,
+        /// Fresh uploads added before the middle round.
+        #[arg(long, default_value_t = 20)]
+        fresh: usize,
+        /// Users (or callers) driven at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Videos in the latency catalogue.
+        #[arg(long, default_value_t = 20_000)]
+        scale_videos: usize,
+        /// Users in the latency run.
+        #[arg(long, default_value_t = 2_000)]
+        scale_users: usize,
+        /// Views each of those users records first, through record_view.
+        #[arg(long, default_value_t = 3)]
+        scale_views: usize,
+        /// Sequential calls of each kind timed.
+        #[arg(long, default_value_t = 1_000)]
+        requests: usize,
+    },
     /// Rides in-process: location updates and nearest-candidates latency on the live
     /// driver index, and a dispatch simulator comparing greedy and batched assignment.
     Rides {
@@ -310,6 +360,42 @@ async fn main() -> anyhow::Result<()> {
                 creators,
                 viewers,
                 feed_clients,
+            })
+            .await
+        }
+        Command::VideoRanking {
+            database_url,
+            part,
+            seed,
+            topics,
+            authors,
+            videos,
+            users,
+            rounds,
+            pages,
+            fresh,
+            concurrency,
+            scale_videos,
+            scale_users,
+            scale_views,
+            requests,
+        } => {
+            video_ranking::run(video_ranking::Options {
+                database_url,
+                part,
+                seed,
+                topics,
+                authors,
+                videos,
+                users,
+                rounds,
+                pages,
+                fresh,
+                concurrency,
+                scale_videos,
+                scale_users,
+                scale_views,
+                requests,
             })
             .await
         }
