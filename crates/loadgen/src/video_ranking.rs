@@ -839,6 +839,7 @@ async fn scale(options: &Options, backend: &str) -> anyhow::Result<()> {
     let limit = PageLimit::parse(Some(PAGE as i64)).map_err(anyhow::Error::msg)?;
     let mut for_you = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut for_you_following = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut for_you_alone = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut by_id = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut following = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut served = 0usize;
@@ -851,6 +852,8 @@ async fn scale(options: &Options, backend: &str) -> anyhow::Result<()> {
         for_you.saturating_record(elapsed);
         if user < followers {
             for_you_following.saturating_record(elapsed);
+        } else {
+            for_you_alone.saturating_record(elapsed);
         }
         let at = Instant::now();
         services.video.video(me, &video_ids[rng.below(video_ids.len())]).await?;
@@ -904,6 +907,7 @@ async fn scale(options: &Options, backend: &str) -> anyhow::Result<()> {
         ("`video` by id (baseline)", &by_id),
         ("`following_feed`, 10 follows (baseline)", &following),
         ("`for_you`, first page of 10", &for_you),
+        ("`for_you`, viewers who follow nobody", &for_you_alone),
         ("`for_you`, viewers who follow 10", &for_you_following),
     ];
     for (name, histogram) in rows {
