@@ -445,21 +445,26 @@ impl VideoHandle {
             .iter()
             .map(|tag| stored.get(&("tag".to_string(), tag.clone())).map_or(0.0, |(score, _)| *score))
             .collect();
-        let stats = sqlx::query("SELECT completions, views FROM videos WHERE id = $1")
-            .bind(&row.id)
-            .fetch_optional(self.inner.store.read())
-            .await?;
-        let (completions, views) = match stats {
-            Some(stats) => (stats.try_get::<i64, _>("completions")?, stats.try_get::<i64, _>("views")?),
-            None => (0, 0),
-        };
+        // As the feed saw it when serving: the counts of `row`, read before this signal was
+        // recorded (so the label is not inside its own feature), and the co-engagement with
+        // the viewer's last finished videos, summed as the co-engagement source sums it.
+        let co_engagement: f64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(c.score), 0.0) FROM video_coengagement c
+             WHERE c.other_id = $1 AND c.video_id IN (
+                 SELECT v.video_id FROM video_views v
+                 WHERE v.user_id = $2 AND v.completed = 1 AND v.video_id <> $1 ORDER BY v.at DESC LIMIT 20)",
+        )
+        .bind(&row.id)
+        .bind(&viewer.id)
+        .fetch_one(self.inner.store.read())
+        .await?;
         Ok(Features {
             tag_affinity: mean(&tag_scores),
             author_affinity: stored.get(&("author".to_string(), row.author_id.clone())).map_or(0.0, |(s, _)| *s),
             follows_author: self.inner.accounts.follows(&viewer.id, &row.author_id).await?,
-            co_engagement: 0.0,
-            completion_rate: learner::smoothed_completion_rate(views, completions),
-            views,
+            co_engagement,
+            completion_rate: learner::smoothed_completion_rate(row.views, row.completions),
+            views: row.views,
             age_hours: (Timestamp::now().unix_millis() - row.created_at.unix_millis()).max(0) as f64 / 3_600_000.0,
         })
     }

@@ -8,7 +8,7 @@
 //!    uploads.
 //! 2. Filtering: ready, visible to the viewer (the one rule of `Visibility::allows`),
 //!    not their own, not hidden, not seen in the last week, not served earlier in this
-//!    session (the cursor carries those ids), no author the viewer turned against.
+//!    session (the cursor carries fingerprints of the last 60), no author the viewer turned against.
 //! 3. Scoring by the learnt scorer (`learner::Weights`, `σ(w·x)`), then `learner::rerank`:
 //!    no author twice in five, one slot in ten from the fresh pool.
 //! 4. When nothing new is left, videos seen before fill the page ("Watch again").
@@ -35,8 +35,10 @@ pub struct FeedItem {
     pub source: Source,
 }
 
-/// How many ids of this session's earlier pages a cursor carries.
-const SERVED_MAX: usize = 200;
+/// How many of this session's earlier items a cursor carries (six pages of ten), each as
+/// a 32-bit fingerprint of its id: cursors have at most 1,024 characters, which would
+/// hold only 19 ids themselves. A collision only hides one more video for a session.
+const SERVED_MAX: usize = 60;
 /// How far back "seen recently" looks, and how many views it reads.
 const SEEN_WINDOW_MS: i64 = 7 * 86_400_000;
 const SEEN_MAX: i64 = 1_000;
@@ -62,6 +64,8 @@ struct Viewer {
     authors: HashMap<String, f64>,
     followed: HashSet<String>,
     excluded: HashSet<String>,
+    /// Fingerprints of what this session served already.
+    served: HashSet<u32>,
     seen: HashSet<String>,
 }
 
@@ -150,7 +154,11 @@ impl VideoHandle {
             sources.entry(id).or_insert(Source::Fresh);
         }
 
-        let ids: Vec<String> = sources.keys().filter(|id| !viewer.excluded.contains(*id)).cloned().collect();
+        let ids: Vec<String> = sources
+            .keys()
+            .filter(|id| !viewer.excluded.contains(*id) && !viewer.served.contains(&fingerprint(id)))
+            .cloned()
+            .collect();
         let rows = self.rows(&ids, CANDIDATE_COLUMNS).await?;
         let weights = self.inner.weights.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let now = Timestamp::now().unix_millis();
@@ -222,9 +230,9 @@ impl VideoHandle {
             None
         } else {
             let mut served = served;
-            served.extend(items.iter().map(|item| item.video.id.clone()));
+            served.extend(items.iter().map(|item| fingerprint(&item.video.id)));
             let keep_from = served.len().saturating_sub(SERVED_MAX);
-            Some(Cursor::from_position(&served[keep_from..].join(",")).into_string())
+            Some(encode_served(&served[keep_from..]))
         };
         Ok(Page { items, next_cursor })
     }
@@ -307,7 +315,7 @@ impl VideoHandle {
         self.inner.weights.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    async fn viewer(&self, me: &User, served: &[String]) -> Result<Viewer, VideoError> {
+    async fn viewer(&self, me: &User, served: &[u32]) -> Result<Viewer, VideoError> {
         let mut tags = HashMap::new();
         let mut authors = HashMap::new();
         let now = Timestamp::now().unix_millis();
@@ -324,7 +332,7 @@ impl VideoHandle {
             target.insert(row.try_get::<String, _>("item")?, score);
         }
         let followed: HashSet<String> = self.inner.accounts.following_ids(&me.id).await?.into_iter().collect();
-        let mut excluded: HashSet<String> = served.iter().cloned().collect();
+        let mut excluded: HashSet<String> = HashSet::new();
         let hidden: Vec<String> =
             sqlx::query_scalar("SELECT video_id FROM video_hidden WHERE user_id = $1 ORDER BY at DESC LIMIT $2")
                 .bind(&me.id)
@@ -342,7 +350,7 @@ impl VideoHandle {
         .await?
         .into_iter()
         .collect();
-        Ok(Viewer { tags, authors, followed, excluded, seen })
+        Ok(Viewer { tags, authors, followed, excluded, served: served.iter().copied().collect(), seen })
     }
 
     fn may_see(&self, viewer: &Viewer, row: &VideoRow) -> bool {
@@ -411,13 +419,55 @@ fn strongest(scores: &HashMap<String, f64>, count: usize) -> Vec<String> {
     positive.into_iter().take(count).map(|(item, _)| item.clone()).collect()
 }
 
-fn decode_served(cursor: Option<&str>) -> Result<Vec<String>, VideoError> {
+/// A video id's fingerprint in a cursor: 32-bit FNV-1a, the same on every node and
+/// release.
+fn fingerprint(id: &str) -> u32 {
+    id.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
+}
+
+fn encode_served(served: &[u32]) -> String {
+    let position: String = served.iter().map(|print| format!("{print:08x}")).collect();
+    Cursor::from_position(&position).into_string()
+}
+
+fn decode_served(cursor: Option<&str>) -> Result<Vec<u32>, VideoError> {
+    let refused = || crate::service::invalid("cursor", "not a cursor this server issued");
     match cursor {
         None | Some("") => Ok(Vec::new()),
         Some(opaque) => {
-            let position = Cursor::parse_position(opaque)
-                .ok_or_else(|| crate::service::invalid("cursor", "not a cursor this server issued"))?;
-            Ok(position.split(',').filter(|id| !id.is_empty()).take(SERVED_MAX).map(str::to_string).collect())
+            let position = Cursor::parse_position(opaque).ok_or_else(refused)?;
+            if position.len() % 8 != 0 || position.len() > SERVED_MAX * 8 || !position.is_ascii() {
+                return Err(refused());
+            }
+            (0..position.len() / 8)
+                .map(|n| u32::from_str_radix(&position[n * 8..n * 8 + 8], 16).map_err(|_| refused()))
+                .collect()
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_holds_six_pages_of_fingerprints_and_refuses_anything_else() {
+        let served: Vec<u32> =
+            (0..SERVED_MAX).map(|n| fingerprint(&format!("01M8XCK9C9VX8M8YBF3QGBB{n:03}"))).collect();
+        let cursor = encode_served(&served);
+        assert!(cursor.len() <= 1024, "{} characters", cursor.len());
+        assert_eq!(decode_served(Some(&cursor)).unwrap(), served);
+        assert_eq!(decode_served(None).unwrap(), Vec::<u32>::new());
+        let too_many: Vec<u32> = (0..SERVED_MAX as u32 + 1).collect();
+        assert!(decode_served(Some(&encode_served(&too_many))).is_err());
+        for forged in [
+            "forged",
+            &Cursor::from_position("0123456").into_string(),
+            &Cursor::from_position("zzzzzzzz").into_string(),
+        ] {
+            assert!(decode_served(Some(forged)).is_err(), "{forged}");
+        }
+        assert_ne!(fingerprint("01M8XCK9C9VX8M8YBF3QGBBAA4"), fingerprint("01M8XCK9C9VX8M8YBF3QGBBAA5"));
     }
 }

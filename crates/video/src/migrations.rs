@@ -1,13 +1,30 @@
 use plaza_store::Migration;
 
 /// The video service's schema, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    service: "video",
-    version: 1,
-    name: "uploads, videos and their transcoding jobs, engagement, and what the feed learnt",
-    sqlite: SCHEMA,
-    postgres: SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        service: "video",
+        version: 1,
+        name: "uploads, videos and their transcoding jobs, engagement, and what the feed learnt",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    },
+    Migration {
+        service: "video",
+        version: 2,
+        name: "an index for the newest ready videos of a set of authors",
+        sqlite: AUTHOR_READY,
+        postgres: AUTHOR_READY,
+    },
+];
+
+/// The Following feed and For You's following source ask for `author_id IN (…) AND
+/// status = 'ready'`, newest first. With only `videos_author (author_id, created_at)`,
+/// SQLite without statistics (Plaza runs no `ANALYZE`) chose `videos_fresh (status, …)`
+/// and sorted every ready video (`plaza-bench video-ranking` at 100,000 videos: p50
+/// 270 ms for a viewer who follows ten); with both equalities in one index it reads only
+/// those authors' ready videos.
+const AUTHOR_READY: &str = "CREATE INDEX videos_author_ready ON videos (author_id, status, created_at);";
 
 /// One text for both engines: `DOUBLE PRECISION` is a real on SQLite too.
 const SCHEMA: &str = r#"

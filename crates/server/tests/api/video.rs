@@ -692,6 +692,28 @@ async fn the_for_you_feed_follows_what_a_viewer_finishes_and_says_why(db: Db) {
         assert!(!ids.contains(&id) || item["reason_code"] == "again", "{id} repeated within a session");
     }
     server.get("/api/v1/feed/for-you?cursor=forged", Some(&viewer)).await.assert_problem(422, "invalid_field");
+    // A session pages on: pages of two, each continuing the one before, none repeating
+    // what the session served unless it says "again", until nothing is left.
+    let mut served: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page_number in 0..8 {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/v1/feed/for-you?limit=2&cursor={cursor}"),
+            None => "/api/v1/feed/for-you?limit=2".to_string(),
+        };
+        let page = server.get(&path, Some(&viewer)).await;
+        assert_eq!(page.status, 200, "page {page_number}: {}", page.text);
+        for item in page.body["items"].as_array().unwrap() {
+            let id = item["video"]["id"].as_str().unwrap().to_string();
+            assert!(!served.contains(&id) || item["reason_code"] == "again", "page {page_number} repeated {id}");
+            served.push(id);
+        }
+        cursor = page.body["next_cursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(served.len() >= 8, "{served:?}");
 
     // Reset forgets the viewer: the hidden video may come back, nothing is personal.
     let reset = server.request("POST", "/api/v1/feed/reset", Some(&viewer), None).await;
