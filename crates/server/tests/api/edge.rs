@@ -56,8 +56,11 @@ async fn silent_slow_and_idle_connections_are_closed_by_their_time_outs() {
     let answered = read_until_closed(&mut kept_alive).await.expect("an idle kept-alive connection is closed");
     let answered = String::from_utf8_lossy(&answered);
     assert!(answered.starts_with("HTTP/1.1 200"), "the request itself was answered first: {answered}");
-    // New clients are still served.
-    assert_eq!(server.get("/healthz", None).await.status, 200);
+    // New clients are still served. (A new client: the test server's own pool holds a
+    // connection from start-up that the 2 s idle time-out has closed meanwhile, and reusing
+    // it races the close, which is this test's point, not a failure.)
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    assert_eq!(fresh.get(format!("{}/healthz", server.base)).send().await.unwrap().status(), 200);
     server.stop().await;
 }
 
