@@ -192,10 +192,8 @@ impl Accounts {
         let mut followed = Vec::new();
         for chunk in ids.chunks(500) {
             let placeholders = plaza_store::numbered_parameters(2, chunk.len());
-            let sql = format!(
-                "SELECT followee_id FROM follows WHERE follower_id = $1 AND followee_id IN ({})",
-                placeholders
-            );
+            let sql =
+                format!("SELECT followee_id FROM follows WHERE follower_id = $1 AND followee_id IN ({})", placeholders);
             let mut query = sqlx::query_scalar::<_, String>(&sql).bind(me_id);
             for id in chunk {
                 query = query.bind(id);
