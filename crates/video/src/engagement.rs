@@ -114,7 +114,7 @@ impl VideoHandle {
             }
         }
         transaction.commit().await?;
-        let duration_ms = self.duration_of(video_id).await?;
+        let duration_ms = row.duration_ms.unwrap_or(0);
         self.learn(viewer, &row, Signal::View { watched_ms, duration_ms, completed, replays }).await
     }
 
@@ -356,14 +356,6 @@ impl VideoHandle {
         }
         transaction.commit().await?;
         Ok(())
-    }
-
-    async fn duration_of(&self, video_id: &str) -> Result<i64, VideoError> {
-        let duration: Option<Option<i64>> = sqlx::query_scalar("SELECT duration_ms FROM videos WHERE id = $1")
-            .bind(video_id)
-            .fetch_optional(self.inner.store.read())
-            .await?;
-        Ok(duration.flatten().unwrap_or(0))
     }
 
     /// Teaches the feed one signal (see the module doc).
