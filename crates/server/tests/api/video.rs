@@ -82,23 +82,36 @@ async fn patch(server: &TestServer, token: &str, upload_id: &str, offset: usize,
         .await
 }
 
-/// A PATCH over a raw connection that announces all of `bytes` but closes after `sent`.
-async fn drop_midway(server: &TestServer, token: &str, upload_id: &str, offset: usize, bytes: &[u8], sent: usize) {
+/// A PATCH over a raw connection announcing `length` bytes that has sent only `first`,
+/// left open (the server holds the upload's writer lease meanwhile).
+async fn open_patch(
+    server: &TestServer,
+    token: &str,
+    upload_id: &str,
+    offset: usize,
+    length: usize,
+    first: &[u8],
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let address = server.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let head = format!(
         "PATCH /api/v1/videos/uploads/{upload_id} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
          Tus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\n\
-         Content-Length: {}\r\n\r\n",
-        bytes.len()
+         Content-Length: {length}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&bytes[..sent]).await.unwrap();
+    stream.write_all(first).await.unwrap();
     stream.flush().await.unwrap();
-    // Give the server the bytes before the connection goes.
+    // Until the server has taken the lease.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(stream);
+    stream
+}
+
+/// A PATCH over a raw connection that announces all of `bytes` but closes after `sent`.
+async fn drop_midway(server: &TestServer, token: &str, upload_id: &str, offset: usize, bytes: &[u8], sent: usize) {
+    // Give the server the bytes before the connection goes.
+    drop(open_patch(server, token, upload_id, offset, bytes.len(), &bytes[..sent]).await);
 }
 
 async fn head_offset(server: &TestServer, token: &str, upload_id: &str) -> i64 {
@@ -371,6 +384,10 @@ async fn tus_requests_out_of_protocol_are_refused_and_change_nothing(db: Db) {
         .body("{}");
     server.raw(wrong_type).await.assert_problem(415, "unsupported_media_type");
     assert_eq!(head_offset(&server, &ann, &upload_id).await, 0, "nothing was stored");
+    // While one PATCH is still sending, a second one is refused, not interleaved.
+    let writing = open_patch(&server, &ann, &upload_id, 0, 10, b"12345").await;
+    patch(&server, &ann, &upload_id, 0, b"abcdefghij").await.assert_problem(409, "upload_busy");
+    drop(writing);
     server
         .post("/api/v1/videos", Some(&bob), json!({"upload_id": upload_id, "caption": "mine?", "visibility": "public"}))
         .await
