@@ -35,5 +35,5 @@ pub use migrations::MIGRATIONS;
 pub use oauth::OAuthErrorCode;
 pub use oauth_routes::discovery_router;
 pub use routes::router;
-pub use service::{MiniApp, MiniAppError, MiniApps, MiniAppsConfig, NewSecrets};
+pub use service::{MiniApp, MiniAppError, MiniApps, MiniAppsConfig, NewSecrets, PaymentsConfig};
 pub use tokens::{AppToken, UserToken};

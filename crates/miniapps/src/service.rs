@@ -4,9 +4,12 @@
 use crate::model::{self, Registration};
 use base64::Engine;
 use plaza_accounts::{Accounts, User};
+use plaza_chat::Chat;
+use plaza_events::Events;
 use plaza_kernel::id::to_hex;
 use plaza_kernel::Timestamp;
 use plaza_store::{Row, Store};
+use plaza_wallet::Wallet;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -77,6 +80,9 @@ pub struct MiniApps {
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) accounts: Accounts,
+    pub(crate) events: Events,
+    pub(crate) wallet: Wallet,
+    pub(crate) chat: Chat,
     pub(crate) config: MiniAppsConfig,
     pub(crate) keys: crate::keys::Keys,
 }
@@ -87,15 +93,54 @@ pub struct MiniAppsConfig {
     /// The OpenID Connect issuer: Plaza's public URL (`PLAZA_PUBLIC_URL`), without a
     /// trailing slash; every endpoint the discovery document names is under it.
     pub issuer: String,
+    pub payments: PaymentsConfig,
+}
+
+/// Fees, expiry and webhook retries of pay orders (`PLAZA_MINIAPPS_*`, `PLAZA_WEBHOOK_*`).
+#[derive(Debug, Clone)]
+pub struct PaymentsConfig {
+    /// Plaza's share of each payment, in basis points of its amount (rounded down).
+    pub fee_bps: i64,
+    /// How long a pay order may wait for the user's confirmation.
+    pub order_ttl: std::time::Duration,
+    /// The wait before a failed webhook delivery's first retry; each later one doubles it.
+    pub webhook_retry_base: std::time::Duration,
+    /// How long deliveries are retried before they are given up.
+    pub webhook_give_up_after: std::time::Duration,
+    /// The longest a receiver may take to answer one delivery.
+    pub webhook_timeout: std::time::Duration,
+    /// How often the payments job looks for due deliveries and expired orders when nothing
+    /// woke it (a commit on this node wakes it at once).
+    pub job_interval: std::time::Duration,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            fee_bps: 100,
+            order_ttl: std::time::Duration::from_secs(15 * 60),
+            webhook_retry_base: std::time::Duration::from_secs(5),
+            webhook_give_up_after: std::time::Duration::from_secs(3 * 86_400),
+            webhook_timeout: std::time::Duration::from_secs(10),
+            job_interval: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 const COLUMNS: &str =
     "id, client_id, developer_id, name, description, home_url, redirect_uris, webhook_url, scopes, created_at";
 
 impl MiniApps {
-    pub fn new(store: Store, accounts: Accounts, config: MiniAppsConfig) -> Self {
+    pub fn new(
+        store: Store,
+        events: Events,
+        accounts: Accounts,
+        wallet: Wallet,
+        chat: Chat,
+        config: MiniAppsConfig,
+    ) -> Self {
         let keys = crate::keys::Keys::new(store.clone());
-        Self { inner: Arc::new(Inner { store, accounts, config, keys }) }
+        Self { inner: Arc::new(Inner { store, accounts, events, wallet, chat, config, keys }) }
     }
 
     pub(crate) fn inner(&self) -> &Inner {

@@ -180,7 +180,14 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
     // `serve` fills the public URL in from the listener when it is unset; the fallback
     // here is for in-process users of the services (benchmarks), which serve no OAuth.
     let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.addr));
-    let miniapps = MiniApps::new(store.clone(), accounts.clone(), plaza_miniapps::MiniAppsConfig { issuer });
+    let miniapps = MiniApps::new(
+        store.clone(),
+        events.clone(),
+        accounts.clone(),
+        wallet.clone(),
+        chat.clone(),
+        plaza_miniapps::MiniAppsConfig { issuer, payments: config.miniapps.clone() },
+    );
     // Videos share the media crate's object store (under keys of their own), so a node
     // serves every video whichever node stored it.
     let video = VideoHandle::new(

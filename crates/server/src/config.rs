@@ -160,6 +160,12 @@ pub struct SettingsArgs {
     /// Seconds a group buy has to fill its seats before every member's order is cancelled and its hold released [default: 86400].
     #[arg(long, env = "PLAZA_SHOP_GROUP_WINDOW_SECONDS", global = true, value_name = "SECONDS")]
     pub shop_group_window_seconds: Option<String>,
+    /// The platform's share of each mini-app payment in basis points [default: 100].
+    #[arg(long, env = "PLAZA_MINIAPPS_FEE_BPS", global = true, value_name = "BPS")]
+    pub miniapps_fee_bps: Option<String>,
+    /// Milliseconds before a failed webhook delivery is first retried; later retries double it, with jitter [default: 5000].
+    #[arg(long, env = "PLAZA_WEBHOOK_RETRY_BASE_MS", global = true, value_name = "MS")]
+    pub webhook_retry_base_ms: Option<String>,
     /// The largest video upload, in MiB [default: 256].
     #[arg(long, env = "PLAZA_VIDEO_UPLOAD_MAX_MB", global = true, value_name = "MIB")]
     pub video_upload_max_mb: Option<String>,
@@ -282,6 +288,8 @@ struct FileSettings {
     shop_platform_fee_bps: Option<u32>,
     shop_auto_confirm_days: Option<u32>,
     shop_group_window_seconds: Option<u32>,
+    miniapps_fee_bps: Option<u32>,
+    webhook_retry_base_ms: Option<u32>,
     video_upload_max_mb: Option<u32>,
     video_duration_max_s: Option<u32>,
     video_transcode_concurrency: Option<u32>,
@@ -365,6 +373,8 @@ pub struct Config {
     pub shop: plaza_shop::ShopConfig,
     /// Upload, transcoding and queue limits of short video (`PLAZA_VIDEO_*`).
     pub video: plaza_video::VideoConfig,
+    /// Fees, expiry and webhook retries of mini-app payments (`PLAZA_MINIAPPS_*`, `PLAZA_WEBHOOK_*`).
+    pub miniapps: plaza_miniapps::PaymentsConfig,
     /// Raster map tiles for the web client (`{z}/{x}/{y}` template); the bundled vector
     /// map of the demo city when unset.
     pub map_tile_url: Option<String>,
@@ -720,6 +730,20 @@ impl Config {
             group_window: Duration::from_secs(u64::from(shop_group_window_seconds)),
             ..plaza_shop::ShopConfig::default()
         };
+        let miniapps_fee_bps =
+            number(&args.miniapps_fee_bps, file.miniapps_fee_bps, 100, 0..=10_000, "PLAZA_MINIAPPS_FEE_BPS")?;
+        let webhook_retry_base_ms = number(
+            &args.webhook_retry_base_ms,
+            file.webhook_retry_base_ms,
+            5_000,
+            10..=3_600_000,
+            "PLAZA_WEBHOOK_RETRY_BASE_MS",
+        )?;
+        let miniapps = plaza_miniapps::PaymentsConfig {
+            fee_bps: i64::from(miniapps_fee_bps),
+            webhook_retry_base: Duration::from_millis(u64::from(webhook_retry_base_ms)),
+            ..plaza_miniapps::PaymentsConfig::default()
+        };
         let video = video_config(
             args,
             [
@@ -809,6 +833,7 @@ impl Config {
             rides,
             shop,
             video,
+            miniapps,
             map_tile_url,
             map_tile_attribution,
         })
@@ -852,6 +877,7 @@ impl Config {
             rides: plaza_rides::RidesConfig::default(),
             shop: plaza_shop::ShopConfig::default(),
             video: plaza_video::VideoConfig { work_dir: data_dir.join("video-work"), ..Default::default() },
+            miniapps: plaza_miniapps::PaymentsConfig::default(),
             map_tile_url: None,
             map_tile_attribution: None,
         }
