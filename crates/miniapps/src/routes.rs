@@ -66,6 +66,7 @@ impl From<MiniAppError> for Problem {
             }
             MiniAppError::Database(error) => Problem::internal(&error),
             MiniAppError::Invariant(reason) => Problem::internal(&reason),
+            MiniAppError::Chat(error) => error.into(),
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum MiniAppError {
     Database(#[from] sqlx::Error),
     #[error("invariant: {0}")]
     Invariant(String),
+    /// A chat refused a post (a share into a conversation the user is not in).
+    #[error("chat: {0}")]
+    Chat(#[from] plaza_chat::ChatError),
 }
 
 /// A registered app as anyone may see it (no secrets).
