@@ -26,7 +26,9 @@ pub mod model;
 pub mod oauth;
 mod oauth_routes;
 pub mod routes;
+mod sdk;
 mod service;
+pub mod share;
 pub mod tokens;
 
 pub use bearer::{AppBearer, BearerRejection, UserBearer};
@@ -35,5 +37,7 @@ pub use migrations::MIGRATIONS;
 pub use oauth::OAuthErrorCode;
 pub use oauth_routes::discovery_router;
 pub use routes::router;
+pub use sdk::{sdk_router, SDK_SOURCE};
 pub use service::{MiniApp, MiniAppError, MiniApps, MiniAppsConfig, NewSecrets, PaymentsConfig};
+pub use share::{share_router, SharedPage};
 pub use tokens::{AppToken, UserToken};

@@ -258,6 +258,7 @@ pub fn router(
         .nest("/api/v1", plaza_rides::router(state.rides.clone()))
         .nest("/api/v1", plaza_shop::router(state.shop.clone()))
         .nest("/api/v1", plaza_miniapps::router(state.miniapps.clone()))
+        .nest("/api/v1", plaza_miniapps::share_router(state.miniapps.clone()))
         .nest("/api/v1", plaza_video::router(state.video.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
@@ -268,6 +269,8 @@ pub fn router(
     api.merge(docs::router(state.clone()))
         // OpenID Connect discovery lives at the root, beside the issuer, not under /api/v1.
         .merge(plaza_miniapps::discovery_router(state.miniapps.clone()))
+        // The mini-app SDK, a static script apps load from any origin.
+        .merge(plaza_miniapps::sdk_router())
         // Paths under `/api/` that no route claims stay problem+json 404s; anything else
         // is the embedded web client.
         .fallback(move |request: Request| crate::web::fallback(security.clone(), request))

@@ -14,6 +14,8 @@
 //! govern), loads images from this origin, `data:`, `blob:` (a picked photo's preview)
 //! and the tile server's origin, connects (HTTP and WebSocket) to this origin only, and
 //! may not be framed by anyone (`frame-ancestors 'none'` and `X-Frame-Options: DENY`),
+//! frames only what a mini-app's `home_url` may be (`https:`, or `http:` on a loopback
+//! host; the runner sandboxes each frame),
 //! with `Referrer-Policy: no-referrer` and `X-Content-Type-Options: nosniff`.
 
 use axum::extract::Request;
@@ -55,7 +57,8 @@ impl SecurityHeaders {
         let policy = format!(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tile_source}; \
              connect-src 'self'; worker-src 'self'; manifest-src 'self'; font-src 'self'; object-src 'none'; \
-             base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'; \
+             frame-src 'self' https: http://localhost:* http://127.0.0.1:* http://[::1]:*"
         );
         // The tile URL was checked for whitespace and control characters, so the policy
         // is always a valid header value; the fallback keeps the policy strict anyway.

@@ -18,6 +18,7 @@ mod http;
 mod limits;
 mod media;
 mod miniapps;
+mod miniapps_share;
 mod oauth;
 mod profiles;
 mod realtime;
