@@ -46,6 +46,7 @@ function Lazy({ name, load }: { name: string; load: () => Promise<FunctionCompon
 const loadRides = () => import('./screens/rides').then((module) => module.RidesScreen);
 const loadShop = () => import('./screens/shop').then((module) => module.ShopScreen);
 const loadVideo = () => import('./screens/video').then((module) => module.VideoScreen);
+const loadMiniApps = () => import('./screens/miniapps').then((module) => module.MiniAppsScreen);
 
 function TabBar({ path }: { path: string }) {
   const unread = store.use((s) => Object.values(s.conversations).reduce((sum, c) => sum + (c.unread_count ?? 0), 0));
@@ -114,9 +115,11 @@ function App() {
   else if (path === '/rides') screen = <Lazy name="rides" load={loadRides} />;
   else if (path === '/shop' || path.startsWith('/shop/')) screen = <Lazy name="shop" load={loadShop} />;
   else if (path === '/video' || path.startsWith('/video/')) screen = <Lazy name="video" load={loadVideo} />;
+  else if (path === '/apps' || path.startsWith('/apps/')) screen = <Lazy name="miniapps" load={loadMiniApps} />;
   else if (path === '/me') screen = <MeScreen />;
   else screen = <ChatsScreen />;
-  const fullScreen = path.startsWith('/chats/');
+  // A running mini-app has the whole screen, under Plaza's bar.
+  const fullScreen = path.startsWith('/chats/') || /^\/apps\/[^/]+\/run(\/|$)/.test(path);
   return (
     <div class={fullScreen ? 'shell full' : 'shell'}>
       <OfferBanner path={path} />

@@ -247,6 +247,21 @@ const en = {
   'error.sold_out': 'Sold out.', 'error.limit_reached': 'You have bought as many as this sale allows.',
   'error.group_buy_not_found': 'No such group buy.', 'error.flash_sale_not_found': 'No such flash sale.',
   'error.no_group_price': 'That option has no group price.',
+  'miniapp.directory': 'Mini-apps', 'miniapp.directory_hint': 'Apps made for Plaza: sign in with Plaza, pay from your wallet.',
+  'miniapp.search': 'Search mini-apps', 'miniapp.none': 'No mini-apps found.', 'miniapp.open': 'Open',
+  'miniapp.open_name': 'Open {name}', 'miniapp.back': 'Back', 'miniapp.may_ask': 'It may ask for',
+  'miniapp.runner': 'Mini-app: {name}', 'miniapp.bar': 'Plaza bar', 'miniapp.close': 'Close {name}',
+  'miniapp.frame': '{name}', 'miniapp.bad_url': 'This app cannot be opened: its address is not valid.',
+  'miniapp.pay_title': 'Plaza Pay', 'miniapp.pay_to': 'Pay {app}', 'miniapp.pay_amount': 'Amount',
+  'miniapp.pay_description': 'For', 'miniapp.pay_available': 'Available balance: {amount}',
+  'miniapp.pay_confirm': 'Confirm payment', 'miniapp.pay_cancel': 'Cancel', 'miniapp.pay_wrong_app': 'This payment belongs to another app.',
+  'miniapp.share_title': 'Share to a chat', 'miniapp.share_what': 'Share “{title}” from {app}',
+  'card.miniapp': 'Mini-app', 'card.miniapp_open': 'Open {title} in {app}', 'me.miniapps': 'Mini-apps',
+  'me.miniapps_open': 'Browse mini-apps',
+  'error.pay_order_not_found': 'This payment was not found.',
+  'error.pay_order_expired': 'This payment request has expired. Ask the app for a new one.',
+  'error.payments_locked': 'Payments are locked for now: {detail}',
+  'error.miniapp_not_found': 'That mini-app is not available.',
 };
 
 type Key = keyof typeof en;
@@ -478,6 +493,21 @@ const zh: Record<Key, string> = {
   'error.sold_out': '已抢光。', 'error.limit_reached': '已达到本次秒杀的限购数量。',
   'error.group_buy_not_found': '没有这个拼团。', 'error.flash_sale_not_found': '没有这个秒杀活动。',
   'error.no_group_price': '该规格没有拼团价。',
+  'miniapp.directory': '小程序', 'miniapp.directory_hint': '为 Plaza 打造的应用：用 Plaza 登录，用钱包付款。',
+  'miniapp.search': '搜索小程序', 'miniapp.none': '没有找到小程序。', 'miniapp.open': '打开',
+  'miniapp.open_name': '打开{name}', 'miniapp.back': '返回', 'miniapp.may_ask': '它可能请求',
+  'miniapp.runner': '小程序：{name}', 'miniapp.bar': 'Plaza 工具栏', 'miniapp.close': '关闭{name}',
+  'miniapp.frame': '{name}', 'miniapp.bad_url': '无法打开此应用：它的地址无效。',
+  'miniapp.pay_title': 'Plaza 支付', 'miniapp.pay_to': '向{app}付款', 'miniapp.pay_amount': '金额',
+  'miniapp.pay_description': '用途', 'miniapp.pay_available': '可用余额：{amount}',
+  'miniapp.pay_confirm': '确认付款', 'miniapp.pay_cancel': '取消', 'miniapp.pay_wrong_app': '这笔付款属于另一个应用。',
+  'miniapp.share_title': '分享到聊天', 'miniapp.share_what': '分享{app}的“{title}”',
+  'card.miniapp': '小程序', 'card.miniapp_open': '在{app}中打开{title}', 'me.miniapps': '小程序',
+  'me.miniapps_open': '浏览小程序',
+  'error.pay_order_not_found': '没有找到这笔付款。',
+  'error.pay_order_expired': '这笔付款请求已过期，请让应用重新发起。',
+  'error.payments_locked': '付款暂时被锁定：{detail}',
+  'error.miniapp_not_found': '这个小程序不可用。',
 };
 
 export type Lang = 'en' | 'zh-CN';

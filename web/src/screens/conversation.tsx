@@ -14,6 +14,7 @@ import { AuthImage, AvailableLine, Avatar, ConnectionBanner, Dialog, ErrorLine, 
 import { VirtualList } from '../lib/virtual';
 import { shortTime, systemText } from './chats';
 import { GroupBuyCard, ProductCard, VideoCard } from './shop-cards';
+import { MiniAppCard } from './miniapp-card';
 
 type Row = { type: 'message'; message: Message } | { type: 'pending'; pending: Pending };
 
@@ -147,6 +148,7 @@ function Bubble(props: { kind: string; body: any; mine: boolean; previewUrl?: st
       if (body.type === 'product') return <ProductCard body={body} />;
       if (body.type === 'group_buy') return <GroupBuyCard body={body} />;
       if (body.type === 'video') return <VideoCard body={body} />;
+      if (body.type === 'miniapp') return <MiniAppCard body={body} />;
       return (
         <div class="bubble card-msg" data-testid="card">
           <small class="muted">{body.type ?? t('msg.card')}</small>

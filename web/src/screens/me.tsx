@@ -24,6 +24,11 @@ export function MeScreen() {
           <p class="muted small">{t('me.joined')}: {new Date(me.created_at).toLocaleDateString(lang)}</p>
         </div>
       </div>
+      <div class="pad">
+        <button type="button" class="list-button miniapps-entry" onClick={() => navigate('/apps')}>
+          <span aria-hidden="true">🧩</span> {t('me.miniapps_open')}
+        </button>
+      </div>
       <div class="form pad">
         <label>{t('me.language')}
           <select name="language" value={lang} onChange={(e) => setLang(e.currentTarget.value as any)}>
