@@ -175,6 +175,18 @@ pub enum ErrorCode {
     UploadBusy,
     /// A `Range` that starts past the end of the file.
     RangeNotSatisfiable,
+    /// No such pay order, or not one the caller may see.
+    PayOrderNotFound,
+    /// A pay order confirmed after its 15 minutes (or refunded before it was paid).
+    PayOrderExpired,
+    /// A refund of a pay order that was never paid.
+    PayOrderNotPaid,
+    /// The app already has a pay order with this `out_trade_no` (under another Idempotency-Key).
+    OutTradeNoTaken,
+    /// A refund that would take back more than the pay order paid.
+    RefundExceedsPayment,
+    /// No such webhook delivery for that app.
+    WebhookDeliveryNotFound,
     /// A bug or an unexpected failure; logged with the request id.
     Internal,
 }
@@ -257,6 +269,12 @@ impl ErrorCode {
             Self::CommentNotFound => StatusCode::NOT_FOUND,
             Self::UploadBusy => StatusCode::CONFLICT,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::PayOrderNotFound => StatusCode::NOT_FOUND,
+            Self::PayOrderExpired => StatusCode::CONFLICT,
+            Self::PayOrderNotPaid => StatusCode::CONFLICT,
+            Self::OutTradeNoTaken => StatusCode::CONFLICT,
+            Self::RefundExceedsPayment => StatusCode::CONFLICT,
+            Self::WebhookDeliveryNotFound => StatusCode::NOT_FOUND,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -345,6 +363,12 @@ impl ErrorCode {
             Self::CommentNotFound => "comment_not_found",
             Self::UploadBusy => "upload_busy",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::PayOrderNotFound => "pay_order_not_found",
+            Self::PayOrderExpired => "pay_order_expired",
+            Self::PayOrderNotPaid => "pay_order_not_paid",
+            Self::OutTradeNoTaken => "out_trade_no_taken",
+            Self::RefundExceedsPayment => "refund_exceeds_payment",
+            Self::WebhookDeliveryNotFound => "webhook_delivery_not_found",
             Self::Internal => "internal",
         }
     }
@@ -434,6 +458,12 @@ impl ErrorCode {
             Self::CommentNotFound => "No such comment",
             Self::UploadBusy => "The upload is being written by another request",
             Self::RangeNotSatisfiable => "The range asked for is outside the file",
+            Self::PayOrderNotFound => "No such pay order",
+            Self::PayOrderExpired => "The pay order has expired",
+            Self::PayOrderNotPaid => "The pay order is not paid",
+            Self::OutTradeNoTaken => "This out_trade_no is already used",
+            Self::RefundExceedsPayment => "Refunds cannot exceed the payment",
+            Self::WebhookDeliveryNotFound => "No such webhook delivery",
             Self::Internal => "Something went wrong on our side",
         }
     }
@@ -522,6 +552,12 @@ impl ErrorCode {
         Self::CommentNotFound,
         Self::UploadBusy,
         Self::RangeNotSatisfiable,
+        Self::PayOrderNotFound,
+        Self::PayOrderExpired,
+        Self::PayOrderNotPaid,
+        Self::OutTradeNoTaken,
+        Self::RefundExceedsPayment,
+        Self::WebhookDeliveryNotFound,
         Self::Internal,
     ];
 }

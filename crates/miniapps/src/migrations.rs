@@ -96,7 +96,91 @@ const OAUTH: &str = r#"
     );
 "#;
 
+/// Pay orders and their webhooks (`payments.rs`, `webhooks.rs`).
+///
+/// - `miniapp_pay_orders`: one per app and `out_trade_no`; `idempotency_key` (NULL when
+///   none was sent: NULLs never collide) and `request_hash` make creation retry-safe;
+///   `refunded` and `refunds` only grow, each by a conditional update.
+/// - `miniapp_refunds`: one per refund, unique per order and key.
+/// - `miniapp_webhook_deliveries`: the outbox; `id` is the `webhook-id`; a sender holds a
+///   row while `lease_until` is in the future, and `attempts` counts its claims.
+/// - `miniapp_webhook_attempts`: the log of every attempt, for the developer.
+const PAYMENTS: &str = r#"
+    CREATE TABLE miniapp_pay_orders (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        out_trade_no TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        user_sub TEXT NOT NULL,
+        amount BIGINT NOT NULL CHECK (amount > 0),
+        currency TEXT NOT NULL,
+        description TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('created', 'paid', 'expired')),
+        fee BIGINT NOT NULL,
+        refunded BIGINT NOT NULL CHECK (refunded >= 0 AND refunded <= amount),
+        refunds INTEGER NOT NULL DEFAULT 0,
+        idempotency_key TEXT,
+        request_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        paid_at BIGINT,
+        updated_at BIGINT NOT NULL,
+        UNIQUE (app_id, out_trade_no)
+    );
+    CREATE UNIQUE INDEX miniapp_pay_orders_key ON miniapp_pay_orders (app_id, idempotency_key);
+    CREATE INDEX miniapp_pay_orders_unpaid ON miniapp_pay_orders (status, expires_at);
+    CREATE INDEX miniapp_pay_orders_user ON miniapp_pay_orders (user_id, created_at);
+    CREATE TABLE miniapp_refunds (
+        id TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        amount BIGINT NOT NULL CHECK (amount > 0),
+        currency TEXT NOT NULL,
+        idempotency_key TEXT,
+        request_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX miniapp_refunds_key ON miniapp_refunds (order_id, idempotency_key);
+    CREATE TABLE miniapp_webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL,
+        next_attempt_at BIGINT NOT NULL,
+        lease_until BIGINT NOT NULL,
+        lease_owner TEXT,
+        retry_until BIGINT NOT NULL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        last_attempt_at BIGINT,
+        delivered_at BIGINT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX miniapp_webhook_due ON miniapp_webhook_deliveries (status, next_attempt_at);
+    CREATE INDEX miniapp_webhook_log ON miniapp_webhook_deliveries (app_id, id);
+    CREATE TABLE miniapp_webhook_attempts (
+        delivery_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        response_excerpt TEXT,
+        duration_ms BIGINT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX miniapp_webhook_attempts_delivery ON miniapp_webhook_attempts (delivery_id, number);
+"#;
+
 pub const MIGRATIONS: &[Migration] = &[
     Migration { service: "miniapps", version: 1, name: "registered apps", sqlite: SCHEMA, postgres: SCHEMA },
     Migration { service: "miniapps", version: 2, name: "oauth and openid connect", sqlite: OAUTH, postgres: OAUTH },
+    Migration {
+        service: "miniapps",
+        version: 3,
+        name: "pay orders and webhooks",
+        sqlite: PAYMENTS,
+        postgres: PAYMENTS,
+    },
 ];

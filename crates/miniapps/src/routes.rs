@@ -23,6 +23,7 @@ pub fn router(miniapps: MiniApps) -> OpenApiRouter {
         .routes(routes!(my_authorizations))
         .routes(routes!(revoke_my_authorization))
         .merge(OpenApiRouter::from(crate::oauth_routes::oauth_routes()))
+        .merge(crate::payment_routes::payment_routes())
         .with_state(miniapps)
 }
 
@@ -67,6 +68,32 @@ impl From<MiniAppError> for Problem {
             MiniAppError::Database(error) => Problem::internal(&error),
             MiniAppError::Invariant(reason) => Problem::internal(&reason),
             MiniAppError::Chat(error) => error.into(),
+            MiniAppError::Wallet(error) => error.into(),
+            MiniAppError::PayOrderNotFound => Problem::new(ErrorCode::PayOrderNotFound, "no such pay order"),
+            MiniAppError::PayOrderExpired => Problem::new(
+                ErrorCode::PayOrderExpired,
+                "the pay order expired before it was confirmed; the app must create a new one",
+            ),
+            MiniAppError::PayOrderNotPaid => {
+                Problem::new(ErrorCode::PayOrderNotPaid, "only a paid pay order can be refunded")
+            }
+            MiniAppError::OutTradeNoTaken { out_trade_no } => Problem::new(
+                ErrorCode::OutTradeNoTaken,
+                format!("the app already has a pay order {out_trade_no:?} with other details"),
+            )
+            .with_field("out_trade_no"),
+            MiniAppError::IdempotencyKeyReused => Problem::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was already used for another request; use a new key",
+            ),
+            MiniAppError::RefundExceedsPayment { refundable } => Problem::new(
+                ErrorCode::RefundExceedsPayment,
+                format!("at most {refundable} (minor units) more can be refunded"),
+            )
+            .with_field("amount"),
+            MiniAppError::WebhookDeliveryNotFound => {
+                Problem::new(ErrorCode::WebhookDeliveryNotFound, "no such webhook delivery for this app")
+            }
         }
     }
 }

@@ -49,6 +49,23 @@ pub enum MiniAppError {
     /// A chat refused a post (a share into a conversation the user is not in).
     #[error("chat: {0}")]
     Chat(#[from] plaza_chat::ChatError),
+    /// The wallet refused a payment or a refund (funds, PIN, lock, currency).
+    #[error("wallet: {0}")]
+    Wallet(#[from] plaza_wallet::WalletError),
+    #[error("no such pay order")]
+    PayOrderNotFound,
+    #[error("the pay order expired before it was confirmed")]
+    PayOrderExpired,
+    #[error("the pay order is not paid")]
+    PayOrderNotPaid,
+    #[error("the app already has a pay order {out_trade_no}")]
+    OutTradeNoTaken { out_trade_no: String },
+    #[error("this Idempotency-Key was used for another request")]
+    IdempotencyKeyReused,
+    #[error("at most {refundable} more can be refunded")]
+    RefundExceedsPayment { refundable: i64 },
+    #[error("no such webhook delivery")]
+    WebhookDeliveryNotFound,
 }
 
 /// A registered app as anyone may see it (no secrets).
@@ -88,6 +105,7 @@ pub(crate) struct Inner {
     pub(crate) chat: Chat,
     pub(crate) config: MiniAppsConfig,
     pub(crate) keys: crate::keys::Keys,
+    pub(crate) sender: crate::webhooks::Sender,
 }
 
 /// What the mini-apps service needs to know of its deployment.
@@ -143,7 +161,8 @@ impl MiniApps {
         config: MiniAppsConfig,
     ) -> Self {
         let keys = crate::keys::Keys::new(store.clone());
-        Self { inner: Arc::new(Inner { store, accounts, events, wallet, chat, config, keys }) }
+        let sender = crate::webhooks::Sender::default();
+        Self { inner: Arc::new(Inner { store, accounts, events, wallet, chat, config, keys, sender }) }
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -281,6 +300,55 @@ impl MiniApps {
             return Ok(None);
         }
         app_from_row(&row).map(Some)
+    }
+
+    /// A new webhook secret for the developer's app, returned here once like the first.
+    /// Deliveries are signed when sent, so every later one (retries of older events too)
+    /// carries the new signature. `plaza demo --serve` uses it to hand the sample app its
+    /// secret in memory without ever printing it.
+    pub async fn rotate_webhook_secret(&self, developer: &User, id: &str) -> Result<(MiniApp, String), MiniAppError> {
+        let app = self.app(id).await?;
+        if app.developer_id != developer.id {
+            return Err(MiniAppError::NotDeveloper { action: "rotate its webhook secret" });
+        }
+        let webhook_secret = new_webhook_secret();
+        sqlx::query("UPDATE miniapps SET webhook_secret = $1 WHERE id = $2")
+            .bind(&webhook_secret)
+            .bind(id)
+            .execute(self.inner.store.write())
+            .await?;
+        Ok((app, webhook_secret))
+    }
+
+    /// Moves the developer's app to new addresses (its home, redirect URIs and webhook
+    /// URL), each checked as at registration; what users granted it stays.
+    pub async fn update_urls(
+        &self,
+        developer: &User,
+        id: &str,
+        home_url: &model::AppUrl,
+        redirect_uris: &[model::AppUrl],
+        webhook_url: Option<&model::AppUrl>,
+    ) -> Result<MiniApp, MiniAppError> {
+        let app = self.app(id).await?;
+        if app.developer_id != developer.id {
+            return Err(MiniAppError::NotDeveloper { action: "change its addresses" });
+        }
+        if redirect_uris.is_empty() || redirect_uris.len() > model::REDIRECT_URIS_MAX {
+            return Err(MiniAppError::InvalidField {
+                field: "redirect_uris".into(),
+                reason: format!("1 to {} redirect URIs", model::REDIRECT_URIS_MAX),
+            });
+        }
+        let redirect_uris: Vec<&str> = redirect_uris.iter().map(|uri| uri.as_str()).collect();
+        sqlx::query("UPDATE miniapps SET home_url = $1, redirect_uris = $2, webhook_url = $3 WHERE id = $4")
+            .bind(home_url.as_str())
+            .bind(to_json(&redirect_uris)?)
+            .bind(webhook_url.map(|url| url.as_str().to_string()))
+            .bind(id)
+            .execute(self.inner.store.write())
+            .await?;
+        self.app(id).await
     }
 }
 

@@ -71,6 +71,10 @@ pub struct SettingsArgs {
     /// [default: none — a single node with an in-process bus].
     #[arg(long, env = "PLAZA_NATS_URL", global = true, value_name = "URL")]
     pub nats_url: Option<String>,
+    /// The loopback address `plaza demo --serve` runs the Coffee House sample mini-app on
+    /// [default: 127.0.0.1 and PLAZA_ADDR's port + 1].
+    #[arg(long, env = "PLAZA_DEMO_COFFEE_ADDR", global = true, value_name = "HOST:PORT")]
+    pub demo_coffee_addr: Option<String>,
     /// The most members a group conversation may have [default: 500].
     #[arg(long, env = "PLAZA_GROUP_MEMBERS_MAX", global = true, value_name = "N")]
     pub group_members_max: Option<String>,
@@ -262,6 +266,7 @@ struct FileSettings {
     media_url: Option<String>,
     public_url: Option<String>,
     nats_url: Option<String>,
+    demo_coffee_addr: Option<String>,
     sqlite_sync: Option<String>,
     currencies: Option<AdminList>,
     topup_daily_limit: Option<u32>,
@@ -353,6 +358,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// NATS for multi-node delivery; the in-process bus when unset.
     pub nats_url: Option<String>,
+    /// Where `plaza demo --serve` runs the Coffee House sample mini-app (a loopback
+    /// address: the demo registers it at `http://` this address, which Plaza accepts only
+    /// on loopback; port 0 is any free port, registered once bound).
+    pub demo_coffee_addr: SocketAddr,
     /// `s3://…` for an S3-compatible bucket; files under the data dir when unset.
     pub media_url: Option<String>,
     /// Per-connection limits of the WebSocket gateway (not configurable from outside yet).
@@ -570,6 +579,23 @@ impl Config {
             None => None,
             Some(url) => Some(parse_public_url(url.trim())?),
         };
+
+        let demo_coffee_addr = match args.demo_coffee_addr.clone().or(file.demo_coffee_addr) {
+            Some(text) if !text.trim().is_empty() => {
+                let text = text.trim();
+                let parsed = text.parse::<SocketAddr>().map_err(|_| {
+                    invalid("PLAZA_DEMO_COFFEE_ADDR", format!("{text:?} is not an address like 127.0.0.1:8081"))
+                })?;
+                if !parsed.ip().is_loopback() {
+                    return Err(invalid("PLAZA_DEMO_COFFEE_ADDR", "must be a loopback address (127.0.0.1 or [::1])"));
+                }
+                parsed
+            }
+            _ => default_demo_coffee_addr(addr),
+        };
+        if demo_coffee_addr == addr && addr.port() != 0 {
+            return Err(invalid("PLAZA_DEMO_COFFEE_ADDR", "must differ from PLAZA_ADDR"));
+        }
 
         let nats_url = match args.nats_url.clone().filter(|url| !url.trim().is_empty()).or(file.nats_url) {
             Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => Some(url),
@@ -821,6 +847,7 @@ impl Config {
             media_url,
             public_url,
             nats_url,
+            demo_coffee_addr,
             gateway: crate::gateway::GatewayConfig {
                 sockets_per_user_max: sockets_per_user_max as usize,
                 ..Default::default()
@@ -868,6 +895,7 @@ impl Config {
             media_url: None,
             public_url: None,
             nats_url: None,
+            demo_coffee_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             gateway: Default::default(),
             currencies: plaza_kernel::Currency::parse("USD").into_iter().collect(),
             topup_daily_limit: 10_000,
@@ -886,6 +914,16 @@ impl Config {
 
 /// `PLAZA_PUBLIC_URL`: `http(s)://host[:port][/path]`, without query, fragment or user
 /// information; a trailing slash is dropped, since the issuer is compared byte for byte.
+/// The demo's coffee server sits next to Plaza: 127.0.0.1 and the next port (any free
+/// port when Plaza's is 0 or the last one).
+fn default_demo_coffee_addr(plaza: SocketAddr) -> SocketAddr {
+    let port = match plaza.port() {
+        0 | u16::MAX => 0,
+        port => port + 1,
+    };
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 fn parse_public_url(url: &str) -> Result<String, ConfigError> {
     let bad = || invalid("PLAZA_PUBLIC_URL", format!("{url:?} is not a URL like https://plaza.example"));
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(bad)?;
@@ -1080,6 +1118,31 @@ mod tests {
         assert_eq!(config.public_url.as_deref(), Some("https://plaza.example"));
         let config = Config::resolve(&SettingsArgs { config: None, ..Default::default() }).expect("defaults");
         assert_eq!(config.public_url, None, "serve uses the listening address");
+    }
+
+    #[test]
+    fn the_demo_coffee_server_defaults_to_the_port_after_plazas_and_stays_on_loopback() {
+        let config =
+            Config::resolve(&SettingsArgs { config: None, addr: Some("0.0.0.0:9000".into()), ..Default::default() })
+                .expect("resolve");
+        assert_eq!(config.demo_coffee_addr, SocketAddr::from(([127, 0, 0, 1], 9001)));
+        let config = Config::resolve(&SettingsArgs {
+            config: None,
+            demo_coffee_addr: Some("[::1]:7000".into()),
+            ..Default::default()
+        })
+        .expect("resolve");
+        assert_eq!(config.demo_coffee_addr.to_string(), "[::1]:7000");
+        for bad in ["192.0.2.1:8081", "coffee", "127.0.0.1:8080"] {
+            let error = Config::resolve(&SettingsArgs {
+                config: None,
+                addr: Some("127.0.0.1:8080".into()),
+                demo_coffee_addr: Some(bad.into()),
+                ..Default::default()
+            })
+            .expect_err(bad);
+            assert!(error.to_string().contains("PLAZA_DEMO_COFFEE_ADDR"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub async fn seed(store: plaza_store::Store, config: &Config) -> anyhow::Result<
         let (direct_id, group_id) = seed_chats(&services.chat, &alice, &bob, &carol).await?;
         seed_money(&services.wallet, &users, (&alice, &bob, &carol), &direct_id, &group_id).await?;
         crate::demo_shop::seed(&services.shop, &services.media, (&alice, &carol), &group_id).await?;
+        crate::demo_coffee::seed(&services.miniapps, &carol, config.demo_coffee_addr).await?;
     }
     let scratch = config.data_dir.join("video-work");
     crate::demo_video::seed(&accounts, &services.video, &services.shop, &users, &scratch).await?;
@@ -180,8 +181,13 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
          seeding. The Video tab has a dozen short clips by the four of them, playable once a server has \
          transcoded them (carol's links the coffee); alice and bob follow carol. With --serve, three simulated drivers cruise around {:.4}, {:.4}, where the Rides \
          tab's map opens: tap a pickup and a drop-off there, See price, then Request ride, and one takes you \
-         end to end. Server address: http://{}/",
-        DEMO_CITY.0, DEMO_CITY.1, config.addr
+         end to end; and carol's mini-app \"{}\" (Me → Browse mini-apps) runs at {}/: sign in with Plaza, order a \
+         flat white and pay from your wallet. Server address: http://{}/",
+        DEMO_CITY.0,
+        DEMO_CITY.1,
+        crate::demo_coffee::COFFEE_APP_NAME,
+        crate::demo_coffee::coffee_url(config.demo_coffee_addr),
+        config.addr
     ));
     text
 }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod demo_coffee;
 mod demo_shop;
 mod demo_video;
 pub mod docs;
@@ -96,6 +97,9 @@ pub async fn serve_with(
     let shop = services.shop.clone();
     // Long-expired OAuth codes and tokens are deleted; every node may do it.
     let oauth_pruning = tokio::spawn(services.miniapps.clone().prune_continually());
+    // Every node sends due webhooks from the outbox, an attempt at a time per delivery by
+    // lease, and expires unpaid pay orders.
+    let webhooks = tokio::spawn(services.miniapps.clone().deliver_webhooks_continually());
     // Every node transcodes, a job at a time per video by lease, niced; and merges the
     // feed's scorer with what the other nodes learnt.
     let transcoder = tokio::spawn(services.video.clone().run_transcoder());
@@ -158,6 +162,7 @@ pub async fn serve_with(
     rides_presence.abort();
     shop_jobs.abort();
     oauth_pruning.abort();
+    webhooks.abort();
     transcoder.abort();
     video_model.abort();
     if let Some(drivers) = drivers {

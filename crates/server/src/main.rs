@@ -135,12 +135,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: Config, demo_drivers: bool) -> anyhow::Result<()> {
+/// Serves; `demo` (`plaza demo --serve`) adds the simulated drivers and the Coffee House
+/// mini-app's server beside Plaza.
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {} (PLAZA_ADDR): {error}", config.addr))?;
-    println!("Plaza is running at http://{}/  (API reference: /api/docs)", listener.local_addr()?);
-    plaza_server::serve_with(config, listener, plaza_server::termination_signal(), demo_drivers).await
+    let local = listener.local_addr()?;
+    println!("Plaza is running at http://{local}/  (API reference: /api/docs)");
+    let coffee = match demo {
+        true => {
+            let plaza_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+            plaza_server::demo_coffee::start(&config, plaza_url).await
+        }
+        false => None,
+    };
+    let served = plaza_server::serve_with(config, listener, plaza_server::termination_signal(), demo).await;
+    if let Some(coffee) = coffee {
+        coffee.shutdown().await;
+    }
+    served
 }
 
 /// The ledger check for a terminal: one line per currency, then any disagreement.

@@ -20,10 +20,12 @@
 //! with a fixed number of statements (`transfer_batch`), each answered exactly as if it had
 //! run alone.
 //!
-//! Other services pay through [`Wallet`]'s payment intents (hold, capture, void, refund)
+//! Other services pay through [`Wallet`]'s payment intents (hold, capture, void, refund),
+//! or at once inside their own transaction with a direct payment (`direct.rs`),
 //! and post into chats through `plaza_chat::Chat`; none of them reads these tables.
 
 pub mod bench_support;
+mod direct;
 mod hold_batch;
 mod idempotency;
 mod intents;
@@ -36,6 +38,7 @@ pub mod routes;
 mod service;
 mod transfer_batch;
 
+pub use direct::{DirectPayment, DirectRefund, DIRECT_PAYMENT_KIND, DIRECT_REFUND_KIND};
 pub use hold_batch::HoldBatch;
 pub use intents::{PaymentIntent, PaymentIntentStatus};
 pub use ledger::{check as check_ledger, CurrencySum, LedgerCheck, Mismatch};

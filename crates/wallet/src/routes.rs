@@ -197,7 +197,8 @@ pub struct EntryView {
     /// Movements of one ledger transaction share it.
     pub transaction_id: String,
     /// `topup`, `withdrawal`, `transfer`, `red_packet`, `red_packet_claim`, `red_packet_refund`,
-    /// `payment_hold`, `payment_capture`, `payment_release` or `payment_refund`.
+    /// `payment_hold`, `payment_capture`, `payment_release`, `payment_refund`, `miniapp_payment`
+    /// or `miniapp_refund`.
     pub kind: String,
     /// `in` or `out` of the caller's wallet.
     pub direction: String,

@@ -138,7 +138,8 @@ pub struct Entry {
     pub id: String,
     pub transaction_id: String,
     /// `topup`, `withdrawal`, `transfer`, `red_packet`, `red_packet_claim`,
-    /// `red_packet_refund`, `payment_hold`, `payment_capture`, `payment_release`, `payment_refund`.
+    /// `red_packet_refund`, `payment_hold`, `payment_capture`, `payment_release`, `payment_refund`,
+    /// `miniapp_payment`, `miniapp_refund`.
     pub kind: String,
     /// `in` or `out`.
     pub direction: String,

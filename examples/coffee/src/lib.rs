@@ -142,6 +142,13 @@ pub async fn serve(config: Config) -> Result<Running, StartError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+    serve_on(listener, config).await
+}
+
+/// Serves on a listener already bound (`config.listen` is then ignored): for a caller
+/// that must know the address before it has the credentials, as `plaza demo --serve`
+/// does, since it registers the app at the address bound.
+pub async fn serve_on(listener: tokio::net::TcpListener, config: Config) -> Result<Running, StartError> {
     let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let app = Arc::new(App::new(&config, public_url.trim_end_matches('/'))?);

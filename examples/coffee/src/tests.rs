@@ -130,7 +130,7 @@ async fn the_page_loads_the_sdk_from_plaza_under_a_nonce_policy() {
     let policy = response.headers()[header::CONTENT_SECURITY_POLICY].to_str().expect("text").to_string();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
     let html = String::from_utf8(bytes.to_vec()).expect("utf-8");
-    assert!(html.contains(r#"<script src="http://127.0.0.1:9/sdk/plaza-miniapp.js">"#), "{html}");
+    assert!(html.contains(r#"<script src="http://127.0.0.1:9/sdk/plaza-miniapp-1.js">"#), "{html}");
     let nonce = policy.split("'nonce-").nth(1).and_then(|rest| rest.split('\'').next()).expect("a nonce");
     assert!(html.contains(&format!(r#"<script nonce="{nonce}">"#)));
     assert!(policy.contains("frame-ancestors http://127.0.0.1:9"), "{policy}");

@@ -20,6 +20,7 @@ mod media;
 mod miniapps;
 mod miniapps_share;
 mod oauth;
+mod pay_orders;
 mod profiles;
 mod realtime;
 mod rides;

@@ -31,13 +31,13 @@ on_both_databases!(
     long_expired_codes_and_tokens_are_deleted_and_live_ones_kept,
 );
 
-const CALLBACK: &str = "https://coffee.example/callback";
+pub(crate) const CALLBACK: &str = "https://coffee.example/callback";
 
 /// A registered app: (id, client id, client secret).
-struct App {
-    id: String,
-    client_id: String,
-    secret: String,
+pub(crate) struct App {
+    pub(crate) id: String,
+    pub(crate) client_id: String,
+    pub(crate) secret: String,
 }
 
 async fn register_app(server: &TestServer, developer: &str, name: &str, scopes: &[&str]) -> App {
@@ -71,13 +71,13 @@ fn query_pairs(request: &Value) -> Vec<(String, String)> {
 }
 
 /// A PKCE pair (RFC 7636 appendix B): (verifier, S256 challenge).
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = format!("v{}", plaza_kernel::id::to_hex(&plaza_kernel::random_token_bytes::<32>()));
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
-fn authorization(app: &App, scope: &str, challenge: &str) -> Value {
+pub(crate) fn authorization(app: &App, scope: &str, challenge: &str) -> Value {
     json!({
         "client_id": app.client_id,
         "redirect_uri": CALLBACK,
@@ -91,13 +91,13 @@ fn authorization(app: &App, scope: &str, challenge: &str) -> Value {
 }
 
 /// The query parameters of a URL.
-fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+pub(crate) fn query_of(url: &str) -> std::collections::HashMap<String, String> {
     let query = url.split_once('?').map(|(_, query)| query).unwrap_or("");
     serde_urlencoded::from_str::<Vec<(String, String)>>(query).unwrap().into_iter().collect()
 }
 
 /// The signed-in user approves; returns the code from the redirect.
-async fn approve(server: &TestServer, user: &str, request: Value) -> String {
+pub(crate) async fn approve(server: &TestServer, user: &str, request: Value) -> String {
     let mut body = request;
     body["approve"] = json!(true);
     let reply = server.post("/api/v1/oauth/authorize", Some(user), body).await;
@@ -111,7 +111,7 @@ async fn approve(server: &TestServer, user: &str, request: Value) -> String {
 }
 
 /// POSTs a form to an OAuth endpoint with `client_secret_basic`.
-async fn form(server: &TestServer, path: &str, app: &App, fields: &[(&str, &str)]) -> Reply {
+pub(crate) async fn form(server: &TestServer, path: &str, app: &App, fields: &[(&str, &str)]) -> Reply {
     let request = server
         .client
         .post(format!("{}/api/v1/oauth/{path}", server.base))
@@ -131,7 +131,7 @@ async fn refresh(server: &TestServer, app: &App, refresh_token: &str) -> Reply {
 }
 
 /// A user's tokens for `app` with `scope`, through the whole flow.
-async fn sign_in(server: &TestServer, user: &str, app: &App, scope: &str) -> Value {
+pub(crate) async fn sign_in(server: &TestServer, user: &str, app: &App, scope: &str) -> Value {
     let (verifier, challenge) = pkce();
     let code = approve(server, user, authorization(app, scope, &challenge)).await;
     let tokens = exchange(server, app, &code, &verifier).await;

@@ -114,6 +114,19 @@ impl TestServer {
         Self::start_in(dir, database_url, adjust, true).await
     }
 
+    /// A client of a node this test did not start (a `ChildNode`), for the same helpers;
+    /// `stop` does nothing to it.
+    pub fn attach(base: &str, database_url: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            database_url: database_url.to_string(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            stop: None,
+            task: None,
+            _dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
     /// A node on an existing database (several nodes can share one PostgreSQL database).
     pub async fn start_on(database_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         Self::start_in(tempfile::tempdir().expect("tempdir"), database_url.to_string(), adjust, false).await
