@@ -980,6 +980,85 @@ test('an app asks to sign a user in: the consent screen waits through sign-in, A
   await context.close();
 }));
 
+// Run alone: node --test-name-pattern='Coffee' tests/browser.mjs
+// The sample mini-app (examples/coffee, the `plaza-coffee` binary: COFFEE_BIN=…) as a
+// developer would run it: registered over the API, started with the secrets shown once.
+test('Coffee House: opened from the directory, signs in with Plaza, is paid with the PIN, sees the verified webhook, and is shared into a chat', () => keepEvidence(async () => {
+  const coffeeBin = process.env.COFFEE_BIN ?? join(targetDir, 'debug/plaza-coffee');
+  assert.ok(existsSync(coffeeBin), `no coffee binary at ${coffeeBin}; build it first (cargo build --bin plaza-coffee)`);
+  const coffeePort = await freePort();
+  const coffeeUrl = `http://127.0.0.1:${coffeePort}`;
+  const dev = await call('POST', '/auth/register', undefined, { username: 'cody', password: 'browser-password', display_name: 'Cody Brew' });
+  const app = await call('POST', '/miniapps', dev.token, {
+    name: 'Coffee House', description: 'Flat whites, paid with Plaza', home_url: `${coffeeUrl}/`,
+    redirect_uris: [`${coffeeUrl}/callback`], webhook_url: `${coffeeUrl}/webhooks/plaza`, scopes: ['openid', 'profile', 'payments'],
+  });
+  const coffee = spawn(coffeeBin, [], {
+    env: { ...process.env, COFFEE_PLAZA_URL: base, COFFEE_ADDR: `127.0.0.1:${coffeePort}`, COFFEE_CLIENT_ID: app.client_id,
+      COFFEE_CLIENT_SECRET: app.client_secret, COFFEE_WEBHOOK_SECRET: app.webhook_secret, COFFEE_LOG: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  try {
+    await waitReady(`${coffeeUrl}/api/menu`, 30);
+    const una = await signUp('una', 'Una Park');
+    const vik = await signUp('vikram', 'Vikram Rao');
+    await befriend(una, vik);
+    await openDirect(una, vik);
+    await say(una, 'Coffee?');
+    await messages(una, 'Coffee?').waitFor();
+    await topUp(await tokenOf(una), 2000);
+    await tab(una, 'Wallet');
+    await una.page.getByRole('button', { name: 'Set PIN' }).click();
+    for (const digit of '246810') await una.page.getByRole('button', { name: `Digit ${digit}` }).click();
+    await una.page.getByText('PIN saved').waitFor();
+
+    // The directory: Me → Browse mini-apps → Coffee House → Open.
+    await tab(una, 'Me');
+    await una.page.getByRole('button', { name: 'Browse mini-apps' }).click();
+    await una.page.getByRole('list', { name: 'Mini-apps' }).getByRole('button', { name: 'Open Coffee House' }).click();
+    await una.page.getByRole('heading', { name: 'Coffee House', level: 2 }).waitFor();
+    await una.page.getByRole('button', { name: 'Open Coffee House' }).click();
+    const frame = una.page.frameLocator('iframe[title="Coffee House"]');
+    await frame.getByRole('button', { name: 'Sign in with Plaza' }).click();
+    await una.page.getByTestId('consent-sentence').getByText(/Coffee House wants/).waitFor();
+    await una.page.getByRole('button', { name: 'Allow' }).click();
+    await frame.getByText('Hello, Una Park').waitFor();
+    await shot(una.page, '40-miniapp-coffee-menu');
+
+    // Order: the coffee server creates the pay order; Plaza's sheet takes the PIN.
+    await frame.getByRole('button', { name: 'Order Flat white' }).click();
+    const sheet = una.page.getByRole('dialog', { name: 'Plaza Pay' });
+    await sheet.getByTestId('pay-amount').getByText('$3.50').waitFor();
+    await shot(una.page, '41-miniapp-pay-sheet');
+    await sheet.getByRole('button', { name: 'Confirm payment' }).click();
+    await una.page.getByRole('dialog', { name: 'Enter your payment PIN' }).waitFor();
+    for (const digit of '246810') await una.page.getByRole('button', { name: `Digit ${digit}` }).click();
+    // "Paid" only once the coffee server verified the payment.succeeded webhook.
+    await frame.getByRole('status').getByText('Paid: Flat white, $3.50').waitFor();
+    await shot(una.page, '42-miniapp-paid');
+
+    await frame.getByRole('button', { name: 'Share' }).click();
+    await una.page.getByRole('dialog', { name: 'Share to a chat' }).getByRole('button', { name: 'Vikram Rao' }).click();
+    await frame.getByRole('status').getByText('Shared.').waitFor();
+
+    // The wallet shows the payment; the developer got it less the 1 % fee (3.50 → 0.03).
+    await una.page.getByRole('button', { name: 'Close Coffee House' }).click();
+    await tab(una, 'Wallet');
+    await una.page.getByTestId('available').filter({ hasText: money(2000 - 350) }).waitFor();
+    const devWallet = await call('GET', '/wallet', dev.token);
+    assert.equal(devWallet.balances.find((balance) => balance.currency === 'USD')?.available, 350 - 3);
+
+    // Vikram sees the card in the chat, and it opens the app at the shared path.
+    await openChatFromList(vik, 'Una Park');
+    const card = vik.page.locator('[data-card-type="miniapp"]');
+    await card.getByText('Coffee House').first().waitFor();
+    await shot(vik.page, '43-miniapp-card');
+    for (const user of [una, vik]) await user.context.close();
+  } finally {
+    coffee.kill('SIGTERM');
+  }
+}));
+
 test('no page broke the Content Security Policy', () => {
   assert.deepEqual(cspViolations, [], 'the client needs nothing its policy forbids');
 });
