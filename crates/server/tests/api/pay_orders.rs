@@ -289,8 +289,11 @@ async fn a_confirmed_order_pays_the_developer_less_the_fee_once_and_sends_a_sign
     assert_eq!(event["data"]["amount"], 250);
     assert_ne!(received[0].id, received[1].id);
 
-    // The developer's delivery log shows both, delivered at the first attempt.
-    let log = server.get(&format!("/api/v1/miniapps/{}/webhook-deliveries", app.app.id), Some(&developer)).await;
+    // The developer's delivery log shows both, delivered at the first attempt (once the
+    // sender has written down the receiver's answer).
+    let path = format!("/api/v1/miniapps/{}/webhook-deliveries", app.app.id);
+    wait_log(&server, &developer, &path, |item| item["status"] == "delivered").await;
+    let log = server.get(&path, Some(&developer)).await;
     assert_eq!(log.status, 200, "{}", log.text);
     let items = log.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{}", log.text);
@@ -299,7 +302,6 @@ async fn a_confirmed_order_pays_the_developer_less_the_fee_once_and_sends_a_sign
         assert_eq!(item["attempts"], 1);
         assert_eq!(item["attempt_log"][0]["status_code"], 204);
     }
-    let path = format!("/api/v1/miniapps/{}/webhook-deliveries", app.app.id);
     server.get(&path, Some(&user)).await.assert_problem(403, "forbidden");
     ledger_is_balanced(&server).await;
     server.stop().await;
@@ -618,4 +620,38 @@ async fn a_webhook_written_before_a_sigkill_is_delivered_after_the_restart(db: D
     assert_eq!(log["attempt_log"][0]["status_code"], 200, "{log}");
     assert_eq!(balance(&shim, &user).await.0, 4_600);
     ledger_is_balanced(&shim).await;
+}
+
+/// Two nodes on one PostgreSQL database, both sending: each webhook reaches the receiver
+/// once, at its first attempt, whichever node's sender found it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_both_deliver_one_attempt() {
+    let receiver = Receiver::start(always(StatusCode::OK)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = crate::support::fresh_database(Db::Postgres, dir.path()).await;
+    let first = TestServer::start_on(&database_url, quick_webhooks).await;
+    let second = TestServer::start_on(&database_url, quick_webhooks).await;
+    let Shop { server: first, user, sub, token, developer, app } = shop(first, &receiver).await;
+    let orders = 24;
+    for n in 0..orders {
+        let node = if n % 2 == 0 { &first } else { &second };
+        let order = create_order(node, &token, None, &order_body(&format!("N-{n}"), &sub, 10)).await;
+        let id = order.body["id"].as_str().unwrap_or_else(|| panic!("{}", order.text));
+        let paid = node.post(&format!("/api/v1/pay/orders/{id}/confirm"), Some(&user), json!({})).await;
+        assert_eq!(paid.body["status"], "paid", "{}", paid.text);
+    }
+    let log_path = format!("/api/v1/miniapps/{}/webhook-deliveries?limit=100", app.app.id);
+    wait_log(&second, &developer, &log_path, |item| item["status"] == "delivered").await;
+    let received = receiver.received();
+    let distinct: std::collections::BTreeSet<&str> = received.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!((received.len(), distinct.len()), (orders, orders), "{received:?}");
+    let mut database = second.database().await;
+    let retried: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM miniapp_webhook_deliveries WHERE attempts <> 1")
+        .fetch_one(&mut database)
+        .await
+        .unwrap();
+    assert_eq!(retried, 0);
+    ledger_is_balanced(&first).await;
+    first.stop().await;
+    second.stop().await;
 }
