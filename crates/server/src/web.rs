@@ -58,8 +58,11 @@ impl SecurityHeaders {
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tile_source}; \
              connect-src 'self'; worker-src 'self'; manifest-src 'self'; font-src 'self'; object-src 'none'; \
              base-uri 'none'; form-action 'self'; frame-ancestors 'none'; \
-             frame-src 'self' https: http://localhost:* http://127.0.0.1:* http://[::1]:*"
+             frame-src 'self' https: http://localhost:* http://127.0.0.1:*"
         );
+        // CSP's host-source grammar has no IPv6 literals (Chromium refuses `[::1]` and says
+        // so on every page), so a loopback app on `http://[::1]` cannot be framed; develop
+        // on `localhost` or `127.0.0.1`.
         // The tile URL was checked for whitespace and control characters, so the policy
         // is always a valid header value; the fallback keeps the policy strict anyway.
         let content_security_policy = HeaderValue::from_str(&policy).unwrap_or_else(|_| {
