@@ -1015,7 +1015,10 @@ test('Coffee House: opened from the directory, signs in with Plaza, is paid with
     // The directory: Me → Browse mini-apps → Coffee House → Open.
     await tab(una, 'Me');
     await una.page.getByRole('button', { name: 'Browse mini-apps' }).click();
-    await una.page.getByRole('list', { name: 'Mini-apps' }).getByRole('button', { name: 'Open Coffee House' }).click();
+    // Another test of this suite registers an app of the same name without a description:
+    // pick this one by what it says about itself.
+    await una.page.getByRole('list', { name: 'Mini-apps' }).getByRole('listitem').filter({ hasText: 'Flat whites' })
+      .getByRole('button', { name: 'Open Coffee House' }).click();
     await una.page.getByRole('heading', { name: 'Coffee House', level: 2 }).waitFor();
     await una.page.getByRole('button', { name: 'Open Coffee House' }).click();
     const frame = una.page.frameLocator('iframe[title="Coffee House"]');
