@@ -227,19 +227,8 @@ impl MiniApps {
             "order_id": order.id, "out_trade_no": order.out_trade_no,
             "amount": order.amount, "currency": order.currency,
         });
-        webhooks::enqueue(
-            &mut transaction,
-            self.retry_window_ms(),
-            &app,
-            EventType::PaymentSucceeded,
-            &order.id,
-            data,
-            now,
-        )
-        .await?;
-        transaction.commit().await?;
-        self.inner().events.publish(appended);
-        self.wake_deliveries();
+        self.commit_with_webhook(transaction, appended, &app, EventType::PaymentSucceeded, &order.id, data, now)
+            .await?;
         self.pay_order_for_user(user, id).await
     }
 
@@ -333,20 +322,28 @@ impl MiniApps {
             "order_id": order.id, "out_trade_no": order.out_trade_no,
             "amount": amount, "currency": order.currency, "refund_id": refund_id,
         });
-        webhooks::enqueue(
-            &mut transaction,
-            self.retry_window_ms(),
-            app,
-            EventType::RefundSucceeded,
-            &order.id,
-            data,
-            now,
-        )
-        .await?;
+        self.commit_with_webhook(transaction, appended, app, EventType::RefundSucceeded, &order.id, data, now).await?;
+        Ok((PayRefund { id: refund_id, order_id: id.into(), amount, currency: order.currency, created_at: now }, false))
+    }
+
+    /// Writes the webhook into the outbox, commits it with the money, publishes the
+    /// wallet's events and wakes this node's sender: the end of every money-moving step.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_with_webhook(
+        &self,
+        mut transaction: plaza_store::Transaction<'static, plaza_store::Any>,
+        appended: plaza_events::Appended,
+        app: &MiniApp,
+        event: EventType,
+        order_id: &str,
+        data: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(), MiniAppError> {
+        webhooks::enqueue(&mut transaction, self.retry_window_ms(), app, event, order_id, data, now).await?;
         transaction.commit().await?;
         self.inner().events.publish(appended);
         self.wake_deliveries();
-        Ok((PayRefund { id: refund_id, order_id: id.into(), amount, currency: order.currency, created_at: now }, false))
+        Ok(())
     }
 
     /// Marks unpaid orders past their time as expired (what every read already shows).
