@@ -15,3 +15,18 @@ pub use rate_limit::RateLimiter;
 
 /// The largest request body any JSON endpoint accepts (1 MiB).
 pub const JSON_BODY_MAX_BYTES: usize = 1024 * 1024;
+
+/// The answer to an idempotent write: `status` with the body, marked
+/// `Idempotent-Replayed: true` when it repeats the first answer to a retried key.
+pub fn idempotent_answer<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    body: T,
+    replayed: bool,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut headers = axum::http::HeaderMap::new();
+    if replayed {
+        headers.insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    (status, headers, axum::Json(body)).into_response()
+}

@@ -12,11 +12,11 @@ use crate::service::MiniApps;
 use crate::webhooks::{Attempt, Delivery};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use plaza_accounts::CurrentUser;
-use plaza_http::{page_limit, ApiJson, ApiQuery, Problem};
+use plaza_http::{idempotent_answer, page_limit, ApiJson, ApiQuery, Problem};
 use plaza_wallet::routes::IdempotencyKeyHeader;
 use plaza_wallet::Pin;
 use serde::{Deserialize, Serialize};
@@ -224,7 +224,7 @@ async fn create_pay_order(
         description: body.description,
     };
     let (order, replayed) = miniapps.create_pay_order(&token, order, key.as_ref().map(|key| key.as_str())).await?;
-    Ok(created(PayOrderView::from(order), replayed))
+    Ok(idempotent_answer(StatusCode::CREATED, PayOrderView::from(order), replayed))
 }
 
 /// A pay order, to the app that made it or to the user asked to pay it.
@@ -280,7 +280,7 @@ async fn refund_pay_order(
 ) -> Result<Response, Problem> {
     let (refund, replayed) =
         miniapps.refund_pay_order(&token, &id, body.amount, key.as_ref().map(|key| key.as_str())).await?;
-    Ok(created(RefundView::from(refund), replayed))
+    Ok(idempotent_answer(StatusCode::CREATED, RefundView::from(refund), replayed))
 }
 
 /// The app's webhook deliveries, newest first, with their attempts (its developer only).
@@ -318,13 +318,4 @@ fn is_app_token(headers: &HeaderMap) -> bool {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim().starts_with("pat_"))
-}
-
-/// 201 with the body, marked `Idempotent-Replayed: true` when it answers a retry.
-fn created<T: Serialize>(body: T, replayed: bool) -> Response {
-    let mut headers = HeaderMap::new();
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    (StatusCode::CREATED, headers, Json(body)).into_response()
 }

@@ -7,10 +7,10 @@ use crate::red_packets::{RedPacket, RedPacketClaim, RedPacketMode, RedPacketRequ
 use crate::service::{Entry, Transfer, TransferRequest, Wallet, WalletError};
 use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use plaza_accounts::{Accounts, CurrentUser};
-use plaza_http::{page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
+use plaza_http::{idempotent_answer, page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
 use plaza_kernel::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -153,16 +153,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
             .map(|key| Self(Some(key)))
             .map_err(|reason| Problem::invalid_field("Idempotency-Key", reason))
     }
-}
-
-/// A created resource, or the first response again for a retried key (then with
-/// `Idempotent-Replayed: true`).
-fn created<T: Serialize>(body: T, replayed: bool, status: StatusCode) -> Response {
-    let mut headers = HeaderMap::new();
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    (status, headers, axum::Json(body)).into_response()
 }
 
 /// An amount of money: `amount` is an integer count of minor units (cents for USD).
@@ -451,7 +441,7 @@ async fn create_topup(
     let money = wallet.money(request.amount, &request.currency)?;
     let pin = pin_field(request.pin.as_deref(), "pin")?;
     let (entry, replayed) = wallet.topup(&current.user, money, key.as_ref(), pin.as_ref()).await?;
-    Ok(created(EntryView::from(entry), replayed, StatusCode::CREATED))
+    Ok(idempotent_answer(StatusCode::CREATED, EntryView::from(entry), replayed))
 }
 
 /// Send money out through the funding provider.
@@ -468,7 +458,7 @@ async fn create_withdrawal(
     let money = wallet.money(request.amount, &request.currency)?;
     let pin = pin_field(request.pin.as_deref(), "pin")?;
     let (entry, replayed) = wallet.withdraw(&current.user, money, key.as_ref(), pin.as_ref()).await?;
-    Ok(created(EntryView::from(entry), replayed, StatusCode::CREATED))
+    Ok(idempotent_answer(StatusCode::CREATED, EntryView::from(entry), replayed))
 }
 
 /// Send money to another user, optionally with a `transfer` message in a shared conversation.
@@ -493,7 +483,7 @@ async fn create_transfer(
         conversation_id: request.conversation_id.filter(|id| !id.is_empty()),
     };
     let (transfer, replayed) = wallet.transfer(&current.user, transfer, key.as_ref(), pin.as_ref()).await?;
-    Ok(created(TransferView::from(transfer), replayed, StatusCode::CREATED))
+    Ok(idempotent_answer(StatusCode::CREATED, TransferView::from(transfer), replayed))
 }
 
 /// The caller's history, newest first.
@@ -546,7 +536,7 @@ async fn create_red_packet(
     let packet =
         RedPacketRequest { conversation_id: request.conversation_id, total, count: request.count, mode, greeting };
     let (packet, replayed) = wallet.create_red_packet(&current.user, packet, key.as_ref(), pin.as_ref()).await?;
-    Ok(created(RedPacketView::from(packet), replayed, StatusCode::CREATED))
+    Ok(idempotent_answer(StatusCode::CREATED, RedPacketView::from(packet), replayed))
 }
 
 /// Claim a share of a red packet in one of your conversations (once per person).
@@ -561,7 +551,7 @@ async fn claim_red_packet(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let (claim, replayed) = wallet.claim_red_packet(&current.user, &id, key.as_ref()).await?;
-    Ok(created(ClaimResult { amount: claim.amount, currency: claim.currency }, replayed, StatusCode::OK))
+    Ok(idempotent_answer(StatusCode::OK, ClaimResult { amount: claim.amount, currency: claim.currency }, replayed))
 }
 
 /// A red packet with its claims (members of its conversation only).
