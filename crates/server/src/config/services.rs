@@ -46,8 +46,7 @@ pub(super) fn currencies(args: &SettingsArgs, file: &FileSettings) -> Result<Vec
     Ok(currencies)
 }
 
-/// Fare policy, dispatch timing and fees of rides (`PLAZA_RIDES_*`); fares are in the
-/// first currency.
+/// Fare policy, dispatch timing and fees of rides (`PLAZA_RIDES_*`).
 pub(super) fn rides_config(
     args: &SettingsArgs,
     file: &FileSettings,
@@ -61,40 +60,8 @@ pub(super) fn rides_config(
             format!("{lease_ms} must be longer than PLAZA_RIDES_BATCH_MS ({batch_ms})"),
         ));
     }
-    let fare = plaza_rides::FarePolicy {
-        currency: currencies.first().map_or("USD", |currency| currency.code()).to_string(),
-        base_fare: i64::from(number(
-            &args.rides_base_fare,
-            file.rides_base_fare,
-            250,
-            0..=1_000_000,
-            "PLAZA_RIDES_BASE_FARE",
-        )?),
-        per_km: i64::from(number(&args.rides_per_km, file.rides_per_km, 120, 0..=1_000_000, "PLAZA_RIDES_PER_KM")?),
-        per_minute: i64::from(number(
-            &args.rides_per_minute,
-            file.rides_per_minute,
-            30,
-            0..=1_000_000,
-            "PLAZA_RIDES_PER_MINUTE",
-        )?),
-        minimum_fare: i64::from(number(
-            &args.rides_minimum_fare,
-            file.rides_minimum_fare,
-            500,
-            1..=1_000_000,
-            "PLAZA_RIDES_MINIMUM_FARE",
-        )?),
-        surge_cap_milli: i64::from(number(
-            &args.rides_surge_cap_percent,
-            file.rides_surge_cap_percent,
-            250,
-            100..=1000,
-            "PLAZA_RIDES_SURGE_CAP_PERCENT",
-        )?) * 10,
-    };
     Ok(plaza_rides::RidesConfig {
-        fare,
+        fare: fare_policy(args, file, currencies)?,
         batch_interval: Duration::from_millis(u64::from(batch_ms)),
         offer_timeout: Duration::from_millis(u64::from(number(
             &args.rides_offer_timeout_ms,
@@ -175,6 +142,47 @@ pub(super) fn rides_config(
             "PLAZA_RIDES_ETA_COARSE_S",
         )?),
         ..plaza_rides::RidesConfig::default()
+    })
+}
+
+/// What a ride costs (`PLAZA_RIDES_*_FARE`, `_PER_KM`, `_PER_MINUTE`, `_SURGE_CAP_PERCENT`),
+/// in the first currency.
+fn fare_policy(
+    args: &SettingsArgs,
+    file: &FileSettings,
+    currencies: &[plaza_kernel::Currency],
+) -> Result<plaza_rides::FarePolicy, ConfigError> {
+    Ok(plaza_rides::FarePolicy {
+        currency: currencies.first().map_or("USD", |currency| currency.code()).to_string(),
+        base_fare: i64::from(number(
+            &args.rides_base_fare,
+            file.rides_base_fare,
+            250,
+            0..=1_000_000,
+            "PLAZA_RIDES_BASE_FARE",
+        )?),
+        per_km: i64::from(number(&args.rides_per_km, file.rides_per_km, 120, 0..=1_000_000, "PLAZA_RIDES_PER_KM")?),
+        per_minute: i64::from(number(
+            &args.rides_per_minute,
+            file.rides_per_minute,
+            30,
+            0..=1_000_000,
+            "PLAZA_RIDES_PER_MINUTE",
+        )?),
+        minimum_fare: i64::from(number(
+            &args.rides_minimum_fare,
+            file.rides_minimum_fare,
+            500,
+            1..=1_000_000,
+            "PLAZA_RIDES_MINIMUM_FARE",
+        )?),
+        surge_cap_milli: i64::from(number(
+            &args.rides_surge_cap_percent,
+            file.rides_surge_cap_percent,
+            250,
+            100..=1000,
+            "PLAZA_RIDES_SURGE_CAP_PERCENT",
+        )?) * 10,
     })
 }
 
