@@ -19,6 +19,7 @@ use plaza_events::ToAppend;
 use plaza_kernel::Timestamp;
 use plaza_store::Row;
 use serde_json::Value;
+use sqlx::AnyConnection;
 use std::collections::{BTreeMap, HashMap};
 
 /// Sends stored in one transaction at most, by default.
@@ -71,9 +72,48 @@ impl Chat {
         outcomes
     }
 
+    /// One transaction for the whole batch: who may send, which sends are retries, the
+    /// counters, the messages, the senders' read marks, the shared images and the events.
     async fn try_send_batch(&self, jobs: &[SendJob]) -> Result<Vec<SendOutcome>, ChatError> {
         let mut transaction = self.store().begin().await?;
+        let members = self.members_of(&mut transaction, jobs).await?;
+        let earlier = self.earlier_sends(&mut transaction, jobs).await?;
+        let (plans, new_per_conversation) = plan_batch(jobs, &members, &earlier);
+        if new_per_conversation.is_empty() {
+            transaction.commit().await?;
+            return Ok(plans.into_iter().enumerate().map(|(index, plan)| settle(index, plan, &[])).collect());
+        }
+        let now = Timestamp::now();
+        let first_seqs = self.advance_counters(&mut transaction, &new_per_conversation, now).await?;
+        let messages = number_messages(jobs, &plans, first_seqs, now)?;
+        let new: Vec<&Message> = messages.iter().flatten().collect();
+        self.insert_messages(&mut transaction, &new).await?;
+        self.advance_read_marks(&mut transaction, &new).await?;
+        self.record_shared_images(&mut transaction, &new).await?;
 
+        let data: Vec<Value> = new
+            .iter()
+            .map(|message| serde_json::to_value(MessageView::from(*message)).unwrap_or(Value::Null))
+            .collect();
+        let no_members = Vec::new();
+        let to_append: Vec<ToAppend<'_>> = new
+            .iter()
+            .zip(&data)
+            .map(|(message, data)| ToAppend {
+                user_ids: members.get(&message.conversation_id).unwrap_or(&no_members),
+                event_type: "message.new",
+                data,
+            })
+            .collect();
+        let appended = self.events().append_many(&mut transaction, &to_append).await?;
+        transaction.commit().await?;
+        self.events().publish(appended);
+
+        Ok(plans.into_iter().enumerate().map(|(index, plan)| settle(index, plan, &messages)).collect())
+    }
+
+    /// The members of every conversation the batch sends to.
+    async fn members_of(&self, connection: &mut AnyConnection, jobs: &[SendJob]) -> Result<Members, ChatError> {
         let mut conversation_ids: Vec<&str> = jobs.iter().map(|job| job.conversation_id.as_str()).collect();
         conversation_ids.sort_unstable();
         conversation_ids.dedup();
@@ -86,11 +126,15 @@ impl Chat {
         for id in &conversation_ids {
             query = query.bind(*id);
         }
-        let mut members: HashMap<String, Vec<String>> = HashMap::new();
-        for row in query.fetch_all(&mut *transaction).await? {
+        let mut members: Members = HashMap::new();
+        for row in query.fetch_all(&mut *connection).await? {
             members.entry(row.try_get("conversation_id")?).or_default().push(row.try_get("user_id")?);
         }
+        Ok(members)
+    }
 
+    /// Messages already stored for any of the batch's client sends (retries).
+    async fn earlier_sends(&self, connection: &mut AnyConnection, jobs: &[SendJob]) -> Result<Earlier, ChatError> {
         let conditions: Vec<String> = (0..jobs.len())
             .map(|n| {
                 format!(
@@ -107,41 +151,25 @@ impl Chat {
         for job in jobs {
             query = query.bind(&job.conversation_id).bind(&job.sender_id).bind(&job.client_id);
         }
-        let mut earlier: HashMap<(String, String, String), Message> = HashMap::new();
-        for row in query.fetch_all(&mut *transaction).await? {
+        let mut earlier: Earlier = HashMap::new();
+        for row in query.fetch_all(&mut *connection).await? {
             let message = message_from_row(&row)?;
             earlier.insert(
                 (message.conversation_id.clone(), message.sender_id.clone(), message.client_id.clone()),
                 message,
             );
         }
+        Ok(earlier)
+    }
 
-        let mut plans = Vec::with_capacity(jobs.len());
-        let mut first_in_batch: HashMap<(&str, &str, &str), usize> = HashMap::new();
-        let mut new_per_conversation: BTreeMap<&str, i64> = BTreeMap::new();
-        for (index, job) in jobs.iter().enumerate() {
-            let key = (job.conversation_id.as_str(), job.sender_id.as_str(), job.client_id.as_str());
-            let is_member = members.get(key.0).is_some_and(|ids| ids.iter().any(|id| id == key.1));
-            let plan = if !is_member {
-                Plan::Settled(Err(ChatError::ConversationNotFound))
-            } else if let Some(message) = earlier.get(&(key.0.to_string(), key.1.to_string(), key.2.to_string())) {
-                Plan::Settled(Ok((message.clone(), false)))
-            } else if let Some(first) = first_in_batch.get(&key) {
-                Plan::SameAs(*first)
-            } else {
-                first_in_batch.insert(key, index);
-                *new_per_conversation.entry(key.0).or_default() += 1;
-                Plan::New
-            };
-            plans.push(plan);
-        }
-        if new_per_conversation.is_empty() {
-            transaction.commit().await?;
-            return Ok(plans.into_iter().enumerate().map(|(index, plan)| settle(index, plan, &[])).collect());
-        }
-
-        // Each conversation's counter moves once, by its number of new messages.
-        let now = Timestamp::now();
+    /// Each conversation's counter moves once, by its number of new messages; answers
+    /// the first seq of each conversation's new messages.
+    async fn advance_counters(
+        &self,
+        connection: &mut AnyConnection,
+        new_per_conversation: &BTreeMap<&str, i64>,
+        now: Timestamp,
+    ) -> Result<HashMap<String, i64>, ChatError> {
         let cases: Vec<String> =
             (0..new_per_conversation.len()).map(|n| format!("WHEN ${} THEN ${}", 2 * n + 2, 2 * n + 3)).collect();
         let ids: Vec<String> = (0..new_per_conversation.len()).map(|n| format!("${}", 2 * n + 2)).collect();
@@ -152,44 +180,26 @@ impl Chat {
             ids.join(", ")
         );
         let mut query = sqlx::query(&sql).bind(now.unix_millis());
-        for (id, count) in &new_per_conversation {
+        for (id, count) in new_per_conversation {
             query = query.bind(*id).bind(*count);
         }
-        let mut next_seq: HashMap<String, i64> = HashMap::new();
-        for row in query.fetch_all(&mut *transaction).await? {
+        let mut first_seqs: HashMap<String, i64> = HashMap::new();
+        for row in query.fetch_all(&mut *connection).await? {
             let id: String = row.try_get("id")?;
             let last: i64 = row.try_get("last_seq")?;
             let count = new_per_conversation.get(id.as_str()).copied().unwrap_or_default();
-            next_seq.insert(id, last - count + 1);
+            first_seqs.insert(id, last - count + 1);
         }
+        Ok(first_seqs)
+    }
 
-        let mut messages: Vec<Option<Message>> = vec![None; jobs.len()];
-        for (index, job) in jobs.iter().enumerate() {
-            if !matches!(plans[index], Plan::New) {
-                continue;
-            }
-            // A conversation deleted under us would return no row: fail the batch.
-            let seq = next_seq.get_mut(&job.conversation_id).ok_or(ChatError::ConversationNotFound)?;
-            messages[index] = Some(Message {
-                id: plaza_kernel::new_id(),
-                conversation_id: job.conversation_id.clone(),
-                seq: *seq,
-                sender_id: job.sender_id.clone(),
-                client_id: job.client_id.clone(),
-                kind: job.kind,
-                body: job.body.clone(),
-                created_at: now,
-            });
-            *seq += 1;
-        }
-        let new: Vec<&Message> = messages.iter().flatten().collect();
-
+    async fn insert_messages(&self, connection: &mut AnyConnection, new: &[&Message]) -> Result<(), ChatError> {
         let rows: Vec<String> =
             (0..new.len()).map(|n| format!("({})", plaza_store::numbered_parameters(8 * n + 1, 8))).collect();
         let sql = format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES {}", rows.join(", "));
         let sql = self.store().backend().bulk_sql(&sql);
         let mut query = sqlx::query(&sql);
-        for message in &new {
+        for message in new {
             query = query
                 .bind(&message.id)
                 .bind(&message.conversation_id)
@@ -200,11 +210,14 @@ impl Chat {
                 .bind(message.body.to_string())
                 .bind(message.created_at.unix_millis());
         }
-        query.execute(&mut *transaction).await?;
+        query.execute(&mut *connection).await?;
+        Ok(())
+    }
 
-        // Senders' read marks move to their newest message: your own messages are never unread.
+    /// Senders' read marks move to their newest message: your own messages are never unread.
+    async fn advance_read_marks(&self, connection: &mut AnyConnection, new: &[&Message]) -> Result<(), ChatError> {
         let mut read_marks: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for message in &new {
+        for message in new {
             let mark = read_marks.entry((&message.conversation_id, &message.sender_id)).or_default();
             *mark = (*mark).max(message.seq);
         }
@@ -227,8 +240,12 @@ impl Chat {
         for ((conversation_id, user_id), seq) in &read_marks {
             query = query.bind(*conversation_id).bind(*user_id).bind(*seq);
         }
-        query.execute(&mut *transaction).await?;
+        query.execute(&mut *connection).await?;
+        Ok(())
+    }
 
+    /// Images sent into a conversation become visible to its members.
+    async fn record_shared_images(&self, connection: &mut AnyConnection, new: &[&Message]) -> Result<(), ChatError> {
         let mut shared_media: Vec<(&str, &str)> = new
             .iter()
             .filter(|message| message.kind == MessageKind::Image)
@@ -242,42 +259,85 @@ impl Chat {
             .collect();
         shared_media.sort_unstable();
         shared_media.dedup();
-        if !shared_media.is_empty() {
-            let rows: Vec<String> = (0..shared_media.len())
-                .map(|n| format!("({})", plaza_store::numbered_parameters(2 * n + 1, 2)))
-                .collect();
-            let sql = format!(
-                "INSERT INTO conversation_media (media_id, conversation_id) VALUES {} ON CONFLICT DO NOTHING",
-                rows.join(", ")
-            );
-            let sql = self.store().backend().bulk_sql(&sql);
-            let mut query = sqlx::query(&sql);
-            for (media_id, conversation_id) in &shared_media {
-                query = query.bind(*media_id).bind(*conversation_id);
-            }
-            query.execute(&mut *transaction).await?;
+        if shared_media.is_empty() {
+            return Ok(());
         }
-
-        let data: Vec<Value> = new
-            .iter()
-            .map(|message| serde_json::to_value(MessageView::from(*message)).unwrap_or(Value::Null))
-            .collect();
-        let no_members = Vec::new();
-        let to_append: Vec<ToAppend<'_>> = new
-            .iter()
-            .zip(&data)
-            .map(|(message, data)| ToAppend {
-                user_ids: members.get(&message.conversation_id).unwrap_or(&no_members),
-                event_type: "message.new",
-                data,
-            })
-            .collect();
-        let appended = self.events().append_many(&mut transaction, &to_append).await?;
-        transaction.commit().await?;
-        self.events().publish(appended);
-
-        Ok(plans.into_iter().enumerate().map(|(index, plan)| settle(index, plan, &messages)).collect())
+        let rows: Vec<String> =
+            (0..shared_media.len()).map(|n| format!("({})", plaza_store::numbered_parameters(2 * n + 1, 2))).collect();
+        let sql = format!(
+            "INSERT INTO conversation_media (media_id, conversation_id) VALUES {} ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        let sql = self.store().backend().bulk_sql(&sql);
+        let mut query = sqlx::query(&sql);
+        for (media_id, conversation_id) in &shared_media {
+            query = query.bind(*media_id).bind(*conversation_id);
+        }
+        query.execute(&mut *connection).await?;
+        Ok(())
     }
+}
+
+/// Members by conversation id.
+type Members = HashMap<String, Vec<String>>;
+
+/// Stored messages by (conversation, sender, client id).
+type Earlier = HashMap<(String, String, String), Message>;
+
+/// What each send turns into, and how many new messages each conversation gets: a
+/// non-member is refused, a stored retry answers its message, a repeat within the batch
+/// answers the first, and the rest are new.
+fn plan_batch<'a>(jobs: &'a [SendJob], members: &Members, earlier: &Earlier) -> (Vec<Plan>, BTreeMap<&'a str, i64>) {
+    let mut plans = Vec::with_capacity(jobs.len());
+    let mut first_in_batch: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut new_per_conversation: BTreeMap<&str, i64> = BTreeMap::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let key = (job.conversation_id.as_str(), job.sender_id.as_str(), job.client_id.as_str());
+        let is_member = members.get(key.0).is_some_and(|ids| ids.iter().any(|id| id == key.1));
+        let plan = if !is_member {
+            Plan::Settled(Err(ChatError::ConversationNotFound))
+        } else if let Some(message) = earlier.get(&(key.0.to_string(), key.1.to_string(), key.2.to_string())) {
+            Plan::Settled(Ok((message.clone(), false)))
+        } else if let Some(first) = first_in_batch.get(&key) {
+            Plan::SameAs(*first)
+        } else {
+            first_in_batch.insert(key, index);
+            *new_per_conversation.entry(key.0).or_default() += 1;
+            Plan::New
+        };
+        plans.push(plan);
+    }
+    (plans, new_per_conversation)
+}
+
+/// The new messages, in their jobs' places, numbered from each conversation's first new
+/// seq in batch order.
+fn number_messages(
+    jobs: &[SendJob],
+    plans: &[Plan],
+    mut next_seq: HashMap<String, i64>,
+    now: Timestamp,
+) -> Result<Vec<Option<Message>>, ChatError> {
+    let mut messages: Vec<Option<Message>> = vec![None; jobs.len()];
+    for (index, job) in jobs.iter().enumerate() {
+        if !matches!(plans[index], Plan::New) {
+            continue;
+        }
+        // A conversation deleted under us would return no row: fail the batch.
+        let seq = next_seq.get_mut(&job.conversation_id).ok_or(ChatError::ConversationNotFound)?;
+        messages[index] = Some(Message {
+            id: plaza_kernel::new_id(),
+            conversation_id: job.conversation_id.clone(),
+            seq: *seq,
+            sender_id: job.sender_id.clone(),
+            client_id: job.client_id.clone(),
+            kind: job.kind,
+            body: job.body.clone(),
+            created_at: now,
+        });
+        *seq += 1;
+    }
+    Ok(messages)
 }
 
 fn settle(index: usize, plan: Plan, messages: &[Option<Message>]) -> SendOutcome {
@@ -288,5 +348,69 @@ fn settle(index: usize, plan: Plan, messages: &[Option<Message>]) -> SendOutcome
         Plan::Settled(outcome) => outcome,
         Plan::SameAs(first) => stored(first, false),
         Plan::New => stored(index, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(conversation: &str, sender: &str, client_id: &str) -> SendJob {
+        SendJob {
+            sender_id: sender.to_string(),
+            conversation_id: conversation.to_string(),
+            client_id: client_id.to_string(),
+            kind: MessageKind::Text,
+            body: serde_json::json!({"text": client_id}),
+        }
+    }
+
+    fn members() -> Members {
+        HashMap::from([
+            ("c1".to_string(), vec!["ann".to_string(), "bob".to_string()]),
+            ("c2".to_string(), vec!["ann".to_string()]),
+        ])
+    }
+
+    #[test]
+    fn a_batch_plans_refusals_retries_repeats_and_new_sends() {
+        let jobs = [job("c1", "ann", "a"), job("c1", "eve", "e"), job("c1", "ann", "a"), job("c2", "ann", "b")];
+        let earlier = Earlier::new();
+        let (plans, new_per_conversation) = plan_batch(&jobs, &members(), &earlier);
+        assert!(matches!(plans[0], Plan::New));
+        assert!(matches!(plans[1], Plan::Settled(Err(ChatError::ConversationNotFound))));
+        assert!(matches!(plans[2], Plan::SameAs(0)));
+        assert!(matches!(plans[3], Plan::New));
+        assert_eq!(new_per_conversation, BTreeMap::from([("c1", 1), ("c2", 1)]));
+
+        let messages =
+            number_messages(&jobs, &plans, HashMap::from([("c1".into(), 7), ("c2".into(), 1)]), Timestamp::now())
+                .expect("numbered");
+        let seqs: Vec<Option<i64>> = messages.iter().map(|message| message.as_ref().map(|m| m.seq)).collect();
+        assert_eq!(seqs, [Some(7), None, None, Some(1)]);
+        let outcomes: Vec<SendOutcome> =
+            plans.into_iter().enumerate().map(|(n, plan)| settle(n, plan, &messages)).collect();
+        let answered: Vec<Option<(i64, bool)>> =
+            outcomes.iter().map(|outcome| outcome.as_ref().ok().map(|(m, fresh)| (m.seq, *fresh))).collect();
+        assert_eq!(answered, [Some((7, true)), None, Some((7, false)), Some((1, true))]);
+    }
+
+    #[test]
+    fn new_messages_of_one_conversation_take_consecutive_seqs_in_batch_order() {
+        let jobs = [job("c1", "ann", "a"), job("c1", "bob", "b"), job("c1", "ann", "c")];
+        let (plans, new_per_conversation) = plan_batch(&jobs, &members(), &Earlier::new());
+        assert_eq!(new_per_conversation, BTreeMap::from([("c1", 3)]));
+        let messages =
+            number_messages(&jobs, &plans, HashMap::from([("c1".into(), 41)]), Timestamp::now()).expect("numbered");
+        let seqs: Vec<i64> = messages.iter().flatten().map(|message| message.seq).collect();
+        assert_eq!(seqs, [41, 42, 43]);
+    }
+
+    #[test]
+    fn a_conversation_whose_counter_did_not_move_fails_the_batch() {
+        let jobs = [job("c1", "ann", "a")];
+        let (plans, _) = plan_batch(&jobs, &members(), &Earlier::new());
+        let outcome = number_messages(&jobs, &plans, HashMap::new(), Timestamp::now());
+        assert!(matches!(outcome, Err(ChatError::ConversationNotFound)));
     }
 }
