@@ -330,57 +330,8 @@ impl Wallet {
                 return Ok((claim, true));
             }
         }
-        let mine: Option<i64> = sqlx::query_scalar(
-            "SELECT amount FROM wallet_red_packet_shares WHERE red_packet_id = $1 AND claimed_by = $2",
-        )
-        .bind(red_packet_id)
-        .bind(&me.id)
-        .fetch_optional(&mut *transaction)
-        .await?;
-        if mine.is_some() {
-            return Err(WalletError::AlreadyClaimed);
-        }
         let now = Timestamp::now();
-        let taken: Option<i64> = sqlx::query_scalar(
-            "UPDATE wallet_red_packets SET claimed_count = claimed_count + 1
-             WHERE id = $1 AND claimed_count < share_count AND refunded_at IS NULL AND expires_at > $2
-             RETURNING claimed_count",
-        )
-        .bind(red_packet_id)
-        .bind(now.unix_millis())
-        .fetch_optional(&mut *transaction)
-        .await?;
-        let Some(share_index) = taken else {
-            let row = sqlx::query(
-                "SELECT claimed_count, share_count, refunded_at, expires_at FROM wallet_red_packets WHERE id = $1",
-            )
-            .bind(red_packet_id)
-            .fetch_one(&mut *transaction)
-            .await?;
-            let (claimed, count): (i64, i64) = (row.try_get("claimed_count")?, row.try_get("share_count")?);
-            return Err(if claimed >= count { WalletError::RedPacketEmpty } else { WalletError::RedPacketExpired });
-        };
-        let amount: Option<i64> = match sqlx::query_scalar(
-            "UPDATE wallet_red_packet_shares SET claimed_by = $3, claimed_at = $4
-             WHERE red_packet_id = $1 AND share_index = $2 AND claimed_by IS NULL RETURNING amount",
-        )
-        .bind(red_packet_id)
-        .bind(share_index)
-        .bind(&me.id)
-        .bind(now.unix_millis())
-        .fetch_optional(&mut *transaction)
-        .await
-        {
-            // The same user claiming twice at once: the unique (packet, claimer) stops the second.
-            Err(error) if is_unique_violation(&error) => return Err(WalletError::AlreadyClaimed),
-            other => other?,
-        };
-        let amount = amount.ok_or_else(|| WalletError::Invariant(format!("share {share_index} was already taken")))?;
-        sqlx::query("UPDATE wallet_red_packets SET claimed_amount = claimed_amount + $2 WHERE id = $1")
-            .bind(red_packet_id)
-            .bind(amount)
-            .execute(&mut *transaction)
-            .await?;
+        let (share_index, amount) = take_share(&mut transaction, red_packet_id, &me.id, now).await?;
         let currency = self.stored_currency(&packet.currency)?;
         let posting = Posting::new("red_packet_claim", currency, format!("red_packet:{red_packet_id}")).movement(
             Account::System(SystemAccount::RedPackets),
@@ -587,4 +538,65 @@ impl Wallet {
     pub(crate) fn stored_currency(&self, code: &str) -> Result<plaza_kernel::Currency, WalletError> {
         plaza_kernel::Currency::parse(code).ok_or_else(|| WalletError::Invariant(format!("unknown currency {code:?}")))
     }
+}
+
+/// Takes the next share of a red packet for `me` inside the claim's transaction, with
+/// the packet's counter as the one conditional update every claimer races on; answers the
+/// share's index and amount, or why there is none (claimed already, empty or expired).
+async fn take_share(
+    transaction: &mut Transaction<'static, Any>,
+    red_packet_id: &str,
+    me: &str,
+    now: Timestamp,
+) -> Result<(i64, i64), WalletError> {
+    let mine: Option<i64> =
+        sqlx::query_scalar("SELECT amount FROM wallet_red_packet_shares WHERE red_packet_id = $1 AND claimed_by = $2")
+            .bind(red_packet_id)
+            .bind(me)
+            .fetch_optional(&mut **transaction)
+            .await?;
+    if mine.is_some() {
+        return Err(WalletError::AlreadyClaimed);
+    }
+    let taken: Option<i64> = sqlx::query_scalar(
+        "UPDATE wallet_red_packets SET claimed_count = claimed_count + 1
+         WHERE id = $1 AND claimed_count < share_count AND refunded_at IS NULL AND expires_at > $2
+         RETURNING claimed_count",
+    )
+    .bind(red_packet_id)
+    .bind(now.unix_millis())
+    .fetch_optional(&mut **transaction)
+    .await?;
+    let Some(share_index) = taken else {
+        let row = sqlx::query(
+            "SELECT claimed_count, share_count, refunded_at, expires_at FROM wallet_red_packets WHERE id = $1",
+        )
+        .bind(red_packet_id)
+        .fetch_one(&mut **transaction)
+        .await?;
+        let (claimed, count): (i64, i64) = (row.try_get("claimed_count")?, row.try_get("share_count")?);
+        return Err(if claimed >= count { WalletError::RedPacketEmpty } else { WalletError::RedPacketExpired });
+    };
+    let amount: Option<i64> = match sqlx::query_scalar(
+        "UPDATE wallet_red_packet_shares SET claimed_by = $3, claimed_at = $4
+         WHERE red_packet_id = $1 AND share_index = $2 AND claimed_by IS NULL RETURNING amount",
+    )
+    .bind(red_packet_id)
+    .bind(share_index)
+    .bind(me)
+    .bind(now.unix_millis())
+    .fetch_optional(&mut **transaction)
+    .await
+    {
+        // The same user claiming twice at once: the unique (packet, claimer) stops the second.
+        Err(error) if is_unique_violation(&error) => return Err(WalletError::AlreadyClaimed),
+        other => other?,
+    };
+    let amount = amount.ok_or_else(|| WalletError::Invariant(format!("share {share_index} was already taken")))?;
+    sqlx::query("UPDATE wallet_red_packets SET claimed_amount = claimed_amount + $2 WHERE id = $1")
+        .bind(red_packet_id)
+        .bind(amount)
+        .execute(&mut **transaction)
+        .await?;
+    Ok((share_index, amount))
 }
