@@ -69,6 +69,15 @@ struct Viewer {
     seen: HashSet<String>,
 }
 
+/// A page's candidates before scoring.
+struct Candidates {
+    /// Each candidate's id with the source that found it first.
+    sources: HashMap<String, Source>,
+    /// Co-engagement with what the viewer finished, by candidate id.
+    co_scores: HashMap<String, f64>,
+    fresh_ids: HashSet<String>,
+}
+
 impl VideoHandle {
     /// A ranked page of the For You feed.
     pub async fn for_you(
@@ -79,6 +88,53 @@ impl VideoHandle {
     ) -> Result<Page<FeedItem>, VideoError> {
         let served = decode_served(cursor)?;
         let viewer = self.viewer(me, &served).await?;
+        let candidates = self.candidates(me, &viewer).await?;
+        let (ranked, fresh_pool, again) = self.score_candidates(me, &viewer, &candidates).await?;
+        let limit_count = limit.get() as usize;
+        let mut page = learner::rerank(ranked, fresh_pool, limit_count);
+        if page.len() < limit_count {
+            let room = limit_count - page.len();
+            page.extend(learner::rerank(again, Vec::new(), room));
+        }
+        let chosen: Vec<String> = page.iter().map(|item| item.video_id.clone()).collect();
+        let by_id: HashMap<String, Scored> = page.into_iter().map(|item| (item.video_id.clone(), item)).collect();
+        // The ten chosen are read again whole (with their captions), by primary key.
+        let rows = self.rows(&chosen, VIDEO_COLUMNS).await?;
+        let rows_by_id: HashMap<String, VideoRow> = rows.into_iter().map(|row| (row.id.clone(), row)).collect();
+        let ordered: Vec<VideoRow> = chosen.iter().filter_map(|id| rows_by_id.get(id).cloned()).collect();
+        let videos = self.assemble(me, ordered).await?;
+        let usernames = self.usernames(&videos);
+        let items: Vec<FeedItem> = videos
+            .into_iter()
+            .map(|video| {
+                let source = match by_id.get(&video.id).map(|item| item.source.clone()) {
+                    Some(Source::Following(author_id)) => {
+                        Source::Following(usernames.get(&author_id).cloned().unwrap_or(author_id))
+                    }
+                    Some(Source::Author(author_id)) => {
+                        Source::Author(usernames.get(&author_id).cloned().unwrap_or(author_id))
+                    }
+                    Some(other) => other,
+                    None => Source::Trending,
+                };
+                FeedItem { video, source }
+            })
+            .collect();
+        let next_cursor = if items.is_empty() {
+            None
+        } else {
+            let mut served = served;
+            served.extend(items.iter().map(|item| fingerprint(&item.video.id)));
+            let keep_from = served.len().saturating_sub(SERVED_MAX);
+            Some(encode_served(&served[keep_from..]))
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Where a page's candidates come from, each id with the first source that found it:
+    /// the people followed, videos co-engaged with what the viewer finished, the viewer's
+    /// strongest hashtags and authors, trending, and fresh videos with few views.
+    async fn candidates(&self, me: &User, viewer: &Viewer) -> Result<Candidates, VideoError> {
         let mut sources: HashMap<String, Source> = HashMap::new();
         let mut co_scores: HashMap<String, f64> = HashMap::new();
         let mut fresh_ids: HashSet<String> = HashSet::new();
@@ -154,6 +210,18 @@ impl VideoHandle {
             sources.entry(id).or_insert(Source::Fresh);
         }
 
+        Ok(Candidates { sources, co_scores, fresh_ids })
+    }
+
+    /// Every candidate the viewer may see, scored: the unseen ranked (fresh ones also in
+    /// the exploration pool) and the seen kept apart, to fill a page that runs short.
+    async fn score_candidates(
+        &self,
+        me: &User,
+        viewer: &Viewer,
+        candidates: &Candidates,
+    ) -> Result<(Vec<Scored>, Vec<Scored>, Vec<Scored>), VideoError> {
+        let Candidates { sources, co_scores, fresh_ids } = candidates;
         let ids: Vec<String> = sources
             .keys()
             .filter(|id| !viewer.excluded.contains(*id) && !viewer.served.contains(&fingerprint(id)))
@@ -166,20 +234,14 @@ impl VideoHandle {
         let mut fresh_pool = Vec::new();
         let mut again = Vec::new();
         for row in rows {
-            if row.author_id == me.id || !self.may_see(&viewer, &row) {
+            if row.author_id == me.id || !self.may_see(viewer, &row) {
                 continue;
             }
             if viewer.authors.get(&row.author_id).is_some_and(|score| *score < AUTHOR_MUTED_BELOW) {
                 continue;
             }
-            let features = features(
-                &viewer,
-                &row,
-                co_scores.get(&row.id).copied().unwrap_or(0.0),
-                row.views,
-                row.completions,
-                now,
-            );
+            let features =
+                features(viewer, &row, co_scores.get(&row.id).copied().unwrap_or(0.0), row.views, row.completions, now);
             let source = sources.get(&row.id).cloned().unwrap_or(Source::Trending);
             let scored = Scored {
                 video_id: row.id.clone(),
@@ -196,45 +258,7 @@ impl VideoHandle {
                 ranked.push(scored);
             }
         }
-        let limit_count = limit.get() as usize;
-        let mut page = learner::rerank(ranked, fresh_pool, limit_count);
-        if page.len() < limit_count {
-            let room = limit_count - page.len();
-            page.extend(learner::rerank(again, Vec::new(), room));
-        }
-        let chosen: Vec<String> = page.iter().map(|item| item.video_id.clone()).collect();
-        let by_id: HashMap<String, Scored> = page.into_iter().map(|item| (item.video_id.clone(), item)).collect();
-        // The ten chosen are read again whole (with their captions), by primary key.
-        let rows = self.rows(&chosen, VIDEO_COLUMNS).await?;
-        let rows_by_id: HashMap<String, VideoRow> = rows.into_iter().map(|row| (row.id.clone(), row)).collect();
-        let ordered: Vec<VideoRow> = chosen.iter().filter_map(|id| rows_by_id.get(id).cloned()).collect();
-        let videos = self.assemble(me, ordered).await?;
-        let usernames = self.usernames(&videos);
-        let items: Vec<FeedItem> = videos
-            .into_iter()
-            .map(|video| {
-                let source = match by_id.get(&video.id).map(|item| item.source.clone()) {
-                    Some(Source::Following(author_id)) => {
-                        Source::Following(usernames.get(&author_id).cloned().unwrap_or(author_id))
-                    }
-                    Some(Source::Author(author_id)) => {
-                        Source::Author(usernames.get(&author_id).cloned().unwrap_or(author_id))
-                    }
-                    Some(other) => other,
-                    None => Source::Trending,
-                };
-                FeedItem { video, source }
-            })
-            .collect();
-        let next_cursor = if items.is_empty() {
-            None
-        } else {
-            let mut served = served;
-            served.extend(items.iter().map(|item| fingerprint(&item.video.id)));
-            let keep_from = served.len().saturating_sub(SERVED_MAX);
-            Some(encode_served(&served[keep_from..]))
-        };
-        Ok(Page { items, next_cursor })
+        Ok((ranked, fresh_pool, again))
     }
 
     /// The newest ready videos of the people `me` follows that `me` may see.
