@@ -63,47 +63,9 @@ pub async fn serve_with(
         Some(url) => plaza_bus::Bus::nats(url).await.map_err(|error| anyhow::anyhow!("PLAZA_NATS_URL: {error}"))?,
         None => plaza_bus::Bus::in_process(),
     };
-    // Subjects whose last socket closed are forgotten (and unsubscribed on NATS) here.
-    let sweeper = bus.clone();
-    let sweep_task = tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
-        loop {
-            every.tick().await;
-            sweeper.sweep();
-        }
-    });
-    let services = app::services(store.clone(), bus, &config)?;
+    let services = app::services(store.clone(), bus.clone(), &config)?;
     grant_configured_admins(&services.accounts, &config).await?;
-    // Red-packet refunds and other wallet upkeep. Every node runs it; each refund is
-    // decided in the database, so running it on many nodes (or after a crash) is safe.
-    let wallet_jobs = tokio::spawn(services.wallet.clone().run_jobs());
-    // Uploads never sent are deleted after a day; each deletion is decided in the
-    // database, so every node may run it.
-    let media_cleanup = tokio::spawn(services.media.clone().run_cleanup());
-    // A logout on another node evicts the session from this node's cache.
-    let revocations = tokio::spawn(services.accounts.follow_revocations().await?);
-    // Every node prunes; deleting what another node already deleted is harmless.
-    let pruning =
-        tokio::spawn(services.events.clone().prune_continually(config.event_retention, config.event_prune_interval));
-    // Every node keeps a replica of the driver index, fed by the other nodes over the bus.
-    let rides_presence = tokio::spawn(services.rides.follow_presence().await?);
-    // Ride dispatch runs on every node but acts only on the one holding the region's lease.
-    let rides_dispatcher = tokio::spawn(services.rides.clone().run_dispatcher());
-    let drivers = demo_drivers.then(|| tokio::spawn(demo::run_drivers(services.rides.clone())));
-    let rides = services.rides.clone();
-    // The shop's job (auto-confirmation, settlement, stranded holds) likewise acts only on
-    // the node holding its lease.
-    let shop_jobs = tokio::spawn(services.shop.clone().run_jobs());
-    let shop = services.shop.clone();
-    // Long-expired OAuth codes and tokens are deleted; every node may do it.
-    let oauth_pruning = tokio::spawn(services.miniapps.clone().prune_continually());
-    // Every node sends due webhooks from the outbox, an attempt at a time per delivery by
-    // lease, and expires unpaid pay orders.
-    let webhooks = tokio::spawn(services.miniapps.clone().deliver_webhooks_continually());
-    // Every node transcodes, a job at a time per video by lease, niced; and merges the
-    // feed's scorer with what the other nodes learnt.
-    let transcoder = tokio::spawn(services.video.clone().run_transcoder());
-    let video_model = tokio::spawn(services.video.clone().sync_model_continually());
+    let jobs = BackgroundJobs::start(&services, bus, &config, demo_drivers).await?;
     let metrics_access = ops::MetricsAccess::new(store.clone(), config.metrics_token.clone());
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
@@ -153,34 +115,95 @@ pub async fn serve_with(
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }
-    sweep_task.abort();
-    wallet_jobs.abort();
-    media_cleanup.abort();
-    revocations.abort();
-    pruning.abort();
-    rides_dispatcher.abort();
-    rides_presence.abort();
-    shop_jobs.abort();
-    oauth_pruning.abort();
-    webhooks.abort();
-    transcoder.abort();
-    video_model.abort();
-    if let Some(drivers) = drivers {
-        drivers.abort();
-    }
-    // The aborted dispatcher stops at its next await; wait for that before handing
-    // dispatch over now rather than after the lease's TTL (a crash still waits it out).
-    let _cancelled = rides_dispatcher.await;
-    if let Err(error) = rides.release_lease().await {
-        tracing::warn!("could not give the rides dispatch lease back: {error}");
-    }
-    let _cancelled = shop_jobs.await;
-    if let Err(error) = shop.release_lease().await {
-        tracing::warn!("could not give the shop job's lease back: {error}");
-    }
+    jobs.stop().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The tasks every node runs beside the listener, started after the services and
+/// stopped before the database closes.
+struct BackgroundJobs {
+    /// Tasks that hold nothing to give back: aborting them is the whole stop.
+    tasks: Vec<tokio::task::AbortHandle>,
+    rides_dispatcher: tokio::task::JoinHandle<()>,
+    shop_jobs: tokio::task::JoinHandle<()>,
+    rides: plaza_rides::Rides,
+    shop: plaza_shop::ShopHandle,
+}
+
+impl BackgroundJobs {
+    async fn start(
+        services: &app::Services,
+        bus: plaza_bus::Bus,
+        config: &Config,
+        demo_drivers: bool,
+    ) -> anyhow::Result<Self> {
+        let mut tasks = Vec::new();
+        let mut spawn = |task: tokio::task::JoinHandle<()>| tasks.push(task.abort_handle());
+        // Subjects whose last socket closed are forgotten (and unsubscribed on NATS) here.
+        spawn(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                bus.sweep();
+            }
+        }));
+        // Red-packet refunds and other wallet upkeep. Every node runs it; each refund is
+        // decided in the database, so running it on many nodes (or after a crash) is safe.
+        spawn(tokio::spawn(services.wallet.clone().run_jobs()));
+        // Uploads never sent are deleted after a day; each deletion is decided in the
+        // database, so every node may run it.
+        spawn(tokio::spawn(services.media.clone().run_cleanup()));
+        // A logout on another node evicts the session from this node's cache.
+        spawn(tokio::spawn(services.accounts.follow_revocations().await?));
+        // Every node prunes; deleting what another node already deleted is harmless.
+        spawn(tokio::spawn(
+            services.events.clone().prune_continually(config.event_retention, config.event_prune_interval),
+        ));
+        // Every node keeps a replica of the driver index, fed by the other nodes over the bus.
+        spawn(tokio::spawn(services.rides.follow_presence().await?));
+        if demo_drivers {
+            spawn(tokio::spawn(demo::run_drivers(services.rides.clone())));
+        }
+        // Long-expired OAuth codes and tokens are deleted; every node may do it.
+        spawn(tokio::spawn(services.miniapps.clone().prune_continually()));
+        // Every node sends due webhooks from the outbox, an attempt at a time per delivery
+        // by lease, and expires unpaid pay orders.
+        spawn(tokio::spawn(services.miniapps.clone().deliver_webhooks_continually()));
+        // Every node transcodes, a job at a time per video by lease, niced; and merges the
+        // feed's scorer with what the other nodes learnt.
+        spawn(tokio::spawn(services.video.clone().run_transcoder()));
+        spawn(tokio::spawn(services.video.clone().sync_model_continually()));
+        Ok(Self {
+            tasks,
+            // Ride dispatch runs on every node but acts only on the one holding the
+            // region's lease; the shop's job (auto-confirmation, settlement, stranded
+            // holds) likewise.
+            rides_dispatcher: tokio::spawn(services.rides.clone().run_dispatcher()),
+            shop_jobs: tokio::spawn(services.shop.clone().run_jobs()),
+            rides: services.rides.clone(),
+            shop: services.shop.clone(),
+        })
+    }
+
+    async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.rides_dispatcher.abort();
+        self.shop_jobs.abort();
+        // The aborted dispatcher stops at its next await; wait for that before handing
+        // dispatch over now rather than after the lease's TTL (a crash still waits it out).
+        let _cancelled = self.rides_dispatcher.await;
+        if let Err(error) = self.rides.release_lease().await {
+            tracing::warn!("could not give the rides dispatch lease back: {error}");
+        }
+        let _cancelled = self.shop_jobs.await;
+        if let Err(error) = self.shop.release_lease().await {
+            tracing::warn!("could not give the shop job's lease back: {error}");
+        }
+    }
 }
 
 /// Grants the admin role to the accounts `PLAZA_ADMINS` names that exist now, and says
