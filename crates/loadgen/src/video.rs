@@ -93,109 +93,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     // 1. GET /me idle, then while transcoding (skipped with --transcodes 0).
     if options.transcodes > 0 {
-        let me_tokens = Arc::new(vec![me.1.clone()]);
-        let idle = drive_get(&client, &base, &me_tokens, options.clients, duration, |_| "/api/v1/me".into()).await?;
-        let mut uploaded = Vec::new();
-        // By the creators in turn: an author may have only a few videos processing at once.
-        for n in 0..options.transcodes {
-            let token = creators[n % creators.len()].1.clone();
-            uploaded.push((upload(&client, &base, &token, &large).await?, token));
-            eprintln!("uploaded large clip {}/{}", n + 1, options.transcodes);
-        }
-        let mut published = Vec::new();
-        for (n, (upload_id, token)) in uploaded.iter().enumerate() {
-            let caption = format!("Large clip {n} #bench");
-            published.push((publish(&client, &base, token, upload_id, &caption).await?, Instant::now(), token.clone()));
-        }
-        let watchers: Vec<_> = published
-            .iter()
-            .map(|(id, at, token)| {
-                // Polled by its author: until it is ready, only the author sees it.
-                let (client, base, token, id, at) = (client.clone(), base.clone(), token.clone(), id.clone(), *at);
-                tokio::spawn(async move {
-                    let status = settle(&client, &base, &token, &id, Duration::from_millis(100)).await?;
-                    anyhow::ensure!(status == "ready", "video {id} ended {status}");
-                    anyhow::Ok((at, Instant::now()))
-                })
-            })
-            .collect();
-        // The transcoder polls once a second: give it time to claim the first job.
-        let pid = server.pid();
-        let claimed_by = Instant::now() + Duration::from_secs(10);
-        while ffmpeg_children(pid) == 0 && Instant::now() < claimed_by {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let sampling = Arc::new(AtomicBool::new(true));
-        let sampler = {
-            let sampling = sampling.clone();
-            tokio::task::spawn_blocking(move || {
-                let (mut samples, mut busy, mut most) = (0u64, 0u64, 0usize);
-                while sampling.load(Ordering::Relaxed) {
-                    let running = ffmpeg_children(pid);
-                    samples += 1;
-                    busy += u64::from(running > 0);
-                    most = most.max(running);
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                (busy as f64 / samples.max(1) as f64, most)
-            })
-        };
-        let busy = drive_get(&client, &base, &me_tokens, options.clients, duration, |_| "/api/v1/me".into()).await?;
-        sampling.store(false, Ordering::Relaxed);
-        let (covered, most_ffmpeg) = sampler.await?;
-        let mut transcoded = Vec::new();
-        for watcher in watchers {
-            transcoded.push(watcher.await??);
-        }
-        let first_published = published.iter().map(|(_, at, _)| *at).min().context("no videos")?;
-
-        println!("| backend | GET /api/v1/me, {} clients, {} s | requests/s | p50 | p99 | ratio of requests/s to idle | ratio of p99 to idle |", options.clients, options.duration);
-        println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
-        for (name, measured) in [
-            ("idle (baseline)".to_string(), &idle),
-            (
-                format!(
-                    "transcoding {} × {} s 1280x720 (ffmpeg running {:.0}% of the window, at most {} at once)",
-                    options.transcodes,
-                    options.clip_seconds,
-                    covered * 100.0,
-                    most_ffmpeg
-                ),
-                &busy,
-            ),
-        ] {
-            println!(
-                "| {backend} | {name} | {:.0} | {} | {} | {:.2} | {:.2} |",
-                measured.per_second,
-                ms(measured.latency.value_at_quantile(0.5)),
-                ms(measured.latency.value_at_quantile(0.99)),
-                measured.per_second / idle.per_second,
-                measured.latency.value_at_quantile(0.99) as f64 / idle.latency.value_at_quantile(0.99).max(1) as f64,
-            );
-        }
-        println!();
-        println!(
-            "Transcodes ({}-second 1280x720 H.264 → 720p + 360p ladder, PLAZA_VIDEO_TRANSCODE_CONCURRENCY={}), published back to back:",
-            options.clip_seconds, options.transcode_concurrency
-        );
-        println!();
-        println!("| video | publish → ready | ready after the first publish | its own transcode (ready − max(publish, previous ready)) |");
-        println!("| ---: | ---: | ---: | ---: |");
-        let mut previous_ready = first_published;
-        let mut order: Vec<_> = transcoded.iter().enumerate().collect();
-        order.sort_by_key(|(_, (_, ready))| *ready);
-        for (n, (at, ready)) in order {
-            let own = ready.duration_since((*at).max(previous_ready));
-            println!(
-                "| {} | {:.1} s | {:.1} s | {} |",
-                n + 1,
-                ready.duration_since(*at).as_secs_f64(),
-                ready.duration_since(first_published).as_secs_f64(),
-                if options.transcode_concurrency == 1 { format!("{:.1} s", own.as_secs_f64()) } else { "—".into() }
-            );
-            previous_ready = *ready;
-        }
-        println!();
+        transcoding_under_load(&options, backend, &client, &server, &me.1, &creators, &large).await?;
     }
 
     // 2. The catalogue, then the viewers, then the feeds.
@@ -264,6 +162,138 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `GET /me` on the idle server (the baseline), then right after publishing the large
+/// clips, with the window sampled for the server's ffmpeg children; and each video's
+/// publish → ready time.
+async fn transcoding_under_load(
+    options: &Options,
+    backend: &str,
+    client: &reqwest::Client,
+    server: &PlazaServer,
+    me_token: &str,
+    creators: &[(String, String)],
+    large: &[u8],
+) -> anyhow::Result<()> {
+    let (base, duration) = (server.base.clone(), Duration::from_secs(options.duration));
+    let me_tokens = Arc::new(vec![me_token.to_string()]);
+    let idle = drive_get(client, &base, &me_tokens, options.clients, duration, |_| "/api/v1/me".into()).await?;
+    let mut uploaded = Vec::new();
+    // By the creators in turn: an author may have only a few videos processing at once.
+    for n in 0..options.transcodes {
+        let token = creators[n % creators.len()].1.clone();
+        uploaded.push((upload(client, &base, &token, large).await?, token));
+        eprintln!("uploaded large clip {}/{}", n + 1, options.transcodes);
+    }
+    let mut published = Vec::new();
+    for (n, (upload_id, token)) in uploaded.iter().enumerate() {
+        let caption = format!("Large clip {n} #bench");
+        published.push((publish(client, &base, token, upload_id, &caption).await?, Instant::now(), token.clone()));
+    }
+    let watchers: Vec<_> = published
+        .iter()
+        .map(|(id, at, token)| {
+            // Polled by its author: until it is ready, only the author sees it.
+            let (client, base, token, id, at) = (client.clone(), base.clone(), token.clone(), id.clone(), *at);
+            tokio::spawn(async move {
+                let status = settle(&client, &base, &token, &id, Duration::from_millis(100)).await?;
+                anyhow::ensure!(status == "ready", "video {id} ended {status}");
+                anyhow::Ok((at, Instant::now()))
+            })
+        })
+        .collect();
+    // The transcoder polls once a second: give it time to claim the first job.
+    let pid = server.pid();
+    let claimed_by = Instant::now() + Duration::from_secs(10);
+    while ffmpeg_children(pid) == 0 && Instant::now() < claimed_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::task::spawn_blocking(move || {
+            let (mut samples, mut busy, mut most) = (0u64, 0u64, 0usize);
+            while sampling.load(Ordering::Relaxed) {
+                let running = ffmpeg_children(pid);
+                samples += 1;
+                busy += u64::from(running > 0);
+                most = most.max(running);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (busy as f64 / samples.max(1) as f64, most)
+        })
+    };
+    let busy = drive_get(client, &base, &me_tokens, options.clients, duration, |_| "/api/v1/me".into()).await?;
+    sampling.store(false, Ordering::Relaxed);
+    let (covered, most_ffmpeg) = sampler.await?;
+    let mut transcoded = Vec::new();
+    for watcher in watchers {
+        transcoded.push(watcher.await??);
+    }
+    let first_published = published.iter().map(|(_, at, _)| *at).min().context("no videos")?;
+
+    print_transcoding(options, backend, &idle, &busy, (covered, most_ffmpeg), first_published, &transcoded);
+    Ok(())
+}
+
+/// The tables of the transcoding run: GET /me idle and busy, and each transcode.
+fn print_transcoding(
+    options: &Options,
+    backend: &str,
+    idle: &Measured,
+    busy: &Measured,
+    (covered, most_ffmpeg): (f64, usize),
+    first_published: Instant,
+    transcoded: &[(Instant, Instant)],
+) {
+    println!("| backend | GET /api/v1/me, {} clients, {} s | requests/s | p50 | p99 | ratio of requests/s to idle | ratio of p99 to idle |", options.clients, options.duration);
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, measured) in [
+        ("idle (baseline)".to_string(), idle),
+        (
+            format!(
+                "transcoding {} × {} s 1280x720 (ffmpeg running {:.0}% of the window, at most {} at once)",
+                options.transcodes,
+                options.clip_seconds,
+                covered * 100.0,
+                most_ffmpeg
+            ),
+            busy,
+        ),
+    ] {
+        println!(
+            "| {backend} | {name} | {:.0} | {} | {} | {:.2} | {:.2} |",
+            measured.per_second,
+            ms(measured.latency.value_at_quantile(0.5)),
+            ms(measured.latency.value_at_quantile(0.99)),
+            measured.per_second / idle.per_second,
+            measured.latency.value_at_quantile(0.99) as f64 / idle.latency.value_at_quantile(0.99).max(1) as f64,
+        );
+    }
+    println!();
+    println!(
+        "Transcodes ({}-second 1280x720 H.264 → 720p + 360p ladder, PLAZA_VIDEO_TRANSCODE_CONCURRENCY={}), published back to back:",
+        options.clip_seconds, options.transcode_concurrency
+    );
+    println!();
+    println!("| video | publish → ready | ready after the first publish | its own transcode (ready − max(publish, previous ready)) |");
+    println!("| ---: | ---: | ---: | ---: |");
+    let mut previous_ready = first_published;
+    let mut order: Vec<_> = transcoded.iter().enumerate().collect();
+    order.sort_by_key(|(_, (_, ready))| *ready);
+    for (n, (at, ready)) in order {
+        let own = ready.duration_since((*at).max(previous_ready));
+        println!(
+            "| {} | {:.1} s | {:.1} s | {} |",
+            n + 1,
+            ready.duration_since(*at).as_secs_f64(),
+            ready.duration_since(first_published).as_secs_f64(),
+            if options.transcode_concurrency == 1 { format!("{:.1} s", own.as_secs_f64()) } else { "—".into() }
+        );
+        previous_ready = *ready;
+    }
+    println!();
 }
 
 /// Makes a clip with ffmpeg's test sources (H.264/AAC, 4:2:0) and returns its bytes.
