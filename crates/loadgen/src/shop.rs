@@ -112,36 +112,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         None => None,
     };
 
-    println!("| backend | path | buyers | units | clients | sell-out | orders/s | p50 ok | p99 ok | p50 sold out | p99 sold out | errors | ratio to naive |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    let ratio = baseline
-        .as_ref()
-        .map_or("—".to_string(), |naive| format!("{:.1}×", sold.orders_per_second / naive.orders_per_second));
-    println!(
-        "| {backend} | POST /orders (flash sale, group commit) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
-        options.buyers,
-        options.units,
-        options.clients,
-        sold.sell_out.as_secs_f64(),
-        sold.orders_per_second,
-        ms(sold.ok.value_at_quantile(0.5)),
-        ms(sold.ok.value_at_quantile(0.99)),
-        ms(sold.sold_out.value_at_quantile(0.5)),
-        ms(sold.sold_out.value_at_quantile(0.99)),
-        sold.errors,
-    );
-    if let Some(naive) = &baseline {
-        println!(
-            "| postgres | naive: one transaction per order, SELECT … FOR UPDATE on the stock row (no HTTP) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | — | — | 0 | 1.0× |",
-            options.buyers,
-            options.units,
-            options.clients,
-            naive.sell_out.as_secs_f64(),
-            naive.orders_per_second,
-            ms(naive.ok.value_at_quantile(0.5)),
-            ms(naive.ok.value_at_quantile(0.99)),
-        );
-    }
+    print_sale(&options, backend, &sold, baseline.as_ref());
     println!();
     println!(
         "Check: {paid} paid orders holding {held} (expected {} and {}), {remaining} units left, ledger {}: {}.",
@@ -175,6 +146,39 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     store.close().await;
     anyhow::ensure!(exact, "the flash sale's check failed");
     Ok(())
+}
+
+/// The flash sale's row, beside the naive baseline's on PostgreSQL.
+fn print_sale(options: &Options, backend: &str, sold: &Sold, baseline: Option<&Sold>) {
+    println!("| backend | path | buyers | units | clients | sell-out | orders/s | p50 ok | p99 ok | p50 sold out | p99 sold out | errors | ratio to naive |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let ratio =
+        baseline.map_or("—".to_string(), |naive| format!("{:.1}×", sold.orders_per_second / naive.orders_per_second));
+    println!(
+        "| {backend} | POST /orders (flash sale, group commit) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
+        options.buyers,
+        options.units,
+        options.clients,
+        sold.sell_out.as_secs_f64(),
+        sold.orders_per_second,
+        ms(sold.ok.value_at_quantile(0.5)),
+        ms(sold.ok.value_at_quantile(0.99)),
+        ms(sold.sold_out.value_at_quantile(0.5)),
+        ms(sold.sold_out.value_at_quantile(0.99)),
+        sold.errors,
+    );
+    if let Some(naive) = baseline {
+        println!(
+            "| postgres | naive: one transaction per order, SELECT … FOR UPDATE on the stock row (no HTTP) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | — | — | 0 | 1.0× |",
+            options.buyers,
+            options.units,
+            options.clients,
+            naive.sell_out.as_secs_f64(),
+            naive.orders_per_second,
+            ms(naive.ok.value_at_quantile(0.5)),
+            ms(naive.ok.value_at_quantile(0.99)),
+        );
+    }
 }
 
 pub(crate) fn ms(micros: u64) -> String {
