@@ -181,6 +181,162 @@ fn words(text: String) -> Vec<(usize, String)> {
     words
 }
 
+/// A function whose body spans more lines than the bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LongFunction {
+    pub name: String,
+    /// The 1-based line of its `fn`.
+    pub line: usize,
+    /// Lines from its `fn` to its closing brace, both included.
+    pub lines: usize,
+}
+
+/// Every function (free, method, nested or in a test) of a Rust source file that spans
+/// more than `max_lines`, from its `fn` keyword to its closing brace. Comments, strings
+/// and character literals are blanked first, so a brace inside them does not count.
+pub fn long_functions(source: &str, max_lines: usize) -> Vec<LongFunction> {
+    let code: Vec<char> = code_only(source).chars().collect();
+    let line_at = |at: usize| 1 + code[..at].iter().filter(|c| **c == '\n').count();
+    let mut found = Vec::new();
+    let mut at = 0;
+    while at + 2 < code.len() {
+        let is_keyword = code[at] == 'f'
+            && code[at + 1] == 'n'
+            && code[at + 2].is_whitespace()
+            && (at == 0 || !is_identifier(code[at - 1]));
+        if !is_keyword {
+            at += 1;
+            continue;
+        }
+        let name_start = (at + 2..code.len()).find(|&next| !code[next].is_whitespace()).unwrap_or(code.len());
+        let name_end = (name_start..code.len()).find(|&next| !is_identifier(code[next])).unwrap_or(code.len());
+        let name: String = code[name_start..name_end].iter().collect();
+        // A declaration without a body (in a trait or an extern block) ends at `;`.
+        let Some(open) = (name_end..code.len()).find(|&next| code[next] == '{' || code[next] == ';') else { break };
+        if name.is_empty() || code[open] == ';' {
+            at = name_end;
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut close = open;
+        for (offset, c) in code[open..].iter().enumerate() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                close = open + offset;
+                break;
+            }
+        }
+        let (first, last) = (line_at(at), line_at(close));
+        if last - first + 1 > max_lines {
+            found.push(LongFunction { name, line: first, lines: last - first + 1 });
+        }
+        // Nested functions are measured on their own as the scan goes on.
+        at = name_end;
+    }
+    found
+}
+
+/// Lines of a source file, counted as an editor shows them.
+pub fn line_count(source: &str) -> usize {
+    source.lines().count()
+}
+
+fn is_identifier(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The source with comments, string literals (plain, byte and raw) and character
+/// literals replaced by spaces, keeping every newline so line numbers still match.
+/// Lifetimes (`'a`) are kept: a quote not closed within a character's reach is one.
+fn code_only(source: &str) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let blank = |out: &mut String, text: &[char]| {
+        out.extend(text.iter().map(|c| if *c == '\n' { '\n' } else { ' ' }));
+    };
+    let mut at = 0;
+    while at < chars.len() {
+        let rest = &chars[at..];
+        let previous_is_identifier = at > 0 && is_identifier(chars[at - 1]);
+        let end = if rest.starts_with(&['/', '/']) {
+            at + rest.iter().position(|c| *c == '\n').unwrap_or(rest.len())
+        } else if rest.starts_with(&['/', '*']) {
+            at + block_comment_length(rest)
+        } else if let Some(length) = raw_string_length(rest).filter(|_| !previous_is_identifier) {
+            at + length
+        } else if rest[0] == '"' || (rest.starts_with(&['b', '"']) && !previous_is_identifier) {
+            let open = if rest[0] == 'b' { 1 } else { 0 };
+            let mut next = open + 1;
+            while next < rest.len() && rest[next] != '"' {
+                next += if rest[next] == '\\' { 2 } else { 1 };
+            }
+            at + (next + 1).min(rest.len())
+        } else if rest[0] == '\'' {
+            at + character_length(rest).unwrap_or(1)
+        } else {
+            out.push(rest[0]);
+            at += 1;
+            continue;
+        };
+        if rest[0] == '\'' && end == at + 1 {
+            out.push('\'');
+        } else {
+            blank(&mut out, &chars[at..end]);
+        }
+        at = end;
+    }
+    out
+}
+
+fn block_comment_length(rest: &[char]) -> usize {
+    let (mut depth, mut at) = (0usize, 0);
+    while at < rest.len() {
+        if rest[at..].starts_with(&['/', '*']) {
+            depth += 1;
+            at += 2;
+        } else if rest[at..].starts_with(&['*', '/']) {
+            depth -= 1;
+            at += 2;
+            if depth == 0 {
+                return at;
+            }
+        } else {
+            at += 1;
+        }
+    }
+    rest.len()
+}
+
+/// `r"…"`, `r#"…"#` and `br#"…"#`, with as many hashes closing as opening.
+fn raw_string_length(rest: &[char]) -> Option<usize> {
+    let start = match rest {
+        ['r', ..] => 1,
+        ['b', 'r', ..] => 2,
+        _ => return None,
+    };
+    let hashes = rest[start..].iter().take_while(|c| **c == '#').count();
+    if rest.get(start + hashes) != Some(&'"') {
+        return None;
+    }
+    let body = start + hashes + 1;
+    let close: Vec<char> = std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
+    let length = (body..rest.len()).find(|&at| rest[at..].starts_with(&close)).map_or(rest.len(), |at| at + close.len());
+    Some(length)
+}
+
+/// `'x'`, `'\n'`, `'\u{1F600}'`; `None` for a lifetime or a label.
+fn character_length(rest: &[char]) -> Option<usize> {
+    match rest {
+        ['\'', '\\', ..] => rest.iter().skip(3).position(|c| *c == '\'').map(|at| at + 4).filter(|length| *length <= 12),
+        ['\'', _, '\'', ..] => Some(3),
+        _ => None,
+    }
+}
+
 /// The text of the first fenced block whose info string is `info`.
 fn fenced_block<'a>(markdown: &'a str, info: &str) -> Option<&'a str> {
     let opening = format!("```{info}\n");
@@ -276,4 +432,39 @@ mod tests {
         assert_eq!(owners.get("media").map(String::as_str), Some("plaza-media"));
         assert_eq!(owners.len(), 2);
     }
+
+    #[test]
+    fn a_function_is_measured_from_fn_to_its_closing_brace() {
+        let source = "fn short() {\n    one();\n}\n\nfn long() {\n    a();\n    b();\n    c();\n}\n";
+        assert_eq!(long_functions(source, 3), vec![LongFunction { name: "long".into(), line: 5, lines: 5 }]);
+        assert!(long_functions(source, 5).is_empty());
+    }
+
+    #[test]
+    fn braces_in_strings_comments_and_characters_do_not_count() {
+        let source = "fn tricky<'a>(x: &'a str) {\n    let s = \"}}}\"; // }\n    let c = '}';\n    \
+                      let r = r#\"}\"#; /* } */\n}\nfn after() {\n    a();\n    b();\n}\n";
+        let found = long_functions(source, 3);
+        assert_eq!(found, vec![
+            LongFunction { name: "tricky".into(), line: 1, lines: 5 },
+            LongFunction { name: "after".into(), line: 6, lines: 4 },
+        ]);
+    }
+
+    #[test]
+    fn declarations_without_bodies_and_fn_types_are_not_functions() {
+        let source = "trait T {\n    fn declared(&self);\n}\ntype F = fn(u32) -> u32;\nfn body() {\n}\n";
+        assert!(long_functions(source, 1).iter().all(|function| function.name == "body"));
+        assert_eq!(long_functions(source, 1).len(), 1);
+    }
+
+
+    #[test]
+    fn an_escaped_quote_or_backslash_character_is_one_literal() {
+        let source = "fn quotes() {\n    let q = '\\'';\n    let b = '\\\\';\n    let brace = '{';\n}\nfn next() {\n}\n";
+        let names: Vec<(String, usize)> =
+            long_functions(source, 1).into_iter().map(|function| (function.name, function.lines)).collect();
+        assert_eq!(names, [("quotes".to_string(), 5), ("next".to_string(), 2)]);
+    }
+
 }
