@@ -6,6 +6,7 @@
 mod chat;
 mod hashing;
 mod me;
+mod miniapps;
 mod rides;
 mod server;
 mod shop;
@@ -193,6 +194,10 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         feed_clients: usize,
     },
+    /// Mini-apps over HTTP: the token endpoint (code exchange and refresh), a payment end to
+    /// end (create, confirm, webhook) at a steady rate, and webhooks while some receivers
+    /// are slow; GET /me from as many clients in the same run is the baseline.
+    Miniapps(miniapps::Options),
     /// For You in-process: ranking quality in a simulator with hidden tastes (against
     /// random, most-popular, chronological and an oracle in the same run), and `for_you`
     /// latency over a large catalogue against `video` by id and `following_feed`.
@@ -362,6 +367,10 @@ async fn main() -> anyhow::Result<()> {
                 feed_clients,
             })
             .await
+        }
+        Command::Miniapps(options) => {
+            let quick = options.quick;
+            miniapps::run(if quick { options.quick() } else { options }).await
         }
         Command::VideoRanking {
             database_url,
