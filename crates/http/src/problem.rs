@@ -187,6 +187,10 @@ pub enum ErrorCode {
     RefundExceedsPayment,
     /// No such webhook delivery for that app.
     WebhookDeliveryNotFound,
+    /// No such live room, or one not live yet that is not the caller's.
+    LiveRoomNotFound,
+    /// A live room shows only products of its host's own shop.
+    ProductNotInShop,
     /// A bug or an unexpected failure; logged with the request id.
     Internal,
 }
@@ -275,6 +279,8 @@ impl ErrorCode {
             Self::OutTradeNoTaken => StatusCode::CONFLICT,
             Self::RefundExceedsPayment => StatusCode::CONFLICT,
             Self::WebhookDeliveryNotFound => StatusCode::NOT_FOUND,
+            Self::LiveRoomNotFound => StatusCode::NOT_FOUND,
+            Self::ProductNotInShop => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -369,6 +375,8 @@ impl ErrorCode {
             Self::OutTradeNoTaken => "out_trade_no_taken",
             Self::RefundExceedsPayment => "refund_exceeds_payment",
             Self::WebhookDeliveryNotFound => "webhook_delivery_not_found",
+            Self::LiveRoomNotFound => "live_room_not_found",
+            Self::ProductNotInShop => "product_not_in_shop",
             Self::Internal => "internal",
         }
     }
@@ -464,6 +472,8 @@ impl ErrorCode {
             Self::OutTradeNoTaken => "This out_trade_no is already used",
             Self::RefundExceedsPayment => "Refunds cannot exceed the payment",
             Self::WebhookDeliveryNotFound => "No such webhook delivery",
+            Self::LiveRoomNotFound => "No such live room",
+            Self::ProductNotInShop => "The product is not sold by your shop",
             Self::Internal => "Something went wrong on our side",
         }
     }
@@ -558,6 +568,8 @@ impl ErrorCode {
         Self::OutTradeNoTaken,
         Self::RefundExceedsPayment,
         Self::WebhookDeliveryNotFound,
+        Self::LiveRoomNotFound,
+        Self::ProductNotInShop,
         Self::Internal,
     ];
 }

@@ -43,6 +43,7 @@ pub struct AppState {
     pub shop: ShopHandle,
     pub miniapps: MiniApps,
     pub video: VideoHandle,
+    pub live: plaza_live::LiveHandle,
     pub gateway: GatewayConfig,
     pub sockets: crate::gateway::UserSockets,
     pub openapi_json: Arc<String>,
@@ -68,6 +69,8 @@ pub struct Services {
     pub shop: ShopHandle,
     pub miniapps: MiniApps,
     pub video: VideoHandle,
+    /// Live rooms; every node serves their playback, and ingests when it listens for RTMP.
+    pub live: plaza_live::LiveHandle,
 }
 
 /// Every service's migrations, in dependency order.
@@ -82,6 +85,7 @@ pub fn migrations() -> Vec<plaza_store::Migration> {
         plaza_shop::MIGRATIONS,
         plaza_miniapps::MIGRATIONS,
         plaza_video::MIGRATIONS,
+        plaza_live::MIGRATIONS,
     ]
     .concat()
 }
@@ -199,12 +203,21 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         media.object_store(),
         config.video.clone(),
     );
+    // Live rooms keep their segments and playlists in the same object store, so any node
+    // serves playback of a room ingested on any node.
+    let live = plaza_live::LiveHandle::new(
+        store.clone(),
+        accounts.clone(),
+        shop.clone(),
+        media.object_store(),
+        plaza_live::LiveConfig { work_dir: config.data_dir.join("live-work"), rtmp_addr: None, ..Default::default() },
+    );
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));
     chat.register_card_source("product", Arc::new(plaza_shop::ProductCards(shop.clone())));
     chat.register_card_source("group_buy", Arc::new(plaza_shop::GroupBuyCards(shop.clone())));
     chat.register_card_source("video", Arc::new(plaza_video::VideoCards(video.clone())));
-    Ok(Services { store, accounts, events, chat, wallet, rides, shop, miniapps, media, video })
+    Ok(Services { store, accounts, events, chat, wallet, rides, shop, miniapps, media, video, live })
 }
 
 #[derive(OpenApi)]
@@ -217,6 +230,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         (name = "rides", description = "Drivers, quotes, ride requests, offers and trips"),
         (name = "shop", description = "Shops, products, catalogue search and orders paid into escrow"),
         (name = "video", description = "Short videos: publishing tus uploads, playback, the For You and Following feeds, likes, comments and shares (the tus upload protocol itself is at /api/v1/videos/uploads, outside this document)"),
+        (name = "live", description = "Live rooms: creating one with the host's products, the stream key for RTMP ingest, live now and replays (HLS playback is at /live/{room_id}/index.m3u8 at the server's root, outside this document)"),
         (name = "miniapps", description = "Third-party apps: registration, the directory and the apps a user let in (OAuth 2.0 and OpenID Connect endpoints are described by /.well-known/openid-configuration)"),
         (name = "realtime", description = "The WebSocket gateway and its events over HTTP"),
         (name = "client", description = "Settings the web client reads from the server (maps, ride rules)"),
@@ -233,7 +247,7 @@ pub fn router(
     client: crate::client::ClientConfig,
     metrics: Option<ops::MetricsAccess>,
 ) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides, shop, miniapps, video, .. } = services;
+    let Services { store, accounts, events, chat, wallet, rides, shop, miniapps, video, live, .. } = services;
     let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
@@ -247,6 +261,7 @@ pub fn router(
         shop,
         miniapps,
         video,
+        live,
         gateway,
         sockets: Default::default(),
         openapi_json: Arc::new(String::new()),
@@ -260,6 +275,7 @@ pub fn router(
         .nest("/api/v1", plaza_miniapps::router(state.miniapps.clone()))
         .nest("/api/v1", plaza_miniapps::share_router(state.miniapps.clone()))
         .nest("/api/v1", plaza_video::router(state.video.clone()))
+        .nest("/api/v1", plaza_live::router(state.live.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
         .merge(ops::router(state.store.clone(), metrics))
@@ -269,6 +285,8 @@ pub fn router(
     api.merge(docs::router(state.clone()))
         // OpenID Connect discovery lives at the root, beside the issuer, not under /api/v1.
         .merge(plaza_miniapps::discovery_router(state.miniapps.clone()))
+        // Live playback (HLS) lives at the root: `/live/{room_id}/index.m3u8`.
+        .merge(plaza_live::playback_router(state.live.clone()))
         // The mini-app SDK, a static script apps load from any origin.
         .merge(plaza_miniapps::sdk_router())
         // Paths under `/api/` that no route claims stay problem+json 404s; anything else

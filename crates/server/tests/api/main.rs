@@ -16,6 +16,7 @@ mod cluster;
 mod edge;
 mod http;
 mod limits;
+mod live;
 mod media;
 mod miniapps;
 mod miniapps_share;

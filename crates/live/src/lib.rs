@@ -1,0 +1,27 @@
+//! Plaza live shopping: a host creates a room with products of their shop, streams into
+//! it from OBS or ffmpeg over RTMP, and viewers play it as HLS from any node.
+//!
+//! The main design choice is **Plaza's own RTMP listener in front of a per-room ffmpeg**.
+//! Debian's ffmpeg can listen for RTMP itself, but then accepts any stream key, so the
+//! publish side of RTMP (handshake, chunk stream, AMF0 commands) is parsed here
+//! (`rtmp/`): the key in `publish` is checked against the room's stored digest before
+//! any media is read, and only then are the audio and video messages remuxed into FLV
+//! and piped into an ffmpeg that cuts 1 s HLS segments, copying H.264/AAC. Plaza, not
+//! ffmpeg, numbers the segments and writes the playlists (`playlist.rs`), into the object
+//! store, because a room outlives its ingest sessions: a reconnect within
+//! `PLAZA_LIVE_IDLE_END_SECONDS` continues the same recording after a discontinuity, and
+//! the ended playlist is the replay.
+
+mod migrations;
+pub mod model;
+pub mod playlist;
+mod rooms;
+pub mod routes;
+mod service;
+mod storage;
+
+pub use migrations::MIGRATIONS;
+pub use model::{RoomStatus, StreamKey};
+pub use rooms::RoomList;
+pub use routes::{playback_router, router};
+pub use service::{LiveConfig, LiveError, LiveHandle, Room, RoomWithKey};

@@ -1,0 +1,53 @@
+use plaza_store::Migration;
+
+/// The live service's schema, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    service: "live",
+    version: 1,
+    name: "live rooms, their products and their HLS segments",
+    sqlite: SCHEMA,
+    postgres: SCHEMA,
+}];
+
+/// One text for both engines. A room's ingest is held by one node at a time through
+/// `ingest_node`/`ingest_until` (a lease renewed while media flows), and `last_media_at`
+/// is what the idle end is measured from. The segments are the recording: a reconnect
+/// appends to them (its first one marked as a discontinuity), and the replay's playlist is
+/// written from them.
+const SCHEMA: &str = r#"
+    CREATE TABLE live_rooms (
+        id TEXT PRIMARY KEY,
+        host_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        cover_media_id TEXT,
+        status TEXT NOT NULL CHECK (status IN ('created', 'live', 'ended')),
+        stream_key_digest TEXT NOT NULL,
+        viewers BIGINT NOT NULL DEFAULT 0 CHECK (viewers >= 0),
+        likes BIGINT NOT NULL DEFAULT 0 CHECK (likes >= 0),
+        pinned_product_id TEXT,
+        ingest_node TEXT,
+        ingest_until BIGINT,
+        last_media_at BIGINT,
+        created_at BIGINT NOT NULL,
+        started_at BIGINT,
+        ended_at BIGINT
+    );
+    CREATE UNIQUE INDEX live_rooms_stream_key ON live_rooms (stream_key_digest);
+    CREATE INDEX live_rooms_status ON live_rooms (status, viewers);
+    CREATE INDEX live_rooms_ended ON live_rooms (status, ended_at);
+    CREATE INDEX live_rooms_host ON live_rooms (host_id, created_at);
+    CREATE TABLE live_room_products (
+        room_id TEXT NOT NULL REFERENCES live_rooms (id) ON DELETE CASCADE,
+        product_id TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        PRIMARY KEY (room_id, product_id)
+    );
+    CREATE TABLE live_segments (
+        room_id TEXT NOT NULL REFERENCES live_rooms (id) ON DELETE CASCADE,
+        seq BIGINT NOT NULL CHECK (seq >= 0),
+        duration_ms BIGINT NOT NULL CHECK (duration_ms >= 0),
+        discontinuity BIGINT NOT NULL CHECK (discontinuity IN (0, 1)),
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (room_id, seq)
+    );
+"#;

@@ -1,0 +1,171 @@
+//! The live handle, its settings and its errors. No HTTP here.
+
+use crate::model::RoomStatus;
+use object_store::ObjectStore;
+use plaza_accounts::{Accounts, AccountsError, User};
+use plaza_kernel::Timestamp;
+use plaza_shop::{ShopError, ShopHandle};
+use plaza_store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tunables of the live service (`PLAZA_LIVE_*`).
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Where the RTMP listener binds (`PLAZA_LIVE_RTMP_ADDR`, `127.0.0.1:1935`); `None`
+    /// runs no ingest on this node.
+    pub rtmp_addr: Option<SocketAddr>,
+    /// The RTMP base URL hosts are told to publish to, without the key
+    /// (`PLAZA_LIVE_RTMP_PUBLIC_URL`); by default `rtmp://{the bound address}/live`.
+    pub rtmp_public_url: Option<String>,
+    /// Rooms this node ingests at once (`PLAZA_LIVE_ROOMS_MAX`, 4): each is an ffmpeg.
+    pub rooms_max: usize,
+    /// How long a live room waits for media after it stopped before it ends
+    /// (`PLAZA_LIVE_IDLE_END_SECONDS`, 60); a reconnect within it continues the room.
+    pub idle_end: Duration,
+    /// Where each ingest's ffmpeg writes its segments before they go to the object store.
+    pub work_dir: PathBuf,
+    /// The niceness ffmpeg runs at, so requests are served first.
+    pub niceness: i32,
+    /// The target length of an HLS segment.
+    pub segment_duration: Duration,
+    /// Segments in the live playlist's window.
+    pub live_window_segments: usize,
+    /// How long a publisher may take from connecting to `publish`.
+    pub handshake_timeout: Duration,
+    /// A publisher silent this long is disconnected (the room then waits `idle_end`).
+    pub media_timeout: Duration,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            rtmp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
+            rtmp_public_url: None,
+            rooms_max: 4,
+            idle_end: Duration::from_secs(60),
+            work_dir: std::env::temp_dir().join("plaza-live"),
+            niceness: 10,
+            segment_duration: Duration::from_secs(1),
+            live_window_segments: 6,
+            handshake_timeout: Duration::from_secs(10),
+            media_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What can go wrong, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("no such live room")]
+    RoomNotFound,
+    #[error("only the host may {action}")]
+    NotHost { action: &'static str },
+    #[error("no such product: {product_id}")]
+    ProductNotFound { product_id: String },
+    #[error("product {product_id} is not sold by the host's shop")]
+    ProductNotInShop { product_id: String },
+    #[error("the room is {status:?}; it cannot {action}")]
+    InvalidTransition { status: RoomStatus, action: &'static str },
+    #[error("no such file")]
+    FileNotFound,
+    #[error("accounts: {0}")]
+    Accounts(#[from] AccountsError),
+    #[error("shop: {0}")]
+    Shop(ShopError),
+    #[error("object storage: {0}")]
+    Storage(#[from] object_store::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> LiveError {
+    LiveError::InvalidField { field, reason: reason.into() }
+}
+
+/// A room as anyone may see it (the stream key is never part of it).
+#[derive(Debug, Clone)]
+pub struct Room {
+    pub id: String,
+    pub host: User,
+    pub title: String,
+    pub cover_media_id: Option<String>,
+    pub status: RoomStatus,
+    pub viewers: i64,
+    pub likes: i64,
+    /// The shop's `product` cards of the room's products, in the host's order.
+    pub products: Vec<serde_json::Value>,
+    pub pinned_product_id: Option<String>,
+    /// Whether any media was recorded (an ended room with segments has a replay).
+    pub has_recording: bool,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+}
+
+/// A room with its new stream key, for its host only.
+#[derive(Debug, Clone)]
+pub struct RoomWithKey {
+    pub room: Room,
+    pub stream_key: crate::model::StreamKey,
+    /// Where to publish, key included; `None` when no node of this deployment ingests.
+    pub rtmp_url: Option<String>,
+}
+
+/// The live service handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LiveHandle {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) accounts: Accounts,
+    pub(crate) shop: ShopHandle,
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) config: LiveConfig,
+    /// The address the RTMP listener bound (port 0 becomes a real port).
+    pub(crate) rtmp_bound: Mutex<Option<SocketAddr>>,
+    /// Room statuses recently read for playback (`rooms.rs`).
+    pub(crate) playback_statuses: Mutex<std::collections::HashMap<String, (RoomStatus, std::time::Instant)>>,
+}
+
+impl LiveHandle {
+    pub fn new(
+        store: Store,
+        accounts: Accounts,
+        shop: ShopHandle,
+        objects: Arc<dyn ObjectStore>,
+        config: LiveConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                accounts,
+                shop,
+                objects,
+                config,
+                rtmp_bound: Mutex::new(None),
+                playback_statuses: Mutex::new(Default::default()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &LiveConfig {
+        &self.inner.config
+    }
+
+    /// The RTMP URL a host publishes to, key excluded.
+    pub fn rtmp_base_url(&self) -> Option<String> {
+        if let Some(url) = &self.inner.config.rtmp_public_url {
+            return Some(url.trim_end_matches('/').to_string());
+        }
+        let bound = *self.inner.rtmp_bound.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bound.or(self.inner.config.rtmp_addr).map(|addr| format!("rtmp://{addr}/live"))
+    }
+}

@@ -1,0 +1,154 @@
+//! Live rooms over real HTTP, on SQLite and PostgreSQL: a host creates a room with
+//! products of their own shop and a secret stream key, rotates the key and ends the room;
+//! others see live rooms and replays, never a room not yet live, and bad input is refused
+//! with its code.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::shop::{open_shop, simple_product};
+use crate::support::{Db, TestServer};
+use serde_json::json;
+
+on_both_databases!(
+    a_host_creates_a_room_with_their_products_and_alone_sees_its_stream_key,
+    a_room_not_yet_live_is_its_hosts_alone_and_ending_it_twice_is_refused,
+    rotating_the_stream_key_gives_a_new_one_that_only_the_host_can_ask_for,
+    every_bad_room_is_refused_with_its_code_and_creates_nothing,
+);
+
+/// A host with a shop and one product; (token, user id, shop id, product id).
+async fn host_with_product(server: &TestServer, name: &str) -> (String, String, String, String) {
+    let (token, id) = server.register(name).await;
+    let shop_id = open_shop(server, &token, &format!("{name}'s shop")).await;
+    let (product_id, _) = simple_product(server, &token, &shop_id, "Tea cup", "Porcelain", 1200, 10).await;
+    (token, id, shop_id, product_id)
+}
+
+async fn a_host_creates_a_room_with_their_products_and_alone_sees_its_stream_key(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, host_id, _, product_id) = host_with_product(&server, "mia").await;
+    let created = server
+        .post("/api/v1/live/rooms", Some(&host), json!({"title": "  Spring tea  ", "product_ids": [product_id]}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let room = &created.body;
+    assert_eq!(room["title"], "Spring tea");
+    assert_eq!(room["status"], "created");
+    assert_eq!(room["host"]["id"], host_id);
+    assert_eq!(room["viewers"], 0);
+    assert_eq!(room["likes"], 0);
+    assert_eq!(room["products"][0]["id"], product_id);
+    assert_eq!(room["products"][0]["title"], "Tea cup");
+    assert!(room["playback"].is_null() && room["replay"].is_null() && room["started_at"].is_null());
+    let key = room["stream_key"].as_str().unwrap();
+    assert_eq!(key.len(), 64);
+    let rtmp_url = room["ingest"]["rtmp_url"].as_str();
+    if let Some(url) = rtmp_url {
+        assert!(url.starts_with("rtmp://") && url.ends_with(&format!("/live/{key}")), "{url}");
+    }
+    let id = room["id"].as_str().unwrap();
+    let fetched = server.get(&format!("/api/v1/live/rooms/{id}"), Some(&host)).await;
+    assert_eq!(fetched.status, 200, "{}", fetched.text);
+    assert!(fetched.body.get("stream_key").is_none(), "{}", fetched.text);
+    assert!(!fetched.text.contains(key), "the key is shown only at creation");
+    let mine = server.get("/api/v1/live/rooms?status=created", Some(&host)).await;
+    assert_eq!(mine.body["items"][0]["id"], id, "{}", mine.text);
+    let live_now = server.get("/api/v1/live/rooms", Some(&host)).await;
+    assert_eq!(live_now.body["items"], json!([]), "not live until media arrives: {}", live_now.text);
+    server.stop().await;
+}
+
+async fn a_room_not_yet_live_is_its_hosts_alone_and_ending_it_twice_is_refused(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, _) = server.register("host").await;
+    let (viewer, _) = server.register("viewer").await;
+    let created = server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Soon"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap();
+    server.get(&format!("/api/v1/live/rooms/{id}"), Some(&viewer)).await.assert_problem(404, "live_room_not_found");
+    server
+        .post(&format!("/api/v1/live/rooms/{id}/end"), Some(&viewer), json!({}))
+        .await
+        .assert_problem(404, "live_room_not_found");
+    let others = server.get("/api/v1/live/rooms?status=created", Some(&viewer)).await;
+    assert_eq!(others.body["items"], json!([]), "{}", others.text);
+    let playlist = server.get(&format!("/live/{id}/index.m3u8"), None).await;
+    playlist.assert_problem(404, "live_room_not_found");
+    server.get(&format!("/api/v1/live/rooms/{id}"), None).await.assert_problem(401, "unauthenticated");
+
+    let ended = server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    assert_eq!(ended.body["status"], "ended");
+    assert!(ended.body["ended_at"].is_string());
+    assert!(ended.body["replay"].is_null(), "nothing was recorded: {}", ended.text);
+    // An ended room is anyone's to see; one that never went live is not a replay.
+    let seen = server.get(&format!("/api/v1/live/rooms/{id}"), Some(&viewer)).await;
+    assert_eq!(seen.status, 200, "{}", seen.text);
+    server
+        .post(&format!("/api/v1/live/rooms/{id}/end"), Some(&viewer), json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    let again = server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    again.assert_problem(409, "invalid_transition");
+    let replays = server.get("/api/v1/live/rooms?status=ended", Some(&viewer)).await;
+    assert_eq!(replays.body["items"], json!([]), "{}", replays.text);
+    server.stop().await;
+}
+
+async fn rotating_the_stream_key_gives_a_new_one_that_only_the_host_can_ask_for(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, _) = server.register("host").await;
+    let (other, _) = server.register("other").await;
+    let created = server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Keys"})).await;
+    let id = created.body["id"].as_str().unwrap();
+    let first = created.body["stream_key"].as_str().unwrap();
+    let rotated = server.post(&format!("/api/v1/live/rooms/{id}/stream-key"), Some(&host), json!({})).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let second = rotated.body["stream_key"].as_str().unwrap();
+    assert_eq!(second.len(), 64);
+    assert_ne!(first, second);
+    let refused = server.post(&format!("/api/v1/live/rooms/{id}/stream-key"), Some(&other), json!({})).await;
+    refused.assert_problem(404, "live_room_not_found");
+    server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    let after_end = server.post(&format!("/api/v1/live/rooms/{id}/stream-key"), Some(&host), json!({})).await;
+    after_end.assert_problem(409, "invalid_transition");
+    server.stop().await;
+}
+
+async fn every_bad_room_is_refused_with_its_code_and_creates_nothing(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, _, _, own_product) = host_with_product(&server, "host").await;
+    let (_, _, _, foreign_product) = host_with_product(&server, "rival").await;
+    let (shopless, _) = server.register("shopless").await;
+    let cases = [
+        (&host, json!({"title": ""}), 422, "invalid_field"),
+        (&host, json!({"title": "x".repeat(101)}), 422, "invalid_field"),
+        (&host, json!({"title": "a\u{202e}b"}), 422, "invalid_field"),
+        (&host, json!({"title": 5}), 422, "invalid_field"),
+        (&host, json!({"title": "ok", "extra": 1}), 422, "invalid_field"),
+        (&host, json!({"title": "ok", "product_ids": [foreign_product]}), 422, "product_not_in_shop"),
+        (&host, json!({"title": "ok", "product_ids": [own_product, foreign_product]}), 422, "product_not_in_shop"),
+        (&shopless, json!({"title": "ok", "product_ids": [own_product]}), 422, "product_not_in_shop"),
+        (&host, json!({"title": "ok", "product_ids": ["01NOSUCHPRODUCT"]}), 404, "product_not_found"),
+        (&host, json!({"title": "ok", "product_ids": vec![own_product.clone(); 51]}), 422, "invalid_field"),
+        (&host, json!({"title": "ok", "cover_media_id": "../x"}), 422, "invalid_field"),
+    ];
+    for (token, body, status, code) in cases {
+        let reply = server.post("/api/v1/live/rooms", Some(token), body.clone()).await;
+        reply.assert_problem(status, code);
+        if code == "product_not_in_shop" || code == "product_not_found" {
+            assert_eq!(reply.body["field"], "product_ids", "{body}: {}", reply.text);
+        }
+    }
+    server.post("/api/v1/live/rooms", None, json!({"title": "ok"})).await.assert_problem(401, "unauthenticated");
+    for token in [&host, &shopless] {
+        let mine = server.get("/api/v1/live/rooms?status=created", Some(token)).await;
+        assert_eq!(mine.body["items"], json!([]), "{}", mine.text);
+    }
+    server.get("/api/v1/live/rooms?status=soon", Some(&host)).await.assert_problem(422, "invalid_field");
+    server.get("/api/v1/live/rooms?limit=0", Some(&host)).await.assert_problem(422, "invalid_field");
+    server.get("/api/v1/live/rooms?cursor=zz", Some(&host)).await.assert_problem(422, "invalid_field");
+    server.get("/api/v1/live/rooms/nosuchroom", Some(&host)).await.assert_problem(404, "live_room_not_found");
+    server.get("/live/nosuchroom/index.m3u8", None).await.assert_problem(404, "live_room_not_found");
+    server.get("/live/nosuchroom/../etc", None).await;
+    server.stop().await;
+}
