@@ -17,6 +17,7 @@ pub mod model;
 pub mod playlist;
 mod rooms;
 pub mod routes;
+pub mod rtmp;
 mod service;
 mod storage;
 

@@ -94,6 +94,7 @@ pub fn parse_ffmpeg_playlist(text: &str) -> Vec<(String, i64)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
