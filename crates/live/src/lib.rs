@@ -12,13 +12,16 @@
 //! `PLAZA_LIVE_IDLE_END_SECONDS` continues the same recording after a discontinuity, and
 //! the ended playlist is the replay.
 
+mod ingest;
 mod migrations;
 pub mod model;
+mod packager;
 pub mod playlist;
 mod rooms;
 pub mod routes;
 pub mod rtmp;
 mod service;
+mod sessions;
 mod storage;
 
 pub use migrations::MIGRATIONS;

@@ -317,6 +317,7 @@ impl LiveHandle {
         .execute(self.inner.store.write())
         .await?
         .rows_affected();
+        self.forget_playback_status(room_id);
         Ok(changed == 1)
     }
 }
@@ -326,31 +327,59 @@ impl LiveHandle {
     /// per node for a second, so viewers cost the database one read per room and second.
     pub(crate) async fn playback_status(&self, room_id: &str) -> Result<RoomStatus, LiveError> {
         let now = std::time::Instant::now();
-        if let Some((status, at)) = self.playback_cache().get(room_id).copied() {
-            if now.duration_since(at) < PLAYBACK_STATUS_TTL {
-                return Ok(status);
+        let generation = {
+            let cache = self.playback_cache();
+            if let Some((status, at)) = cache.rooms.get(room_id).copied() {
+                if now.duration_since(at) < PLAYBACK_STATUS_TTL {
+                    return Ok(status);
+                }
             }
+            cache.generation
+        };
+        let status = self.room_status(room_id).await?;
+        let mut cache = self.playback_cache();
+        // A status change on this node while the status was read invalidated the cache:
+        // what was read may be older than that change, so it is not kept.
+        if cache.generation == generation {
+            if cache.rooms.len() >= PLAYBACK_CACHE_ROOMS_MAX {
+                cache.rooms.retain(|_, (_, at)| now.duration_since(*at) < PLAYBACK_STATUS_TTL);
+                if cache.rooms.len() >= PLAYBACK_CACHE_ROOMS_MAX {
+                    cache.rooms.clear();
+                }
+            }
+            cache.rooms.insert(room_id.to_string(), (status, now));
         }
+        Ok(status)
+    }
+
+    /// A room's status as the database has it now.
+    pub(crate) async fn room_status(&self, room_id: &str) -> Result<RoomStatus, LiveError> {
         let row = sqlx::query("SELECT status FROM live_rooms WHERE id = $1")
             .bind(room_id)
             .fetch_optional(self.inner.store.read())
             .await?
             .ok_or(LiveError::RoomNotFound)?;
-        let status = RoomStatus::parse(&row.try_get::<String, _>("status")?).unwrap_or(RoomStatus::Ended);
-        let mut cache = self.playback_cache();
-        if cache.len() >= PLAYBACK_CACHE_ROOMS_MAX {
-            cache.retain(|_, (_, at)| now.duration_since(*at) < PLAYBACK_STATUS_TTL);
-            if cache.len() >= PLAYBACK_CACHE_ROOMS_MAX {
-                cache.clear();
-            }
-        }
-        cache.insert(room_id.to_string(), (status, now));
-        Ok(status)
+        Ok(RoomStatus::parse(&row.try_get::<String, _>("status")?).unwrap_or(RoomStatus::Ended))
     }
 
-    fn playback_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RoomStatus, std::time::Instant)>> {
+    /// Called after a room's status changed on this node: its playback answers by the new
+    /// status at once (other nodes within a second).
+    pub(crate) fn forget_playback_status(&self, room_id: &str) {
+        let mut cache = self.playback_cache();
+        cache.rooms.remove(room_id);
+        cache.generation += 1;
+    }
+
+    fn playback_cache(&self) -> std::sync::MutexGuard<'_, PlaybackCache> {
         self.inner.playback_statuses.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Room statuses recently read for playback, and a count of invalidations.
+#[derive(Debug, Default)]
+pub(crate) struct PlaybackCache {
+    rooms: HashMap<String, (RoomStatus, std::time::Instant)>,
+    generation: u64,
 }
 
 /// How long a node trusts a room's status for playback.

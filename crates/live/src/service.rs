@@ -17,6 +17,10 @@ pub struct LiveConfig {
     /// Where the RTMP listener binds (`PLAZA_LIVE_RTMP_ADDR`, `127.0.0.1:1935`); `None`
     /// runs no ingest on this node.
     pub rtmp_addr: Option<SocketAddr>,
+    /// Whether the operator chose `rtmp_addr`: then a node that cannot bind it does not
+    /// start. The default address, when taken (another node on the same machine), only
+    /// leaves this node without ingest, with a warning.
+    pub rtmp_addr_required: bool,
     /// The RTMP base URL hosts are told to publish to, without the key
     /// (`PLAZA_LIVE_RTMP_PUBLIC_URL`); by default `rtmp://{the bound address}/live`.
     pub rtmp_public_url: Option<String>,
@@ -43,6 +47,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         Self {
             rtmp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
+            rtmp_addr_required: false,
             rtmp_public_url: None,
             rooms_max: 4,
             idle_end: Duration::from_secs(60),
@@ -129,10 +134,14 @@ pub(crate) struct Inner {
     pub(crate) shop: ShopHandle,
     pub(crate) objects: Arc<dyn ObjectStore>,
     pub(crate) config: LiveConfig,
+    /// This node's name in ingest leases.
+    pub(crate) node_id: String,
+    /// Rooms this node is ingesting now, for `rooms_max` and for one publisher per room.
+    pub(crate) ingesting: Mutex<std::collections::HashSet<String>>,
     /// The address the RTMP listener bound (port 0 becomes a real port).
     pub(crate) rtmp_bound: Mutex<Option<SocketAddr>>,
     /// Room statuses recently read for playback (`rooms.rs`).
-    pub(crate) playback_statuses: Mutex<std::collections::HashMap<String, (RoomStatus, std::time::Instant)>>,
+    pub(crate) playback_statuses: Mutex<crate::rooms::PlaybackCache>,
 }
 
 impl LiveHandle {
@@ -150,6 +159,8 @@ impl LiveHandle {
                 shop,
                 objects,
                 config,
+                node_id: plaza_kernel::new_id(),
+                ingesting: Mutex::new(Default::default()),
                 rtmp_bound: Mutex::new(None),
                 playback_statuses: Mutex::new(Default::default()),
             }),

@@ -210,7 +210,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         accounts.clone(),
         shop.clone(),
         media.object_store(),
-        plaza_live::LiveConfig { work_dir: config.data_dir.join("live-work"), rtmp_addr: None, ..Default::default() },
+        config.live.clone(),
     );
     // Cards clients may post, each rendered by the service that owns its type.
     chat.register_card_source("ride", Arc::new(plaza_rides::RideCards(rides.clone())));

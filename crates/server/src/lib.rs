@@ -175,6 +175,18 @@ impl BackgroundJobs {
         // feed's scorer with what the other nodes learnt.
         spawn(tokio::spawn(services.video.clone().run_transcoder()));
         spawn(tokio::spawn(services.video.clone().sync_model_continually()));
+        // Live: this node's RTMP listener when it ingests, and on every node the idle end
+        // (each end is one conditional update, so running it everywhere is safe).
+        let rtmp = services.live.bind_ingest().await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot listen for RTMP on {:?} (PLAZA_LIVE_RTMP_ADDR): {error}",
+                services.live.config().rtmp_addr
+            )
+        })?;
+        if let Some(listener) = rtmp {
+            spawn(tokio::spawn(services.live.clone().serve_ingest(listener)));
+        }
+        spawn(tokio::spawn(services.live.clone().end_idle_rooms_continually()));
         Ok(Self {
             tasks,
             // Ride dispatch runs on every node but acts only on the one holding the

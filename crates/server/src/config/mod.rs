@@ -90,6 +90,8 @@ pub struct Config {
     pub shop: plaza_shop::ShopConfig,
     /// Upload, transcoding and queue limits of short video (`PLAZA_VIDEO_*`).
     pub video: plaza_video::VideoConfig,
+    /// RTMP ingest, rooms per node and the idle end of live rooms (`PLAZA_LIVE_*`).
+    pub live: plaza_live::LiveConfig,
     /// Fees, expiry and webhook retries of mini-app payments (`PLAZA_MINIAPPS_*`, `PLAZA_WEBHOOK_*`).
     pub miniapps: plaza_miniapps::PaymentsConfig,
     /// Raster map tiles for the web client (`{z}/{x}/{y}` template); the bundled vector
@@ -226,6 +228,7 @@ impl Config {
             shop: services::shop_config(args, &file)?,
             miniapps: services::miniapps_config(args, &file)?,
             video: services::video_config(args, &file, &data_dir)?,
+            live: services::live_config(args, &file, &data_dir)?,
             map_tile_url: network::map_tile_url(args, &file)?,
             map_tile_attribution: network::map_tile_attribution(args, &file)?,
             currencies,
@@ -272,6 +275,12 @@ impl Config {
             rides: plaza_rides::RidesConfig::default(),
             shop: plaza_shop::ShopConfig::default(),
             video: plaza_video::VideoConfig { work_dir: data_dir.join("video-work"), ..Default::default() },
+            // Tests that stream set an address (port 0); the others run no RTMP listener.
+            live: plaza_live::LiveConfig {
+                rtmp_addr: None,
+                work_dir: data_dir.join("live-work"),
+                ..Default::default()
+            },
             miniapps: plaza_miniapps::PaymentsConfig::default(),
             map_tile_url: None,
             map_tile_attribution: None,

@@ -1,5 +1,5 @@
 //! Each service's own configuration, built from its `PLAZA_<SERVICE>_*` settings: media,
-//! the wallet's currencies, rides, the shop, mini-app payments and short video.
+//! the wallet's currencies, rides, the shop, mini-app payments, short video and live rooms.
 
 use super::settings::{number, FileSettings, SettingsArgs};
 use super::{invalid, text_list, ConfigError};
@@ -258,5 +258,43 @@ pub(super) fn video_config(
         queue_max: i64::from(queue_max),
         work_dir: data_dir.join("video-work"),
         ..plaza_video::VideoConfig::default()
+    })
+}
+
+/// The `PLAZA_LIVE_*` settings; ingest keeps its scratch segments under the data
+/// directory, like transcodes.
+pub(super) fn live_config(
+    args: &SettingsArgs,
+    file: &FileSettings,
+    data_dir: &Path,
+) -> Result<plaza_live::LiveConfig, ConfigError> {
+    let addr_text = args.live_rtmp_addr.clone().or(file.live_rtmp_addr.clone()).map(|text| text.trim().to_string());
+    let rtmp_addr = match addr_text.as_deref() {
+        None => plaza_live::LiveConfig::default().rtmp_addr,
+        Some("" | "off") => None,
+        Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+            invalid("PLAZA_LIVE_RTMP_ADDR", format!("{text:?} is not an address like 127.0.0.1:1935, or off"))
+        })?),
+    };
+    let public_url =
+        args.live_rtmp_public_url.clone().or(file.live_rtmp_public_url.clone()).map(|text| text.trim().to_string());
+    let rtmp_public_url = match public_url {
+        Some(url) if url.is_empty() => None,
+        Some(url) if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) || url.len() > 512 => {
+            return Err(invalid("PLAZA_LIVE_RTMP_PUBLIC_URL", format!("{url:?} is not an rtmp:// URL")));
+        }
+        other => other,
+    };
+    let rooms_max = number(&args.live_rooms_max, file.live_rooms_max, 4, 1..=256, "PLAZA_LIVE_ROOMS_MAX")?;
+    let idle_end_seconds =
+        number(&args.live_idle_end_seconds, file.live_idle_end_seconds, 60, 1..=86_400, "PLAZA_LIVE_IDLE_END_SECONDS")?;
+    Ok(plaza_live::LiveConfig {
+        rtmp_addr_required: rtmp_addr.is_some() && addr_text.is_some(),
+        rtmp_addr,
+        rtmp_public_url,
+        rooms_max: rooms_max as usize,
+        idle_end: Duration::from_secs(u64::from(idle_end_seconds)),
+        work_dir: data_dir.join("live-work"),
+        ..plaza_live::LiveConfig::default()
     })
 }

@@ -180,6 +180,21 @@ pub struct SettingsArgs {
     /// Videos waiting to be transcoded, over all nodes, before publishing is refused with a 429 [default: 100].
     #[arg(long, env = "PLAZA_VIDEO_QUEUE_MAX", global = true, value_name = "N")]
     pub video_queue_max: Option<String>,
+    /// Where this node listens for RTMP publishers of live rooms, or `off` for no ingest on
+    /// this node [default: 127.0.0.1:1935].
+    #[arg(long, env = "PLAZA_LIVE_RTMP_ADDR", global = true, value_name = "ADDR")]
+    pub live_rtmp_addr: Option<String>,
+    /// The RTMP base URL hosts are told to publish to, the room's key appended
+    /// [default: rtmp:// + the bound address + /live].
+    #[arg(long, env = "PLAZA_LIVE_RTMP_PUBLIC_URL", global = true, value_name = "URL")]
+    pub live_rtmp_public_url: Option<String>,
+    /// Live rooms one node ingests at once, each an ffmpeg at low priority [default: 4].
+    #[arg(long, env = "PLAZA_LIVE_ROOMS_MAX", global = true, value_name = "N")]
+    pub live_rooms_max: Option<String>,
+    /// Seconds a live room waits for media after it stopped before it ends; a reconnect
+    /// sooner continues the room [default: 60].
+    #[arg(long, env = "PLAZA_LIVE_IDLE_END_SECONDS", global = true, value_name = "SECONDS")]
+    pub live_idle_end_seconds: Option<String>,
     /// A raster tile server for the web client's maps, as a URL template with {z}, {x} and
     /// {y}, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png [default: none — the
     /// client draws the bundled street map of the demo city, which needs no internet].
@@ -297,6 +312,10 @@ pub(super) struct FileSettings {
     pub(super) video_duration_max_s: Option<u32>,
     pub(super) video_transcode_concurrency: Option<u32>,
     pub(super) video_queue_max: Option<u32>,
+    pub(super) live_rtmp_addr: Option<String>,
+    pub(super) live_rtmp_public_url: Option<String>,
+    pub(super) live_rooms_max: Option<u32>,
+    pub(super) live_idle_end_seconds: Option<u32>,
     pub(super) map_tile_url: Option<String>,
     pub(super) map_tile_attribution: Option<String>,
 }

@@ -204,3 +204,55 @@ fn the_toml_file_fills_in_what_flags_leave_out() {
     let error = Config::resolve(&SettingsArgs { config: Some(path), ..Default::default() }).expect_err("unknown key");
     assert_eq!(error.setting, "PLAZA_CONFIG");
 }
+
+#[test]
+fn live_ingest_listens_on_loopback_1935_by_default_and_can_be_moved_or_turned_off() {
+    let config = Config::resolve(&SettingsArgs { config: None, ..Default::default() }).expect("defaults");
+    assert_eq!(config.live.rtmp_addr, Some(SocketAddr::from(([127, 0, 0, 1], 1935))));
+    assert!(!config.live.rtmp_addr_required, "a taken default port leaves the node without ingest");
+    assert_eq!(config.live.idle_end, Duration::from_secs(60));
+    assert_eq!(config.live.rooms_max, 4);
+    let moved = Config::resolve(&SettingsArgs {
+        live_rtmp_addr: Some("0.0.0.0:1936".into()),
+        live_idle_end_seconds: Some("5".into()),
+        live_rooms_max: Some("2".into()),
+        ..SettingsArgs { config: None, ..Default::default() }
+    })
+    .expect("resolve");
+    assert_eq!(moved.live.rtmp_addr, Some(SocketAddr::from(([0, 0, 0, 0], 1936))));
+    assert!(moved.live.rtmp_addr_required);
+    assert_eq!((moved.live.idle_end, moved.live.rooms_max), (Duration::from_secs(5), 2));
+    let off = Config::resolve(&SettingsArgs {
+        live_rtmp_addr: Some("off".into()),
+        ..SettingsArgs { config: None, ..Default::default() }
+    })
+    .expect("resolve");
+    assert_eq!(off.live.rtmp_addr, None);
+    for (args, setting) in [
+        (
+            SettingsArgs { live_rtmp_addr: Some("1935".into()), ..SettingsArgs { config: None, ..Default::default() } },
+            "PLAZA_LIVE_RTMP_ADDR",
+        ),
+        (
+            SettingsArgs {
+                live_rtmp_public_url: Some("http://x".into()),
+                ..SettingsArgs { config: None, ..Default::default() }
+            },
+            "PLAZA_LIVE_RTMP_PUBLIC_URL",
+        ),
+        (
+            SettingsArgs { live_rooms_max: Some("0".into()), ..SettingsArgs { config: None, ..Default::default() } },
+            "PLAZA_LIVE_ROOMS_MAX",
+        ),
+        (
+            SettingsArgs {
+                live_idle_end_seconds: Some("0".into()),
+                ..SettingsArgs { config: None, ..Default::default() }
+            },
+            "PLAZA_LIVE_IDLE_END_SECONDS",
+        ),
+    ] {
+        let error = Config::resolve(&args).expect_err(setting);
+        assert_eq!(error.setting, setting);
+    }
+}

@@ -1,0 +1,178 @@
+//! The RTMP listener: each connection speaks RTMP up to `publish` (`rtmp/`), is refused
+//! there unless its key names a room that may be ingested here, and only then has its
+//! media read, packaged (`packager.rs`) and heartbeated into the database
+//! (`sessions.rs`). A publisher that stops (or is cut off) leaves the room live for
+//! `PLAZA_LIVE_IDLE_END_SECONDS`, so a reconnect continues it.
+
+use crate::packager::Packager;
+use crate::rtmp::{Connection, RtmpError};
+use crate::service::LiveHandle;
+use crate::sessions::{IngestSlot, HEARTBEAT_INTERVAL};
+use plaza_kernel::Timestamp;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Connections a node serves at once, per ingest slot: publishers still in the
+/// handshake or being refused take a connection too.
+const CONNECTIONS_PER_ROOM: usize = 4;
+
+impl LiveHandle {
+    /// Binds the RTMP listener when this node ingests (`rtmp_addr`), and remembers the
+    /// address (port 0 becomes a real port) for the URLs hosts are given.
+    pub async fn bind_ingest(&self) -> std::io::Result<Option<TcpListener>> {
+        let Some(addr) = self.inner.config.rtmp_addr else { return Ok(None) };
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(error) if !self.inner.config.rtmp_addr_required && addr.port() != 0 => {
+                tracing::warn!(
+                    "RTMP ingest is off on this node: the default {addr} is taken ({error}); \
+                     set PLAZA_LIVE_RTMP_ADDR to another address, or to off"
+                );
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        *self.inner.rtmp_bound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(listener.local_addr()?);
+        Ok(Some(listener))
+    }
+
+    /// Accepts publishers for ever, at most a bounded number at once; the others are
+    /// closed at once.
+    pub async fn serve_ingest(self, listener: TcpListener) {
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.inner.config.rooms_max * CONNECTIONS_PER_ROOM + 4));
+        loop {
+            let (socket, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("accepting an RTMP connection: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many RTMP connections; closing this one");
+                continue;
+            };
+            let live = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = socket.set_nodelay(true);
+                live.serve_publisher(socket, peer).await;
+            });
+        }
+    }
+
+    async fn serve_publisher(&self, socket: TcpStream, peer: std::net::SocketAddr) {
+        let mut connection = Connection::new(socket);
+        let asked = match tokio::time::timeout(self.inner.config.handshake_timeout, connection.accept_publish()).await {
+            Ok(Ok(publish)) => publish,
+            Ok(Err(RtmpError::Closed)) => return,
+            Ok(Err(error)) => {
+                tracing::info!(%peer, "RTMP connection dropped before publishing: {error}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "RTMP connection dropped: no publish within the handshake time-out");
+                return;
+            }
+        };
+        let slot = match self.begin_ingest(&asked.app, &asked.name).await {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                // The key is never logged: only that one was refused.
+                tracing::info!(%peer, code = refusal.rtmp_code(), "RTMP publish refused");
+                let _ = connection.answer_publish(&asked, Err(refusal.rtmp_code())).await;
+                return;
+            }
+        };
+        if let Err(error) = connection.answer_publish(&asked, Ok(())).await {
+            tracing::info!(room = %slot.room_id, "RTMP publisher left at once: {error}");
+            let _ = self.release_ingest(&slot, None).await;
+            return;
+        }
+        tracing::info!(room = %slot.room_id, %peer, "RTMP publisher streaming");
+        self.ingest(connection, slot).await;
+    }
+
+    /// Reads media until the publisher stops, goes silent, or the session must end.
+    async fn ingest(&self, mut connection: Connection<TcpStream>, slot: IngestSlot) {
+        let mut packager = match Packager::start(self, &slot.room_id).await {
+            Ok(packager) => packager,
+            Err(error) => {
+                tracing::warn!(room = %slot.room_id, "cannot start packaging: {error}");
+                let _ = self.release_ingest(&slot, None).await;
+                return;
+            }
+        };
+        let last_media_at = Arc::new(AtomicI64::new(0));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let heartbeat = tokio::spawn(heartbeat(self.clone(), slot_view(&slot), last_media_at.clone(), stop));
+        let media_timeout = self.inner.config.media_timeout;
+        let why = loop {
+            tokio::select! {
+                _ = stopped.changed() => break "the room ended, its key changed or another node took it",
+                next = tokio::time::timeout(media_timeout, connection.next_media()) => match next {
+                    Err(_) => break "no media within the time-out",
+                    Ok(Err(RtmpError::Closed)) | Ok(Ok(None)) => break "the publisher stopped",
+                    Ok(Err(error)) => {
+                        tracing::info!(room = %slot.room_id, "RTMP: {error}");
+                        break "the connection failed";
+                    }
+                    Ok(Ok(Some(media))) => {
+                        last_media_at.store(Timestamp::now().unix_millis(), Ordering::Relaxed);
+                        if let Err(error) = packager.push(media).await {
+                            tracing::warn!(room = %slot.room_id, "packaging: {error}");
+                            break "packaging failed";
+                        }
+                    }
+                }
+            }
+        };
+        tracing::info!(room = %slot.room_id, "RTMP ingest stopping: {why}");
+        drop(connection);
+        heartbeat.abort();
+        packager.finish().await;
+        let last = Some(last_media_at.load(Ordering::Relaxed)).filter(|at| *at > 0);
+        if let Err(error) = self.release_ingest(&slot, last).await {
+            tracing::warn!(room = %slot.room_id, "giving the ingest lease back: {error}");
+        }
+        // A room ended while this session still uploaded gets its final playlist again,
+        // now with every segment.
+        if matches!(self.room_status(&slot.room_id).await, Ok(crate::RoomStatus::Ended)) {
+            if let Err(error) = self.write_final_playlist(&slot.room_id).await {
+                tracing::warn!(room = %slot.room_id, "writing the replay playlist: {error}");
+            }
+        }
+    }
+}
+
+/// What the heartbeat needs of a slot (the slot itself stays with the session, which
+/// frees it when it ends).
+fn slot_view(slot: &IngestSlot) -> (String, String) {
+    (slot.room_id.clone(), slot.key_digest.clone())
+}
+
+/// Renews the lease every second with the last media time; tells the session to stop
+/// when the renewal is refused.
+async fn heartbeat(
+    live: LiveHandle,
+    (room_id, key_digest): (String, String),
+    last_media_at: Arc<AtomicI64>,
+    stop: tokio::sync::watch::Sender<bool>,
+) {
+    let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let last = Some(last_media_at.load(Ordering::Relaxed)).filter(|at| *at > 0);
+        match live.renew_ingest_of(&room_id, &key_digest, last).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = stop.send(true);
+                return;
+            }
+            Err(error) => tracing::warn!(room = %room_id, "renewing the ingest lease: {error}"),
+        }
+    }
+}

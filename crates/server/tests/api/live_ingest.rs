@@ -1,0 +1,267 @@
+//! Live ingest with real ffmpeg, on SQLite and PostgreSQL: ffmpeg publishes a generated
+//! H.264/AAC stream (lavfi testsrc and sine, made on the fly, never committed) over RTMP
+//! with the room's key; the room goes live, its HLS decodes, and ending it leaves a
+//! replay. A wrong key is refused before any media and changes nothing; a publisher killed
+//! mid-stream leaves the room waiting, a reconnect continues it, and silence ends it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support::{Db, Reply, TestServer};
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::Duration;
+
+on_both_databases!(
+    a_stream_pushed_with_the_rooms_key_goes_live_plays_as_hls_and_ends_as_a_replay,
+    a_wrong_or_rotated_key_is_refused_before_any_media_and_changes_nothing,
+    a_publisher_killed_mid_stream_leaves_the_room_waiting_a_reconnect_continues_it_and_silence_ends_it,
+);
+
+async fn live_server(db: Db, idle_end: Duration) -> TestServer {
+    TestServer::start_with(db, |config| {
+        config.live.rtmp_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.live.idle_end = idle_end;
+    })
+    .await
+}
+
+/// A new room of a new host; (host token, room id, RTMP URL with the key).
+async fn room(server: &TestServer, host: &str) -> (String, String, String) {
+    let (token, _) = server.register(host).await;
+    let created = server.post("/api/v1/live/rooms", Some(&token), json!({"title": "Tea tasting"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let url = created.body["ingest"]["rtmp_url"].as_str().expect("an RTMP URL").to_string();
+    (token, created.body["id"].as_str().unwrap().to_string(), url)
+}
+
+/// ffmpeg publishing `seconds` of a 320x240 test pattern with a tone, at real time,
+/// keyframes every second, niced; killed if the test drops it.
+fn publish(url: &str, seconds: u32) -> tokio::process::Child {
+    tokio::process::Command::new("nice")
+        .args(["-n", "10", "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+        ])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg (apt install ffmpeg)")
+}
+
+/// Polls `check` until it gives a value, for at most `seconds`.
+async fn wait_for<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn room_state(server: &TestServer, token: &str, room_id: &str) -> Value {
+    let reply = server.get(&format!("/api/v1/live/rooms/{room_id}"), Some(token)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body
+}
+
+async fn wait_for_status(server: &TestServer, token: &str, room_id: &str, status: &str, seconds: u64) -> Value {
+    wait_for(seconds, &format!("the room to be {status}"), || async {
+        let room = room_state(server, token, room_id).await;
+        (room["status"] == status).then_some(room)
+    })
+    .await
+}
+
+async fn playlist(server: &TestServer, room_id: &str, token: Option<&str>) -> Reply {
+    let path = match token {
+        Some(token) => format!("/live/{room_id}/index.m3u8?token={token}"),
+        None => format!("/live/{room_id}/index.m3u8"),
+    };
+    server.get(&path, None).await
+}
+
+/// ffprobe's streams (`codec_type:codec_name`) and duration of a file or URL.
+async fn probe(input: &str, bearer: Option<&str>) -> (Vec<String>, f64) {
+    let mut command = tokio::process::Command::new("nice");
+    command.args(["-n", "10", "ffprobe", "-v", "error"]);
+    if let Some(token) = bearer {
+        command.args(["-headers", &format!("Authorization: Bearer {token}\r\n")]);
+    }
+    let output = command
+        .args(["-show_entries", "stream=codec_type,codec_name:format=duration", "-of", "json", input])
+        .kill_on_drop(true)
+        .output();
+    let output =
+        tokio::time::timeout(Duration::from_secs(60), output).await.expect("ffprobe in time").expect("ffprobe");
+    assert!(output.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let streams = report["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|stream| format!("{}:{}", stream["codec_type"].as_str().unwrap(), stream["codec_name"].as_str().unwrap()))
+        .collect();
+    let duration = report["format"]["duration"].as_str().and_then(|text| text.parse().ok()).unwrap_or(0.0);
+    (streams, duration)
+}
+
+async fn finished(mut child: tokio::process::Child) -> (bool, String) {
+    let stderr = child.stderr.take();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("ffmpeg ends").expect("wait");
+    let mut text = String::new();
+    if let Some(mut stderr) = stderr {
+        use tokio::io::AsyncReadExt;
+        let _ = stderr.read_to_string(&mut text).await;
+    }
+    (status.success(), text)
+}
+
+async fn a_stream_pushed_with_the_rooms_key_goes_live_plays_as_hls_and_ends_as_a_replay(db: Db) {
+    let server = live_server(db, Duration::from_secs(60)).await;
+    let (host, room_id, url) = room(&server, "host").await;
+    let (viewer, _) = server.register("viewer").await;
+    let ffmpeg = publish(&url, 7);
+    let live = wait_for_status(&server, &host, &room_id, "live", 30).await;
+    assert_eq!(live["playback"]["hls_url"], format!("/live/{room_id}/index.m3u8"), "{live}");
+    assert!(live["started_at"].is_string() && live["replay"].is_null(), "{live}");
+    let listed = server.get("/api/v1/live/rooms?status=live", Some(&viewer)).await;
+    assert_eq!(listed.body["items"][0]["id"], room_id.as_str(), "{}", listed.text);
+
+    // Playback is public while live: no token.
+    let window = playlist(&server, &room_id, None).await;
+    assert_eq!(window.status, 200, "{}", window.text);
+    assert_eq!(window.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(window.header("cache-control"), Some("no-cache"));
+    assert_eq!(window.header("access-control-allow-origin"), Some("*"));
+    assert!(window.text.starts_with("#EXTM3U") && window.text.contains("seg0.ts"), "{}", window.text);
+    assert!(!window.text.contains("#EXT-X-ENDLIST"), "{}", window.text);
+    let segment = server.client.get(format!("{}/live/{room_id}/seg0.ts", server.base)).send().await.unwrap();
+    assert_eq!(segment.status(), 200);
+    assert_eq!(segment.headers()["content-type"], "video/mp2t");
+    assert!(segment.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seg0.ts");
+    std::fs::write(&file, segment.bytes().await.unwrap()).unwrap();
+    let (streams, duration) = probe(file.to_str().unwrap(), None).await;
+    assert_eq!(streams, vec!["video:h264", "audio:aac"], "copied, not transcoded");
+    assert!(duration > 0.5 && duration < 3.0, "a short segment: {duration}");
+
+    let (succeeded, stderr) = finished(ffmpeg).await;
+    assert!(succeeded, "ffmpeg published: {stderr}");
+    // The room stays live after the publisher stops (a reconnect would continue it),
+    // until the host ends it.
+    assert_eq!(room_state(&server, &viewer, &room_id).await["status"], "live");
+    let ended = server.post(&format!("/api/v1/live/rooms/{room_id}/end"), Some(&host), json!({})).await;
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    assert_eq!(ended.body["replay"]["hls_url"], format!("/live/{room_id}/index.m3u8"), "{}", ended.text);
+    assert!(ended.body["playback"].is_null());
+
+    // The replay is for signed-in users: the whole recording, closed.
+    playlist(&server, &room_id, None).await.assert_problem(401, "unauthenticated");
+    // The publisher's session may still be storing its last segment; it writes the
+    // replay again as it stops.
+    let replay = wait_for(10, "the closed recording", || async {
+        let replay = playlist(&server, &room_id, Some(&viewer)).await;
+        assert_eq!(replay.status, 200, "{}", replay.text);
+        replay.text.contains("#EXT-X-ENDLIST").then_some(replay)
+    })
+    .await;
+    assert!(replay.text.contains("#EXT-X-MEDIA-SEQUENCE:0"), "{}", replay.text);
+    assert!(replay.text.matches(".ts").count() >= 5, "about a segment a second: {}", replay.text);
+    let (streams, duration) = probe(&format!("{}/live/{room_id}/index.m3u8", server.base), Some(&viewer)).await;
+    assert!(streams.contains(&"video:h264".to_string()), "{streams:?}");
+    assert!((5.0..9.0).contains(&duration), "the recording is the stream: {duration} s");
+    let replays = server.get("/api/v1/live/rooms?status=ended", Some(&viewer)).await;
+    assert_eq!(replays.body["items"][0]["id"], room_id.as_str(), "{}", replays.text);
+    server.stop().await;
+}
+
+async fn a_wrong_or_rotated_key_is_refused_before_any_media_and_changes_nothing(db: Db) {
+    let server = live_server(db, Duration::from_secs(60)).await;
+    let (host, room_id, url) = room(&server, "host").await;
+    let base = url.rsplit_once('/').unwrap().0.to_string();
+    let rotated = server.post(&format!("/api/v1/live/rooms/{room_id}/stream-key"), Some(&host), json!({})).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    let wrong = format!("{base}/{}", "0".repeat(64));
+    let mut publishers = Vec::new();
+    for refused in [wrong, format!("{base}/not-a-key"), url.clone(), url.replace("/live/", "/other/")] {
+        publishers.push((refused.clone(), publish(&refused, 5)));
+    }
+    for (refused, ffmpeg) in publishers {
+        let (succeeded, _) = finished(ffmpeg).await;
+        assert!(!succeeded, "{refused} was refused");
+    }
+    let room = room_state(&server, &host, &room_id).await;
+    assert_eq!(room["status"], "created", "{room}");
+    let mut database = server.database().await;
+    let segments: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM live_segments").fetch_one(&mut database).await.unwrap();
+    assert_eq!(segments, 0);
+    let last_media: Option<i64> =
+        sqlx::query_scalar("SELECT last_media_at FROM live_rooms").fetch_one(&mut database).await.unwrap();
+    assert_eq!(last_media, None, "no media was read");
+    server.stop().await;
+}
+
+async fn a_publisher_killed_mid_stream_leaves_the_room_waiting_a_reconnect_continues_it_and_silence_ends_it(db: Db) {
+    let idle_end = Duration::from_secs(3);
+    let server = live_server(db, idle_end).await;
+    let (host, room_id, url) = room(&server, "host").await;
+    let mut first = publish(&url, 60);
+    wait_for_status(&server, &host, &room_id, "live", 30).await;
+    wait_for(30, "three segments", || async {
+        let text = playlist(&server, &room_id, None).await.text;
+        text.contains("seg2.ts").then_some(())
+    })
+    .await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let killed_at = tokio::time::Instant::now();
+    let waiting = room_state(&server, &host, &room_id).await;
+    if killed_at.elapsed() < Duration::from_secs(2) {
+        assert_eq!(waiting["status"], "live", "the room waits for the publisher to come back");
+    }
+
+    // Back within the idle time: the same room, its recording continued after a
+    // discontinuity.
+    let mut second = publish(&url, 60);
+    wait_for(30, "the reconnect's segments", || async {
+        let text = playlist(&server, &room_id, None).await.text;
+        text.contains("#EXT-X-DISCONTINUITY\n").then_some(())
+    })
+    .await;
+    assert_eq!(room_state(&server, &host, &room_id).await["status"], "live");
+    second.start_kill().unwrap();
+    second.wait().await.unwrap();
+    let stopped_at = tokio::time::Instant::now();
+    let ended = wait_for_status(&server, &host, &room_id, "ended", 30).await;
+    assert!(stopped_at.elapsed() >= idle_end - Duration::from_millis(500), "not before the idle time");
+    assert_eq!(ended["replay"]["hls_url"], format!("/live/{room_id}/index.m3u8"), "{ended}");
+    let (viewer, _) = server.register("viewer").await;
+    let replay = playlist(&server, &room_id, Some(&viewer)).await;
+    assert!(
+        replay.text.contains("#EXT-X-ENDLIST") && replay.text.contains("#EXT-X-DISCONTINUITY\n"),
+        "{}",
+        replay.text
+    );
+    let (streams, _) = probe(&format!("{}/live/{room_id}/index.m3u8", server.base), Some(&viewer)).await;
+    assert!(streams.contains(&"video:h264".to_string()), "{streams:?}");
+    server.stop().await;
+}
