@@ -14,6 +14,7 @@ on_both_databases!(
     a_stream_pushed_with_the_rooms_key_goes_live_plays_as_hls_and_ends_as_a_replay,
     a_wrong_or_rotated_key_is_refused_before_any_media_and_changes_nothing,
     a_publisher_killed_mid_stream_leaves_the_room_waiting_a_reconnect_continues_it_and_silence_ends_it,
+    a_node_ingests_at_most_its_rooms_max_and_refuses_one_more_publisher,
 );
 
 async fn live_server(db: Db, idle_end: Duration) -> TestServer {
@@ -184,6 +185,17 @@ async fn a_stream_pushed_with_the_rooms_key_goes_live_plays_as_hls_and_ends_as_a
     })
     .await;
     assert!(replay.text.contains("#EXT-X-MEDIA-SEQUENCE:0"), "{}", replay.text);
+    let segment = |token: Option<&str>| {
+        let mut request = server.client.get(format!("{}/live/{room_id}/seg1.ts", server.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        server.raw(request)
+    };
+    segment(None).await.assert_problem(401, "unauthenticated");
+    let signed_in = segment(Some(&viewer)).await;
+    assert_eq!(signed_in.status, 200);
+    assert_eq!(signed_in.header("cache-control"), Some("private, max-age=31536000, immutable"));
     assert!(replay.text.matches(".ts").count() >= 5, "about a segment a second: {}", replay.text);
     let (streams, duration) = probe(&format!("{}/live/{room_id}/index.m3u8", server.base), Some(&viewer)).await;
     assert!(streams.contains(&"video:h264".to_string()), "{streams:?}");
@@ -263,5 +275,29 @@ async fn a_publisher_killed_mid_stream_leaves_the_room_waiting_a_reconnect_conti
     );
     let (streams, _) = probe(&format!("{}/live/{room_id}/index.m3u8", server.base), Some(&viewer)).await;
     assert!(streams.contains(&"video:h264".to_string()), "{streams:?}");
+    server.stop().await;
+}
+
+async fn a_node_ingests_at_most_its_rooms_max_and_refuses_one_more_publisher(db: Db) {
+    let server = TestServer::start_with(db, |config| {
+        config.live.rtmp_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.live.rooms_max = 1;
+    })
+    .await;
+    let (first_host, first_room, first_url) = room(&server, "first").await;
+    let (second_host, second_room, second_url) = room(&server, "second").await;
+    let _streaming = publish(&first_url, 30);
+    wait_for_status(&server, &first_host, &first_room, "live", 30).await;
+    let (succeeded, _) = finished(publish(&second_url, 5)).await;
+    assert!(!succeeded, "the node is full");
+    assert_eq!(room_state(&server, &second_host, &second_room).await["status"], "created");
+    assert_eq!(room_state(&server, &first_host, &first_room).await["status"], "live");
+    // A browser player on another origin asks before sending its token.
+    let preflight = server
+        .raw(server.client.request(reqwest::Method::OPTIONS, format!("{}/live/{first_room}/index.m3u8", server.base)))
+        .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert!(preflight.header("access-control-allow-headers").unwrap().contains("Authorization"));
     server.stop().await;
 }
