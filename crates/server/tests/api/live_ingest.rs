@@ -15,6 +15,7 @@ on_both_databases!(
     a_wrong_or_rotated_key_is_refused_before_any_media_and_changes_nothing,
     a_publisher_killed_mid_stream_leaves_the_room_waiting_a_reconnect_continues_it_and_silence_ends_it,
     a_node_ingests_at_most_its_rooms_max_and_refuses_one_more_publisher,
+    plazas_ffmpeg_dying_mid_stream_is_started_again_and_the_room_stays_live,
 );
 
 async fn live_server(db: Db, idle_end: Duration) -> TestServer {
@@ -299,5 +300,43 @@ async fn a_node_ingests_at_most_its_rooms_max_and_refuses_one_more_publisher(db:
     assert_eq!(preflight.status, 204);
     assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
     assert!(preflight.header("access-control-allow-headers").unwrap().contains("Authorization"));
+    server.stop().await;
+}
+
+/// The pids of the packaging ffmpeg this test's server started for `room_id`: children of
+/// this process whose command line names the room's scratch directory.
+fn packagers_of(room_id: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let command = String::from_utf8_lossy(&command);
+        if parent == Some(me) && command.contains("pipe:0") && command.contains(room_id) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+async fn plazas_ffmpeg_dying_mid_stream_is_started_again_and_the_room_stays_live(db: Db) {
+    let server = live_server(db, Duration::from_secs(60)).await;
+    let (host, room_id, url) = room(&server, "host").await;
+    let _publisher = publish(&url, 30);
+    wait_for_status(&server, &host, &room_id, "live", 30).await;
+    let packager = wait_for(10, "the packaging ffmpeg", || async { packagers_of(&room_id).pop() }).await;
+    let killed = std::process::Command::new("kill").args(["-9", &packager.to_string()]).status().unwrap();
+    assert!(killed.success());
+    let text = wait_for(30, "segments from a new ffmpeg", || async {
+        let text = playlist(&server, &room_id, None).await.text;
+        text.contains("#EXT-X-DISCONTINUITY\n").then_some(text)
+    })
+    .await;
+    assert!(!text.contains("ENDLIST"), "{text}");
+    assert_eq!(room_state(&server, &host, &room_id).await["status"], "live");
+    let restarted = wait_for(10, "the new ffmpeg", || async { packagers_of(&room_id).pop() }).await;
+    assert_ne!(restarted, packager);
     server.stop().await;
 }
