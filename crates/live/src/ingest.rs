@@ -37,6 +37,17 @@ impl LiveHandle {
         Ok(Some(listener))
     }
 
+    /// Stops every ingest session of this node (at shutdown): each stores what ffmpeg
+    /// finished and gives its lease back, so a publisher reconnecting to another node
+    /// continues the room at once. Waits at most `wait`.
+    pub async fn stop_ingest(&self, wait: std::time::Duration) {
+        self.inner.stopping.send_replace(true);
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.ingesting().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Accepts publishers for ever, at most a bounded number at once; the others are
     /// closed at once.
     pub async fn serve_ingest(self, listener: TcpListener) {
@@ -107,11 +118,13 @@ impl LiveHandle {
         };
         let last_media_at = Arc::new(AtomicI64::new(0));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let mut node_stopping = self.inner.stopping.subscribe();
         let heartbeat = tokio::spawn(heartbeat(self.clone(), slot_view(&slot), last_media_at.clone(), stop));
         let media_timeout = self.inner.config.media_timeout;
         let why = loop {
             tokio::select! {
                 _ = stopped.changed() => break "the room ended, its key changed or another node took it",
+                () = async { drop(node_stopping.wait_for(|stopping| *stopping).await) } => break "the node is stopping",
                 next = tokio::time::timeout(media_timeout, connection.next_media()) => match next {
                     Err(_) => break "no media within the time-out",
                     Ok(Err(RtmpError::Closed)) | Ok(Ok(None)) => break "the publisher stopped",

@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) ingesting: Mutex<std::collections::HashSet<String>>,
     /// The address the RTMP listener bound (port 0 becomes a real port).
     pub(crate) rtmp_bound: Mutex<Option<SocketAddr>>,
+    /// Set when the node stops: every ingest session flushes and gives its lease back.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     /// Room statuses recently read for playback (`rooms.rs`).
     pub(crate) playback_statuses: Mutex<crate::rooms::PlaybackCache>,
 }
@@ -163,6 +165,7 @@ impl LiveHandle {
                 ingesting: Mutex::new(Default::default()),
                 rtmp_bound: Mutex::new(None),
                 playback_statuses: Mutex::new(Default::default()),
+                stopping: tokio::sync::watch::channel(false).0,
             }),
         }
     }

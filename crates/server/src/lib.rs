@@ -130,6 +130,7 @@ struct BackgroundJobs {
     shop_jobs: tokio::task::JoinHandle<()>,
     rides: plaza_rides::Rides,
     shop: plaza_shop::ShopHandle,
+    live: plaza_live::LiveHandle,
 }
 
 impl BackgroundJobs {
@@ -196,6 +197,7 @@ impl BackgroundJobs {
             shop_jobs: tokio::spawn(services.shop.clone().run_jobs()),
             rides: services.rides.clone(),
             shop: services.shop.clone(),
+            live: services.live.clone(),
         })
     }
 
@@ -205,6 +207,9 @@ impl BackgroundJobs {
         }
         self.rides_dispatcher.abort();
         self.shop_jobs.abort();
+        // Live sessions store their last segments and give their leases back while the
+        // database is still open.
+        self.live.stop_ingest(std::time::Duration::from_secs(10)).await;
         // The aborted dispatcher stops at its next await; wait for that before handing
         // dispatch over now rather than after the lease's TTL (a crash still waits it out).
         let _cancelled = self.rides_dispatcher.await;

@@ -16,6 +16,7 @@ on_both_databases!(
     a_publisher_killed_mid_stream_leaves_the_room_waiting_a_reconnect_continues_it_and_silence_ends_it,
     a_node_ingests_at_most_its_rooms_max_and_refuses_one_more_publisher,
     plazas_ffmpeg_dying_mid_stream_is_started_again_and_the_room_stays_live,
+    a_node_stopping_mid_stream_stores_its_segments_and_gives_the_ingest_lease_back,
 );
 
 async fn live_server(db: Db, idle_end: Duration) -> TestServer {
@@ -339,4 +340,26 @@ async fn plazas_ffmpeg_dying_mid_stream_is_started_again_and_the_room_stays_live
     let restarted = wait_for(10, "the new ffmpeg", || async { packagers_of(&room_id).pop() }).await;
     assert_ne!(restarted, packager);
     server.stop().await;
+}
+
+async fn a_node_stopping_mid_stream_stores_its_segments_and_gives_the_ingest_lease_back(db: Db) {
+    let server = live_server(db, Duration::from_secs(60)).await;
+    let (host, room_id, url) = room(&server, "host").await;
+    let _publisher = publish(&url, 30);
+    wait_for_status(&server, &host, &room_id, "live", 30).await;
+    wait_for(30, "three segments", || async {
+        playlist(&server, &room_id, None).await.text.contains("seg2.ts").then_some(())
+    })
+    .await;
+    let database_url = server.database_url.clone();
+    let _data = server.stop_keeping_data().await;
+    sqlx::any::install_default_drivers();
+    let mut database = <sqlx::AnyConnection as sqlx::Connection>::connect(&database_url).await.unwrap();
+    let (status, node): (String, Option<String>) =
+        sqlx::query_as("SELECT status, ingest_node FROM live_rooms").fetch_one(&mut database).await.unwrap();
+    assert_eq!(status, "live", "a publisher reconnecting to another node continues the room");
+    assert_eq!(node, None, "the lease was given back, not left to expire");
+    let segments: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM live_segments").fetch_one(&mut database).await.unwrap();
+    assert!(segments >= 3, "{segments} segments");
 }
