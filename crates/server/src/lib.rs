@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod demo;
 pub mod demo_coffee;
+mod demo_live;
 mod demo_shop;
 mod demo_video;
 pub mod docs;
@@ -186,6 +187,11 @@ impl BackgroundJobs {
         })?;
         if let Some(listener) = rtmp {
             spawn(tokio::spawn(services.live.clone().serve_ingest(listener)));
+            if demo_drivers {
+                // `plaza demo --serve`: a room live at once, fed a test pattern over RTMP.
+                let (live, accounts, shop) = (services.live.clone(), services.accounts.clone(), services.shop.clone());
+                spawn(tokio::spawn(demo_live::run(live, accounts, shop)));
+            }
         }
         spawn(tokio::spawn(services.live.clone().end_idle_rooms_continually()));
         Ok(Self {
