@@ -386,3 +386,46 @@ pub(crate) struct PlaybackCache {
 const PLAYBACK_STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Rooms whose playback status a node keeps.
 const PLAYBACK_CACHE_ROOMS_MAX: usize = 10_000;
+
+impl LiveHandle {
+    /// Pins one of the host's products over the stream (`None` unpins). A product of the
+    /// host's shop not yet in the room joins its products; another shop's is refused.
+    pub async fn pin_product(&self, host: &User, room_id: &str, product_id: Option<&str>) -> Result<Room, LiveError> {
+        let row = self.host_row(host, room_id, "pin a product").await?;
+        if row.status == RoomStatus::Ended {
+            return Err(LiveError::InvalidTransition { status: row.status, action: "pin a product" });
+        }
+        let checked = match product_id {
+            Some(product_id) => {
+                self.check_products(host, &[product_id.to_string()]).await.map_err(|error| match error {
+                    LiveError::InvalidField { reason, .. } => invalid("product_id", reason),
+                    other => other,
+                })?
+            }
+            None => Vec::new(),
+        };
+        let mut transaction = self.inner.store.begin().await?;
+        if let Some(product_id) = checked.first() {
+            sqlx::query(
+                "INSERT INTO live_room_products (room_id, product_id, position)
+                 SELECT $1, $2, COALESCE(MAX(position), -1) + 1 FROM live_room_products WHERE room_id = $1
+                 ON CONFLICT (room_id, product_id) DO NOTHING",
+            )
+            .bind(room_id)
+            .bind(product_id)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        let changed = sqlx::query("UPDATE live_rooms SET pinned_product_id = $1 WHERE id = $2 AND status <> 'ended'")
+            .bind(product_id)
+            .bind(room_id)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(LiveError::InvalidTransition { status: RoomStatus::Ended, action: "pin a product" });
+        }
+        transaction.commit().await?;
+        self.room(Some(host), room_id).await
+    }
+}

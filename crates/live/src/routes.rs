@@ -28,6 +28,7 @@ pub fn router(live: LiveHandle) -> OpenApiRouter {
         .routes(routes!(get_room))
         .routes(routes!(rotate_stream_key))
         .routes(routes!(end_room))
+        .routes(routes!(pin_product))
         .with_state(live)
 }
 
@@ -264,6 +265,26 @@ async fn end_room(
     Path(id): Path<String>,
 ) -> Result<Json<RoomBody>, Problem> {
     Ok(Json(live.end_room(&current.user, &id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinRequest {
+    /// A product of the host's shop (it joins the room's products if it was not one of
+    /// them), or null to unpin.
+    pub product_id: Option<String>,
+}
+
+/// Pin a product over the stream, or unpin (host only).
+#[utoipa::path(post, path = "/live/rooms/{id}/pin", tag = "live", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = PinRequest, responses((status = 200, body = RoomBody)))]
+async fn pin_product(
+    State(live): State<LiveHandle>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PinRequest>,
+) -> Result<Json<RoomBody>, Problem> {
+    Ok(Json(live.pin_product(&current.user, &id, body.product_id.as_deref()).await?.into()))
 }
 
 /// What a playback path names: the playlist or one segment.

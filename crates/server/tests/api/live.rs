@@ -13,6 +13,7 @@ on_both_databases!(
     a_room_not_yet_live_is_its_hosts_alone_and_ending_it_twice_is_refused,
     rotating_the_stream_key_gives_a_new_one_that_only_the_host_can_ask_for,
     every_bad_room_is_refused_with_its_code_and_creates_nothing,
+    the_host_pins_and_unpins_their_own_products_and_nobody_pins_another_shops,
 );
 
 /// A host with a shop and one product; (token, user id, shop id, product id).
@@ -151,4 +152,39 @@ async fn every_bad_room_is_refused_with_its_code_and_creates_nothing(db: Db) {
     server.get("/live/nosuchroom/index.m3u8", None).await.assert_problem(404, "live_room_not_found");
     server.get("/live/nosuchroom/../etc", None).await;
     server.stop().await;
+}
+
+async fn the_host_pins_and_unpins_their_own_products_and_nobody_pins_another_shops(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, _, shop_id, first) = host_with_product(&server, "host").await;
+    let (second, _) = simple_product(&server, &host, &shop_id, "Tea pot", "Clay", 3000, 5).await;
+    let (_, _, _, foreign) = host_with_product(&server, "rival").await;
+    let (viewer, _) = server.register("viewer").await;
+    let created =
+        server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Pins", "product_ids": [first]})).await;
+    let id = created.body["id"].as_str().unwrap();
+    let pinned = pin(&server, &host, id, json!({"product_id": first})).await;
+    assert_eq!(pinned.status, 200, "{}", pinned.text);
+    assert_eq!(pinned.body["pinned_product"]["id"], first.as_str());
+    // A product of the host's shop not in the room joins it as it is pinned.
+    let pinned = pin(&server, &host, id, json!({"product_id": second})).await;
+    assert_eq!(pinned.body["pinned_product"]["id"], second.as_str(), "{}", pinned.text);
+    let products: Vec<&str> =
+        pinned.body["products"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(products, vec![first.as_str(), second.as_str()]);
+    pin(&server, &host, id, json!({"product_id": foreign})).await.assert_problem(422, "product_not_in_shop");
+    pin(&server, &host, id, json!({"product_id": "01NOSUCH"})).await.assert_problem(404, "product_not_found");
+    pin(&server, &host, id, json!({"product": first})).await.assert_problem(422, "invalid_field");
+    pin(&server, &viewer, id, json!({"product_id": first})).await.assert_problem(404, "live_room_not_found");
+    let unpinned = pin(&server, &host, id, json!({"product_id": null})).await;
+    assert_eq!(unpinned.status, 200, "{}", unpinned.text);
+    assert!(unpinned.body["pinned_product"].is_null(), "{}", unpinned.text);
+    server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    pin(&server, &viewer, id, json!({"product_id": first})).await.assert_problem(403, "forbidden");
+    pin(&server, &host, id, json!({"product_id": first})).await.assert_problem(409, "invalid_transition");
+    server.stop().await;
+}
+
+async fn pin(server: &TestServer, token: &str, room_id: &str, body: serde_json::Value) -> crate::support::Reply {
+    server.post(&format!("/api/v1/live/rooms/{room_id}/pin"), Some(token), body).await
 }
