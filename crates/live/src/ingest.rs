@@ -46,6 +46,10 @@ impl LiveHandle {
         while !self.ingesting().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        // Hearts counted in the last second are written too.
+        if let Err(error) = self.flush_likes().await {
+            tracing::warn!("writing live hearts at shutdown: {error}");
+        }
     }
 
     /// Accepts publishers for ever, at most a bounded number at once; the others are

@@ -13,6 +13,7 @@
 //! the ended playlist is the replay.
 
 mod ingest;
+mod likes;
 mod migrations;
 pub mod model;
 mod packager;

@@ -29,6 +29,7 @@ pub fn router(live: LiveHandle) -> OpenApiRouter {
         .routes(routes!(rotate_stream_key))
         .routes(routes!(end_room))
         .routes(routes!(pin_product))
+        .routes(routes!(like))
         .with_state(live)
 }
 
@@ -285,6 +286,26 @@ async fn pin_product(
     ApiJson(body): ApiJson<PinRequest>,
 ) -> Result<Json<RoomBody>, Problem> {
     Ok(Json(live.pin_product(&current.user, &id, body.product_id.as_deref()).await?.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LikesRequest {
+    /// Hearts sent at once, 1–100.
+    pub count: i64,
+}
+
+/// Send hearts to a live room; they are counted (the room's `likes`), within a second.
+#[utoipa::path(post, path = "/live/rooms/{id}/likes", tag = "live", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = LikesRequest, responses((status = 202)))]
+async fn like(
+    State(live): State<LiveHandle>,
+    current: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LikesRequest>,
+) -> Result<StatusCode, Problem> {
+    live.like(&current.user, &id, body.count).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// What a playback path names: the playlist or one segment.

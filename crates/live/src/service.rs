@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) ingesting: Mutex<std::collections::HashSet<String>>,
     /// The address the RTMP listener bound (port 0 becomes a real port).
     pub(crate) rtmp_bound: Mutex<Option<SocketAddr>>,
+    /// Hearts counted and not yet written, per room (`likes.rs`).
+    pub(crate) pending_likes: Mutex<std::collections::HashMap<String, i64>>,
     /// Set when the node stops: every ingest session flushes and gives its lease back.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     /// Room statuses recently read for playback (`rooms.rs`).
@@ -166,6 +168,7 @@ impl LiveHandle {
                 rtmp_bound: Mutex::new(None),
                 playback_statuses: Mutex::new(Default::default()),
                 stopping: tokio::sync::watch::channel(false).0,
+                pending_likes: Mutex::new(Default::default()),
             }),
         }
     }

@@ -194,6 +194,7 @@ impl BackgroundJobs {
             }
         }
         spawn(tokio::spawn(services.live.clone().end_idle_rooms_continually()));
+        spawn(tokio::spawn(services.live.clone().flush_likes_continually()));
         Ok(Self {
             tasks,
             // Ride dispatch runs on every node but acts only on the one holding the

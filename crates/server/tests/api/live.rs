@@ -14,6 +14,7 @@ on_both_databases!(
     rotating_the_stream_key_gives_a_new_one_that_only_the_host_can_ask_for,
     every_bad_room_is_refused_with_its_code_and_creates_nothing,
     the_host_pins_and_unpins_their_own_products_and_nobody_pins_another_shops,
+    hearts_are_counted_into_a_live_rooms_likes_and_refused_elsewhere,
 );
 
 /// A host with a shop and one product; (token, user id, shop id, product id).
@@ -187,4 +188,48 @@ async fn the_host_pins_and_unpins_their_own_products_and_nobody_pins_another_sho
 
 async fn pin(server: &TestServer, token: &str, room_id: &str, body: serde_json::Value) -> crate::support::Reply {
     server.post(&format!("/api/v1/live/rooms/{room_id}/pin"), Some(token), body).await
+}
+
+async fn hearts_are_counted_into_a_live_rooms_likes_and_refused_elsewhere(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, _) = server.register("host").await;
+    let (viewer, _) = server.register("viewer").await;
+    let created = server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Hearts"})).await;
+    let id = created.body["id"].as_str().unwrap().to_string();
+    likes(&server, &viewer, &id, json!({"count": 1})).await.assert_problem(404, "live_room_not_found");
+    likes(&server, &host, &id, json!({"count": 1})).await.assert_problem(409, "invalid_transition");
+    // Live as ingest would have made it (media is another test's business).
+    let mut database = server.database().await;
+    sqlx::query("UPDATE live_rooms SET status = 'live', started_at = 1, last_media_at = 9999999999999")
+        .execute(&mut database)
+        .await
+        .unwrap();
+    // Each node trusts a room's status for a second, and this change bypassed the service.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while likes(&server, &viewer, &id, json!({"count": 5})).await.status != 202 {
+        assert!(tokio::time::Instant::now() < deadline, "the room never took hearts");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for count in [10, 100] {
+        assert_eq!(likes(&server, &viewer, &id, json!({"count": count})).await.status, 202);
+    }
+    for bad in [json!({"count": 0}), json!({"count": 101}), json!({"count": "x"}), json!({})] {
+        likes(&server, &viewer, &id, bad).await.assert_problem(422, "invalid_field");
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let room = server.get(&format!("/api/v1/live/rooms/{id}"), Some(&viewer)).await;
+        if room.body["likes"] == 115 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "hearts not counted: {}", room.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    likes(&server, &viewer, &id, json!({"count": 1})).await.assert_problem(409, "invalid_transition");
+    server.stop().await;
+}
+
+async fn likes(server: &TestServer, token: &str, room_id: &str, body: serde_json::Value) -> crate::support::Reply {
+    server.post(&format!("/api/v1/live/rooms/{room_id}/likes"), Some(token), body).await
 }
