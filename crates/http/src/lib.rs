@@ -16,6 +16,19 @@ pub use rate_limit::RateLimiter;
 /// The largest request body any JSON endpoint accepts (1 MiB).
 pub const JSON_BODY_MAX_BYTES: usize = 1024 * 1024;
 
+/// An amount in an answer: `amount` in minor units (cents for USD) of `currency`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct MoneyView {
+    pub amount: i64,
+    pub currency: String,
+}
+
+impl MoneyView {
+    pub fn new(amount: i64, currency: &str) -> Self {
+        Self { amount, currency: currency.to_string() }
+    }
+}
+
 /// The answer to an idempotent write: `status` with the body, marked
 /// `Idempotent-Replayed: true` when it repeats the first answer to a retried key.
 pub fn idempotent_answer<T: serde::Serialize>(

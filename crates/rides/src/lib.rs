@@ -36,10 +36,11 @@ pub mod model;
 mod presence;
 pub mod routes;
 mod service;
+pub mod wire;
 
 pub use card::RideCards;
 pub use migrations::MIGRATIONS;
-pub use model::{FarePolicy, LatLng, RideAction, RideStatus, RouteEstimator};
+pub use model::{FarePolicy, LatLng, PaymentStatus, RideAction, RideStatus, RouteEstimator};
 pub use presence::DRIVERS_SUBJECT;
 pub use routes::router;
 pub use service::{

@@ -47,7 +47,7 @@ impl LatLng {
 }
 
 /// Where a ride stands (API.md "Rides").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RideStatus {
     Requested,
@@ -57,6 +57,30 @@ pub enum RideStatus {
     Completed,
     Cancelled,
     NoDriver,
+}
+
+/// Where a ride's money stands: held from the rider when requested, then captured for
+/// the driver (the fare or a cancel fee) or released back once the trip is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Held,
+    Captured,
+    Released,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Captured => "captured",
+            Self::Released => "released",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Held, Self::Captured, Self::Released].into_iter().find(|status| status.as_str() == text)
+    }
 }
 
 /// What someone asks of a ride.

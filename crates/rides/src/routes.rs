@@ -3,12 +3,13 @@
 
 use crate::index::LocationRefused;
 use crate::model::{LatLng, RideAction};
-use crate::service::{DriverState, Quote, Ride, Rides, RidesError, Vehicle};
+use crate::service::{DriverState, Quote, Rides, RidesError, Vehicle};
+pub use crate::wire::{Point, RideView, VehicleView};
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::{Accounts, CurrentUser};
-use plaza_http::{ApiJson, ErrorCode, Problem};
+use plaza_http::{ApiJson, ErrorCode, MoneyView, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -110,12 +111,6 @@ fn far(distance_m: Option<f64>) -> String {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize, ToSchema, Clone, Copy)]
-pub struct Point {
-    pub lat: f64,
-    pub lng: f64,
-}
-
 impl Point {
     fn parse(self, field: &'static str) -> Result<LatLng, Problem> {
         LatLng::new(self.lat, self.lng).map_err(|reason| Problem::invalid_field(field, reason))
@@ -168,12 +163,6 @@ pub struct ShareRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MoneyView {
-    pub amount: i64,
-    pub currency: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 #[schema(as = DriverState)]
 pub struct DriverStateView {
     pub driver_id: String,
@@ -181,13 +170,6 @@ pub struct DriverStateView {
     pub vehicle: Option<VehicleView>,
     pub location: Option<Point>,
     pub active_ride_id: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VehicleView {
-    pub plate: String,
-    pub model: String,
-    pub seats: i64,
 }
 
 impl From<DriverState> for DriverStateView {
@@ -227,23 +209,6 @@ impl From<Quote> for QuoteView {
             pickup_eta_s: quote.pickup_eta_s,
             expires_at: quote.expires_at.to_rfc3339(),
         }
-    }
-}
-
-/// A ride: `{id, status, rider_id, driver_id, pickup, dropoff, fare, hold, charged,
-/// payment_status, distance_m, duration_s, surge, cancelled_by, created_at, updated_at}`;
-/// `GET /rides/{id}` adds `vehicle` (`{plate, model, seats}` of the assigned driver's car,
-/// or null) and, while the trip is under way, `driver_location` (`{lat, lng}`, the driver's
-/// last position, or null), so a client opening the ride sees the car before the next
-/// `driver.location` frame.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(transparent)]
-#[schema(as = Ride, value_type = Object)]
-pub struct RideView(pub Value);
-
-impl From<&Ride> for RideView {
-    fn from(ride: &Ride) -> Self {
-        Self(ride.to_json())
     }
 }
 
@@ -335,12 +300,8 @@ async fn get_ride(State(rides): State<Rides>, current: CurrentUser, Path(id): Pa
         Some(driver_id) if !ride.status.is_final() => rides.driver_location(driver_id),
         _ => None,
     };
-    if let Value::Object(fields) = &mut view.0 {
-        let vehicle = vehicle.map(|v| serde_json::json!({"plate": v.plate, "model": v.model, "seats": v.seats}));
-        fields.insert("vehicle".into(), vehicle.unwrap_or(Value::Null));
-        let location = location.map(|at| serde_json::json!({"lat": at.lat(), "lng": at.lng()}));
-        fields.insert("driver_location".into(), location.unwrap_or(Value::Null));
-    }
+    view.vehicle = Some(vehicle.map(|v| VehicleView { plate: v.plate, model: v.model, seats: v.seats }));
+    view.driver_location = Some(location.map(|at| Point { lat: at.lat(), lng: at.lng() }));
     Ok(Json(view))
 }
 

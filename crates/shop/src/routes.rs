@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::routes::UserBody;
 use plaza_accounts::{Accounts, CurrentUser, User};
-use plaza_http::{ApiJson, ApiQuery, ErrorCode, Problem};
+use plaza_http::{ApiJson, ApiQuery, ErrorCode, MoneyView, Problem};
 use plaza_media::MediaError;
 use plaza_wallet::routes::{IdempotencyKeyHeader, MoneyBody};
 use serde::{Deserialize, Serialize};
@@ -220,12 +220,6 @@ pub struct UpdateProductRequest {
     pub status: Option<ProductStatusBody>,
     #[serde(default)]
     pub skus: Vec<SkuChangeBody>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MoneyView {
-    pub amount: i64,
-    pub currency: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -3,13 +3,14 @@
 
 use crate::flash::FlashSaleInput;
 use crate::groups::{GroupBuy, SharedCard};
-use crate::routes::{money_pair, FlashSaleView, MoneyView};
+use crate::routes::{money_pair, FlashSaleView};
 use crate::service::{Review, ShopError, ShopHandle};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::routes::UserBody;
 use plaza_accounts::CurrentUser;
+use plaza_http::MoneyView;
 use plaza_http::{ApiJson, ApiQuery, Problem};
 use plaza_wallet::routes::MoneyBody;
 use serde::{Deserialize, Serialize};

@@ -39,7 +39,7 @@
 //! person to look at. Either way the capture is never above the hold.
 
 use crate::index::{DriverIndex, IndexLimits, LocationRefused, SURGE_RESOLUTION};
-use crate::model::{FarePolicy, GreatCircleRoutes, LatLng, RideAction, RideStatus, RouteEstimator};
+use crate::model::{FarePolicy, GreatCircleRoutes, LatLng, PaymentStatus, RideAction, RideStatus, RouteEstimator};
 use crate::presence::Presence;
 use plaza_accounts::{Accounts, User};
 use plaza_chat::{Chat, ChatError, MessageKind};
@@ -278,7 +278,7 @@ pub struct Ride {
     pub surge_milli: i64,
     pub payment_intent_id: String,
     pub hold: i64,
-    pub payment_status: String,
+    pub payment_status: PaymentStatus,
     pub charged: i64,
     pub offered_driver_id: Option<String>,
     pub offer_expires_at: Option<Timestamp>,
@@ -297,25 +297,7 @@ pub struct Ride {
 impl Ride {
     /// The ride as both parties see it (also the data of `ride.updated`).
     pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "status": self.status.as_str(),
-            "rider_id": self.rider_id,
-            "driver_id": self.driver_id,
-            "pickup": {"lat": self.pickup.lat(), "lng": self.pickup.lng()},
-            "dropoff": {"lat": self.dropoff.lat(), "lng": self.dropoff.lng()},
-            "fare": {"amount": self.fare, "currency": self.currency},
-            "hold": {"amount": self.hold, "currency": self.currency},
-            "charged": {"amount": self.charged, "currency": self.currency},
-            "payment_status": self.payment_status,
-            "distance_m": self.distance_m,
-            "duration_s": self.duration_s,
-            "surge": self.surge_milli as f64 / 1000.0,
-            "cancelled_by": self.cancelled_by,
-            "review": self.review,
-            "created_at": self.created_at.to_rfc3339(),
-            "updated_at": self.updated_at.to_rfc3339(),
-        })
+        serde_json::to_value(crate::wire::RideView::from(self)).unwrap_or(Value::Null)
     }
 
     fn can_see(&self, user_id: &str) -> bool {

@@ -40,7 +40,11 @@ pub(crate) fn ride_from_row(row: &AnyRow) -> Result<Ride, RidesError> {
         surge_milli: row.try_get("surge_milli")?,
         payment_intent_id: row.try_get("payment_intent_id")?,
         hold: row.try_get("hold_amount")?,
-        payment_status: row.try_get("payment_status")?,
+        payment_status: {
+            let text: String = row.try_get("payment_status")?;
+            PaymentStatus::parse(&text)
+                .ok_or_else(|| RidesError::Invariant(format!("ride payment status {text:?} is not one Plaza writes")))?
+        },
         charged: row.try_get("charged_amount")?,
         offered_driver_id: row.try_get("offered_driver_id")?,
         offer_expires_at: offer_expires_at.map(Timestamp::from_unix_millis),

@@ -233,7 +233,7 @@ impl Rides {
     /// another node) moves no more money.
     pub(crate) async fn settle(&self, ride: &Ride) -> Result<Ride, RidesError> {
         let charge = ride.charged;
-        if ride.payment_status != "held" {
+        if ride.payment_status != PaymentStatus::Held {
             return Ok(ride.clone());
         }
         let key = idempotency_key(&format!("ride-settle-{}", ride.id))?;
@@ -245,11 +245,11 @@ impl Rides {
                     Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
                     Err(error) => return Err(error.into()),
                 }
-                "captured"
+                PaymentStatus::Captured
             }
             _ => {
                 self.release_hold(&ride.payment_intent_id, &key).await?;
-                "released"
+                PaymentStatus::Released
             }
         };
         let mut transaction = self.inner.store.begin().await?;
@@ -257,7 +257,7 @@ impl Rides {
             "UPDATE rides SET payment_status = $2, updated_at = $3 WHERE id = $1 AND payment_status = 'held'",
         )
         .bind(&ride.id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(Timestamp::now().unix_millis())
         .execute(&mut *transaction)
         .await?
