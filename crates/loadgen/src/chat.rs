@@ -17,16 +17,34 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// The plaza binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/plaza")]
     pub plaza: PathBuf,
+    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+    #[arg(long)]
     pub database_url: Option<String>,
-    /// With a NATS URL, two nodes are started and clients alternate between them.
+    /// Start two nodes connected by this NATS server (needs --database-url).
+    #[arg(long, requires = "database_url")]
     pub nats_url: Option<String>,
+    /// Idle sockets to open (0 to skip).
+    #[arg(long, default_value_t = 20_000)]
     pub idle_sockets: usize,
+    /// 1:1 conversations driven at once (0 to skip).
+    #[arg(long, default_value_t = 100)]
     pub pairs: usize,
+    /// Messages per second offered across all pairs.
+    #[arg(long = "rate", default_value_t = 5_000)]
     pub rate_per_second: u64,
+    /// Seconds of 1:1 sending.
+    #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Members of the fan-out group, its sender included (0 to skip).
+    #[arg(long, default_value_t = 500)]
     pub group_size: usize,
+    /// Messages sent to the group, one at a time.
+    #[arg(long, default_value_t = 20)]
     pub group_messages: usize,
 }
 

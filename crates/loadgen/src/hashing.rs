@@ -17,11 +17,17 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    #[arg(long, default_value = "target/release/plaza")]
     pub plaza: PathBuf,
+    #[arg(long)]
     pub database_url: Option<String>,
+    #[arg(long, default_value_t = 40)]
     pub registrations: usize,
+    #[arg(long, default_value_t = 400)]
     pub pin_flood: usize,
+    #[arg(long, default_value_t = 20)]
     pub logins: usize,
 }
 

@@ -6,12 +6,25 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// The plaza binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/plaza")]
     pub plaza: PathBuf,
+    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+    #[arg(long)]
     pub database_url: Option<String>,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 10)]
     pub duration: u32,
+    /// wrk connections.
+    #[arg(long, default_value_t = 64)]
     pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
     pub threads: u32,
+    /// Sequential logins to time.
+    #[arg(long, default_value_t = 30)]
     pub logins: u32,
 }
 

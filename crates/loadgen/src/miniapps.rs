@@ -111,6 +111,7 @@ const ORDER_AMOUNT: i64 = 100;
 const SENDER_SLOTS_PER_APP: u64 = 4;
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
+    let options = if options.quick { options.quick() } else { options };
     let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
     anyhow::ensure!(options.apps >= 1 && options.slow_apps < options.apps, "--slow-apps must be less than --apps");
     let (_data_dir, config, store, _services) = crate::server::in_process(options.database_url.clone()).await?;

@@ -18,20 +18,35 @@ use plaza_rides::model::GreatCircleRoutes;
 use plaza_rides::{LatLng, RidesConfig, RouteEstimator};
 use std::time::Instant;
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Drivers online in the index benchmark.
+    /// Online drivers in the index benchmark.
+    #[arg(long, default_value_t = 100_000)]
     pub index_drivers: usize,
     /// Nearest-candidates queries to time.
+    #[arg(long, default_value_t = 50_000)]
     pub queries: usize,
     /// Drivers in the simulated city.
+    #[arg(long, default_value_t = 500)]
     pub sim_drivers: usize,
-    /// Requests per second, city-wide, one simulation per value.
+    /// City-wide requests per second; one greedy and one batched run per value.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.2, 0.4, 0.6])]
     pub demand: Vec<f64>,
-    /// Simulated seconds per run.
-    pub sim_seconds: i64,
+    /// Simulated minutes per run.
+    #[arg(long, default_value_t = 60)]
+    pub sim_minutes: i64,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Percent of offers declined (0–100).
+    /// Percent of offers a driver declines (0–100); the request goes to the next batch
+    /// without that driver, and ends unserved after the dispatcher's rounds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub decline_percent: u32,
+}
+
+impl Options {
+    fn sim_seconds(&self) -> i64 {
+        self.sim_minutes * 60
+    }
 }
 
 /// A square synthetic city around a centre, in metres east (x) and north (y).
@@ -246,7 +261,7 @@ fn demand(options: &Options, city: City, requests_per_second: f64, tick_s: i64) 
     let weight_total: f64 = zones.iter().map(|z| z.2).sum();
     let mut requests = Vec::new();
     let mut at_s = 0;
-    while at_s < options.sim_seconds {
+    while at_s < options.sim_seconds() {
         for (x, y, weight) in &zones {
             let mean = requests_per_second * weight / weight_total * tick_s as f64;
             for _ in 0..random.poisson(mean) {
@@ -299,7 +314,7 @@ fn simulate(
     for (id, (x, y)) in ids.iter().zip(&positions) {
         index.go_online(id, city.at(*x, *y)?, 0);
     }
-    let mut outcome = Outcome::new(requests.len(), options.sim_drivers as f64 * options.sim_seconds as f64)?;
+    let mut outcome = Outcome::new(requests.len(), options.sim_drivers as f64 * options.sim_seconds() as f64)?;
     // Declines draw from their own stream, so that both strategies see the same demand
     // and the same cruising whatever they decline.
     let mut answers = Random(options.seed.rotate_left(29) | 1);
@@ -310,7 +325,7 @@ fn simulate(
     let mut declined: Vec<Vec<usize>> = Vec::new();
     let mut next = 0;
     let mut now_s = 0;
-    while now_s < options.sim_seconds {
+    while now_s < options.sim_seconds() {
         now_s += tick_s;
         let now_ms = now_s * 1000;
         // Drivers who finished a trip come back online where they dropped off; idle
@@ -366,9 +381,9 @@ fn simulate(
             let (pickup_m, pickup_s) = routes.estimate(here, pickup);
             let (_, trip_s) = routes.estimate(pickup, city.at(request.dropoff.0, request.dropoff.1)?);
             let until = now_s + pickup_s + trip_s + 30;
-            outcome.busy_s += (until.min(options.sim_seconds) - now_s) as f64;
-            let on_board_from = (now_s + pickup_s).min(options.sim_seconds);
-            outcome.carrying_s += ((now_s + pickup_s + trip_s).min(options.sim_seconds) - on_board_from) as f64;
+            outcome.busy_s += (until.min(options.sim_seconds()) - now_s) as f64;
+            let on_board_from = (now_s + pickup_s).min(options.sim_seconds());
+            outcome.carrying_s += ((now_s + pickup_s + trip_s).min(options.sim_seconds()) - on_board_from) as f64;
             busy_until[d] = until.max(now_s + 1);
             free_at[d] = request.dropoff;
             index.remove(&ids[d]);
@@ -444,7 +459,7 @@ fn dispatch_simulation(options: &Options, city: City) -> anyhow::Result<()> {
         options.sim_drivers,
         2.0 * city.half_side_m / 1000.0,
         2.0 * city.half_side_m / 1000.0,
-        options.sim_seconds / 60,
+        options.sim_minutes,
         options.decline_percent,
     );
     println!("| demand | strategy | requests | service rate | abandoned (of which no_driver) | declines | time to match p50 / p95 | pickup ETA p50 / p95 | mean pickup distance | driver utilisation | rider on board | run time |");
@@ -505,7 +520,7 @@ mod tests {
             queries: 0,
             sim_drivers: 40,
             demand: vec![0.05],
-            sim_seconds: 900,
+            sim_minutes: 15,
             seed: 7,
             decline_percent: 0,
         }

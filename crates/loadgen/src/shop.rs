@@ -28,15 +28,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// The plaza binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/plaza")]
     pub plaza: PathBuf,
+    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+    #[arg(long)]
     pub database_url: Option<String>,
+    /// Distinct funded buyers, each ordering one unit once.
+    #[arg(long, default_value_t = 50_000)]
     pub buyers: usize,
+    /// Units in the sale.
+    #[arg(long, default_value_t = 10_000)]
     pub units: i64,
+    /// Concurrent HTTP clients of the flash sale.
+    #[arg(long, default_value_t = 128)]
     pub clients: usize,
+    /// Concurrent HTTP clients of the search runs (and of their GET /me baseline).
+    #[arg(long, default_value_t = 16)]
     pub search_clients: usize,
+    /// Products in the catalogue for the search runs.
+    #[arg(long, default_value_t = 100_000)]
     pub products: usize,
+    /// Seconds per search run.
+    #[arg(long, default_value_t = 10)]
     pub duration: u64,
 }
 

@@ -32,19 +32,43 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// The plaza binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/plaza")]
     pub plaza: PathBuf,
+    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+    #[arg(long)]
     pub database_url: Option<String>,
+    /// Concurrent clients of GET /me, idle and while transcoding.
+    #[arg(long, default_value_t = 16)]
     pub clients: usize,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// 1280x720 clips published at once for the transcoding run (0 skips that run).
+    #[arg(long, default_value_t = 3)]
     pub transcodes: usize,
+    /// Length of each of those clips, in seconds.
+    #[arg(long, default_value_t = 25)]
     pub clip_seconds: u32,
+    /// PLAZA_VIDEO_TRANSCODE_CONCURRENCY of the server.
+    #[arg(long, default_value_t = 1)]
     pub transcode_concurrency: usize,
+    /// Ready videos wanted for the feed runs (seeding also stops at --seed-seconds).
+    #[arg(long, default_value_t = 2_000)]
     pub feed_videos: usize,
+    /// Seconds at most spent publishing the feed's catalogue.
+    #[arg(long, default_value_t = 180)]
     pub seed_seconds: u64,
+    /// Creators of the catalogue.
+    #[arg(long, default_value_t = 20)]
     pub creators: usize,
+    /// Viewers: half build a history through the API, half stay fresh.
+    #[arg(long, default_value_t = 100)]
     pub viewers: usize,
+    /// Concurrent clients of the feed runs.
+    #[arg(long, default_value_t = 16)]
     pub feed_clients: usize,
 }
 

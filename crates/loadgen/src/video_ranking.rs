@@ -35,21 +35,51 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+    #[arg(long)]
     pub database_url: Option<String>,
+    /// Which part to run (with --database-url, one part per fresh database).
+    #[arg(long, value_enum, default_value_t = Part::Both)]
     pub part: Part,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Topics (hashtags) of the simulated catalogue.
+    #[arg(long, default_value_t = 20)]
     pub topics: usize,
+    /// Authors, each with one or two topics.
+    #[arg(long, default_value_t = 200)]
     pub authors: usize,
+    /// Videos in the simulated catalogue, spread over the last week.
+    #[arg(long, default_value_t = 3_000)]
     pub videos: usize,
+    /// Simulated users with hidden tastes.
+    #[arg(long, default_value_t = 300)]
     pub users: usize,
+    /// Rounds: every user has one session per round.
+    #[arg(long, default_value_t = 4)]
     pub rounds: usize,
+    /// Pages of 10 per session at most.
+    #[arg(long, default_value_t = 3)]
     pub pages: usize,
+    /// Fresh uploads added before the middle round.
+    #[arg(long, default_value_t = 20)]
     pub fresh: usize,
+    /// Users (or callers) driven at once.
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Videos in the latency catalogue.
+    #[arg(long, default_value_t = 20_000)]
     pub scale_videos: usize,
+    /// Users in the latency run.
+    #[arg(long, default_value_t = 2_000)]
     pub scale_users: usize,
+    /// Views each of those users records first, through record_view.
+    #[arg(long, default_value_t = 3)]
     pub scale_views: usize,
+    /// Sequential calls of each kind timed.
+    #[arg(long, default_value_t = 1_000)]
     pub requests: usize,
 }
 

@@ -28,16 +28,36 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    #[arg(long, default_value = "target/release/plaza")]
     pub plaza: PathBuf,
+    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+    #[arg(long)]
     pub database_url: Option<String>,
+    /// Users with money (the "many accounts" workload picks any two).
+    #[arg(long, default_value_t = 10_000)]
     pub accounts: usize,
+    /// Hot users for the Zipf workload.
+    #[arg(long, default_value_t = 100)]
     pub hot: usize,
+    /// Zipf exponent over the hot users.
+    #[arg(long, default_value_t = 1.1)]
     pub zipf_s: f64,
+    /// Concurrent keep-alive HTTP clients.
+    #[arg(long, default_value_t = 256)]
     pub http_clients: usize,
+    /// Concurrent callers at the service layer.
+    #[arg(long, default_value_t = 1024)]
     pub service_tasks: usize,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 5)]
     pub duration: u64,
+    /// Only the service layer, with group commit (no baseline, no HTTP): for profiling.
+    #[arg(long, conflicts_with = "http_only")]
     pub service_only: bool,
+    /// Only the HTTP runs (no service layer, no floor): for profiling the server.
+    #[arg(long)]
     pub http_only: bool,
 }
 

@@ -324,14 +324,17 @@ fn raw_string_length(rest: &[char]) -> Option<usize> {
     }
     let body = start + hashes + 1;
     let close: Vec<char> = std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
-    let length = (body..rest.len()).find(|&at| rest[at..].starts_with(&close)).map_or(rest.len(), |at| at + close.len());
+    let length =
+        (body..rest.len()).find(|&at| rest[at..].starts_with(&close)).map_or(rest.len(), |at| at + close.len());
     Some(length)
 }
 
 /// `'x'`, `'\n'`, `'\u{1F600}'`; `None` for a lifetime or a label.
 fn character_length(rest: &[char]) -> Option<usize> {
     match rest {
-        ['\'', '\\', ..] => rest.iter().skip(3).position(|c| *c == '\'').map(|at| at + 4).filter(|length| *length <= 12),
+        ['\'', '\\', ..] => {
+            rest.iter().skip(3).position(|c| *c == '\'').map(|at| at + 4).filter(|length| *length <= 12)
+        }
         ['\'', _, '\'', ..] => Some(3),
         _ => None,
     }
@@ -445,10 +448,13 @@ mod tests {
         let source = "fn tricky<'a>(x: &'a str) {\n    let s = \"}}}\"; // }\n    let c = '}';\n    \
                       let r = r#\"}\"#; /* } */\n}\nfn after() {\n    a();\n    b();\n}\n";
         let found = long_functions(source, 3);
-        assert_eq!(found, vec![
-            LongFunction { name: "tricky".into(), line: 1, lines: 5 },
-            LongFunction { name: "after".into(), line: 6, lines: 4 },
-        ]);
+        assert_eq!(
+            found,
+            vec![
+                LongFunction { name: "tricky".into(), line: 1, lines: 5 },
+                LongFunction { name: "after".into(), line: 6, lines: 4 },
+            ]
+        );
     }
 
     #[test]
@@ -458,13 +464,12 @@ mod tests {
         assert_eq!(long_functions(source, 1).len(), 1);
     }
 
-
     #[test]
     fn an_escaped_quote_or_backslash_character_is_one_literal() {
-        let source = "fn quotes() {\n    let q = '\\'';\n    let b = '\\\\';\n    let brace = '{';\n}\nfn next() {\n}\n";
+        let source =
+            "fn quotes() {\n    let q = '\\'';\n    let b = '\\\\';\n    let brace = '{';\n}\nfn next() {\n}\n";
         let names: Vec<(String, usize)> =
             long_functions(source, 1).into_iter().map(|function| (function.name, function.lines)).collect();
         assert_eq!(names, [("quotes".to_string(), 5), ("next".to_string(), 2)]);
     }
-
 }

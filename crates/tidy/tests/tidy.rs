@@ -5,7 +5,9 @@
 //! Edges of every kind count (normal, build and dev): a dev-only edge is still a crate
 //! reaching into another, so the map lists it, marked `(dev)`.
 
-use plaza_tidy::{parse_crate_edges, parse_table_owners, writes_in_source, Edge, WriteKind};
+use plaza_tidy::{
+    line_count, long_functions, parse_crate_edges, parse_table_owners, writes_in_source, Edge, WriteKind,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -122,6 +124,36 @@ fn every_table_is_written_only_by_its_owner_crate() {
         }
     }
     assert!(problems.is_empty(), "a table is written outside its owner:\n  {}", problems.join("\n  "));
+}
+
+/// The longest function a reader should have to hold (TIGER_STYLE's 70 lines is the
+/// guide; this is the bound), and the longest file, in every crate's `src/`.
+const FUNCTION_LINES_MAX: usize = 120;
+const FILE_LINES_MAX: usize = 900;
+
+#[test]
+fn no_function_or_file_in_any_crate_is_longer_than_a_reader_can_hold() {
+    let workspace = Workspace::load();
+    let mut problems = Vec::new();
+    for directory in workspace.packages.values() {
+        for file in rust_files(&directory.join("src")) {
+            let source = std::fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+            let relative = file.strip_prefix(&workspace.root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+            let lines = line_count(&source);
+            if lines > FILE_LINES_MAX {
+                problems.push(format!(
+                    "{relative}: {lines} lines, over {FILE_LINES_MAX}: split it along its sections into modules"
+                ));
+            }
+            for function in long_functions(&source, FUNCTION_LINES_MAX) {
+                problems.push(format!(
+                    "{relative}:{}: `{}` is {} lines, over {FUNCTION_LINES_MAX}: make its steps functions",
+                    function.line, function.name, function.lines
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "code a reader cannot hold:\n  {}", problems.join("\n  "));
 }
 
 /// The workspace as `cargo metadata` reports it.
