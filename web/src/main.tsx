@@ -25,6 +25,7 @@ const TABS = [
   { path: '/rides', key: 'tab.rides', icon: '🚗' },
   { path: '/shop', key: 'tab.shop', icon: '🛍️' },
   { path: '/video', key: 'tab.video', icon: '🎬' },
+  { path: '/live', key: 'tab.live', icon: '📺' },
   { path: '/me', key: 'tab.me', icon: '🙂' },
 ] as const;
 
@@ -46,6 +47,7 @@ function Lazy({ name, load }: { name: string; load: () => Promise<FunctionCompon
 const loadRides = () => import('./screens/rides').then((module) => module.RidesScreen);
 const loadShop = () => import('./screens/shop').then((module) => module.ShopScreen);
 const loadVideo = () => import('./screens/video').then((module) => module.VideoScreen);
+const loadLive = () => import('./screens/live').then((module) => module.LiveScreen);
 const loadMiniApps = () => import('./screens/miniapps').then((module) => module.MiniAppsScreen);
 
 function TabBar({ path }: { path: string }) {
@@ -115,11 +117,12 @@ function App() {
   else if (path === '/rides') screen = <Lazy name="rides" load={loadRides} />;
   else if (path === '/shop' || path.startsWith('/shop/')) screen = <Lazy name="shop" load={loadShop} />;
   else if (path === '/video' || path.startsWith('/video/')) screen = <Lazy name="video" load={loadVideo} />;
+  else if (path === '/live' || path.startsWith('/live/')) screen = <Lazy name="live" load={loadLive} />;
   else if (path === '/apps' || path.startsWith('/apps/')) screen = <Lazy name="miniapps" load={loadMiniApps} />;
   else if (path === '/me') screen = <MeScreen />;
   else screen = <ChatsScreen />;
-  // A running mini-app has the whole screen, under Plaza's bar.
-  const fullScreen = path.startsWith('/chats/') || /^\/apps\/[^/]+\/run(\/|$)/.test(path);
+  // A running mini-app has the whole screen, under Plaza's bar; so does a live stream.
+  const fullScreen = path.startsWith('/chats/') || /^\/apps\/[^/]+\/run(\/|$)/.test(path) || /^\/live\/(?!host$)[^/]+$/.test(path);
   return (
     <div class={fullScreen ? 'shell full' : 'shell'}>
       <OfferBanner path={path} />

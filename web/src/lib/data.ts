@@ -8,6 +8,7 @@ import { createStore } from './store';
 import { Socket } from './socket';
 import { applyShopEvent, refreshShop, resetShop } from './shop';
 import { applyVideoEvent } from './video';
+import { applyLiveFrame, bindLiveSocket, liveResumed } from './live';
 
 export interface Pending {
   client_id: string; conversation_id: string; kind: string; body: any; created_at: string;
@@ -391,6 +392,7 @@ function applyEphemeral(type: string, data: any) {
       return;
     }
   }
+  if (type.startsWith('live.')) applyLiveFrame(type, data);
 }
 
 function sendFailed(clientId: string, problem: any) {
@@ -418,9 +420,14 @@ export const socket = new Socket({
   ack: noteNewMessage,
   sendFailed,
   reload: reloadState,
-  connection: (connection) => { if (store.get().connection !== connection) store.set({ connection }); },
+  connection: (connection) => {
+    if (store.get().connection !== connection) store.set({ connection });
+    // Live rooms are joined per connection: a new one joins them again.
+    if (connection === 'online') liveResumed();
+  },
   pendingSends: () => Object.values(store.get().pending).flat(),
 });
+bindLiveSocket((frame) => socket.frame(frame));
 window.addEventListener('online', () => socket.networkChanged(true));
 window.addEventListener('offline', () => socket.networkChanged(false));
 document.addEventListener('visibilitychange', () => {

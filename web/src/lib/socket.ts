@@ -164,6 +164,12 @@ export class Socket {
         this.handlers.ephemeral(frame.type, frame.data);
         return;
     }
+    // A live room's frames (`live.chat`, `live.stats`, …) come only while it is joined,
+    // without a cursor: ephemeral too, never replayed.
+    if (!frame.cursor && frame.type.startsWith('live.')) {
+      this.handlers.ephemeral(frame.type, frame.data);
+      return;
+    }
     if (frame.cursor) {
       this.handlers.event(frame.type, frame.data);
       this.saveCursor(frame.cursor);

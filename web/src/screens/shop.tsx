@@ -116,7 +116,7 @@ function Carousel({ product }: { product: Product }) {
   );
 }
 
-type Checkout = { mode: 'alone' } | { mode: 'open' } | { mode: 'join'; groupId: string } | { mode: 'flash'; saleId: string };
+export type Checkout = { mode: 'alone' } | { mode: 'open' } | { mode: 'join'; groupId: string } | { mode: 'flash'; saleId: string };
 
 function ProductView({ id, joinGroup }: { id: string; joinGroup?: string }) {
   const me = store.use((s) => s.me)!;
@@ -260,7 +260,15 @@ export function ShareToChat({ share }: { share: (conversationId: string) => Prom
 
 const ADDRESS_FIELDS: (keyof Address)[] = ['name', 'line1', 'city', 'postal_code', 'country', 'phone'];
 
-function CheckoutDialog({ product, sku, checkout, onClose }: { product: Product; sku: Sku; checkout: Checkout; onClose: () => void }) {
+/**
+ * The checkout sheet: quantity, the remembered address, then the PIN pad when the wallet
+ * asks. A live stream passes `onSku` (the sheet then offers the product's SKUs itself) and
+ * `onPlaced` (the order stays in the stream instead of opening the order's page).
+ */
+export function CheckoutDialog({ product, sku, checkout, onClose, onSku, onPlaced }: {
+  product: Product; sku: Sku; checkout: Checkout; onClose: () => void;
+  onSku?: (skuId: string) => void; onPlaced?: (order: Order) => void;
+}) {
   const me = store.use((s) => s.me)!;
   const [address, setAddress] = useState<Address>(() => savedAddress(me.id));
   const [quantity, setQuantity] = useState(1);
@@ -286,6 +294,7 @@ function CheckoutDialog({ product, sku, checkout, onClose }: { product: Product;
       noteOrder(order);
       void loadWallet().catch(() => {});
       if (checkout.mode === 'open' && order.group_buy_id) setPlaced(order);
+      else if (onPlaced) onPlaced(order);
       else navigate(`/shop/orders/${encodeURIComponent(order.id)}`);
     } catch (caught) { if (!isCancelled(caught)) setError(caught); } finally { setBusy(false); }
   };
@@ -304,6 +313,13 @@ function CheckoutDialog({ product, sku, checkout, onClose }: { product: Product;
       <form class="form" onSubmit={submit}>
         <p><strong>{product.title}</strong>{product.skus.length > 1 ? ` · ${sku.name}` : ''}<br />
           <span class="small">{t('shop.unit_price')}: {formatMoney(unit.amount, unit.currency)}</span></p>
+        {onSku && product.skus.length > 1 && (
+          <div class="sku-picker" role="group" aria-label={t('shop.option')}>
+            {product.skus.map((option) => (
+              <button type="button" aria-pressed={option.id === sku.id} disabled={option.stock <= 0} onClick={() => onSku(option.id)}>{option.name}</button>
+            ))}
+          </div>
+        )}
         {grouped && product.group_size && sku.group_price && (
           <p class="small muted">{t('shop.group_rule', { n: product.group_size, price: formatMoney(sku.group_price.amount, sku.group_price.currency), hours: 24 })}</p>
         )}
