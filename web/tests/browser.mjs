@@ -22,7 +22,7 @@ const screenshots = process.env.SCREENSHOTS === '0' ? null : join(root, 'docs/sc
 const MOBILE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: 'en-US' };
 const UI_TIMEOUT = 15_000;
 
-let server, base, browser, dataDir;
+let server, base, browser, dataDir, rtmpPort;
 
 function freePort() {
   return new Promise((ok, fail) => {
@@ -46,6 +46,8 @@ before(async () => {
   assert.ok(existsSync(plazaBin), `no plaza binary at ${plazaBin}; build it first (cargo build --bin plaza)`);
   dataDir = mkdtempSync(join(tmpdir(), 'plaza-browser-'));
   const port = await freePort();
+  // Live rooms take RTMP on a port of their own (the default 1935 may be a demo's).
+  rtmpPort = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = spawn(plazaBin, ['serve'], {
     env: { ...process.env, PLAZA_ADDR: `127.0.0.1:${port}`, PLAZA_DATA_DIR: dataDir, PLAZA_LOG: 'warn',
@@ -53,7 +55,8 @@ before(async () => {
       // Rides: quick dispatch batches so an offer reaches the driver at once. `plaza serve`
       // runs no simulated drivers (only `plaza demo --serve` does), so the test's driver is
       // the only one who can be offered the ride; no tile server, so the bundled map is drawn.
-      PLAZA_RIDES_BATCH_MS: '200', PLAZA_RIDES_OFFER_TIMEOUT_MS: '30000', PLAZA_MAP_TILE_URL: '' },
+      PLAZA_RIDES_BATCH_MS: '200', PLAZA_RIDES_OFFER_TIMEOUT_MS: '30000', PLAZA_MAP_TILE_URL: '',
+      PLAZA_LIVE_RTMP_ADDR: `127.0.0.1:${rtmpPort}` },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   await waitReady(`${base}/readyz`, 60);
@@ -1060,6 +1063,102 @@ test('Coffee House: opened from the directory, signs in with Plaza, is paid with
   } finally {
     coffee.kill('SIGTERM');
   }
+}));
+
+/** Waits until the live page's video has played on by `seconds` from where it is now. */
+async function videoAdvances(page, seconds) {
+  await page.waitForFunction(() => {
+    const video = document.querySelector('[data-testid="live-video"]');
+    return video && video.readyState >= 2 && video.currentTime > 0;
+  }, null, { timeout: 60_000 });
+  const from = await page.getByTestId('live-video').evaluate((video) => video.currentTime);
+  await page.waitForFunction((from) => document.querySelector('[data-testid="live-video"]').currentTime > from, from + seconds, { timeout: 30_000 });
+}
+
+test('a host streams into a live room with ffmpeg, a viewer watches it from the Live tab, sends hearts, buys the pinned product, and watches the replay', () => keepEvidence(async () => {
+  // hls.js plays through MediaSource, whose blob: URL the page's policy must let a video load.
+  const policy = (await fetch(`${base}/`)).headers.get('content-security-policy') ?? '';
+  assert.match(policy, /media-src[^;]*blob:/, 'the CSP (crates/server/src/web.rs) must allow media-src blob: for hls.js');
+  const lia = await signUp('lia', 'Lia Live');
+  const max = await signUp('maxv', 'Max Viewer');
+  const liaToken = await tokenOf(lia);
+  const maxToken = await tokenOf(max);
+  await topUp(maxToken, 5000);
+  // The host's catalogue is set up over the API: this test is about selling in the stream.
+  const liaShop = await call('POST', '/shops', liaToken, { name: 'Lia’s Lamps' });
+  await call('POST', `/shops/${liaShop.id}/products`, liaToken, {
+    title: 'Trail lamp', description: 'Rechargeable, for the tent', media_ids: [],
+    skus: [{ name: 'Red', price: { amount: 1500, currency: 'USD' }, stock: 5 }],
+  });
+
+  // Lia opens a room with her lamp and gets the address to stream to.
+  await tab(lia, 'Live');
+  await lia.page.getByRole('button', { name: 'Go live' }).click();
+  await lia.page.getByLabel('Title').fill('Lamps by the lake');
+  await lia.page.getByLabel('Trail lamp').check();
+  await lia.page.getByRole('button', { name: 'Create the room' }).click();
+  await lia.page.getByTestId('host-status').getByText('Waiting for your stream').waitFor();
+  await lia.page.getByRole('button', { name: 'Copy Stream key' }).waitFor();
+  const rtmpUrl = await lia.page.getByLabel('RTMP URL', { exact: true }).inputValue();
+  assert.match(rtmpUrl, new RegExp(`^rtmp://127\\.0\\.0\\.1:${rtmpPort}/live/.+`));
+
+  // ffmpeg plays OBS: a generated pattern and tone, at real time, into that URL.
+  const ffmpeg = spawn('ffmpeg', ['-hide_banner', '-nostats', '-loglevel', 'error', '-re',
+    '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=440',
+    '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '25', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-f', 'flv', rtmpUrl], { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    await lia.page.getByTestId('host-status').getByText('Live').waitFor({ timeout: 60_000 });
+    await lia.page.getByRole('button', { name: 'Pin Trail lamp' }).click();
+    await lia.page.getByRole('button', { name: 'Unpin Trail lamp' }).waitFor();
+    await shot(lia.page, '50-live-host');
+
+    // Max finds the room live in the Live tab and watches it: the video plays on.
+    await tab(max, 'Live');
+    await max.page.getByRole('link', { name: /^Lamps by the lake, by Lia Live, live/ }).click();
+    await max.page.getByTestId('live-watch').waitFor();
+    await videoAdvances(max.page, 1);
+    const room = max.page.getByTestId('live-watch');
+    assert.equal(await max.page.getByRole('navigation').count(), 0, 'the stream has the whole screen');
+
+    // Hearts: three taps go out as one batch and the room counts them.
+    for (let i = 0; i < 3; i++) await room.getByRole('button', { name: 'Send a heart' }).click();
+    const roomId = new URL(max.page.url()).pathname.split('/').pop();
+    const deadline = Date.now() + 15_000;
+    let likes = 0;
+    while ((likes = (await call('GET', `/live/rooms/${roomId}`, maxToken)).likes) < 3 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.equal(likes, 3, 'the room counted the three hearts');
+    await shot(max.page, '51-live-watch');
+
+    // Max buys the pinned lamp from a sheet over the stream, and stays in it.
+    await room.getByTestId('live-pinned').getByRole('button', { name: 'Buy Trail lamp' }).click();
+    const checkout = max.page.getByRole('dialog', { name: 'Checkout' });
+    await fillAddress(checkout, 'Max Viewer');
+    await checkout.getByRole('button', { name: 'Pay $15.00' }).click();
+    await max.page.getByTestId('live-bought').waitFor();
+    await shot(max.page, '52-live-bought');
+    await max.page.getByRole('button', { name: 'Keep watching' }).click();
+    await videoAdvances(max.page, 0.5);
+    const orders = await call('GET', '/orders?role=buyer&limit=10', maxToken);
+    assert.equal(orders.items.length, 1);
+    assert.equal(orders.items[0].items[0].title, 'Trail lamp');
+    assert.equal(orders.items[0].status, 'paid');
+    const wallet = await call('GET', '/wallet', maxToken);
+    assert.equal(wallet.balances.find((balance) => balance.currency === 'USD').available, 5000 - 1500);
+
+    // Lia ends the live; its recording is the replay, which Max watches from the list.
+    lia.page.once('dialog', (dialog) => dialog.accept());
+    await lia.page.getByRole('button', { name: 'End the live' }).click();
+    await lia.page.getByTestId('host-status').getByText('This live has ended.').waitFor();
+  } finally {
+    ffmpeg.kill('SIGKILL');
+  }
+  await max.page.getByRole('button', { name: 'Back' }).click();
+  await max.page.getByRole('link', { name: /^Lamps by the lake, by Lia Live, replay/ }).click({ timeout: 30_000 });
+  await videoAdvances(max.page, 1);
+  for (const user of [lia, max]) await user.context.close();
 }));
 
 test('no page broke the Content Security Policy', () => {

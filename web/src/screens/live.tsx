@@ -107,8 +107,10 @@ const PLAYER_RETRIES_MAX = 10;
  * MediaSource is missing (Safari on older iPhones). `auth` sends the bearer token with
  * every request (a replay is for signed-in users; the live stream is public).
  */
-function HlsPlayer({ src, auth, muted, label, onMutedByBrowser, className }: {
-  src: string; auth: boolean; muted: boolean; label: string; onMutedByBrowser?: () => void; className?: string;
+function HlsPlayer({ src, auth, muted, label, onMutedByBrowser, onStalled, className }: {
+  src: string; auth: boolean; muted: boolean; label: string; onMutedByBrowser?: () => void;
+  /** The stream stopped loading (it may have ended: the screen looks at the room again). */
+  onStalled?: () => void; className?: string;
 }) {
   const ref = useRef<HTMLVideoElement>(null);
   const [attempt, setAttempt] = useState(0);
@@ -141,6 +143,7 @@ function HlsPlayer({ src, auth, muted, label, onMutedByBrowser, className }: {
           if (!data.fatal || stopped) return;
           if (data.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
           hls.destroy();
+          onStalled?.();
           if (attempt < PLAYER_RETRIES_MAX) window.setTimeout(() => { if (!stopped) setAttempt((n) => n + 1); }, WAIT_POLL_MS);
           else setFailed(true);
         });
@@ -266,7 +269,7 @@ function WatchView({ id }: { id: string }) {
     <section class="live-watch" aria-label={room.title} data-testid="live-watch">
       {source
         ? <HlsPlayer key={source + (ended ? 'replay' : 'live')} src={source} auth={ended} muted={muted}
-            label={t('live.video_label', { title: room.title })} onMutedByBrowser={() => setMuted(true)} />
+            label={t('live.video_label', { title: room.title })} onMutedByBrowser={() => setMuted(true)} onStalled={reload} />
         : <div class="live-video placeholder" aria-hidden="true" />}
       <header class="live-top">
         <button type="button" class="icon-button live-round" aria-label={t('chat.back')} onClick={back}>‹</button>
