@@ -8,6 +8,7 @@
 // and a new one), /live/host/rooms/:id (one room, for its host). No client path has three
 // segments under /live/: those are the server's playback files (/live/{room}/index.m3u8),
 // which would answer a reload of such a page with a 404.
+import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, getToken } from '../lib/api';
 import type { Page } from '../lib/api';
@@ -323,7 +324,9 @@ function WatchView({ id }: { id: string }) {
   );
 }
 
-function ChatList({ messages, mine }: { messages: LiveChatMessage[]; mine: string }) {
+function ChatList({ messages, mine, moderate }: {
+  messages: LiveChatMessage[]; mine: string; moderate?: (message: LiveChatMessage) => ComponentChildren;
+}) {
   const list = useRef<HTMLUListElement>(null);
   const pinnedToEnd = useRef(true);
   useEffect(() => {
@@ -336,6 +339,7 @@ function ChatList({ messages, mine }: { messages: LiveChatMessage[]; mine: strin
       {messages.map((message) => (
         <li key={message.id} data-testid="live-chat-message" class={message.user.id === mine ? 'mine' : ''}>
           <strong>{message.user.display_name}</strong> {message.text}
+          {moderate?.(message)}
         </li>
       ))}
     </ul>
@@ -536,6 +540,8 @@ function HostRoomView({ id }: { id: string }) {
   const { room, setRoom, error: loadError } = useRoom(id, (r) => r.status === 'created' || (r.status === 'live' && !r.playback));
   const joined = useJoined(id, room?.status);
   const [key, setKey] = useState(() => knownKey(id));
+  // Who the host muted from this screen (the server keeps the truth; this names the button).
+  const [muted, setMuted] = useState<Record<string, boolean>>({});
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const ended = room?.status === 'ended' || !!joined?.ended;
@@ -550,6 +556,13 @@ function HostRoomView({ id }: { id: string }) {
     setKey(knownKey(id));
     return rotated;
   });
+  const moderate = async (userId: string, mute: boolean) => {
+    setError(null);
+    try {
+      await api('POST', `/live/rooms/${encodeURIComponent(id)}/moderation`, { user_id: userId, action: mute ? 'mute' : 'unmute' });
+      setMuted((known) => ({ ...known, [userId]: mute }));
+    } catch (caught) { setError(caught); }
+  };
   const pin = (productId: string | null) => act(() => api<LiveRoom>('POST', `/live/rooms/${encodeURIComponent(id)}/pin`, { product_id: productId }));
   const end = () => act(async () => {
     if (!confirm(t('live.end_confirm'))) return room!;
@@ -631,7 +644,12 @@ function HostRoomView({ id }: { id: string }) {
       {status === 'live' && (
         <div class="pad host-chat">
           <h2>{t('live.chat')}</h2>
-          <ChatList messages={joined?.chat ?? []} mine={me.id} />
+          <ChatList messages={joined?.chat ?? []} mine={me.id} moderate={(message) => message.user.id !== me.id && (
+            <button type="button" class="link small chat-moderate" onClick={() => moderate(message.user.id, !muted[message.user.id])}
+              aria-label={t(muted[message.user.id] ? 'live.unmute_name' : 'live.mute_name', { name: message.user.display_name })}>
+              {muted[message.user.id] ? t('live.unmute') : t('live.mute')}
+            </button>
+          )} />
           {!(joined?.chat.length) && <p class="small muted">{t('live.no_chat')}</p>}
           <ChatForm roomId={id} />
         </div>
