@@ -20,9 +20,9 @@
 use crate::assignment::assign_batched;
 use crate::index::Candidate;
 use crate::model::RideAction;
-use crate::service::{lock, release_offer, ride_from_row, Actor, Rides, RidesError, TRIP_STATUSES_SQL};
+use crate::service::{lock, release_offer, ride_from_row, Actor, Offer, Rides, RidesError, TRIP_STATUSES_SQL};
+use crate::wire::OfferView;
 use plaza_kernel::Timestamp;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -357,14 +357,18 @@ impl Rides {
             .bind(now)
             .execute(&mut *transaction)
             .await?;
-            let data = json!({
-                "ride_id": ride.id,
-                "pickup": {"lat": ride.pickup.lat(), "lng": ride.pickup.lng()},
-                "dropoff": {"lat": ride.dropoff.lat(), "lng": ride.dropoff.lng()},
-                "fare": {"amount": ride.fare, "currency": ride.currency},
-                "pickup_eta_s": eta,
-                "expires_at": Timestamp::from_unix_millis(expires_at).to_rfc3339(),
-            });
+            let offer = Offer {
+                ride_id: ride.id.clone(),
+                pickup: ride.pickup,
+                dropoff: ride.dropoff,
+                fare: ride.fare,
+                currency: ride.currency.clone(),
+                pickup_eta_s: Some(eta),
+                expires_at: Timestamp::from_unix_millis(expires_at),
+                remaining_ms: offer_timeout_ms,
+            };
+            let data = serde_json::to_value(OfferView::from(&offer))
+                .map_err(|error| RidesError::Invariant(format!("an offer's event: {error}")))?;
             let appended = self.inner.events.append(&mut transaction, &[driver_id], "ride.offer", &data).await?;
             transaction.commit().await?;
             self.inner.events.publish(appended);

@@ -200,12 +200,18 @@ impl DriverIndex {
 
     /// Online drivers per resolution-7 area around `point` (the supply side of surge).
     pub fn supply_near(&self, point: LatLng, now_ms: i64) -> u64 {
-        let Some(area) = point.to_h3().map(|p| p.to_cell(SURGE_RESOLUTION)) else { return 0 };
+        self.drivers_in_area(point, now_ms).len() as u64
+    }
+
+    /// The drivers heard from lately in the resolution-7 area around `point`.
+    pub fn drivers_in_area(&self, point: LatLng, now_ms: i64) -> Vec<Arc<str>> {
+        let Some(area) = point.to_h3().map(|p| p.to_cell(SURGE_RESOLUTION)) else { return Vec::new() };
         area.children(INDEX_RESOLUTION)
             .filter_map(|cell| self.cells.get(&cell))
             .flatten()
             .filter(|id| self.drivers.get(*id).is_some_and(|d| now_ms - d.last_seen_ms <= self.limits.silence_ms))
-            .count() as u64
+            .cloned()
+            .collect()
     }
 
     /// Drops drivers silent for longer than `silence_ms`; returns their ids.

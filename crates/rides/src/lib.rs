@@ -44,5 +44,6 @@ pub use model::{FarePolicy, LatLng, PaymentStatus, RideAction, RideStatus, Route
 pub use presence::DRIVERS_SUBJECT;
 pub use routes::router;
 pub use service::{
-    DriverState, Quote, Rating, Ride, Rides, RidesConfig, RidesError, Vehicle, REVIEW_IMPLAUSIBLE_ROUTE,
+    coarse_position, DriverState, Offer, Quote, Rating, Ride, Rides, RidesConfig, RidesError, Vehicle,
+    NEARBY_DRIVERS_MAX, NEARBY_RADIUS_M, REVIEW_IMPLAUSIBLE_ROUTE,
 };

@@ -4,24 +4,26 @@
 use crate::index::LocationRefused;
 use crate::model::{LatLng, RideAction};
 use crate::service::{DriverState, Quote, Rides, RidesError, Vehicle};
-pub use crate::wire::{Point, RideView, VehicleView};
+pub use crate::wire::{OfferView, Point, RideView, VehicleView};
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::{Accounts, CurrentUser};
-use plaza_http::{ApiJson, ErrorCode, MoneyView, Problem};
+use plaza_http::{ApiJson, ApiQuery, ErrorCode, MoneyView, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// The rides routes, relative to `/api/v1`.
 pub fn router(rides: Rides) -> OpenApiRouter {
     OpenApiRouter::new()
+        .routes(routes!(driver_state))
         .routes(routes!(driver_online))
         .routes(routes!(driver_offline))
         .routes(routes!(driver_location))
+        .routes(routes!(nearby_drivers))
         .routes(routes!(create_quote))
         .routes(routes!(request_ride))
         .routes(routes!(get_ride))
@@ -162,14 +164,21 @@ pub struct ShareRequest {
     pub conversation_id: String,
 }
 
+/// A driver as the driver sees themself: the answer of going online and offline, and of
+/// `GET /rides/driver`, which an app reads after a reload to carry on where it was.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = DriverState)]
 pub struct DriverStateView {
     pub driver_id: String,
+    /// Online and heard from lately: only then is the driver offered rides.
     pub online: bool,
     pub vehicle: Option<VehicleView>,
     pub location: Option<Point>,
     pub active_ride_id: Option<String>,
+    /// The trip under way, if there is one.
+    pub ride: Option<RideView>,
+    /// The offer waiting for an answer, with `remaining_ms` by the server's clock.
+    pub offer: Option<OfferView>,
 }
 
 impl From<DriverState> for DriverStateView {
@@ -180,6 +189,8 @@ impl From<DriverState> for DriverStateView {
             vehicle: state.vehicle.map(|v| VehicleView { plate: v.plate, model: v.model, seats: v.seats }),
             location: state.location.map(|(lat, lng)| Point { lat, lng }),
             active_ride_id: state.active_ride_id,
+            ride: state.ride.as_ref().map(RideView::from),
+            offer: state.offer.as_ref().map(OfferView::from),
         }
     }
 }
@@ -213,6 +224,14 @@ impl From<Quote> for QuoteView {
 }
 
 type Reply<T> = Result<Json<T>, Problem>;
+
+/// The caller as a driver: online or not, the car, the trip under way and the offer
+/// waiting for an answer (with the milliseconds it has left by the server's clock).
+#[utoipa::path(get, path = "/rides/driver", tag = "rides", security(("bearer" = [])),
+    responses((status = 200, body = DriverStateView)))]
+async fn driver_state(State(rides): State<Rides>, current: CurrentUser) -> Reply<DriverStateView> {
+    Ok(Json(rides.driver_state(&current.user).await?.into()))
+}
 
 /// Go online as a driver.
 #[utoipa::path(post, path = "/rides/driver/online", tag = "rides", security(("bearer" = [])),
@@ -256,6 +275,38 @@ pub fn parse_heading(heading: Option<f64>) -> Result<Option<f64>, Problem> {
         }
         other => Ok(other),
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct NearbyParams {
+    /// Latitude of the point (the rider's pickup), -90 to 90.
+    pub lat: f64,
+    /// Longitude of the point, -180 to 180.
+    pub lng: f64,
+}
+
+/// Free drivers near a point, coarsened for a map.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NearbyDrivers)]
+pub struct NearbyDriversView {
+    /// The centre of each H3 cell (resolution 9: about 0.1 km², centres some 300 m apart)
+    /// holding at least one free driver, nearest first: at most 20, within 3 km. Never a
+    /// driver's id, name or exact position.
+    pub drivers: Vec<Point>,
+}
+
+/// Free drivers near a point, for the rider's map before requesting.
+#[utoipa::path(get, path = "/rides/nearby-drivers", tag = "rides", security(("bearer" = [])),
+    params(NearbyParams), responses((status = 200, body = NearbyDriversView)))]
+async fn nearby_drivers(
+    State(rides): State<Rides>,
+    current: CurrentUser,
+    ApiQuery(params): ApiQuery<NearbyParams>,
+) -> Reply<NearbyDriversView> {
+    let point = LatLng::new(params.lat, params.lng)
+        .map_err(|reason| Problem::invalid_field(if reason.starts_with("latitude") { "lat" } else { "lng" }, reason))?;
+    let drivers = rides.nearby_drivers(&current.user, point).await?;
+    Ok(Json(NearbyDriversView { drivers: drivers.into_iter().map(Point::from).collect() }))
 }
 
 /// Price a trip.

@@ -1,8 +1,8 @@
 //! What a client sees of a ride, typed, so the OpenAPI document describes it: the answer
 //! of the ride endpoints and the data of `ride.updated` are one [`RideView`].
 
-use crate::model::{PaymentStatus, RideStatus};
-use crate::service::Ride;
+use crate::model::{LatLng, PaymentStatus, RideStatus};
+use crate::service::{Offer, Ride};
 use plaza_http::MoneyView;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,6 +12,12 @@ use utoipa::ToSchema;
 pub struct Point {
     pub lat: f64,
     pub lng: f64,
+}
+
+impl From<LatLng> for Point {
+    fn from(at: LatLng) -> Self {
+        Self { lat: at.lat(), lng: at.lng() }
+    }
 }
 
 /// A driver's car.
@@ -84,6 +90,40 @@ impl From<&Ride> for RideView {
             updated_at: ride.updated_at.to_rfc3339(),
             vehicle: None,
             driver_location: None,
+        }
+    }
+}
+
+/// A ride offered to a driver: the data of `ride.offer` and the `offer` of
+/// `GET /rides/driver`.
+#[derive(Debug, Serialize, ToSchema, Clone, PartialEq)]
+#[schema(as = RideOffer)]
+pub struct OfferView {
+    pub ride_id: String,
+    pub pickup: Point,
+    pub dropoff: Point,
+    pub fare: MoneyView,
+    /// From the driver's position to the pickup, when the server knows where the driver is.
+    pub pickup_eta_s: Option<i64>,
+    /// RFC 3339, by the server's clock.
+    pub expires_at: String,
+    /// What is left of the offer, by the server's clock, when this was written: count down
+    /// from this rather than from `expires_at`, so a phone whose clock is off shows the
+    /// right time. In a `ride.offer` replayed after a reconnect it is as old as the event;
+    /// `GET /rides/driver` answers with what is left now.
+    pub remaining_ms: i64,
+}
+
+impl From<&Offer> for OfferView {
+    fn from(offer: &Offer) -> Self {
+        Self {
+            ride_id: offer.ride_id.clone(),
+            pickup: offer.pickup.into(),
+            dropoff: offer.dropoff.into(),
+            fare: MoneyView::new(offer.fare, &offer.currency),
+            pickup_eta_s: offer.pickup_eta_s,
+            expires_at: offer.expires_at.to_rfc3339(),
+            remaining_ms: offer.remaining_ms,
         }
     }
 }

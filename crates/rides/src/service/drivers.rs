@@ -21,8 +21,7 @@ impl Rides {
         self.announce_presence(Presence::At { driver_id: me.id.clone(), lat: location.lat(), lng: location.lng() });
         // A driver coming back (after a restart of either side) resumes streaming to the
         // rider of a trip still under way.
-        let active = self.active_ride_of_driver(&me.id).await?;
-        match &active {
+        match self.active_ride_of_driver(&me.id).await? {
             Some(ride) => self.announce_presence(Presence::Trip {
                 driver_id: me.id.clone(),
                 ride_id: ride.id.clone(),
@@ -32,13 +31,7 @@ impl Rides {
             // the bus) must not send this driver's next locations to that rider.
             None => self.end_trip_if_over(&me.id).await?,
         }
-        Ok(DriverState {
-            driver_id: me.id.clone(),
-            online: true,
-            vehicle: Some(vehicle),
-            location: Some((location.lat(), location.lng())),
-            active_ride_id: active.map(|ride| ride.id),
-        })
+        self.driver_state(me).await
     }
 
     /// Takes the caller out of dispatch. A trip under way goes on.
@@ -50,15 +43,79 @@ impl Rides {
             .execute(self.inner.store.write())
             .await?;
         self.announce_presence(Presence::Offline { driver_id: me.id.clone() });
-        let vehicle = self.vehicle_of(&me.id).await?;
-        let active = self.active_ride_of_driver(&me.id).await?;
+        self.driver_state(me).await
+    }
+
+    /// Where the caller stands as a driver: online or not, the car, the trip under way and
+    /// the offer waiting for an answer with the milliseconds it has left by the server's
+    /// clock. What a driver's app reads after a reload to carry on instead of going online
+    /// again.
+    pub async fn driver_state(&self, me: &User) -> Result<DriverState, RidesError> {
+        let now = Timestamp::now().unix_millis();
+        let row = sqlx::query("SELECT plate, model, seats, online FROM ride_drivers WHERE driver_id = $1")
+            .bind(&me.id)
+            .fetch_optional(self.inner.store.write())
+            .await?;
+        let (vehicle, online_in_database) = match row {
+            Some(row) => {
+                let vehicle = Vehicle {
+                    plate: row.try_get("plate")?,
+                    model: row.try_get("model")?,
+                    seats: row.try_get("seats")?,
+                };
+                (Some(vehicle), row.try_get::<i64, _>("online")? == 1)
+            }
+            None => (None, false),
+        };
+        let (heard_from, location) = {
+            let index = lock(&self.inner.index);
+            (index.is_online(&me.id, now), index.location(&me.id))
+        };
+        let online = online_in_database && heard_from;
+        let ride = self.active_ride_of_driver(&me.id).await?;
+        let offer = match ride {
+            Some(_) => None,
+            None => self.open_offer_of(&me.id, location, now).await?,
+        };
         Ok(DriverState {
             driver_id: me.id.clone(),
-            online: false,
+            online,
             vehicle,
-            location: None,
-            active_ride_id: active.map(|ride| ride.id),
+            location: location.filter(|_| online).map(|at| (at.lat(), at.lng())),
+            active_ride_id: ride.as_ref().map(|ride| ride.id.clone()),
+            ride,
+            offer,
         })
+    }
+
+    /// The offer `driver_id` may still accept, priced from where the driver is now.
+    async fn open_offer_of(
+        &self,
+        driver_id: &str,
+        location: Option<LatLng>,
+        now: i64,
+    ) -> Result<Option<Offer>, RidesError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RIDE_COLUMNS} FROM rides WHERE status = 'requested' AND offered_driver_id = $1
+             AND offer_expires_at >= $2 LIMIT 1"
+        ))
+        .bind(driver_id)
+        .bind(now)
+        .fetch_optional(self.inner.store.write())
+        .await?;
+        let Some(ride) = row.map(|row| ride_from_row(&row)).transpose()? else { return Ok(None) };
+        let Some(expires_at) = ride.offer_expires_at else { return Ok(None) };
+        let pickup_eta_s = location.map(|at| self.inner.routes.estimate(at, ride.pickup).1);
+        Ok(Some(Offer {
+            ride_id: ride.id,
+            pickup: ride.pickup,
+            dropoff: ride.dropoff,
+            fare: ride.fare,
+            currency: ride.currency,
+            pickup_eta_s,
+            expires_at,
+            remaining_ms: (expires_at.unix_millis() - now).max(0),
+        }))
     }
 
     /// A new position of an online driver; the rider of the driver's trip sees it live.

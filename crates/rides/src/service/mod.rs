@@ -55,11 +55,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod drivers;
+mod nearby;
 mod quotes;
 mod requests;
 mod rows;
 mod trips;
 
+pub use nearby::{coarse_position, NEARBY_DRIVERS_MAX, NEARBY_RADIUS_M};
 pub(crate) use quotes::AreaDemand;
 pub(crate) use rows::{idempotency_key, load_ride, point, ride_from_row};
 pub(crate) use trips::release_offer;
@@ -235,14 +237,37 @@ impl Vehicle {
     }
 }
 
-/// A driver as the driver sees themself.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A driver as the driver sees themself: what an app reads to carry on after a reload
+/// (`Rides::driver_state`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DriverState {
     pub driver_id: String,
+    /// Online in the database and heard from within the index's silence limit (this node's
+    /// replica): only such a driver is offered rides.
     pub online: bool,
     pub vehicle: Option<Vehicle>,
     pub location: Option<(f64, f64)>,
     pub active_ride_id: Option<String>,
+    /// The trip under way (`active_ride_id`'s ride).
+    pub ride: Option<Ride>,
+    /// The offer waiting for the driver's answer, if one is open.
+    pub offer: Option<Offer>,
+}
+
+/// A ride offered to a driver, as `ride.offer` carries it and `GET /rides/driver` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub ride_id: String,
+    pub pickup: LatLng,
+    pub dropoff: LatLng,
+    pub fare: i64,
+    pub currency: String,
+    /// From where the driver is to the pickup, when the index knows where that is.
+    pub pickup_eta_s: Option<i64>,
+    pub expires_at: Timestamp,
+    /// What is left of the offer by the server's clock when this was written, so a phone
+    /// whose clock is off still counts down the right time.
+    pub remaining_ms: i64,
 }
 
 /// A priced quote.

@@ -9,13 +9,22 @@ impl Rides {
         let config = &self.inner.config;
         let now = Timestamp::now();
         let (distance_m, duration_s) = self.inner.routes.estimate(pickup, dropoff);
-        let (supply, nearest) = {
+        let (in_area, found) = {
             let index = lock(&self.inner.index);
-            let supply = index.supply_near(pickup, now.unix_millis());
-            let wanted = config.eta_precise_drivers_min.max(1);
-            let nearest = index.nearest(pickup, config.search_radius_m, wanted, now.unix_millis(), |id| id == me.id);
-            (supply, nearest)
+            let in_area = index.drivers_in_area(pickup, now.unix_millis());
+            let wanted = config.eta_precise_drivers_min.max(1) + ETA_SPARE_CANDIDATES;
+            let found = index.nearest(pickup, config.search_radius_m, wanted, now.unix_millis(), |id| id == me.id);
+            (in_area, found)
         };
+        // The index is fed by the bus; the database says who is online (and who is free).
+        let standing =
+            self.standing_of(in_area.iter().chain(found.iter().map(|c| &c.driver_id)).map(|id| &**id)).await?;
+        let supply = in_area.iter().filter(|id| standing.contains_key(&***id)).count() as u64;
+        let nearest: Vec<_> = found
+            .into_iter()
+            .filter(|candidate| standing.get(&*candidate.driver_id) == Some(&nearby::Standing::Free))
+            .take(config.eta_precise_drivers_min.max(1))
+            .collect();
         let demand = self.record_demand(pickup, &me.id, now.unix_millis());
         self.tell_other_nodes(Presence::Demand { lat: pickup.lat(), lng: pickup.lng(), rider_id: Some(me.id.clone()) });
         let surge_milli = config.fare.surge_milli(demand, supply);
@@ -105,6 +114,10 @@ impl Rides {
         })
     }
 }
+
+/// Drivers taken from the index beyond those a quote's ETA needs, for some the database
+/// has busy or offline.
+const ETA_SPARE_CANDIDATES: usize = 8;
 
 /// The riders who quoted in one area recently, each counted once: the demand side of surge.
 /// `asked` holds every quote in time order (so the window's end is found at the front) and

@@ -26,6 +26,7 @@ mod pay_orders;
 mod profiles;
 mod realtime;
 mod rides;
+mod rides_drivers;
 mod shop;
 mod shop_crash;
 mod shop_groups;
