@@ -45,6 +45,9 @@ use tokio::sync::{Notify, Semaphore};
 pub const IN_FLIGHT_MAX: usize = 64;
 /// Attempts in flight for one app on one node: a hanging receiver holds at most these.
 pub const IN_FLIGHT_PER_APP_MAX: usize = 4;
+/// Due deliveries one round of the sender reads at most, oldest first, before it keeps
+/// [`IN_FLIGHT_PER_APP_MAX`] of each app: a bound on the round's cost whatever the backlog.
+const DUE_SCAN_MAX: usize = 1_000;
 /// The longest wait between two attempts.
 pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(6 * 3600);
 /// What the delivery log keeps of a receiver's answer.
@@ -261,6 +264,11 @@ impl MiniApps {
 
     /// Claims due deliveries, as many as there are free slots, and starts an attempt for
     /// each in its own task.
+    ///
+    /// The due rows are read without the apps already at their in-flight limit on this
+    /// node, and at most as many per app as it has room for: otherwise a hanging
+    /// receiver's backlog, oldest first, fills the whole read and every other app waits
+    /// behind it although slots are free.
     async fn start_due_attempts(&self, client: &reqwest::Client) -> Result<(), MiniAppError> {
         let sender = &self.inner().sender;
         let free = sender.slots.available_permits();
@@ -268,15 +276,30 @@ impl MiniApps {
             return Ok(());
         }
         let now = Timestamp::now().unix_millis();
-        let due = sqlx::query(
-            "SELECT id, app_id FROM miniapp_webhook_deliveries
-             WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until <= $1
-             ORDER BY next_attempt_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::try_from(free * 2).unwrap_or(i64::MAX))
-        .fetch_all(self.inner().store.read())
-        .await?;
+        let full = self.apps_at_their_limit();
+        let not_full = if full.is_empty() {
+            String::new()
+        } else {
+            format!(" AND app_id NOT IN ({})", plaza_store::numbered_parameters(4, full.len()))
+        };
+        let sql = format!(
+            "SELECT id, app_id FROM (
+                 SELECT id, app_id, next_attempt_at,
+                        ROW_NUMBER() OVER (PARTITION BY app_id ORDER BY next_attempt_at, id) AS place_in_app
+                 FROM (SELECT id, app_id, next_attempt_at FROM miniapp_webhook_deliveries
+                       WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until <= $1{not_full}
+                       ORDER BY next_attempt_at LIMIT $3) oldest_due
+             ) due
+             WHERE place_in_app <= $2 ORDER BY next_attempt_at, id"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(now)
+            .bind(i64::try_from(IN_FLIGHT_PER_APP_MAX).unwrap_or(i64::MAX))
+            .bind(i64::try_from(DUE_SCAN_MAX).unwrap_or(i64::MAX));
+        for app_id in &full {
+            query = query.bind(app_id);
+        }
+        let due = query.fetch_all(self.inner().store.read()).await?;
         let lease = self.inner().config.payments.webhook_timeout + Duration::from_secs(5);
         for row in due {
             let (id, app_id): (String, String) = (row.try_get("id")?, row.try_get("app_id")?);
@@ -317,6 +340,12 @@ impl MiniApps {
             });
         }
         Ok(())
+    }
+
+    /// The apps with [`IN_FLIGHT_PER_APP_MAX`] attempts in flight on this node.
+    fn apps_at_their_limit(&self) -> Vec<String> {
+        let per_app = self.inner().sender.per_app.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        per_app.iter().filter(|(_, count)| **count >= IN_FLIGHT_PER_APP_MAX).map(|(app_id, _)| app_id.clone()).collect()
     }
 
     fn take_app_slot(&self, app_id: &str) -> bool {

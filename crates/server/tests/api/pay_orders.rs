@@ -24,6 +24,7 @@ on_both_databases!(
     a_pin_an_expiry_and_an_empty_wallet_each_stop_a_confirmation,
     concurrent_confirms_pay_once_and_concurrent_refunds_never_exceed_the_payment,
     a_failing_receiver_is_retried_with_growing_delays_while_a_hanging_one_delays_nobody,
+    a_hanging_receivers_long_backlog_does_not_hold_up_another_apps_webhook,
     a_webhook_written_before_a_sigkill_is_delivered_after_the_restart,
 );
 
@@ -559,6 +560,52 @@ async fn a_failing_receiver_is_retried_with_growing_delays_while_a_hanging_one_d
     assert_eq!(distinct.len(), 6);
     let log_path = format!("/api/v1/miniapps/{}/webhook-deliveries", app.app.id);
     wait_log(&server, &developer, &log_path, |item| item["status"] == "delivered").await;
+    server.stop().await;
+}
+
+async fn a_hanging_receivers_long_backlog_does_not_hold_up_another_apps_webhook(db: Db) {
+    // More due deliveries for the hanging app than a sender reads in one round (twice its
+    // free slots, once sorted oldest first): if the sender read them before skipping the
+    // app at its in-flight limit, the other app's newer webhook would wait for the
+    // hanging receiver's time-outs, a minute away.
+    let backlog = 2 * plaza_miniapps::webhooks::IN_FLIGHT_MAX + 8;
+    let hanging = Receiver::start_gated(always(StatusCode::OK), true).await;
+    let prompt = Receiver::start(always(StatusCode::OK)).await;
+    let server = TestServer::start_with(db, |config| {
+        quick_webhooks(config);
+        config.miniapps.webhook_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let Shop { server, developer, user, sub, token, .. } = shop(server, &hanging).await;
+    futures_util::future::join_all((0..backlog).map(|n| {
+        let (server, token, sub, user) = (&server, &token, &sub, &user);
+        async move {
+            let order = create_order(server, token, None, &order_body(&format!("H-{n}"), sub, 10)).await;
+            let id = order.body["id"].as_str().unwrap();
+            let paid = server.post(&format!("/api/v1/pay/orders/{id}/confirm"), Some(user), json!({})).await;
+            assert_eq!(paid.status, 200, "{}", paid.text);
+        }
+    }))
+    .await;
+    hanging.wait_for(plaza_miniapps::webhooks::IN_FLIGHT_PER_APP_MAX).await;
+
+    let other = register(&server, &developer, "Tea Garden", &prompt.url).await;
+    let other_sub = user_sub(&server, &user, &other.app, "openid payments").await;
+    let other_token = app_token(&server, &other.app, "payments").await;
+    let order = create_order(&server, &other_token, None, &order_body("T-1", &other_sub, 100)).await;
+    let order_id = order.body["id"].as_str().unwrap();
+    let paid = server.post(&format!("/api/v1/pay/orders/{order_id}/confirm"), Some(&user), json!({})).await;
+    assert_eq!(paid.body["status"], "paid", "{}", paid.text);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while prompt.received().is_empty() {
+        assert!(Instant::now() < deadline, "the other app's webhook waited behind the hanging receiver's backlog");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_signed(&prompt.received()[0], &other.webhook_secret);
+    // Still four at a time for the hanging app, however long its queue.
+    assert_eq!(hanging.received().len(), plaza_miniapps::webhooks::IN_FLIGHT_PER_APP_MAX);
+    hanging.release();
+    hanging.wait_for(backlog).await;
     server.stop().await;
 }
 
