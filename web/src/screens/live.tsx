@@ -582,6 +582,21 @@ function HostRoomView({ id }: { id: string }) {
   const likes = joined?.likes ?? room.likes;
   const status = ended ? 'ended' : room.status;
   const obs = key?.rtmp_url ? splitRtmpUrl(key.rtmp_url) : null;
+  // Before the stream arrives the settings come first; once live, the products and the chat.
+  const ingest = (
+    <div class="pad host-ingest" role="group" aria-label={t('live.stream_settings')}>
+      <h2>{t('live.stream_settings')}</h2>
+      {status === 'created' && <p class="small">{t('live.obs_hint')}</p>}
+      {key?.rtmp_url && obs ? (
+        <>
+          <CopyField label={t('live.rtmp_url')} value={key.rtmp_url} secret />
+          <CopyField label={t('live.obs_server')} value={obs.server} />
+          <CopyField label={t('live.stream_key')} value={key.stream_key} secret />
+        </>
+      ) : key ? <p class="small muted">{t('live.no_rtmp')}</p> : <p class="small muted">{t('live.key_hidden')}</p>}
+      <button type="button" class="small-button" disabled={busy} onClick={rotate}>{t('live.rotate')}</button>
+    </div>
+  );
   return (
     <section class="live-tab host-room" aria-label={room.title}>
       {header}
@@ -607,20 +622,7 @@ function HostRoomView({ id }: { id: string }) {
         )}
         <ErrorLine error={error} />
       </div>
-      {status !== 'ended' && (
-        <div class="pad host-ingest" role="group" aria-label={t('live.stream_settings')}>
-          <h2>{t('live.stream_settings')}</h2>
-          {status === 'created' && <p class="small">{t('live.obs_hint')}</p>}
-          {key?.rtmp_url && obs ? (
-            <>
-              <CopyField label={t('live.rtmp_url')} value={key.rtmp_url} secret />
-              <CopyField label={t('live.obs_server')} value={obs.server} />
-              <CopyField label={t('live.stream_key')} value={key.stream_key} secret />
-            </>
-          ) : key ? <p class="small muted">{t('live.no_rtmp')}</p> : <p class="small muted">{t('live.key_hidden')}</p>}
-          <button type="button" class="small-button" disabled={busy} onClick={rotate}>{t('live.rotate')}</button>
-        </div>
-      )}
+      {status === 'created' && ingest}
       {room.products.length > 0 && (
         <div class="pad">
           <h2>{t('live.products')}</h2>
@@ -654,6 +656,7 @@ function HostRoomView({ id }: { id: string }) {
           <ChatForm roomId={id} />
         </div>
       )}
+      {status === 'live' && ingest}
       {!ended && (
         <div class="pad">
           <button type="button" class="danger wide" disabled={busy} onClick={end}>{t('live.end')}</button>
