@@ -9,7 +9,9 @@ function serviceWorker(): Plugin {
     apply: 'build',
     generateBundle(_options, bundle) {
       const assets = Object.keys(bundle).map((name) => '/' + name);
-      const shell = ['/', '/manifest.webmanifest', '/icon.svg', ...assets.filter((name) => name !== '/index.html')];
+      // hls.js (~120 KB gzipped) is fetched with the first live stream instead: a stream
+      // needs the network anyway, and most sessions never open one.
+      const shell = ['/', '/manifest.webmanifest', '/icon.svg', ...assets.filter((name) => name !== '/index.html' && !name.startsWith('/assets/hls.'))];
       const version = assets.filter((name) => name.startsWith('/assets/')).sort().join(',');
       let hash = 0;
       for (let i = 0; i < version.length; i++) hash = (hash * 31 + version.charCodeAt(i)) | 0;
