@@ -12,7 +12,8 @@
 //! a Content-Security-Policy that runs scripts from this origin only (the build has no
 //! inline script; Preact sets styles through the CSSOM, which `style-src` does not
 //! govern), loads images from this origin, `data:`, `blob:` (a picked photo's preview)
-//! and the tile server's origin, connects (HTTP and WebSocket) to this origin only, and
+//! and the tile server's origin, plays media from this origin and `blob:` (hls.js feeds a
+//! live stream to the video element through a MediaSource's blob URL), connects (HTTP and WebSocket) to this origin only, and
 //! may not be framed by anyone (`frame-ancestors 'none'` and `X-Frame-Options: DENY`),
 //! frames only what a mini-app's `home_url` may be (`https:`, or `http:` on a loopback
 //! host; the runner sandboxes each frame),
@@ -56,7 +57,7 @@ impl SecurityHeaders {
         let tile_source = map_tile_url.and_then(tile_origin).map(|origin| format!(" {origin}")).unwrap_or_default();
         let policy = format!(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{tile_source}; \
-             connect-src 'self'; worker-src 'self'; manifest-src 'self'; font-src 'self'; object-src 'none'; \
+             media-src 'self' blob:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; font-src 'self'; object-src 'none'; \
              base-uri 'none'; form-action 'self'; frame-ancestors 'none'; \
              frame-src 'self' https: http://localhost:* http://127.0.0.1:*"
         );

@@ -57,6 +57,7 @@ async fn the_client_runs_only_its_own_scripts_and_cannot_be_framed() {
             assert!(directives.contains(&"script-src 'self'"), "{path}: {policy}");
             assert!(directives.contains(&"connect-src 'self'"), "{path}: {policy}");
             assert!(directives.contains(&"img-src 'self' data: blob:"), "{path}: {policy}");
+            assert!(directives.contains(&"media-src 'self' blob:"), "{path}: {policy}");
         }
         assert!(!policy.contains("unsafe-eval"), "{path}: {policy}");
         assert!(directives.contains(&"frame-ancestors 'none'"), "{path}: {policy}");
