@@ -329,12 +329,16 @@ function ChatList({ messages, mine, moderate }: {
 }) {
   const list = useRef<HTMLUListElement>(null);
   const pinnedToEnd = useRef(true);
+  // The oldest lines fade out only once the list is full (a lone message stays legible).
+  const [full, setFull] = useState(false);
   useEffect(() => {
     const element = list.current;
-    if (element && pinnedToEnd.current) element.scrollTop = element.scrollHeight;
+    if (!element) return;
+    if (pinnedToEnd.current) element.scrollTop = element.scrollHeight;
+    setFull(element.scrollHeight > element.clientHeight);
   }, [messages]);
   return (
-    <ul class="live-chat" role="log" aria-label={t('live.chat')} ref={list}
+    <ul class={full ? 'live-chat full' : 'live-chat'} role="log" aria-label={t('live.chat')} ref={list}
       onScroll={(event) => { const e = event.currentTarget; pinnedToEnd.current = e.scrollHeight - e.scrollTop - e.clientHeight < 24; }}>
       {messages.map((message) => (
         <li key={message.id} data-testid="live-chat-message" class={message.user.id === mine ? 'mine' : ''}>
