@@ -472,10 +472,19 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await assertClearOfTabBar(dev, 'the driver online', ['Go offline']);
   await shot(dev.page, '11-driver-online');
 
-  // Rita chooses her drop-off by tapping the map, and sees the price.
+  // Rita opens Rides: before requesting, her map shows the free car near her pickup, only
+  // roughly (the centre of its ~300 m cell, never Dev's position), and says how many there are.
   await tab(rita, 'Rides');
   const map = rita.page.getByTestId('map');
   await map.waitFor();
+  await rita.page.getByTestId('cars-near').getByText('1 free car nearby').waitFor();
+  const nearbyCar = rita.page.getByTestId('marker-nearby');
+  assert.equal(await nearbyCar.count(), 1, 'one car, shown as a car');
+  const devAt = { lat: Number(await dev.page.getByTestId('marker-me').getAttribute('data-lat')), lng: Number(await dev.page.getByTestId('marker-me').getAttribute('data-lng')) };
+  const shownAt = { lat: Number(await nearbyCar.getAttribute('data-lat')), lng: Number(await nearbyCar.getAttribute('data-lng')) };
+  const offM = Math.hypot((shownAt.lat - devAt.lat) * 111_320, (shownAt.lng - devAt.lng) * 111_320 * Math.cos(devAt.lat * Math.PI / 180));
+  assert.ok(offM > 1 && offM < 250, `the car is shown near Dev, not where he is: ${offM.toFixed(0)} m off`);
+  assert.equal(await rita.page.getByTestId('marker-car').count(), 0, 'no assigned car yet');
   await rita.page.getByTestId('set-dropoff').click();
   const box = await map.boundingBox();
   const before = await rita.page.getByTestId('marker-dropoff').getAttribute('data-lat');
@@ -494,6 +503,8 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await rita.page.getByTestId('request').click();
   await rita.page.getByText('Finding you a driver…').waitFor();
   await assertClearOfTabBar(rita, 'searching', ['Cancel ride']);
+  // Once she has requested, the cars around are no longer shown.
+  await nearbyCar.waitFor({ state: 'detached' });
 
   // Dev is offered the ride, with a countdown, and takes it.
   const offer = dev.page.getByTestId('offer');
@@ -503,6 +514,14 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   assert.ok(left > 0 && left <= 30, `a countdown to the offer's expiry: ${left}`);
   await assertClearOfTabBar(dev, 'the offer', ['Decline', 'Accept']);
   await shot(dev.page, '13-driver-offer');
+  // A reload keeps the offer, counting down from what the server says is left; Dev's app
+  // reads where he stands instead of going online again.
+  const wentOnline = [];
+  dev.page.on('request', (request) => { if (request.url().endsWith('/rides/driver/online')) wentOnline.push(request.url()); });
+  await dev.page.reload();
+  await offer.waitFor();
+  const leftAfter = Number((await offer.getByTestId('offer-countdown').textContent()).replace(/\D/g, ''));
+  assert.ok(leftAfter > 0 && leftAfter <= left, `the countdown goes on after the reload: ${left} then ${leftAfter}`);
   await offer.getByRole('button', { name: 'Accept' }).click();
 
   // Rita sees who is coming, in which car, and the car itself on her map.
@@ -534,9 +553,11 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
 
   await dev.page.getByRole('button', { name: 'I have arrived' }).click();
   await ride.getByText('Dev Patel is at the pickup').waitFor();
-  // So does the driver's: he is online again with the same car, on the same trip.
+  // So does the driver's: he is on the same trip, with the same car, and was never sent
+  // online again (his app asked the server where he stands).
   await dev.page.reload();
   await dev.page.getByTestId('trip').getByText('Waiting for Rita Gomez').waitFor();
+  assert.deepEqual(wentOnline, [], 'reloads resume the driver; they do not go online again');
   // The cancel rule now names the fee.
   await ride.getByText('Your driver is here: cancelling now costs $3.00.').waitFor();
   await assertClearOfTabBar(rita, 'the driver at the pickup', ['Cancel ride']);

@@ -39,8 +39,14 @@ export interface Ride {
 export interface Quote {
   id: string; fare: MoneyValue; distance_m: number; duration_s: number; surge: number; pickup_eta_s: number | null; expires_at: string;
 }
-export interface Offer { ride_id: string; pickup: LatLng; dropoff: LatLng; fare: MoneyValue; pickup_eta_s: number | null; expires_at: string }
-export interface DriverState { driver_id: string; online: boolean; vehicle: Vehicle | null; location: LatLng | null; active_ride_id: string | null }
+/** `remaining_ms` is what was left by the server's clock when the offer was written. */
+export interface Offer { ride_id: string; pickup: LatLng; dropoff: LatLng; fare: MoneyValue; pickup_eta_s: number | null; expires_at: string; remaining_ms: number }
+export interface DriverState {
+  driver_id: string; online: boolean; vehicle: Vehicle | null; location: LatLng | null; active_ride_id: string | null;
+  ride: Ride | null; offer: Offer | null;
+}
+/** Free drivers near a point, each only as the centre of its ~300 m cell. */
+export interface NearbyDrivers { drivers: LatLng[] }
 export interface ClientConfig {
   map: { tile_url: string | null; attribution: string | null; center: LatLng; zoom: number };
   rides: { cancel_fee: MoneyValue; platform_fee_bps: number; hold_margin_percent: number };

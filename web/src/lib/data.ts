@@ -3,7 +3,7 @@
 // Messages are keyed by `seq` and pending sends by `client_id`, so a replayed event or a
 // retried send never shows twice.
 import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from './api';
-import type { Balance, Contact, Conversation, Message, Offer, RedPacket, Ride, User } from './api';
+import type { Balance, Contact, Conversation, DriverState, Message, Offer, RedPacket, Ride, User } from './api';
 import { createStore } from './store';
 import { Socket } from './socket';
 import { applyShopEvent, refreshShop, resetShop } from './shop';
@@ -37,7 +37,7 @@ export interface State {
   /** Rides this client has seen, by id, as the last `ride.updated` or fetch left them. */
   rides: Record<string, Ride>;
   /** Offers made to this user as a driver, by ride id (until answered or expired). */
-  offers: Record<string, Offer>;
+  offers: Record<string, HeldOffer>;
   /** ride id → the assigned driver's latest position (ephemeral `driver.location`). */
   driverLocations: Record<string, { lat: number; lng: number; heading: number | null; at: number }>;
 }
@@ -337,8 +337,49 @@ export async function loadRide(id: string): Promise<Ride> {
   return ride;
 }
 
+/** An offer as this client holds it: when it runs out on this device's monotonic clock
+ *  (`performance.now()`), counted from the server's `remaining_ms` — a phone's own clock may
+ *  be off — and when it was received. */
+export interface HeldOffer extends Offer { deadline: number; total_ms: number; received: number }
+
+/** Offers answered or run out here: a late copy (a fetch answered meanwhile) is not shown again. */
+const offersDone = new Set<string>();
+const OFFERS_DONE_MAX = 200;
+
+export function noteOffer(offer: Offer) {
+  if (offersDone.has(offer.ride_id)) return;
+  const now = performance.now();
+  const left = offer.remaining_ms;
+  if (!(left > 0)) return;
+  store.set((s) => {
+    const total = Math.max(left, s.offers[offer.ride_id]?.total_ms ?? 0);
+    return { offers: { ...s.offers, [offer.ride_id]: { ...offer, deadline: now + left, total_ms: total, received: now } } };
+  });
+  window.setTimeout(() => {
+    const held = store.get().offers[offer.ride_id];
+    if (held && held.deadline <= performance.now() + 50) dropOffer(offer.ride_id);
+  }, left);
+}
+
 export function dropOffer(rideId: string) {
+  if (offersDone.size >= OFFERS_DONE_MAX) offersDone.clear();
+  offersDone.add(rideId);
   store.set((s) => { const offers = { ...s.offers }; delete offers[rideId]; return { offers }; });
+}
+
+/** The caller as a driver, from the server: the trip under way and the open offer with what is
+ *  left of it now. Read on opening the driver's screen and after every reconnect, it also
+ *  corrects offers replayed from before (whose `remaining_ms` is as old as the event): an offer
+ *  received before the question and missing from the answer is no longer open. */
+export async function loadDriverState(): Promise<DriverState> {
+  const asked = performance.now();
+  const state = await api<DriverState>('GET', '/rides/driver');
+  if (state.ride) noteRide(state.ride);
+  for (const held of Object.values(store.get().offers)) {
+    if (held.ride_id !== state.offer?.ride_id && held.received < asked) dropOffer(held.ride_id);
+  }
+  if (state.offer) noteOffer(state.offer);
+  return state;
 }
 
 // ---- what the socket brings -----------------------------------------------------------
@@ -365,13 +406,9 @@ function applyEvent(type: string, data: any) {
       break;
     }
     case 'ride.updated': noteRide(data); break;
-    case 'ride.offer':
-      // A replayed offer that has already run out is not worth showing.
-      if (Date.parse(data.expires_at) > Date.now()) {
-        store.set((s) => ({ offers: { ...s.offers, [data.ride_id]: data } }));
-        window.setTimeout(() => dropOffer(data.ride_id), Date.parse(data.expires_at) - Date.now());
-      }
-      break;
+    // A replayed offer counts down from its old `remaining_ms` until the driver's screen
+    // reads the driver state after the reconnect (`loadDriverState`).
+    case 'ride.offer': noteOffer(data); break;
     case 'order.updated': case 'group_buy.updated': applyShopEvent(type, data); break;
     case 'red_packet.claimed': redPacketChanged(data.red_packet_id); break;
     case 'video.ready': case 'video.failed': applyVideoEvent(type, data); break;

@@ -17,7 +17,8 @@ import { project, TILE_SIZE, tileUrl, unproject } from './geo';
 export interface Marker {
   id: string;
   at: LatLng;
-  kind: 'pickup' | 'dropoff' | 'car' | 'me';
+  /** `nearby`: a free car as riders may see it before requesting (a cell's centre, no heading). */
+  kind: 'pickup' | 'dropoff' | 'car' | 'me' | 'nearby';
   label: string;
   heading?: number | null;
 }
@@ -216,7 +217,9 @@ export function MapView(props: Props) {
             <g class={`map-marker ${marker.kind}`} transform={`translate(${p.x.toFixed(1)} ${p.y.toFixed(1)})`}
               data-testid={`marker-${marker.kind}`} data-lat={marker.at.lat.toFixed(6)} data-lng={marker.at.lng.toFixed(6)}>
               <title>{marker.label}</title>
-              {marker.kind === 'car' || marker.kind === 'me'
+              {marker.kind === 'nearby'
+                ? <g opacity="0.75"><circle r="10" class="car-halo" /><rect x="-3.5" y="-6" width="7" height="12" rx="2.5" class="car-arrow" /></g>
+                : marker.kind === 'car' || marker.kind === 'me'
                 ? <g transform={`rotate(${marker.heading ?? 0})`}><circle r="15" class="car-halo" /><path d="M-6 8 L0 -10 L6 8 L0 4 Z" class="car-arrow" /></g>
                 : <g><path d="M0 0 C-4 -10 -12 -14 -12 -22 A12 12 0 1 1 12 -22 C12 -14 4 -10 0 0 Z" class="pin" />
                   <text y="-18" class="pin-text">{marker.kind === 'pickup' ? 'A' : 'B'}</text></g>}

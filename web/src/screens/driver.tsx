@@ -2,8 +2,9 @@
 // today's earnings. Part of the rides chunk.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../lib/api';
-import type { ClientConfig, DriverState, Entry, LatLng, Offer, Page, Ride } from '../lib/api';
-import { displayName, dropOffer, loadRide, loadUser, loadWallet, noteRide, store } from '../lib/data';
+import type { ClientConfig, DriverState, Entry, LatLng, Page, Ride } from '../lib/api';
+import { displayName, dropOffer, loadDriverState, loadUser, loadWallet, noteRide, store } from '../lib/data';
+import type { HeldOffer } from '../lib/data';
 import { t } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
 import { navigate } from '../lib/router';
@@ -16,7 +17,9 @@ import { ConfirmCancel, FINAL, Stars, Steps, km, mapProps, placeName, saved, sav
 /** The driver's share of an amount, as the server computes it (the fee is rounded down). */
 function driverShare(amount: number, feeBps: number) { return amount - Math.floor(amount * feeBps / 10_000); }
 
-interface DriverSaved { plate: string; model: string; seats: number; online: boolean; at: LatLng }
+/** What this device remembers for the next time the driver goes online (the server says
+ *  whether they are online, on a trip, or offered one: `GET /rides/driver`). */
+interface DriverSaved { plate: string; model: string; seats: number; at: LatLng }
 
 /** How fast the simulated car drives when the driver taps somewhere: ~50 km/h. */
 const DRIVE_SPEED_MPS = 14;
@@ -32,6 +35,8 @@ export function DriverView({ config }: { config: ClientConfig }) {
   const [model, setModel] = useState(initial?.model ?? '');
   const [seats, setSeats] = useState(String(initial?.seats ?? 4));
   const [online, setOnline] = useState(false);
+  /** Whether the server has said where this driver stands (until then, nothing to act on). */
+  const [loaded, setLoaded] = useState(false);
   const [at, setAt] = useState<LatLng>(initial?.at ?? config.map.center);
   const [heading, setHeading] = useState<number | null>(null);
   const [driveTo, setDriveTo] = useState<LatLng | null>(null);
@@ -46,16 +51,16 @@ export function DriverView({ config }: { config: ClientConfig }) {
   atRef.current = at;
   const headingRef = useRef(heading);
   headingRef.current = heading;
-  useTick();
+  const connection = store.use((s) => s.connection);
 
   const remember = (patch: Partial<DriverSaved>) => {
-    const current: DriverSaved = saved<DriverSaved>(key) ?? { plate, model, seats: Number(seats) || 4, online, at };
+    const current: DriverSaved = saved<DriverSaved>(key) ?? { plate, model, seats: Number(seats) || 4, at };
     save(key, { ...current, ...patch });
   };
   const sendLocation = async (point: LatLng, towards: number | null) => {
     try { await api('POST', '/rides/driver/location', { lat: point.lat, lng: point.lng, heading: towards ?? undefined }); }
     catch (caught) {
-      if (caught instanceof ApiError && caught.code === 'driver_offline') { setOnline(false); remember({ online: false }); }
+      if (caught instanceof ApiError && caught.code === 'driver_offline') setOnline(false);
       if (!(caught instanceof ApiError && caught.code === 'rate_limited')) setError(caught);
     }
   };
@@ -67,17 +72,28 @@ export function DriverView({ config }: { config: ClientConfig }) {
         vehicle: { plate: plate.trim(), model: model.trim(), seats: Number(seats) }, location: atRef.current,
       });
       setOnline(true);
-      remember({ plate: plate.trim(), model: model.trim(), seats: Number(seats), online: true, at: atRef.current });
-      if (state.active_ride_id) { setRideId(state.active_ride_id); void loadRide(state.active_ride_id).catch(() => {}); }
+      remember({ plate: plate.trim(), model: model.trim(), seats: Number(seats), at: atRef.current });
+      if (state.ride) { noteRide(state.ride); setRideId(state.ride.id); }
     } catch (caught) { setError(caught); } finally { setBusy(false); }
   };
   const goOffline = async () => {
     setBusy(true); setError(null);
-    try { await api('POST', '/rides/driver/offline', {}); setOnline(false); setDriveTo(null); remember({ online: false }); }
+    try { await api('POST', '/rides/driver/offline', {}); setOnline(false); setDriveTo(null); }
     catch (caught) { setError(caught); } finally { setBusy(false); }
   };
-  // A driver who was online before a reload is online again, with the same car.
-  useEffect(() => { if (initial?.online && initial.plate) void goOnline(); }, []);
+  // Where the driver stands, from the server: on opening the screen (after a reload the
+  // driver carries on — online, on the trip, or with the offer and its time left — rather
+  // than going online again) and after every reconnect (offers replayed meanwhile are
+  // corrected).
+  useEffect(() => {
+    if (loaded && connection !== 'online') return;
+    loadDriverState().then((state) => {
+      setOnline(state.online);
+      if (!loaded && state.vehicle) { setPlate(state.vehicle.plate); setModel(state.vehicle.model); setSeats(String(state.vehicle.seats)); }
+      if (state.online && state.location) { setAt(state.location); atRef.current = state.location; }
+      if (state.ride) setRideId(state.ride.id);
+    }).catch(setError).finally(() => setLoaded(true));
+  }, [connection]);
 
   // Keep-alive while parked.
   useEffect(() => {
@@ -116,7 +132,8 @@ export function DriverView({ config }: { config: ClientConfig }) {
     );
   };
 
-  const offer: Offer | undefined = Object.values(offers).find((o) => Date.parse(o.expires_at) > Date.now());
+  // Offers are dropped from the store when they run out, which renders this again.
+  const offer: HeldOffer | undefined = Object.values(offers).find((o) => o.deadline > performance.now());
   // An offer is an alert: focus goes to it, so a keyboard or screen-reader user can answer.
   const acceptButton = useRef<HTMLButtonElement>(null);
   useEffect(() => { if (offer) acceptButton.current?.focus(); }, [offer?.ride_id]);
@@ -163,7 +180,9 @@ export function DriverView({ config }: { config: ClientConfig }) {
   const fit = shown ? [at, shown.pickup, ...(ride?.status === 'in_progress' || offer ? [shown.dropoff] : [])] : [at];
 
   let sheet;
-  if (!online) {
+  if (!loaded) {
+    sheet = <p class="muted center pad">{t('common.loading')}</p>;
+  } else if (!online) {
     sheet = (
       <form class="form" onSubmit={goOnline} data-testid="driver-offline">
         <h2>{t('rides.drive_title')}</h2>
@@ -179,15 +198,11 @@ export function DriverView({ config }: { config: ClientConfig }) {
       </form>
     );
   } else if (offer && !(ride && !FINAL.has(ride.status))) {
-    const left = (Date.parse(offer.expires_at) - Date.now()) / 1000;
     const toPickup = distanceM(at, offer.pickup);
     sheet = (
       <div class="offer" data-testid="offer" role="alertdialog" aria-labelledby="offer-title">
         <h2 id="offer-title">{t('rides.offer_title')}</h2>
-        <div class="countdown" role="timer" aria-label={t('rides.offer_left', { s: Math.ceil(left) })}>
-          <span class="countdown-bar" style={{ width: `${Math.max(0, Math.min(100, left / 15 * 100))}%` }} />
-          <span class="countdown-text" data-testid="offer-countdown">{Math.max(0, Math.ceil(left))} s</span>
-        </div>
+        <OfferCountdown offer={offer} />
         <p class="fare">{formatMoney(offer.fare.amount, offer.fare.currency)}
           <small class="muted"> · {t('rides.you_get', { amount: formatMoney(driverShare(offer.fare.amount, config.rides.platform_fee_bps), offer.fare.currency) })}</small></p>
         <p>{t('rides.pickup')}: <strong>{placeName(offer.pickup)}</strong> · {km(toPickup)}</p>
@@ -261,6 +276,20 @@ export function DriverView({ config }: { config: ClientConfig }) {
       <MapView {...mapProps(config)} label={online ? t('rides.map_drive') : t('rides.map_position')} markers={markers}
         route={shown ? [shown.pickup, shown.dropoff] : undefined} fitKey={fitKey} fit={fit} onTap={tap} />
       <div class="sheet" data-testid="driver-sheet">{sheet}</div>
+    </div>
+  );
+}
+
+/** What is left of an offer, by the server's count (`remaining_ms`) on this device's monotonic
+ *  clock. It ticks on its own, so the screen around it is not drawn again every second. */
+function OfferCountdown({ offer }: { offer: HeldOffer }) {
+  useTick();
+  const left = Math.max(0, (offer.deadline - performance.now()) / 1000);
+  const share = offer.total_ms > 0 ? left * 1000 / offer.total_ms : 0;
+  return (
+    <div class="countdown" role="timer" aria-label={t('rides.offer_left', { s: Math.ceil(left) })}>
+      <span class="countdown-bar" style={{ width: `${Math.max(0, Math.min(100, share * 100))}%` }} />
+      <span class="countdown-text" data-testid="offer-countdown">{Math.ceil(left)} s</span>
     </div>
   );
 }

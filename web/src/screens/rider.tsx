@@ -2,7 +2,7 @@
 // the driver coming and the trip, pay from the wallet and rate. Part of the rides chunk.
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError } from '../lib/api';
-import type { ClientConfig, LatLng, Quote, Ride } from '../lib/api';
+import type { ClientConfig, LatLng, NearbyDrivers, Quote, Ride } from '../lib/api';
 import { conversationTitle, displayName, loadRide, loadUser, loadWallet, noteRide, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
@@ -20,6 +20,28 @@ function clock(seconds: number) {
 }
 /** Rough city driving time, for an ETA from the driver's live position. */
 const CITY_SPEED_MPS = 25 / 3.6;
+/** How often the free cars around the pickup are asked for while the rider plans a trip. */
+const NEARBY_REFRESH_MS = 4000;
+
+/** The free cars around `pickup` while `watching`, asked again every few seconds (not while
+ *  the page is hidden). The server gives only cell centres: no ids, no exact positions. */
+function useNearbyCars(pickup: LatLng, watching: boolean): LatLng[] | null {
+  const [cars, setCars] = useState<LatLng[] | null>(null);
+  useEffect(() => {
+    setCars(null);
+    if (!watching) return;
+    let stopped = false;
+    const look = () => {
+      if (document.hidden) return;
+      api<NearbyDrivers>('GET', `/rides/nearby-drivers?lat=${pickup.lat}&lng=${pickup.lng}`)
+        .then((answer) => { if (!stopped) setCars(answer.drivers); }).catch(() => {});
+    };
+    look();
+    const id = window.setInterval(look, NEARBY_REFRESH_MS);
+    return () => { stopped = true; clearInterval(id); };
+  }, [watching, pickup.lat, pickup.lng]);
+  return cars;
+}
 
 
 function ShareRide({ rideId }: { rideId: string }) {
@@ -116,11 +138,15 @@ export function RiderView({ config }: { config: ClientConfig }) {
   };
 
   const active = ride && (!FINAL.has(ride.status) || rideId);
+  const nearby = useNearbyCars(pickup, !active);
   const markers: Marker[] = [];
   const from = ride ? ride.pickup : pickup;
   const to = ride ? ride.dropoff : dropoff;
   markers.push({ id: 'pickup', at: from, kind: 'pickup', label: `${t('rides.pickup')}: ${placeName(from)}` });
   markers.push({ id: 'dropoff', at: to, kind: 'dropoff', label: `${t('rides.dropoff')}: ${placeName(to)}` });
+  if (!active) {
+    for (const [i, car] of (nearby ?? []).entries()) markers.push({ id: `nearby-${i}`, at: car, kind: 'nearby', label: t('rides.car_nearby') });
+  }
   if (ride && driverAt && !FINAL.has(ride.status)) {
     markers.push({ id: 'car', at: driverAt, kind: 'car', label: t('rides.driver_here'), heading: driverAt.heading });
   }
@@ -147,7 +173,9 @@ export function RiderView({ config }: { config: ClientConfig }) {
                   <span class="place-text"><small class="muted">{t('rides.dropoff')}</small><span class="ellipsis">{placeName(dropoff)}</span></span>
                 </button>
               </div>
-              <p class="muted small">{t(target === 'pickup' ? 'rides.tap_pickup' : 'rides.tap_dropoff')}</p>
+              <p class="muted small">{t(target === 'pickup' ? 'rides.tap_pickup' : 'rides.tap_dropoff')}
+                {nearby && <> <span data-testid="cars-near" data-count={nearby.length}>{nearby.length === 0 ? t('rides.cars_none')
+                  : t(nearby.length === 1 ? 'rides.cars_near_one' : 'rides.cars_near', { n: nearby.length })}</span></>}</p>
               {quote ? <QuoteCard quote={quote} config={config} busy={busy} onRequest={request} onRefresh={getQuote} />
                 : <button class="primary wide" type="button" onClick={getQuote} disabled={busy}>{t('rides.get_price')}</button>}
               <ErrorLine error={error} currency={quote?.fare.currency ?? config.currencies[0]} />
