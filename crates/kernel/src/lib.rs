@@ -5,10 +5,12 @@
 pub mod id;
 pub mod money;
 pub mod page;
+pub mod ratio;
 pub mod text;
 pub mod time;
 
 pub use id::{new_id, random_token_bytes};
 pub use money::{Currency, Money, MoneyError};
 pub use page::{Cursor, Page, PageLimit};
+pub use ratio::{BasisPoints, Percent};
 pub use time::Timestamp;

@@ -192,7 +192,7 @@ impl MiniApps {
         wallet.authorize_payment(user, pin).await?;
         let app = self.app(&order.app_id).await?;
         let money = wallet.money(order.amount, &order.currency)?;
-        let fee = order.amount * self.inner().config.payments.fee_bps / 10_000;
+        let fee = self.inner().config.payments.fee_bps.of(order.amount);
         let now = Timestamp::now();
         let mut transaction = self.inner().store.begin().await?;
         // The order's row first, then the wallet's accounts (in id order, by the ledger):

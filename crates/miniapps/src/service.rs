@@ -121,7 +121,7 @@ pub struct MiniAppsConfig {
 #[derive(Debug, Clone)]
 pub struct PaymentsConfig {
     /// Plaza's share of each payment, in basis points of its amount (rounded down).
-    pub fee_bps: i64,
+    pub fee_bps: plaza_kernel::BasisPoints,
     /// How long a pay order may wait for the user's confirmation.
     pub order_ttl: std::time::Duration,
     /// The wait before a failed webhook delivery's first retry; each later one doubles it.
@@ -138,7 +138,7 @@ pub struct PaymentsConfig {
 impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
-            fee_bps: 100,
+            fee_bps: plaza_kernel::BasisPoints::at_most_all(100),
             order_ttl: std::time::Duration::from_secs(15 * 60),
             webhook_retry_base: std::time::Duration::from_secs(5),
             webhook_give_up_after: std::time::Duration::from_secs(3 * 86_400),

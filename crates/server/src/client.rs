@@ -72,8 +72,8 @@ impl ClientConfig {
             },
             rides: RideRules {
                 cancel_fee: Money { amount: rides.cancel_fee, currency: rides.fare.currency.clone() },
-                platform_fee_bps: rides.platform_fee_bps,
-                hold_margin_percent: rides.hold_margin_percent,
+                platform_fee_bps: i64::from(rides.platform_fee_bps.get()),
+                hold_margin_percent: i64::from(rides.hold_margin_percent.get()),
             },
             currencies: config.currencies.iter().map(|currency| currency.code().to_string()).collect(),
         }

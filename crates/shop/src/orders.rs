@@ -51,11 +51,6 @@ pub(crate) fn hold_key(buyer_id: &str, key: &str) -> Result<IdempotencyKey, Shop
     wallet_key("hold", &format!("{buyer_id}\n{key}"))
 }
 
-/// The platform's fee on `amount`, rounded down.
-fn fee_of(amount: i64, bps: i64) -> i64 {
-    (i128::from(amount) * i128::from(bps) / 10_000) as i64
-}
-
 /// What an order buys, priced and checked, before anything is held.
 pub(crate) struct PricedOrder {
     pub(crate) items: Vec<OrderItem>,
@@ -666,7 +661,7 @@ impl ShopHandle {
     /// call is keyed by the order, and the record is a conditional update of
     /// `payment_status`. The job calls this for orders a crash left unsettled.
     pub(crate) async fn settle(&self, order: Order) -> Result<Order, ShopError> {
-        let bps = self.inner.config.platform_fee_bps;
+        let fee = self.inner.config.platform_fee_bps;
         let intent = &order.payment_intent_id;
         let settled = match (order.status, order.payment_status.as_str()) {
             (OrderStatus::Cancelled, "held") => {
@@ -675,7 +670,7 @@ impl ShopHandle {
             }
             (OrderStatus::Completed, "held") => {
                 let key = wallet_key("capture", &order.id)?;
-                self.capture(intent, order.total, &order.seller_id, fee_of(order.total, bps), &key).await?;
+                self.capture(intent, order.total, &order.seller_id, fee.of(order.total), &key).await?;
                 "captured"
             }
             (OrderStatus::Refunded, "held") => {
@@ -683,7 +678,7 @@ impl ShopHandle {
                 let kept = order.total - refund;
                 if kept > 0 {
                     let key = wallet_key("capture", &order.id)?;
-                    self.capture(intent, kept, &order.seller_id, fee_of(kept, bps), &key).await?;
+                    self.capture(intent, kept, &order.seller_id, fee.of(kept), &key).await?;
                 } else {
                     self.release(intent, &wallet_key("void", &order.id)?).await?;
                 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct ShopConfig {
     /// The platform's share of each order's total, in basis points.
-    pub platform_fee_bps: i64,
+    pub platform_fee_bps: plaza_kernel::BasisPoints,
     /// How long after shipping an order nobody confirmed confirms itself.
     pub auto_confirm_after: Duration,
     /// How long a group buy has to fill its seats before its orders are cancelled.
@@ -36,7 +36,7 @@ pub struct ShopConfig {
 impl Default for ShopConfig {
     fn default() -> Self {
         Self {
-            platform_fee_bps: 500,
+            platform_fee_bps: plaza_kernel::BasisPoints::at_most_all(500),
             auto_confirm_after: Duration::from_secs(10 * 24 * 3600),
             group_window: Duration::from_secs(24 * 3600),
             job_interval: Duration::from_secs(5),

@@ -44,7 +44,7 @@ use crate::presence::Presence;
 use plaza_accounts::{Accounts, User};
 use plaza_chat::{Chat, ChatError, MessageKind};
 use plaza_events::{Appended, Events};
-use plaza_kernel::{Currency, Money, Timestamp};
+use plaza_kernel::{BasisPoints, Currency, Money, Percent, Timestamp};
 use plaza_store::{Any, AnyRow, Row, Store, Transaction};
 use plaza_wallet::model::IdempotencyKey;
 use plaza_wallet::{PaymentIntentStatus, Wallet, WalletError};
@@ -88,9 +88,9 @@ pub struct RidesConfig {
     /// Open requests assigned in one batch (the rest wait for the next one).
     pub batch_requests_max: i64,
     /// Held on top of the fare, in percent, for a longer route than quoted.
-    pub hold_margin_percent: i64,
+    pub hold_margin_percent: Percent,
     /// The platform's share of each fare and cancel fee, in basis points.
-    pub platform_fee_bps: i64,
+    pub platform_fee_bps: BasisPoints,
     /// Charged (minor units) when a trip is cancelled after the driver arrived.
     pub cancel_fee: i64,
     pub index_limits: IndexLimits,
@@ -110,7 +110,7 @@ pub struct RidesConfig {
     pub arrive_radius_m: f64,
     /// A trip whose recorded route is shorter than this share of the straight line from
     /// pickup to drop-off is implausible (see "The fare" in the module docs).
-    pub route_plausible_percent: i64,
+    pub route_plausible_percent: Percent,
     /// A trip faster than this on average, over the straight line, is implausible.
     pub trip_speed_max_kmh: f64,
     /// With fewer free drivers than this in reach, a quote's pickup ETA is only a coarse
@@ -133,8 +133,8 @@ impl Default for RidesConfig {
             search_radius_m: 5_000.0,
             candidates_per_request: 8,
             batch_requests_max: 200,
-            hold_margin_percent: 20,
-            platform_fee_bps: 2000,
+            hold_margin_percent: Percent::new(20),
+            platform_fee_bps: BasisPoints::at_most_all(2000),
             cancel_fee: 300,
             index_limits: IndexLimits::default(),
             lease_ttl: Duration::from_secs(10),
@@ -142,7 +142,7 @@ impl Default for RidesConfig {
             quote_retention: Duration::from_secs(3600),
             trip_check_interval: Duration::from_secs(60),
             arrive_radius_m: 150.0,
-            route_plausible_percent: 50,
+            route_plausible_percent: Percent::new(50),
             trip_speed_max_kmh: 150.0,
             eta_precise_drivers_min: 3,
             eta_coarse_s: 300,

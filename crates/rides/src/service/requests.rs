@@ -238,8 +238,8 @@ impl Rides {
 }
 
 /// What a request holds for `fare`: the fare plus `margin_percent`, rounded up.
-pub(crate) fn hold_for(fare: i64, margin_percent: i64) -> i64 {
-    fare + (fare * margin_percent.max(0) + 99) / 100
+pub(crate) fn hold_for(fare: i64, margin: Percent) -> i64 {
+    fare + margin.of_rounded_up(fare)
 }
 
 /// The wallet key of a quote's hold, so that the hold is taken at most once per quote.

@@ -240,7 +240,7 @@ impl Rides {
         let wallet = &self.inner.wallet;
         let status = match (charge.min(ride.hold), ride.driver_id.as_deref()) {
             (amount, Some(driver_id)) if amount > 0 => {
-                let fee = amount * self.inner.config.platform_fee_bps.clamp(0, 10_000) / 10_000;
+                let fee = self.inner.config.platform_fee_bps.of(amount);
                 match wallet.capture_payment_intent(&ride.payment_intent_id, amount, driver_id, fee, Some(&key)).await {
                     Ok(_) | Err(WalletError::InvalidTransition { .. }) => {}
                     Err(error) => return Err(error.into()),
@@ -365,7 +365,7 @@ pub(crate) fn trip_charge(config: &RidesConfig, ride: &Ride, now_ms: i64) -> (i6
     let quoted = ride.fare.min(ride.hold);
     let straight_m = ride.pickup.distance_m(ride.dropoff);
     let duration_ms = ride.started_at.map_or(0, |at| (now_ms - at.unix_millis()).max(0));
-    let far_enough = ride.route_m * 100.0 >= straight_m * config.route_plausible_percent.clamp(0, 100) as f64;
+    let far_enough = ride.route_m * 100.0 >= straight_m * f64::from(config.route_plausible_percent.get().min(100));
     let fastest_ms = straight_m / (config.trip_speed_max_kmh.max(1.0) / 3.6) * 1000.0;
     let slow_enough = duration_ms as f64 >= fastest_ms;
     if far_enough && slow_enough {

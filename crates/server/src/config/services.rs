@@ -1,7 +1,7 @@
 //! Each service's own configuration, built from its `PLAZA_<SERVICE>_*` settings: media,
 //! the wallet's currencies, rides, the shop, mini-app payments, short video and live rooms.
 
-use super::settings::{number, FileSettings, SettingsArgs};
+use super::settings::{basis_points, number, percent, FileSettings, SettingsArgs};
 use super::{invalid, text_list, ConfigError};
 use std::path::Path;
 use std::time::Duration;
@@ -77,13 +77,12 @@ pub(super) fn rides_config(
             1..=100,
             "PLAZA_RIDES_DISPATCH_ROUNDS",
         )?),
-        platform_fee_bps: i64::from(number(
+        platform_fee_bps: basis_points(
             &args.rides_platform_fee_bps,
             file.rides_platform_fee_bps,
             2000,
-            0..=10_000,
             "PLAZA_RIDES_PLATFORM_FEE_BPS",
-        )?),
+        )?,
         cancel_fee: i64::from(number(
             &args.rides_cancel_fee,
             file.rides_cancel_fee,
@@ -91,13 +90,13 @@ pub(super) fn rides_config(
             0..=1_000_000,
             "PLAZA_RIDES_CANCEL_FEE",
         )?),
-        hold_margin_percent: i64::from(number(
+        hold_margin_percent: percent(
             &args.rides_hold_margin_percent,
             file.rides_hold_margin_percent,
             20,
             0..=100,
             "PLAZA_RIDES_HOLD_MARGIN_PERCENT",
-        )?),
+        )?,
         search_radius_m: f64::from(number(
             &args.rides_search_radius_m,
             file.rides_search_radius_m,
@@ -113,13 +112,13 @@ pub(super) fn rides_config(
             10..=5000,
             "PLAZA_RIDES_ARRIVE_RADIUS_M",
         )?),
-        route_plausible_percent: i64::from(number(
+        route_plausible_percent: percent(
             &args.rides_route_plausible_percent,
             file.rides_route_plausible_percent,
             50,
             0..=100,
             "PLAZA_RIDES_ROUTE_PLAUSIBLE_PERCENT",
-        )?),
+        )?,
         trip_speed_max_kmh: f64::from(number(
             &args.rides_trip_speed_max_kmh,
             file.rides_trip_speed_max_kmh,
@@ -188,13 +187,8 @@ fn fare_policy(
 
 /// Fees and timing of the shop (`PLAZA_SHOP_*`).
 pub(super) fn shop_config(args: &SettingsArgs, file: &FileSettings) -> Result<plaza_shop::ShopConfig, ConfigError> {
-    let platform_fee_bps = number(
-        &args.shop_platform_fee_bps,
-        file.shop_platform_fee_bps,
-        500,
-        0..=10_000,
-        "PLAZA_SHOP_PLATFORM_FEE_BPS",
-    )?;
+    let platform_fee_bps =
+        basis_points(&args.shop_platform_fee_bps, file.shop_platform_fee_bps, 500, "PLAZA_SHOP_PLATFORM_FEE_BPS")?;
     let auto_confirm_days =
         number(&args.shop_auto_confirm_days, file.shop_auto_confirm_days, 10, 1..=90, "PLAZA_SHOP_AUTO_CONFIRM_DAYS")?;
     let group_window_seconds = number(
@@ -205,7 +199,7 @@ pub(super) fn shop_config(args: &SettingsArgs, file: &FileSettings) -> Result<pl
         "PLAZA_SHOP_GROUP_WINDOW_SECONDS",
     )?;
     Ok(plaza_shop::ShopConfig {
-        platform_fee_bps: i64::from(platform_fee_bps),
+        platform_fee_bps,
         auto_confirm_after: Duration::from_secs(u64::from(auto_confirm_days) * 86_400),
         group_window: Duration::from_secs(u64::from(group_window_seconds)),
         ..plaza_shop::ShopConfig::default()
@@ -217,7 +211,7 @@ pub(super) fn miniapps_config(
     args: &SettingsArgs,
     file: &FileSettings,
 ) -> Result<plaza_miniapps::PaymentsConfig, ConfigError> {
-    let fee_bps = number(&args.miniapps_fee_bps, file.miniapps_fee_bps, 100, 0..=10_000, "PLAZA_MINIAPPS_FEE_BPS")?;
+    let fee_bps = basis_points(&args.miniapps_fee_bps, file.miniapps_fee_bps, 100, "PLAZA_MINIAPPS_FEE_BPS")?;
     let webhook_retry_base_ms = number(
         &args.webhook_retry_base_ms,
         file.webhook_retry_base_ms,
@@ -226,7 +220,7 @@ pub(super) fn miniapps_config(
         "PLAZA_WEBHOOK_RETRY_BASE_MS",
     )?;
     Ok(plaza_miniapps::PaymentsConfig {
-        fee_bps: i64::from(fee_bps),
+        fee_bps,
         webhook_retry_base: Duration::from_millis(u64::from(webhook_retry_base_ms)),
         ..plaza_miniapps::PaymentsConfig::default()
     })

@@ -349,6 +349,29 @@ pub(super) fn number(
     Ok(value)
 }
 
+/// A share in basis points (0–10 000), read as [`number`] reads it.
+pub(super) fn basis_points(
+    flag: &Option<String>,
+    from_file: Option<u32>,
+    default: u32,
+    setting: &'static str,
+) -> Result<plaza_kernel::BasisPoints, ConfigError> {
+    let bps = number(flag, from_file, default, 0..=u32::from(plaza_kernel::BasisPoints::ALL), setting)?;
+    plaza_kernel::BasisPoints::try_from(bps).map_err(|reason| invalid(setting, reason))
+}
+
+/// A percentage within `range`, read as [`number`] reads it.
+pub(super) fn percent(
+    flag: &Option<String>,
+    from_file: Option<u32>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    setting: &'static str,
+) -> Result<plaza_kernel::Percent, ConfigError> {
+    plaza_kernel::Percent::try_from(number(flag, from_file, default, range, setting)?)
+        .map_err(|reason| invalid(setting, reason))
+}
+
 /// `plaza.toml` (or the file `PLAZA_CONFIG` names); nothing when the default file is absent.
 pub(super) fn load_file(explicit: Option<&Path>) -> Result<FileSettings, ConfigError> {
     let path = match explicit {

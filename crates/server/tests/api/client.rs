@@ -28,7 +28,7 @@ async fn a_configured_tile_server_and_the_ride_rules_reach_the_client_without_si
         config.map_tile_url = Some("https://tiles.example/{z}/{x}/{y}.png".into());
         config.map_tile_attribution = Some("© Example maps".into());
         config.rides.cancel_fee = 450;
-        config.rides.platform_fee_bps = 1500;
+        config.rides.platform_fee_bps = plaza_kernel::BasisPoints::new(1500).unwrap();
     })
     .await;
     let reply = server.get("/api/v1/client/config", None).await;
