@@ -281,11 +281,12 @@ function WatchView({ id }: { id: string }) {
             <span class="small ellipsis">{room.title}</span>
           </div>
         </div>
-        <div class="live-counts" role="status" aria-label={t('live.counts', { viewers, likes })}>
+        {/* Not a live region: counts that change every second would be read out every second. */}
+        <div class="live-counts">
           {!ended && <span class="live-badge" aria-hidden="true">{t('live.badge')}</span>}
           {ended && playReplay && <span class="live-badge replay" aria-hidden="true">{t('live.replay_badge')}</span>}
-          {!ended && <span aria-hidden="true" data-testid="live-viewers">👁 {formatCount(viewers)}</span>}
-          <span aria-hidden="true" data-testid="live-likes">❤️ {formatCount(likes)}</span>
+          {!ended && <span role="img" aria-label={t('live.viewers', { n: viewers })} data-testid="live-viewers">👁 {formatCount(viewers)}</span>}
+          <span role="img" aria-label={t('live.likes', { n: likes })} data-testid="live-likes">❤️ {formatCount(likes)}</span>
         </div>
       </header>
       <ConnectionBanner />
@@ -611,8 +612,8 @@ function HostRoomView({ id }: { id: string }) {
         </p>
         {status === 'live' && (
           <p class="host-counts" data-testid="host-counts">
-            <span aria-label={t('live.viewers', { n: viewers })}>👁 {formatCount(viewers)}</span>
-            <span aria-label={t('live.likes', { n: likes })}>❤️ {formatCount(likes)}</span>
+            <span role="img" aria-label={t('live.viewers', { n: viewers })}>👁 {formatCount(viewers)}</span>
+            <span role="img" aria-label={t('live.likes', { n: likes })}>❤️ {formatCount(likes)}</span>
           </p>
         )}
         {status === 'live' && room.playback && (
