@@ -306,8 +306,9 @@ async fn list_conversations(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<axum::Json<ConversationPage>, Problem> {
     let limit = page_limit(params.limit)?;
-    let (summaries, next_cursor) = chat.conversations(&current.user, limit, params.cursor.as_deref()).await?;
-    let items = summaries
+    let page = chat.conversations(&current.user, limit, params.cursor.as_deref()).await?;
+    let items = page
+        .items
         .iter()
         .map(|summary| {
             let mut view = ConversationView::from(&summary.conversation);
@@ -316,7 +317,7 @@ async fn list_conversations(
             view
         })
         .collect();
-    Ok(axum::Json(ConversationPage { items, next_cursor }))
+    Ok(axum::Json(ConversationPage { items, next_cursor: page.next_cursor }))
 }
 
 /// A conversation with its members and their read marks.

@@ -108,15 +108,15 @@ async fn find_demo_group(chat: &plaza_chat::Chat, alice: &User) -> anyhow::Resul
     let limit = PageLimit::parse(Some(200)).map_err(anyhow::Error::msg)?;
     let mut cursor: Option<String> = None;
     for _page in 0..PAGES_MAX {
-        let (page, next) = chat.conversations(alice, limit, cursor.as_deref()).await?;
-        let hike = page.iter().find(|summary| {
+        let page = chat.conversations(alice, limit, cursor.as_deref()).await?;
+        let hike = page.items.iter().find(|summary| {
             summary.conversation.title.as_deref() == Some(DEMO_GROUP_TITLE)
                 && summary.conversation.owner_id.as_deref() == Some(alice.id.as_str())
         });
         if let Some(summary) = hike {
             return Ok(Some(summary.conversation.id.clone()));
         }
-        match next {
+        match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => return Ok(None),
         }

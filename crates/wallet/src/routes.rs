@@ -495,8 +495,11 @@ async fn list_transactions(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<axum::Json<EntryPage>, Problem> {
     let limit = page_limit(params.limit)?;
-    let (entries, next_cursor) = wallet.transactions(&current.user, limit, params.cursor.as_deref()).await?;
-    Ok(axum::Json(EntryPage { items: entries.into_iter().map(EntryView::from).collect(), next_cursor }))
+    let page = wallet.transactions(&current.user, limit, params.cursor.as_deref()).await?;
+    Ok(axum::Json(EntryPage {
+        items: page.items.into_iter().map(EntryView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Set a 6-digit payment PIN, or replace it (with `current_pin`).

@@ -589,7 +589,7 @@ impl Wallet {
         me: &User,
         limit: PageLimit,
         cursor: Option<&str>,
-    ) -> Result<(Vec<Entry>, Option<String>), WalletError> {
+    ) -> Result<plaza_kernel::Page<Entry>, WalletError> {
         let (before_time, before_id) = match cursor {
             None | Some("") => (i64::MAX, String::new()),
             Some(opaque) => plaza_kernel::Cursor::parse_position(opaque)
@@ -605,11 +605,10 @@ impl Wallet {
                 .fetch_all(self.inner.store.read())
                 .await?;
         if accounts.is_empty() {
-            return Ok((Vec::new(), None));
+            return Ok(plaza_kernel::Page { items: Vec::new(), next_cursor: None });
         }
         // Accounts per user are one per currency, so this list stays short.
-        let list: Vec<String> = (0..accounts.len()).map(|n| format!("${}", n + 4)).collect();
-        let list = list.join(", ");
+        let list = plaza_store::numbered_parameters(4, accounts.len());
         let sql = format!(
             "SELECT m.id, m.transaction_id, m.kind, m.debit_account, m.amount, m.currency, m.reference, m.note,
                     m.created_at, d.kind AS debit_kind, d.owner_id AS debit_owner,
@@ -627,8 +626,9 @@ impl Wallet {
             query = query.bind(account);
         }
         let rows = query.fetch_all(self.inner.store.read()).await?;
+        // The probe row too: `Page::from_probe` tells from it whether another page exists.
         let mut entries = Vec::with_capacity(rows.len());
-        for row in rows.iter().take(limit.get() as usize) {
+        for row in &rows {
             let debit_account: String = row.try_get("debit_account")?;
             let outgoing = accounts.contains(&debit_account);
             let (counterparty, counterparty_user_id): (String, Option<String>) = if outgoing {
@@ -650,10 +650,7 @@ impl Wallet {
                 created_at_ms: row.try_get("created_at")?,
             });
         }
-        let next = (rows.len() > limit.get() as usize).then(|| entries.last()).flatten().map(|last| {
-            plaza_kernel::Cursor::from_position(&format!("{}:{}", last.created_at_ms, last.id)).into_string()
-        });
-        Ok((entries, next))
+        Ok(plaza_kernel::Page::from_probe(entries, limit, |last| format!("{}:{}", last.created_at_ms, last.id)))
     }
 
     /// Recomputes every balance from the journal (the admin ledger check).

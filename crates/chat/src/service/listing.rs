@@ -9,7 +9,7 @@ impl Chat {
         me: &User,
         limit: PageLimit,
         cursor: Option<&str>,
-    ) -> Result<(Vec<ConversationSummary>, Option<String>), ChatError> {
+    ) -> Result<plaza_kernel::Page<ConversationSummary>, ChatError> {
         let (before_activity, before_id) = match cursor {
             None | Some("") => (i64::MAX, String::new()),
             Some(opaque) => plaza_kernel::Cursor::parse_position(opaque)
@@ -37,8 +37,9 @@ impl Chat {
         .bind(limit.probe())
         .fetch_all(self.inner.store.read())
         .await?;
+        // The probe row too: `Page::from_probe` tells from it whether another page exists.
         let mut summaries = Vec::with_capacity(rows.len());
-        for row in rows.iter().take(limit.get() as usize) {
+        for row in &rows {
             let id: String = row.try_get("id")?;
             let last_seq: i64 = row.try_get("last_seq")?;
             let read_seq: i64 = row.try_get("read_seq")?;
@@ -76,11 +77,9 @@ impl Chat {
         for summary in &mut summaries {
             summary.conversation.members = members.remove(&summary.conversation.id).unwrap_or_default();
         }
-        let next = (rows.len() > limit.get() as usize).then(|| summaries.last()).flatten().map(|last| {
-            let position = format!("{}:{}", last.conversation.last_activity_at.unix_millis(), last.conversation.id);
-            plaza_kernel::Cursor::from_position(&position).into_string()
-        });
-        Ok((summaries, next))
+        Ok(plaza_kernel::Page::from_probe(summaries, limit, |last| {
+            format!("{}:{}", last.conversation.last_activity_at.unix_millis(), last.conversation.id)
+        }))
     }
 
     /// One conversation with its members; only members see it.
