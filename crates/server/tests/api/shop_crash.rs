@@ -134,19 +134,7 @@ async fn crash_under_flash_sale_load(db: Db) {
             }
         }));
     }
-    for threshold in [ORDERS / 4, ORDERS / 2] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while answered.load(Ordering::Relaxed) < threshold {
-            assert!(tokio::time::Instant::now() < deadline, "only {answered:?} of {threshold} orders were answered");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        {
-            let mut node = node.lock().unwrap();
-            node.kill();
-            node.respawn();
-        }
-        support::process::wait_ready(&base, || node.lock().unwrap().log()).await;
-    }
+    support::process::kill_and_restart_at(&node, &base, &answered, &[ORDERS / 4, ORDERS / 2], "orders").await;
     for worker in workers {
         worker.await.unwrap();
     }

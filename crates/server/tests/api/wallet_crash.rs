@@ -107,19 +107,7 @@ async fn crash_under_transfer_load(db: Db) {
         }));
     }
     // Kill the server twice while transfers are in flight, restarting it each time.
-    for threshold in [transfers / 4, transfers / 2] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while answered.load(Ordering::Relaxed) < threshold {
-            assert!(tokio::time::Instant::now() < deadline, "only {answered:?} of {threshold} transfers were answered");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        {
-            let mut node = node.lock().unwrap();
-            node.kill();
-            node.respawn();
-        }
-        support::process::wait_ready(&base, || node.lock().unwrap().log()).await;
-    }
+    support::process::kill_and_restart_at(&node, &base, &answered, &[transfers / 4, transfers / 2], "transfers").await;
     for worker in workers {
         worker.await.unwrap();
     }

@@ -94,6 +94,31 @@ pub async fn wait_ready(base: &str, log: impl Fn() -> String) {
     }
 }
 
+/// SIGKILLs the node and starts it again each time `answered` reaches one of
+/// `thresholds` (waiting at most two minutes for each), then waits until it is ready:
+/// the crash tests' kills, landing while their workers' requests are in flight.
+pub async fn kill_and_restart_at(
+    node: &std::sync::Mutex<ChildNode>,
+    base: &str,
+    answered: &std::sync::atomic::AtomicUsize,
+    thresholds: &[usize],
+    what: &str,
+) {
+    for &threshold in thresholds {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while answered.load(std::sync::atomic::Ordering::Relaxed) < threshold {
+            assert!(tokio::time::Instant::now() < deadline, "only {answered:?} of {threshold} {what} were answered");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        {
+            let mut node = node.lock().unwrap();
+            node.kill();
+            node.respawn();
+        }
+        wait_ready(base, || node.lock().unwrap().log()).await;
+    }
+}
+
 /// Requests that failed in transport or with a 5xx and were retried by [`until_answered`]
 /// (the kills of the crash tests cause them).
 pub static RETRIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
