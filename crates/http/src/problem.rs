@@ -191,6 +191,18 @@ pub enum ErrorCode {
     LiveRoomNotFound,
     /// A live room shows only products of its host's own shop.
     ProductNotInShop,
+    /// The live room has ended: it cannot be joined or chatted in.
+    LiveRoomEnded,
+    /// Live chat from someone who has not joined the room (`live.join`) on any socket.
+    LiveRoomNotJoined,
+    /// A socket joined as many live rooms as one may; leave one first.
+    TooManyRooms,
+    /// The room's host muted (or banned) the caller: their chat is refused.
+    Muted,
+    /// The room's host banned the caller: they cannot join it.
+    Banned,
+    /// No such live chat message in that room.
+    LiveMessageNotFound,
     /// A bug or an unexpected failure; logged with the request id.
     Internal,
 }
@@ -281,6 +293,9 @@ impl ErrorCode {
             Self::WebhookDeliveryNotFound => StatusCode::NOT_FOUND,
             Self::LiveRoomNotFound => StatusCode::NOT_FOUND,
             Self::ProductNotInShop => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::LiveRoomEnded | Self::LiveRoomNotJoined | Self::TooManyRooms => StatusCode::CONFLICT,
+            Self::Muted | Self::Banned => StatusCode::FORBIDDEN,
+            Self::LiveMessageNotFound => StatusCode::NOT_FOUND,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -377,6 +392,12 @@ impl ErrorCode {
             Self::WebhookDeliveryNotFound => "webhook_delivery_not_found",
             Self::LiveRoomNotFound => "live_room_not_found",
             Self::ProductNotInShop => "product_not_in_shop",
+            Self::LiveRoomEnded => "live_room_ended",
+            Self::LiveRoomNotJoined => "live_room_not_joined",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::Muted => "muted",
+            Self::Banned => "banned",
+            Self::LiveMessageNotFound => "live_message_not_found",
             Self::Internal => "internal",
         }
     }
@@ -474,6 +495,12 @@ impl ErrorCode {
             Self::WebhookDeliveryNotFound => "No such webhook delivery",
             Self::LiveRoomNotFound => "No such live room",
             Self::ProductNotInShop => "The product is not sold by your shop",
+            Self::LiveRoomEnded => "The live room has ended",
+            Self::LiveRoomNotJoined => "Join the live room first",
+            Self::TooManyRooms => "Too many live rooms joined",
+            Self::Muted => "You are muted in this room",
+            Self::Banned => "You are banned from this room",
+            Self::LiveMessageNotFound => "No such chat message",
             Self::Internal => "Something went wrong on our side",
         }
     }
@@ -570,6 +597,12 @@ impl ErrorCode {
         Self::WebhookDeliveryNotFound,
         Self::LiveRoomNotFound,
         Self::ProductNotInShop,
+        Self::LiveRoomEnded,
+        Self::LiveRoomNotJoined,
+        Self::TooManyRooms,
+        Self::Muted,
+        Self::Banned,
+        Self::LiveMessageNotFound,
         Self::Internal,
     ];
 }

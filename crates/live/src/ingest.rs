@@ -46,9 +46,13 @@ impl LiveHandle {
         while !self.ingesting().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        // Hearts counted in the last second are written too.
+        // Hearts counted in the last second are written too, and this node's viewers
+        // stop counting at once rather than when its rows go stale.
         if let Err(error) = self.flush_likes().await {
             tracing::warn!("writing live hearts at shutdown: {error}");
+        }
+        if let Err(error) = self.forget_node_rows().await {
+            tracing::warn!("forgetting this node's live viewers at shutdown: {error}");
         }
     }
 

@@ -11,22 +11,35 @@
 //! store, because a room outlives its ingest sessions: a reconnect within
 //! `PLAZA_LIVE_IDLE_END_SECONDS` continues the same recording after a discontinuity, and
 //! the ended playlist is the replay.
+//!
+//! Live chat, hearts and counts ride the gateway's one WebSocket: each node keeps, per
+//! room, the sockets that joined it there and relays the room's bus subject to them in
+//! batches (`hub.rs`); chat is kept per room, not in every viewer's event log
+//! (`chat.rs`); viewers are counted per node and summed in the database (`viewers.rs`).
 
+mod chat;
+mod hub;
 mod ingest;
 mod likes;
 mod migrations;
 pub mod model;
+mod moderation;
 mod packager;
 pub mod playlist;
 mod rooms;
 pub mod routes;
+pub mod routes_chat;
 pub mod rtmp;
 mod service;
 mod sessions;
 mod storage;
+mod viewers;
 
+pub use chat::ChatMessage;
+pub use hub::{LiveViewer, RoomDelivery, ViewerInbox, BACKLOG_MESSAGES, ROOMS_PER_SOCKET_MAX};
 pub use migrations::MIGRATIONS;
 pub use model::{RoomStatus, StreamKey};
+pub use moderation::{Moderation, ModerationAction};
 pub use rooms::RoomList;
 pub use routes::{playback_router, router};
 pub use service::{LiveConfig, LiveError, LiveHandle, Room, RoomWithKey};

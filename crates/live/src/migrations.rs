@@ -1,13 +1,22 @@
 use plaza_store::Migration;
 
 /// The live service's schema, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    service: "live",
-    version: 1,
-    name: "live rooms, their products and their HLS segments",
-    sqlite: SCHEMA,
-    postgres: SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        service: "live",
+        version: 1,
+        name: "live rooms, their products and their HLS segments",
+        sqlite: SCHEMA,
+        postgres: SCHEMA,
+    },
+    Migration {
+        service: "live",
+        version: 2,
+        name: "live chat, moderation and each node's viewers",
+        sqlite: CHAT,
+        postgres: CHAT,
+    },
+];
 
 /// One text for both engines. A room's ingest is held by one node at a time through
 /// `ingest_node`/`ingest_until` (a lease renewed while media flows), and `last_media_at`
@@ -49,5 +58,44 @@ const SCHEMA: &str = r#"
         discontinuity BIGINT NOT NULL CHECK (discontinuity IN (0, 1)),
         created_at BIGINT NOT NULL,
         PRIMARY KEY (room_id, seq)
+    );
+"#;
+
+/// Live chat is kept per room (the last messages on joining, the replay's chat), never in
+/// the viewers' event logs; `chat.rs` bounds each room's. Moderation is per room and
+/// durable. Each node counts its own joined sockets per room in `live_room_nodes`
+/// (renewed every second; a row not renewed for 3 s no longer counts, one silent for a
+/// minute is deleted), and with NATS also writes who joined in `live_room_members`, so
+/// that chat posted through any node knows a join made on another.
+const CHAT: &str = r#"
+    CREATE TABLE live_chat_messages (
+        id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL REFERENCES live_rooms (id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX live_chat_messages_room ON live_chat_messages (room_id, id);
+    CREATE TABLE live_room_moderation (
+        room_id TEXT NOT NULL REFERENCES live_rooms (id) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        muted BIGINT NOT NULL CHECK (muted IN (0, 1)),
+        banned BIGINT NOT NULL CHECK (banned IN (0, 1)),
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+    );
+    CREATE TABLE live_room_nodes (
+        room_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        viewers BIGINT NOT NULL CHECK (viewers >= 0),
+        seen_at BIGINT NOT NULL,
+        PRIMARY KEY (room_id, node_id)
+    );
+    CREATE INDEX live_room_nodes_seen ON live_room_nodes (seen_at);
+    CREATE TABLE live_room_members (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        PRIMARY KEY (room_id, user_id, node_id)
     );
 "#;

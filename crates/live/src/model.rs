@@ -30,6 +30,32 @@ impl Title {
     }
 }
 
+/// The longest live chat message, in characters.
+pub const CHAT_CHARS_MAX: usize = 200;
+
+/// A live chat message's text: 1–200 characters after trimming, no control or
+/// bidirectional-override characters (it is drawn over the video, one line each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatText(String);
+
+impl ChatText {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let chars = text.chars().count();
+        if chars == 0 || chars > CHAT_CHARS_MAX {
+            return Err(format!("1 to {CHAT_CHARS_MAX} characters"));
+        }
+        if text.chars().any(char::is_control) || plaza_kernel::text::has_bidi_control(text) {
+            return Err("no control or bidirectional-override characters".into());
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Where a room is in its life: `created → live → ended` (or `created → ended`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomStatus {
@@ -102,6 +128,16 @@ mod tests {
         assert!(Title::parse(&"直".repeat(100)).is_ok());
         assert!(Title::parse("a\u{202e}b").is_err());
         assert!(Title::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn chat_is_trimmed_and_bounded_in_characters() {
+        assert_eq!(ChatText::parse("  hi  ").map(|t| t.as_str().to_string()), Ok("hi".into()));
+        assert!(ChatText::parse(" \t ").is_err());
+        assert!(ChatText::parse(&"好".repeat(200)).is_ok());
+        assert!(ChatText::parse(&"x".repeat(201)).is_err());
+        assert!(ChatText::parse("a\nb").is_err());
+        assert!(ChatText::parse("a\u{202e}b").is_err());
     }
 
     #[test]

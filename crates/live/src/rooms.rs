@@ -289,11 +289,17 @@ impl LiveHandle {
         if !self.mark_ended(&row.id).await? {
             return Err(LiveError::InvalidTransition { status: RoomStatus::Ended, action: "end again" });
         }
+        self.publish_room(&row.id, &crate::hub::RoomNotice::Ended);
         self.write_final_playlist(&row.id).await?;
         self.room(Some(host), room_id).await
     }
 
-    async fn host_row(&self, host: &User, room_id: &str, action: &'static str) -> Result<RoomRow, LiveError> {
+    pub(crate) async fn host_row(
+        &self,
+        host: &User,
+        room_id: &str,
+        action: &'static str,
+    ) -> Result<RoomRow, LiveError> {
         let row = self.room_row(room_id).await?.ok_or(LiveError::RoomNotFound)?;
         if row.host_id != host.id {
             // A room not yet live is the host's alone: others are told it does not exist.
@@ -426,6 +432,12 @@ impl LiveHandle {
             return Err(LiveError::InvalidTransition { status: RoomStatus::Ended, action: "pin a product" });
         }
         transaction.commit().await?;
-        self.room(Some(host), room_id).await
+        let room = self.room(Some(host), room_id).await?;
+        let product = room
+            .pinned_product_id
+            .as_ref()
+            .and_then(|id| room.products.iter().find(|card| card["id"].as_str() == Some(id)).cloned());
+        self.publish_room(room_id, &crate::hub::RoomNotice::Pinned { product });
+        Ok(room)
     }
 }

@@ -30,6 +30,7 @@ pub fn router(live: LiveHandle) -> OpenApiRouter {
         .routes(routes!(end_room))
         .routes(routes!(pin_product))
         .routes(routes!(like))
+        .merge(crate::routes_chat::router())
         .with_state(live)
 }
 
@@ -69,6 +70,21 @@ impl From<LiveError> for Problem {
                 format!("the room is {}; it cannot {action}", status.as_str()),
             ),
             LiveError::FileNotFound => Problem::new(ErrorCode::NotFound, "no such file"),
+            LiveError::RoomEnded => Problem::new(ErrorCode::LiveRoomEnded, "the room has ended"),
+            LiveError::NotJoined => {
+                Problem::new(ErrorCode::LiveRoomNotJoined, "join the room first: send live.join on a socket, then chat")
+            }
+            LiveError::TooManyRooms { max } => {
+                Problem::new(ErrorCode::TooManyRooms, format!("a socket joins at most {max} rooms; leave one first"))
+            }
+            LiveError::Muted => Problem::new(ErrorCode::Muted, "the host muted you in this room"),
+            LiveError::Banned => Problem::new(ErrorCode::Banned, "the host banned you from this room"),
+            LiveError::RateLimited { retry_after } => {
+                Problem::new(ErrorCode::RateLimited, "at most one chat message a second (three at once); wait a moment")
+                    .with_retry_after(retry_after.as_secs_f64().ceil() as u64)
+            }
+            LiveError::MessageNotFound => Problem::new(ErrorCode::LiveMessageNotFound, "no such message in this room"),
+            LiveError::Bus(error) => Problem::internal(&error),
             LiveError::Accounts(error) => error.into(),
             LiveError::Shop(error) => error.into(),
             // A file not written yet (a playlist before the first segment) or gone.

@@ -3,6 +3,7 @@
 use crate::model::RoomStatus;
 use object_store::ObjectStore;
 use plaza_accounts::{Accounts, AccountsError, User};
+use plaza_bus::Bus;
 use plaza_kernel::Timestamp;
 use plaza_shop::{ShopError, ShopHandle};
 use plaza_store::Store;
@@ -41,6 +42,17 @@ pub struct LiveConfig {
     pub handshake_timeout: Duration,
     /// A publisher silent this long is disconnected (the room then waits `idle_end`).
     pub media_timeout: Duration,
+    /// Chat messages each viewer may post per second in a room, on average…
+    pub chat_per_second: u32,
+    /// …and at once (the token bucket's size).
+    pub chat_burst: u32,
+    /// How often each node sends a room's new chat to its viewers, as one frame each.
+    pub chat_batch_interval: Duration,
+    /// Frames a socket may have waiting from its rooms; a viewer whose queue is full is
+    /// dropped from its rooms and disconnected rather than buffered without bound.
+    pub viewer_queue_frames: usize,
+    /// Chat messages kept per room (for the replay); older ones are deleted.
+    pub chat_kept_per_room: usize,
 }
 
 impl Default for LiveConfig {
@@ -57,6 +69,11 @@ impl Default for LiveConfig {
             live_window_segments: 6,
             handshake_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(10),
+            chat_per_second: 1,
+            chat_burst: 3,
+            chat_batch_interval: Duration::from_millis(200),
+            viewer_queue_frames: 64,
+            chat_kept_per_room: 10_000,
         }
     }
 }
@@ -78,6 +95,22 @@ pub enum LiveError {
     InvalidTransition { status: RoomStatus, action: &'static str },
     #[error("no such file")]
     FileNotFound,
+    #[error("the room has ended")]
+    RoomEnded,
+    #[error("join the room before chatting in it")]
+    NotJoined,
+    #[error("a socket joins at most {max} rooms")]
+    TooManyRooms { max: usize },
+    #[error("muted in this room")]
+    Muted,
+    #[error("banned from this room")]
+    Banned,
+    #[error("too many chat messages; retry in {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    #[error("no such chat message")]
+    MessageNotFound,
+    #[error("bus: {0}")]
+    Bus(String),
     #[error("accounts: {0}")]
     Accounts(#[from] AccountsError),
     #[error("shop: {0}")]
@@ -133,6 +166,8 @@ pub(crate) struct Inner {
     pub(crate) accounts: Accounts,
     pub(crate) shop: ShopHandle,
     pub(crate) objects: Arc<dyn ObjectStore>,
+    /// Room subjects (`live.room.<id>`): chat, pins, ends and bans, to every node.
+    pub(crate) bus: Bus,
     pub(crate) config: LiveConfig,
     /// This node's name in ingest leases.
     pub(crate) node_id: String,
@@ -146,6 +181,12 @@ pub(crate) struct Inner {
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     /// Room statuses recently read for playback (`rooms.rs`).
     pub(crate) playback_statuses: Mutex<crate::rooms::PlaybackCache>,
+    /// This node's viewers per room and their chat relays (`hub.rs`).
+    pub(crate) hub: crate::hub::Hub,
+    /// Each viewer's chat token bucket per room (`chat.rs`).
+    pub(crate) chat_limiter: crate::chat::ChatLimiter,
+    /// Messages posted through this node per room since its chat was last bounded.
+    pub(crate) chat_since_prune: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl LiveHandle {
@@ -154,14 +195,20 @@ impl LiveHandle {
         accounts: Accounts,
         shop: ShopHandle,
         objects: Arc<dyn ObjectStore>,
+        bus: Bus,
         config: LiveConfig,
     ) -> Self {
+        let chat_limiter = crate::chat::ChatLimiter::new(config.chat_per_second, config.chat_burst);
         Self {
             inner: Arc::new(Inner {
                 store,
                 accounts,
                 shop,
                 objects,
+                bus,
+                hub: Default::default(),
+                chat_limiter,
+                chat_since_prune: Mutex::new(Default::default()),
                 config,
                 node_id: plaza_kernel::new_id(),
                 ingesting: Mutex::new(Default::default()),

@@ -221,6 +221,7 @@ impl LiveHandle {
                     .rows_affected();
             if changed == 1 {
                 self.forget_playback_status(&room_id);
+                self.publish_room(&room_id, &crate::hub::RoomNotice::Ended);
                 tracing::info!(room = %room_id, "live room ended after its media stopped");
                 self.write_final_playlist(&room_id).await?;
                 ended += 1;

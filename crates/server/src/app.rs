@@ -210,6 +210,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         accounts.clone(),
         shop.clone(),
         media.object_store(),
+        events.bus().clone(),
         config.live.clone(),
     );
     // Cards clients may post, each rendered by the service that owns its type.

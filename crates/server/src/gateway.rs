@@ -12,6 +12,11 @@
 //! Every connection has a bounded send queue. A client that does not drain it within the
 //! send time-out is disconnected (it resumes later from its cursor) instead of growing
 //! the server's memory.
+//!
+//! Live rooms' frames (`live.chat`, `live.stats`, `live.pinned`, …) are not events: a
+//! socket that sent `live.join` gets them through its room inbox (`plaza_live::LiveViewer`),
+//! batched by each room's relay, without a cursor and never replayed. A socket whose room
+//! inbox fills is disconnected as too slow.
 
 use crate::app::AppState;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -269,6 +274,9 @@ enum FrameKind {
     MessageSend,
     Typing,
     DriverLocation,
+    LiveJoin,
+    LiveLeave,
+    LiveChatSend,
     Unknown(String),
 }
 
@@ -280,6 +288,9 @@ impl From<String> for FrameKind {
             "message.send" => Self::MessageSend,
             "typing" => Self::Typing,
             "driver.location" => Self::DriverLocation,
+            "live.join" => Self::LiveJoin,
+            "live.leave" => Self::LiveLeave,
+            "live.chat.send" => Self::LiveChatSend,
             _ => Self::Unknown(text),
         }
     }
@@ -332,6 +343,9 @@ struct Connection {
     /// delivery would otherwise have sent ahead of it.
     live: bool,
     typing_window: (Instant, u32),
+    /// The live rooms this socket joined (`live.join`); their frames come through the
+    /// socket's room inbox, batched by each room's relay.
+    rooms: plaza_live::LiveViewer,
 }
 
 impl Connection {
@@ -362,7 +376,9 @@ impl Connection {
             Some(cursor) => (cursor, true),
             None => (latest, false),
         };
-        let mut connection = Connection { user, state, outbound, last_sent, live, typing_window: (Instant::now(), 0) };
+        let (rooms, mut room_frames) = state.live.viewer(user.clone());
+        let mut connection =
+            Connection { user, state, outbound, last_sent, live, typing_window: (Instant::now(), 0), rooms };
         connection
             .send_json(&json!({"type": "hello", "data": {"user_id": connection.user.id, "cursor": latest.to_string()}}))
             .await?;
@@ -407,6 +423,20 @@ impl Connection {
                         Err(reason) => break Err(reason),
                     }
                 }
+                delivery = room_frames.next() => match delivery {
+                    plaza_live::RoomDelivery::Frame(frame) => tokio::select! {
+                        queued = connection.enqueue(WsMessage::Text(frame)) => {
+                            if let Err(reason) = queued {
+                                break Err(reason);
+                            }
+                        }
+                        // Waiting here is what fills the room queue; once it is full
+                        // the socket is done, without waiting out the send time-out.
+                        () = room_frames.dropped() => break Err(Disconnect::TooSlow),
+                    },
+                    // Its room queue filled: it already lost its seats.
+                    plaza_live::RoomDelivery::TooSlow => break Err(Disconnect::TooSlow),
+                },
                 // Logged out (here or on another node), or the password changed elsewhere.
                 () = session.ended() => break Err(Disconnect::SessionEnded),
                 _ = heartbeat.tick() => {
@@ -545,6 +575,9 @@ impl Connection {
                     (Err(problem), id) => self.send_error(id, &problem).await,
                 }
             }
+            kind @ (FrameKind::LiveJoin | FrameKind::LiveLeave | FrameKind::LiveChatSend) => {
+                self.handle_live_frame(kind, id, &frame.data).await
+            }
             FrameKind::Unknown(other) => {
                 let problem = Problem::invalid_field("type", format!("unknown frame type {other:?}"));
                 self.send_error(id, &problem).await
@@ -552,6 +585,40 @@ impl Connection {
             // The connection loop queues sends before this is called (`queue_send`).
             FrameKind::MessageSend => {
                 let problem = Problem::new(ErrorCode::BadRequest, "message.send is queued, not handled here");
+                self.send_error(id, &problem).await
+            }
+        }
+    }
+
+    /// `live.join`, `live.leave` and `live.chat.send {room_id, text}`: an `ack` (with the
+    /// message, for a chat) when the frame had an id, an `error` frame naming the room
+    /// otherwise. A join's backlog and the room's frames come through the room inbox.
+    async fn handle_live_frame(&mut self, kind: FrameKind, id: Option<String>, data: &Value) -> Result<(), Disconnect> {
+        let Some(room_id) = data.get("room_id").and_then(Value::as_str).filter(|room| !room.is_empty()) else {
+            return self.send_error(id, &Problem::invalid_field("data.room_id", "the live room's id")).await;
+        };
+        let room_id = room_id.to_string();
+        let outcome = match kind {
+            FrameKind::LiveJoin => self.rooms.join(&room_id).await.map(|()| json!({"room_id": room_id})),
+            FrameKind::LiveLeave => {
+                self.rooms.leave(&room_id);
+                Ok(json!({"room_id": room_id}))
+            }
+            _ => {
+                let text = data.get("text").and_then(Value::as_str).unwrap_or("");
+                self.state.live.post_chat(&self.user, &room_id, text).await.map(|message| {
+                    serde_json::to_value(plaza_live::routes_chat::ChatMessageBody::from(&message)).unwrap_or_default()
+                })
+            }
+        };
+        match (outcome, id) {
+            (Ok(data), Some(id)) => self.send_json(&json!({"type": "ack", "id": id, "data": data})).await,
+            (Ok(_), None) => Ok(()),
+            (Err(error), id) => {
+                let mut problem = Problem::from(error).with_extension("room_id", room_id);
+                if problem.field() == Some("text") {
+                    problem = problem.with_field("data.text");
+                }
                 self.send_error(id, &problem).await
             }
         }

@@ -195,6 +195,9 @@ impl BackgroundJobs {
         }
         spawn(tokio::spawn(services.live.clone().end_idle_rooms_continually()));
         spawn(tokio::spawn(services.live.clone().flush_likes_continually()));
+        // Each node counts its joined sockets per room once a second, sums every node's
+        // counts in the database and sends its viewers `live.stats`.
+        spawn(tokio::spawn(services.live.clone().count_viewers_continually()));
         Ok(Self {
             tasks,
             // Ride dispatch runs on every node but acts only on the one holding the

@@ -17,6 +17,7 @@ mod edge;
 mod http;
 mod limits;
 mod live;
+mod live_chat;
 mod live_ingest;
 mod media;
 mod miniapps;
