@@ -497,6 +497,7 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   assert.ok(fare >= 500, `the minimum fare or more: ${fare}`);
   assert.equal(await cents(quote.getByTestId('quote-fare')), fare);
   await quote.getByText(/Nearest driver \d+ min away/).waitFor();
+  const tripKm = (await quote.locator('.quote-facts').textContent()).match(/(\d+\.\d) km/)[1];
   await quote.getByText(/Price held for \d:\d\d/).waitFor();
   await assertClearOfTabBar(rita, 'the quote', ['Request ride']);
   await shot(rita.page, '12-rider-quote');
@@ -616,10 +617,11 @@ test('a rider and a driver complete a ride through the app, and both wallets sho
   await tab(dev, 'Rides');
   await dev.page.getByTestId('earnings-today').getByText(`Today: ${money(earned)} from 1 trip`).waitFor();
 
+  // In the chat the card says how the ride ended and its length, the same as the quote said.
   await openChatFromList(dev, 'Rita Gomez');
   const card = dev.page.locator('[data-card-type="ride"]');
-  await card.getByText('Completed').waitFor();
-  await card.getByText(/A → B, \d+\.\d km/).waitFor();
+  await card.getByTestId('ride-card-status').getByText('Completed').waitFor();
+  await card.getByText(`A → B, about ${tripKm} km`).waitFor();
   await shot(dev.page, '18-ride-card');
 
   // Another ride, cancelled before the driver arrives: asked once, free, and said so.

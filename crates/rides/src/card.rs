@@ -7,11 +7,12 @@ use plaza_accounts::User;
 use plaza_chat::{CardFuture, CardSource};
 use serde_json::{json, Value};
 
-/// The card body of a ride.
+/// The card body of a ride: its state, its ends and the quoted route's length (so a client
+/// shows the same distance the ride's own screens do, without working one out).
 pub(crate) fn ride_card(ride: &Ride) -> Value {
     json!({"type": "ride", "id": ride.id, "title": format!("Ride ({})", ride.status.as_str()),
         "status": ride.status.as_str(), "pickup": {"lat": ride.pickup.lat(), "lng": ride.pickup.lng()},
-        "dropoff": {"lat": ride.dropoff.lat(), "lng": ride.dropoff.lng()}})
+        "dropoff": {"lat": ride.dropoff.lat(), "lng": ride.dropoff.lng()}, "distance_m": ride.distance_m})
 }
 
 /// Renders `ride` cards for chat from the rides the viewer may see.

@@ -29,7 +29,10 @@ export interface RedPacket {
 export interface LatLng { lat: number; lng: number }
 export interface MoneyValue { amount: number; currency: string }
 export interface Vehicle { plate: string; model: string; seats: number }
-export type RideStatus = 'requested' | 'driver_assigned' | 'driver_arrived' | 'in_progress' | 'completed' | 'cancelled' | 'no_driver';
+/** Every `ride.status` (API.md "Rides"): the trip's steps in order, then the other two ends
+ *  (what each means for a screen: lib/rides.ts). */
+export const RIDE_STATUSES = ['requested', 'driver_assigned', 'driver_arrived', 'in_progress', 'completed', 'cancelled', 'no_driver'] as const;
+export type RideStatus = typeof RIDE_STATUSES[number];
 export interface Ride {
   id: string; status: RideStatus; rider_id: string; driver_id: string | null; pickup: LatLng; dropoff: LatLng;
   fare: MoneyValue; hold: MoneyValue; charged: MoneyValue; payment_status: string; distance_m: number; duration_s: number;

@@ -4,6 +4,7 @@
 // retried send never shows twice.
 import { api, ApiError, newId, setOnUnauthenticated, setToken, getToken } from './api';
 import type { Balance, Contact, Conversation, DriverState, Message, Offer, RedPacket, Ride, User } from './api';
+import { rideStep } from './rides';
 import { createStore } from './store';
 import { Socket } from './socket';
 import { applyShopEvent, refreshShop, resetShop } from './shop';
@@ -308,16 +309,12 @@ function redPacketChanged(id: string) {
 
 // ---- rides ---------------------------------------------------------------------------
 
-const RIDE_STEP: Record<string, number> = {
-  requested: 0, driver_assigned: 1, driver_arrived: 2, in_progress: 3, completed: 4, cancelled: 4, no_driver: 4,
-};
-
 /** Keeps the furthest known state of a ride (events and fetches may arrive out of order;
  *  a ride only moves forward, and a final state settles its payment a moment later). */
 export function noteRide(ride: Ride) {
   store.set((s) => {
     const known = s.rides[ride.id];
-    if (known && (RIDE_STEP[known.status] > RIDE_STEP[ride.status]
+    if (known && (rideStep(known.status) > rideStep(ride.status)
       || (known.status === ride.status && Date.parse(known.updated_at) > Date.parse(ride.updated_at)))) return {};
     // `vehicle` comes only from GET /rides/{id}; an event keeps the one already known.
     const merged = { ...ride, vehicle: ride.vehicle !== undefined ? ride.vehicle : known?.vehicle };

@@ -7,7 +7,6 @@ import {
 } from '../lib/data';
 import type { Pending } from '../lib/data';
 import { errorText, t } from '../lib/i18n';
-import type { TextKey } from '../lib/i18n';
 import { formatMoney, parseMoney } from '../lib/money';
 import { navigate } from '../lib/router';
 import { AuthImage, AvailableLine, Avatar, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
@@ -15,6 +14,7 @@ import { VirtualList } from '../lib/virtual';
 import { shortTime, systemText } from './chats';
 import { GroupBuyCard, ProductCard, VideoCard } from './shop-cards';
 import { MiniAppCard } from './miniapp-card';
+import { RideCard } from './ride-card';
 
 type Row = { type: 'message'; message: Message } | { type: 'pending'; pending: Pending };
 
@@ -183,24 +183,6 @@ function RedPacketBubble({ body, onOpen }: { body: any; onOpen: () => void }) {
       <span class="bubble-icon" aria-hidden="true">🧧</span>
       <div><strong>{greeting}</strong><br /><small>{state ? `${state}${mine ? ` · ${detail}` : ''}` : t('msg.red_packet')}</small></div>
     </button>
-  );
-}
-
-/** A ride shared into the chat: its state and the straight-line length of the trip. */
-function RideCard({ body }: { body: any }) {
-  const status = typeof body.status === 'string' ? body.status : '';
-  const known = ['requested', 'driver_assigned', 'driver_arrived', 'in_progress', 'completed', 'cancelled', 'no_driver'];
-  const statusText = known.includes(status) ? t(`card.ride.${status}` as TextKey) : status;
-  const rad = Math.PI / 180;
-  const a = body.pickup, b = body.dropoff;
-  const km = a && b ? 2 * 6371 * Math.asin(Math.sqrt(Math.sin((b.lat - a.lat) * rad / 2) ** 2
-    + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin((b.lng - a.lng) * rad / 2) ** 2)) : null;
-  return (
-    <div class="bubble ride-card" data-testid="card" data-card-type="ride">
-      <div class="ride-card-head"><span class="bubble-icon" aria-hidden="true">🚗</span>
-        <div><strong>{t('card.ride')}</strong><br /><small>{statusText}</small></div></div>
-      {km !== null && <div class="ride-card-route small muted">{t('card.ride_route', { km: km.toFixed(1) })}</div>}
-    </div>
   );
 }
 

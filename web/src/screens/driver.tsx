@@ -6,6 +6,7 @@ import type { ClientConfig, DriverState, Entry, LatLng, Page, Ride } from '../li
 import { displayName, dropOffer, loadDriverState, loadUser, loadWallet, noteRide, store } from '../lib/data';
 import type { HeldOffer } from '../lib/data';
 import { t } from '../lib/i18n';
+import { captureIn } from '../lib/entries';
 import { formatMoney } from '../lib/money';
 import { navigate } from '../lib/router';
 import { ErrorLine } from '../lib/ui';
@@ -303,11 +304,9 @@ function Earnings() {
   }, [balances]);
   if (!entries) return null;
   const today = new Date().toDateString();
-  // A capture also returns a payer's unused hold; payments this user held money for are
-  // their own rides, not fares earned.
-  const paid = new Set(entries.filter((e) => e.kind === 'payment_hold').map((e) => e.reference));
-  const fares = entries.filter((e) => e.kind === 'payment_capture' && e.direction === 'in' && !paid.has(e.reference)
-    && new Date(e.created_at).toDateString() === today);
+  // A capture back to a payer is their own hold returning (their own rides), not a fare.
+  const capture = captureIn(entries);
+  const fares = entries.filter((e) => capture(e) === 'received' && new Date(e.created_at).toDateString() === today);
   if (!fares.length) return null;
   const total = fares.reduce((sum, e) => sum + e.amount, 0);
   return (

@@ -3,8 +3,9 @@
 // first visit with the screens.
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError } from '../lib/api';
-import type { ClientConfig, LatLng } from '../lib/api';
+import type { ClientConfig, LatLng, RideStatus } from '../lib/api';
 import { starsText, t } from '../lib/i18n';
+import { TRIP_STEPS } from '../lib/rides';
 import type { TextKey } from '../lib/i18n';
 import { Dialog, ErrorLine } from '../lib/ui';
 import { nearestStreet } from '../map/map';
@@ -21,7 +22,7 @@ export function placeName(at: LatLng): string {
 }
 
 export function km(metres: number) { return t('rides.km', { n: (metres / 1000).toFixed(1) }); }
-export const FINAL = new Set(['completed', 'cancelled', 'no_driver']);
+export { FINAL } from '../lib/rides';
 
 export function saved<T>(key: string): T | null {
   try { return JSON.parse(localStorage.getItem(key) ?? 'null'); } catch { return null; }
@@ -71,14 +72,13 @@ export function Stars(props: { rideId: string; legend: string }) {
   );
 }
 
-const STEPS = ['requested', 'driver_assigned', 'driver_arrived', 'in_progress', 'completed'] as const;
 /** The trip's five steps as labelled bars: done ones filled, the current one in bold. */
-export function Steps({ status }: { status: string }) {
-  const at = STEPS.indexOf(status as typeof STEPS[number]);
+export function Steps({ status }: { status: RideStatus }) {
+  const at = TRIP_STEPS.indexOf(status);
   if (at < 0) return null;
   return (
     <ol class="steps" aria-label={t('rides.progress')}>
-      {STEPS.map((step, i) => <li class={i <= at ? 'done' : ''} aria-current={i === at ? 'step' : undefined}>
+      {TRIP_STEPS.map((step, i) => <li class={i <= at ? 'done' : ''} aria-current={i === at ? 'step' : undefined}>
         <span class="step-bar" aria-hidden="true" /><span class="step-label">{t(`rides.status.${step}` as TextKey)}</span></li>)}
     </ol>
   );

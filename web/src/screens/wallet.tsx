@@ -4,6 +4,7 @@ import type { Entry, Page } from '../lib/api';
 import { displayName, loadContacts, loadWallet, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
+import { captureIn } from '../lib/entries';
 import { formatMoney, parseMoney } from '../lib/money';
 import { AvailableLine, Dialog, ErrorLine, askPin, isCancelled, withPin } from '../lib/ui';
 import { shortTime } from './chats';
@@ -11,7 +12,7 @@ import { shortTime } from './chats';
 export function WalletScreen() {
   const balances = store.use((s) => s.balances);
   const [history, setHistory] = useState<Entry[] | null>(null);
-  const paidBy = new Set((history ?? []).filter((e) => e.kind === 'payment_hold').map((e) => e.reference));
+  const capture = captureIn(history ?? []);
   const [error, setError] = useState<unknown>(null);
   const [dialog, setDialog] = useState<null | 'topup' | 'send'>(null);
   const [notice, setNotice] = useState('');
@@ -62,7 +63,7 @@ export function WalletScreen() {
         {(history ?? []).map((entry) => (
           <li class="row" data-testid="entry">
             <div class="row-main">
-              <strong>{entryTitle(entry, paidBy)}</strong><br />
+              <strong>{entryTitle(entry, capture(entry))}</strong><br />
               <span class="muted small">{shortTime(entry.created_at)}{entry.note ? ` · ${entry.note}` : ''}</span>
             </div>
             <strong class={entry.direction === 'in' ? 'amount in' : 'amount out'}>
@@ -80,12 +81,12 @@ export function WalletScreen() {
 const ENTRY_KINDS = ['topup', 'withdrawal', 'transfer', 'red_packet', 'red_packet_claim', 'red_packet_refund',
   'payment_hold', 'payment_capture', 'payment_release', 'payment_refund'];
 
-/** A capture pays the payee and gives the payer back what was held beyond the price; both
- *  come in from escrow, so a payment this user held money for is theirs as the payer. */
-function entryTitle(entry: Entry, paidBy: Set<string>): string {
+/** An entry's title; a capture coming in is either money received or this user's own hold
+ *  returning (`captureIn`, lib/entries.ts). */
+function entryTitle(entry: Entry, captured: ReturnType<ReturnType<typeof captureIn>>): string {
   const who = entry.counterparty_user_id ? displayName(entry.counterparty_user_id) : '';
-  const kind = entry.kind === 'payment_capture' && entry.direction === 'in'
-    ? t(paidBy.has(entry.reference) ? 'entry.payment_capture_rest' : 'entry.payment_received')
+  const kind = captured
+    ? t(captured === 'hold_returned' ? 'entry.payment_capture_rest' : 'entry.payment_received')
     : ENTRY_KINDS.includes(entry.kind) ? t(`entry.${entry.kind}` as TextKey) : entry.kind.replace(/_/g, ' ');
   return who ? `${kind} · ${who}` : kind;
 }

@@ -169,6 +169,7 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
     let messages = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(&rider)).await;
     let card = messages.body["items"].as_array().unwrap().iter().find(|m| m["kind"] == "card").cloned().unwrap();
     assert_eq!((card["body"]["type"].as_str(), card["body"]["id"].as_str()), (Some("ride"), Some(ride_id)));
+    assert_eq!(card["body"]["distance_m"], done["distance_m"], "the card tells the quoted route's length");
 }
 
 async fn a_declined_offer_and_an_unanswered_one_pass_on_and_then_no_driver_releases_the_hold(db: Db) {
