@@ -7,7 +7,7 @@
 //! directory at start (no media is committed).
 //!
 //! Transcoding: `GET /me` from `clients` clients for `duration` seconds on an idle server
-//! (the baseline), then again right after publishing `transcodes` 1280x720 clips of
+//! (the baseline), then again right after publishing `transcodes` clips (1280x720 unless `--clip-size`) of
 //! `clip_seconds` seconds, which the server re-encodes to its 720p/360p ladder at
 //! `PLAZA_VIDEO_TRANSCODE_CONCURRENCY` = `transcode_concurrency`. The window is sampled
 //! for ffmpeg children of the server, so the table says how much of it really had a
@@ -46,12 +46,15 @@ pub struct Options {
     /// Seconds per measured run.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// 1280x720 clips published at once for the transcoding run (0 skips that run).
+    /// Clips published at once for the transcoding run (0 skips that run).
     #[arg(long, default_value_t = 3)]
     pub transcodes: usize,
     /// Length of each of those clips, in seconds.
     #[arg(long, default_value_t = 25)]
     pub clip_seconds: u32,
+    /// Their frame size, WIDTHxHEIGHT (1920x1080 for issue 14's speed target).
+    #[arg(long, default_value = "1280x720", value_parser = parse_clip_size)]
+    pub clip_size: String,
     /// PLAZA_VIDEO_TRANSCODE_CONCURRENCY of the server.
     #[arg(long, default_value_t = 1)]
     pub transcode_concurrency: usize,
@@ -81,21 +84,32 @@ const TAGS: &[&str] = &[
 /// Publishers running at once while seeding (each waits for its video to be ready).
 const SEEDERS: usize = 8;
 
+/// `WIDTHxHEIGHT` with even sides H.264 can take, up to 4K: it is passed to ffmpeg's lavfi.
+fn parse_clip_size(text: &str) -> Result<String, String> {
+    let (width, height) = text.split_once('x').ok_or("WIDTHxHEIGHT, such as 1920x1080")?;
+    let side = |side: &str| side.parse::<u32>().ok().filter(|n| (16..=4096).contains(n) && n % 2 == 0);
+    match (side(width), side(height)) {
+        (Some(width), Some(height)) => Ok(format!("{width}x{height}")),
+        _ => Err("two even sides from 16 to 4096, such as 1920x1080".into()),
+    }
+}
+
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
     anyhow::ensure!(options.creators >= 1 && options.viewers >= 2, "need a creator and two viewers");
     let clips = tempfile::tempdir()?;
     let started = Instant::now();
     let large = if options.transcodes > 0 {
-        let source = format!("testsrc2=size=1280x720:rate=30:duration={}", options.clip_seconds);
+        let source = format!("testsrc2=size={}:rate=30:duration={}", options.clip_size, options.clip_seconds);
         make_clip(clips.path(), "large.mp4", &source, options.clip_seconds, "ultrafast")?
     } else {
         Vec::new()
     };
     let small = make_clip(clips.path(), "small.mp4", "testsrc=size=320x240:rate=25:duration=3", 3, "veryfast")?;
     eprintln!(
-        "made a {} s 1280x720 clip ({} KiB) and a 3 s 320x240 clip ({} KiB) in {:.1} s",
+        "made a {} s {} clip ({} KiB) and a 3 s 320x240 clip ({} KiB) in {:.1} s",
         options.clip_seconds,
+        options.clip_size,
         large.len() / 1024,
         small.len() / 1024,
         started.elapsed().as_secs_f64()
@@ -277,9 +291,10 @@ fn print_transcoding(
         ("idle (baseline)".to_string(), idle),
         (
             format!(
-                "transcoding {} × {} s 1280x720 (ffmpeg running {:.0}% of the window, at most {} at once)",
+                "transcoding {} × {} s {} (ffmpeg running {:.0}% of the window, at most {} at once)",
                 options.transcodes,
                 options.clip_seconds,
+                options.clip_size,
                 covered * 100.0,
                 most_ffmpeg
             ),
@@ -297,8 +312,8 @@ fn print_transcoding(
     }
     println!();
     println!(
-        "Transcodes ({}-second 1280x720 H.264 → 720p + 360p ladder, PLAZA_VIDEO_TRANSCODE_CONCURRENCY={}), published back to back:",
-        options.clip_seconds, options.transcode_concurrency
+        "Transcodes ({}-second {} H.264 → 720p + 360p ladder, PLAZA_VIDEO_TRANSCODE_CONCURRENCY={}), published back to back:",
+        options.clip_seconds, options.clip_size, options.transcode_concurrency
     );
     println!();
     println!("| video | publish → ready | ready after the first publish | its own transcode (ready − max(publish, previous ready)) |");
