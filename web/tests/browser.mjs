@@ -1098,7 +1098,7 @@ async function videoAdvances(page, seconds) {
   await page.waitForFunction((from) => document.querySelector('[data-testid="live-video"]').currentTime > from, from + seconds, { timeout: 30_000 });
 }
 
-test('a host streams into a live room with ffmpeg, a viewer watches it from the Live tab, sends hearts, buys the pinned product, and watches the replay', () => keepEvidence(async () => {
+test('a host streams into a live room with ffmpeg, a viewer watches it from the Live tab, chats with the host (who mutes him), sends hearts, buys the pinned product, is told the live ended and watches the replay', () => keepEvidence(async () => {
   // hls.js plays through MediaSource, whose blob: URL the page's policy must let a video load.
   const policy = (await fetch(`${base}/`)).headers.get('content-security-policy') ?? '';
   assert.match(policy, /media-src[^;]*blob:/, 'the CSP (crates/server/src/web.rs) must allow media-src blob: for hls.js');
@@ -1134,15 +1134,30 @@ test('a host streams into a live room with ffmpeg, a viewer watches it from the 
     await lia.page.getByTestId('host-status').getByText('Live').waitFor({ timeout: 60_000 });
     await lia.page.getByRole('button', { name: 'Pin Trail lamp' }).click();
     await lia.page.getByRole('button', { name: 'Unpin Trail lamp' }).waitFor();
-    await shot(lia.page, '50-live-host');
 
     // Max finds the room live in the Live tab and watches it: the video plays on.
     await tab(max, 'Live');
+    await max.page.getByRole('link', { name: /^Lamps by the lake, by Lia Live, live/ }).waitFor();
+    await shot(max.page, '50-live-tab');
     await max.page.getByRole('link', { name: /^Lamps by the lake, by Lia Live, live/ }).click();
     await max.page.getByTestId('live-watch').waitFor();
     await videoAdvances(max.page, 1);
     const room = max.page.getByTestId('live-watch');
     assert.equal(await max.page.getByRole('navigation').count(), 0, 'the stream has the whole screen');
+
+    // Max asks in the chat; the host's screen shows it, with who asked, and counts him watching.
+    await room.getByRole('textbox', { name: 'Chat message' }).fill('Does it come in blue?');
+    await room.getByRole('button', { name: 'Send', exact: true }).click();
+    await room.getByTestId('live-chat-message').filter({ hasText: 'Does it come in blue?' }).waitFor();
+    await lia.page.getByTestId('live-chat-message').filter({ hasText: 'Max Viewer' }).filter({ hasText: 'Does it come in blue?' }).waitFor();
+    await lia.page.getByTestId('host-counts').getByRole('img', { name: /^[1-9]\d* watching$/ }).waitFor();
+    // The host mutes him: his next message is refused, in words.
+    await lia.page.getByRole('button', { name: 'Mute Max Viewer in this room' }).first().click();
+    await lia.page.getByRole('button', { name: 'Unmute Max Viewer' }).first().waitFor();
+    await shot(lia.page, '51-live-host');
+    await room.getByRole('textbox', { name: 'Chat message' }).fill('Hello?');
+    await room.getByRole('button', { name: 'Send', exact: true }).click();
+    await room.getByRole('alert').getByText('The host has muted you in this room.').waitFor();
 
     // Hearts: three taps go out as one batch and the room counts them.
     for (let i = 0; i < 3; i++) await room.getByRole('button', { name: 'Send a heart' }).click();
@@ -1153,7 +1168,7 @@ test('a host streams into a live room with ffmpeg, a viewer watches it from the 
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     assert.equal(likes, 3, 'the room counted the three hearts');
-    await shot(max.page, '51-live-watch');
+    await shot(max.page, '52-live-watch');
 
     // Max buys the pinned lamp from a sheet over the stream, and stays in it.
     await room.getByTestId('live-pinned').getByRole('button', { name: 'Buy Trail lamp' }).click();
@@ -1161,7 +1176,7 @@ test('a host streams into a live room with ffmpeg, a viewer watches it from the 
     await fillAddress(checkout, 'Max Viewer');
     await checkout.getByRole('button', { name: 'Pay $15.00' }).click();
     await max.page.getByTestId('live-bought').waitFor();
-    await shot(max.page, '52-live-bought');
+    await shot(max.page, '53-live-bought');
     await max.page.getByRole('button', { name: 'Keep watching' }).click();
     await videoAdvances(max.page, 0.5);
     const orders = await call('GET', '/orders?role=buyer&limit=10', maxToken);
@@ -1171,16 +1186,20 @@ test('a host streams into a live room with ffmpeg, a viewer watches it from the 
     const wallet = await call('GET', '/wallet', maxToken);
     assert.equal(wallet.balances.find((balance) => balance.currency === 'USD').available, 5000 - 1500);
 
-    // Lia ends the live; its recording is the replay, which Max watches from the list.
+    // Lia ends the live: Max is told so at once, and its recording plays as the replay.
     lia.page.once('dialog', (dialog) => dialog.accept());
     await lia.page.getByRole('button', { name: 'End the live' }).click();
     await lia.page.getByTestId('host-status').getByText('This live has ended.').waitFor();
   } finally {
     ffmpeg.kill('SIGKILL');
   }
-  await max.page.getByRole('button', { name: 'Back' }).click();
-  await max.page.getByRole('link', { name: /^Lamps by the lake, by Lia Live, replay/ }).click({ timeout: 30_000 });
+  await max.page.getByTestId('live-ended').getByText('The live has ended').waitFor();
+  await max.page.getByRole('button', { name: 'Watch the replay' }).click();
   await videoAdvances(max.page, 1);
+  await shot(max.page, '54-live-replay');
+  // The Live tab lists it with the replays.
+  await max.page.getByRole('button', { name: 'Back' }).click();
+  await max.page.getByRole('link', { name: /^Lamps by the lake, by Lia Live, replay/ }).waitFor({ timeout: 30_000 });
   for (const user of [lia, max]) await user.context.close();
 }));
 
