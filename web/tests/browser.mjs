@@ -1098,7 +1098,7 @@ async function videoAdvances(page, seconds) {
   await page.waitForFunction((from) => document.querySelector('[data-testid="live-video"]').currentTime > from, from + seconds, { timeout: 30_000 });
 }
 
-test('a host streams into a live room with ffmpeg, a viewer watches it from the Live tab, chats with the host (who mutes him), sends hearts, buys the pinned product, is told the live ended and watches the replay', () => keepEvidence(async () => {
+test('a host streams into a live room with ffmpeg, a viewer watches it from the Live tab, chats with the host (who mutes him), sends hearts, buys the pinned product, is told the live ended and watches the replay with its chat', () => keepEvidence(async () => {
   // hls.js plays through MediaSource, whose blob: URL the page's policy must let a video load.
   const policy = (await fetch(`${base}/`)).headers.get('content-security-policy') ?? '';
   assert.match(policy, /media-src[^;]*blob:/, 'the CSP (crates/server/src/web.rs) must allow media-src blob: for hls.js');
@@ -1196,6 +1196,9 @@ test('a host streams into a live room with ffmpeg, a viewer watches it from the 
   await max.page.getByTestId('live-ended').getByText('The live has ended').waitFor();
   await max.page.getByRole('button', { name: 'Watch the replay' }).click();
   await videoAdvances(max.page, 1);
+  // The replay's chat: his question comes up when the recording reaches it; the refused one never.
+  await max.page.getByTestId('live-chat-message').filter({ hasText: 'Does it come in blue?' }).waitFor({ timeout: 60_000 });
+  assert.equal(await max.page.getByTestId('live-chat-message').filter({ hasText: 'Hello?' }).count(), 0);
   await shot(max.page, '54-live-replay');
   // The Live tab lists it with the replays.
   await max.page.getByRole('button', { name: 'Back' }).click();

@@ -161,6 +161,20 @@ export function loadRooms(status: RoomStatus, limit = 50): Promise<Page<LiveRoom
   return api<Page<LiveRoom>>('GET', `/live/rooms?status=${status}&limit=${limit}`);
 }
 
+/** The chat kept with a room for its replay, oldest first (at most `pagesMax` pages of 200). */
+export async function loadChatHistory(roomId: string, pagesMax = 5): Promise<LiveChatMessage[]> {
+  const messages: LiveChatMessage[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < pagesMax; page++) {
+    const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+    const loaded: Page<LiveChatMessage> = await api<Page<LiveChatMessage>>('GET', `/live/rooms/${encodeURIComponent(roomId)}/chat?limit=200${query}`);
+    messages.push(...loaded.items);
+    cursor = loaded.next_cursor;
+    if (!cursor) break;
+  }
+  return messages;
+}
+
 export function sendLiveChat(roomId: string, text: string) {
   return api('POST', `/live/rooms/${encodeURIComponent(roomId)}/chat`, { text });
 }

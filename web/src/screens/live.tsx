@@ -15,7 +15,7 @@ import type { Page } from '../lib/api';
 import { store } from '../lib/data';
 import { t } from '../lib/i18n';
 import {
-  joinRoom, knownKey, live, loadRoom, loadRooms, mediaIdOf, rememberKey, sendHeart, sendLiveChat, splitRtmpUrl,
+  joinRoom, knownKey, live, loadChatHistory, loadRoom, loadRooms, mediaIdOf, rememberKey, sendHeart, sendLiveChat, splitRtmpUrl,
 } from '../lib/live';
 import type { JoinedRoom, LiveChatMessage, LiveRoom, LiveRoomWithKey, ProductCard } from '../lib/live';
 import { formatMoney } from '../lib/money';
@@ -108,10 +108,12 @@ const PLAYER_RETRIES_MAX = 10;
  * MediaSource is missing (Safari on older iPhones). `auth` sends the bearer token with
  * every request (a replay is for signed-in users; the live stream is public).
  */
-function HlsPlayer({ src, auth, muted, label, onMutedByBrowser, onStalled, className }: {
+function HlsPlayer({ src, auth, muted, label, onMutedByBrowser, onStalled, onTime, className }: {
   src: string; auth: boolean; muted: boolean; label: string; onMutedByBrowser?: () => void;
   /** The stream stopped loading (it may have ended: the screen looks at the room again). */
-  onStalled?: () => void; className?: string;
+  onStalled?: () => void;
+  /** Where playback is, in seconds from the stream's start (a replay's chat follows it). */
+  onTime?: (seconds: number) => void; className?: string;
 }) {
   const ref = useRef<HTMLVideoElement>(null);
   const [attempt, setAttempt] = useState(0);
@@ -164,6 +166,13 @@ function HlsPlayer({ src, auth, muted, label, onMutedByBrowser, onStalled, class
     return () => { stopped = true; destroy(); };
   }, [src, auth, attempt]);
   useEffect(() => { if (ref.current) ref.current.muted = muted; }, [muted]);
+  useEffect(() => {
+    const video = ref.current;
+    if (!video || !onTime) return;
+    const tell = () => onTime(video.currentTime);
+    video.addEventListener('timeupdate', tell);
+    return () => video.removeEventListener('timeupdate', tell);
+  }, [!!onTime]);
   return (
     <>
       <video ref={ref} class={className ?? 'live-video'} playsInline muted={muted} aria-label={label} data-testid="live-video" />
@@ -243,6 +252,12 @@ function WatchView({ id }: { id: string }) {
   if (room && openedEnded.current === null) openedEnded.current = room.status === 'ended';
   const playReplay = replaying || (openedEnded.current === true);
 
+  // A replay's chat: what was said, shown as the recording reaches the moment it was said.
+  const [replayAt, setReplayAt] = useState(0);
+  const [said] = useLoaded(() => (ended && playReplay ? loadChatHistory(id) : Promise.resolve(null)), [id, ended && playReplay]);
+  const startedAt = room?.started_at ? Date.parse(room.started_at) : null;
+  const replayChat = said && startedAt !== null ? said.filter((message) => (Date.parse(message.at) - startedAt) / 1000 <= replayAt) : [];
+
   const likes = useLikes(joined?.likes ?? room?.likes ?? 0, taps);
   const viewers = joined?.viewers ?? room?.viewers ?? 0;
   const pinned = joined && joined.pinned !== undefined ? joined.pinned : room?.pinned_product ?? null;
@@ -270,7 +285,8 @@ function WatchView({ id }: { id: string }) {
     <section class="live-watch" aria-label={room.title} data-testid="live-watch">
       {source
         ? <HlsPlayer key={source + (ended ? 'replay' : 'live')} src={source} auth={ended} muted={muted}
-            label={t('live.video_label', { title: room.title })} onMutedByBrowser={() => setMuted(true)} onStalled={reload} />
+            label={t('live.video_label', { title: room.title })} onMutedByBrowser={() => setMuted(true)} onStalled={reload}
+            onTime={ended ? setReplayAt : undefined} />
         : <div class="live-video placeholder" aria-hidden="true" />}
       <header class="live-top">
         <button type="button" class="icon-button live-round" aria-label={t('chat.back')} onClick={back}>‹</button>
@@ -312,6 +328,7 @@ function WatchView({ id }: { id: string }) {
       )}
       <div class="live-bottom">
         {!ended && <ChatList messages={joined?.chat ?? []} mine={me.id} />}
+        {ended && playReplay && <ChatList messages={replayChat} mine={me.id} />}
         {pinned && <PinnedCard product={pinned} onBuy={() => setBuying(pinned)} />}
         {!ended && (
           <div class="live-compose">
