@@ -16,11 +16,21 @@
 //!
 //! All of it is soft state: an announcement lost on the bus costs at most one location
 //! (drivers resend every few seconds), and a driver nobody hears from drops out of every
-//! replica after the index's silence limit. The one announcement whose loss would cost more
-//! is a trip's end: a node that missed it would go on streaming the driver's locations to
-//! the former rider. So the trips a node streams are checked against the database whenever
-//! the bus says notices were lost, when the driver goes online again, and every
-//! `trip_check_interval`.
+//! replica after the index's silence limit. The announcements whose loss would cost more are
+//! a trip's start and end. A node that missed a trip's end would go on streaming the
+//! driver's locations to the former rider; one that missed its start would send the rider
+//! nothing from the driver's locations it handles. So each node makes the trips it streams
+//! match the database (`check_trips`: it drops those whose ride is over and takes up those
+//! under way it lacks) at start-up, every `trip_check_interval` and whenever the bus says
+//! notices were lost; and when a driver goes online with no trip under way, every node
+//! checks the trip it has for that driver (`TripCheck`), so a stale one ends there and then
+//! whichever node the driver went online through.
+//!
+//! A `Trip` can also come late: announced by a node that read the ride just before it ended
+//! elsewhere (a driver going online during the last seconds of the trip), or found by a
+//! check that read the database just before. So each node remembers the rides whose trips
+//! it saw end (`EndedTrips`, the last `ENDED_TRIPS_REMEMBERED`) and takes up no trip of
+//! theirs again: a ride that ended never starts again.
 //!
 //! A node alone (no NATS) announces nothing: it has applied every change already and
 //! skips its own notices anyway.
@@ -39,6 +49,36 @@ pub const DRIVERS_SUBJECT: &str = "rides.drivers";
 const NOTICE_BYTES_MAX: usize = 1024;
 /// Rides asked about in one statement when trips are checked against the database.
 const TRIPS_CHECKED_PER_QUERY: usize = 500;
+/// Trips under way a node takes up from the database in one check (a region's trips at once,
+/// for a city; beyond it the rest wait for the next check).
+const TRIPS_LOADED_MAX: i64 = 20_000;
+/// Ended trips a node remembers, so that a late `Trip` for one does not start it again.
+const ENDED_TRIPS_REMEMBERED: usize = 10_000;
+
+/// The rides whose trips this node saw end lately, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct EndedTrips {
+    order: std::collections::VecDeque<String>,
+    rides: HashSet<String>,
+}
+
+impl EndedTrips {
+    fn insert(&mut self, ride_id: &str) {
+        if !self.rides.insert(ride_id.to_string()) {
+            return;
+        }
+        self.order.push_back(ride_id.to_string());
+        while self.order.len() > ENDED_TRIPS_REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.rides.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, ride_id: &str) -> bool {
+        self.rides.contains(ride_id)
+    }
+}
 
 /// What one node tells the others about a driver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +107,11 @@ pub(crate) enum Presence {
         driver_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ride_id: Option<String>,
+    },
+    /// The driver went online with no trip under way: a node that still streams a trip for
+    /// them checks it against the database (its end may have been lost on this node's bus).
+    TripCheck {
+        driver_id: String,
     },
     /// An offer was declined: the lease holder should dispatch now, not at the next tick.
     Dispatch,
@@ -123,9 +168,17 @@ impl Rides {
                 lock(&self.inner.index).remove(driver_id);
             }
             Presence::Trip { driver_id, ride_id, rider_id } => {
-                lock(&self.inner.trips).insert(driver_id.clone(), (ride_id.clone(), rider_id.clone()));
+                // Lock order: ended trips, then trips (as in `check_trips`).
+                let ended = lock(&self.inner.ended_trips);
+                if !ended.contains(ride_id) {
+                    lock(&self.inner.trips).insert(driver_id.clone(), (ride_id.clone(), rider_id.clone()));
+                }
             }
             Presence::TripEnded { driver_id, ride_id } => {
+                let mut ended_trips = lock(&self.inner.ended_trips);
+                if let Some(ride_id) = ride_id {
+                    ended_trips.insert(ride_id);
+                }
                 let mut trips = lock(&self.inner.trips);
                 let ended = match (trips.get(driver_id), ride_id) {
                     (Some((trip_ride_id, _)), Some(ride_id)) => trip_ride_id == ride_id,
@@ -133,6 +186,18 @@ impl Rides {
                 };
                 if ended {
                     trips.remove(driver_id);
+                }
+            }
+            Presence::TripCheck { driver_id } => {
+                // Only a node with a trip for the driver asks the database, in a task of its
+                // own: the bus loop must not wait on it.
+                if lock(&self.inner.trips).contains_key(driver_id) {
+                    let (rides, driver_id) = (self.clone(), driver_id.clone());
+                    tokio::spawn(async move {
+                        if let Err(error) = rides.end_trip_if_over(&driver_id).await {
+                            tracing::warn!("checking a trip when its driver went online failed: {error}");
+                        }
+                    });
                 }
             }
             Presence::Dispatch => self.inner.dispatch_now.notify_one(),
@@ -158,11 +223,20 @@ impl Rides {
         Ok(())
     }
 
-    /// Drops every trip this node streams whose ride the database says is over: the repair
-    /// for a lost `TripEnded`, which would otherwise keep a driver's locations going to the
-    /// former rider. One statement per `TRIPS_CHECKED_PER_QUERY` trips. Returns how many
-    /// were dropped.
-    pub(crate) async fn check_trips(&self) -> Result<usize, RidesError> {
+    /// Makes the trips this node streams match the database: drops those whose ride is over
+    /// (the repair for a lost `TripEnded`, which would otherwise keep a driver's locations
+    /// going to the former rider), then takes up those under way it lacks (the repair for a
+    /// lost `Trip`, without which the rider would see nothing of the locations this node
+    /// handles). Returns how many were dropped and how many taken up.
+    pub(crate) async fn check_trips(&self) -> Result<(usize, usize), RidesError> {
+        let dropped = self.drop_ended_trips().await?;
+        let taken_up = self.take_up_trips().await?;
+        Ok((dropped, taken_up))
+    }
+
+    /// Drops every trip this node streams whose ride the database says is over. One
+    /// statement per `TRIPS_CHECKED_PER_QUERY` trips.
+    async fn drop_ended_trips(&self) -> Result<usize, RidesError> {
         let trips: Vec<(String, String)> = lock(&self.inner.trips)
             .iter()
             .map(|(driver_id, (ride_id, _))| (driver_id.clone(), ride_id.clone()))
@@ -182,6 +256,36 @@ impl Rides {
             }
         }
         Ok(dropped)
+    }
+
+    /// Takes up the trips under way the database has and this node lacks (at most
+    /// `TRIPS_LOADED_MAX`), except those it saw end since the database was read.
+    async fn take_up_trips(&self) -> Result<usize, RidesError> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, driver_id, rider_id FROM rides WHERE status IN ({TRIP_STATUSES_SQL}) AND driver_id IS NOT NULL
+             ORDER BY updated_at DESC LIMIT $1"
+        ))
+        .bind(TRIPS_LOADED_MAX)
+        .fetch_all(self.inner.store.write())
+        .await?;
+        let mut under_way = Vec::with_capacity(rows.len());
+        for row in rows {
+            let ride_id: String = plaza_store::Row::try_get(&row, "id")?;
+            let driver_id: String = plaza_store::Row::try_get(&row, "driver_id")?;
+            let rider_id: String = plaza_store::Row::try_get(&row, "rider_id")?;
+            under_way.push((driver_id, ride_id, rider_id));
+        }
+        let ended = lock(&self.inner.ended_trips);
+        let mut trips = lock(&self.inner.trips);
+        let mut taken_up = 0;
+        for (driver_id, ride_id, rider_id) in under_way {
+            let known = trips.get(&driver_id).is_some_and(|(known_ride_id, _)| *known_ride_id == ride_id);
+            if !known && !ended.contains(&ride_id) {
+                trips.insert(driver_id, (ride_id, rider_id));
+                taken_up += 1;
+            }
+        }
+        Ok(taken_up)
     }
 
     /// Which of these rides are trips under way.
@@ -208,8 +312,10 @@ impl Rides {
 
     async fn check_trips_logged(&self) {
         match self.check_trips().await {
-            Ok(0) => {}
-            Ok(dropped) => tracing::info!(dropped, "stopped streaming locations of trips that had ended"),
+            Ok((0, 0)) => {}
+            Ok((dropped, taken_up)) => {
+                tracing::info!(dropped, taken_up, "the trips this node streams were made to match the database")
+            }
             Err(error) => tracing::warn!("checking the trips this node streams failed: {error}"),
         }
     }
@@ -237,10 +343,9 @@ impl Rides {
             let _checker = AbortOnDrop(tokio::spawn({
                 let (rides, check_wanted) = (rides.clone(), Arc::clone(&check_wanted));
                 async move {
+                    // The first tick is immediate: a node starting takes up the trips under way.
                     let mut check_every = tokio::time::interval(rides.inner.config.trip_check_interval);
                     check_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    // The first tick is immediate; nothing has been streamed yet.
-                    check_every.reset();
                     loop {
                         tokio::select! {
                             _ = check_every.tick() => {}
@@ -285,6 +390,18 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ended_trips_are_remembered_up_to_their_bound_oldest_forgotten_first() {
+        let mut ended = EndedTrips::default();
+        for n in 0..=ENDED_TRIPS_REMEMBERED {
+            ended.insert(&format!("r{n}"));
+        }
+        ended.insert("r1");
+        assert!(!ended.contains("r0"), "the oldest is forgotten");
+        assert!(ended.contains("r1") && ended.contains(&format!("r{ENDED_TRIPS_REMEMBERED}")));
+        assert_eq!((ended.order.len(), ended.rides.len()), (ENDED_TRIPS_REMEMBERED, ENDED_TRIPS_REMEMBERED));
+    }
 
     #[test]
     fn announcements_round_trip_with_their_node() {

@@ -27,9 +27,13 @@ impl Rides {
                 ride_id: ride.id.clone(),
                 rider_id: ride.rider_id.clone(),
             }),
-            // A trip this node still streams although its ride is over (its end was lost on
-            // the bus) must not send this driver's next locations to that rider.
-            None => self.end_trip_if_over(&me.id).await?,
+            // A trip some node still streams although its ride is over (its end was lost on
+            // the bus) must not send this driver's next locations to that rider: this node
+            // checks its own, and asks every other node to check theirs.
+            None => {
+                self.end_trip_if_over(&me.id).await?;
+                self.tell_other_nodes(Presence::TripCheck { driver_id: me.id.clone() });
+            }
         }
         self.driver_state(me).await
     }

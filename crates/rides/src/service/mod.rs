@@ -375,6 +375,9 @@ pub(crate) struct Inner {
     demand: Mutex<HashMap<h3o::CellIndex, AreaDemand>>,
     /// The rider each driver on a trip streams locations to (driver → (ride, rider)).
     pub(crate) trips: Mutex<HashMap<String, (String, String)>>,
+    /// The rides whose trips this node saw end lately: never taken up again. Locked before
+    /// `trips` when both are held.
+    pub(crate) ended_trips: Mutex<crate::presence::EndedTrips>,
     pub(crate) node_id: String,
     /// Wakes the dispatcher before its next tick (a declined offer, on any node).
     pub(crate) dispatch_now: tokio::sync::Notify,
@@ -441,6 +444,7 @@ impl Rides {
                 index,
                 demand: Mutex::new(HashMap::new()),
                 trips: Mutex::new(HashMap::new()),
+                ended_trips: Mutex::new(Default::default()),
                 node_id: plaza_kernel::new_id(),
                 dispatch_now: tokio::sync::Notify::new(),
                 dispatch_stopped: tokio::sync::Mutex::new(false),

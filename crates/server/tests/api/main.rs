@@ -27,6 +27,7 @@ mod pay_orders;
 mod profiles;
 mod realtime;
 mod rides;
+mod rides_cluster;
 mod rides_drivers;
 mod shop;
 mod shop_crash;

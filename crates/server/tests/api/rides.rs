@@ -764,7 +764,7 @@ async fn expired_quotes_are_pruned_after_their_retention_and_then_unknown(db: Db
 
 /// The ride's trip ends in the database without the trip-end notice reaching the driver's
 /// node (a bus that lost it, a node that was down): what `transition` announces is skipped.
-async fn end_trip_unannounced(server: &TestServer, ride_id: &str) {
+pub(crate) async fn end_trip_unannounced(server: &TestServer, ride_id: &str) {
     let mut database = server.database().await;
     sqlx::query("UPDATE rides SET status = 'cancelled', cancelled_by = 'rider' WHERE id = $1")
         .bind(ride_id)
@@ -777,7 +777,7 @@ async fn end_trip_unannounced(server: &TestServer, ride_id: &str) {
 /// The driver moves and then sends the rider a chat message; returns the frames the rider
 /// receives up to that message. Both go out on the rider's one subject in this order, so a
 /// `driver.location` the move sent comes before the message.
-async fn move_then_message(
+pub(crate) async fn move_then_message(
     server: &TestServer,
     driver: &str,
     conversation: &str,
@@ -800,7 +800,7 @@ async fn move_then_message(
     }
 }
 
-fn has_location(frames: &[Value]) -> bool {
+pub(crate) fn has_location(frames: &[Value]) -> bool {
     frames.iter().any(|frame| frame["type"] == "driver.location")
 }
 
