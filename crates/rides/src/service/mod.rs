@@ -17,6 +17,25 @@
 //! `eta_coarse_s` (rounded up) when fewer are: precise ETAs from three pickups around a
 //! lone driver would trilaterate where that driver is.
 //!
+//! ## What a rider sees of drivers
+//! Before a driver is theirs, a rider learns only where free drivers roughly are. The map's
+//! cars (`nearby_drivers`, `GET /rides/nearby-drivers`) are the centres of the resolution-9
+//! H3 cells (about 0.1 km², centres some 300 m apart) holding at least one free driver, at
+//! most `NEARBY_DRIVERS_MAX` within `NEARBY_RADIUS_M`, nearest first by the centre: no ids,
+//! no names, no exact positions, one point however many drivers share a cell. A quote tells
+//! an ETA (above) and counts supply. Both start from the index and then ask the database
+//! (`standing_of`, one statement for the drivers found): a driver it has offline (an
+//! `offline` notice this node's replica missed) is neither shown, nor an ETA, nor supply, and
+//! a driver on a trip or holding an offer is not shown or used for the ETA. Only once a
+//! driver accepts does the rider get their id, their car and their live position.
+//!
+//! ## What a driver's app reads
+//! `driver_state` (`GET /rides/driver`) is where a driver stands: online (in the database
+//! and heard from within the index's silence limit, so actually offered rides), the car,
+//! the trip under way and the open offer with `remaining_ms` counted by the server's clock
+//! (`ride.offer` carries it too, as of when the offer was made). An app reads it after a
+//! reload, and after a reconnect, instead of going online again.
+//!
 //! ## Where the driver must be
 //! `arrive` and `start` need the driver's last known location (this node's replica of the
 //! index) within `arrive_radius_m` of the pickup, and `complete` within it of the drop-off;
