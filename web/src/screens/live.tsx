@@ -585,6 +585,12 @@ function HostRoomView({ id }: { id: string }) {
       setMuted((known) => ({ ...known, [userId]: mute }));
     } catch (caught) { setError(caught); }
   };
+  const remove = async (messageId: string) => {
+    setError(null);
+    try {
+      await api('DELETE', `/live/rooms/${encodeURIComponent(id)}/chat/${encodeURIComponent(messageId)}`);
+    } catch (caught) { setError(caught); }
+  };
   const pin = (productId: string | null) => act(() => api<LiveRoom>('POST', `/live/rooms/${encodeURIComponent(id)}/pin`, { product_id: productId }));
   const end = () => act(async () => {
     if (!confirm(t('live.end_confirm'))) return room!;
@@ -668,11 +674,20 @@ function HostRoomView({ id }: { id: string }) {
       {status === 'live' && (
         <div class="pad host-chat">
           <h2>{t('live.chat')}</h2>
-          <ChatList messages={joined?.chat ?? []} mine={me.id} moderate={(message) => message.user.id !== me.id && (
-            <button type="button" class="link small chat-moderate" onClick={() => moderate(message.user.id, !muted[message.user.id])}
-              aria-label={t(muted[message.user.id] ? 'live.unmute_name' : 'live.mute_name', { name: message.user.display_name })}>
-              {muted[message.user.id] ? t('live.unmute') : t('live.mute')}
-            </button>
+          <ChatList messages={joined?.chat ?? []} mine={me.id} moderate={(message) => (
+            <>
+              {message.user.id !== me.id && (
+                <button type="button" class="link small chat-moderate" onClick={() => moderate(message.user.id, !muted[message.user.id])}
+                  aria-label={t(muted[message.user.id] ? 'live.unmute_name' : 'live.mute_name', { name: message.user.display_name })}>
+                  {muted[message.user.id] ? t('live.unmute') : t('live.mute')}
+                </button>
+              )}
+              {/* Every viewer's copy goes too (`live.chat_deleted`). */}
+              <button type="button" class="link small chat-moderate" onClick={() => remove(message.id)}
+                aria-label={t('live.delete_message', { name: message.user.display_name, text: message.text })}>
+                {t('live.delete')}
+              </button>
+            </>
           )} />
           {!(joined?.chat.length) && <p class="small muted">{t('live.no_chat')}</p>}
           <ChatForm roomId={id} />
