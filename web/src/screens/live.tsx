@@ -146,6 +146,7 @@ function HlsPlayer({ src, auth, muted, label, onMutedByBrowser, onStalled, onTim
           if (!data.fatal || stopped) return;
           if (data.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
           hls.destroy();
+          destroy = () => {};
           onStalled?.();
           if (attempt < PLAYER_RETRIES_MAX) window.setTimeout(() => { if (!stopped) setAttempt((n) => n + 1); }, WAIT_POLL_MS);
           else setFailed(true);
