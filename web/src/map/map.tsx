@@ -218,7 +218,8 @@ export function MapView(props: Props) {
               data-testid={`marker-${marker.kind}`} data-lat={marker.at.lat.toFixed(6)} data-lng={marker.at.lng.toFixed(6)}>
               <title>{marker.label}</title>
               {marker.kind === 'nearby'
-                ? <g opacity="0.75"><circle r="10" class="car-halo" /><rect x="-3.5" y="-6" width="7" height="12" rx="2.5" class="car-arrow" /></g>
+                ? <g><circle r="13" fill="#fff" stroke="#1f2937" stroke-opacity="0.35" stroke-width="1.5" />
+                  <text y="5.5" text-anchor="middle" font-size="15">🚗</text></g>
                 : marker.kind === 'car' || marker.kind === 'me'
                 ? <g transform={`rotate(${marker.heading ?? 0})`}><circle r="15" class="car-halo" /><path d="M-6 8 L0 -10 L6 8 L0 4 Z" class="car-arrow" /></g>
                 : <g><path d="M0 0 C-4 -10 -12 -14 -12 -22 A12 12 0 1 1 12 -22 C12 -14 4 -10 0 0 Z" class="pin" />

@@ -139,14 +139,13 @@ export function RiderView({ config }: { config: ClientConfig }) {
 
   const active = ride && (!FINAL.has(ride.status) || rideId);
   const nearby = useNearbyCars(pickup, !active);
-  const markers: Marker[] = [];
+  // The free cars first, so the pins are drawn over them.
+  const markers: Marker[] = active ? []
+    : (nearby ?? []).map((car, i) => ({ id: `nearby-${i}`, at: car, kind: 'nearby' as const, label: t('rides.car_nearby') }));
   const from = ride ? ride.pickup : pickup;
   const to = ride ? ride.dropoff : dropoff;
   markers.push({ id: 'pickup', at: from, kind: 'pickup', label: `${t('rides.pickup')}: ${placeName(from)}` });
   markers.push({ id: 'dropoff', at: to, kind: 'dropoff', label: `${t('rides.dropoff')}: ${placeName(to)}` });
-  if (!active) {
-    for (const [i, car] of (nearby ?? []).entries()) markers.push({ id: `nearby-${i}`, at: car, kind: 'nearby', label: t('rides.car_nearby') });
-  }
   if (ride && driverAt && !FINAL.has(ride.status)) {
     markers.push({ id: 'car', at: driverAt, kind: 'car', label: t('rides.driver_here'), heading: driverAt.heading });
   }
