@@ -203,6 +203,10 @@ pub enum ErrorCode {
     Banned,
     /// No such live chat message in that room.
     LiveMessageNotFound,
+    /// The live room is not live yet (no media arrived): it cannot run a deal.
+    LiveRoomNotLive,
+    /// The live room runs a deal already; one at a time.
+    LiveDealRunning,
     /// A bug or an unexpected failure; logged with the request id.
     Internal,
 }
@@ -296,6 +300,7 @@ impl ErrorCode {
             Self::LiveRoomEnded | Self::LiveRoomNotJoined | Self::TooManyRooms => StatusCode::CONFLICT,
             Self::Muted | Self::Banned => StatusCode::FORBIDDEN,
             Self::LiveMessageNotFound => StatusCode::NOT_FOUND,
+            Self::LiveRoomNotLive | Self::LiveDealRunning => StatusCode::CONFLICT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -398,6 +403,8 @@ impl ErrorCode {
             Self::Muted => "muted",
             Self::Banned => "banned",
             Self::LiveMessageNotFound => "live_message_not_found",
+            Self::LiveRoomNotLive => "live_room_not_live",
+            Self::LiveDealRunning => "live_deal_running",
             Self::Internal => "internal",
         }
     }
@@ -501,6 +508,8 @@ impl ErrorCode {
             Self::Muted => "You are muted in this room",
             Self::Banned => "You are banned from this room",
             Self::LiveMessageNotFound => "No such chat message",
+            Self::LiveRoomNotLive => "The live room is not live yet",
+            Self::LiveDealRunning => "A deal is running in this room already",
             Self::Internal => "Something went wrong on our side",
         }
     }
@@ -603,6 +612,8 @@ impl ErrorCode {
         Self::Muted,
         Self::Banned,
         Self::LiveMessageNotFound,
+        Self::LiveRoomNotLive,
+        Self::LiveDealRunning,
         Self::Internal,
     ];
 }

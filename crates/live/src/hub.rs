@@ -61,6 +61,16 @@ pub(crate) enum RoomNotice {
     Banned {
         user_id: String,
     },
+    /// A deal started: the `live.deal` frame's data (`{room_id, deal}`).
+    Deal {
+        deal: Value,
+    },
+    /// Sales of the room's deal or pinned product: `{buyer_name, product_title,
+    /// quantity}` each, and how many more were not named.
+    Sold {
+        sales: Vec<Value>,
+        others: usize,
+    },
 }
 
 impl LiveHandle {
@@ -212,6 +222,8 @@ pub(crate) struct Hub {
     next_seat: AtomicU64,
     /// Rooms whose last viewer here left since the viewers were last counted.
     emptied: Mutex<HashSet<String>>,
+    /// Per room, the deal whose end this node's viewers were told of.
+    deal_ends_sent: Mutex<HashMap<String, String>>,
     /// What `live_room_members` holds for this node (with NATS), and the lock that
     /// orders every write to it and to this node's `live_room_nodes` rows (`viewers.rs`).
     pub(crate) rows: tokio::sync::Mutex<crate::viewers::NodeRows>,
@@ -238,6 +250,10 @@ struct RelayState {
     /// The last messages sent, oldest first: a joiner's backlog.
     history: VecDeque<Line>,
     backlog_frame: Option<Utf8Bytes>,
+    /// Sales for the next batch's `live.sold` (at most `SOLD_NAMED_MAX`), and how many
+    /// more came.
+    sold: Vec<Value>,
+    sold_others: usize,
 }
 
 #[derive(Debug)]
@@ -369,6 +385,18 @@ impl Hub {
         members
     }
 
+    /// Whether this node's viewers of the room are yet to hear that `sale_id` ended (and
+    /// from now on, they have); forgets rooms not in `rooms`.
+    pub(crate) fn deal_end_unsent(&self, room_id: &str, sale_id: &str, rooms: &[(String, i64)]) -> bool {
+        let mut sent = lock(&self.deal_ends_sent);
+        sent.retain(|room, _| rooms.iter().any(|(counted, _)| counted == room));
+        if sent.get(room_id).map(String::as_str) == Some(sale_id) {
+            return false;
+        }
+        sent.insert(room_id.to_string(), sale_id.to_string());
+        true
+    }
+
     /// Sends a frame to every viewer of a room on this node.
     pub(crate) fn send(&self, room_id: &str, frame: &Utf8Bytes) {
         if let Some(relay) = self.relay(room_id) {
@@ -438,6 +466,21 @@ impl RelayState {
         }
         self.backlog_frame = None;
         Some(frame)
+    }
+
+    /// The batch's `live.sold`: the first sale's fields (what one sale's frame carries),
+    /// every sale named in `sales`, and `others` not named.
+    fn sold_frame(&mut self, room_id: &str) -> Option<Utf8Bytes> {
+        if self.sold.is_empty() {
+            return None;
+        }
+        let sales = std::mem::take(&mut self.sold);
+        let others = std::mem::take(&mut self.sold_others);
+        let first = &sales[0];
+        let data = json!({"room_id": room_id, "buyer_name": first["buyer_name"],
+            "product_title": first["product_title"], "quantity": first["quantity"],
+            "sales": sales, "others": others});
+        Some(Utf8Bytes::from(json!({"type": "live.sold", "data": data}).to_string()))
     }
 
     fn forget_user(&mut self, user_id: &str) {
@@ -568,7 +611,10 @@ async fn run_relay(live: LiveHandle, relay: Arc<Relay>, mut subscription: Subscr
                 }
                 Received::Closed => return,
             },
-            _ = ticks.tick() => live.hub().deliver(&relay, |state| state.flush(&relay.room_id), None),
+            _ = ticks.tick() => {
+                let sold = lock(&relay.state).sold_frame(&relay.room_id);
+                live.hub().deliver(&relay, |state| state.flush(&relay.room_id), sold.as_ref());
+            }
         }
     }
 }
@@ -621,6 +667,16 @@ fn apply(live: &LiveHandle, relay: &Arc<Relay>, notice: RoomNotice) -> bool {
         RoomNotice::Ended => {
             hub.end(room_id);
             return false;
+        }
+        RoomNotice::Deal { deal } => {
+            let frame = Utf8Bytes::from(json!({"type": "live.deal", "data": deal}).to_string());
+            hub.deliver(relay, |state| state.flush(room_id), Some(&frame));
+        }
+        RoomNotice::Sold { sales, others } => {
+            let mut state = lock(&relay.state);
+            let room = crate::deals::SOLD_NAMED_MAX.saturating_sub(state.sold.len());
+            state.sold_others += others + sales.len().saturating_sub(room);
+            state.sold.extend(sales.into_iter().take(room));
         }
     }
     true

@@ -18,6 +18,7 @@
 //! (`chat.rs`); viewers are counted per node and summed in the database (`viewers.rs`).
 
 mod chat;
+mod deals;
 mod hub;
 mod ingest;
 mod likes;
@@ -29,6 +30,7 @@ pub mod playlist;
 mod rooms;
 pub mod routes;
 pub mod routes_chat;
+pub mod routes_deals;
 pub mod rtmp;
 mod service;
 mod sessions;
@@ -36,6 +38,7 @@ mod storage;
 mod viewers;
 
 pub use chat::ChatMessage;
+pub use deals::{Deal, DealInput, RoomSales, DEAL_SECONDS_MAX, DEAL_SECONDS_MIN};
 pub use hub::{LiveViewer, RoomDelivery, ViewerInbox, BACKLOG_MESSAGES, ROOMS_PER_SOCKET_MAX};
 pub use migrations::MIGRATIONS;
 pub use model::{RoomStatus, StreamKey};

@@ -16,7 +16,30 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: CHAT,
         postgres: CHAT,
     },
+    Migration {
+        service: "live",
+        version: 3,
+        name: "in-stream deals: each room's flash sales and its current one",
+        sqlite: DEALS,
+        postgres: DEALS,
+    },
 ];
+
+/// A room's current deal is two columns of its row, so that one conditional update claims
+/// the room's one slot (`deals.rs`) and the 1 s recount returns it with the stats;
+/// `live_deals` keeps every sale a room ran, for its sales and to name the room of a sale's
+/// orders. Orders of a pinned product find their live rooms by `live_rooms_pinned`.
+const DEALS: &str = r#"
+    ALTER TABLE live_rooms ADD COLUMN deal_flash_sale_id TEXT;
+    ALTER TABLE live_rooms ADD COLUMN deal_ends_at BIGINT;
+    CREATE INDEX live_rooms_pinned ON live_rooms (pinned_product_id);
+    CREATE TABLE live_deals (
+        flash_sale_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL REFERENCES live_rooms (id) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX live_deals_room ON live_deals (room_id, created_at);
+"#;
 
 /// One text for both engines. A room's ingest is held by one node at a time through
 /// `ingest_node`/`ingest_until` (a lease renewed while media flows), and `last_media_at`

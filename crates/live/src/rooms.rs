@@ -22,7 +22,7 @@ pub enum RoomList {
 }
 
 const ROOM_COLUMNS: &str = "id, host_id, title, cover_media_id, status, viewers, likes, pinned_product_id, \
-    created_at, started_at, ended_at, \
+    created_at, started_at, ended_at, deal_flash_sale_id, deal_ends_at, \
     (SELECT COUNT(*) FROM live_segments s WHERE s.room_id = live_rooms.id) AS segments";
 
 /// A `live_rooms` row before its host and products are joined in.
@@ -40,6 +40,9 @@ pub(crate) struct RoomRow {
     pub(crate) created_at: Timestamp,
     pub(crate) started_at: Option<Timestamp>,
     pub(crate) ended_at: Option<Timestamp>,
+    /// The room's latest deal (or a claim of its slot, without a sale yet) and its end.
+    pub(crate) deal_flash_sale_id: Option<String>,
+    pub(crate) deal_ends_at: Option<Timestamp>,
 }
 
 fn room_row(row: &AnyRow) -> Result<RoomRow, sqlx::Error> {
@@ -58,6 +61,8 @@ fn room_row(row: &AnyRow) -> Result<RoomRow, sqlx::Error> {
         created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
         started_at: millis("started_at")?,
         ended_at: millis("ended_at")?,
+        deal_flash_sale_id: row.try_get("deal_flash_sale_id")?,
+        deal_ends_at: millis("deal_ends_at")?,
     })
 }
 
@@ -225,6 +230,7 @@ impl LiveHandle {
         for row in rows {
             let Some(host) = hosts.get(&row.host_id).cloned() else { continue };
             let products = self.product_cards(&row.id).await?;
+            let deal = self.running_deal(row.deal_flash_sale_id.as_deref(), row.deal_ends_at).await?;
             rooms.push(Room {
                 id: row.id,
                 host,
@@ -235,6 +241,7 @@ impl LiveHandle {
                 likes: row.likes,
                 products,
                 pinned_product_id: row.pinned_product_id,
+                deal,
                 has_recording: row.segments > 0,
                 created_at: row.created_at,
                 started_at: row.started_at,

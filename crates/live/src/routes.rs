@@ -31,6 +31,7 @@ pub fn router(live: LiveHandle) -> OpenApiRouter {
         .routes(routes!(pin_product))
         .routes(routes!(like))
         .merge(crate::routes_chat::router())
+        .merge(crate::routes_deals::router())
         .with_state(live)
 }
 
@@ -84,6 +85,19 @@ impl From<LiveError> for Problem {
                     .with_retry_after(retry_after.as_secs_f64().ceil() as u64)
             }
             LiveError::MessageNotFound => Problem::new(ErrorCode::LiveMessageNotFound, "no such message in this room"),
+            LiveError::NotLive => Problem::new(
+                ErrorCode::LiveRoomNotLive,
+                "the room is not live yet: start streaming into it, then start the deal",
+            ),
+            LiveError::DealRunning => Problem::new(
+                ErrorCode::LiveDealRunning,
+                "a deal is running in this room; start the next once it has ended",
+            ),
+            LiveError::SkuNotInShop { sku_id } => Problem::new(
+                ErrorCode::ProductNotInShop,
+                format!("SKU {sku_id} is not sold by your shop; a deal sells one of your own products"),
+            )
+            .with_field("sku_id"),
             LiveError::Bus(error) => Problem::internal(&error),
             LiveError::Accounts(error) => error.into(),
             LiveError::Shop(error) => error.into(),
@@ -114,8 +128,8 @@ pub struct RoomBody {
     /// The shop's `product` cards of the host's products in the room, in order.
     pub products: Vec<Value>,
     pub pinned_product: Option<Value>,
-    /// The in-stream flash deal running now (a later stage; always null today).
-    pub deal: Option<Value>,
+    /// The in-stream flash deal running now; null before the first and after each ends.
+    pub deal: Option<crate::routes_deals::DealBody>,
     /// Where to play it while it is live: public, no sign-in needed.
     pub playback: Option<HlsBody>,
     /// The recording, once ended: to any signed-in user (bearer header or `?token=`).
@@ -152,7 +166,7 @@ impl From<Room> for RoomBody {
             likes: room.likes,
             products: room.products,
             pinned_product,
-            deal: None,
+            deal: room.deal.as_ref().map(crate::routes_deals::DealBody::from),
             created_at: room.created_at.to_rfc3339(),
             started_at: room.started_at.map(|at| at.to_rfc3339()),
             ended_at: room.ended_at.map(|at| at.to_rfc3339()),

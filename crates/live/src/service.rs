@@ -109,6 +109,12 @@ pub enum LiveError {
     RateLimited { retry_after: Duration },
     #[error("no such chat message")]
     MessageNotFound,
+    #[error("the room is not live yet")]
+    NotLive,
+    #[error("a deal is running in the room")]
+    DealRunning,
+    #[error("SKU {sku_id} is not sold by the host's shop")]
+    SkuNotInShop { sku_id: String },
     #[error("bus: {0}")]
     Bus(String),
     #[error("accounts: {0}")]
@@ -138,6 +144,8 @@ pub struct Room {
     /// The shop's `product` cards of the room's products, in the host's order.
     pub products: Vec<serde_json::Value>,
     pub pinned_product_id: Option<String>,
+    /// The deal running now, if any.
+    pub deal: Option<crate::deals::Deal>,
     /// Whether any media was recorded (an ended room with segments has a replay).
     pub has_recording: bool,
     pub created_at: Timestamp,
@@ -199,7 +207,7 @@ impl LiveHandle {
         config: LiveConfig,
     ) -> Self {
         let chat_limiter = crate::chat::ChatLimiter::new(config.chat_per_second, config.chat_burst);
-        Self {
+        let live = Self {
             inner: Arc::new(Inner {
                 store,
                 accounts,
@@ -217,7 +225,9 @@ impl LiveHandle {
                 stopping: tokio::sync::watch::channel(false).0,
                 pending_likes: Mutex::new(Default::default()),
             }),
-        }
+        };
+        live.listen_to_sales();
+        live
     }
 
     pub fn config(&self) -> &LiveConfig {

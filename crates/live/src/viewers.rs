@@ -30,6 +30,15 @@ const DEAD: Duration = Duration::from_secs(60);
 /// Counts between two sweeps of other nodes' stale rows.
 const SWEEP_EVERY: u32 = 5;
 
+/// A room after its recount.
+struct Recounted {
+    viewers: i64,
+    likes: i64,
+    status: RoomStatus,
+    /// Its latest deal's flash sale and end.
+    deal: Option<(String, Timestamp)>,
+}
+
 /// The rows this node wrote, as it believes them to be.
 #[derive(Debug, Default)]
 pub(crate) struct NodeRows {
@@ -145,15 +154,15 @@ impl LiveHandle {
         Ok(())
     }
 
-    /// Sets a room's `viewers` to the sum of the fresh node rows; its viewers, hearts and
-    /// status after that.
-    async fn recount(&self, room_id: &str, now: i64) -> Result<Option<(i64, i64, RoomStatus)>, LiveError> {
+    /// Sets a room's `viewers` to the sum of the fresh node rows; its viewers, hearts,
+    /// status and deal after that.
+    async fn recount(&self, room_id: &str, now: i64) -> Result<Option<Recounted>, LiveError> {
         let fresh = now - FRESH.as_millis() as i64;
         let row = sqlx::query(
             "UPDATE live_rooms SET viewers = (
                  SELECT COALESCE(SUM(n.viewers), 0) FROM live_room_nodes n
                  WHERE n.room_id = live_rooms.id AND n.seen_at >= $1)
-             WHERE id = $2 RETURNING viewers, likes, status",
+             WHERE id = $2 RETURNING viewers, likes, status, deal_flash_sale_id, deal_ends_at",
         )
         .bind(fresh)
         .bind(room_id)
@@ -161,11 +170,14 @@ impl LiveHandle {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let status: String = row.try_get("status")?;
-        Ok(Some((
-            row.try_get("viewers")?,
-            row.try_get("likes")?,
-            RoomStatus::parse(&status).unwrap_or(RoomStatus::Ended),
-        )))
+        let deal_id: Option<String> = row.try_get("deal_flash_sale_id")?;
+        let deal_ends_at: Option<i64> = row.try_get("deal_ends_at")?;
+        Ok(Some(Recounted {
+            viewers: row.try_get("viewers")?,
+            likes: row.try_get("likes")?,
+            status: RoomStatus::parse(&status).unwrap_or(RoomStatus::Ended),
+            deal: deal_id.zip(deal_ends_at.map(Timestamp::from_unix_millis)),
+        }))
     }
 
     /// One count: renews this node's rows, reconciles its members, recounts its rooms and
@@ -194,14 +206,17 @@ impl LiveHandle {
             }
         }
         for (room_id, _) in &counts {
-            let Some((viewers, likes, status)) = self.recount(room_id, now).await? else { continue };
-            if status == RoomStatus::Ended {
+            let Some(recounted) = self.recount(room_id, now).await? else { continue };
+            if recounted.status == RoomStatus::Ended {
                 self.hub().end(room_id);
                 continue;
             }
             let frame = serde_json::json!({"type": "live.stats",
-                "data": {"room_id": room_id, "viewers": viewers, "likes": likes}});
+                "data": {"room_id": room_id, "viewers": recounted.viewers, "likes": recounted.likes}});
             self.hub().send(room_id, &Utf8Bytes::from(frame.to_string()));
+            if let Some((sale_id, ends_at)) = &recounted.deal {
+                self.send_deal_tick(room_id, sale_id, *ends_at, &counts).await?;
+            }
         }
         for room_id in &emptied {
             self.recount(room_id, now).await?;

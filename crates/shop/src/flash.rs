@@ -99,6 +99,15 @@ impl FlashSale {
     }
 }
 
+/// What a flash sale sold ([`ShopHandle::flash_sale_totals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlashSaleTotals {
+    pub orders: i64,
+    pub units: i64,
+    /// In the sale's minor units and currency.
+    pub revenue: i64,
+}
+
 /// A sale as a merchant asks for it.
 #[derive(Debug, Clone)]
 pub struct FlashSaleInput {
@@ -221,6 +230,25 @@ impl ShopHandle {
             .await?
             .ok_or(ShopError::FlashSaleNotFound { field: "id".into() })?;
         sale_from_row(&row)
+    }
+
+    /// What a sale has sold: its orders not cancelled or refunded, their units and their
+    /// total (in the sale's currency). A flash order has one line, so lines are orders.
+    pub async fn flash_sale_totals(&self, sale_id: &str) -> Result<FlashSaleTotals, ShopError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS orders, CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) AS units,
+                    CAST(COALESCE(SUM(i.quantity * i.unit_price), 0) AS BIGINT) AS revenue
+             FROM shop_orders o JOIN shop_order_items i ON i.order_id = o.id
+             WHERE o.flash_sale_id = $1 AND o.status NOT IN ('cancelled', 'refunded')",
+        )
+        .bind(sale_id)
+        .fetch_one(self.inner.store.read())
+        .await?;
+        Ok(FlashSaleTotals {
+            orders: row.try_get("orders")?,
+            units: row.try_get("units")?,
+            revenue: row.try_get("revenue")?,
+        })
     }
 
     /// A product's sales not yet ended, the soonest first.
@@ -364,6 +392,8 @@ impl ShopHandle {
             for appended in appended {
                 self.inner.events.publish(appended);
             }
+            let placed: Vec<Order> = decided.accepted.iter().map(|(_, order)| order.clone()).collect();
+            self.tell_placed(&placed);
             return Ok((self.answers(decided, jobs).await?, None));
         };
         let transaction = sqlx::Connection::begin(writer.connection()).await?;
@@ -373,17 +403,19 @@ impl ShopHandle {
         }
         // Answers read stored orders through the pool, so only once the writer is back.
         let (decided, appended) = batch?;
+        let placed: Vec<Order> = decided.accepted.iter().map(|(_, order)| order.clone()).collect();
         let outcomes = self.answers(decided, jobs).await?;
         if appended.is_empty() {
             return Ok((outcomes, Some((Arc::clone(&wal), wal.read_ticket()))));
         }
         let ticket = wal.committed();
-        let (events, syncing) = (self.inner.events.clone(), Arc::clone(&wal));
+        let (shop, syncing) = (self.clone(), Arc::clone(&wal));
         tokio::spawn(async move {
             if syncing.durable(ticket).await.is_ok() {
                 for appended in appended {
-                    events.publish(appended);
+                    shop.inner.events.publish(appended);
                 }
+                shop.tell_placed(&placed);
             }
         });
         Ok((outcomes, Some((wal, ticket))))

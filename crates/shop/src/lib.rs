@@ -22,17 +22,19 @@ mod jobs;
 mod migrations;
 pub mod model;
 mod orders;
+mod placed;
 mod reviews;
 pub mod routes;
 mod sale_routes;
 pub mod search;
 mod service;
 
-pub use flash::{FlashSale, FlashSaleInput};
+pub use flash::{FlashSale, FlashSaleInput, FlashSaleTotals};
 pub use groups::{GroupBuy, GroupBuyCards, GroupStatus, ProductCards, SharedCard};
 pub use migrations::MIGRATIONS;
 pub use model::{OrderAction, OrderStatus};
 pub use orders::{ChangeDetails, OrderRole};
+pub use placed::OrdersPlaced;
 pub use routes::router;
 pub use service::{
     Address, GroupChoice, Order, OrderItem, OrderLine, OrderRequest, Product, ProductChange, ProductInput, Shop,

@@ -213,4 +213,15 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: SEARCH_CLOCK,
         postgres: SEARCH_CLOCK,
     },
+    Migration {
+        service: "shop",
+        version: 4,
+        name: "orders by flash sale, for a sale's totals",
+        sqlite: ORDERS_BY_SALE,
+        postgres: ORDERS_BY_SALE,
+    },
 ];
+
+/// `flash_sale_totals` (a live room's sales, read by its host while live) sums a sale's
+/// orders; without this it would scan every order.
+const ORDERS_BY_SALE: &str = "CREATE INDEX shop_orders_flash_sale ON shop_orders (flash_sale_id);";

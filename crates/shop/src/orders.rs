@@ -398,6 +398,7 @@ impl ShopHandle {
         for appended in appended {
             self.inner.events.publish(appended);
         }
+        self.tell_placed(std::slice::from_ref(&order));
         Ok(Saved::New(order))
     }
 

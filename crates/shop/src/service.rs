@@ -394,6 +394,8 @@ pub(crate) struct Inner {
     pub(crate) flash_orders: OnceLock<crate::flash::FlashQueue>,
     /// This node's catalogue index (`search.rs`).
     pub(crate) search_index: search::SearchIndex,
+    /// Told of every order placed through this node, once committed (`on_orders_placed`).
+    pub(crate) placed_hooks: crate::placed::PlacedHooks,
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -425,6 +427,7 @@ impl ShopHandle {
                 node_id,
                 flash_orders,
                 search_index,
+                placed_hooks: Default::default(),
             }),
         }
     }

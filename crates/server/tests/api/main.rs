@@ -18,6 +18,7 @@ mod http;
 mod limits;
 mod live;
 mod live_chat;
+mod live_deals;
 mod live_ingest;
 mod media;
 mod miniapps;
