@@ -1,13 +1,19 @@
-//! The RTMP listener: each connection speaks RTMP up to `publish` (`rtmp/`), is refused
-//! there unless its key names a room that may be ingested here, and only then has its
-//! media read, packaged (`packager.rs`) and heartbeated into the database
-//! (`sessions.rs`). A publisher that stops (or is cut off) leaves the room live for
-//! `PLAZA_LIVE_IDLE_END_SECONDS`, so a reconnect continues it.
+//! Ingest, two ways. The RTMP listener: each connection speaks RTMP up to `publish`
+//! (`rtmp/`), is refused there unless its key names a room that may be ingested here, and
+//! only then has its media read, packaged (`packager.rs`) and heartbeated into the
+//! database (`sessions.rs`). The browser's camera: `GET /api/v1/live/ingest` upgrades to
+//! a WebSocket whose first message is `{"stream_key": …}`, checked the same way before
+//! any media is read; then each binary message is the next chunk of the page's
+//! MediaRecorder WebM, piped in order into the session's one ffmpeg (the chunks decode
+//! only joined) and transcoded to H.264/AAC. A publisher that stops (or is cut off)
+//! leaves the room live for `PLAZA_LIVE_IDLE_END_SECONDS`, so a reconnect continues it.
 
 use crate::packager::Packager;
-use crate::rtmp::{Connection, RtmpError};
+use crate::rtmp::{Connection, Media, RtmpError};
 use crate::service::LiveHandle;
 use crate::sessions::{IngestSlot, HEARTBEAT_INTERVAL};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
 use plaza_kernel::Timestamp;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -16,6 +22,62 @@ use tokio::net::{TcpListener, TcpStream};
 /// Connections a node serves at once, per ingest slot: publishers still in the
 /// handshake or being refused take a connection too.
 const CONNECTIONS_PER_ROOM: usize = 4;
+/// The largest chunk a browser may send in one message (MediaRecorder's one-second
+/// chunks of a phone camera are a few hundred KiB).
+pub const BROWSER_CHUNK_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Where a session's media comes from.
+enum Publisher {
+    Rtmp(Connection<TcpStream>),
+    Browser(WebSocket),
+}
+
+/// One unit of a publisher's media.
+enum Chunk {
+    Flv(Media),
+    WebM(axum::body::Bytes),
+}
+
+impl Publisher {
+    /// The next media, `None` once the publisher has stopped.
+    async fn next(&mut self) -> Result<Option<Chunk>, String> {
+        match self {
+            Publisher::Rtmp(connection) => match connection.next_media().await {
+                Ok(media) => Ok(media.map(Chunk::Flv)),
+                Err(RtmpError::Closed) => Ok(None),
+                Err(error) => Err(error.to_string()),
+            },
+            Publisher::Browser(socket) => loop {
+                match socket.recv().await {
+                    None | Some(Ok(Message::Close(_))) => return Ok(None),
+                    Some(Ok(Message::Binary(bytes))) => return Ok(Some(Chunk::WebM(bytes))),
+                    // Pings are answered by axum; text after the key means nothing.
+                    Some(Ok(_)) => continue,
+                    Some(Err(error)) => return Err(error.to_string()),
+                }
+            },
+        }
+    }
+}
+
+/// `GET /api/v1/live/ingest`: the browser camera's ingest socket (the stream key, not a
+/// session, is its credential, as for RTMP).
+pub fn ingest_router(live: LiveHandle) -> axum::Router {
+    axum::Router::new().route(crate::routes::BROWSER_INGEST_PATH, axum::routing::get(browser_ingest)).with_state(live)
+}
+
+async fn browser_ingest(State(live): State<LiveHandle>, upgrade: WebSocketUpgrade) -> axum::response::Response {
+    upgrade
+        .max_message_size(BROWSER_CHUNK_BYTES_MAX)
+        .max_frame_size(BROWSER_CHUNK_BYTES_MAX)
+        .on_upgrade(move |socket| async move { live.serve_browser_publisher(socket).await })
+}
+
+/// What a browser publisher sends first.
+#[derive(serde::Deserialize)]
+struct BrowserHello {
+    stream_key: String,
+}
 
 impl LiveHandle {
     /// Binds the RTMP listener when this node ingests (`rtmp_addr`), and remembers the
@@ -82,6 +144,39 @@ impl LiveHandle {
         }
     }
 
+    /// A browser publisher: its key first (refused with a close frame naming why, before
+    /// any media is read), then its recording.
+    async fn serve_browser_publisher(&self, mut socket: WebSocket) {
+        let hello = tokio::time::timeout(self.inner.config.handshake_timeout, socket.recv()).await;
+        let key = match hello {
+            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<BrowserHello>(&text).ok(),
+            _ => None,
+        };
+        let Some(key) = key else {
+            close(socket, 4400, "first send {\"stream_key\": \"…\"}").await;
+            return;
+        };
+        let slot = match self.begin_ingest("live", &key.stream_key).await {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::info!(code = refusal.rtmp_code(), "browser publish refused");
+                let (code, reason) = match refusal {
+                    crate::sessions::Refusal::BadKey => (4401, "live_stream_key_invalid"),
+                    crate::sessions::Refusal::Busy => (4409, "live_ingest_busy"),
+                };
+                close(socket, code, reason).await;
+                return;
+            }
+        };
+        let accepted = serde_json::json!({"type": "accepted", "room_id": slot.room_id}).to_string();
+        if socket.send(Message::Text(accepted.into())).await.is_err() {
+            let _ = self.release_ingest(&slot, None).await;
+            return;
+        }
+        tracing::info!(room = %slot.room_id, "browser publisher streaming");
+        self.ingest(Publisher::Browser(socket), slot).await;
+    }
+
     async fn serve_publisher(&self, socket: TcpStream, peer: std::net::SocketAddr) {
         let mut connection = Connection::new(socket);
         let asked = match tokio::time::timeout(self.inner.config.handshake_timeout, connection.accept_publish()).await {
@@ -111,11 +206,11 @@ impl LiveHandle {
             return;
         }
         tracing::info!(room = %slot.room_id, %peer, "RTMP publisher streaming");
-        self.ingest(connection, slot).await;
+        self.ingest(Publisher::Rtmp(connection), slot).await;
     }
 
     /// Reads media until the publisher stops, goes silent, or the session must end.
-    async fn ingest(&self, mut connection: Connection<TcpStream>, slot: IngestSlot) {
+    async fn ingest(&self, mut publisher: Publisher, slot: IngestSlot) {
         let mut packager = match Packager::start(self, &slot.room_id).await {
             Ok(packager) => packager,
             Err(error) => {
@@ -133,16 +228,20 @@ impl LiveHandle {
             tokio::select! {
                 _ = stopped.changed() => break "the room ended, its key changed or another node took it",
                 () = async { drop(node_stopping.wait_for(|stopping| *stopping).await) } => break "the node is stopping",
-                next = tokio::time::timeout(media_timeout, connection.next_media()) => match next {
+                next = tokio::time::timeout(media_timeout, publisher.next()) => match next {
                     Err(_) => break "no media within the time-out",
-                    Ok(Err(RtmpError::Closed)) | Ok(Ok(None)) => break "the publisher stopped",
+                    Ok(Ok(None)) => break "the publisher stopped",
                     Ok(Err(error)) => {
-                        tracing::info!(room = %slot.room_id, "RTMP: {error}");
+                        tracing::info!(room = %slot.room_id, "ingest: {error}");
                         break "the connection failed";
                     }
-                    Ok(Ok(Some(media))) => {
+                    Ok(Ok(Some(chunk))) => {
                         last_media_at.store(Timestamp::now().unix_millis(), Ordering::Relaxed);
-                        if let Err(error) = packager.push(media).await {
+                        let pushed = match chunk {
+                            Chunk::Flv(media) => packager.push(media).await,
+                            Chunk::WebM(bytes) => packager.push_webm(&bytes).await,
+                        };
+                        if let Err(error) = pushed {
                             tracing::warn!(room = %slot.room_id, "packaging: {error}");
                             break "packaging failed";
                         }
@@ -150,8 +249,8 @@ impl LiveHandle {
                 }
             }
         };
-        tracing::info!(room = %slot.room_id, "RTMP ingest stopping: {why}");
-        drop(connection);
+        tracing::info!(room = %slot.room_id, "ingest stopping: {why}");
+        drop(publisher);
         heartbeat.abort();
         packager.finish().await;
         let last = Some(last_media_at.load(Ordering::Relaxed)).filter(|at| *at > 0);
@@ -166,6 +265,13 @@ impl LiveHandle {
             }
         }
     }
+}
+
+/// Closes a browser publisher's socket with `code` (4400 no key, 4401 a bad key, 4409
+/// busy) and the reason in words.
+async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let frame = axum::extract::ws::CloseFrame { code, reason: reason.to_string().into() };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 /// What the heartbeat needs of a slot (the slot itself stays with the session, which

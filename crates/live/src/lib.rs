@@ -40,6 +40,7 @@ mod viewers;
 pub use chat::ChatMessage;
 pub use deals::{Deal, DealInput, RoomSales, DEAL_SECONDS_MAX, DEAL_SECONDS_MIN};
 pub use hub::{LiveViewer, RoomDelivery, ViewerInbox, BACKLOG_MESSAGES, ROOMS_PER_SOCKET_MAX};
+pub use ingest::{ingest_router, BROWSER_CHUNK_BYTES_MAX};
 pub use migrations::MIGRATIONS;
 pub use model::{RoomStatus, StreamKey};
 pub use moderation::{Moderation, ModerationAction};

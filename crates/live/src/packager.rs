@@ -1,5 +1,6 @@
-//! One ingest session's packaging: FLV tags piped into a supervised ffmpeg that cuts HLS
-//! segments into a scratch directory, and an uploader that moves each finished segment
+//! One ingest session's packaging: FLV tags (RTMP) or WebM bytes (a browser's
+//! MediaRecorder) piped into a supervised ffmpeg that cuts HLS segments into a scratch
+//! directory, and an uploader that moves each finished segment
 //! into the object store under the room's own numbering, records it, and rewrites the
 //! live playlist. ffmpeg runs niced, killed when dropped, with every argument fixed here
 //! (no user text reaches its command line); if it dies mid-stream it is started again at
@@ -37,6 +38,8 @@ pub(crate) enum PackagerError {
     Spawn(std::io::Error),
     #[error("ffmpeg stopped {0} times")]
     TooManyRestarts(u32),
+    #[error("a browser recording must start with its WebM header")]
+    NotWebm,
     #[error("scratch directory: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -56,6 +59,10 @@ pub(crate) struct Packager {
     metadata: Option<Media>,
     video_codec: Option<u8>,
     audio_format: Option<u8>,
+    /// A browser session's first chunk (its EBML header, tracks and first cluster): a new
+    /// run is fed it before the chunks that follow, as MediaRecorder's chunks decode only
+    /// after it.
+    webm_head: Option<Vec<u8>>,
     uploader: Arc<tokio::sync::Mutex<Uploader>>,
     poller: tokio::task::JoinHandle<()>,
     current_dir: tokio::sync::watch::Sender<Option<PathBuf>>,
@@ -100,6 +107,7 @@ impl Packager {
             metadata: None,
             video_codec: None,
             audio_format: None,
+            webm_head: None,
             uploader,
             poller,
             current_dir,
@@ -123,6 +131,38 @@ impl Packager {
             tracing::warn!(room = %self.room_id, "ffmpeg stopped taking input; starting it again at the next keyframe");
             self.finish_run().await;
         }
+        Ok(())
+    }
+
+    /// Takes one chunk of a browser's WebM recording, in order. The first chunk must open
+    /// the recording (the EBML magic), or the session is refused; a run that dies is
+    /// started again with that first chunk, then the next chunks (ffmpeg's Matroska
+    /// demuxer finds the next cluster).
+    pub(crate) async fn push_webm(&mut self, chunk: &[u8]) -> Result<(), PackagerError> {
+        if self.webm_head.is_none() {
+            if !chunk.starts_with(&WEBM_MAGIC) {
+                return Err(PackagerError::NotWebm);
+            }
+            self.webm_head = Some(chunk.to_vec());
+            return self.start_webm_run().await;
+        }
+        if self.run.is_none() {
+            self.start_webm_run().await?;
+        }
+        if self.write(chunk).await.is_err() {
+            tracing::warn!(room = %self.room_id, "ffmpeg stopped taking input; starting it again with the next chunk");
+            self.finish_run().await;
+        }
+        Ok(())
+    }
+
+    async fn start_webm_run(&mut self) -> Result<(), PackagerError> {
+        let dir = self.next_run_dir().await?;
+        let args = ffmpeg_args(&dir, Input::WebM, self.segment_seconds);
+        self.spawn_run(&dir, &args).await?;
+        let head = self.webm_head.clone().unwrap_or_default();
+        self.write(&head).await?;
+        self.current_dir.send_replace(Some(dir));
         Ok(())
     }
 
@@ -153,26 +193,42 @@ impl Packager {
         }
     }
 
-    async fn start_run(&mut self) -> Result<(), PackagerError> {
+    async fn next_run_dir(&mut self) -> Result<PathBuf, PackagerError> {
         if self.runs_started >= RUNS_MAX {
             return Err(PackagerError::TooManyRestarts(self.runs_started));
         }
         self.runs_started += 1;
         let dir = self.session_dir.join(format!("run{}", self.runs_started));
         tokio::fs::create_dir_all(&dir).await?;
+        Ok(dir)
+    }
+
+    async fn start_run(&mut self) -> Result<(), PackagerError> {
+        let dir = self.next_run_dir().await?;
         let has_audio = self.audio_format.is_some();
-        let args = ffmpeg_args(
-            &dir,
-            self.video_codec == Some(flv::H264),
-            self.audio_format.map(|format| format == flv::AAC),
-            self.segment_seconds,
-        );
+        let input = Input::Flv {
+            video_is_h264: self.video_codec == Some(flv::H264),
+            audio_is_aac: self.audio_format.map(|format| format == flv::AAC),
+        };
+        let args = ffmpeg_args(&dir, input, self.segment_seconds);
+        self.spawn_run(&dir, &args).await?;
+        let mut opening = flv::header(has_audio, true);
+        for media in [&self.metadata, &self.video_header, &self.audio_header].into_iter().flatten() {
+            flv::tag(media.type_id, media.timestamp, &media.payload, &mut opening);
+        }
+        self.write(&opening).await?;
+        self.current_dir.send_replace(Some(dir));
+        Ok(())
+    }
+
+    /// Starts a niced ffmpeg with `args`, its stderr to the log; the run is current.
+    async fn spawn_run(&mut self, dir: &Path, args: &[OsString]) -> Result<(), PackagerError> {
         let mut command = tokio::process::Command::new("nice");
         command
             .arg("-n")
             .arg(self.niceness.clamp(0, 19).to_string())
             .arg("ffmpeg")
-            .args(&args)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -193,13 +249,7 @@ impl Packager {
                 }
             });
         }
-        self.run = Some(Run { child, stdin, dir: dir.clone() });
-        let mut opening = flv::header(has_audio, true);
-        for media in [&self.metadata, &self.video_header, &self.audio_header].into_iter().flatten() {
-            flv::tag(media.type_id, media.timestamp, &media.payload, &mut opening);
-        }
-        self.write(&opening).await?;
-        self.current_dir.send_replace(Some(dir));
+        self.run = Some(Run { child, stdin, dir: dir.to_path_buf() });
         Ok(())
     }
 
@@ -233,9 +283,27 @@ impl Packager {
     }
 }
 
-/// ffmpeg's arguments: FLV on stdin, HLS of `segment_seconds` segments out, copying
-/// H.264 and AAC and transcoding only what is not.
-fn ffmpeg_args(dir: &Path, video_is_h264: bool, audio_is_aac: Option<bool>, segment_seconds: u64) -> Vec<OsString> {
+/// What a session's ffmpeg reads on stdin.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    /// RTMP's FLV, with what its sequence headers said of the codecs.
+    Flv { video_is_h264: bool, audio_is_aac: Option<bool> },
+    /// A browser's MediaRecorder WebM (VP8 or VP9, H.264 in some browsers, Opus): always
+    /// transcoded, since HLS carries neither VP8/VP9 nor Opus for every player.
+    WebM,
+}
+
+/// The first bytes of every EBML (WebM, Matroska) file.
+const WEBM_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
+
+/// ffmpeg's arguments: FLV or WebM on stdin, HLS of `segment_seconds` segments out,
+/// copying H.264 and AAC and transcoding only what is not.
+fn ffmpeg_args(dir: &Path, input: Input, segment_seconds: u64) -> Vec<OsString> {
+    let (format, video_is_h264, audio_is_aac) = match input {
+        Input::Flv { video_is_h264, audio_is_aac } => ("flv", video_is_h264, audio_is_aac),
+        // "0:a:0?" below: a recording without a microphone has no audio track.
+        Input::WebM => ("matroska", false, None),
+    };
     let mut args: Vec<OsString> = [
         "-hide_banner",
         "-nostats",
@@ -244,7 +312,7 @@ fn ffmpeg_args(dir: &Path, video_is_h264: bool, audio_is_aac: Option<bool>, segm
         "-protocol_whitelist",
         "pipe",
         "-f",
-        "flv",
+        format,
         "-analyzeduration",
         "2000000",
         "-probesize",
@@ -267,10 +335,11 @@ fn ffmpeg_args(dir: &Path, video_is_h264: bool, audio_is_aac: Option<bool>, segm
         push(&mut args, &["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"]);
         push(&mut args, &["-force_key_frames", &keyframes]);
     }
-    match audio_is_aac {
-        Some(true) => push(&mut args, &["-map", "0:a:0", "-c:a", "copy"]),
-        Some(false) => push(&mut args, &["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k"]),
-        None => {}
+    match (input, audio_is_aac) {
+        (Input::WebM, _) => push(&mut args, &["-map", "0:a:0?", "-c:a", "aac", "-b:a", "128k"]),
+        (_, Some(true)) => push(&mut args, &["-map", "0:a:0", "-c:a", "copy"]),
+        (_, Some(false)) => push(&mut args, &["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k"]),
+        (_, None) => {}
     }
     let segment_seconds = segment_seconds.to_string();
     push(&mut args, &["-f", "hls", "-hls_time", &segment_seconds]);
@@ -354,13 +423,19 @@ mod tests {
     fn ffmpeg_copies_h264_and_aac_and_transcodes_anything_else() {
         let text =
             |args: Vec<OsString>| args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
-        let copy = text(ffmpeg_args(Path::new("/w"), true, Some(true), 1));
+        let flv = |video_is_h264, audio_is_aac| Input::Flv { video_is_h264, audio_is_aac };
+        let copy = text(ffmpeg_args(Path::new("/w"), flv(true, Some(true)), 1));
         assert!(copy.contains("-f flv") && copy.contains("-i pipe:0"), "{copy}");
         assert!(copy.contains("-c:v copy") && copy.contains("-c:a copy") && copy.contains("-hls_time 1"), "{copy}");
         assert!(copy.ends_with("/w/local%d.ts /w/local.m3u8"), "{copy}");
-        let transcode = text(ffmpeg_args(Path::new("/w"), false, Some(false), 1));
+        let transcode = text(ffmpeg_args(Path::new("/w"), flv(false, Some(false)), 1));
         assert!(transcode.contains("-c:v libx264") && transcode.contains("-c:a aac"), "{transcode}");
-        let silent = text(ffmpeg_args(Path::new("/w"), true, None, 2));
+        let silent = text(ffmpeg_args(Path::new("/w"), flv(true, None), 2));
         assert!(!silent.contains("0:a:0") && silent.contains("-hls_time 2"), "{silent}");
+        // A browser's WebM: VP8/VP9 and Opus become H.264 and AAC; a missing microphone
+        // is not an error.
+        let browser = text(ffmpeg_args(Path::new("/w"), Input::WebM, 1));
+        assert!(browser.contains("-f matroska") && browser.contains("-c:v libx264"), "{browser}");
+        assert!(browser.contains("-map 0:a:0? -c:a aac"), "{browser}");
     }
 }

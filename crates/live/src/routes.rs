@@ -21,6 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// Where the browser camera's ingest socket is served (`ingest.rs`).
+pub const BROWSER_INGEST_PATH: &str = "/api/v1/live/ingest";
+
 /// The room routes, relative to `/api/v1`.
 pub fn router(live: LiveHandle) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -190,7 +193,8 @@ pub struct IngestBody {
     /// The whole RTMP URL to publish to, key included (OBS: server and stream key are
     /// this URL split at its last `/`); null when no node ingests RTMP.
     pub rtmp_url: Option<String>,
-    /// The browser camera's ingest socket (a later stage; null today).
+    /// The browser camera's ingest socket, a path on this server (`ws:` or `wss:` as the
+    /// page's own origin): send `{"stream_key": …}`, then MediaRecorder's WebM chunks.
     pub websocket_url: Option<String>,
 }
 
@@ -199,7 +203,7 @@ impl From<RoomWithKey> for RoomWithKeyBody {
         Self {
             room: created.room.into(),
             stream_key: created.stream_key.as_str().to_string(),
-            ingest: IngestBody { rtmp_url: created.rtmp_url, websocket_url: None },
+            ingest: IngestBody { rtmp_url: created.rtmp_url, websocket_url: Some(BROWSER_INGEST_PATH.to_string()) },
         }
     }
 }

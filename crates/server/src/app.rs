@@ -288,6 +288,8 @@ pub fn router(
         .merge(plaza_miniapps::discovery_router(state.miniapps.clone()))
         // Live playback (HLS) lives at the root: `/live/{room_id}/index.m3u8`.
         .merge(plaza_live::playback_router(state.live.clone()))
+        // The browser camera's ingest socket (a stream key, not a session, opens it).
+        .merge(plaza_live::ingest_router(state.live.clone()))
         // The mini-app SDK, a static script apps load from any origin.
         .merge(plaza_miniapps::sdk_router())
         // Paths under `/api/` that no route claims stay problem+json 404s; anything else

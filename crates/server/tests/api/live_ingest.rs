@@ -19,7 +19,7 @@ on_both_databases!(
     a_node_stopping_mid_stream_stores_its_segments_and_gives_the_ingest_lease_back,
 );
 
-async fn live_server(db: Db, idle_end: Duration) -> TestServer {
+pub(crate) async fn live_server(db: Db, idle_end: Duration) -> TestServer {
     TestServer::start_with(db, |config| {
         config.live.rtmp_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         config.live.idle_end = idle_end;
@@ -28,7 +28,7 @@ async fn live_server(db: Db, idle_end: Duration) -> TestServer {
 }
 
 /// A new room of a new host; (host token, room id, RTMP URL with the key).
-async fn room(server: &TestServer, host: &str) -> (String, String, String) {
+pub(crate) async fn room(server: &TestServer, host: &str) -> (String, String, String) {
     let (token, _) = server.register(host).await;
     let created = server.post("/api/v1/live/rooms", Some(&token), json!({"title": "Tea tasting"})).await;
     assert_eq!(created.status, 201, "{}", created.text);
@@ -63,7 +63,7 @@ fn publish(url: &str, seconds: u32) -> tokio::process::Child {
 }
 
 /// Polls `check` until it gives a value, for at most `seconds`.
-async fn wait_for<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -78,13 +78,19 @@ where
     }
 }
 
-async fn room_state(server: &TestServer, token: &str, room_id: &str) -> Value {
+pub(crate) async fn room_state(server: &TestServer, token: &str, room_id: &str) -> Value {
     let reply = server.get(&format!("/api/v1/live/rooms/{room_id}"), Some(token)).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.body
 }
 
-async fn wait_for_status(server: &TestServer, token: &str, room_id: &str, status: &str, seconds: u64) -> Value {
+pub(crate) async fn wait_for_status(
+    server: &TestServer,
+    token: &str,
+    room_id: &str,
+    status: &str,
+    seconds: u64,
+) -> Value {
     wait_for(seconds, &format!("the room to be {status}"), || async {
         let room = room_state(server, token, room_id).await;
         (room["status"] == status).then_some(room)
@@ -92,7 +98,7 @@ async fn wait_for_status(server: &TestServer, token: &str, room_id: &str, status
     .await
 }
 
-async fn playlist(server: &TestServer, room_id: &str, token: Option<&str>) -> Reply {
+pub(crate) async fn playlist(server: &TestServer, room_id: &str, token: Option<&str>) -> Reply {
     let path = match token {
         Some(token) => format!("/live/{room_id}/index.m3u8?token={token}"),
         None => format!("/live/{room_id}/index.m3u8"),
@@ -101,7 +107,7 @@ async fn playlist(server: &TestServer, room_id: &str, token: Option<&str>) -> Re
 }
 
 /// ffprobe's streams (`codec_type:codec_name`) and duration of a file or URL.
-async fn probe(input: &str, bearer: Option<&str>) -> (Vec<String>, f64) {
+pub(crate) async fn probe(input: &str, bearer: Option<&str>) -> (Vec<String>, f64) {
     let mut command = tokio::process::Command::new("nice");
     command.args(["-n", "10", "ffprobe", "-v", "error"]);
     if let Some(token) = bearer {

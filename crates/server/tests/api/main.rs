@@ -17,6 +17,7 @@ mod edge;
 mod http;
 mod limits;
 mod live;
+mod live_browser_ingest;
 mod live_chat;
 mod live_deals;
 mod live_ingest;
