@@ -1,12 +1,13 @@
 //! In-stream deals on SQLite and PostgreSQL: the host of a live room starts a shop flash
 //! sale that runs now (`POST /live/rooms/{id}/deals`), buyers race for it with ordinary
 //! orders, viewers on a socket get `live.deal` (its start, its units left, its end) and
-//! `live.sold`, and the host reads the room's orders, units and revenue. Rooms are made
+//! `live.sold` (on another node too, over NATS), and the host reads the room's orders,
+//! units and revenue. Rooms are made
 //! live in the database as a first segment would make them (media is `live_ingest.rs`'s).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::shop::{address, assert_ledger_sound, balance, open_shop, topup, usd};
-use crate::support::{Db, Reply, Socket, TestServer};
+use crate::support::{self, Db, Reply, Socket, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -239,4 +240,33 @@ async fn viewers_see_the_deal_start_sell_and_end_and_sales_of_the_pinned_product
         (json!(1), json!(1), json!(2))
     );
     assert_ledger_sound(&server).await;
+}
+
+// ---- across nodes ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_on_another_node_sees_the_deal_and_what_was_bought_through_the_first() {
+    let nats = std::env::var("PLAZA_TEST_NATS_URL")
+        .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let with_nats = |config: &mut plaza_server::config::Config| config.nats_url = Some(nats.clone());
+    let node_a = TestServer::start_on(&database_url, with_nats).await;
+    let node_b = TestServer::start_on(&database_url, with_nats).await;
+    let (host, _, sku_id, room_id) = live_room_with_product(&node_a, "cluster_host").await;
+    let (_, mut viewer_on_b) = joined_viewer(&node_b, "cluster_viewer", &room_id).await;
+    let (buyer, _) = joined_viewer(&node_a, "Noa", &room_id).await;
+    let started = start_deal(&node_a, &host, &room_id, deal(&sku_id, 10, 60, 2)).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let sale_id = started.body["flash_sale_id"].as_str().unwrap().to_string();
+    let announced = frame_where(&mut viewer_on_b, |f| f["type"] == "live.deal").await;
+    assert_eq!(announced["data"]["deal"]["flash_sale_id"], sale_id.as_str());
+    let bought = deal_order(&node_a, &buyer, &sku_id, &sale_id, 2).await;
+    assert_eq!(bought.status, 201, "{}", bought.text);
+    let sold = frame_where(&mut viewer_on_b, |f| f["type"] == "live.sold").await;
+    assert_eq!((sold["data"]["buyer_name"].clone(), sold["data"]["quantity"].clone()), (json!("Noa"), json!(2)));
+    // Node B's own count tells its viewers the units left.
+    frame_where(&mut viewer_on_b, |f| f["type"] == "live.deal" && f["data"]["deal"]["remaining"] == 8).await;
+    node_b.stop().await;
+    node_a.stop().await;
 }
