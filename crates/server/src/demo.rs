@@ -181,8 +181,9 @@ pub fn describe(logins: &[DemoLogin], config: &Config) -> String {
          seeding. The Video tab has a dozen short clips by the four of them, playable once a server has \
          transcoded them (carol's links the coffee); alice and bob follow carol. With --serve, three simulated drivers cruise around {:.4}, {:.4}, where the Rides \
          tab's map opens: tap a pickup and a drop-off there, See price, then Request ride, and one takes you \
-         end to end; and carol's mini-app \"{}\" (Me → Browse mini-apps) runs at {}/: sign in with Plaza, order a \
-         flat white and pay from your wallet. Server address: http://{}/",
+         end to end; carol is live in the Live tab (\"Live from the trail\", a test pattern through the RTMP \
+         ingest, her first product pinned to buy); and carol's mini-app \"{}\" (Me → Browse mini-apps) runs at \
+         {}/: sign in with Plaza, order a flat white and pay from your wallet. Server address: http://{}/",
         DEMO_CITY.0,
         DEMO_CITY.1,
         crate::demo_coffee::COFFEE_APP_NAME,

@@ -1,5 +1,5 @@
 //! `plaza demo --serve`'s live room: carol's "Live from the trail" shows her shop's
-//! products while a generated test pattern (ffmpeg's `testsrc`, with its running clock,
+//! products, the first one pinned, while a generated test pattern (ffmpeg's `testsrc`, with its running clock,
 //! and a tone) streams into it through the real RTMP ingest, so a newcomer sees a room
 //! live at once. Each start ends the previous demo room (its key is not kept) and opens a
 //! new one; the publisher is niced, restarted if it stops, and killed with the node.
@@ -45,6 +45,10 @@ async fn open_room(
         Err(_) => Vec::new(),
     };
     let created = live.create_room(&carol, TITLE, &product_ids, None).await?;
+    // The first product is held up to the camera: a newcomer sees the Buy card at once.
+    if let Some(first) = product_ids.first() {
+        live.pin_product(&carol, &created.room.id, Some(first)).await?;
+    }
     tracing::info!(room = %created.room.id, "the demo live room is streaming a test pattern");
     Ok(created.rtmp_url)
 }

@@ -270,3 +270,71 @@ async fn sigterm_lets_in_flight_requests_finish_and_json_logs_carry_request_ids(
     }
     assert!(saw_request_log, "{stderr}");
 }
+
+/// `plaza demo --serve` (what `bash scripts/run` starts) has carol's room live through the
+/// real RTMP ingest, her first product pinned, so a newcomer sees a live room at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serve_has_carols_room_live_with_a_product_pinned() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = plaza()
+        .env("PLAZA_DATA_DIR", dir.path())
+        .env("PLAZA_ADDR", "127.0.0.1:0")
+        .env("PLAZA_LIVE_RTMP_ADDR", free())
+        .env("PLAZA_DEMO_COFFEE_ADDR", free())
+        .args(["demo", "--serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let base = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the demo never said where it runs");
+        if let Some(rest) = line.strip_prefix("Plaza is running at ") {
+            break rest.split_whitespace().next().unwrap().trim_end_matches('/').to_string();
+        }
+    };
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "alice", "password": "plaza-demo"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let room = loop {
+        let live: serde_json::Value = client
+            .get(format!("{base}/api/v1/live/rooms?status=live"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found =
+            live["items"].as_array().unwrap().iter().find(|room| room["title"] == "Live from the trail").cloned();
+        if let Some(room) = found {
+            break room;
+        }
+        assert!(Instant::now() < deadline, "the demo room never went live: {live}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(room["status"], "live", "{room}");
+    assert_eq!(room["host"]["username"], "carol", "{room}");
+    assert!(room["pinned_product"]["id"].is_string(), "a product is pinned: {room}");
+    let hls = room["playback"]["hls_url"].as_str().unwrap();
+    let playlist = client.get(format!("{base}{hls}")).send().await.unwrap();
+    assert_eq!(playlist.status(), 200);
+    assert!(playlist.text().await.unwrap().contains(".ts"), "the stream has segments");
+    // SIGTERM, so the node stops its demo publisher (ffmpeg) with it.
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
