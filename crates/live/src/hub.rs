@@ -468,6 +468,14 @@ impl RelayState {
         Some(frame)
     }
 
+    /// Keeps sales for the next batch, naming at most `SOLD_NAMED_MAX` and counting the
+    /// rest, so a rush of orders costs a bounded frame.
+    fn add_sold(&mut self, sales: Vec<Value>, others: usize) {
+        let room = crate::deals::SOLD_NAMED_MAX.saturating_sub(self.sold.len());
+        self.sold_others += others + sales.len().saturating_sub(room);
+        self.sold.extend(sales.into_iter().take(room));
+    }
+
     /// The batch's `live.sold`: the first sale's fields (what one sale's frame carries),
     /// every sale named in `sales`, and `others` not named.
     fn sold_frame(&mut self, room_id: &str) -> Option<Utf8Bytes> {
@@ -672,12 +680,32 @@ fn apply(live: &LiveHandle, relay: &Arc<Relay>, notice: RoomNotice) -> bool {
             let frame = Utf8Bytes::from(json!({"type": "live.deal", "data": deal}).to_string());
             hub.deliver(relay, |state| state.flush(room_id), Some(&frame));
         }
-        RoomNotice::Sold { sales, others } => {
-            let mut state = lock(&relay.state);
-            let room = crate::deals::SOLD_NAMED_MAX.saturating_sub(state.sold.len());
-            state.sold_others += others + sales.len().saturating_sub(room);
-            state.sold.extend(sales.into_iter().take(room));
-        }
+        RoomNotice::Sold { sales, others } => lock(&relay.state).add_sold(sales, others),
     }
     true
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rush_of_sales_is_one_bounded_live_sold_a_batch() {
+        let mut state = RelayState::default();
+        assert!(state.sold_frame("r").is_none(), "no sales, no frame");
+        let sale = |n: i64| json!({"buyer_name": format!("buyer{n}"), "product_title": "Tea", "quantity": n});
+        state.add_sold((1..=15).map(sale).collect(), 0);
+        state.add_sold((16..=30).map(sale).collect(), 4);
+        let frame: Value = serde_json::from_str(state.sold_frame("r").unwrap().as_str()).unwrap();
+        assert_eq!(frame["type"], "live.sold");
+        let data = &frame["data"];
+        assert_eq!(
+            (data["room_id"].clone(), data["buyer_name"].clone(), data["quantity"].clone()),
+            (json!("r"), json!("buyer1"), json!(1))
+        );
+        assert_eq!(data["sales"].as_array().unwrap().len(), crate::deals::SOLD_NAMED_MAX);
+        assert_eq!(data["others"], 30 - crate::deals::SOLD_NAMED_MAX + 4);
+        assert!(state.sold_frame("r").is_none(), "sent once");
+    }
 }
