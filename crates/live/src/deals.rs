@@ -197,8 +197,12 @@ impl LiveHandle {
         if ends_at.unix_millis() <= Timestamp::now().unix_millis() {
             return Ok(None);
         }
-        let sale = self.inner.shop.flash_sale(sale_id).await.map_err(LiveError::Shop)?;
-        Ok(Some(self.deal_of(sale).await?))
+        match self.inner.shop.flash_sale(sale_id).await {
+            Ok(sale) => Ok(Some(self.deal_of(sale).await?)),
+            // Sales are never deleted; should one be, the room shows no deal rather than fail.
+            Err(ShopError::FlashSaleNotFound { .. }) => Ok(None),
+            Err(error) => Err(LiveError::Shop(error)),
+        }
     }
 
     /// The stats tick's `live.deal` to this node's viewers of a room: the deal again while
