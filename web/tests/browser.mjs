@@ -1192,6 +1192,44 @@ test('a host streams into a live room with ffmpeg, a viewer watches it from the 
     const wallet = await call('GET', '/wallet', maxToken);
     assert.equal(wallet.balances.find((balance) => balance.currency === 'USD').available, 5000 - 1500);
 
+    // Lia starts a deal on the lamp: a duration the server refuses is told beside its field.
+    const deals = lia.page.getByRole('form', { name: 'Start a deal' });
+    await deals.getByLabel('Deal price (USD)').fill('9.00');
+    await deals.getByLabel('Units').fill('3');
+    await deals.getByLabel('Seconds').fill('400');
+    await deals.getByLabel('Per-buyer limit').fill('2');
+    await deals.getByRole('button', { name: 'Start a deal' }).click();
+    await deals.getByTestId('deal-duration_s-error').getByText('From 10 to 300 seconds.').waitFor();
+    await deals.getByLabel('Seconds').fill('120');
+    await deals.getByRole('button', { name: 'Start a deal' }).click();
+    await lia.page.getByTestId('host-deal').getByText('3 of 3 left').waitFor();
+    await lia.page.getByTestId('host-deal').getByRole('timer').waitFor();
+
+    // Max sees it over the video with its countdown and units left, and buys two.
+    const dealCard = room.getByTestId('live-deal');
+    await dealCard.getByText('3 of 3 left').waitFor();
+    const shown = await dealCard.getByRole('timer').textContent();
+    assert.match(shown, /^[12]:\d\d$|^0:[5-9]\d$/, `the countdown starts near two minutes, not ${shown}`);
+    // It counts down on its own while the deal's frames keep coming.
+    await dealCard.getByRole('timer').filter({ hasNotText: shown }).waitFor();
+    await dealCard.getByRole('button', { name: 'Buy Trail lamp at the deal price $9.00' }).click();
+    const flash = max.page.getByRole('dialog', { name: 'Flash sale' });
+    await flash.getByLabel('Quantity').fill('2');
+    await fillAddress(flash, 'Max Viewer');
+    await flash.getByRole('button', { name: 'Pay $18.00' }).click();
+    await max.page.getByTestId('live-bought').waitFor();
+    await max.page.getByRole('button', { name: 'Keep watching' }).click();
+    // The room is told who bought; the units left and the host's totals follow.
+    await room.getByTestId('live-sold').filter({ hasText: 'Max Viewer bought 2 × Trail lamp' }).waitFor();
+    await dealCard.getByText('1 of 3 left').waitFor();
+    await shot(max.page, '55-live-deal');
+    await lia.page.getByTestId('host-sales').getByText('Orders 1 · units 2 · revenue $18.00').waitFor();
+    await lia.page.getByTestId('host-deal').getByText('1 of 3 left').waitFor();
+    await lia.page.getByTestId('host-deals').scrollIntoViewIfNeeded();
+    await shot(lia.page, '56-live-host-deal');
+    const afterDeal = await call('GET', '/wallet', maxToken);
+    assert.equal(afterDeal.balances.find((balance) => balance.currency === 'USD').available, 5000 - 1500 - 1800);
+
     // Lia ends the live: Max is told so at once, and its recording plays as the replay.
     lia.page.once('dialog', (dialog) => dialog.accept());
     await lia.page.getByRole('button', { name: 'End the live' }).click();

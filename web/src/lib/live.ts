@@ -1,6 +1,7 @@
 // Live shopping's client state (API.md "Live"): the rooms this client has joined over the
 // socket and what their frames said (chat, viewers and likes, the pinned product, the
-// end), hearts summed before they are sent, and the HLS player's choice of engine.
+// end, the running deal and who just bought), hearts summed before they are sent, and the
+// HLS player's choice of engine.
 //
 // The socket frames are ephemeral: a reconnect joins every room again (and the server
 // sends the last 50 messages again, merged here by id), and the screens fetch the room
@@ -17,7 +18,7 @@ export interface ProductCard {
 export type RoomStatus = 'created' | 'live' | 'ended';
 export interface LiveRoom {
   id: string; host: User; title: string; status: RoomStatus; viewers: number; likes: number;
-  products: ProductCard[]; pinned_product: ProductCard | null; deal: unknown | null;
+  products: ProductCard[]; pinned_product: ProductCard | null; deal: LiveDeal | null;
   playback: { hls_url: string } | null; replay: { hls_url: string } | null; cover_url: string | null;
   created_at: string; started_at: string | null; ended_at: string | null;
 }
@@ -26,6 +27,19 @@ export interface LiveRoomWithKey extends LiveRoom {
   stream_key: string; ingest: { rtmp_url: string | null; websocket_url: string | null };
 }
 export interface LiveChatMessage { id: string; user: User; text: string; at: string }
+/** A shop flash sale running inside the stream (`room.deal`, `live.deal`'s `deal`). */
+export interface LiveDeal {
+  flash_sale_id: string; sku_id: string; product: ProductCard | null; price: MoneyValue; quantity: number;
+  remaining: number; per_user_limit: number; ends_at: string;
+  /** Milliseconds left by the server's clock when it answered: the countdown starts from it. */
+  remaining_ms: number; ended: boolean;
+}
+/** A deal as this page got it: `seen_at` is `performance.now()` when it arrived, so the end
+ *  is `seen_at + remaining_ms` on the monotonic clock, whatever the phone's wall clock says. */
+export interface SeenDeal extends LiveDeal { seen_at: number }
+/** One line of the sold ticker ("Mia bought 2 × Trail mix"). */
+export interface SoldLine { key: number; buyer_name: string; product_title: string; quantity: number; seen_at: number }
+export interface LiveSales { room_id: string; deals: number; orders: number; units: number; revenue: MoneyValue[] }
 
 /** What the socket said about one joined room. */
 export interface JoinedRoom {
@@ -35,6 +49,12 @@ export interface JoinedRoom {
   likes: number | null;
   /** From `live.pinned`: undefined until one came (the fetched room knows until then). */
   pinned: ProductCard | null | undefined;
+  /** From `live.deal`: undefined until one came, null once it ended. */
+  deal: SeenDeal | null | undefined;
+  /** The latest sales, newest last (the ticker shows each briefly). */
+  sold: SoldLine[];
+  /** Every `live.sold` frame bumps it: the host's screen reads the totals again. */
+  soldFrames: number;
   ended: boolean;
 }
 
@@ -50,6 +70,9 @@ const CHAT_KEPT_MAX = 200;
 const HEARTS_BATCH_MS = 500;
 /** The most hearts one request may carry (API.md: 1–100). */
 const HEARTS_PER_REQUEST_MAX = 100;
+/** Sold lines kept per room: the ticker shows only the last few seconds' anyway. */
+const SOLD_KEPT_MAX = 5;
+let soldKey = 0;
 
 export const live = createStore<LiveState>({ joined: {}, rejoins: 0 });
 
@@ -66,7 +89,9 @@ export function joinRoom(roomId: string): () => void {
   const count = holders.get(roomId) ?? 0;
   holders.set(roomId, count + 1);
   if (count === 0) {
-    live.set((s) => ({ joined: { ...s.joined, [roomId]: { chat: [], viewers: null, likes: null, pinned: undefined, ended: false } } }));
+    live.set((s) => ({ joined: { ...s.joined, [roomId]: {
+      chat: [], viewers: null, likes: null, pinned: undefined, deal: undefined, sold: [], soldFrames: 0, ended: false,
+    } } }));
     // Not live yet: the next `resumed` joins it (`liveResumed`).
     send({ type: 'live.join', data: { room_id: roomId } });
   }
@@ -119,8 +144,25 @@ export function applyLiveFrame(type: string, data: any) {
     case 'live.pinned':
       updateJoined(roomId, () => ({ pinned: data.product ?? null }));
       return;
+    case 'live.deal': {
+      const deal = data.deal as LiveDeal | undefined;
+      if (!deal || typeof deal.flash_sale_id !== 'string') return;
+      updateJoined(roomId, () => ({ deal: deal.ended ? null : seen(deal) }));
+      return;
+    }
+    case 'live.sold': {
+      // A rush arrives as one frame naming up to a few sales (`sales`) and counting the rest.
+      const sales: any[] = Array.isArray(data.sales) && data.sales.length ? data.sales : [data];
+      const now = performance.now();
+      const lines: SoldLine[] = sales.filter((sale) => sale && typeof sale.buyer_name === 'string').map((sale) => ({
+        key: ++soldKey, buyer_name: sale.buyer_name, product_title: String(sale.product_title ?? ''),
+        quantity: Number(sale.quantity) || 1, seen_at: now,
+      }));
+      updateJoined(roomId, (room) => ({ sold: [...room.sold, ...lines].slice(-SOLD_KEPT_MAX), soldFrames: room.soldFrames + 1 }));
+      return;
+    }
     case 'live.ended':
-      updateJoined(roomId, () => ({ ended: true }));
+      updateJoined(roomId, () => ({ ended: true, deal: null }));
       return;
   }
 }
@@ -175,15 +217,29 @@ export async function loadChatHistory(roomId: string, pagesMax = 5): Promise<Liv
   return messages;
 }
 
+/** A deal stamped with the monotonic time it arrived (see `SeenDeal`). */
+export function seen(deal: LiveDeal): SeenDeal { return { ...deal, seen_at: performance.now() }; }
+
+/** When a seen deal ends, on `performance.now()`'s clock. */
+export function dealEndsAt(deal: SeenDeal): number { return deal.seen_at + Math.max(0, deal.remaining_ms); }
+
+export interface DealInput { sku_id: string; price: MoneyValue; quantity: number; duration_s: number; per_user_limit: number }
+export function startDeal(roomId: string, input: DealInput): Promise<LiveDeal> {
+  return api<LiveDeal>('POST', `/live/rooms/${encodeURIComponent(roomId)}/deals`, input);
+}
+export function loadSales(roomId: string): Promise<LiveSales> {
+  return api<LiveSales>('GET', `/live/rooms/${encodeURIComponent(roomId)}/sales`);
+}
+
 export function sendLiveChat(roomId: string, text: string) {
   return api('POST', `/live/rooms/${encodeURIComponent(roomId)}/chat`, { text });
 }
 
 /** The secret stream key, kept in this page's memory only: the server keeps just its digest,
  *  so after a reload the host rotates it to see one again. */
-const streamKeys = new Map<string, { stream_key: string; rtmp_url: string | null }>();
+const streamKeys = new Map<string, { stream_key: string; rtmp_url: string | null; websocket_url: string | null }>();
 export function rememberKey(room: LiveRoomWithKey) {
-  streamKeys.set(room.id, { stream_key: room.stream_key, rtmp_url: room.ingest.rtmp_url });
+  streamKeys.set(room.id, { stream_key: room.stream_key, rtmp_url: room.ingest.rtmp_url, websocket_url: room.ingest.websocket_url });
 }
 export function knownKey(roomId: string) { return streamKeys.get(roomId) ?? null; }
 

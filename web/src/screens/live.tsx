@@ -1,8 +1,9 @@
 // The Live tab (API.md "Live"), loaded on demand: the rooms live now and the replays, the
 // watch screen (the stream full-screen through hls.js, the chat over it, hearts that float
-// up, viewers and likes, the pinned product with Buy, the end and the replay), and the
-// host's screen (a room with their products, the RTMP URL and key for OBS, pinning, the
-// end). State from the socket is in `lib/live.ts`.
+// up, viewers and likes, the pinned product with Buy, the running deal and who just bought
+// (`live-deals.tsx`), the end and the replay), and the host's screen (a room with their
+// products, the RTMP URL and key for OBS, pinning, deals and sales, the end). State from
+// the socket is in `lib/live.ts`.
 //
 // Paths: /live (the lists), /live/:id (watch, full-screen), /live/host (the host's rooms
 // and a new one), /live/host/rooms/:id (one room, for its host). No client path has three
@@ -17,13 +18,14 @@ import { t } from '../lib/i18n';
 import {
   joinRoom, knownKey, live, loadChatHistory, loadRoom, loadRooms, mediaIdOf, rememberKey, sendHeart, sendLiveChat, splitRtmpUrl,
 } from '../lib/live';
-import type { JoinedRoom, LiveChatMessage, LiveRoom, LiveRoomWithKey, ProductCard } from '../lib/live';
+import type { JoinedRoom, LiveChatMessage, LiveRoom, LiveRoomWithKey, ProductCard, SeenDeal } from '../lib/live';
 import { formatMoney } from '../lib/money';
 import { match, navigate, route } from '../lib/router';
 import { loadMyShop, useLoaded } from '../lib/shop';
 import type { Order, Product } from '../lib/shop';
 import { AuthImage, Avatar, ConnectionBanner, Dialog, ErrorLine } from '../lib/ui';
 import { formatCount } from '../lib/video';
+import { DealCard, HostDeals, SoldTicker, useDeal } from './live-deals';
 import { CheckoutDialog } from './shop';
 
 export function LiveScreen() {
@@ -233,7 +235,7 @@ function WatchView({ id }: { id: string }) {
   const [muted, setMuted] = useState(false);
   const [taps, setTaps] = useState(0);
   const [hearts, setHearts] = useState<{ key: number; drift: number }[]>([]);
-  const [buying, setBuying] = useState<ProductCard | null>(null);
+  const [buying, setBuying] = useState<{ card: ProductCard; deal?: SeenDeal } | null>(null);
   const heartKey = useRef(0);
   // The end came over the socket: fetch the room for its replay, a few times while the
   // recording is being closed.
@@ -262,6 +264,7 @@ function WatchView({ id }: { id: string }) {
   const likes = useLikes(joined?.likes ?? room?.likes ?? 0, taps);
   const viewers = joined?.viewers ?? room?.viewers ?? 0;
   const pinned = joined && joined.pinned !== undefined ? joined.pinned : room?.pinned_product ?? null;
+  const deal = useDeal(room, joined);
   const back = () => (history.length > 1 ? history.back() : navigate('/live'));
 
   const heart = () => {
@@ -330,7 +333,9 @@ function WatchView({ id }: { id: string }) {
       <div class="live-bottom">
         {!ended && <ChatList messages={joined?.chat ?? []} mine={me.id} />}
         {ended && playReplay && <ChatList messages={replayChat} mine={me.id} />}
-        {pinned && <PinnedCard product={pinned} onBuy={() => setBuying(pinned)} />}
+        {!ended && <SoldTicker lines={joined?.sold ?? []} />}
+        {!ended && deal && deal.product && <DealCard deal={deal} onBuy={() => setBuying({ card: deal.product!, deal })} />}
+        {pinned && <PinnedCard product={pinned} onBuy={() => setBuying({ card: pinned })} />}
         {!ended && (
           <div class="live-compose">
             <ChatForm roomId={id} />
@@ -338,7 +343,7 @@ function WatchView({ id }: { id: string }) {
           </div>
         )}
       </div>
-      {buying && <BuySheet card={buying} onClose={() => setBuying(null)} />}
+      {buying && <BuySheet card={buying.card} deal={buying.deal} onClose={() => setBuying(null)} />}
     </section>
   );
 }
@@ -406,8 +411,9 @@ function PinnedCard({ product, onBuy }: { product: ProductCard; onBuy: () => voi
   );
 }
 
-/** The shop's checkout over the stream: the product's SKUs, the remembered address, the PIN pad. */
-function BuySheet({ card, onClose }: { card: ProductCard; onClose: () => void }) {
+/** The shop's checkout over the stream: the product's SKUs, the remembered address, the PIN
+ *  pad; for a deal, its one SKU at the deal's price (an order naming its flash sale). */
+function BuySheet({ card, deal, onClose }: { card: ProductCard; deal?: SeenDeal; onClose: () => void }) {
   const [product, error] = useLoaded(() => api<Product>('GET', `/products/${encodeURIComponent(card.id)}`), [card.id]);
   const [skuId, setSkuId] = useState<string | null>(null);
   const [placed, setPlaced] = useState<Order | null>(null);
@@ -429,6 +435,17 @@ function BuySheet({ card, onClose }: { card: ProductCard; onClose: () => void })
         {!error && <p class="muted" aria-busy="true">{t('common.loading')}</p>}
       </Dialog>
     );
+  }
+  if (deal) {
+    const sku = product.skus.find((s) => s.id === deal.sku_id) ?? product.skus[0];
+    // The sheet reads the sale from the product; the deal is one even if the product's list
+    // was read a moment before it started.
+    const sale = {
+      id: deal.flash_sale_id, sku_id: deal.sku_id, product_id: product.id, price: deal.price, quantity: deal.quantity,
+      remaining: deal.remaining, per_user_limit: deal.per_user_limit, starts_at: deal.ends_at, ends_at: deal.ends_at,
+    };
+    const withSale = { ...product, flash_sales: [...(product.flash_sales ?? []).filter((s) => s.id !== sale.id), sale] };
+    return <CheckoutDialog product={withSale} sku={sku} checkout={{ mode: 'flash', saleId: deal.flash_sale_id }} onClose={onClose} onPlaced={setPlaced} />;
   }
   const sku = product.skus.find((s) => s.id === skuId) ?? product.skus.find((s) => s.stock > 0) ?? product.skus[0];
   return <CheckoutDialog product={product} sku={sku} checkout={{ mode: 'alone' }} onClose={onClose} onSku={setSkuId} onPlaced={setPlaced} />;
@@ -672,6 +689,7 @@ function HostRoomView({ id }: { id: string }) {
           </ul>
         </div>
       )}
+      {status === 'live' && <HostDeals room={room} joined={joined} />}
       {status === 'live' && (
         <div class="pad host-chat">
           <h2>{t('live.chat')}</h2>
