@@ -81,8 +81,8 @@ async function shot(page, name) {
 const cspViolations = [];
 
 /** A fresh browser context (its own storage, like another phone) signed up through the UI. */
-async function signUp(username, displayName, contextOptions = {}) {
-  const context = await browser.newContext({ ...MOBILE, ...contextOptions });
+async function signUp(username, displayName, contextOptions = {}, using = browser) {
+  const context = await using.newContext({ ...MOBILE, ...contextOptions });
   const page = await context.newPage();
   page.setDefaultTimeout(UI_TIMEOUT);
   page.on('pageerror', (error) => console.error(`[${username}] page error:`, error));
@@ -1247,6 +1247,64 @@ test('a host streams into a live room with ffmpeg, a viewer watches it from the 
   await max.page.getByRole('button', { name: 'Back' }).click();
   await max.page.getByRole('link', { name: /^Lamps by the lake, by Lia Live, replay/ }).waitFor({ timeout: 30_000 });
   for (const user of [lia, max]) await user.context.close();
+}));
+
+test('a host goes live from the phone\'s own camera: the room goes live and a viewer\'s video plays', () => keepEvidence(async () => {
+  // Chromium's fake camera and microphone, allowed without a prompt: only this test's
+  // browser has them, so no other test's page can open a camera.
+  const cameraBrowser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+  });
+  try {
+    const pia = await signUp('pia', 'Pia Phone', {}, cameraBrowser);
+    const ned = await signUp('nedv', 'Ned Viewer');
+    await tab(pia, 'Live');
+    await pia.page.getByRole('button', { name: 'Go live' }).click();
+    await pia.page.getByLabel('Title').fill('Morning market walk');
+    await pia.page.getByRole('button', { name: 'Create the room' }).click();
+    await pia.page.getByTestId('host-status').getByText('Waiting for your stream').waitFor();
+
+    // A key rotated elsewhere (another tab, say) is refused before any media, in words.
+    const roomId = new URL(pia.page.url()).pathname.split('/').pop();
+    await call('POST', `/live/rooms/${roomId}/stream-key`, await tokenOf(pia));
+    await pia.page.getByRole('button', { name: 'Go live from this phone' }).click();
+    await pia.page.getByTestId('camera-error').getByText('The stream key was refused: get a new stream key and try again.').waitFor();
+    assert.equal((await call('GET', `/live/rooms/${roomId}`, await tokenOf(pia))).status, 'created');
+    await pia.page.getByRole('button', { name: 'New stream key' }).click();
+
+    // With the new key the camera's picture is previewed, the key accepted, its chunks sent:
+    // the room goes live.
+    await pia.page.getByRole('button', { name: 'Go live from this phone' }).click();
+    await pia.page.getByTestId('camera-status').getByText('Your camera is streaming.').waitFor({ timeout: 30_000 });
+    await pia.page.waitForFunction(() => {
+      const preview = document.querySelector('[data-testid="camera-preview"]');
+      return preview && preview.readyState >= 2 && preview.videoWidth > 0;
+    });
+    await pia.page.getByTestId('host-status').getByText('Live').waitFor({ timeout: 60_000 });
+
+    // Ned watches it from the Live tab: the transcoded stream plays on.
+    await tab(ned, 'Live');
+    await ned.page.getByRole('link', { name: /^Morning market walk, by Pia Phone, live/ }).click();
+    await ned.page.getByTestId('live-watch').waitFor();
+    await videoAdvances(ned.page, 1);
+    await shot(ned.page, '57-live-phone-watch');
+    await pia.page.getByRole('button', { name: 'Stop the camera' }).scrollIntoViewIfNeeded();
+    await shot(pia.page, '58-live-phone-host');
+
+    // Stop turns the camera off (the room stays live for a reconnect until the host ends it).
+    await pia.page.getByRole('button', { name: 'Stop the camera' }).click();
+    await pia.page.getByRole('button', { name: 'Go live from this phone' }).waitFor();
+    await pia.page.waitForFunction(() => !document.querySelector('[data-testid="camera-preview"]'));
+    pia.page.once('dialog', (dialog) => dialog.accept());
+    await pia.page.getByRole('button', { name: 'End the live' }).click();
+    await pia.page.getByTestId('host-status').getByText('This live has ended.').waitFor();
+    await ned.page.getByTestId('live-ended').waitFor();
+    for (const user of [pia, ned]) await user.context.close();
+  } finally {
+    await cameraBrowser.close();
+  }
 }));
 
 test('no page broke the Content Security Policy', () => {

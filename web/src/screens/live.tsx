@@ -2,7 +2,8 @@
 // watch screen (the stream full-screen through hls.js, the chat over it, hearts that float
 // up, viewers and likes, the pinned product with Buy, the running deal and who just bought
 // (`live-deals.tsx`), the end and the replay), and the host's screen (a room with their
-// products, the RTMP URL and key for OBS, pinning, deals and sales, the end). State from
+// products, the RTMP URL and key for OBS or the phone's own camera (`live-camera.tsx`),
+// pinning, deals and sales, the end). State from
 // the socket is in `lib/live.ts`.
 //
 // Paths: /live (the lists), /live/:id (watch, full-screen), /live/host (the host's rooms
@@ -25,6 +26,7 @@ import { loadMyShop, useLoaded } from '../lib/shop';
 import type { Order, Product } from '../lib/shop';
 import { AuthImage, Avatar, ConnectionBanner, Dialog, ErrorLine } from '../lib/ui';
 import { formatCount } from '../lib/video';
+import { PhoneCamera } from './live-camera';
 import { DealCard, HostDeals, SoldTicker, useDeal } from './live-deals';
 import { CheckoutDialog } from './shop';
 
@@ -668,6 +670,8 @@ function HostRoomView({ id }: { id: string }) {
         )}
         <ErrorLine error={error} />
       </div>
+      {/* One place in the tree whatever the status, so going live does not restart the camera. */}
+      {!ended && key?.websocket_url && <PhoneCamera websocketPath={key.websocket_url} streamKey={key.stream_key} />}
       {status === 'created' && ingest}
       {room.products.length > 0 && (
         <div class="pad">
