@@ -5,6 +5,7 @@
 
 mod chat;
 mod hashing;
+mod live;
 mod me;
 mod miniapps;
 mod rides;
@@ -55,6 +56,9 @@ enum Command {
     /// Rides in-process: location updates and nearest-candidates latency on the live
     /// driver index, and a dispatch simulator comparing greedy and batched assignment.
     Rides(rides::Options),
+    /// Live shopping: chat fan-out to one room's many viewers (against GET /me in the same
+    /// run), ingest-to-playlist latency (against ffmpeg's own HLS) and the CPU of a room.
+    Live(live::Options),
 }
 
 #[tokio::main]
@@ -69,5 +73,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Miniapps(options) => miniapps::run(options).await,
         Command::VideoRanking(options) => video_ranking::run(options).await,
         Command::Rides(options) => rides::run(options).await,
+        Command::Live(options) => live::run(options).await,
     }
 }
