@@ -369,3 +369,51 @@ async fn a_node_stopping_mid_stream_stores_its_segments_and_gives_the_ingest_lea
         sqlx::query_scalar("SELECT COUNT(*) FROM live_segments").fetch_one(&mut database).await.unwrap();
     assert!(segments >= 3, "{segments} segments");
 }
+
+/// Two nodes on one PostgreSQL, one NATS and one object store (a shared directory, as one
+/// S3 bucket would be): a stream ingested on node A (node B ingests nothing) plays from
+/// node B, its playlist and segments decoding there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ingested_on_one_node_plays_from_the_other() {
+    let nats = std::env::var("PLAZA_TEST_NATS_URL")
+        .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = crate::support::fresh_database(Db::Postgres, dir.path()).await;
+    let shared = dir.path().join("shared");
+    let node = |ingests: bool| {
+        let (nats, shared) = (nats.clone(), shared.clone());
+        move |config: &mut plaza_server::config::Config| {
+            config.nats_url = Some(nats);
+            config.data_dir = shared;
+            config.live.rtmp_addr = ingests.then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+    };
+    let node_a = TestServer::start_on(&database_url, node(true)).await;
+    let node_b = TestServer::start_on(&database_url, node(false)).await;
+    let (host, room_id, url) = room(&node_a, "cluster_host").await;
+    let (viewer, _) = node_b.register("cluster_viewer").await;
+    let ffmpeg = publish(&url, 6);
+    // The host asks node B: a room not yet live is visible to its host only.
+    let live = wait_for_status(&node_b, &host, &room_id, "live", 30).await;
+    assert_eq!(room_state(&node_b, &viewer, &room_id).await["status"], "live");
+    assert_eq!(live["playback"]["hls_url"], format!("/live/{room_id}/index.m3u8"), "{live}");
+    let window = wait_for(30, "two segments listed on node B", || async {
+        let window = playlist(&node_b, &room_id, None).await;
+        (window.status == 200 && window.text.contains("seg1.ts")).then_some(window)
+    })
+    .await;
+    assert!(window.text.starts_with("#EXTM3U"), "{}", window.text);
+    let segment = node_b.client.get(format!("{}/live/{room_id}/seg0.ts", node_b.base)).send().await.unwrap();
+    assert_eq!(segment.status(), 200);
+    let file = dir.path().join("seg0.ts");
+    std::fs::write(&file, segment.bytes().await.unwrap()).unwrap();
+    let (streams, duration) = probe(file.to_str().unwrap(), None).await;
+    assert_eq!(streams, vec!["video:h264", "audio:aac"], "node B serves node A's segment");
+    assert!(duration > 0.5, "a whole segment: {duration}");
+    let (succeeded, stderr) = finished(ffmpeg).await;
+    assert!(succeeded, "ffmpeg published: {stderr}");
+    let ended = node_b.post(&format!("/api/v1/live/rooms/{room_id}/end"), Some(&host), json!({})).await;
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    node_a.stop().await;
+    node_b.stop().await;
+}
