@@ -1098,7 +1098,7 @@ async function videoAdvances(page, seconds) {
   await page.waitForFunction((from) => document.querySelector('[data-testid="live-video"]').currentTime > from, from + seconds, { timeout: 30_000 });
 }
 
-test('a host streams into a live room with ffmpeg, a viewer watches it from the Live tab, chats with the host (who deletes a message and mutes him), sends hearts, buys the pinned product and then two of a deal the host starts (its countdown and units left on the video, who bought in the room, the revenue on the host's screen), is told the live ended and watches the replay with its chat', () => keepEvidence(async () => {
+test('a host streams into a live room with ffmpeg, a viewer watches it from the Live tab, chats with the host (who deletes a message and mutes him), sends hearts, buys the pinned product and then two of a deal the host starts (its countdown and units left on the video, who bought in the room, the revenue on the host\'s screen), is told the live ended and watches the replay with its chat', () => keepEvidence(async () => {
   // hls.js plays through MediaSource, whose blob: URL the page's policy must let a video load.
   const policy = (await fetch(`${base}/`)).headers.get('content-security-policy') ?? '';
   assert.match(policy, /media-src[^;]*blob:/, 'the CSP (crates/server/src/web.rs) must allow media-src blob: for hls.js');
