@@ -222,6 +222,13 @@ fn print_chat(options: &Options, report: &ChatReport, tally: &Tally) {
     );
     println!();
     println!(
+        "chat POST to its 202 (part of send-to-receive): p50 {}, p99 {}, max {}",
+        crate::shop::ms(report.sent.post.value_at_quantile(0.5)),
+        crate::shop::ms(report.sent.post.value_at_quantile(0.99)),
+        crate::shop::ms(report.sent.post.max())
+    );
+    println!();
+    println!(
         "load generator (this process: {} viewers' sockets, the senders, the baseline): {:.0} % of a core",
         options.viewers,
         100.0 * report.bench_cpu / report.window_seconds
@@ -352,10 +359,11 @@ async fn watch(mut socket: Socket, run_started: Instant, tally: &Tally, shard: &
     }
 }
 
-#[derive(Debug, Default)]
 struct Sent {
     accepted: u64,
     refused: u64,
+    /// From just before each request to its answer, µs: what accepting a message takes.
+    post: Histogram<u64>,
 }
 
 /// Posts `options.rate` messages a second for `options.duration` s, open loop: the n-th
@@ -381,13 +389,15 @@ async fn send_chat(
             let stamp = run_started.elapsed().as_micros();
             let response =
                 client.post(url).bearer_auth(token).json(&json!({"text": format!("t={stamp}")})).send().await;
-            response.map(|response| response.status().as_u16()).unwrap_or(0)
+            let took = (run_started.elapsed().as_micros() - stamp) as u64;
+            (response.map(|response| response.status().as_u16()).unwrap_or(0), took)
         }));
     }
-    let mut sent = Sent::default();
+    let mut sent = Sent { accepted: 0, refused: 0, post: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)? };
     let mut statuses = BTreeMap::new();
     for request in requests {
-        let status = request.await?;
+        let (status, took) = request.await?;
+        sent.post.saturating_record(took.max(1));
         *statuses.entry(status).or_insert(0u64) += 1;
         if status == 202 {
             sent.accepted += 1;
