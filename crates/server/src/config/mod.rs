@@ -250,7 +250,14 @@ impl Config {
             auth_attempts_per_address: 30,
             auth_attempts_per_username: 10,
             shutdown_grace: Duration::from_secs(5),
-            connections: crate::connections::ConnectionLimits::default(),
+            // Every test client connects from 127.0.0.1, and a test that fires hundreds of
+            // requests at once opens as many connections: the production cap per address
+            // (256) would close the surplus at once (IncompleteMessage under load). The
+            // edge test sets its own low cap to test it.
+            connections: crate::connections::ConnectionLimits {
+                connections_per_address_max: 4096,
+                ..crate::connections::ConnectionLimits::default()
+            },
             metrics_addr: None,
             metrics_token: None,
             media: plaza_media::MediaLimits::default(),
