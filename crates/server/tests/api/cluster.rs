@@ -10,20 +10,9 @@ use crate::support::process::ChildNode;
 use crate::support::rides::{
     act, balance, drive_trip, fast_driving, go_online, next_offer, request_ride, topup, wait_ride,
 };
-use crate::support::{Db, TestServer};
+use crate::support::{two_nodes, Db, TestServer};
 use serde_json::json;
 use std::time::Duration;
-
-async fn two_nodes() -> (TestServer, TestServer) {
-    let nats = std::env::var("PLAZA_TEST_NATS_URL")
-        .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
-    let with_nats = |config: &mut plaza_server::config::Config| config.nats_url = Some(nats.clone());
-    let first = TestServer::start_on(&database_url, with_nats).await;
-    let second = TestServer::start_on(&database_url, with_nats).await;
-    (first, second)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_through_one_node_reaches_a_socket_on_the_other_and_a_moved_client_misses_nothing() {

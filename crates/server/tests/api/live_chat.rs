@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::shop::{open_shop, simple_product};
-use crate::support::{self, Db, Reply, Socket, TestServer};
+use crate::support::{two_nodes, Db, Reply, Socket, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -613,17 +613,6 @@ async fn the_idle_end_reaches_every_viewer(db: Db) {
 }
 
 // ---- across nodes ----
-
-async fn two_nodes() -> (TestServer, TestServer) {
-    let nats = std::env::var("PLAZA_TEST_NATS_URL")
-        .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
-    let with_nats = |config: &mut plaza_server::config::Config| config.nats_url = Some(nats.clone());
-    let first = TestServer::start_on(&database_url, with_nats).await;
-    let second = TestServer::start_on(&database_url, with_nats).await;
-    (first, second)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_through_one_node_reaches_viewers_on_the_other_and_viewers_are_counted_on_both() {

@@ -70,6 +70,18 @@ impl Reply {
 }
 
 /// A fresh database URL for one test.
+/// Two nodes on one fresh PostgreSQL database and the test NATS server, as a cluster.
+pub async fn two_nodes() -> (TestServer, TestServer) {
+    let nats = std::env::var("PLAZA_TEST_NATS_URL")
+        .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database_url = fresh_database(Db::Postgres, dir.path()).await;
+    let with_nats = |config: &mut plaza_server::config::Config| config.nats_url = Some(nats.clone());
+    let first = TestServer::start_on(&database_url, with_nats).await;
+    let second = TestServer::start_on(&database_url, with_nats).await;
+    (first, second)
+}
+
 pub async fn fresh_database(db: Db, dir: &std::path::Path) -> String {
     match db {
         Db::Sqlite => plaza_store::Store::sqlite_url_in(dir),
