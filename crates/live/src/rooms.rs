@@ -81,6 +81,15 @@ impl LiveHandle {
             if cover.is_empty() || cover.len() > 64 || !cover.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(invalid("cover_media_id", "not a media id"));
             }
+            // Viewers see the cover in the list of rooms, so it is published (and kept)
+            // first; only the host's own upload may be a cover.
+            match self.inner.media.publish_cover(&host.id, cover).await {
+                Ok(()) => {}
+                Err(plaza_media::MediaError::NotOwned { .. } | plaza_media::MediaError::NotFound) => {
+                    return Err(invalid("cover_media_id", "not an image you uploaded"));
+                }
+                Err(error) => return Err(LiveError::Media(error.to_string())),
+            }
         }
         let key = StreamKey::generate();
         let id = plaza_kernel::new_id();

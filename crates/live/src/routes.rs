@@ -101,7 +101,7 @@ impl From<LiveError> for Problem {
                 format!("SKU {sku_id} is not sold by your shop; a deal sells one of your own products"),
             )
             .with_field("sku_id"),
-            LiveError::Bus(error) => Problem::internal(&error),
+            LiveError::Bus(error) | LiveError::Media(error) => Problem::internal(&error),
             LiveError::Accounts(error) => error.into(),
             LiveError::Shop(error) => error.into(),
             // A file not written yet (a playlist before the first segment) or gone.

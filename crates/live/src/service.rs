@@ -117,6 +117,8 @@ pub enum LiveError {
     SkuNotInShop { sku_id: String },
     #[error("bus: {0}")]
     Bus(String),
+    #[error("media: {0}")]
+    Media(String),
     #[error("accounts: {0}")]
     Accounts(#[from] AccountsError),
     #[error("shop: {0}")]
@@ -173,6 +175,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) accounts: Accounts,
     pub(crate) shop: ShopHandle,
+    /// Publishes a room's cover image to every signed-in user.
+    pub(crate) media: plaza_media::Media,
     pub(crate) objects: Arc<dyn ObjectStore>,
     /// Room subjects (`live.room.<id>`): chat, pins, ends and bans, to every node.
     pub(crate) bus: Bus,
@@ -202,16 +206,19 @@ impl LiveHandle {
         store: Store,
         accounts: Accounts,
         shop: ShopHandle,
-        objects: Arc<dyn ObjectStore>,
+        media: plaza_media::Media,
         bus: Bus,
         config: LiveConfig,
     ) -> Self {
+        // The media crate's object store: segments and playlists sit beside the uploads.
+        let objects = media.object_store();
         let chat_limiter = crate::chat::ChatLimiter::new(config.chat_per_second, config.chat_burst);
         let live = Self {
             inner: Arc::new(Inner {
                 store,
                 accounts,
                 shop,
+                media,
                 objects,
                 bus,
                 hub: Default::default(),

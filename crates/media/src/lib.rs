@@ -423,6 +423,16 @@ impl Media {
     /// that already means "every signed-in user" (SQLite cannot widen the column's
     /// `CHECK` without rebuilding the table).
     pub async fn publish_avatar(&self, owner_id: &str, media_id: &str) -> Result<(), MediaError> {
+        self.publish_kept(owner_id, media_id).await
+    }
+
+    /// Makes `media_id`, an image `owner_id` uploaded, a live room's cover: readable by
+    /// every signed-in user and kept, as an avatar is.
+    pub async fn publish_cover(&self, owner_id: &str, media_id: &str) -> Result<(), MediaError> {
+        self.publish_kept(owner_id, media_id).await
+    }
+
+    async fn publish_kept(&self, owner_id: &str, media_id: &str) -> Result<(), MediaError> {
         let published = sqlx::query(
             "UPDATE media SET visibility = 'public_product', kept_at = COALESCE(kept_at, $3) WHERE id = $1 AND owner_id = $2",
         )

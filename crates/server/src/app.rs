@@ -209,7 +209,7 @@ pub fn services(store: Store, bus: Bus, config: &Config) -> anyhow::Result<Servi
         store.clone(),
         accounts.clone(),
         shop.clone(),
-        media.object_store(),
+        media.clone(),
         events.bus().clone(),
         config.live.clone(),
     );

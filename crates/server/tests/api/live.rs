@@ -4,7 +4,7 @@
 //! with its code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::shop::{open_shop, simple_product};
+use crate::shop::{open_shop, simple_product, upload};
 use crate::support::{Db, TestServer};
 use serde_json::json;
 
@@ -15,6 +15,7 @@ on_both_databases!(
     every_bad_room_is_refused_with_its_code_and_creates_nothing,
     the_host_pins_and_unpins_their_own_products_and_nobody_pins_another_shops,
     hearts_are_counted_into_a_live_rooms_likes_and_refused_elsewhere,
+    a_rooms_cover_is_the_hosts_own_upload_and_every_viewer_sees_it,
 );
 
 /// A host with a shop and one product; (token, user id, shop id, product id).
@@ -232,4 +233,32 @@ async fn hearts_are_counted_into_a_live_rooms_likes_and_refused_elsewhere(db: Db
 
 async fn likes(server: &TestServer, token: &str, room_id: &str, body: serde_json::Value) -> crate::support::Reply {
     server.post(&format!("/api/v1/live/rooms/{room_id}/likes"), Some(token), body).await
+}
+
+async fn a_rooms_cover_is_the_hosts_own_upload_and_every_viewer_sees_it(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, _) = server.register("host").await;
+    let (viewer, _) = server.register("viewer").await;
+    let theirs = upload(&server, &viewer).await;
+    // Before the room, the host's upload is the host's alone.
+    let cover = upload(&server, &host).await;
+    assert_eq!(server.get(&format!("/api/v1/media/{cover}"), Some(&viewer)).await.status, 404);
+
+    // Another's upload is no cover, and the refusal creates no room.
+    let refused =
+        server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Borrowed", "cover_media_id": theirs})).await;
+    refused.assert_problem(422, "invalid_field");
+    assert_eq!(refused.body["field"], "cover_media_id", "{}", refused.text);
+    let mine = server.get("/api/v1/live/rooms?status=created", Some(&host)).await;
+    assert_eq!(mine.body["items"].as_array().map(Vec::len), Some(0), "{}", mine.text);
+
+    let created =
+        server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Covered", "cover_media_id": cover})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let cover_url = created.body["cover_url"].as_str().unwrap().to_string();
+    assert_eq!(cover_url, format!("/api/v1/media/{cover}"));
+    let seen = server.get(&cover_url, Some(&viewer)).await;
+    assert_eq!(seen.status, 200, "a viewer sees the cover in the list of rooms: {}", seen.text);
+    assert_eq!(seen.header("content-type"), Some("image/png"));
+    server.stop().await;
 }
