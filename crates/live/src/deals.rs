@@ -137,6 +137,28 @@ impl LiveHandle {
         Ok(deal)
     }
 
+    /// Ends a just-ended room's running deal with it (the host's end and the idle end
+    /// both call this): its sale is cut short, so nobody buys at the deal's price after
+    /// the stream, and the room shows no deal.
+    pub(crate) async fn end_deal_with_room(&self, room_id: &str) -> Result<(), LiveError> {
+        let Some(row) = self.room_row(room_id).await? else { return Ok(()) };
+        let now = Timestamp::now().unix_millis();
+        let (Some(sale_id), Some(ends_at)) = (row.deal_flash_sale_id, row.deal_ends_at) else { return Ok(()) };
+        if ends_at.unix_millis() <= now {
+            return Ok(());
+        }
+        self.inner.shop.end_flash_sale_now(&sale_id).await.map_err(LiveError::Shop)?;
+        sqlx::query(
+            "UPDATE live_rooms SET deal_ends_at = $1 WHERE id = $2 AND deal_flash_sale_id = $3 AND deal_ends_at > $1",
+        )
+        .bind(now)
+        .bind(room_id)
+        .bind(&sale_id)
+        .execute(self.inner.store.write())
+        .await?;
+        Ok(())
+    }
+
     /// Takes the room's one deal slot: live, no deal running, fewer than the most deals.
     async fn claim_deal_slot(&self, room_id: &str, now: Timestamp, claim_until: i64) -> Result<(), LiveError> {
         let claimed = sqlx::query(

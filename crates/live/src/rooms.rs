@@ -305,6 +305,7 @@ impl LiveHandle {
         if !self.mark_ended(&row.id).await? {
             return Err(LiveError::InvalidTransition { status: RoomStatus::Ended, action: "end again" });
         }
+        self.end_deal_with_room(&row.id).await?;
         self.publish_room(&row.id, &crate::hub::RoomNotice::Ended);
         self.write_final_playlist(&row.id).await?;
         self.room(Some(host), room_id).await

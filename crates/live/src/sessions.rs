@@ -220,6 +220,7 @@ impl LiveHandle {
                     .await?
                     .rows_affected();
             if changed == 1 {
+                self.end_deal_with_room(&room_id).await?;
                 self.forget_playback_status(&room_id);
                 self.publish_room(&room_id, &crate::hub::RoomNotice::Ended);
                 tracing::info!(room = %room_id, "live room ended after its media stopped");

@@ -522,6 +522,23 @@ impl ShopHandle {
         Ok(())
     }
 
+    /// Ends a running sale now (a live room's deal when its room ends): later orders are
+    /// `sale_ended`, and the job gives its unsold units back as for any ended sale.
+    /// Whether this call ended it.
+    pub async fn end_flash_sale_now(&self, sale_id: &str) -> Result<bool, ShopError> {
+        let now = Timestamp::now().unix_millis();
+        let ended = sqlx::query(
+            "UPDATE shop_flash_sales SET ends_at = CASE WHEN starts_at > $2 THEN starts_at ELSE $2 END
+             WHERE id = $1 AND ends_at > $2",
+        )
+        .bind(sale_id)
+        .bind(now)
+        .execute(self.inner.store.write())
+        .await?
+        .rows_affected();
+        Ok(ended == 1)
+    }
+
     /// The job's step for ended sales: each gives its unsold units back to its SKU, once.
     pub(crate) async fn return_ended_sales(&self, now: i64) -> Result<usize, ShopError> {
         let ended: Vec<String> = sqlx::query_scalar(

@@ -15,6 +15,7 @@ on_both_databases!(
     racing_buyers_never_get_more_than_the_deals_units_nor_their_limit,
     bad_deals_are_refused_with_their_codes,
     viewers_see_the_deal_start_sell_and_end_and_sales_of_the_pinned_product,
+    a_running_deal_ends_with_its_room,
 );
 
 /// A host with a shop, a product at 1000 with 100 in stock, and a live room showing it;
@@ -269,4 +270,26 @@ async fn a_viewer_on_another_node_sees_the_deal_and_what_was_bought_through_the_
     frame_where(&mut viewer_on_b, |f| f["type"] == "live.deal" && f["data"]["deal"]["remaining"] == 8).await;
     node_b.stop().await;
     node_a.stop().await;
+}
+
+async fn a_running_deal_ends_with_its_room(db: Db) {
+    let server = TestServer::start(db).await;
+    let (host, _, sku_id, room_id) = live_room_with_product(&server, "host").await;
+    let (buyer, _) = server.register("buyer").await;
+    topup(&server, &buyer, 10_000).await;
+    let started = start_deal(&server, &host, &room_id, deal(&sku_id, 10, 300, 5)).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let sale_id = started.body["flash_sale_id"].as_str().unwrap().to_string();
+    let bought = deal_order(&server, &buyer, &sku_id, &sale_id, 1).await;
+    assert_eq!(bought.status, 201, "{}", bought.text);
+
+    let ended = server.post(&format!("/api/v1/live/rooms/{room_id}/end"), Some(&host), json!({})).await;
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    assert!(ended.body["deal"].is_null(), "the ended room shows no deal: {}", ended.text);
+    // Not at the deal's price after the stream, though its five minutes are not up.
+    deal_order(&server, &buyer, &sku_id, &sale_id, 1).await.assert_problem(409, "sale_ended");
+    let sale = server.get(&format!("/api/v1/flash-sales/{sale_id}"), Some(&buyer)).await;
+    assert_eq!(sale.status, 200, "{}", sale.text);
+    assert_eq!(sale.body["status"], "ended", "{}", sale.text);
+    server.stop().await;
 }
