@@ -288,6 +288,8 @@ async fn demo_serve_has_carols_room_live_with_a_product_pinned() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Killed if an assertion fails: its ffmpegs end with their connection or pipe to it.
+    let mut child = KilledOnDrop(Some(child));
     let base = loop {
         let mut line = String::new();
         assert!(stdout.read_line(&mut line).unwrap() > 0, "the demo never said where it runs");
@@ -333,8 +335,21 @@ async fn demo_serve_has_carols_room_live_with_a_product_pinned() {
     assert_eq!(playlist.status(), 200);
     assert!(playlist.text().await.unwrap().contains(".ts"), "the stream has segments");
     // SIGTERM, so the node stops its demo publisher (ffmpeg) with it.
+    let mut child = child.0.take().unwrap();
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// A child process killed when the test lets go of it, however the test ends.
+struct KilledOnDrop(Option<std::process::Child>);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
