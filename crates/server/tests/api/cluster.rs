@@ -8,7 +8,7 @@ use crate::support;
 
 use crate::support::process::ChildNode;
 use crate::support::rides::{
-    act, balance, drive_trip, fast_driving, go_online, next_offer, request_ride, topup, wait_ride,
+    act, balance, drive_trip, fast_driving, go_online, next_offer, request_ride, topup, wait_for_eta, wait_ride,
 };
 use crate::support::{two_nodes, Db, TestServer};
 use serde_json::json;
@@ -278,16 +278,7 @@ async fn quotes_through_one_node_count_as_demand_for_surge_on_the_other() {
     let (rider_b, _) = node_b.register("demand_on_b").await;
     let look_out =
         json!({"pickup": {"lat": sentinel.0, "lng": sentinel.1}, "dropoff": {"lat": 1.4800, "lng": 103.8800}});
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let quote = node_b.post("/api/v1/rides/quotes", Some(&rider_b), look_out.clone()).await;
-        assert_eq!(quote.status, 201, "{}", quote.text);
-        if !quote.body["pickup_eta_s"].is_null() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "node B never heard of the driver who went online through A");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_eta(&node_b, &rider_b, &look_out).await;
     let quote = node_b.post("/api/v1/rides/quotes", Some(&rider_b), trip).await;
     assert_eq!(quote.status, 201, "{}", quote.text);
     let surge = quote.body["surge"].as_f64().unwrap();

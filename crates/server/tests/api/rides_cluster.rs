@@ -8,7 +8,7 @@
 
 use crate::rides::{end_trip_unannounced, has_location, move_then_message};
 use crate::support;
-use crate::support::rides::{act, fast_driving, go_online, next_offer, request_ride, topup};
+use crate::support::rides::{act, fast_driving, go_online, next_offer, request_ride, topup, wait_for_eta};
 use crate::support::{Db, Socket, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -143,16 +143,7 @@ async fn a_driver_the_database_has_offline_is_neither_quoted_nor_shown_on_either
     let (rider, _) = node_b.register("quoting_rider").await;
     go_online(&node_a, &driver, here).await;
     let nearby_path = format!("/api/v1/rides/nearby-drivers?lat={}&lng={}", here.0, here.1);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let quote = node_b.post("/api/v1/rides/quotes", Some(&rider), trip.clone()).await;
-        assert_eq!(quote.status, 201, "{}", quote.text);
-        if !quote.body["pickup_eta_s"].is_null() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "node B never heard of the driver who went online through A");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_eta(&node_b, &rider, &trip).await;
     for node in [&node_a, &node_b] {
         let cars = node.get(&nearby_path, Some(&rider)).await;
         assert_eq!(cars.body["drivers"].as_array().map(Vec::len), Some(1), "{}", cars.text);

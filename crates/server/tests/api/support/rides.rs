@@ -55,6 +55,24 @@ pub async fn quote(server: &TestServer, token: &str) -> Value {
 }
 
 /// Quotes and requests a ride; returns the ride.
+/// Quotes `trip` through `server` until the quote has a pickup ETA (for at most 10 s):
+/// a driver who went online through another node has been heard of here.
+pub async fn wait_for_eta(server: &TestServer, token: &str, trip: &Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let quote = server.post("/api/v1/rides/quotes", Some(token), trip.clone()).await;
+        assert_eq!(quote.status, 201, "{}", quote.text);
+        if !quote.body["pickup_eta_s"].is_null() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "this node never heard of the driver who went online elsewhere"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn request_ride(server: &TestServer, token: &str) -> Value {
     let quote = quote(server, token).await;
     let ride = server.post("/api/v1/rides", Some(token), json!({"quote_id": quote["id"]})).await;
