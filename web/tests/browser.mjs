@@ -717,7 +717,8 @@ test('the map works from the keyboard, and a surge price says so, in Chinese too
   // The next Enter sets the drop-off; + zooms in.
   const zoom = Number(await map.getAttribute('data-zoom'));
   await uma.page.keyboard.press('+');
-  assert.equal(Number(await map.getAttribute('data-zoom')), zoom + 1);
+  // (Waited for, not read at once: the press returns before the map has drawn.)
+  await uma.page.waitForFunction((z) => Number(document.querySelector('[data-testid="map"]').dataset.zoom) === z, zoom + 1);
   assert.equal(await uma.page.getByRole('radio', { name: /Drop-off/ }).getAttribute('aria-checked'), 'true');
 
   // A busy moment: the server's quote carries a surge, and the price says so.

@@ -63,10 +63,17 @@ export function MapView(props: Props) {
     return () => observer.disconnect();
   }, []);
 
-  // Fit the given points when the caller asks (a new trip, a new offer).
+  // Fit the given points when the caller asks (a new trip, a new offer), and again when
+  // the map's box changes size, unless the person has moved the map since: a sheet
+  // growing under the map must not undo their zoom.
+  const fittedKey = useRef<string | undefined>(undefined);
+  const movedByHand = useRef(false);
   useEffect(() => {
     const points = props.fit ?? [];
     if (!points.length) return;
+    if (movedByHand.current && fittedKey.current === props.fitKey) return;
+    fittedKey.current = props.fitKey;
+    movedByHand.current = false;
     if (points.length === 1) { setView((v) => ({ center: points[0], zoom: Math.min(FIT_ZOOM_MAX, Math.max(v.zoom, 15)) })); return; }
     // Closer than street level says nothing more about where things are.
     let zoom = FIT_ZOOM_MAX;
@@ -89,11 +96,17 @@ export function MapView(props: Props) {
   };
   const fromScreen = (x: number, y: number) => unproject(middle.x + x - size.w / 2, middle.y + y - size.h / 2, zoom);
 
-  const panBy = (dx: number, dy: number) => setView((v) => {
-    const m = project(v.center, v.zoom);
-    return { ...v, center: unproject(m.x + dx, m.y + dy, v.zoom) };
-  });
-  const zoomTo = (next: number) => setView((v) => ({ ...v, zoom: Math.max(ZOOM_MIN, Math.min(ZOOM_MAX, next)) }));
+  const panBy = (dx: number, dy: number) => {
+    movedByHand.current = true;
+    setView((v) => {
+      const m = project(v.center, v.zoom);
+      return { ...v, center: unproject(m.x + dx, m.y + dy, v.zoom) };
+    });
+  };
+  const zoomTo = (next: number) => {
+    movedByHand.current = true;
+    setView((v) => ({ ...v, zoom: Math.max(ZOOM_MIN, Math.min(ZOOM_MAX, next)) }));
+  };
 
   const onPointerDown = (event: PointerEvent) => {
     if ((event.target as Element).closest('button')) return;
