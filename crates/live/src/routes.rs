@@ -113,6 +113,9 @@ impl From<LiveError> for Problem {
                 Problem::new(ErrorCode::Unavailable, "the database is not reachable; try again shortly")
             }
             LiveError::Database(error) => Problem::internal(&error),
+            LiveError::ChatLost(error) => {
+                Problem::new(ErrorCode::Unavailable, format!("{error}; the message may not have been kept"))
+            }
         }
     }
 }

@@ -127,6 +127,10 @@ pub enum LiveError {
     Storage(#[from] object_store::Error),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The chat writer stopped or its batch was lost; whether the message was kept is
+    /// unknown, as after a lost connection.
+    #[error("chat writer: {0}")]
+    ChatLost(#[from] plaza_store::GroupCommitError),
 }
 
 pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> LiveError {
@@ -199,6 +203,8 @@ pub(crate) struct Inner {
     pub(crate) chat_limiter: crate::chat::ChatLimiter,
     /// Messages posted through this node per room since its chat was last bounded.
     pub(crate) chat_since_prune: Mutex<std::collections::HashMap<String, usize>>,
+    /// Chat rows, group-committed; started on first use (it needs the runtime).
+    pub(crate) chat_writes: std::sync::OnceLock<crate::chat::ChatWrites>,
 }
 
 impl LiveHandle {
@@ -224,6 +230,7 @@ impl LiveHandle {
                 hub: Default::default(),
                 chat_limiter,
                 chat_since_prune: Mutex::new(Default::default()),
+                chat_writes: Default::default(),
                 config,
                 node_id: plaza_kernel::new_id(),
                 ingesting: Mutex::new(Default::default()),

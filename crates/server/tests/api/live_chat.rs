@@ -14,6 +14,7 @@ use std::time::Duration;
 
 on_both_databases!(
     every_viewer_gets_every_message_in_fewer_frames_than_messages,
+    a_burst_of_posts_is_kept_whole_and_once_though_written_in_shared_statements,
     a_late_joiner_gets_the_last_50_messages_from_memory_or_from_the_table,
     a_rooms_kept_chat_is_bounded,
     chat_is_limited_to_one_message_a_second_with_bursts_of_three_per_viewer_and_room,
@@ -179,6 +180,47 @@ async fn every_viewer_gets_every_message_in_fewer_frames_than_messages(db: Db) {
         assert!(more.iter().all(|frame| frame["type"] != "live.chat"), "nothing twice: {more:?}");
     }
     assert_eq!(orders.len(), 1, "every viewer sees one order");
+    server.stop().await;
+}
+
+async fn a_burst_of_posts_is_kept_whole_and_once_though_written_in_shared_statements(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, _, room) = live_room(&server, "host").await;
+    let mut viewers = Vec::new();
+    for n in 0..20 {
+        viewers.push(viewer(&server, &format!("fan{n}"), &room).await);
+    }
+    // 60 posts at once: each viewer's burst of three.
+    let (server_ref, room_ref) = (&server, &room);
+    let posts = viewers.iter().flat_map(|(token, user_id, _)| {
+        (0..3).map(move |k| async move {
+            let reply = say(server_ref, token, room_ref, &format!("{k} from {user_id}")).await;
+            assert_eq!(reply.status, 202, "{}", reply.text);
+            reply.body["id"].as_str().unwrap().to_string()
+        })
+    });
+    let mut sent: Vec<String> = futures_util::future::join_all(posts).await;
+    sent.sort();
+    let mut kept = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = server.get(&format!("/api/v1/live/rooms/{room}/chat?limit=50{cursor}"), Some(&viewers[0].0)).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        kept.extend(ids(page.body["items"].as_array().unwrap()));
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(kept, sent, "every accepted message kept once, in id order, and nothing else");
+    // The point of the burst: rows really shared statements.
+    let metrics = server.get("/metrics", None).await.text;
+    let batched: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("plaza_live_chat_batched_messages_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(batched > 0.0, "no chat rows shared a batch:\n{metrics}");
     server.stop().await;
 }
 
