@@ -17,19 +17,26 @@
 //! `-progress` reports (the earliest wall time less the output time reported). Latency is
 //! when the segment was first listed less that. (c) **Cost per room**: the CPU of the
 //! server's ffmpeg child (copying H.264/AAC) and of the server itself while one room
-//! streams, and how many such rooms two cores carry by that estimate.
+//! streams, and how many such rooms two cores carry by that estimate; then the same for
+//! a room that must be transcoded, fed a browser's WebM over the ingest socket
+//! (`webm.rs`). nginx with libnginx-mod-rtmp, fed the same stream, is the anchor
+//! (`anchor.rs`), and a headless Chromium measures glass to glass off frame numbers burnt
+//! into the picture (`glass.rs`).
 //!
 //! Opening 10,000 sockets needs a descriptor limit above that in this process and in the
 //! server it starts: run `ulimit -n 65536` first.
 
+mod anchor;
 mod fanout;
+mod glass;
 mod ingest;
+mod webm;
 
 use crate::server::PlazaServer;
 use anyhow::Context;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -209,41 +216,76 @@ async fn wait_live(client: &reqwest::Client, base: &str, token: &str, room: &str
 
 /// Debian's ffmpeg, niced, publishing `seconds` of a 640x360 30 fps test pattern with a
 /// tone at real time to `url` (H.264 with a keyframe every second, AAC), every argument
-/// fixed here. With `local_hls`, the same encoded stream is also cut by ffmpeg itself
-/// into 1 s HLS segments in that directory (the tee muxer), and progress reports come on
-/// stdout.
-fn publish(url: &str, seconds: u64, local_hls: Option<&Path>) -> anyhow::Result<tokio::process::Child> {
-    let mut command = tokio::process::Command::new("nice");
-    command.args(["-n", "10", "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error"]);
-    if local_hls.is_some() {
-        command.args(["-progress", "pipe:1", "-stats_period", "0.05"]);
-    }
-    command
-        .args(["-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
-        .args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string(), "-map", "0:v", "-map", "1:a"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k"]);
-    match local_hls {
-        Some(dir) => {
+/// fixed here.
+fn publish(url: &str, seconds: u64) -> anyhow::Result<tokio::process::Child> {
+    Publish { rtmp_urls: vec![url.to_string()], seconds, ..Publish::default() }.spawn()
+}
+
+/// One publishing ffmpeg and where its one encoded stream goes (the `tee` muxer sends the
+/// same packets to every output, so every server gets the very same stream).
+#[derive(Debug, Default)]
+struct Publish {
+    rtmp_urls: Vec<String>,
+    seconds: u64,
+    /// Also cut by ffmpeg itself into 1 s HLS segments in this directory.
+    local_hls: Option<PathBuf>,
+    /// Progress reports on stdout (`-progress pipe:1`, every 50 ms), for the anchor.
+    progress: bool,
+    /// A strip across the top 40 rows showing the frame's number in 16 black-or-white
+    /// blocks (bit 0 on the left), which a player can read back off its screen.
+    frame_numbers: bool,
+}
+
+/// The 16 blocks of [`Publish::frame_numbers`], each 40 px wide.
+const FRAME_NUMBER_STRIP: &str = "color=c=black:size=16x2:rate=30,format=gray,\
+geq=lum='255*mod(floor(N/pow(2,X)),2)',scale=640:40:flags=neighbor[strip];[pattern][strip]overlay=0:0:shortest=1";
+
+impl Publish {
+    fn spawn(&self) -> anyhow::Result<tokio::process::Child> {
+        let mut command = tokio::process::Command::new("nice");
+        command.args(["-n", "10", "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error"]);
+        if self.progress {
+            command.args(["-progress", "pipe:1", "-stats_period", "0.05"]);
+        }
+        let video = match self.frame_numbers {
+            true => format!("testsrc=size=640x360:rate=30[pattern];{FRAME_NUMBER_STRIP}[out0]"),
+            false => "testsrc=size=640x360:rate=30".to_string(),
+        };
+        command
+            .args(["-re", "-f", "lavfi", "-i", &video])
+            .args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &self.seconds.to_string(), "-map", "0:v", "-map", "1:a"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-c:a", "aac", "-b:a", "64k"]);
+        let mut outputs: Vec<String> = self.rtmp_urls.iter().map(|url| format!("[f=flv]{url}")).collect();
+        if let Some(dir) = &self.local_hls {
             let playlist = dir.join("index.m3u8");
-            let outputs = format!(
-                "[f=flv]{url}|[f=hls:hls_time=1:hls_list_size=0:hls_flags=temp_file]{}",
-                playlist.to_string_lossy()
-            );
-            command.args(["-flags", "+global_header", "-f", "tee", &outputs]);
+            outputs
+                .push(format!("[f=hls:hls_time=1:hls_list_size=0:hls_flags=temp_file]{}", playlist.to_string_lossy()));
         }
-        None => {
-            command.args(["-f", "flv", url]);
-        }
+        match outputs.as_slice() {
+            [only] if self.local_hls.is_none() => command.args(["-f", "flv", &only["[f=flv]".len()..]]),
+            _ => command.args(["-flags", "+global_header", "-f", "tee", &outputs.join("|")]),
+        };
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(if self.progress { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("ffmpeg (apt install ffmpeg)")
     }
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(if local_hls.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("ffmpeg (apt install ffmpeg)")
 }
 
 /// A short tag that makes usernames unique per run (runs may share a database).

@@ -91,7 +91,7 @@ async fn chat_setup(options: &Options, client: &reqwest::Client) -> anyhow::Resu
     let (room, rtmp_url) = create_room(client, &bases[0], &host.0).await?;
     // Media makes the room live; the publisher then stops (the room waits for an hour), so
     // that the chat runs with no ffmpeg beside it.
-    let mut publisher = publish(&rtmp_url, 30, None)?;
+    let mut publisher = publish(&rtmp_url, 30)?;
     wait_live(client, &bases[0], &host.0, &room).await?;
     publisher.kill().await.ok();
     let users = register(client, &bases[0], (0..senders).map(|n| format!("live_{tag}_{n}")).collect()).await?;

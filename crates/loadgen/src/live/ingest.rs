@@ -1,7 +1,8 @@
-//! (a) Ingest to playlist against ffmpeg's own HLS of the same stream, and (c) the CPU
-//! one streaming room costs.
+//! (a) Ingest to playlist against ffmpeg's own HLS of the same stream and nginx-rtmp's,
+//! and (c) the CPU one streaming room costs.
 
-use super::{cpu_seconds_of, create_room, publish, register, run_tag, start_nodes, stat_fields, Options};
+use super::anchor::Nginx;
+use super::{cpu_seconds_of, create_room, register, run_tag, start_nodes, stat_fields, Options, Publish};
 use crate::server::PlazaServer;
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -9,19 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Each segment's duration and when it was first seen listed, by number.
-type Listed = BTreeMap<i64, (f64, Instant)>;
+pub(super) type Listed = BTreeMap<i64, (f64, Instant)>;
 
 /// CPU seconds so far of the server, of its children (each room's ffmpeg), and of the
 /// publisher.
 #[derive(Debug, Clone, Copy)]
-struct CpuSample {
-    at: Instant,
-    server: f64,
-    children: f64,
-    publisher: f64,
+pub(super) struct CpuSample {
+    pub(super) at: Instant,
+    pub(super) server: f64,
+    pub(super) children: f64,
+    pub(super) publisher: f64,
 }
 
-fn cpu_sample(server: u32, publisher: Option<u32>) -> CpuSample {
+pub(super) fn cpu_sample(server: u32, publisher: Option<u32>) -> CpuSample {
     let children: f64 = children_of(server).iter().map(|pid| cpu_seconds_of(&pid.to_string())).sum();
     CpuSample {
         at: Instant::now(),
@@ -59,7 +60,7 @@ fn parse_playlist(text: &str) -> Vec<(i64, f64)> {
     listed
 }
 
-fn note_listed(listed: &mut Listed, text: &str) {
+pub(super) fn note_listed(listed: &mut Listed, text: &str) {
     let now = Instant::now();
     for (number, seconds) in parse_playlist(text) {
         listed.entry(number).or_insert((seconds, now));
@@ -68,7 +69,7 @@ fn note_listed(listed: &mut Listed, text: &str) {
 
 /// Seconds from each segment's first frame being sent (`anchor` plus the durations of
 /// the segments before it) to its listing; only from segment 0 on without a gap.
-fn latencies_of(listed: &Listed, anchor: Instant) -> Vec<f64> {
+pub(super) fn latencies_of(listed: &Listed, anchor: Instant) -> Vec<f64> {
     let mut media_start = 0.0;
     let mut latencies = Vec::new();
     for (expected, (number, (seconds, at))) in listed.iter().enumerate() {
@@ -83,7 +84,7 @@ fn latencies_of(listed: &Listed, anchor: Instant) -> Vec<f64> {
 
 /// Reads ffmpeg's `-progress` reports, keeping the earliest wall time less the output
 /// time reported: when media time 0 was sent.
-fn follow_progress(
+pub(super) fn follow_progress(
     stdout: tokio::process::ChildStdout,
     anchor: Arc<Mutex<Option<Instant>>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -109,6 +110,8 @@ fn follow_progress(
 struct IngestRun {
     plaza: Listed,
     local: Listed,
+    /// nginx-rtmp's playlist, when nginx is installed.
+    nginx: Option<Listed>,
     anchor: Instant,
     /// The server's share of a core idle, just before publishing.
     idle_share: f64,
@@ -125,11 +128,21 @@ async fn ingest_run(options: &Options, server: &PlazaServer, client: &reqwest::C
     let idle_start = cpu_sample(server.pid(), None);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_end = cpu_sample(server.pid(), None);
-    let mut publisher = publish(&rtmp_url, options.ingest_seconds, Some(dir.path()))?;
+    let nginx = Nginx::start().await?;
+    let mut rtmp_urls = vec![rtmp_url];
+    rtmp_urls.extend(nginx.as_ref().map(|nginx| nginx.rtmp_url.clone()));
+    let mut publisher = Publish {
+        rtmp_urls,
+        seconds: options.ingest_seconds,
+        local_hls: Some(dir.path().to_path_buf()),
+        progress: true,
+        frame_numbers: false,
+    }
+    .spawn()?;
     let publisher_pid = publisher.id();
     let anchor = Arc::new(Mutex::new(None));
     let progress = follow_progress(publisher.stdout.take().context("ffmpeg's stdout")?, anchor.clone());
-    let (mut plaza, mut local) = (Listed::new(), Listed::new());
+    let (mut plaza, mut local, mut nginx_listed) = (Listed::new(), Listed::new(), Listed::new());
     let playlist_url = format!("{}/live/{room}/index.m3u8", server.base);
     let local_playlist = dir.path().join("index.m3u8");
     let mut streaming: Option<CpuSample> = None;
@@ -144,6 +157,9 @@ async fn ingest_run(options: &Options, server: &PlazaServer, client: &reqwest::C
             }
         }
         note_listed(&mut local, &std::fs::read_to_string(&local_playlist).unwrap_or_default());
+        if let Some(nginx) = &nginx {
+            note_listed(&mut nginx_listed, &std::fs::read_to_string(&nginx.playlist).unwrap_or_default());
+        }
         if streaming.is_none() && plaza.len() >= 2 {
             streaming = Some(cpu_sample(server.pid(), publisher_pid));
         }
@@ -159,10 +175,11 @@ async fn ingest_run(options: &Options, server: &PlazaServer, client: &reqwest::C
     let anchor = anchor.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).context("no progress from ffmpeg")?;
     let idle_share = (idle_end.server - idle_start.server) / idle_end.at.duration_since(idle_start.at).as_secs_f64();
     let streaming = streaming.context("Plaza listed fewer than 2 segments")?;
-    Ok(IngestRun { plaza, local, anchor, idle_share, cpu: [streaming, last] })
+    let nginx = nginx.map(|_| nginx_listed);
+    Ok(IngestRun { plaza, local, nginx, anchor, idle_share, cpu: [streaming, last] })
 }
 
-fn percentile(sorted: &[f64], quantile: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], quantile: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -186,10 +203,17 @@ pub(super) async fn ingest(options: &Options) -> anyhow::Result<()> {
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut sorted_local = local.clone();
     sorted_local.sort_by(f64::total_cmp);
-    for (label, latencies, listed) in [
-        ("ffmpeg's own HLS of the same stream (baseline)", &local, &run.local),
-        ("Plaza: RTMP → its ffmpeg → object store → live playlist", &plaza, &run.plaza),
-    ] {
+    let nginx = run.nginx.as_ref().map(|listed| (latencies_of(listed, run.anchor), listed));
+    let mut rows = vec![("ffmpeg's own HLS of the same stream (baseline)", &local, &run.local)];
+    if let Some((latencies, listed)) = &nginx {
+        rows.push((
+            "nginx-rtmp (libnginx-mod-rtmp 1.2.2, hls_fragment 1s) fed the same stream (anchor)",
+            latencies,
+            listed,
+        ));
+    }
+    rows.push(("Plaza: RTMP → its ffmpeg → object store → live playlist", &plaza, &run.plaza));
+    for (label, latencies, listed) in rows {
         let mut sorted = latencies.clone();
         sorted.sort_by(f64::total_cmp);
         let count = sorted.len();
@@ -205,13 +229,17 @@ pub(super) async fn ingest(options: &Options) -> anyhow::Result<()> {
         );
     }
     println!();
-    print_cost(backend, options, run.idle_share, &run.cpu);
+    print_cost(backend, "copy: H.264/AAC over RTMP into 1 s HLS segments", run.idle_share, &run.cpu);
+    println!("{} s of ingest", options.ingest_seconds);
+    println!();
+    super::glass::glass_to_glass(options, server, &client).await?;
+    super::webm::browser_ingest_cost(options, server, &client, run.idle_share).await?;
     Ok(())
 }
 
 /// (c): the CPU of one room streaming, while it streamed (from its second segment to the
 /// publish's end), against the server idle just before.
-fn print_cost(backend: &str, options: &Options, idle_share: f64, cpu: &[CpuSample; 2]) {
+pub(super) fn print_cost(backend: &str, what: &str, idle_share: f64, cpu: &[CpuSample; 2]) {
     let [streaming, last] = cpu;
     let seconds = last.at.duration_since(streaming.at).as_secs_f64().max(1e-3);
     let share = |cpu_seconds: f64| cpu_seconds / seconds;
@@ -219,23 +247,17 @@ fn print_cost(backend: &str, options: &Options, idle_share: f64, cpu: &[CpuSampl
     let server = share(last.server - streaming.server);
     let publisher = share(last.publisher - streaming.publisher);
     let per_room = ffmpeg + (server - idle_share).max(0.0);
-    println!(
-        "| backend | process, one room streaming 640x360 30 fps H.264/AAC for {seconds:.0} s | CPU, % of a core |"
-    );
+    println!("| backend | process, one room streaming 640x360 30 fps for {seconds:.0} s ({what}) | CPU, % of a core |");
     println!("| --- | --- | ---: |");
-    println!("| {backend} | the server's ffmpeg (copy into 1 s HLS segments) | {:.1} % |", 100.0 * ffmpeg);
-    println!(
-        "| {backend} | plaza serve (RTMP, segments to the object store, playlists, this bench's 20 playlist polls/s) | {:.1} % |",
-        100.0 * server
-    );
+    println!("| {backend} | the server's ffmpeg | {:.1} % |", 100.0 * ffmpeg);
+    println!("| {backend} | plaza serve (ingest, segments to the object store, playlists) | {:.1} % |", 100.0 * server);
     println!("| {backend} | plaza serve idle just before (baseline) | {:.1} % |", 100.0 * idle_share);
-    println!("| {backend} | the publisher (libx264 ultrafast encode; not the server's) | {:.1} % |", 100.0 * publisher);
+    println!("| {backend} | the publisher (its encode; not the server's) | {:.1} % |", 100.0 * publisher);
     println!();
     println!(
-        "per room: {:.1} % of a core (ffmpeg + the server above idle): about {:.0} rooms on two cores; {} s of ingest",
+        "per room ({what}): {:.1} % of a core (ffmpeg + the server above idle): about {:.0} rooms on two cores",
         100.0 * per_room,
         2.0 / per_room.max(1e-6),
-        options.ingest_seconds
     );
     println!();
 }
