@@ -9,7 +9,7 @@ use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use plaza_http::{page_limit, ApiJson, ApiQuery, ClientAddress, ErrorCode, Problem};
+use plaza_http::{authorization_credentials, page_limit, ApiJson, ApiQuery, ClientAddress, ErrorCode, Problem};
 use plaza_kernel::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -55,7 +55,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let accounts = Accounts::from_ref(state);
-        let token = bearer_token(parts).ok_or_else(|| {
+        let token = authorization_credentials(&parts.headers, "bearer").map(str::to_string).ok_or_else(|| {
             Problem::new(ErrorCode::Unauthenticated, "send Authorization: Bearer <token> from login or register")
         })?;
         let Authenticated { user, is_admin, session } = accounts.authenticate(&token).await?;
@@ -112,12 +112,6 @@ where
             .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "send a bearer token or ?token="))?;
         Ok(SocketCaller(Accounts::from_ref(state).authenticate(token).await?))
     }
-}
-
-fn bearer_token(parts: &Parts) -> Option<String> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
 }
 
 impl From<AccountsError> for Problem {

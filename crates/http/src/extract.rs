@@ -93,6 +93,15 @@ pub fn contains_escaped_nul(json: &[u8]) -> bool {
     false
 }
 
+/// The credentials of `Authorization: <scheme> <credentials>`, trimmed, when the header
+/// is there, is text, and names `scheme` (compared without regard to case, as RFC 9110
+/// §11.1 says): `authorization_credentials(headers, "bearer")` is a bearer token.
+pub fn authorization_credentials<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (given_scheme, credentials) = value.split_once(' ')?;
+    given_scheme.eq_ignore_ascii_case(scheme).then(|| credentials.trim())
+}
+
 /// Query-string parameters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);

@@ -82,10 +82,5 @@ where
 fn bearer_token(parts: &Parts) -> Result<&str, BearerRejection> {
     let missing =
         || BearerRejection(MiniAppError::InvalidToken { reason: "send Authorization: Bearer <access token>" });
-    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(missing)?.to_str().map_err(|_| missing())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
-    match scheme.eq_ignore_ascii_case("bearer") {
-        true => Ok(token.trim()),
-        false => Err(missing()),
-    }
+    plaza_http::authorization_credentials(&parts.headers, "bearer").ok_or_else(missing)
 }

@@ -294,12 +294,7 @@ async fn authenticate_client(
     form: &HashMap<String, String>,
 ) -> Result<MiniApp, MiniAppError> {
     let invalid_client = || oauth(OAuthErrorCode::InvalidClient, "client authentication failed");
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .map(|(_, encoded)| encoded.trim().to_string());
+    let basic = plaza_http::authorization_credentials(headers, "basic");
     let (client_id, client_secret) = match (basic, form.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(oauth(OAuthErrorCode::InvalidRequest, "use one client authentication method, not two"))

@@ -12,7 +12,7 @@ use crate::service::MiniApps;
 use crate::webhooks::{Attempt, Delivery};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use plaza_accounts::CurrentUser;
@@ -313,9 +313,5 @@ async fn redeliver(
 
 /// App access tokens are `pat_…`; Plaza's session tokens never are.
 fn is_app_token(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim().starts_with("pat_"))
+    plaza_http::authorization_credentials(headers, "bearer").is_some_and(|token| token.starts_with("pat_"))
 }
