@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use plaza_accounts::{Accounts, CurrentUser};
 use plaza_http::{idempotent_answer, page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
-use plaza_kernel::Timestamp;
+use plaza_kernel::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -137,6 +137,13 @@ impl From<WalletError> for Problem {
 /// on its field and never counts as a guess.
 fn pin_field(raw: Option<&str>, field: &'static str) -> Result<Option<Pin>, Problem> {
     Pin::parse_optional(raw).map_err(|reason| Problem::invalid_field(field, reason))
+}
+
+/// A top-up's or a withdrawal's amount and PIN, checked: the two take the same body.
+fn funding_request(wallet: &Wallet, request: &TopupRequest) -> Result<(Money, Option<Pin>), Problem> {
+    let money = wallet.money(request.amount, &request.currency)?;
+    let pin = pin_field(request.pin.as_deref(), "pin")?;
+    Ok((money, pin))
 }
 
 /// The optional `Idempotency-Key` header of a money-moving request.
@@ -438,8 +445,7 @@ async fn create_topup(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(request): ApiJson<TopupRequest>,
 ) -> Result<Response, Problem> {
-    let money = wallet.money(request.amount, &request.currency)?;
-    let pin = pin_field(request.pin.as_deref(), "pin")?;
+    let (money, pin) = funding_request(&wallet, &request)?;
     let (entry, replayed) = wallet.topup(&current.user, money, key.as_ref(), pin.as_ref()).await?;
     Ok(idempotent_answer(StatusCode::CREATED, EntryView::from(entry), replayed))
 }
@@ -455,8 +461,7 @@ async fn create_withdrawal(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(request): ApiJson<TopupRequest>,
 ) -> Result<Response, Problem> {
-    let money = wallet.money(request.amount, &request.currency)?;
-    let pin = pin_field(request.pin.as_deref(), "pin")?;
+    let (money, pin) = funding_request(&wallet, &request)?;
     let (entry, replayed) = wallet.withdraw(&current.user, money, key.as_ref(), pin.as_ref()).await?;
     Ok(idempotent_answer(StatusCode::CREATED, EntryView::from(entry), replayed))
 }
