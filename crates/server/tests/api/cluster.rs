@@ -8,7 +8,8 @@ use crate::support;
 
 use crate::support::process::ChildNode;
 use crate::support::rides::{
-    act, balance, drive_trip, fast_driving, go_online, next_offer, request_ride, topup, wait_for_eta, wait_ride,
+    act, balance, drive_trip, fast_driving, go_online, next_offer, offered_ride, request_ride, topup, wait_for_eta,
+    wait_ride, OfferedRide,
 };
 use crate::support::{two_nodes, Db, TestServer};
 use serde_json::json;
@@ -125,18 +126,17 @@ async fn wait_lease_holder(node: &TestServer, accept: impl Fn(&str) -> bool) -> 
 async fn a_rider_on_one_node_rides_with_a_driver_connected_to_the_other() {
     let (node_a, node_b, holder) =
         two_ride_nodes(Duration::from_millis(50), Duration::from_secs(2), Duration::from_secs(15)).await;
-    let (rider, _) = node_a.register("cross_rider").await;
-    let (driver, driver_id) = node_b.register("cross_driver").await;
-    topup(&node_a, &rider, 10_000).await;
-    let (mut rider_on_a, _) = node_a.socket(&rider).await;
-    let (mut driver_on_b, _) = node_b.socket(&driver).await;
-    go_online(&node_b, &driver, (1.3005, 103.8000)).await;
-
-    let ride = request_ride(&node_a, &rider).await;
+    let OfferedRide {
+        rider,
+        driver,
+        driver_id,
+        rider_socket: mut rider_on_a,
+        driver_socket: mut driver_on_b,
+        ride,
+        ..
+    } = offered_ride(&node_a, "cross_rider", &node_b, "cross_driver").await;
     let ride_id = ride["id"].as_str().unwrap();
     let fare = ride["fare"]["amount"].as_i64().unwrap();
-    let offer = next_offer(&mut driver_on_b).await;
-    assert_eq!(offer["ride_id"], ride_id);
     let accepted = act(&node_a, &driver, ride_id, "accept").await;
     assert_eq!(accepted.status, 200, "{}", accepted.text);
     assert_eq!(accepted.body["driver_id"], driver_id);

@@ -804,39 +804,43 @@ pub(crate) fn has_location(frames: &[Value]) -> bool {
     frames.iter().any(|frame| frame["type"] == "driver.location")
 }
 
-/// An assigned trip whose driver's locations reach the rider (checked); returns the ride
-/// and the conversation between driver and rider used as a marker.
-async fn streaming_trip(
-    server: &TestServer,
-    rider: &str,
-    rider_id: &str,
-    driver: &str,
-    rider_socket: &mut Socket,
-) -> (String, String) {
-    let (mut driver_socket, _) = server.socket(driver).await;
-    go_online(server, driver, (1.3005, 103.8000)).await;
-    let ride_id = assigned_ride(server, rider, driver, &mut driver_socket).await;
-    let conversation = server.conversation(driver, "direct", &[rider_id]).await;
-    let frames = move_then_message(server, driver, &conversation, rider_socket, 0).await;
-    assert!(has_location(&frames), "the trip streams the driver's location: {frames:?}");
-    (ride_id, conversation)
+/// A server that checks its trips against the database every `trip_check_interval`, and on
+/// it an assigned trip whose driver's locations reach the rider (checked).
+struct StreamingTrip {
+    server: TestServer,
+    driver: String,
+    rider_socket: Socket,
+    ride_id: String,
+    /// The conversation between driver and rider, used as a marker.
+    conversation: String,
 }
 
-/// Privacy: a node that missed a trip's end must not go on sending the driver's position to
-/// the former rider. Going online again checks the trip against the database.
-async fn a_driver_back_online_after_an_unannounced_trip_end_streams_nothing_to_the_former_rider(db: Db) {
+async fn streaming_trip(db: Db, trip_check_interval: Duration) -> StreamingTrip {
     let server = TestServer::start_with(db, |config| {
         config.rides.batch_interval = Duration::from_millis(50);
         config.rides.index_limits.update_interval_min_ms = 0;
-        // Only going online may repair it here.
-        config.rides.trip_check_interval = Duration::from_secs(3600);
+        config.rides.trip_check_interval = trip_check_interval;
     })
     .await;
     let (rider, rider_id) = server.register("rider").await;
     let (driver, _) = server.register("driver").await;
     topup(&server, &rider, 10_000).await;
     let (mut rider_socket, _) = server.socket(&rider).await;
-    let (ride_id, conversation) = streaming_trip(&server, &rider, &rider_id, &driver, &mut rider_socket).await;
+    let (mut driver_socket, _) = server.socket(&driver).await;
+    go_online(&server, &driver, (1.3005, 103.8000)).await;
+    let ride_id = assigned_ride(&server, &rider, &driver, &mut driver_socket).await;
+    let conversation = server.conversation(&driver, "direct", &[&rider_id]).await;
+    let frames = move_then_message(&server, &driver, &conversation, &mut rider_socket, 0).await;
+    assert!(has_location(&frames), "the trip streams the driver's location: {frames:?}");
+    StreamingTrip { server, driver, rider_socket, ride_id, conversation }
+}
+
+/// Privacy: a node that missed a trip's end must not go on sending the driver's position to
+/// the former rider. Going online again checks the trip against the database.
+async fn a_driver_back_online_after_an_unannounced_trip_end_streams_nothing_to_the_former_rider(db: Db) {
+    // Only going online may repair it here.
+    let StreamingTrip { server, driver, mut rider_socket, ride_id, conversation } =
+        streaming_trip(db, Duration::from_secs(3600)).await;
 
     end_trip_unannounced(&server, &ride_id).await;
     go_online(&server, &driver, (1.3005, 103.8000)).await;
@@ -848,17 +852,8 @@ async fn a_driver_back_online_after_an_unannounced_trip_end_streams_nothing_to_t
 /// `trip_check_interval`, here 50 ms; also run whenever the bus says notices were lost)
 /// stops the streaming.
 async fn an_unannounced_trip_end_stops_the_streaming_at_the_next_trip_check(db: Db) {
-    let server = TestServer::start_with(db, |config| {
-        config.rides.batch_interval = Duration::from_millis(50);
-        config.rides.index_limits.update_interval_min_ms = 0;
-        config.rides.trip_check_interval = Duration::from_millis(50);
-    })
-    .await;
-    let (rider, rider_id) = server.register("rider").await;
-    let (driver, _) = server.register("driver").await;
-    topup(&server, &rider, 10_000).await;
-    let (mut rider_socket, _) = server.socket(&rider).await;
-    let (ride_id, conversation) = streaming_trip(&server, &rider, &rider_id, &driver, &mut rider_socket).await;
+    let StreamingTrip { server, driver, mut rider_socket, ride_id, conversation } =
+        streaming_trip(db, Duration::from_millis(50)).await;
 
     end_trip_unannounced(&server, &ride_id).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -8,7 +8,7 @@
 
 use crate::rides::{end_trip_unannounced, has_location, move_then_message};
 use crate::support;
-use crate::support::rides::{act, fast_driving, go_online, next_offer, request_ride, topup, wait_for_eta};
+use crate::support::rides::{act, fast_driving, go_online, offered_ride, wait_for_eta, OfferedRide};
 use crate::support::{Db, Socket, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -66,15 +66,10 @@ async fn move_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trip_another_node_still_streams_ends_when_its_driver_goes_online_through_this_one() {
     let (node_a, node_b) = two_nodes(Duration::from_millis(100), Duration::from_secs(3600)).await;
-    let (rider, rider_id) = node_a.register("stale_rider").await;
-    let (driver, _) = node_b.register("stale_driver").await;
-    topup(&node_a, &rider, 10_000).await;
-    let (mut rider_on_a, _) = node_a.socket(&rider).await;
-    let (mut driver_on_b, _) = node_b.socket(&driver).await;
-    go_online(&node_b, &driver, (1.3005, 103.8000)).await;
-    let ride = request_ride(&node_a, &rider).await;
-    let ride_id = ride["id"].as_str().unwrap();
-    assert_eq!(next_offer(&mut driver_on_b).await["ride_id"], ride_id);
+    // The driver stays connected to B throughout.
+    let OfferedRide { rider_id, driver, rider_socket: mut rider_on_a, driver_socket: _driver_on_b, ride_id, .. } =
+        offered_ride(&node_a, "stale_rider", &node_b, "stale_driver").await;
+    let ride_id = ride_id.as_str();
     assert_eq!(act(&node_b, &driver, ride_id, "accept").await.status, 200);
     let conversation = node_b.conversation(&driver, "direct", &[&rider_id]).await;
     // Both nodes stream the trip (A once it heard of it over the bus).
@@ -100,15 +95,17 @@ async fn a_trip_another_node_still_streams_ends_when_its_driver_goes_online_thro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trip_whose_start_no_node_heard_streams_to_the_rider_after_the_next_trip_check() {
     let (node_a, node_b) = two_nodes(Duration::from_millis(200), Duration::from_millis(200)).await;
-    let (rider, rider_id) = node_a.register("unheard_rider").await;
-    let (driver, driver_id) = node_b.register("unheard_driver").await;
-    topup(&node_a, &rider, 10_000).await;
-    let (mut rider_on_a, _) = node_a.socket(&rider).await;
-    let (mut driver_on_b, _) = node_b.socket(&driver).await;
-    go_online(&node_b, &driver, (1.3005, 103.8000)).await;
-    let ride = request_ride(&node_a, &rider).await;
-    let ride_id = ride["id"].as_str().unwrap();
-    assert_eq!(next_offer(&mut driver_on_b).await["ride_id"], ride_id);
+    // The driver stays connected to B throughout.
+    let OfferedRide {
+        rider_id,
+        driver,
+        driver_id,
+        rider_socket: mut rider_on_a,
+        driver_socket: _driver_on_b,
+        ride_id,
+        ..
+    } = offered_ride(&node_a, "unheard_rider", &node_b, "unheard_driver").await;
+    let ride_id = ride_id.as_str();
     {
         let mut database = node_a.database().await;
         let assigned = sqlx::query(

@@ -1,4 +1,4 @@
-//! Rides helpers shared by `rides.rs` and `cluster.rs`: a client's view of quotes, rides,
+//! Rides helpers shared by `rides.rs`, `cluster.rs` and `rides_cluster.rs`: a client's view of quotes, rides,
 //! offers and the wallet.
 
 use super::{Reply, Socket, TestServer};
@@ -89,6 +89,41 @@ pub async fn request_ride(server: &TestServer, token: &str) -> Value {
 pub async fn next_offer(socket: &mut Socket) -> Value {
     let frames = socket.frames_until("ride.offer").await;
     frames.last().unwrap()["data"].clone()
+}
+
+/// A ride offered across two nodes: see [`offered_ride`].
+pub struct OfferedRide {
+    pub rider: String,
+    pub rider_id: String,
+    pub driver: String,
+    pub driver_id: String,
+    /// The rider's socket, on the rider's node.
+    pub rider_socket: Socket,
+    /// The driver's socket, on the driver's node.
+    pub driver_socket: Socket,
+    pub ride: Value,
+    pub ride_id: String,
+}
+
+/// Registers a rider on `rider_node` (topped up with 10,000) and a driver on `driver_node`,
+/// connects each to their node, has the driver go online there beside the pickup and the
+/// rider request a ride there; returns once the ride's offer reached the driver (checked).
+pub async fn offered_ride(
+    rider_node: &TestServer,
+    rider_name: &str,
+    driver_node: &TestServer,
+    driver_name: &str,
+) -> OfferedRide {
+    let (rider, rider_id) = rider_node.register(rider_name).await;
+    let (driver, driver_id) = driver_node.register(driver_name).await;
+    topup(rider_node, &rider, 10_000).await;
+    let (rider_socket, _) = rider_node.socket(&rider).await;
+    let (mut driver_socket, _) = driver_node.socket(&driver).await;
+    go_online(driver_node, &driver, (1.3005, 103.8000)).await;
+    let ride = request_ride(rider_node, &rider).await;
+    let ride_id = ride["id"].as_str().unwrap().to_string();
+    assert_eq!(next_offer(&mut driver_socket).await["ride_id"], ride_id.as_str());
+    OfferedRide { rider, rider_id, driver, driver_id, rider_socket, driver_socket, ride, ride_id }
 }
 
 /// Waits (at most 20 s) until the ride, as `token` sees it, satisfies `done`.
