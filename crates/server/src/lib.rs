@@ -2,6 +2,7 @@
 //! endpoints, the demo seed and the serve loop. Services never depend on this crate;
 //! it depends on all of them and wires them together.
 
+pub mod allocator;
 pub mod app;
 pub mod client;
 pub mod config;

@@ -58,6 +58,8 @@ enum LedgerCommand {
 }
 
 fn main() -> ExitCode {
+    // First of all: it may replace this process with itself (see allocator.rs).
+    plaza_server::allocator::reexec_with_tunables();
     let cli = Cli::parse();
     // Before the settings are checked, so the connection cap is measured against the
     // limit the server will really have.
