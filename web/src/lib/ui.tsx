@@ -2,10 +2,10 @@
 // connection banner.
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError } from './api';
+import { api, ApiError, newId } from './api';
 import { createStore } from './store';
 import { errorText, t } from './i18n';
-import { formatMoney } from './money';
+import { formatMoney, parseMoney } from './money';
 import { getToken } from './api';
 import { store } from './data';
 
@@ -112,6 +112,31 @@ export async function withPin<T>(run: (pin?: string) => Promise<T>): Promise<T> 
 }
 
 export function isCancelled(error: unknown) { return error instanceof ApiError && error.code === 'cancelled'; }
+
+/** A dialog that pays an amount typed in `currency`: the amount's text, the error to show,
+ *  whether a payment is running, and `submit`, which checks the amount, pays it through
+ *  `pay` (asking for the PIN when the server wants it) with one idempotency key for every
+ *  try of this dialog, so that a retry never pays twice, and then runs `done`. */
+export function usePayment(currency: string) {
+  const [amount, setAmount] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const key = useRef(newId());
+  const submit = (
+    pay: (minor: number, pin: string | undefined, idempotencyKey: string) => Promise<unknown>,
+    done: (minor: number) => unknown,
+  ) => async (event: Event) => {
+    event.preventDefault();
+    const minor = parseMoney(amount, currency);
+    if (minor === null) { setError(t('error.amount')); return; }
+    setBusy(true); setError(null);
+    try {
+      await withPin((pin) => pay(minor, pin, key.current));
+      await done(minor);
+    } catch (caught) { if (!isCancelled(caught)) setError(caught); } finally { setBusy(false); }
+  };
+  return { amount, setAmount, error, setError, busy, submit };
+}
 
 export function PinPad() {
   const ask = pinAsk.use((s) => s.ask);

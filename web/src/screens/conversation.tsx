@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError, newId } from '../lib/api';
+import { api, ApiError } from '../lib/api';
 import type { Conversation, Message } from '../lib/api';
 import {
   conversationTitle, displayName, loadConversation, loadMessages, loadRedPacket, loadWallet, markRead, retrySend,
@@ -7,9 +7,9 @@ import {
 } from '../lib/data';
 import type { Pending } from '../lib/data';
 import { errorText, t } from '../lib/i18n';
-import { formatMoney, parseMoney } from '../lib/money';
+import { formatMoney } from '../lib/money';
 import { navigate } from '../lib/router';
-import { AuthImage, AvailableLine, Avatar, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
+import { AuthImage, AvailableLine, Avatar, ConnectionBanner, Dialog, ErrorLine, usePayment } from '../lib/ui';
 import { VirtualList } from '../lib/virtual';
 import { shortTime, systemText } from './chats';
 import { GroupBuyCard, ProductCard, VideoCard } from './shop-cards';
@@ -249,24 +249,12 @@ function TransferDialog({ conversation, onClose }: { conversation: Conversation;
   const currency = useBalanceCurrency();
   const others = conversation.member_ids.filter((m) => m !== me.id);
   const [to, setTo] = useState(others[0] ?? '');
-  const [amount, setAmount] = useState('');
+  const { amount, setAmount, error, busy, submit: pay } = usePayment(currency);
   const [note, setNote] = useState('');
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const key = useRef(newId());
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    const minor = parseMoney(amount, currency);
-    if (minor === null) { setError(t('error.amount')); return; }
-    setBusy(true); setError(null);
-    try {
-      await withPin((pin) => api('POST', '/wallet/transfers', {
-        to_user_id: to, amount: minor, currency, note: note.trim() || undefined, conversation_id: conversation.id, pin,
-      }, { idempotencyKey: key.current }));
-      onClose();
-    } catch (caught) { if (!isCancelled(caught)) setError(caught); } finally { setBusy(false); }
-  };
+  const submit = pay((minor, pin, idempotencyKey) => api('POST', '/wallet/transfers', {
+    to_user_id: to, amount: minor, currency, note: note.trim() || undefined, conversation_id: conversation.id, pin,
+  }, { idempotencyKey }), onClose);
   return (
     <Dialog title={t('chat.send_money')} onClose={onClose}>
       <form class="form" onSubmit={submit}>
@@ -292,27 +280,15 @@ function TransferDialog({ conversation, onClose }: { conversation: Conversation;
 function RedPacketDialog({ conversation, onClose }: { conversation: Conversation; onClose: () => void }) {
   const currency = useBalanceCurrency();
   const group = conversation.kind === 'group';
-  const [amount, setAmount] = useState('');
+  const { amount, setAmount, error, busy, submit: pay } = usePayment(currency);
   const [count, setCount] = useState(group ? String(Math.max(1, conversation.member_ids.length - 1)) : '1');
   const [mode, setMode] = useState<'lucky' | 'equal'>('lucky');
   const [greeting, setGreeting] = useState('');
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const key = useRef(newId());
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    const minor = parseMoney(amount, currency);
-    if (minor === null) { setError(t('error.amount')); return; }
-    setBusy(true); setError(null);
-    try {
-      await withPin((pin) => api('POST', '/red-packets', {
-        conversation_id: conversation.id, total: { amount: minor, currency }, count: Number(count), mode,
-        greeting: greeting.trim() || undefined, pin,
-      }, { idempotencyKey: key.current }));
-      onClose();
-    } catch (caught) { if (!isCancelled(caught)) setError(caught); } finally { setBusy(false); }
-  };
+  const submit = pay((minor, pin, idempotencyKey) => api('POST', '/red-packets', {
+    conversation_id: conversation.id, total: { amount: minor, currency }, count: Number(count), mode,
+    greeting: greeting.trim() || undefined, pin,
+  }, { idempotencyKey }), onClose);
   return (
     <Dialog title={t('chat.red_packet')} onClose={onClose}>
       <form class="form" onSubmit={submit}>

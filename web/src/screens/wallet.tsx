@@ -1,12 +1,12 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, newId } from '../lib/api';
+import { useEffect, useState } from 'preact/hooks';
+import { api } from '../lib/api';
 import type { Entry, Page } from '../lib/api';
 import { displayName, loadContacts, loadWallet, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { captureIn } from '../lib/entries';
-import { formatMoney, parseMoney } from '../lib/money';
-import { AvailableLine, Dialog, ErrorLine, askPin, isCancelled, withPin } from '../lib/ui';
+import { formatMoney } from '../lib/money';
+import { AvailableLine, Dialog, ErrorLine, askPin, usePayment } from '../lib/ui';
 import { shortTime } from './chats';
 
 export function WalletScreen() {
@@ -92,21 +92,14 @@ function entryTitle(entry: Entry, captured: ReturnType<ReturnType<typeof capture
 }
 
 function TopupDialog({ currency, onDone, onClose }: { currency: string; onDone: (text: string) => void; onClose: () => void }) {
-  const [amount, setAmount] = useState('');
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const key = useRef(newId());
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    const minor = parseMoney(amount, currency);
-    if (minor === null) { setError(t('error.amount')); return; }
-    setBusy(true); setError(null);
-    try {
-      await withPin((pin) => api('POST', '/wallet/topups', { amount: minor, currency, pin }, { idempotencyKey: key.current }));
+  const { amount, setAmount, error, busy, submit: pay } = usePayment(currency);
+  const submit = pay(
+    (minor, pin, idempotencyKey) => api('POST', '/wallet/topups', { amount: minor, currency, pin }, { idempotencyKey }),
+    async (minor) => {
       await loadWallet();
       onDone(t('wallet.topped_up', { amount: formatMoney(minor, currency) }));
-    } catch (caught) { if (!isCancelled(caught)) setError(caught); } finally { setBusy(false); }
-  };
+    },
+  );
   return (
     <Dialog title={t('wallet.topup_sandbox')} onClose={onClose}>
       <form class="form" onSubmit={submit}>
@@ -122,24 +115,17 @@ function SendDialog({ currency, onDone, onClose }: { currency: string; onDone: (
   const contacts = store.use((s) => s.contacts);
   const accepted = (contacts ?? []).filter((c) => c.status === 'accepted');
   const [to, setTo] = useState('');
-  const [amount, setAmount] = useState('');
+  const { amount, setAmount, error, setError, busy, submit: pay } = usePayment(currency);
   const [note, setNote] = useState('');
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const key = useRef(newId());
   useEffect(() => { void loadContacts().catch(setError); }, []);
   useEffect(() => { if (!to && accepted.length) setTo(accepted[0].user.id); }, [accepted.length]);
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    const minor = parseMoney(amount, currency);
-    if (minor === null) { setError(t('error.amount')); return; }
-    setBusy(true); setError(null);
-    try {
-      await withPin((pin) => api('POST', '/wallet/transfers', { to_user_id: to, amount: minor, currency, note: note.trim() || undefined, pin }, { idempotencyKey: key.current }));
+  const submit = pay(
+    (minor, pin, idempotencyKey) => api('POST', '/wallet/transfers', { to_user_id: to, amount: minor, currency, note: note.trim() || undefined, pin }, { idempotencyKey }),
+    async (minor) => {
       await loadWallet();
       onDone(t('transfer.done', { amount: formatMoney(minor, currency) }));
-    } catch (caught) { if (!isCancelled(caught)) setError(caught); } finally { setBusy(false); }
-  };
+    },
+  );
   return (
     <Dialog title={t('wallet.send')} onClose={onClose}>
       <form class="form" onSubmit={submit}>
