@@ -7,20 +7,17 @@
 //! to its own viewers in its next batch (`hub.rs`). Each room keeps its newest
 //! `chat_kept_per_room` messages; older ones are deleted as new ones arrive.
 //!
-//! The rows are group-committed ([`plaza_store::GroupCommit`], as chat sends are): a busy
-//! room's hundreds of messages a second are one multi-row `INSERT` (one commit, one fsync
-//! on SQLite) per batch, not one each queueing for SQLite's single writer — which, at 200
-//! messages a second in a room of 10,000, left posts waiting for a connection until they
-//! were refused with 503.
+//! Posts are checked and written in batches by the chat writer (`chat_batch.rs`).
 
+use crate::chat_batch::ChatPost;
 use crate::hub::RoomNotice;
 use crate::model::{ChatText, RoomStatus};
 use crate::service::{invalid, LiveError, LiveHandle};
 use plaza_accounts::User;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
-use plaza_store::{GroupCommit, GroupCommitError, JsonColumn, Row};
+use plaza_store::Row;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A chat message as stored, with its author.
@@ -38,39 +35,12 @@ pub struct ChatMessage {
 const PRUNE_EVERY: usize = 100;
 /// Rooms whose posts since the last bounding one node counts.
 const PRUNE_COUNTERS_MAX: usize = 10_000;
-/// Chat rows waiting for the writer; past it posters wait for room (back-pressure).
-const CHAT_WRITE_QUEUE_MAX: usize = 4_096;
-/// Chat rows in one `INSERT`.
-const CHAT_WRITE_BATCH_MAX: usize = 256;
-
-/// The group-committed chat rows of one node.
-pub(crate) type ChatWrites = GroupCommit<ChatRow, Result<(), LiveError>>;
-
-/// A chat message as its row: id, room, author, text, milliseconds.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct ChatRow(String, String, String, String, i64);
 
 impl LiveHandle {
     /// Posts `text` to a live room's chat as `user`, who must have joined it (on any
     /// socket, on any node). The message reaches every viewer within a batch interval.
     pub async fn post_chat(&self, user: &User, room_id: &str, text: &str) -> Result<ChatMessage, LiveError> {
         let text = ChatText::parse(text).map_err(|reason| invalid("text", reason))?;
-        let gate = self.chat_gate(room_id, &user.id).await?;
-        match gate.status {
-            RoomStatus::Created if gate.host_id != user.id => return Err(LiveError::RoomNotFound),
-            RoomStatus::Ended => return Err(LiveError::RoomEnded),
-            RoomStatus::Created | RoomStatus::Live => {}
-        }
-        if gate.muted || gate.banned {
-            return Err(LiveError::Muted);
-        }
-        if !self.has_joined(room_id, &user.id).await? {
-            return Err(LiveError::NotJoined);
-        }
-        self.inner
-            .chat_limiter
-            .take(room_id, &user.id)
-            .map_err(|retry_after| LiveError::RateLimited { retry_after })?;
         let message = ChatMessage {
             id: plaza_kernel::new_id(),
             room_id: room_id.to_string(),
@@ -78,23 +48,13 @@ impl LiveHandle {
             text: text.as_str().to_string(),
             at: Timestamp::now(),
         };
-        let row = ChatRow(
-            message.id.clone(),
-            room_id.to_string(),
-            user.id.clone(),
-            message.text.clone(),
-            message.at.unix_millis(),
-        );
-        self.chat_writes().submit(row).await??;
+        // Checked and written by the chat writer (`chat_batch.rs`), with the other posts
+        // of its batch.
+        self.chat_posts().submit(ChatPost::of(&message)).await??;
         // Published once, by the node that accepted it; every node relays it to its own.
         let body = crate::routes_chat::ChatMessageBody::from(&message);
         self.publish_room(room_id, &RoomNotice::Chat { message: serde_json::to_value(&body).unwrap_or_default() });
         metrics::counter!("plaza_live_chat_messages_total").increment(1);
-        if self.count_for_pruning(room_id) {
-            if let Err(error) = self.bound_chat(room_id).await {
-                tracing::warn!(room = %room_id, "bounding the room's kept chat: {error}");
-            }
-        }
         Ok(message)
     }
 
@@ -184,7 +144,7 @@ impl LiveHandle {
     }
 
     /// Whether a room's kept chat is due to be bounded after one more message.
-    fn count_for_pruning(&self, room_id: &str) -> bool {
+    pub(crate) fn count_for_pruning(&self, room_id: &str) -> bool {
         let mut counters = self.inner.chat_since_prune.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if counters.len() >= PRUNE_COUNTERS_MAX && !counters.contains_key(room_id) {
             counters.clear();
@@ -214,78 +174,38 @@ impl LiveHandle {
     }
 }
 
-impl LiveHandle {
-    fn chat_writes(&self) -> &ChatWrites {
-        self.inner.chat_writes.get_or_init(|| {
-            // The runner holds the service weakly, so dropping the last handle stops it.
-            let service = Arc::downgrade(&self.inner);
-            let run = move |rows: Vec<ChatRow>| {
-                let service = service.upgrade().map(|inner| LiveHandle { inner });
-                async move {
-                    match service {
-                        Some(live) => live.write_chat_batch(rows).await,
-                        None => rows.iter().map(|_| Err(LiveError::ChatLost(GroupCommitError::Stopped))).collect(),
-                    }
-                }
-            };
-            // Its own thread, as chat sends: a batch's round trips must not queue behind
-            // the socket work of thousands of viewers.
-            GroupCommit::spawn_on_own_thread("plaza-live-chat", CHAT_WRITE_QUEUE_MAX, CHAT_WRITE_BATCH_MAX, run.clone())
-                .unwrap_or_else(|error| {
-                    tracing::warn!("no thread for live chat writes ({error}); they share the main runtime");
-                    GroupCommit::spawn(CHAT_WRITE_QUEUE_MAX, CHAT_WRITE_BATCH_MAX, run)
-                })
-        })
-    }
-
-    /// Writes a batch of chat rows in one statement; should it fail (a room deleted
-    /// meanwhile), each row alone, so that one bad row refuses only its own message.
-    async fn write_chat_batch(&self, rows: Vec<ChatRow>) -> Vec<Result<(), LiveError>> {
-        metrics::counter!("plaza_live_chat_batches_total").increment(1);
-        match self.insert_chat_rows(&rows).await {
-            Ok(()) => {
-                if rows.len() > 1 {
-                    metrics::counter!("plaza_live_chat_batched_messages_total").increment(rows.len() as u64);
-                }
-                return rows.iter().map(|_| Ok(())).collect();
-            }
-            Err(error) if rows.len() == 1 => return vec![Err(error.into())],
-            Err(error) => {
-                tracing::debug!("a batch of {} chat messages failed as a whole ({error}); one by one", rows.len())
-            }
-        }
-        let mut outcomes = Vec::with_capacity(rows.len());
-        for row in rows.chunks(1) {
-            outcomes.push(self.insert_chat_rows(row).await.map_err(LiveError::from));
-        }
-        outcomes
-    }
-
-    async fn insert_chat_rows(&self, rows: &[ChatRow]) -> Result<(), sqlx::Error> {
-        let columns = [
-            ("id", JsonColumn::Text),
-            ("room_id", JsonColumn::Text),
-            ("user_id", JsonColumn::Text),
-            ("text", JsonColumn::Text),
-            ("created_at", JsonColumn::BigInt),
-        ];
-        let insert = format!(
-            "INSERT INTO live_chat_messages (id, room_id, user_id, text, created_at)
-             SELECT id, room_id, user_id, text, created_at FROM ({}) AS rows",
-            self.inner.store.backend().json_rows(1, &columns)
-        );
-        let payload = serde_json::to_string(rows).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-        sqlx::query(&insert).bind(payload).execute(self.inner.store.write()).await?;
-        Ok(())
-    }
-}
-
 /// A room's status, host and the caller's moderation, in one read.
+#[derive(Debug, Clone)]
 pub(crate) struct ChatGate {
     pub(crate) status: RoomStatus,
     pub(crate) host_id: String,
     pub(crate) muted: bool,
     pub(crate) banned: bool,
+}
+
+impl ChatGate {
+    /// Why `user_id` may not chat in the room, as far as the room and its moderation
+    /// say; `None` (no room) is an unknown room.
+    pub(crate) fn refusal(gate: Option<&Self>, user_id: &str) -> Option<LiveError> {
+        let Some(gate) = gate else { return Some(LiveError::RoomNotFound) };
+        match gate.status {
+            RoomStatus::Created if gate.host_id != user_id => return Some(LiveError::RoomNotFound),
+            RoomStatus::Ended => return Some(LiveError::RoomEnded),
+            RoomStatus::Created | RoomStatus::Live => {}
+        }
+        (gate.muted || gate.banned).then_some(LiveError::Muted)
+    }
+
+    pub(crate) fn from_row(row: &plaza_store::AnyRow) -> Result<Self, sqlx::Error> {
+        let status: String = row.try_get("status")?;
+        let flag = |name: &str| row.try_get::<Option<i64>, _>(name).map(|value| value == Some(1));
+        Ok(Self {
+            status: RoomStatus::parse(&status).unwrap_or(RoomStatus::Ended),
+            host_id: row.try_get("host_id")?,
+            muted: flag("muted")?,
+            banned: flag("banned")?,
+        })
+    }
 }
 
 impl LiveHandle {
@@ -300,14 +220,7 @@ impl LiveHandle {
         .fetch_optional(self.inner.store.read())
         .await?
         .ok_or(LiveError::RoomNotFound)?;
-        let status: String = row.try_get("status")?;
-        let flag = |name: &str| row.try_get::<Option<i64>, _>(name).map(|value| value == Some(1));
-        Ok(ChatGate {
-            status: RoomStatus::parse(&status).unwrap_or(RoomStatus::Ended),
-            host_id: row.try_get("host_id")?,
-            muted: flag("muted")?,
-            banned: flag("banned")?,
-        })
+        Ok(ChatGate::from_row(&row)?)
     }
 }
 

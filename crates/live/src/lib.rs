@@ -18,6 +18,7 @@
 //! (`chat.rs`); viewers are counted per node and summed in the database (`viewers.rs`).
 
 mod chat;
+mod chat_batch;
 mod deals;
 mod hub;
 mod ingest;

@@ -203,8 +203,8 @@ pub(crate) struct Inner {
     pub(crate) chat_limiter: crate::chat::ChatLimiter,
     /// Messages posted through this node per room since its chat was last bounded.
     pub(crate) chat_since_prune: Mutex<std::collections::HashMap<String, usize>>,
-    /// Chat rows, group-committed; started on first use (it needs the runtime).
-    pub(crate) chat_writes: std::sync::OnceLock<crate::chat::ChatWrites>,
+    /// The chat writer (`chat_batch.rs`); started on first use (it needs the runtime).
+    pub(crate) chat_posts: std::sync::OnceLock<crate::chat_batch::ChatPosts>,
 }
 
 impl LiveHandle {
@@ -230,7 +230,7 @@ impl LiveHandle {
                 hub: Default::default(),
                 chat_limiter,
                 chat_since_prune: Mutex::new(Default::default()),
-                chat_writes: Default::default(),
+                chat_posts: Default::default(),
                 config,
                 node_id: plaza_kernel::new_id(),
                 ingesting: Mutex::new(Default::default()),
