@@ -7,7 +7,7 @@ import { createStore } from './store';
 import { errorText, t } from './i18n';
 import { formatMoney, parseMoney } from './money';
 import { getToken } from './api';
-import { store } from './data';
+import { conversationTitle, store } from './data';
 
 export function Dialog(props: { title: string; onClose: () => void; children: ComponentChildren }) {
   const ref = useRef<HTMLDivElement>(null);
@@ -182,6 +182,36 @@ export function ConnectionBanner() {
   return (
     <div class={`banner ${connection}`} role="status" data-testid="connection">
       {connection === 'offline' ? t('chat.offline') : t('chat.connecting')}
+    </div>
+  );
+}
+
+/** Picks one of the user's chats (the most recently active first) and shares something
+ *  into it with `share`; `label`, `button` and `shared` are its words. A share is done for
+ *  good `once`; otherwise picking another chat offers to share there too. */
+export function ChatShare({ share, label, button, shared, once = false }: {
+  share: (conversationId: string) => Promise<unknown>; label: string; button: string; shared: string; once?: boolean;
+}) {
+  const conversations = store.use((s) => s.conversations);
+  store.use((s) => s.users);
+  const [to, setTo] = useState('');
+  const [done, setDone] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const list = Object.values(conversations).sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
+  if (!list.length) return null;
+  const run = async () => {
+    setError(null);
+    try { await share(to || list[0].id); setDone(true); } catch (caught) { setError(caught); }
+  };
+  return (
+    <div class="share-ride">
+      <label>{label}
+        <select value={to || list[0].id} onChange={(e) => { setTo(e.currentTarget.value); if (!once) setDone(false); }}>
+          {list.map((c) => <option value={c.id}>{conversationTitle(c)}</option>)}
+        </select>
+      </label>
+      <button type="button" onClick={run} disabled={done}>{done ? shared : button}</button>
+      <ErrorLine error={error} />
     </div>
   );
 }

@@ -3,11 +3,11 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError } from '../lib/api';
 import type { ClientConfig, LatLng, NearbyDrivers, Quote, Ride } from '../lib/api';
-import { conversationTitle, displayName, loadRide, loadUser, loadWallet, noteRide, store } from '../lib/data';
+import { displayName, loadRide, loadUser, loadWallet, noteRide, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
 import { navigate } from '../lib/router';
-import { ErrorLine } from '../lib/ui';
+import { ChatShare, ErrorLine } from '../lib/ui';
 import { MapView } from '../map/map';
 import type { Marker } from '../map/map';
 import { distanceM } from '../map/geo';
@@ -44,33 +44,11 @@ function useNearbyCars(pickup: LatLng, watching: boolean): LatLng[] | null {
 }
 
 
+/** Shares the ride into one of the rider's chats, once. */
 function ShareRide({ rideId }: { rideId: string }) {
-  const conversations = store.use((s) => s.conversations);
-  store.use((s) => s.users);
-  const [to, setTo] = useState('');
-  const [done, setDone] = useState(false);
-  const [error, setError] = useState<unknown>(null);
-  const list = Object.values(conversations).sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
-  if (!list.length) return null;
-  const share = async () => {
-    setError(null);
-    try {
-      await api('POST', `/rides/${encodeURIComponent(rideId)}/share`, { conversation_id: to || list[0].id });
-      setDone(true);
-    } catch (caught) { setError(caught); }
-  };
-  const title = (id: string) => conversationTitle(conversations[id]);
-  return (
-    <div class="share-ride">
-      <label>{t('rides.share')}
-        <select value={to || list[0].id} onChange={(e) => setTo(e.currentTarget.value)}>
-          {list.map((c) => <option value={c.id}>{title(c.id)}</option>)}
-        </select>
-      </label>
-      <button type="button" onClick={share} disabled={done}>{done ? t('rides.shared') : t('rides.share_button')}</button>
-      <ErrorLine error={error} />
-    </div>
-  );
+  const share = (conversationId: string) =>
+    api('POST', `/rides/${encodeURIComponent(rideId)}/share`, { conversation_id: conversationId });
+  return <ChatShare share={share} label={t('rides.share')} button={t('rides.share_button')} shared={t('rides.shared')} once />;
 }
 
 const plan: { pickup?: LatLng; dropoff?: LatLng } = {};

@@ -7,7 +7,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, newId } from '../lib/api';
 import type { Page } from '../lib/api';
-import { conversationTitle, displayName, loadWallet, store } from '../lib/data';
+import { displayName, loadWallet, store } from '../lib/data';
 import { starsText, t } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
@@ -17,7 +17,7 @@ import {
   shareProduct, shop, timeLeft, useLoaded, useNow,
 } from '../lib/shop';
 import type { Address, Order, Product, Sku } from '../lib/shop';
-import { AuthImage, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
+import { AuthImage, ChatShare, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
 import { MerchantView } from './merchant';
 
 export function ShopScreen() {
@@ -230,30 +230,9 @@ function ProductView({ id, joinGroup }: { id: string; joinGroup?: string }) {
   );
 }
 
-/** Picks one of the user's chats and shares something into it. */
-export function ShareToChat({ share }: { share: (conversationId: string) => Promise<unknown> }) {
-  const conversations = store.use((s) => s.conversations);
-  store.use((s) => s.users);
-  const [to, setTo] = useState('');
-  const [done, setDone] = useState(false);
-  const [error, setError] = useState<unknown>(null);
-  const list = Object.values(conversations).sort((a, b) => b.last_activity_at.localeCompare(a.last_activity_at));
-  if (!list.length) return null;
-  const run = async () => {
-    setError(null);
-    try { await share(to || list[0].id); setDone(true); } catch (caught) { setError(caught); }
-  };
-  return (
-    <div class="share-ride">
-      <label>{t('shop.share')}
-        <select value={to || list[0].id} onChange={(e) => { setTo(e.currentTarget.value); setDone(false); }}>
-          {list.map((c) => <option value={c.id}>{conversationTitle(c)}</option>)}
-        </select>
-      </label>
-      <button type="button" onClick={run} disabled={done}>{done ? t('shop.shared') : t('shop.share_button')}</button>
-      <ErrorLine error={error} />
-    </div>
-  );
+/** Shares something of the shop into one of the user's chats. */
+function ShareToChat({ share }: { share: (conversationId: string) => Promise<unknown> }) {
+  return <ChatShare share={share} label={t('shop.share')} button={t('shop.share_button')} shared={t('shop.shared')} />;
 }
 
 // ---- checkout ------------------------------------------------------------------------------
