@@ -2,9 +2,7 @@
 //! uploads per day in count and bytes, and uploads never sent being cleaned up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support;
-
-use crate::support::{Db, TestServer};
+use crate::support::{Db, TestServer, PIXEL_PNG};
 use serde_json::json;
 use std::time::Duration;
 
@@ -13,25 +11,11 @@ on_both_databases!(
     an_upload_never_sent_is_deleted_after_a_day_and_a_sent_image_is_kept,
 );
 
-/// The smallest valid PNG: one transparent pixel.
-const PIXEL_PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
-    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
-
 /// A PNG signature padded to `size` bytes (the server checks signatures, not pixels).
 fn png_of(size: usize) -> Vec<u8> {
     let mut bytes = PIXEL_PNG.to_vec();
     bytes.resize(size.max(PIXEL_PNG.len()), 0);
     bytes
-}
-
-async fn upload(server: &TestServer, token: &str, bytes: Vec<u8>) -> support::Reply {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name("upload.png").mime_str("image/png").unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    server.raw(server.client.post(format!("{}/api/v1/media", server.base)).bearer_auth(token).multipart(form)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +68,8 @@ async fn uploads_over_the_daily_count_or_bytes_are_refused_with_retry_after(db: 
     let (ann, _) = server.register("quota_ann").await;
     let (bob, _) = server.register("quota_bob").await;
     // Concurrent uploads: exactly three of five get through.
-    let attempts = futures_util::future::join_all((0..5).map(|_| upload(&server, &ann, PIXEL_PNG.to_vec()))).await;
+    let attempts =
+        futures_util::future::join_all((0..5).map(|_| server.upload_media(&ann, "file", PIXEL_PNG.to_vec()))).await;
     let stored = attempts.iter().filter(|reply| reply.status == 201).count();
     assert_eq!(stored, 3, "{:?}", attempts.iter().map(|reply| reply.status).collect::<Vec<_>>());
     for refused in attempts.iter().filter(|reply| reply.status != 201) {
@@ -93,8 +78,8 @@ async fn uploads_over_the_daily_count_or_bytes_are_refused_with_retry_after(db: 
         assert!((1..=86_400).contains(&retry_after), "until the next UTC day: {retry_after}");
     }
     // Bytes: 600 KiB fits, another 600 KiB does not, and what was refused stored nothing.
-    assert_eq!(upload(&server, &bob, png_of(600 * 1024)).await.status, 201);
-    upload(&server, &bob, png_of(600 * 1024)).await.assert_problem(429, "upload_limit_exceeded");
+    assert_eq!(server.upload_media(&bob, "file", png_of(600 * 1024)).await.status, 201);
+    server.upload_media(&bob, "file", png_of(600 * 1024)).await.assert_problem(429, "upload_limit_exceeded");
     let mut database = server.database().await;
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM media").fetch_one(&mut database).await.unwrap();
     assert_eq!(rows, 4, "three of ann's and one of bob's");
@@ -110,7 +95,7 @@ async fn uploads_over_the_daily_count_or_bytes_are_refused_with_retry_after(db: 
             .as_str()
             .unwrap()
             .to_string();
-        upload(&again, &token, PIXEL_PNG.to_vec()).await.assert_problem(429, "upload_limit_exceeded");
+        again.upload_media(&token, "file", PIXEL_PNG.to_vec()).await.assert_problem(429, "upload_limit_exceeded");
         drop(dir);
     }
 }
@@ -119,9 +104,10 @@ async fn an_upload_never_sent_is_deleted_after_a_day_and_a_sent_image_is_kept(db
     let server = TestServer::start_with(db, |config| config.media.cleanup_interval = Duration::from_millis(100)).await;
     let (ann, _) = server.register("clean_ann").await;
     let (bob, bob_id) = server.register("clean_bob").await;
-    let sent_id = upload(&server, &ann, PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
-    let unsent_id = upload(&server, &ann, PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
-    let fresh_id = upload(&server, &ann, PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
+    let sent_id = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
+    let unsent_id =
+        server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
+    let fresh_id = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     let sent = server
         .post(

@@ -1,9 +1,7 @@
 //! Image uploads and who may see them, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support;
-
-use crate::support::{Db, TestServer};
+use crate::support::{Db, TestServer, PIXEL_PNG};
 use serde_json::json;
 
 on_both_databases!(
@@ -11,20 +9,6 @@ on_both_databases!(
     uploads_that_are_not_images_or_too_large_are_refused,
     another_users_media_cannot_be_sent,
 );
-
-/// The smallest valid PNG: one transparent pixel.
-const PIXEL_PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
-    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
-
-async fn upload(server: &TestServer, token: &str, name: &str, bytes: Vec<u8>) -> support::Reply {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name("upload.png").mime_str("image/png").unwrap();
-    let form = reqwest::multipart::Form::new().part(name.to_string(), part);
-    server.raw(server.client.post(format!("{}/api/v1/media", server.base)).bearer_auth(token).multipart(form)).await
-}
 
 async fn fetch(server: &TestServer, token: &str, id: &str) -> (u16, Option<String>, Vec<u8>) {
     let response =
@@ -39,7 +23,7 @@ async fn an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent
     let (ann, _) = server.register("pic_ann").await;
     let (bob, bob_id) = server.register("pic_bob").await;
     let (eve, _) = server.register("pic_eve").await;
-    let uploaded = upload(&server, &ann, "file", PIXEL_PNG.to_vec()).await;
+    let uploaded = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.text);
     assert_eq!(uploaded.body["content_type"], "image/png");
     assert_eq!(uploaded.body["size_bytes"], PIXEL_PNG.len());
@@ -73,14 +57,14 @@ async fn an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent
 async fn uploads_that_are_not_images_or_too_large_are_refused(db: Db) {
     let server = TestServer::start(db).await;
     let (ann, _) = server.register("up_ann").await;
-    let not_image = upload(&server, &ann, "file", b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec()).await;
+    let not_image = server.upload_media(&ann, "file", b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec()).await;
     not_image.assert_problem(422, "invalid_field");
     assert_eq!(not_image.body["field"], "file");
-    upload(&server, &ann, "file", Vec::new()).await.assert_problem(422, "invalid_field");
-    upload(&server, &ann, "picture", PIXEL_PNG.to_vec()).await.assert_problem(422, "invalid_field");
+    server.upload_media(&ann, "file", Vec::new()).await.assert_problem(422, "invalid_field");
+    server.upload_media(&ann, "picture", PIXEL_PNG.to_vec()).await.assert_problem(422, "invalid_field");
     let mut huge = PIXEL_PNG.to_vec();
     huge.resize(10 * 1024 * 1024 + 1, 0);
-    let too_large = upload(&server, &ann, "file", huge).await;
+    let too_large = server.upload_media(&ann, "file", huge).await;
     too_large.assert_problem(413, "payload_too_large");
     let not_multipart = server.post("/api/v1/media", Some(&ann), json!({"file": "x"})).await;
     not_multipart.assert_problem(415, "unsupported_media_type");
@@ -94,7 +78,7 @@ async fn another_users_media_cannot_be_sent(db: Db) {
     let server = TestServer::start(db).await;
     let (ann, _) = server.register("own_ann").await;
     let (bob, bob_id) = server.register("own_bob").await;
-    let annes = upload(&server, &ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
+    let annes = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
     let _ = bob_id;
     let (carl, carl_id) = server.register("own_carl").await;
     let with_carl = server.conversation(&bob, "direct", &[&carl_id]).await;

@@ -1,7 +1,7 @@
 //! Profiles and one-way follows on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{Db, TestServer};
+use crate::support::{Db, TestServer, PIXEL_PNG};
 use serde_json::json;
 
 on_both_databases!(
@@ -10,22 +10,11 @@ on_both_databases!(
     concurrent_follows_and_unfollows_leave_counts_equal_to_the_follows,
 );
 
-/// The smallest valid PNG: one transparent pixel.
-const PIXEL_PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
-    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
-
 async fn a_profile_changes_with_patch_me_and_its_avatar_is_seen_by_everyone(db: Db) {
     let server = TestServer::start(db).await;
     let (ann, ann_id) = server.register("prof_ann").await;
     let (bob, _) = server.register("prof_bob").await;
-    let part = reqwest::multipart::Part::bytes(PIXEL_PNG.to_vec()).file_name("a.png").mime_str("image/png").unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let uploaded =
-        server.raw(server.client.post(format!("{}/api/v1/media", server.base)).bearer_auth(&ann).multipart(form)).await;
+    let uploaded = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.text);
     let media_id = uploaded.body["id"].as_str().unwrap().to_string();
     // Before it is the avatar, the image is Ann's alone.

@@ -69,6 +69,14 @@ impl Reply {
     }
 }
 
+/// The smallest valid PNG: one transparent pixel.
+pub const PIXEL_PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
 /// A fresh database URL for one test.
 /// Two nodes on one fresh PostgreSQL database and the test NATS server, as a cluster.
 pub async fn two_nodes() -> (TestServer, TestServer) {
@@ -221,6 +229,14 @@ impl TestServer {
 
     pub async fn raw(&self, request: reqwest::RequestBuilder) -> Reply {
         into_reply(request.send().await.expect("request")).await
+    }
+
+    /// Uploads `bytes` as `token` to `POST /api/v1/media`, as an `image/png` file in the
+    /// multipart field `field`.
+    pub async fn upload_media(&self, token: &str, field: &str, bytes: Vec<u8>) -> Reply {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name("upload.png").mime_str("image/png").unwrap();
+        let form = reqwest::multipart::Form::new().part(field.to_string(), part);
+        self.raw(self.client.post(format!("{}/api/v1/media", self.base)).bearer_auth(token).multipart(form)).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
