@@ -41,14 +41,13 @@ pub fn request_hash(operation: &str, canonical: &serde_json::Value) -> String {
     plaza_kernel::id::to_hex(&digest)
 }
 
-/// What a key already holds.
-pub enum Earlier<T> {
-    None,
-    Result(T),
-}
-
 /// Looks for a committed result without taking any lock: the cheap path for a retry.
-pub async fn lookup<T: DeserializeOwned>(pool: &AnyPool, request: &Request<'_>) -> Result<Earlier<T>, WalletError> {
+/// `Some` is what an earlier request with the key committed; without a key, there is none.
+pub async fn lookup<T: DeserializeOwned>(
+    pool: &AnyPool,
+    request: Option<&Request<'_>>,
+) -> Result<Option<T>, WalletError> {
+    let Some(request) = request else { return Ok(None) };
     let row = sqlx::query(
         "SELECT operation, request_hash, result FROM wallet_idempotency WHERE scope = $1 AND idempotency_key = $2",
     )
@@ -57,17 +56,18 @@ pub async fn lookup<T: DeserializeOwned>(pool: &AnyPool, request: &Request<'_>) 
     .fetch_optional(pool)
     .await?;
     match row {
-        None => Ok(Earlier::None),
-        Some(row) => stored(&row, request),
+        None => Ok(None),
+        Some(row) => stored(&row, request).map(Some),
     }
 }
 
-/// Claims the key inside `transaction`. `Earlier::Result` means another request with this
-/// key has committed: return its result and do nothing else.
+/// Claims the key (when there is one) inside `transaction`. `Some` means another request
+/// with this key has committed: return its result and do nothing else.
 pub async fn claim<T: DeserializeOwned>(
     transaction: &mut Transaction<'static, Any>,
-    request: &Request<'_>,
-) -> Result<Earlier<T>, WalletError> {
+    request: Option<&Request<'_>>,
+) -> Result<Option<T>, WalletError> {
+    let Some(request) = request else { return Ok(None) };
     let inserted = sqlx::query(
         "INSERT INTO wallet_idempotency (scope, idempotency_key, operation, request_hash, result, created_at)
          VALUES ($1, $2, $3, $4, NULL, $5) ON CONFLICT (scope, idempotency_key) DO NOTHING",
@@ -80,7 +80,7 @@ pub async fn claim<T: DeserializeOwned>(
     .execute(&mut **transaction)
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(Earlier::None);
+        return Ok(None);
     }
     let row = sqlx::query(
         "SELECT operation, request_hash, result FROM wallet_idempotency WHERE scope = $1 AND idempotency_key = $2",
@@ -89,15 +89,17 @@ pub async fn claim<T: DeserializeOwned>(
     .bind(request.key.as_str())
     .fetch_one(&mut **transaction)
     .await?;
-    stored(&row, request)
+    stored(&row, request).map(Some)
 }
 
-/// Records the result of the operation that claimed the key, before commit.
+/// Records the result of the operation that claimed the key (when there is one), before
+/// commit.
 pub async fn complete<T: Serialize>(
     transaction: &mut Transaction<'static, Any>,
-    request: &Request<'_>,
+    request: Option<&Request<'_>>,
     result: &T,
 ) -> Result<(), WalletError> {
+    let Some(request) = request else { return Ok(()) };
     let text = serde_json::to_string(result).map_err(|error| WalletError::Invariant(error.to_string()))?;
     let updated = sqlx::query("UPDATE wallet_idempotency SET result = $3 WHERE scope = $1 AND idempotency_key = $2")
         .bind(request.scope)
@@ -111,7 +113,7 @@ pub async fn complete<T: Serialize>(
     Ok(())
 }
 
-fn stored<T: DeserializeOwned>(row: &plaza_store::AnyRow, request: &Request<'_>) -> Result<Earlier<T>, WalletError> {
+fn stored<T: DeserializeOwned>(row: &plaza_store::AnyRow, request: &Request<'_>) -> Result<T, WalletError> {
     let operation: String = row.try_get("operation")?;
     let hash: String = row.try_get("request_hash")?;
     if operation != request.operation || hash != request.hash {
@@ -121,7 +123,7 @@ fn stored<T: DeserializeOwned>(row: &plaza_store::AnyRow, request: &Request<'_>)
     // A committed key always has its result; `None` can only be seen through a read that
     // raced the claiming transaction, which the callers' ordering rules out.
     let result = result.ok_or(WalletError::IdempotencyKeyInProgress)?;
-    serde_json::from_str(&result).map(Earlier::Result).map_err(|error| WalletError::Invariant(error.to_string()))
+    serde_json::from_str(&result).map_err(|error| WalletError::Invariant(error.to_string()))
 }
 
 /// Forgets keys older than `max_age_ms`, so the table stays bounded; a retry after that

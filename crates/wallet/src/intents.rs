@@ -8,7 +8,7 @@
 //! transaction that moves the money, and each call takes an idempotency key scoped to the
 //! intent (or, for `create`, to the payer).
 
-use crate::idempotency::{self, Earlier};
+use crate::idempotency;
 use crate::ledger::{self, Account, Posting, SystemAccount};
 use crate::model::{parse_text, IdempotencyKey, DESCRIPTION_MAX_CHARS};
 use crate::service::{invalid, wallet_updates, Wallet, WalletError};
@@ -88,10 +88,8 @@ impl Wallet {
             json!({"amount": money.amount(), "currency": money.currency().code(), "description": description});
         let idempotent = key.map(|key| idempotency::Request::new(payer_id, key, "payment_intent.create", &canonical));
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(intent) = idempotency::claim(&mut transaction, idempotent).await? {
-                return Ok((intent, true));
-            }
+        if let Some(intent) = idempotency::claim(&mut transaction, idempotent.as_ref()).await? {
+            return Ok((intent, true));
         }
         let now = Timestamp::now();
         let id = plaza_kernel::new_id();
@@ -119,9 +117,7 @@ impl Wallet {
                 wallet_updates(&states, money.currency(), posting.kind, &posting.reference),
             )
             .await?;
-        if let Some(idempotent) = &idempotent {
-            idempotency::complete(&mut transaction, idempotent, &intent).await?;
-        }
+        idempotency::complete(&mut transaction, idempotent.as_ref(), &intent).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((intent, false))
@@ -147,10 +143,8 @@ impl Wallet {
         let canonical = json!({"amount": amount, "payee_id": payee_id, "fee": fee});
         let idempotent = key.map(|key| idempotency::Request::new(&scope, key, "payment_intent.capture", &canonical));
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(intent) = idempotency::claim(&mut transaction, idempotent).await? {
-                return Ok((intent, true));
-            }
+        if let Some(intent) = idempotency::claim(&mut transaction, idempotent.as_ref()).await? {
+            return Ok((intent, true));
         }
         let before = load(&mut transaction, intent_id).await?;
         if amount > before.amount {
@@ -192,10 +186,8 @@ impl Wallet {
         let scope = format!("payment_intent:{intent_id}");
         let idempotent = key.map(|key| idempotency::Request::new(&scope, key, "payment_intent.void", &json!({})));
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(intent) = idempotency::claim(&mut transaction, idempotent).await? {
-                return Ok((intent, true));
-            }
+        if let Some(intent) = idempotency::claim(&mut transaction, idempotent.as_ref()).await? {
+            return Ok((intent, true));
         }
         let before = load(&mut transaction, intent_id).await?;
         let moved = sqlx::query(
@@ -232,10 +224,8 @@ impl Wallet {
         let idempotent =
             key.map(|key| idempotency::Request::new(&scope, key, "payment_intent.refund", &json!({"amount": amount})));
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(intent) = idempotency::claim(&mut transaction, idempotent).await? {
-                return Ok((intent, true));
-            }
+        if let Some(intent) = idempotency::claim(&mut transaction, idempotent.as_ref()).await? {
+            return Ok((intent, true));
         }
         // The conditional update both checks the state and serialises refunds of one intent.
         let row = sqlx::query(
@@ -321,9 +311,7 @@ impl Wallet {
             )
             .await?;
         let intent = load(&mut transaction, intent_id).await?;
-        if let Some(idempotent) = idempotent {
-            idempotency::complete(&mut transaction, idempotent, &intent).await?;
-        }
+        idempotency::complete(&mut transaction, idempotent, &intent).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((intent, false))

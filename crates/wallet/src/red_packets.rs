@@ -16,7 +16,7 @@
 //! [`CLAIM_NOTICE_EACH_SHARES_MAX`] shares, and for a bigger one (a big group's) a single
 //! line when its last share is taken, so a packet of 200 shares posts one line, not 200.
 
-use crate::idempotency::{self, Earlier};
+use crate::idempotency;
 use crate::ledger::{self, Account, Posting, SystemAccount};
 use crate::model::{os_random, split_equal, split_lucky, IdempotencyKey, RED_PACKET_SHARES_MAX};
 use crate::service::{invalid, not_found_as_wallet, wallet_updates, Wallet, WalletError};
@@ -208,10 +208,8 @@ impl Wallet {
             "greeting": request.greeting,
         });
         let idempotent = key.map(|key| idempotency::Request::new(&me.id, key, "red_packet", &canonical));
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(packet) = idempotency::lookup(self.inner.store.read(), idempotent).await? {
-                return Ok((packet, true));
-            }
+        if let Some(packet) = idempotency::lookup(self.inner.store.read(), idempotent.as_ref()).await? {
+            return Ok((packet, true));
         }
         if !self.inner.chat.is_member(me, &request.conversation_id).await? {
             return Err(WalletError::ConversationNotFound);
@@ -220,10 +218,8 @@ impl Wallet {
         let shares = split_shares(&request)?;
 
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(packet) = idempotency::claim(&mut transaction, idempotent).await? {
-                return Ok((packet, true));
-            }
+        if let Some(packet) = idempotency::claim(&mut transaction, idempotent.as_ref()).await? {
+            return Ok((packet, true));
         }
         let now = Timestamp::now();
         let id = plaza_kernel::new_id();
@@ -259,9 +255,7 @@ impl Wallet {
             refunded_amount: None,
             claims: Vec::new(),
         };
-        if let Some(idempotent) = &idempotent {
-            idempotency::complete(&mut transaction, idempotent, &packet).await?;
-        }
+        idempotency::complete(&mut transaction, idempotent.as_ref(), &packet).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((packet, false))
@@ -313,10 +307,8 @@ impl Wallet {
     ) -> Result<(RedPacketClaim, bool), WalletError> {
         let canonical = json!({"red_packet_id": red_packet_id});
         let idempotent = key.map(|key| idempotency::Request::new(&me.id, key, "red_packet.claim", &canonical));
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(claim) = idempotency::lookup(self.inner.store.read(), idempotent).await? {
-                return Ok((claim, true));
-            }
+        if let Some(claim) = idempotency::lookup(self.inner.store.read(), idempotent.as_ref()).await? {
+            return Ok((claim, true));
         }
         let packet = self.red_packet_for_member(me, red_packet_id).await?;
         // An expired packet is answered as expired, whoever asks.
@@ -325,10 +317,8 @@ impl Wallet {
             return Err(WalletError::OwnRedPacket);
         }
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(claim) = idempotency::claim(&mut transaction, idempotent).await? {
-                return Ok((claim, true));
-            }
+        if let Some(claim) = idempotency::claim(&mut transaction, idempotent.as_ref()).await? {
+            return Ok((claim, true));
         }
         let now = Timestamp::now();
         let (share_index, amount) = take_share(&mut transaction, red_packet_id, &me.id, now).await?;
@@ -380,9 +370,7 @@ impl Wallet {
             }),
         ));
         appended.merge(self.append_events(&mut transaction, events).await?);
-        if let Some(idempotent) = &idempotent {
-            idempotency::complete(&mut transaction, idempotent, &claim).await?;
-        }
+        idempotency::complete(&mut transaction, idempotent.as_ref(), &claim).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((claim, false))

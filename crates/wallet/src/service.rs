@@ -2,7 +2,7 @@
 //! PIN and the ledger check, as plain async functions over the store. Red packets and
 //! payment intents live in their own modules as further `impl Wallet` blocks.
 
-use crate::idempotency::{self, Earlier};
+use crate::idempotency;
 use crate::ledger::{self, Account, AccountState, LedgerCheck, Posting, SystemAccount};
 use crate::model::{parse_money, FundingProvider, IdempotencyKey, SandboxFunding};
 use crate::pin::{Pin, PIN_CHANGE_USERS_MAX, PIN_CHANGE_WINDOW};
@@ -360,18 +360,14 @@ impl Wallet {
     ) -> Result<Funding<'a>, WalletError> {
         let canonical = json!({"amount": money.amount(), "currency": money.currency().code()});
         let request = key.map(|key| idempotency::Request::new(&me.id, key, operation, &canonical));
-        if let Some(request) = &request {
-            if let Earlier::Result(entry) = idempotency::lookup(self.inner.store.read(), request).await? {
-                return Ok(Funding::Replayed(entry));
-            }
+        if let Some(entry) = idempotency::lookup(self.inner.store.read(), request.as_ref()).await? {
+            return Ok(Funding::Replayed(entry));
         }
         check()?;
         self.authorize_payment(me, pin).await?;
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(request) = &request {
-            if let Earlier::Result(entry) = idempotency::claim(&mut transaction, request).await? {
-                return Ok(Funding::Replayed(entry));
-            }
+        if let Some(entry) = idempotency::claim(&mut transaction, request.as_ref()).await? {
+            return Ok(Funding::Replayed(entry));
         }
         Ok(Funding::Fresh(transaction, request))
     }
@@ -387,9 +383,7 @@ impl Wallet {
     ) -> Result<(Entry, bool), WalletError> {
         let events = wallet_updates(states, posting.currency, posting.kind, &posting.reference);
         let appended = self.append_events(&mut transaction, events).await?;
-        if let Some(request) = request {
-            idempotency::complete(&mut transaction, request, &entry).await?;
-        }
+        idempotency::complete(&mut transaction, request, &entry).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((entry, false))
@@ -459,10 +453,8 @@ impl Wallet {
             operation: "transfer",
             hash: hash.clone(),
         });
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(transfer) = idempotency::lookup(self.inner.store.read(), idempotent).await? {
-                return Ok((transfer, true));
-            }
+        if let Some(transfer) = idempotency::lookup(self.inner.store.read(), idempotent.as_ref()).await? {
+            return Ok((transfer, true));
         }
         if request.to_user_id == me.id {
             return Err(invalid("to_user_id", "you cannot send money to yourself"));
@@ -479,15 +471,11 @@ impl Wallet {
         }
         self.authorize_payment(me, pin).await?;
         let mut transaction = self.inner.store.begin().await?;
-        if let Some(idempotent) = &idempotent {
-            if let Earlier::Result(transfer) = idempotency::claim(&mut transaction, idempotent).await? {
-                return Ok((transfer, true));
-            }
+        if let Some(transfer) = idempotency::claim(&mut transaction, idempotent.as_ref()).await? {
+            return Ok((transfer, true));
         }
         let (transfer, appended) = self.transfer_in_transaction(&mut transaction, me, request).await?;
-        if let Some(idempotent) = &idempotent {
-            idempotency::complete(&mut transaction, idempotent, &transfer).await?;
-        }
+        idempotency::complete(&mut transaction, idempotent.as_ref(), &transfer).await?;
         transaction.commit().await?;
         self.inner.events.publish(appended);
         Ok((transfer, false))
