@@ -8,8 +8,8 @@ use crate::support;
 
 use crate::support::process::ChildNode;
 use crate::support::rides::{
-    act, balance, drive_trip, fast_driving, go_online, next_offer, offered_ride, request_ride, topup, wait_for_eta,
-    wait_ride, OfferedRide,
+    act, balance, drive_trip, fast_driving, go_online, near_and_far, next_offer, offered_ride, request_ride,
+    wait_for_eta, wait_ride, NearAndFar, OfferedRide,
 };
 use crate::support::{two_nodes, Db, TestServer};
 use serde_json::json;
@@ -172,14 +172,8 @@ async fn a_rider_on_one_node_rides_with_a_driver_connected_to_the_other() {
 async fn a_decline_on_one_node_hands_the_ride_on_at_once_from_the_other() {
     let (node_a, node_b, _) =
         two_ride_nodes(Duration::from_secs(4), Duration::from_secs(12), Duration::from_secs(15)).await;
-    let (rider, _) = node_a.register("wake_rider").await;
-    let (near, _) = node_b.register("wake_near").await;
-    let (far, _) = node_b.register("wake_far").await;
-    topup(&node_a, &rider, 10_000).await;
-    let (mut near_on_b, _) = node_b.socket(&near).await;
-    let (mut far_on_b, _) = node_b.socket(&far).await;
-    go_online(&node_b, &near, (1.3001, 103.8000)).await;
-    go_online(&node_b, &far, (1.3100, 103.8000)).await;
+    let NearAndFar { rider, near, near_socket: mut near_on_b, far_socket: mut far_on_b, .. } =
+        near_and_far(&node_a, &node_b, ["wake_rider", "wake_near", "wake_far"]).await;
     let ride = request_ride(&node_a, &rider).await;
     let ride_id = ride["id"].as_str().unwrap();
     // The first offer may wait for the next batch (up to 4 s).
@@ -223,14 +217,16 @@ async fn when_the_dispatching_node_is_killed_the_other_takes_the_lease_and_dispa
     .await;
     // The child started first, so it holds the lease; node B only waits.
     let holder_a = wait_lease_holder(&node_b, |_| true).await;
-    let (rider, _) = node_b.register("takeover_rider").await;
-    let (silent, _) = node_b.register("takeover_silent").await;
-    let (driver, driver_id) = node_b.register("takeover_driver").await;
-    topup(&node_b, &rider, 10_000).await;
-    let (mut silent_on_b, _) = node_b.socket(&silent).await;
-    let (mut driver_on_b, _) = node_b.socket(&driver).await;
-    go_online(&node_b, &silent, (1.3001, 103.8000)).await;
-    go_online(&node_b, &driver, (1.3100, 103.8000)).await;
+    // The silent driver is nearer, so offered the ride first.
+    let NearAndFar {
+        rider,
+        near: silent,
+        near_socket: mut silent_on_b,
+        far: driver,
+        far_id: driver_id,
+        far_socket: mut driver_on_b,
+        ..
+    } = near_and_far(&node_b, &node_b, ["takeover_rider", "takeover_silent", "takeover_driver"]).await;
 
     let ride = request_ride(&node_b, &rider).await;
     let ride_id = ride["id"].as_str().unwrap();

@@ -9,8 +9,8 @@
 use crate::support;
 
 use crate::support::rides::{
-    act, balance, drive, drive_trip, fast_driving, go_online, next_offer, quote, request_ride, topup, wait_ride,
-    DROPOFF, PICKUP,
+    act, balance, drive, drive_trip, fast_driving, go_online, near_and_far, next_offer, quote, request_ride,
+    set_offline_in_database, topup, wait_ride, NearAndFar, DROPOFF, PICKUP,
 };
 use crate::support::{Db, Socket, TestServer};
 use serde_json::{json, Value};
@@ -174,14 +174,8 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
 
 async fn a_declined_offer_and_an_unanswered_one_pass_on_and_then_no_driver_releases_the_hold(db: Db) {
     let server = server_with(db, 1_500, 3).await;
-    let (rider, _) = server.register("rider").await;
-    let (near, near_id) = server.register("near").await;
-    let (far, far_id) = server.register("far").await;
-    topup(&server, &rider, 10_000).await;
-    let (mut near_socket, _) = server.socket(&near).await;
-    let (mut far_socket, _) = server.socket(&far).await;
-    go_online(&server, &near, (1.3001, 103.8000)).await;
-    go_online(&server, &far, (1.3100, 103.8000)).await;
+    let NearAndFar { rider, near, mut near_socket, far, mut far_socket, .. } =
+        near_and_far(&server, &server, ["rider", "near", "far"]).await;
 
     let ride = request_ride(&server, &rider).await;
     let ride_id = ride["id"].as_str().unwrap();
@@ -197,7 +191,6 @@ async fn a_declined_offer_and_an_unanswered_one_pass_on_and_then_no_driver_relea
     // The next best driver gets it, and lets it time out.
     let offer = next_offer(&mut far_socket).await;
     assert_eq!(offer["ride_id"], ride_id);
-    let _ = (near_id, far_id);
     // With nobody left, the request ends as no_driver and the hold comes back.
     let ended =
         wait_ride(&server, &rider, ride_id, |r| r["status"] == "no_driver" && r["payment_status"] == "released").await;
@@ -765,13 +758,7 @@ async fn expired_quotes_are_pruned_after_their_retention_and_then_unknown(db: Db
 /// The ride's trip ends in the database without the trip-end notice reaching the driver's
 /// node (a bus that lost it, a node that was down): what `transition` announces is skipped.
 pub(crate) async fn end_trip_unannounced(server: &TestServer, ride_id: &str) {
-    let mut database = server.database().await;
-    sqlx::query("UPDATE rides SET status = 'cancelled', cancelled_by = 'rider' WHERE id = $1")
-        .bind(ride_id)
-        .execute(&mut database)
-        .await
-        .unwrap();
-    sqlx::Connection::close(database).await.ok();
+    server.execute_sql("UPDATE rides SET status = 'cancelled', cancelled_by = 'rider' WHERE id = $1", &[ride_id]).await;
 }
 
 /// The driver moves and then sends the rider a chat message; returns the frames the rider
@@ -883,15 +870,7 @@ async fn a_driver_the_database_has_offline_takes_no_candidate_slot_from_an_onlin
     go_online(&server, &stale, (1.3001, 103.8000)).await;
     go_online(&server, &far, (1.3100, 103.8000)).await;
     // What a lost `offline` notice leaves: offline in the database, still in the index.
-    {
-        let mut database = server.database().await;
-        sqlx::query("UPDATE ride_drivers SET online = 0 WHERE driver_id = $1")
-            .bind(&stale_id)
-            .execute(&mut database)
-            .await
-            .unwrap();
-        sqlx::Connection::close(database).await.ok();
-    }
+    set_offline_in_database(&server, &stale_id).await;
 
     let ride = request_ride(&server, &rider).await;
     let ride_id = ride["id"].as_str().unwrap();
@@ -917,14 +896,7 @@ async fn in_process_services(
 }
 
 async fn pending_holds(server: &TestServer, quote_id: &str) -> i64 {
-    let mut database = server.database().await;
-    let count = sqlx::query_scalar("SELECT COUNT(*) FROM ride_holds WHERE quote_id = $1")
-        .bind(quote_id)
-        .fetch_one(&mut database)
-        .await
-        .unwrap();
-    sqlx::Connection::close(database).await.ok();
-    count
+    server.query_i64("SELECT COUNT(*) FROM ride_holds WHERE quote_id = $1", &[quote_id]).await
 }
 
 /// A request records its hold as pending before asking the wallet. Only the wallet's
@@ -962,15 +934,7 @@ async fn a_hold_that_failed_other_than_by_a_refusal_is_kept_for_the_sweep_which_
     assert_eq!(pending_holds(&server, &quote_id).await, 1, "a hold that failed otherwise stays pending");
 
     // Once the quote is dead, the sweep releases what the key holds.
-    {
-        let mut database = server.database().await;
-        sqlx::query("UPDATE ride_holds SET quote_expires_at = 0 WHERE quote_id = $1")
-            .bind(&quote_id)
-            .execute(&mut database)
-            .await
-            .unwrap();
-        sqlx::Connection::close(database).await.ok();
-    }
+    server.execute_sql("UPDATE ride_holds SET quote_expires_at = 0 WHERE quote_id = $1", &[&quote_id]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while balance(&server, &rider).await != (10_000, 0) || pending_holds(&server, &quote_id).await != 0 {
         assert!(tokio::time::Instant::now() < deadline, "the pending hold was never released");
@@ -979,14 +943,7 @@ async fn a_hold_that_failed_other_than_by_a_refusal_is_kept_for_the_sweep_which_
 }
 
 async fn dispatch_rounds(server: &TestServer, ride_id: &str) -> i64 {
-    let mut database = server.database().await;
-    let rounds = sqlx::query_scalar("SELECT dispatch_rounds FROM rides WHERE id = $1")
-        .bind(ride_id)
-        .fetch_one(&mut database)
-        .await
-        .unwrap();
-    sqlx::Connection::close(database).await.ok();
-    rounds
+    server.query_i64("SELECT dispatch_rounds FROM rides WHERE id = $1", &[ride_id]).await
 }
 
 /// A batch woken early by a decline only hands requests on: a request nobody can reach
@@ -1060,17 +1017,9 @@ async fn a_batch_woken_by_a_decline_counts_no_round_and_does_no_housekeeping_and
     rides.dispatch_once().await.unwrap();
     let rounds = dispatch_rounds(&server, &unreachable).await;
     assert!(rounds >= 1, "a batch on the clock counts a round for a request nobody can reach");
-    {
-        let mut database = server.database().await;
-        sqlx::query(
-            "INSERT INTO ride_holds (quote_id, rider_id, quote_expires_at, created_at) VALUES ('stranded', $1, 0, 0)",
-        )
-        .bind(&near.id)
-        .execute(&mut database)
-        .await
-        .unwrap();
-        sqlx::Connection::close(database).await.ok();
-    }
+    let stranded =
+        "INSERT INTO ride_holds (quote_id, rider_id, quote_expires_at, created_at) VALUES ('stranded', $1, 0, 0)";
+    server.execute_sql(stranded, &[&near.id]).await;
 
     // The decline wakes a batch, which hands the ride on to the far driver...
     rides.decline(&near, &reachable).await.unwrap();

@@ -8,7 +8,9 @@
 
 use crate::rides::{end_trip_unannounced, has_location, move_then_message};
 use crate::support;
-use crate::support::rides::{act, fast_driving, go_online, offered_ride, wait_for_eta, OfferedRide};
+use crate::support::rides::{
+    act, fast_driving, go_online, offered_ride, set_offline_in_database, wait_for_eta, OfferedRide,
+};
 use crate::support::{Db, Socket, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -106,20 +108,14 @@ async fn a_trip_whose_start_no_node_heard_streams_to_the_rider_after_the_next_tr
         ..
     } = offered_ride(&node_a, "unheard_rider", &node_b, "unheard_driver").await;
     let ride_id = ride_id.as_str();
-    {
-        let mut database = node_a.database().await;
-        let assigned = sqlx::query(
+    let assigned = node_a
+        .execute_sql(
             "UPDATE rides SET status = 'driver_assigned', driver_id = $2, offered_driver_id = NULL,
                  offer_expires_at = NULL WHERE id = $1 AND status = 'requested'",
+            &[ride_id, &driver_id],
         )
-        .bind(ride_id)
-        .bind(&driver_id)
-        .execute(&mut database)
-        .await
-        .unwrap();
-        assert_eq!(assigned.rows_affected(), 1);
-        sqlx::Connection::close(database).await.ok();
-    }
+        .await;
+    assert_eq!(assigned, 1);
     let conversation = node_b.conversation(&driver, "direct", &[&rider_id]).await;
     let step = move_until(&node_b, &driver, &conversation, &mut rider_on_a, 0, has_location, "never streamed").await;
     let frames = move_then_message(&node_b, &driver, &conversation, &mut rider_on_a, step).await;
@@ -146,13 +142,7 @@ async fn a_driver_the_database_has_offline_is_neither_quoted_nor_shown_on_either
         assert_eq!(cars.body["drivers"].as_array().map(Vec::len), Some(1), "{}", cars.text);
     }
 
-    let mut database = node_a.database().await;
-    sqlx::query("UPDATE ride_drivers SET online = 0 WHERE driver_id = $1")
-        .bind(&driver_id)
-        .execute(&mut database)
-        .await
-        .unwrap();
-    sqlx::Connection::close(database).await.ok();
+    set_offline_in_database(&node_a, &driver_id).await;
     for node in [&node_a, &node_b] {
         let quote = node.post("/api/v1/rides/quotes", Some(&rider), trip.clone()).await;
         assert_eq!(quote.status, 201, "{}", quote.text);

@@ -4,7 +4,9 @@
 //! (`GET /rides/nearby-drivers`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::rides::{act, fast_driving, go_online, next_offer, request_ride, topup, PICKUP};
+use crate::support::rides::{
+    act, fast_driving, go_online, next_offer, request_ride, set_offline_in_database, topup, PICKUP,
+};
 use crate::support::{Db, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -123,16 +125,6 @@ fn cars(answer: &Value) -> Vec<(f64, f64)> {
 fn same_points(seen: &[(f64, f64)], expected: &[(f64, f64)]) -> bool {
     seen.len() == expected.len()
         && seen.iter().zip(expected).all(|(a, b)| (a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9)
-}
-
-async fn set_offline_in_database(server: &TestServer, driver_id: &str) {
-    let mut database = server.database().await;
-    sqlx::query("UPDATE ride_drivers SET online = 0 WHERE driver_id = $1")
-        .bind(driver_id)
-        .execute(&mut database)
-        .await
-        .unwrap();
-    sqlx::Connection::close(database).await.ok();
 }
 
 /// Around the pickup: a driver holding an offer and then on the trip, two free ones, one who

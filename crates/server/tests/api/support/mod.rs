@@ -301,6 +301,31 @@ impl TestServer {
         sqlx::any::install_default_drivers();
         <sqlx::AnyConnection as sqlx::Connection>::connect(&self.database_url).await.expect("connect")
     }
+
+    /// Runs one statement with text `binds` on this server's database, behind its back (what
+    /// a lost notice or a crash would leave); returns how many rows it changed.
+    pub async fn execute_sql(&self, sql: &str, binds: &[&str]) -> u64 {
+        let mut database = self.database().await;
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        let changed = query.execute(&mut database).await.unwrap().rows_affected();
+        sqlx::Connection::close(database).await.ok();
+        changed
+    }
+
+    /// The number one query with text `binds` reads from this server's database.
+    pub async fn query_i64(&self, sql: &str, binds: &[&str]) -> i64 {
+        let mut database = self.database().await;
+        let mut query = sqlx::query_scalar(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        let number = query.fetch_one(&mut database).await.unwrap();
+        sqlx::Connection::close(database).await.ok();
+        number
+    }
 }
 
 async fn into_reply(response: reqwest::Response) -> Reply {

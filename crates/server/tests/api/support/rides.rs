@@ -126,6 +126,39 @@ pub async fn offered_ride(
     OfferedRide { rider, rider_id, driver, driver_id, rider_socket, driver_socket, ride, ride_id }
 }
 
+/// A rider and two drivers, one near the pickup and one further: see [`near_and_far`].
+pub struct NearAndFar {
+    pub rider: String,
+    pub near: String,
+    pub near_id: String,
+    pub near_socket: Socket,
+    pub far: String,
+    pub far_id: String,
+    pub far_socket: Socket,
+}
+
+/// Registers `[rider, near, far]`: the rider on `rider_node`, topped up with 10,000, and
+/// the two drivers on `driver_node`, connected to it and online there, `near` at 11 m from
+/// the pickup and `far` at 1.1 km.
+pub async fn near_and_far(rider_node: &TestServer, driver_node: &TestServer, names: [&str; 3]) -> NearAndFar {
+    let [rider_name, near_name, far_name] = names;
+    let (rider, _) = rider_node.register(rider_name).await;
+    let (near, near_id) = driver_node.register(near_name).await;
+    let (far, far_id) = driver_node.register(far_name).await;
+    topup(rider_node, &rider, 10_000).await;
+    let (near_socket, _) = driver_node.socket(&near).await;
+    let (far_socket, _) = driver_node.socket(&far).await;
+    go_online(driver_node, &near, (1.3001, 103.8000)).await;
+    go_online(driver_node, &far, (1.3100, 103.8000)).await;
+    NearAndFar { rider, near, near_id, near_socket, far, far_id, far_socket }
+}
+
+/// Has the database, but not the nodes' indexes, take `driver_id` offline: what a lost
+/// `offline` notice leaves.
+pub async fn set_offline_in_database(server: &TestServer, driver_id: &str) {
+    server.execute_sql("UPDATE ride_drivers SET online = 0 WHERE driver_id = $1", &[driver_id]).await;
+}
+
 /// Waits (at most 20 s) until the ride, as `token` sees it, satisfies `done`.
 pub async fn wait_ride(server: &TestServer, token: &str, ride_id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
