@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use crate::support::process::ChildNode;
+use crate::support::process::{json_of, ChildNode};
 use crate::support::Db;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -131,15 +131,12 @@ async fn chaos(db: Db) {
 
     let mut users = Vec::new();
     for n in 0..5 {
-        let reply: Value = client
-            .post(format!("{}/api/v1/auth/register", bases[0]))
-            .json(&json!({"username": format!("chaos_{n}"), "password": "chaos-password"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reply: Value = json_of(
+            client
+                .post(format!("{}/api/v1/auth/register", bases[0]))
+                .json(&json!({"username": format!("chaos_{n}"), "password": "chaos-password"})),
+        )
+        .await;
         users.push((reply["token"].as_str().unwrap().to_string(), reply["user"]["id"].as_str().unwrap().to_string()));
     }
     // Only contacts may add each other to groups: chaos_0 befriends the others.
@@ -162,16 +159,13 @@ async fn chaos(db: Db) {
         let token = token.to_string();
         let kind = kind.to_string();
         async move {
-            let reply: Value = client
-                .post(format!("{base}/api/v1/conversations"))
-                .bearer_auth(token)
-                .json(&json!({"kind": kind, "member_ids": members}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let reply: Value = json_of(
+                client
+                    .post(format!("{base}/api/v1/conversations"))
+                    .bearer_auth(token)
+                    .json(&json!({"kind": kind, "member_ids": members})),
+            )
+            .await;
             reply["id"].as_str().unwrap().to_string()
         }
     };
@@ -222,15 +216,15 @@ async fn chaos(db: Db) {
         let mut seqs = Vec::new();
         let mut after = 0;
         loop {
-            let page: Value = client
-                .get(format!("{}/api/v1/conversations/{conversation}/messages?after_seq={after}&limit=200", bases[0]))
-                .bearer_auth(&users[0].0)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page: Value = json_of(
+                client
+                    .get(format!(
+                        "{}/api/v1/conversations/{conversation}/messages?after_seq={after}&limit=200",
+                        bases[0]
+                    ))
+                    .bearer_auth(&users[0].0),
+            )
+            .await;
             let items = page["items"].as_array().unwrap();
             seqs.extend(items.iter().map(|m| m["seq"].as_i64().unwrap()));
             match items.last() {

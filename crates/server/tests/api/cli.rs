@@ -2,6 +2,7 @@
 //! logs and graceful shutdown on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::support::process::json_of;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -298,27 +299,17 @@ async fn demo_serve_has_carols_room_live_with_a_product_pinned() {
         }
     };
     let client = reqwest::Client::new();
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "alice", "password": "plaza-demo"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login: serde_json::Value = json_of(
+        client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": "alice", "password": "plaza-demo"})),
+    )
+    .await;
     let token = login["token"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     let room = loop {
-        let live: serde_json::Value = client
-            .get(format!("{base}/api/v1/live/rooms?status=live"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let live: serde_json::Value =
+            json_of(client.get(format!("{base}/api/v1/live/rooms?status=live")).bearer_auth(&token)).await;
         let found =
             live["items"].as_array().unwrap().iter().find(|room| room["title"] == "Live from the trail").cloned();
         if let Some(room) = found {

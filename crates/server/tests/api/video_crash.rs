@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use crate::support::process::ChildNode;
+use crate::support::process::{json_of, ChildNode};
 use crate::support::Db;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -59,15 +59,12 @@ async fn killed_midway(db: Db) {
     node.wait_ready().await;
     let base = node.base();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let registered: Value = client
-        .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"username": "crash_vid", "password": "password-crash", "display_name": "Crash"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let registered: Value = json_of(
+        client
+            .post(format!("{base}/api/v1/auth/register"))
+            .json(&json!({"username": "crash_vid", "password": "password-crash", "display_name": "Crash"})),
+    )
+    .await;
     let (token, user_id) =
         (registered["token"].as_str().unwrap().to_string(), registered["user"]["id"].as_str().unwrap().to_string());
     let created = client
@@ -92,16 +89,13 @@ async fn killed_midway(db: Db) {
         .unwrap();
     assert_eq!(sent.status(), 204);
     let upload_id = location.rsplit('/').next().unwrap();
-    let published: Value = client
-        .post(format!("{base}/api/v1/videos"))
-        .bearer_auth(&token)
-        .json(&json!({"upload_id": upload_id, "caption": "survives #crash", "visibility": "public"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let published: Value = json_of(
+        client
+            .post(format!("{base}/api/v1/videos"))
+            .bearer_auth(&token)
+            .json(&json!({"upload_id": upload_id, "caption": "survives #crash", "visibility": "public"})),
+    )
+    .await;
     let video_id = published["id"].as_str().unwrap().to_string();
 
     // Wait until a node holds the job and ffmpeg has started writing, then kill the node.
@@ -130,15 +124,7 @@ async fn killed_midway(db: Db) {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     let video = loop {
-        let video: Value = client
-            .get(format!("{base}/api/v1/videos/{video_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let video: Value = json_of(client.get(format!("{base}/api/v1/videos/{video_id}")).bearer_auth(&token)).await;
         if video["status"] != "processing" {
             break video;
         }

@@ -7,7 +7,7 @@
 
 use crate::support;
 
-use crate::support::process::{until_answered, ChildNode, RETRIED};
+use crate::support::process::{json_of, until_answered, ChildNode, RETRIED};
 use crate::support::Db;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -158,15 +158,7 @@ async fn crash_under_transfer_load(db: Db) {
         assert_eq!(seen.len(), involved, "person {index}: each of their transfers once");
         assert!(seen.values().all(|count| *count == 1));
     }
-    let check: Value = client
-        .get(format!("{base}/api/v1/admin/ledger/check"))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let check: Value = json_of(client.get(format!("{base}/api/v1/admin/ledger/check")).bearer_auth(&auditor)).await;
     assert_eq!(check["ok"], true, "{check}");
 }
 

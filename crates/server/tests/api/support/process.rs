@@ -119,6 +119,12 @@ pub async fn kill_and_restart_at(
     }
 }
 
+/// Sends `request` and reads the JSON body of the answer (from a node that is not being
+/// killed meanwhile: no retry).
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// Requests that failed in transport or with a 5xx and were retried by [`until_answered`]
 /// (the kills of the crash tests cause them).
 pub static RETRIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
