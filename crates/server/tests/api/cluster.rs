@@ -4,14 +4,12 @@
 //! the service's own file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support;
-
 use crate::support::process::ChildNode;
 use crate::support::rides::{
     act, balance, drive_trip, fast_driving, go_online, near_and_far, next_offer, offered_ride, request_ride,
     wait_for_eta, wait_ride, NearAndFar, OfferedRide,
 };
-use crate::support::{two_nodes, Db, TestServer};
+use crate::support::{two_nodes, Cluster, TestServer};
 use serde_json::json;
 use std::time::Duration;
 
@@ -56,15 +54,10 @@ async fn a_message_sent_through_one_node_reaches_a_socket_on_the_other_and_a_mov
 /// other at once, not when the other's cache entry expires (5 minutes here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_through_one_node_ends_the_session_on_the_other() {
-    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
-    let configure = |config: &mut plaza_server::config::Config| {
-        config.nats_url = Some(nats.clone());
-        config.session_cache = Duration::from_secs(300);
-    };
-    let node_a = TestServer::start_on(&database_url, configure).await;
-    let node_b = TestServer::start_on(&database_url, configure).await;
+    let cluster = Cluster::new().await;
+    let configure = |config: &mut plaza_server::config::Config| config.session_cache = Duration::from_secs(300);
+    let node_a = cluster.node(configure).await;
+    let node_b = cluster.node(configure).await;
     let (token, _) = node_a.register("revoked_ann").await;
     assert_eq!(node_b.get("/api/v1/me", Some(&token)).await.status, 200, "node B now caches the session");
     assert_eq!(node_a.post("/api/v1/auth/logout", Some(&token), json!({})).await.status, 204);
@@ -84,20 +77,17 @@ async fn a_logout_through_one_node_ends_the_session_on_the_other() {
 /// Two nodes tuned for rides. Node A starts first and holds the dispatch lease before B
 /// starts, so B only ever dispatches by taking the lease over. Returns A's lease identity.
 async fn two_ride_nodes(batch: Duration, lease: Duration, offer_timeout: Duration) -> (TestServer, TestServer, String) {
-    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let cluster = Cluster::new().await;
     let configure = |config: &mut plaza_server::config::Config| {
-        config.nats_url = Some(nats.clone());
         config.rides.batch_interval = batch;
         config.rides.lease_ttl = lease;
         config.rides.offer_timeout = offer_timeout;
         config.rides.dispatch_rounds_max = 1_000_000;
         fast_driving(config);
     };
-    let node_a = TestServer::start_on(&database_url, configure).await;
+    let node_a = cluster.node(configure).await;
     let holder = wait_lease_holder(&node_a, |_| true).await;
-    let node_b = TestServer::start_on(&database_url, configure).await;
+    let node_b = cluster.node(configure).await;
     (node_a, node_b, holder)
 }
 
@@ -194,27 +184,25 @@ async fn a_decline_on_one_node_hands_the_ride_on_at_once_from_the_other() {
 /// and the trip completes with the money moved once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_dispatching_node_is_killed_the_other_takes_the_lease_and_dispatches_the_open_request() {
-    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let cluster = Cluster::new().await;
     let mut node_a = ChildNode::start(&[
-        ("PLAZA_DATABASE_URL", database_url.clone()),
-        ("PLAZA_NATS_URL", nats.clone()),
+        ("PLAZA_DATABASE_URL", cluster.database_url.clone()),
+        ("PLAZA_NATS_URL", cluster.nats_url.clone()),
         ("PLAZA_RIDES_BATCH_MS", "50".into()),
         ("PLAZA_RIDES_LEASE_MS", "2000".into()),
         ("PLAZA_RIDES_OFFER_TIMEOUT_MS", "1500".into()),
         ("PLAZA_RIDES_DISPATCH_ROUNDS", "100".into()),
     ])
     .await;
-    let node_b = TestServer::start_on(&database_url, |config| {
-        config.nats_url = Some(nats.clone());
-        config.rides.batch_interval = Duration::from_millis(50);
-        config.rides.lease_ttl = Duration::from_secs(2);
-        config.rides.offer_timeout = Duration::from_millis(1500);
-        config.rides.dispatch_rounds_max = 100;
-        fast_driving(config);
-    })
-    .await;
+    let node_b = cluster
+        .node(|config| {
+            config.rides.batch_interval = Duration::from_millis(50);
+            config.rides.lease_ttl = Duration::from_secs(2);
+            config.rides.offer_timeout = Duration::from_millis(1500);
+            config.rides.dispatch_rounds_max = 100;
+            fast_driving(config);
+        })
+        .await;
     // The child started first, so it holds the lease; node B only waits.
     let holder_a = wait_lease_holder(&node_b, |_| true).await;
     // The silent driver is nearer, so offered the ride first.
@@ -288,16 +276,13 @@ async fn quotes_through_one_node_count_as_demand_for_surge_on_the_other() {
 async fn group_buys_span_two_nodes_with_one_winner_of_the_last_seat_and_one_expiry() {
     use crate::shop::{assert_ledger_sound, balance, open_shop, topup, usd};
     use crate::shop_groups::group_order;
-    let nats = std::env::var("PLAZA_TEST_NATS_URL").expect("PLAZA_TEST_NATS_URL");
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let cluster = Cluster::new().await;
     let configure = |config: &mut plaza_server::config::Config| {
-        config.nats_url = Some(nats.clone());
         config.shop.group_window = Duration::from_secs(4);
         config.shop.job_interval = Duration::from_millis(50);
     };
-    let node_a = TestServer::start_on(&database_url, configure).await;
-    let node_b = TestServer::start_on(&database_url, configure).await;
+    let node_a = cluster.node(configure).await;
+    let node_b = cluster.node(configure).await;
     let (merchant, _) = node_a.register("group_merchant").await;
     let shop_id = open_shop(&node_a, &merchant, "Two nodes").await;
     let product = node_a

@@ -7,25 +7,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::rides::{end_trip_unannounced, has_location, move_then_message};
-use crate::support;
 use crate::support::rides::{
     act, fast_driving, go_online, offered_ride, set_offline_in_database, wait_for_eta, OfferedRide,
 };
-use crate::support::{Db, Socket, TestServer};
+use crate::support::{Cluster, Socket, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Two nodes on one database and one bus, each tuned for rides, the first checking its
 /// trips against the database every `check_a`, the second every `check_b`.
 async fn two_nodes(check_a: Duration, check_b: Duration) -> (TestServer, TestServer) {
-    let nats = std::env::var("PLAZA_TEST_NATS_URL")
-        .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = support::fresh_database(Db::Postgres, dir.path()).await;
+    let cluster = Cluster::new().await;
     let configure = |check: Duration| {
-        let nats = nats.clone();
         move |config: &mut plaza_server::config::Config| {
-            config.nats_url = Some(nats);
             config.rides.batch_interval = Duration::from_millis(50);
             config.rides.offer_timeout = Duration::from_secs(15);
             config.rides.dispatch_rounds_max = 1_000_000;
@@ -33,8 +27,8 @@ async fn two_nodes(check_a: Duration, check_b: Duration) -> (TestServer, TestSer
             fast_driving(config);
         }
     };
-    let node_a = TestServer::start_on(&database_url, configure(check_a)).await;
-    let node_b = TestServer::start_on(&database_url, configure(check_b)).await;
+    let node_a = cluster.node(configure(check_a)).await;
+    let node_b = cluster.node(configure(check_b)).await;
     (node_a, node_b)
 }
 

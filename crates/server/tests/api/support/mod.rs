@@ -77,19 +77,39 @@ pub const PIXEL_PNG: &[u8] = &[
     0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
-/// A fresh database URL for one test.
-/// Two nodes on one fresh PostgreSQL database and the test NATS server, as a cluster.
-pub async fn two_nodes() -> (TestServer, TestServer) {
-    let nats = std::env::var("PLAZA_TEST_NATS_URL")
-        .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let database_url = fresh_database(Db::Postgres, dir.path()).await;
-    let with_nats = |config: &mut plaza_server::config::Config| config.nats_url = Some(nats.clone());
-    let first = TestServer::start_on(&database_url, with_nats).await;
-    let second = TestServer::start_on(&database_url, with_nats).await;
-    (first, second)
+/// What the nodes of a cluster share: a fresh PostgreSQL database and the test NATS server.
+pub struct Cluster {
+    pub database_url: String,
+    pub nats_url: String,
 }
 
+impl Cluster {
+    pub async fn new() -> Self {
+        let nats_url = std::env::var("PLAZA_TEST_NATS_URL")
+            .expect("PLAZA_TEST_NATS_URL must name a NATS server for the cluster tests; scripts/test starts one");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database(Db::Postgres, dir.path()).await;
+        Self { database_url, nats_url }
+    }
+
+    /// A node of the cluster, in this process: on its database and its bus, then `adjust`ed.
+    pub async fn node(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let nats_url = self.nats_url.clone();
+        TestServer::start_on(&self.database_url, |config| {
+            config.nats_url = Some(nats_url);
+            adjust(config);
+        })
+        .await
+    }
+}
+
+/// Two nodes of a fresh [`Cluster`].
+pub async fn two_nodes() -> (TestServer, TestServer) {
+    let cluster = Cluster::new().await;
+    (cluster.node(|_| {}).await, cluster.node(|_| {}).await)
+}
+
+/// A fresh database URL for one test.
 pub async fn fresh_database(db: Db, dir: &std::path::Path) -> String {
     match db {
         Db::Sqlite => plaza_store::Store::sqlite_url_in(dir),
