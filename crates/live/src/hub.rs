@@ -410,9 +410,7 @@ impl Hub {
         if let Some(relay) = self.relay(room_id) {
             let frame = Utf8Bytes::from(json!({"type": "live.ended", "data": {"room_id": room_id}}).to_string());
             let chat = lock(&relay.state).flush(room_id);
-            if let Some(chat) = chat {
-                relay.remove_seats(|seated| !seated.outbox.offer(&chat), None);
-            }
+            relay.remove_seats(|seated| !chat.iter().all(|frame| seated.outbox.offer(frame)), None);
             relay.remove_seats(|_| true, Some(&frame));
             self.leave(&relay, None);
         }
@@ -423,7 +421,7 @@ impl Hub {
     fn deliver(
         &self,
         relay: &Arc<Relay>,
-        prepare: impl FnOnce(&mut RelayState) -> Option<Utf8Bytes>,
+        prepare: impl FnOnce(&mut RelayState) -> Vec<Utf8Bytes>,
         frame: Option<&Utf8Bytes>,
     ) {
         let lost = {
@@ -452,12 +450,13 @@ impl RelayState {
         frame
     }
 
-    /// Moves the collected messages into the history; their frame, if there were any.
-    fn flush(&mut self, room_id: &str) -> Option<Utf8Bytes> {
+    /// Moves the collected messages into the history; their frames (none if there were
+    /// none), each at most about [`CHAT_FRAME_BYTES_MAX`].
+    fn flush(&mut self, room_id: &str) -> Vec<Utf8Bytes> {
         if self.pending.is_empty() {
-            return None;
+            return Vec::new();
         }
-        let frame = chat_frame(room_id, self.pending.iter());
+        let frames = chat_frames(room_id, &self.pending);
         for line in self.pending.drain(..) {
             self.history.push_back(line);
         }
@@ -465,7 +464,7 @@ impl RelayState {
             self.history.pop_front();
         }
         self.backlog_frame = None;
-        Some(frame)
+        frames
     }
 
     /// Keeps sales for the next batch, naming at most `SOLD_NAMED_MAX` and counting the
@@ -531,6 +530,32 @@ impl Relay {
             leaving
         });
     }
+}
+
+/// Past this a batch's messages go in another `live.chat` frame. Each socket's writer
+/// keeps a buffer as large as the largest frame it ever sent (tungstenite grows it and
+/// never shrinks it), so one frame of several seconds of a busy room, sent when the relay
+/// fell behind, left that much behind on each of 10,000 sockets. A usual batch (200 ms of
+/// 200 messages a second is about 6 KB) stays one frame: the viewers' queues count
+/// frames, so splitting every batch would fill them sooner.
+pub const CHAT_FRAME_BYTES_MAX: usize = 32 * 1024;
+
+/// The `live.chat` frames of `lines`, in order, each holding as many whole messages as
+/// fit in [`CHAT_FRAME_BYTES_MAX`] (and at least one).
+fn chat_frames(room_id: &str, lines: &[Line]) -> Vec<Utf8Bytes> {
+    let mut frames = Vec::new();
+    let mut start = 0;
+    while start < lines.len() {
+        let mut end = start + 1;
+        let mut bytes = lines[start].json.len();
+        while end < lines.len() && bytes + 1 + lines[end].json.len() <= CHAT_FRAME_BYTES_MAX {
+            bytes += 1 + lines[end].json.len();
+            end += 1;
+        }
+        frames.push(chat_frame(room_id, lines[start..end].iter()));
+        start = end;
+    }
+    frames
 }
 
 /// `{"type":"live.chat","data":{"room_id":…,"messages":[…]}}`, from messages already
@@ -689,6 +714,34 @@ fn apply(live: &LiveHandle, relay: &Arc<Relay>, notice: RoomNotice) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_big_batch_goes_out_in_frames_of_at_most_32_kib_with_every_message_once_in_order() {
+        let mut state = RelayState::default();
+        assert!(state.flush("r").is_empty(), "nothing collected, no frame");
+        let text = "x".repeat(150);
+        for n in 0..800 {
+            let json = json!({"id": format!("{n:04}"), "text": text}).to_string();
+            state.pending.push(Line { id: format!("{n:04}"), json: Arc::from(json) });
+        }
+        // One message larger than a frame still goes, alone.
+        let huge = json!({"id": "9999", "text": "y".repeat(40_000)}).to_string();
+        state.pending.push(Line { id: "9999".into(), json: Arc::from(huge) });
+        let frames = state.flush("r");
+        assert!(frames.len() > 4, "{} frames", frames.len());
+        let mut ids = Vec::new();
+        for frame in &frames {
+            let parsed: Value = serde_json::from_str(frame.as_str()).unwrap();
+            assert_eq!(parsed["type"], "live.chat");
+            assert_eq!(parsed["data"]["room_id"], "r");
+            let messages = parsed["data"]["messages"].as_array().unwrap();
+            assert!(frame.len() <= CHAT_FRAME_BYTES_MAX + 100 || messages.len() == 1, "{} bytes", frame.len());
+            ids.extend(messages.iter().map(|message| message["id"].as_str().unwrap().to_string()));
+        }
+        let expected: Vec<String> = (0..800).map(|n| format!("{n:04}")).chain(["9999".to_string()]).collect();
+        assert_eq!(ids, expected);
+        assert!(state.pending.is_empty() && state.history.len() == BACKLOG_MESSAGES);
+    }
 
     #[test]
     fn a_rush_of_sales_is_one_bounded_live_sold_a_batch() {
