@@ -1,5 +1,5 @@
-//! Benchmark support: ready videos written in bulk for `plaza-bench`, and nothing else
-//! should call it.
+//! Benchmark support: ready videos written in bulk for `plaza-bench`, and the feed's
+//! scorer over the whole catalogue; nothing else should call it.
 //!
 //! It lives here, not in the benchmark, so that only this crate's source writes the
 //! `video*` tables. A feed benchmark needs a catalogue of 100,000 videos, which through
@@ -8,6 +8,8 @@
 //! author, hashtags, duration and age, and a trending score as a new upload would have.
 
 use crate::learner::initial_trend;
+use crate::{VideoError, VideoHandle};
+use plaza_accounts::User;
 use plaza_store::Store;
 
 /// A video to insert.
@@ -88,4 +90,13 @@ pub async fn insert_ready_videos(store: &Store, videos: &[SeedVideo]) -> Result<
         ids.extend(chunk_ids);
     }
     Ok(ids)
+}
+
+/// The top `limit` of every ready video `me` has not seen, by For You's learnt scorer and
+/// re-ranking (without the exploration slot): what `for_you` would serve if its candidate
+/// sources reached the whole catalogue. An offline ranking benchmark needs it because the
+/// six sources retrieve a few hundred candidates, and a held-out item outside them could
+/// never be found however good the scorer is.
+pub async fn rank_every_unseen(video: &VideoHandle, me: &User, limit: usize) -> Result<Vec<String>, VideoError> {
+    video.rank_every_unseen(me, limit).await
 }

@@ -150,28 +150,9 @@ impl VideoHandle {
             sources.entry(row.id.clone()).or_insert(Source::Following(row.author_id.clone()));
         }
         // Co-engagement.
-        let finished: Vec<String> = sqlx::query_scalar(
-            "SELECT video_id FROM video_views WHERE user_id = $1 AND completed = 1 ORDER BY at DESC LIMIT 20",
-        )
-        .bind(&me.id)
-        .fetch_all(self.inner.store.read())
-        .await?;
-        if !finished.is_empty() {
-            let placeholders = plaza_store::numbered_parameters(2, finished.len());
-            let sql = format!(
-                "SELECT other_id, SUM(score) AS total FROM video_coengagement WHERE video_id IN ({})
-                 GROUP BY other_id ORDER BY total DESC LIMIT $1",
-                placeholders
-            );
-            let mut query = sqlx::query(&sql).bind(CO_ENGAGEMENT_CANDIDATES);
-            for id in &finished {
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(self.inner.store.read()).await? {
-                let id: String = row.try_get("other_id")?;
-                co_scores.insert(id.clone(), row.try_get::<f64, _>("total")?);
-                add(vec![id], Source::CoEngagement, &mut sources);
-            }
+        for (id, total) in self.co_engaged(me, CO_ENGAGEMENT_CANDIDATES).await? {
+            co_scores.insert(id.clone(), total);
+            add(vec![id], Source::CoEngagement, &mut sources);
         }
         // Hashtags and authors the viewer engages with.
         for tag in strongest(&viewer.tags, 3) {
@@ -211,6 +192,52 @@ impl VideoHandle {
         }
 
         Ok(Candidates { sources, co_scores, fresh_ids })
+    }
+
+    /// The `limit` videos most co-engaged with the viewer's last 20 finished ones, with
+    /// the summed co-engagement, strongest first.
+    async fn co_engaged(&self, me: &User, limit: i64) -> Result<Vec<(String, f64)>, VideoError> {
+        let finished: Vec<String> = sqlx::query_scalar(
+            "SELECT video_id FROM video_views WHERE user_id = $1 AND completed = 1 ORDER BY at DESC LIMIT 20",
+        )
+        .bind(&me.id)
+        .fetch_all(self.inner.store.read())
+        .await?;
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = plaza_store::numbered_parameters(2, finished.len());
+        let sql = format!(
+            "SELECT other_id, SUM(score) AS total FROM video_coengagement WHERE video_id IN ({})
+             GROUP BY other_id ORDER BY total DESC LIMIT $1",
+            placeholders
+        );
+        let mut query = sqlx::query(&sql).bind(limit);
+        for id in &finished {
+            query = query.bind(id);
+        }
+        let mut found = Vec::new();
+        for row in query.fetch_all(self.inner.store.read()).await? {
+            found.push((row.try_get::<String, _>("other_id")?, row.try_get::<f64, _>("total")?));
+        }
+        Ok(found)
+    }
+
+    /// Benchmark support (`bench_support::rank_every_unseen`): the page the scorer would
+    /// make if every ready video were a candidate, not only what the six sources retrieve.
+    /// The same viewer state, filters, features, scorer and re-ranking as `for_you`, with
+    /// no exploration slot and no "watch again".
+    pub(crate) async fn rank_every_unseen(&self, me: &User, limit: usize) -> Result<Vec<String>, VideoError> {
+        let viewer = self.viewer(me, &[]).await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM videos WHERE status = 'ready' AND visibility <> 'private'")
+                .fetch_all(self.inner.store.read())
+                .await?;
+        let co_scores: HashMap<String, f64> = self.co_engaged(me, ids.len().max(1) as i64).await?.into_iter().collect();
+        let sources = ids.into_iter().map(|id| (id, Source::Trending)).collect();
+        let candidates = Candidates { sources, co_scores, fresh_ids: HashSet::new() };
+        let (ranked, _, _) = self.score_candidates(me, &viewer, &candidates).await?;
+        Ok(learner::rerank(ranked, Vec::new(), limit).into_iter().map(|item| item.video_id).collect())
     }
 
     /// Every candidate the viewer may see, scored: the unseen ranked (fresh ones also in
