@@ -150,7 +150,10 @@ impl Features {
             (self.tag_affinity / 3.0).tanh(),
             (self.author_affinity / 3.0).tanh(),
             if self.follows_author { 1.0 } else { 0.0 },
-            (self.co_engagement / 3.0).tanh(),
+            // A count that grows with traffic: a fixed tanh squashes every well-watched
+            // pair to 1 and loses the order the co-engagement source itself ranks by, so
+            // it is taken in log space, where doubling adds the same at any volume.
+            (1.0 + self.co_engagement.max(0.0)).ln() / 5.0,
             self.completion_rate,
             ((1.0 + self.views as f64).ln() / 10.0).min(1.0),
             (-self.age_hours / 48.0).exp(),
