@@ -15,7 +15,7 @@ use crate::service::{invalid, VideoError, VideoHandle, VideoRow};
 use plaza_accounts::User;
 use plaza_chat::MessageKind;
 use plaza_kernel::{Page, PageLimit, Timestamp};
-use plaza_store::Row;
+use plaza_store::{JsonColumn, Row};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -485,9 +485,14 @@ impl VideoHandle {
     }
 
     /// "Viewers who finished this also finished that": pairs this completion with the
-    /// viewer's last few other completions, both ways.
+    /// viewer's last few other completions, both ways, in one statement.
+    ///
+    /// The pairs are written in one order, the same for everyone: two viewers finishing
+    /// the same two videos from opposite ends would otherwise each lock one of the pair's
+    /// rows and wait for the other's (PostgreSQL's deadlock detector then failed one view
+    /// with a 500 under `plaza-bench video-ranking`'s concurrent views).
     async fn pair_with_recent_completions(&self, user_id: &str, video_id: &str) -> Result<(), VideoError> {
-        let recent: Vec<String> = sqlx::query_scalar(
+        let mut recent: Vec<String> = sqlx::query_scalar(
             "SELECT video_id FROM video_views WHERE user_id = $1 AND completed = 1 AND video_id <> $2
              ORDER BY at DESC LIMIT $3",
         )
@@ -496,20 +501,25 @@ impl VideoHandle {
         .bind(CO_ENGAGEMENT_RECENT)
         .fetch_all(self.inner.store.read())
         .await?;
-        let mut transaction = self.inner.store.begin().await?;
-        for other in &recent {
-            for (from, to) in [(video_id, other.as_str()), (other.as_str(), video_id)] {
-                sqlx::query(
-                    "INSERT INTO video_coengagement (video_id, other_id, score) VALUES ($1, $2, 1)
-                     ON CONFLICT (video_id, other_id) DO UPDATE SET score = video_coengagement.score + 1",
-                )
-                .bind(from)
-                .bind(to)
-                .execute(&mut *transaction)
-                .await?;
-            }
+        // A video finished on several days is one pair, not several rows of one statement.
+        recent.sort();
+        recent.dedup();
+        let mut pairs: Vec<(&str, &str)> =
+            recent.iter().flat_map(|other| [(video_id, other.as_str()), (other.as_str(), video_id)]).collect();
+        pairs.sort_unstable();
+        if pairs.is_empty() {
+            return Ok(());
         }
-        transaction.commit().await?;
+        // `WHERE true`: SQLite reads an upsert's `ON CONFLICT` after a bare `SELECT … FROM`
+        // as a join constraint.
+        let upsert = format!(
+            "INSERT INTO video_coengagement (video_id, other_id, score)
+             SELECT video_id, other_id, 1 FROM ({}) AS pairs WHERE true ORDER BY video_id, other_id
+             ON CONFLICT (video_id, other_id) DO UPDATE SET score = video_coengagement.score + 1",
+            self.inner.store.backend().json_rows(1, &[("video_id", JsonColumn::Text), ("other_id", JsonColumn::Text)])
+        );
+        let payload = serde_json::to_string(&pairs).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        sqlx::query(&upsert).bind(payload).execute(self.inner.store.write()).await?;
         Ok(())
     }
 }

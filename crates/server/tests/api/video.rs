@@ -15,6 +15,7 @@ on_both_databases!(
     likes_comments_views_and_shares_are_counted_once_each,
     the_for_you_feed_follows_what_a_viewer_finishes_and_says_why,
     each_candidate_source_finds_its_videos_and_names_itself,
+    viewers_finishing_the_same_videos_in_opposite_orders_at_once_are_all_counted,
 );
 
 /// A short test clip made by ffmpeg from its `lavfi` sources (no media is committed).
@@ -846,5 +847,51 @@ async fn each_candidate_source_finds_its_videos_and_names_itself(db: Db) {
     // Author: b's untagged video is found by its author.
     let b3 = publish_ready(b.clone(), "b without tags").await;
     assert_eq!(reason_for(&server, &viewer, &b3).await.as_deref(), Some("author"));
+    server.stop().await;
+}
+
+/// Co-engagement pairs are written by every completion; twelve viewers finishing the same
+/// four videos at once, half of them in the opposite order, must neither fail (PostgreSQL
+/// found deadlocks when the pairs were written in the order the views came) nor lose a
+/// pair.
+async fn viewers_finishing_the_same_videos_in_opposite_orders_at_once_are_all_counted(db: Db) {
+    let server = TestServer::start(db).await;
+    let (author, _) = server.register("pair_author").await;
+    let mut videos = Vec::new();
+    for n in 0..4 {
+        let video = publish(&server, &author, &small_h264(), &format!("pair {n} #pairs"), "public").await;
+        let id = video["id"].as_str().unwrap().to_string();
+        assert_eq!(settled(&server, &author, &id).await["status"], "ready");
+        videos.push(id);
+    }
+    let mut viewers = Vec::new();
+    for n in 0..12 {
+        viewers.push(server.register(&format!("pair_viewer{n}")).await.0);
+    }
+    let watching = viewers.iter().enumerate().map(|(n, token)| {
+        let (server, mut order) = (&server, videos.clone());
+        if n % 2 == 1 {
+            order.reverse();
+        }
+        async move {
+            for id in order {
+                let body = json!({"watched_ms": 3000, "completed": true});
+                let viewed = server.post(&format!("/api/v1/videos/{id}/views"), Some(token), body).await;
+                assert_eq!(viewed.status, 202, "{}", viewed.text);
+            }
+        }
+    });
+    futures_util::future::join_all(watching).await;
+    let mut database = server.database().await;
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT video_id, other_id, CAST(score AS BIGINT) FROM video_coengagement")
+            .fetch_all(&mut database)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 12, "every ordered pair of the four videos: {rows:?}");
+    for (video_id, other_id, score) in rows {
+        assert!(videos.contains(&video_id) && videos.contains(&other_id) && video_id != other_id);
+        assert_eq!(score, 12, "each viewer paired {video_id} with {other_id} once");
+    }
     server.stop().await;
 }
