@@ -54,6 +54,16 @@ pub struct Options {
     /// Seconds per search run.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Only the flash sale, at the service layer (`ShopHandle::place_order` from `clients`
+    /// tasks in-process, no HTTP, no search): splits the batch's time from the HTTP path's.
+    #[arg(long, conflicts_with = "search_only")]
+    pub service_only: bool,
+    /// Only the flash sale over HTTP (no search runs): for profiling the sale.
+    #[arg(long, conflicts_with = "search_only")]
+    pub sale_only: bool,
+    /// Only the search runs (the sale is scheduled but nobody buys): for profiling search.
+    #[arg(long)]
+    pub search_only: bool,
 }
 
 /// The sale price, in cents.
@@ -72,6 +82,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let people = seed(&store, options.buyers + 1).await?;
     let merchant = services.accounts.user(&people[0].0).await?;
     let buyers: Arc<Vec<String>> = Arc::new(people[1..].iter().map(|(_, token)| token.clone()).collect());
+    let buyer_ids: Vec<String> = people[1..].iter().map(|(id, _)| id.clone()).collect();
     eprintln!("seeded {} funded buyers in {:.1} s", buyers.len(), started.elapsed().as_secs_f64());
 
     let shop = services.shop.create_shop(&merchant, "Bench", None).await?;
@@ -94,56 +105,111 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         )
         .await?;
 
+    if options.service_only {
+        let users = Arc::new(buyers_in_order(&services.accounts, &buyer_ids).await?);
+        let sold = drive_service_sale(&services.shop, &users, &sku_id, &sale.id, options.clients).await?;
+        let check = check_sale(&store, &sale.id, options.units).await?;
+        print_sale(&options, backend, "ShopHandle::place_order (flash sale, group commit, no HTTP)", &sold, None);
+        println!();
+        check.print(options.units);
+        store.close().await;
+        anyhow::ensure!(check.exact, "the flash sale's check failed");
+        return Ok(());
+    }
     let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &[])?;
+    eprintln!("plaza serve is process {}", server.pid());
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients).build()?;
     wait_ready(&client, &server.base).await?;
-    let sold = drive_sale(&client, &server.base, &buyers, &sku_id, &sale.id, options.clients).await?;
+    let sold = match options.search_only {
+        true => None,
+        false => Some(drive_sale(&client, &server.base, &buyers, &sku_id, &sale.id, options.clients).await?),
+    };
     // The first search on a node loads the catalogue into its index; time it alone.
     let started = Instant::now();
     let first = client.get(format!("{}/api/v1/products?q=tea", server.base)).bearer_auth(&buyers[0]).send().await?;
     anyhow::ensure!(first.status().is_success(), "the first search answered {}", first.status());
     let first_search = started.elapsed();
-    let search =
-        drive_search(&client, &server.base, &buyers, options.search_clients, Duration::from_secs(options.duration))
-            .await?;
+    let search = match options.sale_only {
+        true => None,
+        false => Some(
+            drive_search(&client, &server.base, &buyers, options.search_clients, Duration::from_secs(options.duration))
+                .await?,
+        ),
+    };
     drop(server);
 
-    // The check, from the database.
-    let (paid, held): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(total_amount), 0) AS BIGINT) FROM shop_orders
-         WHERE flash_sale_id = $1 AND status = 'paid' AND payment_status = 'held'",
-    )
-    .bind(&sale.id)
-    .fetch_one(store.read())
-    .await?;
-    let remaining: i64 = sqlx::query_scalar("SELECT remaining FROM shop_flash_sales WHERE id = $1")
-        .bind(&sale.id)
-        .fetch_one(store.read())
-        .await?;
-    let ledger = plaza_wallet::check_ledger(&store).await?;
-    let exact = paid == options.units && held == options.units * SALE_PRICE && remaining == 0 && ledger.ok;
-
-    let baseline = match &options.database_url {
-        Some(url) => Some(naive_baseline(url, options.buyers, options.units, options.clients).await?),
+    let baseline = match (&options.database_url, &sold) {
+        (Some(url), Some(_)) => Some(naive_baseline(url, options.buyers, options.units, options.clients).await?),
+        _ => None,
+    };
+    let check = match &sold {
+        Some(sold) => {
+            let check = check_sale(&store, &sale.id, options.units).await?;
+            print_sale(&options, backend, "POST /orders (flash sale, group commit)", sold, baseline.as_ref());
+            println!();
+            check.print(options.units);
+            println!();
+            Some(check)
+        }
         None => None,
     };
-
-    print_sale(&options, backend, &sold, baseline.as_ref());
-    println!();
-    println!(
-        "Check: {paid} paid orders holding {held} (expected {} and {}), {remaining} units left, ledger {}: {}.",
-        options.units,
-        options.units * SALE_PRICE,
-        if ledger.ok { "balanced" } else { "NOT balanced" },
-        if exact { "exact, nothing oversold" } else { "MISMATCH" }
-    );
-    println!();
     println!(
         "The first search after start-up (the node loads {} products into its index): {:.0} ms.",
         options.products + 1,
         first_search.as_secs_f64() * 1000.0
     );
-    println!();
+    if let Some(search) = &search {
+        println!();
+        print_search(&options, backend, search);
+    }
+    store.close().await;
+    anyhow::ensure!(check.is_none_or(|check| check.exact), "the flash sale's check failed");
+    Ok(())
+}
+
+/// What the database holds after the sale.
+struct SaleCheck {
+    paid: i64,
+    held: i64,
+    remaining: i64,
+    ledger_ok: bool,
+    exact: bool,
+}
+
+impl SaleCheck {
+    fn print(&self, units: i64) {
+        println!(
+            "Check: {} paid orders holding {} (expected {units} and {}), {} units left, ledger {}: {}.",
+            self.paid,
+            self.held,
+            units * SALE_PRICE,
+            self.remaining,
+            if self.ledger_ok { "balanced" } else { "NOT balanced" },
+            if self.exact { "exact, nothing oversold" } else { "MISMATCH" }
+        );
+    }
+}
+
+/// The check, from the database: exactly `units` paid orders holding `units` × price, the
+/// sale at zero, and the ledger balanced.
+async fn check_sale(store: &plaza_store::Store, sale_id: &str, units: i64) -> anyhow::Result<SaleCheck> {
+    let (paid, held): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(total_amount), 0) AS BIGINT) FROM shop_orders
+         WHERE flash_sale_id = $1 AND status = 'paid' AND payment_status = 'held'",
+    )
+    .bind(sale_id)
+    .fetch_one(store.read())
+    .await?;
+    let remaining: i64 = sqlx::query_scalar("SELECT remaining FROM shop_flash_sales WHERE id = $1")
+        .bind(sale_id)
+        .fetch_one(store.read())
+        .await?;
+    let ledger_ok = plaza_wallet::check_ledger(store).await?.ok;
+    let exact = paid == units && held == units * SALE_PRICE && remaining == 0 && ledger_ok;
+    Ok(SaleCheck { paid, held, remaining, ledger_ok, exact })
+}
+
+fn print_search(options: &Options, backend: &str, search: &(Measured, Measured)) {
     println!("| backend | products | clients | endpoint | requests/s | p50 | p99 | ratio of p99 to GET /me |");
     println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
     for (name, measured) in
@@ -159,19 +225,90 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             measured.latency.value_at_quantile(0.99) as f64 / search.1.latency.value_at_quantile(0.99).max(1) as f64,
         );
     }
-    store.close().await;
-    anyhow::ensure!(exact, "the flash sale's check failed");
-    Ok(())
+}
+
+/// The buyers as the service layer takes them, in the order of `ids`.
+async fn buyers_in_order(
+    accounts: &plaza_accounts::Accounts,
+    ids: &[String],
+) -> anyhow::Result<Vec<plaza_accounts::User>> {
+    let mut users = accounts.users(ids).await?;
+    let position: std::collections::HashMap<&str, usize> =
+        ids.iter().enumerate().map(|(position, id)| (id.as_str(), position)).collect();
+    users.sort_by_key(|user| position.get(user.id.as_str()).copied());
+    anyhow::ensure!(users.len() == ids.len(), "seeded {} buyers, found {}", ids.len(), users.len());
+    Ok(users)
+}
+
+/// The sale at the service layer: `clients` tasks calling `place_order` for each buyer
+/// once, as the HTTP clients do, timed the same way.
+async fn drive_service_sale(
+    shop: &plaza_shop::ShopHandle,
+    buyers: &Arc<Vec<plaza_accounts::User>>,
+    sku_id: &str,
+    sale_id: &str,
+    clients: usize,
+) -> anyhow::Result<Sold> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let address = plaza_shop::Address::parse("Bench", "1 Loop Road", "Localhost", "127001", "CN", "+86 000")
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let successes: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let (shop, buyers, next, successes, address) =
+            (shop.clone(), buyers.clone(), next.clone(), successes.clone(), address.clone());
+        let (sku_id, sale_id) = (sku_id.to_string(), sale_id.to_string());
+        handles.push(tokio::spawn(async move {
+            let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut sold_out = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut errors = 0u64;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(buyer) = buyers.get(n) else { break };
+                let request = plaza_shop::OrderRequest {
+                    lines: vec![plaza_shop::OrderLine {
+                        sku_id: sku_id.clone(),
+                        quantity: 1,
+                        flash_sale_id: Some(sale_id.clone()),
+                    }],
+                    address: address.clone(),
+                    group: plaza_shop::GroupChoice::Alone,
+                    pin: None,
+                };
+                let key = plaza_wallet::model::IdempotencyKey::parse(&format!("flash-{n}"))
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                let sent = Instant::now();
+                let answer = shop.place_order(buyer, request, Some(&key)).await;
+                let took = sent.elapsed().as_micros() as u64;
+                match answer {
+                    Ok(_) => {
+                        ok.saturating_record(took);
+                        successes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Instant::now());
+                    }
+                    Err(plaza_shop::ShopError::SoldOut) => sold_out.saturating_record(took),
+                    Err(error) => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!("place_order answered {error}");
+                        }
+                    }
+                }
+            }
+            anyhow::Ok((ok, sold_out, errors))
+        }));
+    }
+    collect_sold(handles, successes, started).await
 }
 
 /// The flash sale's row, beside the naive baseline's on PostgreSQL.
-fn print_sale(options: &Options, backend: &str, sold: &Sold, baseline: Option<&Sold>) {
+fn print_sale(options: &Options, backend: &str, path: &str, sold: &Sold, baseline: Option<&Sold>) {
     println!("| backend | path | buyers | units | clients | sell-out | orders/s | p50 ok | p99 ok | p50 sold out | p99 sold out | errors | ratio to naive |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let ratio =
         baseline.map_or("—".to_string(), |naive| format!("{:.1}×", sold.orders_per_second / naive.orders_per_second));
     println!(
-        "| {backend} | POST /orders (flash sale, group commit) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
+        "| {backend} | {path} | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
         options.buyers,
         options.units,
         options.clients,
@@ -326,7 +463,18 @@ async fn drive_sale(
             anyhow::Ok((ok, sold_out, errors))
         }));
     }
-    let started = Instant::now();
+    collect_sold(handles, successes, Instant::now()).await
+}
+
+type SaleTask = tokio::task::JoinHandle<anyhow::Result<(Histogram<u64>, Histogram<u64>, u64)>>;
+
+/// The sale's tasks joined: their histograms merged, the sell-out timed from `started`
+/// (the first request) to the last sale.
+async fn collect_sold(
+    handles: Vec<SaleTask>,
+    successes: Arc<Mutex<Vec<Instant>>>,
+    started: Instant,
+) -> anyhow::Result<Sold> {
     let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut sold_out = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut errors = 0;
