@@ -11,21 +11,24 @@
 //! PostgreSQL), and written with a fixed number of statements — the sale's row once, the
 //! holds through [`plaza_wallet::HoldBatch`], the orders, their lines and the purchases
 //! as multi-row inserts. The hold and the order commit together, so no flash order ever
-//! has a hold without its order. The common refusals (not started, ended, sold out, over
-//! the limit) are answered from one read before the queue (the sale joined with its
-//! product, its shop and the buyer's purchases), without touching the wallet; the batch
-//! decides them again under the lock, so nothing is ever oversold. A buyer's PIN, when
-//! sent, is verified before the queue; one not sent is asked for by the batch if the
-//! buyer has set one (`HoldBatch::hold`), so an order without a PIN costs no read of it. A batch that
-//! fails as a whole (a key taken meanwhile by another node, a lost connection) runs its
-//! orders one per transaction.
+//! has a hold without its order. The batch also decides every refusal (not started,
+//! ended, sold out, over the limit, another SKU, the buyer's own shop) under its lock,
+//! before any hold, so nothing is ever oversold and a refused order touches no wallet; an
+//! order costs no read of its own before the queue, and a batch of sold-out answers reads
+//! no balance. A buyer's PIN, when sent, is verified before the queue, but only for an
+//! order one read of the sale says it could take (a PIN costs an attempt and a hash); one
+//! not sent is asked for by the batch if the buyer has set one (`HoldBatch::hold`), so an
+//! order without a PIN costs no read of it. The batch reads each sale's shop too, and its
+//! owner once, so the orders' answers need no read of either. A batch that fails as a
+//! whole (a key taken meanwhile by another node, a lost connection) runs its orders one per
+//! transaction.
 
 use crate::flash_batch::{
     decide, payers_by_currency, read_purchases, read_sales, read_stored_orders, write_orders, write_purchases,
-    write_sales, Decided, Verdict,
+    write_sales, Decided, SaleInBatch, Verdict,
 };
 use crate::orders::load_order;
-use crate::service::{invalid, Order, OrderItem, OrderRequest, ShopError, ShopHandle};
+use crate::service::{invalid, Order, OrderItem, OrderRequest, Shop, ShopError, ShopHandle};
 use plaza_accounts::User;
 use plaza_events::{Appended, ToAppend};
 use plaza_kernel::{Currency, Timestamp};
@@ -124,6 +127,7 @@ pub struct FlashSaleInput {
 pub(crate) struct FlashJob {
     pub(crate) buyer_id: String,
     pub(crate) sale_id: String,
+    pub(crate) sku_id: String,
     pub(crate) quantity: i64,
     pub(crate) address: Value,
     pub(crate) client_key: String,
@@ -133,9 +137,13 @@ pub(crate) struct FlashJob {
     pub(crate) pin_verified: bool,
 }
 
+/// A placed flash order: the order, whether it was placed before, and its shop when the
+/// batch has it (read once per batch, so a route need not read it per order).
+pub(crate) type FlashPlaced = (Order, bool, Option<Shop>);
+
 /// A batched order's answer, and what must be on disk before it is given.
 pub(crate) struct FlashOutcome {
-    outcome: Result<(Order, bool), ShopError>,
+    outcome: Result<FlashPlaced, ShopError>,
     durable: Option<(Arc<WalSync>, SyncTicket)>,
 }
 
@@ -265,57 +273,34 @@ impl ShopHandle {
         rows.iter().map(sale_from_row).collect()
     }
 
-    /// A flash-sale order: the refusals a read can give, the PIN, then the batch.
+    /// A flash-sale order: the batch decides it, every refusal included. An order with a
+    /// PIN is first checked against one read of the sale, so that a PIN (an attempt and a
+    /// hash) is verified only for an order the sale could take.
     pub(crate) async fn place_flash_order(
         &self,
         me: &User,
         request: OrderRequest,
         client_key: String,
         hash: String,
-    ) -> Result<(Order, bool), ShopError> {
+    ) -> Result<FlashPlaced, ShopError> {
         let line = &request.lines[0];
-        let field = "items[0].flash_sale_id";
         let sale_id = line.flash_sale_id.clone().unwrap_or_default();
-        // One read answers every refusal before the queue: the sale, its product's
-        // status, the shop's owner and what this buyer has bought of it so far.
-        let row = sqlx::query(&format!(
-            "SELECT {SALE_COLUMNS}, p.status AS product_status, sh.owner_id,
-                    COALESCE((SELECT MAX(units) FROM shop_flash_purchases
-                              WHERE flash_sale_id = f.id AND buyer_id = $2), 0) AS bought
-             FROM shop_flash_sales f JOIN shop_products p ON p.id = f.product_id JOIN shops sh ON sh.id = f.shop_id
-             WHERE f.id = $1"
-        ))
-        .bind(&sale_id)
-        .bind(&me.id)
-        .fetch_optional(self.inner.store.read())
-        .await?
-        .ok_or_else(|| ShopError::FlashSaleNotFound { field: field.into() })?;
-        let sale = sale_from_row(&row)?;
-        if sale.sku_id != line.sku_id {
-            return Err(invalid(field, "this sale sells another SKU"));
-        }
-        if row.try_get::<String, _>("product_status")? == "archived" {
-            return Err(ShopError::ProductArchived { product_id: sale.product_id, field: "items[0].sku_id".into() });
-        }
-        if row.try_get::<String, _>("owner_id")? == me.id {
-            return Err(invalid("items[0].sku_id", "you cannot buy from your own shop"));
-        }
-        let bought: i64 = row.try_get("bought")?;
-        if let Some(refused) = refusal(&sale, Timestamp::now().unix_millis(), line.quantity, bought) {
-            // A concurrent try with this key may have bought the units this refusal counts.
-            if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
-                return Ok((order, true));
-            }
-            return Err(refused);
-        }
         let pin = plaza_wallet::Pin::parse_optional(request.pin.as_deref()).map_err(|reason| invalid("pin", reason))?;
         let pin_verified = pin.is_some();
         if pin_verified {
+            if let Some(refused) = self.flash_refusal(me, &sale_id, &line.sku_id, line.quantity).await? {
+                // A concurrent try with this key may have bought the units this refusal counts.
+                if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
+                    return Ok((order, true, None));
+                }
+                return Err(refused);
+            }
             self.inner.wallet.authorize_payment(me, pin.as_ref()).await?;
         }
         let job = FlashJob {
             buyer_id: me.id.clone(),
-            sale_id: sale.id,
+            sale_id,
+            sku_id: line.sku_id.clone(),
             quantity: line.quantity,
             address: request.address.to_json(),
             client_key,
@@ -327,6 +312,38 @@ impl ShopHandle {
             wal.durable(ticket).await.map_err(|_| ShopError::Lost(plaza_store::GroupCommitError::Lost))?;
         }
         answer.outcome
+    }
+
+    /// Why the sale would refuse this order now, from one read: the sale, its product's
+    /// status, the shop's owner and what this buyer has bought of it so far. The batch
+    /// decides all of it again under its lock.
+    async fn flash_refusal(
+        &self,
+        me: &User,
+        sale_id: &str,
+        sku_id: &str,
+        quantity: i64,
+    ) -> Result<Option<ShopError>, ShopError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SALE_COLUMNS}, p.status AS product_status, sh.owner_id,
+                    COALESCE((SELECT MAX(units) FROM shop_flash_purchases
+                              WHERE flash_sale_id = f.id AND buyer_id = $2), 0) AS bought
+             FROM shop_flash_sales f JOIN shop_products p ON p.id = f.product_id JOIN shops sh ON sh.id = f.shop_id
+             WHERE f.id = $1"
+        ))
+        .bind(sale_id)
+        .bind(&me.id)
+        .fetch_optional(self.inner.store.read())
+        .await?;
+        let Some(row) = row else {
+            return Ok(Some(ShopError::FlashSaleNotFound { field: "items[0].flash_sale_id".into() }));
+        };
+        let sale = sale_from_row(&row)?;
+        let archived = row.try_get::<String, _>("product_status")? == "archived";
+        let own = row.try_get::<String, _>("owner_id")? == me.id;
+        let bought: i64 = row.try_get("bought")?;
+        Ok(sale_refusal(&sale, sku_id, archived, own)
+            .or_else(|| refusal(&sale, Timestamp::now().unix_millis(), quantity, bought)))
     }
 
     fn flash_queue(&self) -> &FlashQueue {
@@ -385,16 +402,16 @@ impl ShopHandle {
     async fn try_flash_batch(
         &self,
         jobs: &[FlashJob],
-    ) -> Result<(Vec<Result<(Order, bool), ShopError>>, Option<(Arc<WalSync>, SyncTicket)>), ShopError> {
+    ) -> Result<(Vec<Result<FlashPlaced, ShopError>>, Option<(Arc<WalSync>, SyncTicket)>), ShopError> {
         let store = &self.inner.store;
         let Some((mut writer, wal)) = store.deferred_sync_writer().await? else {
-            let (decided, appended) = self.flash_batch_in(store.begin().await?, jobs).await?;
+            let (decided, appended, sales) = self.flash_batch_in(store.begin().await?, jobs).await?;
             for appended in appended {
                 self.inner.events.publish(appended);
             }
             let placed: Vec<Order> = decided.accepted.iter().map(|(_, order)| order.clone()).collect();
             self.tell_placed(&placed);
-            return Ok((self.answers(decided, jobs).await?, None));
+            return Ok((self.answers(decided, jobs, &sales).await?, None));
         };
         let transaction = sqlx::Connection::begin(writer.connection()).await?;
         let batch = self.flash_batch_in(transaction, jobs).await;
@@ -402,9 +419,9 @@ impl ShopHandle {
             tracing::warn!("the writer could not be set back to synced commits ({error}); it is closed instead");
         }
         // Answers read stored orders through the pool, so only once the writer is back.
-        let (decided, appended) = batch?;
+        let (decided, appended, sales) = batch?;
         let placed: Vec<Order> = decided.accepted.iter().map(|(_, order)| order.clone()).collect();
-        let outcomes = self.answers(decided, jobs).await?;
+        let outcomes = self.answers(decided, jobs, &sales).await?;
         if appended.is_empty() {
             return Ok((outcomes, Some((Arc::clone(&wal), wal.read_ticket()))));
         }
@@ -427,23 +444,23 @@ impl ShopHandle {
         &self,
         mut transaction: Transaction<'_, Any>,
         jobs: &[FlashJob],
-    ) -> Result<(Decided, Vec<Appended>), ShopError> {
+    ) -> Result<(Decided, Vec<Appended>, HashMap<String, SaleInBatch>), ShopError> {
         let backend = self.inner.store.backend();
         let stored = read_stored_orders(&mut transaction, backend, jobs).await?;
         let sales = read_sales(&mut transaction, backend, jobs).await?;
         let bought = read_purchases(&mut transaction, backend, jobs).await?;
+        let now = Timestamp::now();
         let mut holds: BTreeMap<String, HoldBatch> = BTreeMap::new();
-        for (currency, payers) in payers_by_currency(jobs, &sales) {
+        for (currency, payers) in payers_by_currency(jobs, &sales, now) {
             let code =
                 Currency::parse(&currency).ok_or_else(|| ShopError::Invariant(format!("currency {currency}")))?;
             let payers: Vec<&str> = payers.iter().map(String::as_str).collect();
             holds.insert(currency, self.inner.wallet.begin_hold_batch(&mut transaction, code, &payers).await?);
         }
-        let now = Timestamp::now();
         let decided = decide(jobs, &stored, &sales, bought, &mut holds, now)?;
         if decided.accepted.is_empty() {
             transaction.rollback().await?;
-            return Ok((decided, Vec::new()));
+            return Ok((decided, Vec::new(), sales));
         }
         let mut appended = Vec::new();
         for batch in holds.into_values() {
@@ -458,7 +475,7 @@ impl ShopHandle {
             data.iter().map(|(users, data)| ToAppend { user_ids: users, event_type: "order.updated", data }).collect();
         appended.push(self.inner.events.append_many(&mut transaction, &to_append).await?);
         transaction.commit().await?;
-        Ok((decided, appended))
+        Ok((decided, appended, sales))
     }
 
     /// Every job's answer once the batch committed (or decided to write nothing).
@@ -466,29 +483,60 @@ impl ShopHandle {
         &self,
         decided: Decided,
         jobs: &[FlashJob],
-    ) -> Result<Vec<Result<(Order, bool), ShopError>>, ShopError> {
+        sales: &HashMap<String, SaleInBatch>,
+    ) -> Result<Vec<Result<FlashPlaced, ShopError>>, ShopError> {
+        let shops = self.shops_of(sales, &decided).await;
+        let shop_of = |order: &Order| shops.get(&order.shop_id).cloned();
         let accepted: HashMap<usize, Order> = decided.accepted.into_iter().collect();
         let mut answers = Vec::with_capacity(jobs.len());
         for (index, verdict) in decided.verdicts.into_iter().enumerate() {
             answers.push(match verdict {
-                Verdict::Accepted => {
-                    accepted.get(&index).cloned().map(|order| (order, false)).ok_or(ShopError::OrderNotFound)
-                }
+                Verdict::Accepted => accepted
+                    .get(&index)
+                    .map(|order| (order.clone(), false, shop_of(order)))
+                    .ok_or(ShopError::OrderNotFound),
                 Verdict::SameAs(first) => match accepted.get(&first) {
-                    Some(order) => Ok((order.clone(), true)),
+                    Some(order) => Ok((order.clone(), true, shop_of(order))),
                     None => Err(ShopError::OrderNotFound),
                 },
                 Verdict::Stored(order_id) => {
                     let mut connection = self.inner.store.write().acquire().await?;
                     load_order(&mut connection, &order_id)
                         .await?
-                        .map(|order| (order, true))
+                        .map(|order| (order, true, None))
                         .ok_or(ShopError::OrderNotFound)
                 }
                 Verdict::Refused(error) => Err(error),
             });
         }
         Ok(answers)
+    }
+
+    /// The shops of the batch's accepted orders, each with its owner read once for the
+    /// whole batch. A shop whose owner cannot be read now is left out: its orders' routes
+    /// read it themselves (the batch has committed; its answers must not fail for this).
+    async fn shops_of(&self, sales: &HashMap<String, SaleInBatch>, decided: &Decided) -> HashMap<String, Shop> {
+        let mut shops = HashMap::new();
+        for sale in sales.values() {
+            if shops.contains_key(sale.shop_id()) || !decided.taken.contains_key(sale.sale_id()) {
+                continue;
+            }
+            let Ok(owner) = self.inner.accounts.user(sale.seller_id()).await else { continue };
+            let shop = &sale.shop;
+            shops.insert(
+                sale.shop_id().to_string(),
+                Shop {
+                    id: sale.shop_id().to_string(),
+                    owner,
+                    name: shop.name.clone(),
+                    description: shop.description.clone(),
+                    rating_sum: shop.rating_sum,
+                    rating_count: shop.rating_count,
+                    created_at: shop.created_at,
+                },
+            );
+        }
+        shops
     }
 
     /// A cancelled flash order's units go back to its sale, or to the SKU once the sale
@@ -567,6 +615,20 @@ impl ShopHandle {
             transaction.commit().await?;
         }
         Ok(returned)
+    }
+}
+
+/// Why this sale sells nothing to this order at all: another SKU, an archived product, or
+/// the buyer's own shop.
+pub(crate) fn sale_refusal(sale: &FlashSale, sku_id: &str, archived: bool, own_shop: bool) -> Option<ShopError> {
+    if sale.sku_id != sku_id {
+        Some(invalid("items[0].flash_sale_id", "this sale sells another SKU"))
+    } else if archived {
+        Some(ShopError::ProductArchived { product_id: sale.product_id.clone(), field: "items[0].sku_id".into() })
+    } else if own_shop {
+        Some(invalid("items[0].sku_id", "you cannot buy from your own shop"))
+    } else {
+        None
     }
 }
 

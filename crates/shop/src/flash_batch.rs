@@ -3,7 +3,7 @@
 //! arrival order ([`decide`]), and the few multi-row statements that write it. The flow
 //! and the reasons are in `flash.rs`.
 
-use crate::flash::{refusal, sale_from_row, FlashJob, FlashSale, SALE_COLUMNS};
+use crate::flash::{refusal, sale_from_row, sale_refusal, FlashJob, FlashSale, SALE_COLUMNS};
 use crate::model::OrderStatus;
 use crate::service::{invalid, Order, OrderItem, ShopError};
 use plaza_kernel::Timestamp;
@@ -17,11 +17,37 @@ use std::collections::{BTreeMap, HashMap};
 pub(crate) struct SaleInBatch {
     sale: FlashSale,
     seller_id: String,
+    /// The sale's shop as its orders' answers show it, read in the batch's transaction.
+    pub(crate) shop: ShopInBatch,
     title: String,
     sku_name: String,
     archived: bool,
     /// Units taken by this batch so far.
     taken: i64,
+}
+
+/// A shop's own columns, without its owner (who is the accounts service's).
+#[derive(Debug, Clone)]
+pub(crate) struct ShopInBatch {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) rating_sum: i64,
+    pub(crate) rating_count: i64,
+    pub(crate) created_at: Timestamp,
+}
+
+impl SaleInBatch {
+    pub(crate) fn seller_id(&self) -> &str {
+        &self.seller_id
+    }
+
+    pub(crate) fn shop_id(&self) -> &str {
+        &self.sale.shop_id
+    }
+
+    pub(crate) fn sale_id(&self) -> &str {
+        &self.sale.id
+    }
 }
 
 /// What one job of a batch comes to.
@@ -87,9 +113,9 @@ pub(crate) fn decide(
             verdicts.push(Verdict::Refused(ShopError::FlashSaleNotFound { field: "items[0].flash_sale_id".into() }));
             continue;
         };
-        if in_batch.archived {
-            let product_id = in_batch.sale.product_id.clone();
-            verdicts.push(Verdict::Refused(ShopError::ProductArchived { product_id, field: "items[0].sku_id".into() }));
+        let own_shop = in_batch.seller_id == job.buyer_id;
+        if let Some(refused) = sale_refusal(&in_batch.sale, &job.sku_id, in_batch.archived, own_shop) {
+            verdicts.push(Verdict::Refused(refused));
             continue;
         }
         let units = bought.entry((job.sale_id.clone(), job.buyer_id.clone())).or_insert(0);
@@ -132,6 +158,12 @@ fn copy_refusal(error: &ShopError) -> ShopError {
         ShopError::Wallet(WalletError::InsufficientFunds { available, requested }) => {
             ShopError::Wallet(WalletError::InsufficientFunds { available: *available, requested: *requested })
         }
+        ShopError::Wallet(WalletError::PinRequired) => ShopError::Wallet(WalletError::PinRequired),
+        ShopError::FlashSaleNotFound { field } => ShopError::FlashSaleNotFound { field: field.clone() },
+        ShopError::ProductArchived { product_id, field } => {
+            ShopError::ProductArchived { product_id: product_id.clone(), field: field.clone() }
+        }
+        ShopError::InvalidField { field, reason } => invalid(field.clone(), reason.clone()),
         _ => ShopError::SoldOut,
     }
 }
@@ -208,7 +240,9 @@ pub(crate) async fn read_sales(
     ids.dedup();
     let lock = if backend == Backend::Postgres { " FOR UPDATE OF f" } else { "" };
     let sql = format!(
-        "SELECT {SALE_COLUMNS}, p.title, p.status, s.name AS sku_name, sh.owner_id
+        "SELECT {SALE_COLUMNS}, p.title, p.status, s.name AS sku_name, sh.owner_id, sh.name AS shop_name,
+                sh.description AS shop_description, sh.rating_sum AS shop_rating_sum,
+                sh.rating_count AS shop_rating_count, sh.created_at AS shop_created_at
          FROM shop_flash_sales f JOIN shop_products p ON p.id = f.product_id JOIN shop_skus s ON s.id = f.sku_id
               JOIN shops sh ON sh.id = f.shop_id
          WHERE f.id IN (SELECT id FROM ({}) AS wanted) ORDER BY f.id{lock}",
@@ -225,6 +259,13 @@ pub(crate) async fn read_sales(
                 title: row.try_get("title")?,
                 sku_name: row.try_get("sku_name")?,
                 archived: row.try_get::<String, _>("status")? == "archived",
+                shop: ShopInBatch {
+                    name: row.try_get("shop_name")?,
+                    description: row.try_get("shop_description")?,
+                    rating_sum: row.try_get("shop_rating_sum")?,
+                    rating_count: row.try_get("shop_rating_count")?,
+                    created_at: Timestamp::from_unix_millis(row.try_get("shop_created_at")?),
+                },
                 taken: 0,
                 sale,
             },
@@ -252,13 +293,21 @@ pub(crate) async fn read_purchases(
     Ok(bought)
 }
 
+/// The buyers whose balances the batch reads (and on PostgreSQL locks), by currency: not
+/// those of a sale that can take none of its orders at `now` (not started, ended, sold
+/// out), since [`decide`] refuses them before any hold. After a sell-out, a batch of
+/// sold-out answers so reads no balance at all.
 pub(crate) fn payers_by_currency(
     jobs: &[FlashJob],
     sales: &HashMap<String, SaleInBatch>,
+    now: Timestamp,
 ) -> BTreeMap<String, Vec<String>> {
     let mut payers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for job in jobs {
-        if let Some(sale) = sales.get(&job.sale_id) {
+        let Some(sale) = sales.get(&job.sale_id) else { continue };
+        // With nothing bought yet: a refusal then is one whatever the buyer bought, and a
+        // batch only takes units, so it holds for every job of the batch.
+        if refusal(&sale.sale, now.unix_millis(), job.quantity, 0).is_none() {
             payers.entry(sale.sale.currency.clone()).or_default().push(job.buyer_id.clone());
         }
     }

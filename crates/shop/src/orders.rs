@@ -4,7 +4,7 @@
 
 use crate::model::{self, text, OrderAction, OrderStatus};
 use crate::service::{
-    invalid, time_position, Actor, GroupChoice, Order, OrderItem, OrderRequest, ShopError, ShopHandle,
+    invalid, time_position, Actor, GroupChoice, Order, OrderItem, OrderRequest, Shop, ShopError, ShopHandle,
 };
 use plaza_accounts::User;
 use plaza_events::Appended;
@@ -155,8 +155,50 @@ impl ShopHandle {
         let hash = request_hash(&request);
         if request.lines[0].flash_sale_id.is_some() {
             // Its batch answers a retry from the stored order (`read_stored_orders`).
-            return self.place_flash_order(me, request, client_key, hash).await;
+            let (order, replayed, _) = self.place_flash_order(me, request, client_key, hash).await?;
+            return Ok((order, replayed));
         }
+        self.place_order_alone(me, request, client_key, hash).await
+    }
+
+    /// [`ShopHandle::place_order`] with the order's shop (and its owner), as the order's
+    /// answer shows it. A flash order's batch read the shop in its transaction and its
+    /// owner once for the whole batch, so a crowd of flash orders costs no read of either
+    /// per order; any other order reads them after it is placed.
+    pub async fn place_order_with_shop(
+        &self,
+        me: &User,
+        request: OrderRequest,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<(Order, bool, Shop), ShopError> {
+        check_request(&request)?;
+        let client_key = match key {
+            Some(key) => key.as_str().to_string(),
+            None => plaza_kernel::new_id(),
+        };
+        let hash = request_hash(&request);
+        let (order, replayed, shop) = match request.lines[0].flash_sale_id.is_some() {
+            true => self.place_flash_order(me, request, client_key, hash).await?,
+            false => {
+                let (order, replayed) = self.place_order_alone(me, request, client_key, hash).await?;
+                (order, replayed, None)
+            }
+        };
+        let shop = match shop {
+            Some(shop) => shop,
+            None => self.shop(&order.shop_id).await?,
+        };
+        Ok((order, replayed, shop))
+    }
+
+    /// An order that is not a flash sale's: hold, then stock and the order.
+    async fn place_order_alone(
+        &self,
+        me: &User,
+        request: OrderRequest,
+        client_key: String,
+        hash: String,
+    ) -> Result<(Order, bool), ShopError> {
         if let Some(order) = self.order_by_key(&me.id, &client_key, &hash).await? {
             return Ok((order, true));
         }

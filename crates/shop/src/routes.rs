@@ -568,13 +568,23 @@ pub struct OrderPage {
 /// The order with its buyer and shop as objects (events carry their ids only).
 /// The viewer, who is the buyer or the seller, is not looked up again.
 async fn order_view(shop: &ShopHandle, viewer: &User, order: &Order) -> Result<OrderView, Problem> {
+    let seller = shop.shop(&order.shop_id).await?;
+    order_view_with_shop(shop, viewer, order, seller).await
+}
+
+/// [`order_view`] with the order's shop already in hand.
+async fn order_view_with_shop(
+    shop: &ShopHandle,
+    viewer: &User,
+    order: &Order,
+    seller: Shop,
+) -> Result<OrderView, Problem> {
     let mut view = order.to_json();
     let buyer = match order.buyer_id == viewer.id {
         true => viewer.clone(),
         false => shop.accounts().user(&order.buyer_id).await.map_err(ShopError::from)?,
     };
     let buyer = UserBody::from(buyer);
-    let seller = shop.shop(&order.shop_id).await?;
     if let Value::Object(fields) = &mut view {
         fields.insert("buyer".into(), serde_json::to_value(buyer).map_err(|error| Problem::internal(&error))?);
         let owner = serde_json::to_value(UserBody::from(seller.owner)).map_err(|error| Problem::internal(&error))?;
@@ -615,8 +625,8 @@ async fn place_order(
         Some(GroupBody::Join { group_id }) => GroupChoice::Join(group_id),
     };
     let request = OrderRequest { lines, address, group, pin: body.pin };
-    let (order, _replayed) = shop.place_order(&current.user, request, key.as_ref()).await?;
-    Ok((StatusCode::CREATED, Json(order_view(&shop, &current.user, &order).await?)))
+    let (order, _replayed, seller) = shop.place_order_with_shop(&current.user, request, key.as_ref()).await?;
+    Ok((StatusCode::CREATED, Json(order_view_with_shop(&shop, &current.user, &order, seller).await?)))
 }
 
 /// Your orders as buyer or seller, newest first.
