@@ -816,8 +816,10 @@ async fn load_product(connection: &mut sqlx::AnyConnection, product_id: &str) ->
     Ok(load_products(connection, &[product_id.to_string()]).await?.pop())
 }
 
-/// The products of `ids` that exist, in the order of `ids`, with their SKUs: two
-/// statements whatever the number.
+/// The products of `ids` that exist, in the order of `ids`, with their SKUs: one
+/// statement whatever the number (each product joined with its SKUs, its own columns
+/// repeated per SKU; a catalogue's products mostly have one), where two were a second
+/// round trip on every search and product page.
 pub(crate) async fn load_products(
     connection: &mut sqlx::AnyConnection,
     ids: &[String],
@@ -826,51 +828,56 @@ pub(crate) async fn load_products(
         return Ok(Vec::new());
     }
     let placeholders = plaza_store::numbered_parameters(1, ids.len());
-    let product_sql = format!("SELECT {PRODUCT_COLUMNS} FROM shop_products WHERE id IN ({placeholders})");
-    let mut product_query = sqlx::query(&product_sql);
-    for id in ids {
-        product_query = product_query.bind(id);
-    }
-    let product_rows = product_query.fetch_all(&mut *connection).await?;
-    let sku_sql = format!(
-        "SELECT product_id, id, name, price_amount, group_price_amount, currency, stock FROM shop_skus
-         WHERE product_id IN ({placeholders}) ORDER BY product_id, position"
+    let sql = format!(
+        "SELECT p.id, p.shop_id, p.title, p.description, p.media_ids, p.group_size, p.status, p.rating_sum,
+                p.rating_count, p.sold_count, p.created_at, s.id AS sku_id, s.name AS sku_name, s.price_amount,
+                s.group_price_amount, s.currency, s.stock
+         FROM shop_products p LEFT JOIN shop_skus s ON s.product_id = p.id
+         WHERE p.id IN ({placeholders}) ORDER BY p.id, s.position"
     );
-    let mut sku_query = sqlx::query(&sku_sql);
+    let mut query = sqlx::query(&sql);
     for id in ids {
-        sku_query = sku_query.bind(id);
+        query = query.bind(id);
     }
-    let mut skus: HashMap<String, Vec<Sku>> = HashMap::new();
-    for sku in sku_query.fetch_all(&mut *connection).await? {
-        skus.entry(sku.try_get("product_id")?).or_default().push(Sku {
-            id: sku.try_get("id")?,
-            name: sku.try_get("name")?,
-            price: sku.try_get("price_amount")?,
-            group_price: sku.try_get("group_price_amount")?,
-            currency: sku.try_get("currency")?,
-            stock: sku.try_get("stock")?,
-        });
-    }
-    let mut products: HashMap<String, Product> = HashMap::with_capacity(product_rows.len());
-    for row in product_rows {
-        let id: String = row.try_get("id")?;
-        let media_ids: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("media_ids")?)
-            .map_err(|error| ShopError::Invariant(format!("media_ids: {error}")))?;
-        let product = Product {
-            skus: skus.remove(&id).unwrap_or_default(),
-            id: id.clone(),
-            shop_id: row.try_get("shop_id")?,
-            title: row.try_get("title")?,
-            description: row.try_get("description")?,
-            media_ids,
-            group_size: row.try_get("group_size")?,
-            archived: row.try_get::<String, _>("status")? == "archived",
-            rating_sum: row.try_get("rating_sum")?,
-            rating_count: row.try_get("rating_count")?,
-            sold_count: row.try_get("sold_count")?,
-            created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+    let mut products: HashMap<String, Product> = HashMap::with_capacity(ids.len());
+    for row in query.fetch_all(&mut *connection).await? {
+        let product = match products.entry(row.try_get("id")?) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let product = product_from_row(&row, entry.key().clone())?;
+                entry.insert(product)
+            }
         };
-        products.insert(id, product);
+        if let Some(sku_id) = row.try_get::<Option<String>, _>("sku_id")? {
+            product.skus.push(Sku {
+                id: sku_id,
+                name: row.try_get("sku_name")?,
+                price: row.try_get("price_amount")?,
+                group_price: row.try_get("group_price_amount")?,
+                currency: row.try_get("currency")?,
+                stock: row.try_get("stock")?,
+            });
+        }
     }
     Ok(ids.iter().filter_map(|id| products.remove(id)).collect())
+}
+
+/// A product's own columns from [`load_products`]' row, without its SKUs.
+fn product_from_row(row: &plaza_store::AnyRow, id: String) -> Result<Product, ShopError> {
+    let media_ids: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("media_ids")?)
+        .map_err(|error| ShopError::Invariant(format!("media_ids: {error}")))?;
+    Ok(Product {
+        skus: Vec::new(),
+        id,
+        shop_id: row.try_get("shop_id")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        media_ids,
+        group_size: row.try_get("group_size")?,
+        archived: row.try_get::<String, _>("status")? == "archived",
+        rating_sum: row.try_get("rating_sum")?,
+        rating_count: row.try_get("rating_count")?,
+        sold_count: row.try_get("sold_count")?,
+        created_at: Timestamp::from_unix_millis(row.try_get("created_at")?),
+    })
 }
