@@ -6,12 +6,11 @@
 //! microseconds since the run started when it was sent, and the receiving socket's task
 //! subtracts that from its own clock.
 
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,12 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The plaza binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Start two nodes connected by this NATS server (needs --database-url).
     #[arg(long, requires = "database_url")]
     pub nats_url: Option<String>,
@@ -51,7 +46,7 @@ pub struct Options {
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let backend = match (&options.database_url, &options.nats_url) {
+    let backend = match (&options.target.database_url, &options.nats_url) {
         (Some(_), Some(_)) => "postgres, 2 nodes + NATS",
         (Some(_), None) => "postgres",
         (None, _) => "sqlite",
@@ -65,9 +60,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if let Some(url) = options.nats_url.as_deref() {
         env.push(("PLAZA_NATS_URL", url));
     }
-    let mut nodes = vec![PlazaServer::start(&options.plaza, options.database_url.as_deref(), &env)?];
+    let mut nodes = vec![PlazaServer::start(&options.target.plaza, options.target.database_url.as_deref(), &env)?];
     if options.nats_url.is_some() {
-        nodes.push(PlazaServer::start(&options.plaza, options.database_url.as_deref(), &env)?);
+        nodes.push(PlazaServer::start(&options.target.plaza, options.target.database_url.as_deref(), &env)?);
     }
     let client = reqwest::Client::new();
     for node in &nodes {

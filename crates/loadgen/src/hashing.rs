@@ -11,18 +11,15 @@
 //!   the flood is mostly answered 429 and logins stay near the baseline.
 
 use crate::me::wait_ready;
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use anyhow::Context;
 use serde_json::json;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     #[arg(long, default_value_t = 40)]
     pub registrations: usize,
     #[arg(long, default_value_t = 400)]
@@ -32,7 +29,7 @@ pub struct Options {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let backend = options.target.backend();
     let settings = [
         ("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000"),
         ("PLAZA_AUTH_ATTEMPTS_PER_USERNAME", "100000"),
@@ -42,7 +39,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         ("PLAZA_CONNECTIONS_PER_ADDRESS_MAX", "4096"),
     ];
     let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
-    let server = PlazaServer::start(&options.plaza, options.database_url.as_deref(), &settings)?;
+    let server = PlazaServer::start(&options.target.plaza, options.target.database_url.as_deref(), &settings)?;
     wait_ready(&client, &server.base).await?;
     let base = server.base.clone();
 

@@ -32,7 +32,7 @@ mod glass;
 mod ingest;
 mod webm;
 
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use anyhow::Context;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -41,12 +41,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The plaza binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Split the chat's viewers over two nodes connected by this NATS server (needs
     /// --database-url).
     #[arg(long, requires = "database_url")]
@@ -106,7 +102,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 fn backend(options: &Options) -> &'static str {
-    match (&options.database_url, &options.nats_url) {
+    match (&options.target.database_url, &options.nats_url) {
         (Some(_), Some(_)) => "postgres, 2 nodes + NATS",
         (Some(_), None) => "postgres",
         (None, _) => "sqlite",
@@ -147,7 +143,7 @@ fn start_nodes(
         let rtmp = if node == 0 { format!("127.0.0.1:{}", free_port()?) } else { "off".to_string() };
         let mut node_env = env.clone();
         node_env.push(("PLAZA_LIVE_RTMP_ADDR", &rtmp));
-        nodes.push(PlazaServer::start(&options.plaza, options.database_url.as_deref(), &node_env)?);
+        nodes.push(PlazaServer::start(&options.target.plaza, options.target.database_url.as_deref(), &node_env)?);
     }
     Ok(nodes)
 }

@@ -1,19 +1,14 @@
 //! `plaza-bench me`: the authenticated read path, and what one login costs.
 
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use crate::wrk::WrkResult;
 use anyhow::Context;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The plaza binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 10)]
     pub duration: u32,
@@ -29,11 +24,11 @@ pub struct Options {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let backend = options.target.backend();
     let limits = [("PLAZA_AUTH_ATTEMPTS_PER_ADDRESS", "100000"), ("PLAZA_AUTH_ATTEMPTS_PER_USERNAME", "100000")];
     let client = reqwest::Client::new();
 
-    let server = PlazaServer::start(&options.plaza, options.database_url.as_deref(), &limits)?;
+    let server = PlazaServer::start(&options.target.plaza, options.target.database_url.as_deref(), &limits)?;
     wait_ready(&client, &server.base).await?;
     let token = obtain_token(&client, &server.base).await?;
     let login_ms = time_logins(&client, &server.base, options.logins).await?;
@@ -46,7 +41,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // The same read with the session cache off: every request queries the database.
     let mut uncached_settings = limits.to_vec();
     uncached_settings.push(("PLAZA_SESSION_CACHE_SECONDS", "0"));
-    let server = PlazaServer::start(&options.plaza, options.database_url.as_deref(), &uncached_settings)?;
+    let server = PlazaServer::start(&options.target.plaza, options.target.database_url.as_deref(), &uncached_settings)?;
     wait_ready(&client, &server.base).await?;
     let token = obtain_token(&client, &server.base).await?;
     std::fs::write(script.path(), format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"))?;

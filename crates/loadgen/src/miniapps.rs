@@ -21,7 +21,7 @@
 //! the two cores. The run reports and does not gate: missing webhooks and failed requests
 //! are counted in the output.
 
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use crate::shop::{drive_get, ms, Measured};
 use crate::wallet::{seed, wait_ready};
 use anyhow::Context;
@@ -30,19 +30,14 @@ use futures_util::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The plaza binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Concurrent keep-alive clients of GET /me and of the token endpoint.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -112,9 +107,9 @@ const SENDER_SLOTS_PER_APP: u64 = 4;
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let options = if options.quick { options.quick() } else { options };
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let backend = options.target.backend();
     anyhow::ensure!(options.apps >= 1 && options.slow_apps < options.apps, "--slow-apps must be less than --apps");
-    let (_data_dir, config, store, _services) = crate::server::in_process(options.database_url.clone()).await?;
+    let (_data_dir, config, store, _services) = crate::server::in_process(options.target.database_url.clone()).await?;
     let started = Instant::now();
     let users = options.apps * options.users_per_app.max(1) + options.clients.max(1);
     let people = seed(&store, users + 1).await?;
@@ -124,7 +119,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     eprintln!("seeded {} funded users in {:.1} s", sessions.len(), started.elapsed().as_secs_f64());
 
     let receiver = Receiver::start(options.apps, Duration::from_millis(options.slow_ms)).await?;
-    let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &[])?;
+    let server = PlazaServer::start(&options.target.plaza, Some(&config.database_url), &[])?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     wait_ready(&client, &server.base).await?;
     let base = server.base.clone();

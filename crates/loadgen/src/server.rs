@@ -82,3 +82,25 @@ pub async fn in_process(
     let services = plaza_server::app::services(store.clone(), plaza_bus::Bus::in_process(), &config)?;
     Ok((data_dir, config, store, services))
 }
+
+/// What a benchmark runs against: the flags every subcommand that starts a server shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The plaza binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/plaza")]
+    pub plaza: std::path::PathBuf,
+    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+impl Target {
+    /// The engine's name as the result tables print it.
+    pub fn backend(&self) -> &'static str {
+        if self.database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+}

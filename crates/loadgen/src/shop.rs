@@ -17,25 +17,20 @@
 //! `GET /me` in the same run as the baseline. The first search, which loads the node's
 //! index, is timed apart.
 
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use crate::wallet::{seed, wait_ready};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use plaza_kernel::Timestamp;
 use plaza_shop::{FlashSaleInput, ProductInput, SkuInput};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The plaza binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Distinct funded buyers, each ordering one unit once.
     #[arg(long, default_value_t = 50_000)]
     pub buyers: usize,
@@ -76,8 +71,8 @@ const WORDS: &[&str] = &[
 ];
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
-    let (_data_dir, config, store, services) = crate::server::in_process(options.database_url.clone()).await?;
+    let backend = options.target.backend();
+    let (_data_dir, config, store, services) = crate::server::in_process(options.target.database_url.clone()).await?;
     let started = Instant::now();
     let people = seed(&store, options.buyers + 1).await?;
     let merchant = services.accounts.user(&people[0].0).await?;
@@ -109,14 +104,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let users = Arc::new(buyers_in_order(&services.accounts, &buyer_ids).await?);
         let sold = drive_service_sale(&services.shop, &users, &sku_id, &sale.id, options.clients).await?;
         let check = check_sale(&store, &sale.id, options.units).await?;
-        print_sale(&options, backend, "ShopHandle::place_order (flash sale, group commit, no HTTP)", &sold, None);
+        // Like for like: the naive design is driven in-process too, with as many tasks.
+        let baseline = match &options.target.database_url {
+            Some(url) => Some(naive_baseline(url, options.buyers, options.units, options.clients).await?),
+            None => None,
+        };
+        let path = "ShopHandle::place_order (flash sale, group commit, no HTTP)";
+        print_sale(&options, backend, path, &sold, baseline.as_ref());
         println!();
         check.print(options.units);
         store.close().await;
         anyhow::ensure!(check.exact, "the flash sale's check failed");
         return Ok(());
     }
-    let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &[])?;
+    let server = PlazaServer::start(&options.target.plaza, Some(&config.database_url), &[])?;
     eprintln!("plaza serve is process {}", server.pid());
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.clients).build()?;
     wait_ready(&client, &server.base).await?;
@@ -138,7 +139,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     };
     drop(server);
 
-    let baseline = match (&options.database_url, &sold) {
+    let baseline = match (&options.target.database_url, &sold) {
         (Some(url), Some(_)) => Some(naive_baseline(url, options.buyers, options.units, options.clients).await?),
         _ => None,
     };
@@ -633,7 +634,7 @@ async fn naive_baseline(database_url: &str, buyers: usize, units: i64, clients: 
     let sold: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM naive_orders").fetch_one(&pool).await?;
     anyhow::ensure!(sold == units, "the naive baseline sold {sold} of {units}");
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {scratch}")).execute(&mut admin).await?;
+    sqlx::query(&format!("DROP DATABASE {scratch} WITH (FORCE)")).execute(&mut admin).await?;
     Ok(Sold {
         ok,
         sold_out: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?,

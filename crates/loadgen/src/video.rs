@@ -21,25 +21,21 @@
 //! are fresh. Measured from `feed_clients` clients: `GET /feed/for-you?limit=10` for
 //! both halves, against `GET /feed/following` and `GET /videos/{id}` in the same run.
 
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use crate::shop::{drive_get, ms, Measured};
 use crate::wallet::{seed, wait_ready};
 use anyhow::Context;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The plaza binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Concurrent clients of GET /me, idle and while transcoding.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -95,7 +91,7 @@ fn parse_clip_size(text: &str) -> Result<String, String> {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let backend = options.target.backend();
     anyhow::ensure!(options.creators >= 1 && options.viewers >= 2, "need a creator and two viewers");
     let clips = tempfile::tempdir()?;
     let started = Instant::now();
@@ -116,14 +112,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
 
     // Users: creators, viewers, and one account for GET /me and the large uploads.
-    let (_data_dir, config, store, _services) = crate::server::in_process(options.database_url.clone()).await?;
+    let (_data_dir, config, store, _services) = crate::server::in_process(options.target.database_url.clone()).await?;
     let people = seed(&store, 1 + options.creators + options.viewers).await?;
     let me = people[0].clone();
     let creators: Vec<(String, String)> = people[1..=options.creators].to_vec();
     let viewers: Vec<(String, String)> = people[options.creators + 1..].to_vec();
     let concurrency = options.transcode_concurrency.to_string();
     let settings = [("PLAZA_VIDEO_TRANSCODE_CONCURRENCY", concurrency.as_str())];
-    let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &settings)?;
+    let server = PlazaServer::start(&options.target.plaza, Some(&config.database_url), &settings)?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     wait_ready(&client, &server.base).await?;
     let base = server.base.clone();

@@ -14,7 +14,7 @@
 //! one transaction each, from one task. No transfer path over these tables can beat it on
 //! the same machine, which tells a slow code path from a slow database.
 
-use crate::server::PlazaServer;
+use crate::server::{PlazaServer, Target};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use plaza_accounts::User;
@@ -24,17 +24,13 @@ use plaza_wallet::bench_support::{DatabaseFloor, FloorTransfer};
 use plaza_wallet::model::IdempotencyKey;
 use plaza_wallet::{TransferRequest, Wallet, WalletError};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    #[arg(long, default_value = "target/release/plaza")]
-    pub plaza: PathBuf,
-    /// A postgres:// URL of an empty database; SQLite in a temporary directory if unset.
-    #[arg(long)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
     /// Users with money (the "many accounts" workload picks any two).
     #[arg(long, default_value_t = 10_000)]
     pub accounts: usize,
@@ -176,8 +172,8 @@ impl Measured {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
-    let (_data_dir, config, store, services) = crate::server::in_process(options.database_url.clone()).await?;
+    let backend = options.target.backend();
+    let (_data_dir, config, store, services) = crate::server::in_process(options.target.database_url.clone()).await?;
     let started = Instant::now();
     let tokens = seed(&store, options.accounts).await?;
     let ids: Vec<String> = tokens.iter().map(|(id, _)| id.clone()).collect();
@@ -223,7 +219,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         store.close().await;
         return Ok(());
     }
-    let server = PlazaServer::start(&options.plaza, Some(&config.database_url), &[])?;
+    let server = PlazaServer::start(&options.target.plaza, Some(&config.database_url), &[])?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.http_clients).build()?;
     wait_ready(&client, &server.base).await?;
     let tokens = Arc::new(tokens);

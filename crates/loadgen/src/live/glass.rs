@@ -51,7 +51,7 @@ pub(super) async fn glass_to_glass(
         println!();
         return Ok(());
     }
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let backend = options.target.backend();
     let host = register(client, &server.base, vec![format!("glass_{}", run_tag())]).await?.remove(0);
     let (room, rtmp_url) = create_room(client, &server.base, &host.0).await?;
     let nginx = Nginx::start().await?;

@@ -187,7 +187,7 @@ pub(super) fn percentile(sorted: &[f64], quantile: f64) -> f64 {
 }
 
 pub(super) async fn ingest(options: &Options) -> anyhow::Result<()> {
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let backend = options.target.backend();
     let nodes = start_nodes(options, 1, 1000, 16, false)?;
     let server = &nodes[0];
     let client = reqwest::Client::new();

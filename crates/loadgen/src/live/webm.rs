@@ -25,7 +25,7 @@ pub(super) async fn browser_ingest_cost(
     client: &reqwest::Client,
     idle_share: f64,
 ) -> anyhow::Result<()> {
-    let backend = if options.database_url.is_some() { "postgres" } else { "sqlite" };
+    let backend = options.target.backend();
     let host = register(client, &server.base, vec![format!("phone_{}", run_tag())]).await?.remove(0);
     let created: Value = client
         .post(format!("{}/api/v1/live/rooms", server.base))
