@@ -77,6 +77,37 @@ pub const PIXEL_PNG: &[u8] = &[
     0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
+/// A xorshift64 generator from `seed`: the same numbers on every run, so that a failing
+/// random plan can be replayed.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut random = seed;
+    move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    }
+}
+
+/// Tops `token`'s wallet up by `amount` USD (under a fresh idempotency key).
+pub async fn topup(server: &TestServer, token: &str, amount: i64) {
+    let request = server
+        .client
+        .post(format!("{}/api/v1/wallet/topups", server.base))
+        .bearer_auth(token)
+        .header("idempotency-key", plaza_kernel::new_id())
+        .json(&serde_json::json!({"amount": amount, "currency": "USD"}));
+    let reply = server.raw(request).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+}
+
+/// (available, held) in USD.
+pub async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
+    let reply = server.get("/api/v1/wallet", Some(token)).await;
+    let usd = reply.body["balances"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").cloned();
+    usd.map_or((0, 0), |usd| (usd["available"].as_i64().unwrap(), usd["held"].as_i64().unwrap()))
+}
+
 /// What the nodes of a cluster share: a fresh PostgreSQL database and the test NATS server.
 pub struct Cluster {
     pub database_url: String,
@@ -280,6 +311,15 @@ impl TestServer {
         (reply.body["token"].as_str().unwrap().to_string(), reply.body["user"]["id"].as_str().unwrap().to_string())
     }
 
+    /// Registers each of `names`, in order, as [`register`](Self::register) does; (token, user id) each.
+    pub async fn register_all<const N: usize>(&self, names: [&str; N]) -> [(String, String); N] {
+        let mut people = Vec::with_capacity(N);
+        for name in names {
+            people.push(self.register(name).await);
+        }
+        people.try_into().unwrap()
+    }
+
     /// Makes two registered users contacts: `a` asks, `b` accepts by asking back. Only
     /// contacts may add each other to groups.
     pub async fn befriend(&self, a: &(String, String), b: &(String, String)) {
@@ -313,6 +353,19 @@ impl TestServer {
         let outcome = plaza_server::app::set_admin(&accounts, username, granting).await;
         store.close().await;
         outcome.unwrap_or_else(|error| panic!("set_admin {username}: {error}"))
+    }
+
+    /// The value of the counter `name` in `/metrics` (0 if nothing was counted yet), and the
+    /// whole text to explain a failure.
+    pub async fn metric(&self, name: &str) -> (f64, String) {
+        let metrics = self.get("/metrics", None).await.text;
+        let prefix = format!("{name} ");
+        let value = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0);
+        (value, metrics)
     }
 
     /// A direct connection to this test's database, for arranging what the API cannot
@@ -397,6 +450,22 @@ impl TestServer {
             .await;
         assert!(reply.status == 201 || reply.status == 200, "send: {}", reply.text);
         reply.body
+    }
+
+    /// Sends the uploaded image `media_id` as a message over HTTP; the reply, to check.
+    pub async fn send_image(&self, token: &str, conversation_id: &str, client_id: &str, media_id: &str) -> Reply {
+        self.post(
+            &format!("/api/v1/conversations/{conversation_id}/messages"),
+            Some(token),
+            serde_json::json!({"client_id": client_id, "kind": "image", "body": {"media_id": media_id}}),
+        )
+        .await
+    }
+
+    /// The first card message in `conversation_id`, as `token` reads it (there must be one).
+    pub async fn first_card(&self, token: &str, conversation_id: &str) -> Value {
+        let history = self.get(&format!("/api/v1/conversations/{conversation_id}/messages"), Some(token)).await;
+        history.body["items"].as_array().unwrap().iter().find(|m| m["kind"] == "card").cloned().unwrap()
     }
 
     /// Creates a conversation and returns its id.

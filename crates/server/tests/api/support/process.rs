@@ -119,6 +119,76 @@ pub async fn kill_and_restart_at(
     }
 }
 
+/// A `plaza serve` child for a crash test, with `env` on top of the test defaults and, on
+/// PostgreSQL, a fresh database; ready when returned. It is behind a mutex so that
+/// [`kill_and_restart_at`] can kill it while workers talk to it: (node, a client, its base URL).
+pub async fn crash_node(
+    db: super::Db,
+    mut env: Vec<(String, String)>,
+) -> (std::sync::Arc<std::sync::Mutex<ChildNode>>, reqwest::Client, String) {
+    let dir = tempfile::tempdir().unwrap();
+    if db == super::Db::Postgres {
+        env.push(("PLAZA_DATABASE_URL".to_string(), super::fresh_database(db, dir.path()).await));
+    }
+    let node = std::sync::Arc::new(std::sync::Mutex::new(ChildNode::spawn_in(env, dir)));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let base = node.lock().unwrap().base();
+    wait_ready(&base, || node.lock().unwrap().log()).await;
+    (node, client, base)
+}
+
+/// Spawns `workers` tasks that between them take each item of `plan` once, in order, and
+/// run `work` on it with a clone of `context`, counting each finished item in `answered`
+/// (which [`kill_and_restart_at`] watches to time its kills).
+pub fn work_through<T, C, F, Fut>(
+    workers: usize,
+    plan: std::sync::Arc<Vec<T>>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    context: C,
+    work: F,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    T: Clone + Send + Sync + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C, T) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use std::sync::atomic::Ordering;
+    let cursor = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    (0..workers)
+        .map(|_| {
+            let (plan, answered, cursor, context, work) =
+                (plan.clone(), answered.clone(), cursor.clone(), context.clone(), work.clone());
+            tokio::spawn(async move {
+                while let Some(item) = plan.get(cursor.fetch_add(1, Ordering::Relaxed)).cloned() {
+                    work(context.clone(), item).await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect()
+}
+
+/// Registers `name` (password `password-<name>`) on a node that may be killed meanwhile;
+/// (token, user id).
+pub async fn register_until_answered(client: &reqwest::Client, base: &str, name: &str) -> (String, String) {
+    let body = serde_json::json!({"username": name, "password": format!("password-{name}"), "display_name": name});
+    let url = format!("{base}/api/v1/auth/register");
+    let (status, reply, _) = until_answered(client, reqwest::Method::POST, &url, None, None, Some(&body)).await;
+    assert_eq!(status, 201, "{reply}");
+    (reply["token"].as_str().unwrap().to_string(), reply["user"]["id"].as_str().unwrap().to_string())
+}
+
+/// Tops `token`'s wallet up by `amount` USD under the key `initial`, on a node that may be
+/// killed meanwhile.
+pub async fn topup_until_answered(client: &reqwest::Client, base: &str, token: &str, amount: i64) {
+    let body = serde_json::json!({"amount": amount, "currency": "USD"});
+    let url = format!("{base}/api/v1/wallet/topups");
+    let (status, reply, _) =
+        until_answered(client, reqwest::Method::POST, &url, Some(token), Some("initial"), Some(&body)).await;
+    assert_eq!(status, 201, "{reply}");
+}
+
 /// Sends `request` and reads the JSON body of the answer (from a node that is not being
 /// killed meanwhile: no retry).
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {

@@ -8,23 +8,8 @@ use std::time::Duration;
 pub const PICKUP: (f64, f64) = (1.3000, 103.8000);
 pub const DROPOFF: (f64, f64) = (1.3300, 103.8200);
 
-pub async fn topup(server: &TestServer, token: &str, amount: i64) {
-    let request = server
-        .client
-        .post(format!("{}/api/v1/wallet/topups", server.base))
-        .bearer_auth(token)
-        .header("idempotency-key", plaza_kernel::new_id())
-        .json(&json!({"amount": amount, "currency": "USD"}));
-    let reply = server.raw(request).await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-}
-
-/// (available, held) in USD.
-pub async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
-    let reply = server.get("/api/v1/wallet", Some(token)).await;
-    let usd = reply.body["balances"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").cloned();
-    usd.map_or((0, 0), |usd| (usd["available"].as_i64().unwrap(), usd["held"].as_i64().unwrap()))
-}
+// The wallet's side of a ride, which the rides tests import from here with the rest.
+pub use super::{balance, topup};
 
 pub async fn go_online(server: &TestServer, token: &str, at: (f64, f64)) {
     let reply = server
