@@ -7,13 +7,17 @@
 
 use crate::support;
 
-use crate::support::process::{until_answered, ChildNode, RETRIED};
+use crate::support::process::{
+    crash_node, register_until_answered, topup_until_answered, until_answered, work_through, RETRIED,
+};
 use crate::support::Db;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+on_both_databases!(killed_under_a_flash_sale_sells_each_unit_once);
 
 const BUYERS: usize = 16;
 const ORDERS: usize = 96;
@@ -26,19 +30,12 @@ fn address() -> Value {
            "country": "CN", "phone": "+86 871 0000"})
 }
 
-async fn crash_under_flash_sale_load(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = vec![
+async fn killed_under_a_flash_sale_sells_each_unit_once(db: Db) {
+    let env = vec![
         ("PLAZA_ADMINS".to_string(), "auditor".to_string()),
         ("PLAZA_SHOP_GROUP_WINDOW_SECONDS".to_string(), "3".to_string()),
     ];
-    if db == Db::Postgres {
-        env.push(("PLAZA_DATABASE_URL".to_string(), support::fresh_database(Db::Postgres, dir.path()).await));
-    }
-    let node = Arc::new(Mutex::new(ChildNode::spawn_in(env, dir)));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let base = node.lock().unwrap().base();
-    support::process::wait_ready(&base, || node.lock().unwrap().log()).await;
+    let (node, client, base) = crash_node(db, env).await;
     let post = |path: &str, token: Option<&str>, key: Option<&str>, body: Value| {
         let (client, url) = (client.clone(), format!("{base}{path}"));
         let (token, key) = (token.map(str::to_string), key.map(str::to_string));
@@ -57,18 +54,12 @@ async fn crash_under_flash_sale_load(db: Db) {
         .chain((0..BUYERS).map(|n| format!("buyer{n}")))
         .collect();
     for name in &names {
-        let body = json!({"username": name, "password": format!("password-{name}"), "display_name": name});
-        let (status, reply) = post("/api/v1/auth/register", None, None, body).await;
-        assert_eq!(status, 201, "{reply}");
-        people.push(reply["token"].as_str().unwrap().to_string());
+        people.push(register_until_answered(&client, &base, name).await.0);
     }
     let (auditor, merchant, leader) = (people[0].clone(), people[1].clone(), people[2].clone());
     let buyers: Vec<String> = people[3..].to_vec();
     for token in people.iter().skip(2) {
-        let (status, reply) =
-            post("/api/v1/wallet/topups", Some(token), Some("initial"), json!({"amount": 10_000, "currency": "USD"}))
-                .await;
-        assert_eq!(status, 201, "{reply}");
+        topup_until_answered(&client, &base, token, 10_000).await;
     }
     let (_, shop) = post("/api/v1/shops", Some(&merchant), None, json!({"name": "Crash"})).await;
     let (status, product) = post(
@@ -104,36 +95,24 @@ async fn crash_under_flash_sale_load(db: Db) {
     assert_eq!(status, 201, "{group_order}");
 
     let plan: Arc<Vec<(String, usize)>> = Arc::new((0..ORDERS).map(|n| (format!("flash-{n}"), n % BUYERS)).collect());
-    let cursor = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
     let results: Arc<Mutex<HashMap<String, (u16, Value)>>> = Arc::new(Mutex::new(HashMap::new()));
     let order_body =
         json!({"items": [{"sku_id": sku_id, "quantity": 1, "flash_sale_id": sale_id}], "address": address()});
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (client, base, plan, buyers, cursor, answered, results, body) = (
-            client.clone(),
-            base.clone(),
-            plan.clone(),
-            buyers.clone(),
-            cursor.clone(),
-            answered.clone(),
-            results.clone(),
-            order_body.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            loop {
-                let index = cursor.fetch_add(1, Ordering::Relaxed);
-                let Some((key, buyer)) = plan.get(index) else { return };
-                let url = format!("{base}/api/v1/orders");
-                let (status, reply, _) =
-                    until_answered(&client, reqwest::Method::POST, &url, Some(&buyers[*buyer]), Some(key), Some(&body))
-                        .await;
-                results.lock().unwrap().insert(key.clone(), (status, reply));
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let context =
+        (client.clone(), format!("{base}/api/v1/orders"), buyers.clone(), results.clone(), order_body.clone());
+    let workers = work_through(
+        8,
+        plan.clone(),
+        answered.clone(),
+        context,
+        |(client, url, buyers, results, body), (key, buyer)| async move {
+            let (status, reply, _) =
+                until_answered(&client, reqwest::Method::POST, &url, Some(&buyers[buyer]), Some(&key), Some(&body))
+                    .await;
+            results.lock().unwrap().insert(key, (status, reply));
+        },
+    );
     support::process::kill_and_restart_at(&node, &base, &answered, &[ORDERS / 4, ORDERS / 2], "orders").await;
     for worker in workers {
         worker.await.unwrap();
@@ -202,14 +181,4 @@ async fn crash_under_flash_sale_load(db: Db) {
     );
     let check = get("/api/v1/admin/ledger/check".into(), auditor.clone()).await;
     assert_eq!(check["ok"], true, "{check}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_killed_under_a_flash_sale_sells_each_unit_once() {
-    crash_under_flash_sale_load(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_killed_under_a_flash_sale_sells_each_unit_once() {
-    crash_under_flash_sale_load(Db::Postgres).await;
 }

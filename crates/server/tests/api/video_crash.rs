@@ -10,15 +10,7 @@ use crate::support::Db;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_transcode_killed_midway_finishes_once_after_a_restart() {
-    killed_midway(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_transcode_killed_midway_finishes_once_after_a_restart() {
-    killed_midway(Db::Postgres).await;
-}
+on_both_databases!(a_transcode_killed_midway_finishes_once_after_a_restart);
 
 /// A 720p clip long enough that re-encoding it takes a few seconds, so the kill lands
 /// while ffmpeg runs.
@@ -44,7 +36,7 @@ async fn database(db: Db, dir: &std::path::Path, url: Option<&str>) -> sqlx::Any
     <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap()
 }
 
-async fn killed_midway(db: Db) {
+async fn a_transcode_killed_midway_finishes_once_after_a_restart(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let mut env = Vec::new();

@@ -7,13 +7,16 @@
 
 use crate::support;
 
-use crate::support::process::{json_of, until_answered, ChildNode, RETRIED};
+use crate::support::process::{
+    crash_node, json_of, register_until_answered, topup_until_answered, until_answered, work_through, RETRIED,
+};
 use crate::support::Db;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+on_both_databases!(killed_under_transfer_load_moves_each_transfer_exactly_once);
 
 /// POSTs until answered (`support::process::until_answered`).
 async fn post_until_answered(
@@ -27,41 +30,21 @@ async fn post_until_answered(
     until_answered(client, reqwest::Method::POST, &format!("{base}{path}"), token, key, Some(body)).await
 }
 
-async fn crash_under_transfer_load(db: Db) {
+async fn killed_under_transfer_load_moves_each_transfer_exactly_once(db: Db) {
     let transfers: usize = std::env::var("PLAZA_CRASH_TRANSFERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = vec![("PLAZA_ADMINS".to_string(), "auditor".to_string())];
-    if db == Db::Postgres {
-        env.push(("PLAZA_DATABASE_URL".to_string(), support::fresh_database(Db::Postgres, dir.path()).await));
-    }
-    let node = Arc::new(Mutex::new(ChildNode::spawn_in(env, dir)));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let base = node.lock().unwrap().base();
-    support::process::wait_ready(&base, || node.lock().unwrap().log()).await;
+    let (node, client, base) = crash_node(db, vec![("PLAZA_ADMINS".to_string(), "auditor".to_string())]).await;
 
     let mut people = Vec::new();
     for name in ["auditor", "ann", "bob", "cat", "dan"] {
-        let body = json!({"username": name, "password": format!("password-{name}"), "display_name": name});
-        let (status, reply, _) = post_until_answered(&client, &base, "/api/v1/auth/register", None, None, &body).await;
-        assert_eq!(status, 201, "{reply}");
-        people.push((reply["token"].as_str().unwrap().to_string(), reply["user"]["id"].as_str().unwrap().to_string()));
+        people.push(register_until_answered(&client, &base, name).await);
     }
     let auditor = people.remove(0).0;
     for (token, _) in &people {
-        let body = json!({"amount": 1_000_000, "currency": "USD"});
-        let (status, reply, _) =
-            post_until_answered(&client, &base, "/api/v1/wallet/topups", Some(token), Some("initial"), &body).await;
-        assert_eq!(status, 201, "{reply}");
+        topup_until_answered(&client, &base, token, 1_000_000).await;
     }
 
     // The plan: who pays whom how much, each with its own key.
-    let mut random = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut next = move || {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        random
-    };
+    let mut next = support::xorshift(0x9E37_79B9_7F4A_7C15);
     let plan: Vec<(String, usize, usize, i64)> = (0..transfers)
         .map(|n| {
             let from = (next() % 4) as usize;
@@ -71,41 +54,30 @@ async fn crash_under_transfer_load(db: Db) {
         .collect();
     let plan = Arc::new(plan);
     let people = Arc::new(people);
-    let cursor = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
     let results: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
 
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (client, base, plan, people, cursor, answered, results) = (
-            client.clone(),
-            base.clone(),
-            plan.clone(),
-            people.clone(),
-            cursor.clone(),
-            answered.clone(),
-            results.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            loop {
-                let index = cursor.fetch_add(1, Ordering::Relaxed);
-                let Some((key, from, to, amount)) = plan.get(index) else { return };
-                let body = json!({"to_user_id": people[*to].1, "amount": amount, "currency": "USD"});
-                let (status, reply, _) = post_until_answered(
-                    &client,
-                    &base,
-                    "/api/v1/wallet/transfers",
-                    Some(&people[*from].0),
-                    Some(key),
-                    &body,
-                )
-                .await;
-                assert_eq!(status, 201, "{key}: {reply}");
-                results.lock().unwrap().insert(key.clone(), reply["id"].as_str().unwrap().to_string());
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let context = (client.clone(), base.clone(), people.clone(), results.clone());
+    let workers = work_through(
+        8,
+        plan.clone(),
+        answered.clone(),
+        context,
+        |(client, base, people, results), (key, from, to, amount)| async move {
+            let body = json!({"to_user_id": people[to].1, "amount": amount, "currency": "USD"});
+            let (status, reply, _) = post_until_answered(
+                &client,
+                &base,
+                "/api/v1/wallet/transfers",
+                Some(&people[from].0),
+                Some(&key),
+                &body,
+            )
+            .await;
+            assert_eq!(status, 201, "{key}: {reply}");
+            results.lock().unwrap().insert(key, reply["id"].as_str().unwrap().to_string());
+        },
+    );
     // Kill the server twice while transfers are in flight, restarting it each time.
     support::process::kill_and_restart_at(&node, &base, &answered, &[transfers / 4, transfers / 2], "transfers").await;
     for worker in workers {
@@ -160,14 +132,4 @@ async fn crash_under_transfer_load(db: Db) {
     }
     let check: Value = json_of(client.get(format!("{base}/api/v1/admin/ledger/check")).bearer_auth(&auditor)).await;
     assert_eq!(check["ok"], true, "{check}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_killed_under_transfer_load_moves_each_transfer_exactly_once() {
-    crash_under_transfer_load(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_killed_under_transfer_load_moves_each_transfer_exactly_once() {
-    crash_under_transfer_load(Db::Postgres).await;
 }
