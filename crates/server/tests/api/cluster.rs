@@ -16,8 +16,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_through_one_node_reaches_a_socket_on_the_other_and_a_moved_client_misses_nothing() {
     let (node_a, node_b) = two_nodes().await;
-    let (ann, _) = node_a.register("cluster_ann").await;
-    let (bob, bob_id) = node_a.register("cluster_bob").await;
+    let [(ann, _), (bob, bob_id)] = node_a.register_all(["cluster_ann", "cluster_bob"]).await;
     let conversation = node_a.conversation(&ann, "direct", &[&bob_id]).await;
 
     let (mut on_b, _) = node_b.socket(&bob).await;
@@ -274,8 +273,9 @@ async fn quotes_through_one_node_count_as_demand_for_surge_on_the_other() {
 /// shop's job, a group whose window ends is failed once, each hold released once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_buys_span_two_nodes_with_one_winner_of_the_last_seat_and_one_expiry() {
-    use crate::shop::{assert_ledger_sound, balance, open_shop, topup, usd};
+    use crate::shop::{add_product, assert_ledger_sound, open_shop, usd};
     use crate::shop_groups::group_order;
+    use crate::support::topup;
     let cluster = Cluster::new().await;
     let configure = |config: &mut plaza_server::config::Config| {
         config.shop.group_window = Duration::from_secs(4);
@@ -285,14 +285,9 @@ async fn group_buys_span_two_nodes_with_one_winner_of_the_last_seat_and_one_expi
     let node_b = cluster.node(configure).await;
     let (merchant, _) = node_a.register("group_merchant").await;
     let shop_id = open_shop(&node_a, &merchant, "Two nodes").await;
-    let product = node_a
-        .post(
-            &format!("/api/v1/shops/{shop_id}/products"),
-            Some(&merchant),
-            json!({"title": "Tea", "group_size": 3,
-                   "skus": [{"name": "tin", "price": usd(1000), "group_price": usd(700), "stock": 100}]}),
-        )
-        .await;
+    let tea = json!({"title": "Tea", "group_size": 3,
+                     "skus": [{"name": "tin", "price": usd(1000), "group_price": usd(700), "stock": 100}]});
+    let product = add_product(&node_a, &merchant, &shop_id, tea).await;
     let sku_id = product.body["skus"][0]["id"].as_str().unwrap().to_string();
     let mut buyers = Vec::new();
     for index in 0..10 {

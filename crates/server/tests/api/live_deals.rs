@@ -6,8 +6,8 @@
 //! live in the database as a first segment would make them (media is `live_ingest.rs`'s).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::shop::{address, assert_ledger_sound, balance, open_shop, topup, usd};
-use crate::support::{self, Db, Reply, Socket, TestServer};
+use crate::shop::{add_product, address, assert_ledger_sound, open_shop, usd};
+use crate::support::{self, balance, topup, Db, Reply, Socket, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -23,13 +23,8 @@ on_both_databases!(
 async fn live_room_with_product(server: &TestServer, host: &str) -> (String, String, String, String) {
     let (token, _) = server.register(host).await;
     let shop_id = open_shop(server, &token, &format!("{host}'s shop")).await;
-    let product = server
-        .post(
-            &format!("/api/v1/shops/{shop_id}/products"),
-            Some(&token),
-            json!({"title": "Pu'er tea", "skus": [{"name": "357 g", "price": usd(1000), "stock": 100}]}),
-        )
-        .await;
+    let tea = json!({"title": "Pu'er tea", "skus": [{"name": "357 g", "price": usd(1000), "stock": 100}]});
+    let product = add_product(server, &token, &shop_id, tea).await;
     assert_eq!(product.status, 201, "{}", product.text);
     let product_id = product.body["id"].as_str().unwrap().to_string();
     let sku_id = product.body["skus"][0]["id"].as_str().unwrap().to_string();
@@ -44,16 +39,19 @@ async fn live_room_with_product(server: &TestServer, host: &str) -> (String, Str
 
 /// Live as a first segment would have made it, with media that never goes quiet.
 async fn go_live(server: &TestServer, room_id: &str) {
-    let mut database = server.database().await;
-    sqlx::query("UPDATE live_rooms SET status = 'live', started_at = 1, last_media_at = 9999999999999 WHERE id = $1")
-        .bind(room_id)
-        .execute(&mut database)
-        .await
-        .unwrap();
+    let sql = "UPDATE live_rooms SET status = 'live', started_at = 1, last_media_at = 9999999999999 WHERE id = $1";
+    server.execute_sql(sql, &[room_id]).await;
 }
 
 async fn start_deal(server: &TestServer, token: &str, room_id: &str, body: Value) -> Reply {
     server.post(&format!("/api/v1/live/rooms/{room_id}/deals"), Some(token), body).await
+}
+
+/// Starts a deal that must start (201); its flash sale's id.
+async fn started_deal(server: &TestServer, token: &str, room_id: &str, body: Value) -> String {
+    let started = start_deal(server, token, room_id, body).await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    started.body["flash_sale_id"].as_str().unwrap().to_string()
 }
 
 fn deal(sku_id: &str, quantity: i64, duration_s: i64, per_user_limit: i64) -> Value {
@@ -204,9 +202,7 @@ async fn viewers_see_the_deal_start_sell_and_end_and_sales_of_the_pinned_product
     let (host, product_id, sku_id, room_id) = live_room_with_product(&server, "host").await;
     let (_, mut watcher) = joined_viewer(&server, "watcher", &room_id).await;
     let (mia, _) = joined_viewer(&server, "Mia", &room_id).await;
-    let started = start_deal(&server, &host, &room_id, deal(&sku_id, 10, 10, 3)).await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let sale_id = started.body["flash_sale_id"].as_str().unwrap().to_string();
+    let sale_id = started_deal(&server, &host, &room_id, deal(&sku_id, 10, 10, 3)).await;
     let announced = frame_where(&mut watcher, |f| f["type"] == "live.deal").await;
     assert_eq!(announced["data"]["room_id"], room_id.as_str());
     assert_eq!(announced["data"]["deal"]["flash_sale_id"], sale_id.as_str());
@@ -257,9 +253,7 @@ async fn a_viewer_on_another_node_sees_the_deal_and_what_was_bought_through_the_
     let (host, _, sku_id, room_id) = live_room_with_product(&node_a, "cluster_host").await;
     let (_, mut viewer_on_b) = joined_viewer(&node_b, "cluster_viewer", &room_id).await;
     let (buyer, _) = joined_viewer(&node_a, "Noa", &room_id).await;
-    let started = start_deal(&node_a, &host, &room_id, deal(&sku_id, 10, 60, 2)).await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let sale_id = started.body["flash_sale_id"].as_str().unwrap().to_string();
+    let sale_id = started_deal(&node_a, &host, &room_id, deal(&sku_id, 10, 60, 2)).await;
     let announced = frame_where(&mut viewer_on_b, |f| f["type"] == "live.deal").await;
     assert_eq!(announced["data"]["deal"]["flash_sale_id"], sale_id.as_str());
     let bought = deal_order(&node_a, &buyer, &sku_id, &sale_id, 2).await;
@@ -277,9 +271,7 @@ async fn a_running_deal_ends_with_its_room(db: Db) {
     let (host, _, sku_id, room_id) = live_room_with_product(&server, "host").await;
     let (buyer, _) = server.register("buyer").await;
     topup(&server, &buyer, 10_000).await;
-    let started = start_deal(&server, &host, &room_id, deal(&sku_id, 10, 300, 5)).await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let sale_id = started.body["flash_sale_id"].as_str().unwrap().to_string();
+    let sale_id = started_deal(&server, &host, &room_id, deal(&sku_id, 10, 300, 5)).await;
     let bought = deal_order(&server, &buyer, &sku_id, &sale_id, 1).await;
     assert_eq!(bought.status, 201, "{}", bought.text);
 

@@ -3,7 +3,7 @@
 //! by relevance, the same order on both engines; orders paid into escrow.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{Db, Reply, TestServer};
+use crate::support::{balance, topup, Db, Reply, TestServer, PIXEL_PNG};
 use serde_json::{json, Value};
 
 on_both_databases!(
@@ -27,24 +27,6 @@ const AUDITOR: &str = "auditor";
 
 pub(crate) async fn shop_server(db: Db) -> TestServer {
     TestServer::start(db).await
-}
-
-pub(crate) async fn topup(server: &TestServer, token: &str, amount: i64) {
-    let request = server
-        .client
-        .post(format!("{}/api/v1/wallet/topups", server.base))
-        .bearer_auth(token)
-        .header("idempotency-key", plaza_kernel::new_id())
-        .json(&json!({"amount": amount, "currency": "USD"}));
-    let reply = server.raw(request).await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-}
-
-/// (available, held) in USD.
-pub(crate) async fn balance(server: &TestServer, token: &str) -> (i64, i64) {
-    let reply = server.get("/api/v1/wallet", Some(token)).await;
-    let usd = reply.body["balances"].as_array().unwrap().iter().find(|b| b["currency"] == "USD").cloned();
-    usd.map_or((0, 0), |usd| (usd["available"].as_i64().unwrap(), usd["held"].as_i64().unwrap()))
 }
 
 pub(crate) async fn assert_ledger_sound(server: &TestServer) {
@@ -80,6 +62,24 @@ pub(crate) async fn stock_of(server: &TestServer, token: &str, product_id: &str)
     server.get(&format!("/api/v1/products/{product_id}"), Some(token)).await.body["skus"][0]["stock"].as_i64().unwrap()
 }
 
+/// Registers `name` with 10,000 in their wallet; (token, user id).
+pub(crate) async fn funded(server: &TestServer, name: &str) -> (String, String) {
+    let (token, id) = server.register(name).await;
+    topup(server, &token, 10_000).await;
+    (token, id)
+}
+
+/// The ids of `replies`, each of which must be a 201 (what the tries of one order answered).
+pub(crate) fn created_ids(replies: &[Reply]) -> std::collections::HashSet<String> {
+    replies
+        .iter()
+        .map(|reply| {
+            assert_eq!(reply.status, 201, "{}", reply.text);
+            reply.body["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 /// A shop of `merchant` with one product: (merchant token, merchant id, product id, SKU id).
 pub(crate) async fn merchant_with_product(
     server: &TestServer,
@@ -91,13 +91,6 @@ pub(crate) async fn merchant_with_product(
     let (product_id, sku_id) = simple_product(server, &merchant, &shop_id, "云南咖啡豆", "Arabica", price, stock).await;
     (merchant, merchant_id, product_id, sku_id)
 }
-
-const PIXEL_PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
-    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
 
 pub(crate) async fn upload(server: &TestServer, token: &str) -> String {
     let part = reqwest::multipart::Part::bytes(PIXEL_PNG.to_vec()).file_name("p.png").mime_str("image/png").unwrap();
@@ -155,8 +148,7 @@ pub(crate) async fn search(server: &TestServer, token: &str, query: &str) -> Vec
 
 async fn a_merchant_opens_one_shop_and_adds_a_product_whose_photos_every_signed_in_user_sees(db: Db) {
     let server = TestServer::start(db).await;
-    let (merchant, merchant_id) = server.register("merchant").await;
-    let (buyer, _) = server.register("buyer").await;
+    let [(merchant, merchant_id), (buyer, _)] = server.register_all(["merchant", "buyer"]).await;
     let shop_id = open_shop(&server, &merchant, "Mountain Goods").await;
     server
         .post("/api/v1/shops", Some(&merchant), json!({"name": "Second"}))
@@ -206,8 +198,7 @@ async fn a_merchant_opens_one_shop_and_adds_a_product_whose_photos_every_signed_
 
 async fn a_merchant_finds_their_own_shop_and_anyone_else_has_none(db: Db) {
     let server = TestServer::start(db).await;
-    let (merchant, _) = server.register("merchant").await;
-    let (buyer, _) = server.register("buyer").await;
+    let [(merchant, _), (buyer, _)] = server.register_all(["merchant", "buyer"]).await;
     server.get("/api/v1/shops/mine", Some(&merchant)).await.assert_problem(404, "shop_not_found");
     let shop_id = open_shop(&server, &merchant, "Mountain Goods").await;
     let mine = server.get("/api/v1/shops/mine", Some(&merchant)).await;
@@ -219,8 +210,7 @@ async fn a_merchant_finds_their_own_shop_and_anyone_else_has_none(db: Db) {
 
 async fn only_the_owner_edits_a_shop_and_its_products(db: Db) {
     let server = TestServer::start(db).await;
-    let (merchant, _) = server.register("merchant").await;
-    let (other, _) = server.register("other").await;
+    let [(merchant, _), (other, _)] = server.register_all(["merchant", "other"]).await;
     let shop_id = open_shop(&server, &merchant, "Tea House").await;
     let (product_id, sku_id) = simple_product(&server, &merchant, &shop_id, "Green tea", "", 500, 10).await;
     let body = json!({"title": "Mine now", "skus": [{"id": sku_id, "stock": 0}]});
@@ -295,8 +285,7 @@ async fn every_bad_product_is_refused_with_its_code_and_field(db: Db) {
 
 async fn search_finds_an_english_word_and_a_chinese_word_inside_a_longer_run(db: Db) {
     let server = TestServer::start(db).await;
-    let (merchant, _) = server.register("merchant").await;
-    let (buyer, _) = server.register("buyer").await;
+    let [(merchant, _), (buyer, _)] = server.register_all(["merchant", "buyer"]).await;
     let shop_id = open_shop(&server, &merchant, "Beans").await;
     simple_product(&server, &merchant, &shop_id, "云南咖啡豆", "来自普洱的小粒咖啡", 3800, 10).await;
     simple_product(&server, &merchant, &shop_id, "Ethiopian Coffee Beans", "Fruity, light ROAST.", 2400, 10).await;
@@ -311,8 +300,7 @@ async fn search_finds_an_english_word_and_a_chinese_word_inside_a_longer_run(db:
 
 async fn search_ranks_a_title_hit_above_a_description_hit_and_never_finds_archived_products(db: Db) {
     let server = TestServer::start(db).await;
-    let (merchant, _) = server.register("merchant").await;
-    let (buyer, _) = server.register("buyer").await;
+    let [(merchant, _), (buyer, _)] = server.register_all(["merchant", "buyer"]).await;
     let shop_id = open_shop(&server, &merchant, "Outdoors").await;
     // Created in an order that is not the ranking, so a correct answer is not an accident
     // of insertion or creation time.
@@ -360,8 +348,7 @@ async fn search_ranks_a_title_hit_above_a_description_hit_and_never_finds_archiv
 async fn an_order_is_held_shipped_confirmed_and_pays_the_merchant_less_the_fee_and_is_reviewed(db: Db) {
     let server = shop_server(db).await;
     let (merchant, _, product_id, sku_id) = merchant_with_product(&server, 2000, 10).await;
-    let (buyer, buyer_id) = server.register("buyer").await;
-    topup(&server, &buyer, 10_000).await;
+    let (buyer, buyer_id) = funded(&server, "buyer").await;
     let placed = order(&server, &buyer, Some("order-1"), json!([{"sku_id": sku_id, "quantity": 2}])).await;
     assert_eq!(placed.status, 201, "{}", placed.text);
     let order_id = placed.body["id"].as_str().unwrap().to_string();
@@ -405,8 +392,7 @@ async fn an_order_is_held_shipped_confirmed_and_pays_the_merchant_less_the_fee_a
 async fn cancelling_before_shipping_releases_the_hold_and_returns_the_stock(db: Db) {
     let server = shop_server(db).await;
     let (merchant, _, product_id, sku_id) = merchant_with_product(&server, 1500, 3).await;
-    let (buyer, _) = server.register("buyer").await;
-    topup(&server, &buyer, 10_000).await;
+    let (buyer, _) = funded(&server, "buyer").await;
     let first = order(&server, &buyer, None, json!([{"sku_id": sku_id, "quantity": 3}])).await;
     assert_eq!(first.status, 201, "{}", first.text);
     assert_eq!(stock_of(&server, &buyer, &product_id).await, 0);
@@ -430,8 +416,7 @@ async fn cancelling_before_shipping_releases_the_hold_and_returns_the_stock(db: 
 async fn refunds_are_approved_with_the_money_back_or_rejected_back_to_where_they_were(db: Db) {
     let server = shop_server(db).await;
     let (merchant, _, _, sku_id) = merchant_with_product(&server, 1000, 10).await;
-    let (buyer, _) = server.register("buyer").await;
-    topup(&server, &buyer, 10_000).await;
+    let (buyer, _) = funded(&server, "buyer").await;
     let place_and_ship = |quantity: i64| {
         let (server, buyer, merchant, sku_id) = (&server, &buyer, &merchant, &sku_id);
         async move {
@@ -502,18 +487,10 @@ async fn many_buyers_at_once_on_one_sku_never_oversell_and_hold_only_for_what_th
 async fn a_retried_order_creates_one_order_and_holds_once_and_another_body_under_its_key_is_refused(db: Db) {
     let server = shop_server(db).await;
     let (merchant, _, product_id, sku_id) = merchant_with_product(&server, 1000, 10).await;
-    let (buyer, _) = server.register("buyer").await;
-    topup(&server, &buyer, 10_000).await;
+    let (buyer, _) = funded(&server, "buyer").await;
     let items = json!([{"sku_id": sku_id, "quantity": 2}]);
     let tries = (0..4).map(|_| order(&server, &buyer, Some("same-key"), items.clone()));
-    let replies = futures_util::future::join_all(tries).await;
-    let ids: std::collections::HashSet<_> = replies
-        .iter()
-        .map(|reply| {
-            assert_eq!(reply.status, 201, "{}", reply.text);
-            reply.body["id"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let ids = created_ids(&futures_util::future::join_all(tries).await);
     assert_eq!(ids.len(), 1, "one order");
     assert_eq!(balance(&server, &buyer).await, (8000, 2000), "held once");
     assert_eq!(stock_of(&server, &buyer, &product_id).await, 8);
@@ -530,8 +507,7 @@ async fn a_retried_order_creates_one_order_and_holds_once_and_another_body_under
 async fn only_buyer_and_seller_see_an_order_and_each_does_only_their_part(db: Db) {
     let server = shop_server(db).await;
     let (merchant, _, _, sku_id) = merchant_with_product(&server, 1000, 10).await;
-    let (buyer, _) = server.register("buyer").await;
-    let (stranger, _) = server.register("stranger").await;
+    let [(buyer, _), (stranger, _)] = server.register_all(["buyer", "stranger"]).await;
     topup(&server, &buyer, 10_000).await;
     let placed = order(&server, &buyer, None, json!([{"sku_id": sku_id, "quantity": 1}])).await;
     let id = placed.body["id"].as_str().unwrap();
@@ -568,8 +544,7 @@ async fn every_bad_order_is_refused_with_its_code_and_field_and_holds_nothing(db
             Some(json!({"status": "archived"})),
         )
         .await;
-    let (buyer, _) = server.register("buyer").await;
-    topup(&server, &buyer, 10_000).await;
+    let (buyer, _) = funded(&server, "buyer").await;
     let cases = [
         (json!([{"sku_id": sku_id, "quantity": 0}]), 422, "invalid_field", "items[0].quantity"),
         (json!([{"sku_id": sku_id, "quantity": 100}]), 422, "invalid_field", "items[0].quantity"),
@@ -608,8 +583,7 @@ async fn a_shipped_order_nobody_confirms_confirms_itself_once(db: Db) {
     })
     .await;
     let (merchant, _, _, sku_id) = merchant_with_product(&server, 1000, 10).await;
-    let (buyer, _) = server.register("buyer").await;
-    topup(&server, &buyer, 10_000).await;
+    let (buyer, _) = funded(&server, "buyer").await;
     let placed = order(&server, &buyer, None, json!([{"sku_id": sku_id, "quantity": 1}])).await;
     let id = placed.body["id"].as_str().unwrap();
     // Unshipped orders wait for the merchant, however long.

@@ -5,8 +5,10 @@
 //! wallet, and answer a retried order once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::shop::{act, address, assert_ledger_sound, balance, open_shop, shop_server, stock_of, topup, usd};
-use crate::support::{Db, Reply, TestServer};
+use crate::shop::{
+    act, add_product, address, assert_ledger_sound, created_ids, funded, open_shop, shop_server, stock_of, usd,
+};
+use crate::support::{balance, topup, Db, Reply, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -29,15 +31,10 @@ on_both_databases!(
 async fn group_product(server: &TestServer, size: i64) -> (String, String, String) {
     let (merchant, _) = server.register("merchant").await;
     let shop_id = open_shop(server, &merchant, "Orchard").await;
-    let reply = server
-        .post(
-            &format!("/api/v1/shops/{shop_id}/products"),
-            Some(&merchant),
-            json!({"title": "Mango box", "description": "Ripe mangoes",
-                   "skus": [{"name": "5 kg", "price": usd(1000), "group_price": usd(700), "stock": 100}],
-                   "group_size": size}),
-        )
-        .await;
+    let mangoes = json!({"title": "Mango box", "description": "Ripe mangoes",
+                         "skus": [{"name": "5 kg", "price": usd(1000), "group_price": usd(700), "stock": 100}],
+                         "group_size": size});
+    let reply = add_product(server, &merchant, &shop_id, mangoes).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     (
         merchant,
@@ -56,10 +53,15 @@ pub(crate) async fn group_order(server: &TestServer, token: &str, sku_id: &str, 
     server.raw(request).await
 }
 
-async fn funded(server: &TestServer, name: &str) -> (String, String) {
-    let (token, id) = server.register(name).await;
-    topup(server, &token, 10_000).await;
-    (token, id)
+/// `name`, funded, opens a group of `sku_id`: (their token, the group's id).
+async fn funded_leader_of_a_group(server: &TestServer, name: &str, sku_id: &str) -> (String, String) {
+    let (leader, _) = funded(server, name).await;
+    let opened = group_order(server, &leader, sku_id, json!({"mode": "open"})).await;
+    (leader, opened.body["group_buy_id"].as_str().unwrap().to_string())
+}
+
+async fn join_group(server: &TestServer, token: &str, sku_id: &str, group_id: &str) -> Reply {
+    group_order(server, token, sku_id, json!({"mode": "join", "group_id": group_id})).await
 }
 
 async fn group_of(server: &TestServer, token: &str, group_id: &str) -> Value {
@@ -108,15 +110,14 @@ async fn a_group_shared_into_a_chat_is_joined_from_the_card_and_every_order_is_p
         .post(&format!("/api/v1/group-buys/{group_id}/share"), Some(&ann), json!({"conversation_id": chat}))
         .await;
     assert_eq!(shared.status, 201, "{}", shared.text);
-    let history = server.get(&format!("/api/v1/conversations/{chat}/messages"), Some(&bob)).await;
-    let card = history.body["items"].as_array().unwrap().iter().find(|m| m["kind"] == "card").cloned().unwrap();
+    let card = server.first_card(&bob, &chat).await;
     assert_eq!(card["body"]["type"], "group_buy");
     assert_eq!(card["body"]["id"], group_id.as_str());
     assert_eq!(card["body"]["seats_left"], 1);
 
     // Bob joins from the card; both orders are paid at once and both hear of it.
     let (mut ann_socket, _) = server.socket(&ann).await;
-    let joined = group_order(&server, &bob, &sku_id, json!({"mode": "join", "group_id": group_id})).await;
+    let joined = join_group(&server, &bob, &sku_id, &group_id).await;
     assert_eq!(joined.status, 201, "{}", joined.text);
     assert_eq!(joined.body["status"], "paid");
     let ann_order = server.get(&format!("/api/v1/orders/{}", opened.body["id"].as_str().unwrap()), Some(&ann)).await;
@@ -137,9 +138,7 @@ async fn a_group_shared_into_a_chat_is_joined_from_the_card_and_every_order_is_p
         .is_empty());
     // A complete group takes nobody else.
     let (carol, _) = funded(&server, "carol").await;
-    group_order(&server, &carol, &sku_id, json!({"mode": "join", "group_id": group_id}))
-        .await
-        .assert_problem(409, "group_full");
+    join_group(&server, &carol, &sku_id, &group_id).await.assert_problem(409, "group_full");
 
     // The merchant ships, Ann confirms, the merchant is paid the group price less 5 %.
     let ann_order_id = opened.body["id"].as_str().unwrap();
@@ -154,17 +153,14 @@ async fn a_group_shared_into_a_chat_is_joined_from_the_card_and_every_order_is_p
 async fn buyers_racing_for_the_last_seat_leave_one_winner_and_nothing_held_for_the_others(db: Db) {
     let server = shop_server(db).await;
     let (_, product_id, sku_id) = group_product(&server, 3).await;
-    let (leader, _) = funded(&server, "leader").await;
-    let opened = group_order(&server, &leader, &sku_id, json!({"mode": "open"})).await;
-    let group_id = opened.body["group_buy_id"].as_str().unwrap().to_string();
+    let (leader, group_id) = funded_leader_of_a_group(&server, "leader", &sku_id).await;
     let (second, _) = funded(&server, "second").await;
-    assert_eq!(group_order(&server, &second, &sku_id, json!({"mode": "join", "group_id": group_id})).await.status, 201);
+    assert_eq!(join_group(&server, &second, &sku_id, &group_id).await.status, 201);
     let mut racers = Vec::new();
     for index in 0..8 {
         racers.push(funded(&server, &format!("racer{index}")).await.0);
     }
-    let tries =
-        racers.iter().map(|token| group_order(&server, token, &sku_id, json!({"mode": "join", "group_id": group_id})));
+    let tries = racers.iter().map(|token| join_group(&server, token, &sku_id, &group_id));
     let replies = futures_util::future::join_all(tries).await;
     let winners = replies.iter().filter(|reply| reply.status == 201).count();
     for reply in replies.iter().filter(|reply| reply.status != 201) {
@@ -195,7 +191,7 @@ async fn a_group_whose_window_ends_cancels_every_order_and_releases_each_hold_on
     let (member, _) = funded(&server, "member").await;
     let opened = group_order(&server, &leader, &sku_id, json!({"mode": "open"})).await;
     let group_id = opened.body["group_buy_id"].as_str().unwrap().to_string();
-    let joined = group_order(&server, &member, &sku_id, json!({"mode": "join", "group_id": group_id})).await;
+    let joined = join_group(&server, &member, &sku_id, &group_id).await;
     assert_eq!(joined.status, 201, "{}", joined.text);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -215,9 +211,7 @@ async fn a_group_whose_window_ends_cancels_every_order_and_releases_each_hold_on
     assert_eq!(balance(&server, &member).await, (10_000, 0));
     assert_eq!(stock_of(&server, &leader, &product_id).await, 100, "the stock is back");
     let (late, _) = funded(&server, "late").await;
-    group_order(&server, &late, &sku_id, json!({"mode": "join", "group_id": group_id}))
-        .await
-        .assert_problem(409, "group_expired");
+    join_group(&server, &late, &sku_id, &group_id).await.assert_problem(409, "group_expired");
     assert_eq!(balance(&server, &late).await, (10_000, 0));
     assert_ledger_sound(&server).await;
 }
@@ -225,9 +219,7 @@ async fn a_group_whose_window_ends_cancels_every_order_and_releases_each_hold_on
 async fn a_member_who_cancels_while_grouping_frees_the_seat(db: Db) {
     let server = shop_server(db).await;
     let (_, _, sku_id) = group_product(&server, 2).await;
-    let (leader, _) = funded(&server, "leader").await;
-    let opened = group_order(&server, &leader, &sku_id, json!({"mode": "open"})).await;
-    let group_id = opened.body["group_buy_id"].as_str().unwrap().to_string();
+    let (_, group_id) = funded_leader_of_a_group(&server, "leader", &sku_id).await;
     let (member, _) = funded(&server, "member").await;
     let (other, _) = funded(&server, "other").await;
     // Another buyer opens a group of their own and cancels: nobody is left in it.
@@ -239,11 +231,9 @@ async fn a_member_who_cancels_while_grouping_frees_the_seat(db: Db) {
     assert_eq!(own_group["status"], "failed", "a group nobody is left in has failed");
     assert_eq!(balance(&server, &third).await, (10_000, 0));
     // The leader's group still fills.
-    let joined = group_order(&server, &member, &sku_id, json!({"mode": "join", "group_id": group_id})).await;
+    let joined = join_group(&server, &member, &sku_id, &group_id).await;
     assert_eq!(joined.body["status"], "paid", "{}", joined.text);
-    group_order(&server, &other, &sku_id, json!({"mode": "join", "group_id": group_id}))
-        .await
-        .assert_problem(409, "group_full");
+    join_group(&server, &other, &sku_id, &group_id).await.assert_problem(409, "group_full");
     assert_ledger_sound(&server).await;
 }
 
@@ -254,21 +244,12 @@ async fn every_bad_group_order_is_refused_with_its_code_and_holds_nothing(db: Db
         .as_str()
         .unwrap()
         .to_string();
-    let plain = server
-        .post(
-            &format!("/api/v1/shops/{shop}/products"),
-            Some(&merchant),
-            json!({"title": "Plain", "skus": [{"name": "one", "price": usd(500), "stock": 5}]}),
-        )
-        .await;
+    let plain = json!({"title": "Plain", "skus": [{"name": "one", "price": usd(500), "stock": 5}]});
+    let plain = add_product(&server, &merchant, &shop, plain).await;
     let plain_sku = plain.body["skus"][0]["id"].as_str().unwrap().to_string();
-    let (leader, _) = funded(&server, "leader").await;
-    let opened = group_order(&server, &leader, &sku_id, json!({"mode": "open"})).await;
-    let group_id = opened.body["group_buy_id"].as_str().unwrap().to_string();
+    let (leader, group_id) = funded_leader_of_a_group(&server, "leader", &sku_id).await;
     let held_before = balance(&server, &leader).await;
-    group_order(&server, &leader, &sku_id, json!({"mode": "join", "group_id": group_id}))
-        .await
-        .assert_problem(409, "already_in_group");
+    join_group(&server, &leader, &sku_id, &group_id).await.assert_problem(409, "already_in_group");
     let (buyer, _) = funded(&server, "buyer").await;
     let no_group = group_order(&server, &buyer, &plain_sku, json!({"mode": "open"})).await;
     no_group.assert_problem(422, "invalid_field");
@@ -283,9 +264,7 @@ async fn every_bad_group_order_is_refused_with_its_code_and_holds_nothing(db: Db
             "address": address(), "group": {"mode": "open"}})))
         .await;
     two_items.assert_problem(422, "invalid_field");
-    group_order(&server, &merchant, &sku_id, json!({"mode": "join", "group_id": group_id}))
-        .await
-        .assert_problem(422, "invalid_field");
+    join_group(&server, &merchant, &sku_id, &group_id).await.assert_problem(422, "invalid_field");
     assert_eq!(balance(&server, &buyer).await, (10_000, 0), "nothing held");
     assert_eq!(balance(&server, &leader).await, held_before);
     server.get("/api/v1/group-buys/nope", Some(&buyer)).await.assert_problem(404, "group_buy_not_found");
@@ -308,13 +287,8 @@ async fn flash_product(
 ) -> (String, String, String, String) {
     let (merchant, _) = server.register("merchant").await;
     let shop_id = open_shop(server, &merchant, "Flash").await;
-    let reply = server
-        .post(
-            &format!("/api/v1/shops/{shop_id}/products"),
-            Some(&merchant),
-            json!({"title": "Phone", "skus": [{"name": "black", "price": usd(1000), "stock": stock}]}),
-        )
-        .await;
+    let phone = json!({"title": "Phone", "skus": [{"name": "black", "price": usd(1000), "stock": stock}]});
+    let reply = add_product(server, &merchant, &shop_id, phone).await;
     let (product_id, sku_id) =
         (reply.body["id"].as_str().unwrap().to_string(), reply.body["skus"][0]["id"].as_str().unwrap().to_string());
     let sale = server
@@ -464,14 +438,7 @@ async fn a_retried_flash_order_is_one_order_held_once(db: Db) {
     let (_, _, sku_id, sale_id) = flash_product(&server, 100, 10, 3, live_window()).await;
     let (buyer, _) = funded(&server, "buyer").await;
     let tries = (0..5).map(|_| flash_order(&server, &buyer, "same", &sku_id, &sale_id, 2));
-    let replies = futures_util::future::join_all(tries).await;
-    let ids: std::collections::HashSet<String> = replies
-        .iter()
-        .map(|reply| {
-            assert_eq!(reply.status, 201, "{}", reply.text);
-            reply.body["id"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let ids = created_ids(&futures_util::future::join_all(tries).await);
     assert_eq!(ids.len(), 1, "one order");
     assert_eq!(balance(&server, &buyer).await, (8800, 1200), "held once");
     flash_order(&server, &buyer, "same", &sku_id, &sale_id, 1).await.assert_problem(422, "idempotency_key_reused");
