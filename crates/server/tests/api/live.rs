@@ -62,23 +62,19 @@ async fn a_host_creates_a_room_with_their_products_and_alone_sees_its_stream_key
 
 async fn a_room_not_yet_live_is_its_hosts_alone_and_ending_it_twice_is_refused(db: Db) {
     let server = TestServer::start(db).await;
-    let (host, _) = server.register("host").await;
-    let (viewer, _) = server.register("viewer").await;
+    let [(host, _), (viewer, _)] = server.register_all(["host", "viewer"]).await;
     let created = server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Soon"})).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["id"].as_str().unwrap();
     server.get(&format!("/api/v1/live/rooms/{id}"), Some(&viewer)).await.assert_problem(404, "live_room_not_found");
-    server
-        .post(&format!("/api/v1/live/rooms/{id}/end"), Some(&viewer), json!({}))
-        .await
-        .assert_problem(404, "live_room_not_found");
+    end_room(&server, &viewer, id).await.assert_problem(404, "live_room_not_found");
     let others = server.get("/api/v1/live/rooms?status=created", Some(&viewer)).await;
     assert_eq!(others.body["items"], json!([]), "{}", others.text);
     let playlist = server.get(&format!("/live/{id}/index.m3u8"), None).await;
     playlist.assert_problem(404, "live_room_not_found");
     server.get(&format!("/api/v1/live/rooms/{id}"), None).await.assert_problem(401, "unauthenticated");
 
-    let ended = server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    let ended = end_room(&server, &host, id).await;
     assert_eq!(ended.status, 200, "{}", ended.text);
     assert_eq!(ended.body["status"], "ended");
     assert!(ended.body["ended_at"].is_string());
@@ -86,11 +82,8 @@ async fn a_room_not_yet_live_is_its_hosts_alone_and_ending_it_twice_is_refused(d
     // An ended room is anyone's to see; one that never went live is not a replay.
     let seen = server.get(&format!("/api/v1/live/rooms/{id}"), Some(&viewer)).await;
     assert_eq!(seen.status, 200, "{}", seen.text);
-    server
-        .post(&format!("/api/v1/live/rooms/{id}/end"), Some(&viewer), json!({}))
-        .await
-        .assert_problem(403, "forbidden");
-    let again = server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    end_room(&server, &viewer, id).await.assert_problem(403, "forbidden");
+    let again = end_room(&server, &host, id).await;
     again.assert_problem(409, "invalid_transition");
     let replays = server.get("/api/v1/live/rooms?status=ended", Some(&viewer)).await;
     assert_eq!(replays.body["items"], json!([]), "{}", replays.text);
@@ -99,8 +92,7 @@ async fn a_room_not_yet_live_is_its_hosts_alone_and_ending_it_twice_is_refused(d
 
 async fn rotating_the_stream_key_gives_a_new_one_that_only_the_host_can_ask_for(db: Db) {
     let server = TestServer::start(db).await;
-    let (host, _) = server.register("host").await;
-    let (other, _) = server.register("other").await;
+    let [(host, _), (other, _)] = server.register_all(["host", "other"]).await;
     let created = server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Keys"})).await;
     let id = created.body["id"].as_str().unwrap();
     let first = created.body["stream_key"].as_str().unwrap();
@@ -111,7 +103,7 @@ async fn rotating_the_stream_key_gives_a_new_one_that_only_the_host_can_ask_for(
     assert_ne!(first, second);
     let refused = server.post(&format!("/api/v1/live/rooms/{id}/stream-key"), Some(&other), json!({})).await;
     refused.assert_problem(404, "live_room_not_found");
-    server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    end_room(&server, &host, id).await;
     let after_end = server.post(&format!("/api/v1/live/rooms/{id}/stream-key"), Some(&host), json!({})).await;
     after_end.assert_problem(409, "invalid_transition");
     server.stop().await;
@@ -181,20 +173,27 @@ async fn the_host_pins_and_unpins_their_own_products_and_nobody_pins_another_sho
     let unpinned = pin(&server, &host, id, json!({"product_id": null})).await;
     assert_eq!(unpinned.status, 200, "{}", unpinned.text);
     assert!(unpinned.body["pinned_product"].is_null(), "{}", unpinned.text);
-    server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    end_room(&server, &host, id).await;
     pin(&server, &viewer, id, json!({"product_id": first})).await.assert_problem(403, "forbidden");
     pin(&server, &host, id, json!({"product_id": first})).await.assert_problem(409, "invalid_transition");
     server.stop().await;
+}
+
+async fn end_room(server: &TestServer, token: &str, room_id: &str) -> crate::support::Reply {
+    server.post(&format!("/api/v1/live/rooms/{room_id}/end"), Some(token), json!({})).await
 }
 
 async fn pin(server: &TestServer, token: &str, room_id: &str, body: serde_json::Value) -> crate::support::Reply {
     server.post(&format!("/api/v1/live/rooms/{room_id}/pin"), Some(token), body).await
 }
 
+async fn likes(server: &TestServer, token: &str, room_id: &str, body: serde_json::Value) -> crate::support::Reply {
+    server.post(&format!("/api/v1/live/rooms/{room_id}/likes"), Some(token), body).await
+}
+
 async fn hearts_are_counted_into_a_live_rooms_likes_and_refused_elsewhere(db: Db) {
     let server = TestServer::start(db).await;
-    let (host, _) = server.register("host").await;
-    let (viewer, _) = server.register("viewer").await;
+    let [(host, _), (viewer, _)] = server.register_all(["host", "viewer"]).await;
     let created = server.post("/api/v1/live/rooms", Some(&host), json!({"title": "Hearts"})).await;
     let id = created.body["id"].as_str().unwrap().to_string();
     likes(&server, &viewer, &id, json!({"count": 1})).await.assert_problem(404, "live_room_not_found");
@@ -226,19 +225,14 @@ async fn hearts_are_counted_into_a_live_rooms_likes_and_refused_elsewhere(db: Db
         assert!(tokio::time::Instant::now() < deadline, "hearts not counted: {}", room.text);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    server.post(&format!("/api/v1/live/rooms/{id}/end"), Some(&host), json!({})).await;
+    end_room(&server, &host, &id).await;
     likes(&server, &viewer, &id, json!({"count": 1})).await.assert_problem(409, "invalid_transition");
     server.stop().await;
 }
 
-async fn likes(server: &TestServer, token: &str, room_id: &str, body: serde_json::Value) -> crate::support::Reply {
-    server.post(&format!("/api/v1/live/rooms/{room_id}/likes"), Some(token), body).await
-}
-
 async fn a_rooms_cover_is_the_hosts_own_upload_and_every_viewer_sees_it(db: Db) {
     let server = TestServer::start(db).await;
-    let (host, _) = server.register("host").await;
-    let (viewer, _) = server.register("viewer").await;
+    let [(host, _), (viewer, _)] = server.register_all(["host", "viewer"]).await;
     let theirs = upload(&server, &viewer).await;
     // Before the room, the host's upload is the host's alone.
     let cover = upload(&server, &host).await;

@@ -5,7 +5,9 @@
 //! key, or media before any key, is refused with a close code and changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::live_ingest::{live_server, playlist, probe, room_state, wait_for, wait_for_status};
+use crate::live_ingest::{
+    assert_nothing_ingested, live_server, playlist, probe_segment, room_state, wait_for, wait_for_status,
+};
 use crate::support::{Db, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -108,10 +110,7 @@ async fn a_browser_recording_sent_over_the_ingest_socket_goes_live_as_h264_and_a
     assert!(window.text.starts_with("#EXTM3U") && window.text.contains("seg0.ts"), "{}", window.text);
     let segment = server.client.get(format!("{}/live/{room_id}/seg0.ts", server.base)).send().await.unwrap();
     assert_eq!(segment.status(), 200);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("seg0.ts");
-    std::fs::write(&file, segment.bytes().await.unwrap()).unwrap();
-    let (streams, duration) = probe(file.to_str().unwrap(), None).await;
+    let (streams, duration) = probe_segment(segment).await;
     assert_eq!(streams, vec!["video:h264", "audio:aac"], "VP8 and Opus transcoded for every player");
     assert!(duration > 0.3 && duration < 3.0, "a short segment: {duration}");
 
@@ -153,14 +152,6 @@ async fn a_wrong_key_or_media_before_the_key_is_refused_with_a_close_code_and_ch
     old_key.send(Message::Text(json!({"stream_key": key}).to_string().into())).await.unwrap();
     assert_eq!(close_code(&mut old_key).await, 4401);
 
-    let room = room_state(&server, &host, &room_id).await;
-    assert_eq!(room["status"], "created", "{room}");
-    let mut database = server.database().await;
-    let segments: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM live_segments").fetch_one(&mut database).await.unwrap();
-    assert_eq!(segments, 0);
-    let last_media: Option<i64> =
-        sqlx::query_scalar("SELECT last_media_at FROM live_rooms").fetch_one(&mut database).await.unwrap();
-    assert_eq!(last_media, None, "no media was read");
+    assert_nothing_ingested(&server, &host, &room_id).await;
     server.stop().await;
 }

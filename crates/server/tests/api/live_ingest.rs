@@ -84,6 +84,20 @@ pub(crate) async fn room_state(server: &TestServer, token: &str, room_id: &str) 
     reply.body
 }
 
+/// Asserts the room (the test's only one) is still only created: no segment stored and no
+/// media ever read.
+pub(crate) async fn assert_nothing_ingested(server: &TestServer, host: &str, room_id: &str) {
+    let room = room_state(server, host, room_id).await;
+    assert_eq!(room["status"], "created", "{room}");
+    let mut database = server.database().await;
+    let segments: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM live_segments").fetch_one(&mut database).await.unwrap();
+    assert_eq!(segments, 0);
+    let last_media: Option<i64> =
+        sqlx::query_scalar("SELECT last_media_at FROM live_rooms").fetch_one(&mut database).await.unwrap();
+    assert_eq!(last_media, None, "no media was read");
+}
+
 pub(crate) async fn wait_for_status(
     server: &TestServer,
     token: &str,
@@ -131,6 +145,14 @@ pub(crate) async fn probe(input: &str, bearer: Option<&str>) -> (Vec<String>, f6
     (streams, duration)
 }
 
+/// Saves a fetched segment to a file and probes it: (its streams, its duration in seconds).
+pub(crate) async fn probe_segment(segment: reqwest::Response) -> (Vec<String>, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seg0.ts");
+    std::fs::write(&file, segment.bytes().await.unwrap()).unwrap();
+    probe(file.to_str().unwrap(), None).await
+}
+
 async fn finished(mut child: tokio::process::Child) -> (bool, String) {
     let stderr = child.stderr.take();
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("ffmpeg ends").expect("wait");
@@ -165,10 +187,7 @@ async fn a_stream_pushed_with_the_rooms_key_goes_live_plays_as_hls_and_ends_as_a
     assert_eq!(segment.status(), 200);
     assert_eq!(segment.headers()["content-type"], "video/mp2t");
     assert!(segment.headers()["cache-control"].to_str().unwrap().contains("immutable"));
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("seg0.ts");
-    std::fs::write(&file, segment.bytes().await.unwrap()).unwrap();
-    let (streams, duration) = probe(file.to_str().unwrap(), None).await;
+    let (streams, duration) = probe_segment(segment).await;
     assert_eq!(streams, vec!["video:h264", "audio:aac"], "copied, not transcoded");
     assert!(duration > 0.5 && duration < 3.0, "a short segment: {duration}");
 
@@ -228,15 +247,7 @@ async fn a_wrong_or_rotated_key_is_refused_before_any_media_and_changes_nothing(
         let (succeeded, _) = finished(ffmpeg).await;
         assert!(!succeeded, "{refused} was refused");
     }
-    let room = room_state(&server, &host, &room_id).await;
-    assert_eq!(room["status"], "created", "{room}");
-    let mut database = server.database().await;
-    let segments: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM live_segments").fetch_one(&mut database).await.unwrap();
-    assert_eq!(segments, 0);
-    let last_media: Option<i64> =
-        sqlx::query_scalar("SELECT last_media_at FROM live_rooms").fetch_one(&mut database).await.unwrap();
-    assert_eq!(last_media, None, "no media was read");
+    assert_nothing_ingested(&server, &host, &room_id).await;
     server.stop().await;
 }
 
@@ -405,9 +416,7 @@ async fn a_stream_ingested_on_one_node_plays_from_the_other() {
     assert!(window.text.starts_with("#EXTM3U"), "{}", window.text);
     let segment = node_b.client.get(format!("{}/live/{room_id}/seg0.ts", node_b.base)).send().await.unwrap();
     assert_eq!(segment.status(), 200);
-    let file = dir.path().join("seg0.ts");
-    std::fs::write(&file, segment.bytes().await.unwrap()).unwrap();
-    let (streams, duration) = probe(file.to_str().unwrap(), None).await;
+    let (streams, duration) = probe_segment(segment).await;
     assert_eq!(streams, vec!["video:h264", "audio:aac"], "node B serves node A's segment");
     assert!(duration > 0.5, "a whole segment: {duration}");
     let (succeeded, stderr) = finished(ffmpeg).await;
