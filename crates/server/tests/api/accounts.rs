@@ -32,15 +32,15 @@ on_both_databases!(
     names_with_bidirectional_overrides_are_refused,
 );
 
+/// `POST /api/v1/auth/register` with `body` as it is.
+async fn register_with(server: &TestServer, body: serde_json::Value) -> support::Reply {
+    server.post("/api/v1/auth/register", None, body).await
+}
+
 async fn registering_returns_a_token_that_identifies_the_user(db: Db) {
     let server = TestServer::start(db).await;
-    let reply = server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            json!({"username": "Ann_Lee", "password": "correct horse", "display_name": " Ann Lee "}),
-        )
-        .await;
+    let ann = json!({"username": "Ann_Lee", "password": "correct horse", "display_name": " Ann Lee "});
+    let reply = register_with(&server, ann).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     let token = reply.body["token"].as_str().unwrap();
     assert_eq!(token.len(), 64, "a 256-bit token in hex");
@@ -100,8 +100,7 @@ async fn an_unknown_user_and_a_wrong_password_get_the_same_401(db: Db) {
 async fn usernames_are_unique_regardless_of_case(db: Db) {
     let server = TestServer::start(db).await;
     server.register("dave").await;
-    let again =
-        server.post("/api/v1/auth/register", None, json!({"username": "DAVE", "password": "another password"})).await;
+    let again = register_with(&server, json!({"username": "DAVE", "password": "another password"})).await;
     again.assert_problem(409, "username_taken");
     assert_eq!(again.body["field"], "username");
 }
@@ -121,7 +120,7 @@ async fn invalid_registrations_are_422_naming_the_field(db: Db) {
         (json!({"username": "fine_name", "password": ["not", "a", "string"]}), "password"),
     ];
     for (body, field) in cases {
-        let reply = server.post("/api/v1/auth/register", None, body.clone()).await;
+        let reply = register_with(&server, body.clone()).await;
         reply.assert_problem(422, "invalid_field");
         assert_eq!(reply.body["field"], field, "for {body}");
     }
@@ -143,28 +142,25 @@ async fn requests_without_a_valid_token_are_401(db: Db) {
     server.request("POST", "/api/v1/auth/logout", None, None).await.assert_problem(401, "unauthenticated");
 }
 
+/// Backdates every session's last use to `at` (ms since the epoch), behind the server's back.
+async fn set_sessions_last_used(database: &mut sqlx::AnyConnection, at: i64) {
+    sqlx::query("UPDATE sessions SET last_used_at = $1").bind(at).execute(database).await.unwrap();
+}
+
 async fn a_session_unused_for_thirty_days_expires(db: Db) {
     // The test rewrites the database under the server, so nothing may be served from memory.
     let server = TestServer::start_with(db, |config| config.session_cache = std::time::Duration::ZERO).await;
     let (token, _) = server.register("erin").await;
     let mut database = server.database().await;
     let twenty_nine_days_ago = plaza_kernel::Timestamp::now().unix_millis() - 29 * 24 * 3600 * 1000;
-    sqlx::query("UPDATE sessions SET last_used_at = $1")
-        .bind(twenty_nine_days_ago)
-        .execute(&mut database)
-        .await
-        .unwrap();
+    set_sessions_last_used(&mut database, twenty_nine_days_ago).await;
     assert_eq!(server.get("/api/v1/me", Some(&token)).await.status, 200, "29 days of disuse is fine");
     // Use counts: it was refreshed just now.
     let touched: i64 = sqlx::query_scalar("SELECT last_used_at FROM sessions").fetch_one(&mut database).await.unwrap();
     assert!(touched > twenty_nine_days_ago);
 
     let thirty_one_days_ago = plaza_kernel::Timestamp::now().unix_millis() - 31 * 24 * 3600 * 1000;
-    sqlx::query("UPDATE sessions SET last_used_at = $1")
-        .bind(thirty_one_days_ago)
-        .execute(&mut database)
-        .await
-        .unwrap();
+    set_sessions_last_used(&mut database, thirty_one_days_ago).await;
     server.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthenticated");
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(&mut database).await.unwrap();
     assert_eq!(left, 0, "the expired session is deleted");
@@ -191,8 +187,7 @@ async fn registration_is_rate_limited_per_client_address(db: Db) {
     let server = TestServer::start_with(db, |config| config.auth_attempts_per_address = 2).await;
     server.register("henry").await;
     server.register("irene").await;
-    let limited =
-        server.post("/api/v1/auth/register", None, json!({"username": "jack", "password": "long enough"})).await;
+    let limited = register_with(&server, json!({"username": "jack", "password": "long enough"})).await;
     limited.assert_problem(429, "rate_limited");
     assert!(limited.header("retry-after").is_some());
 }
@@ -207,13 +202,8 @@ async fn users_are_found_by_username_or_display_name_prefix_and_paged(db: Db) {
         ("zed", "Marigold Zed"),
         ("m_x", "Nope"),
     ] {
-        let reply = server
-            .post(
-                "/api/v1/auth/register",
-                None,
-                json!({"username": username, "password": "long enough", "display_name": display_name}),
-            )
-            .await;
+        let body = json!({"username": username, "password": "long enough", "display_name": display_name});
+        let reply = register_with(&server, body).await;
         assert_eq!(reply.status, 201);
     }
     let all = server.get("/api/v1/users?q=MAR", Some(&token)).await;
@@ -256,8 +246,7 @@ async fn users_are_found_by_username_or_display_name_prefix_and_paged(db: Db) {
 
 async fn user_lookup_returns_the_public_profile_or_404(db: Db) {
     let server = TestServer::start(db).await;
-    let (token, _) = server.register("kate").await;
-    let (_, leo) = server.register("leo").await;
+    let [(token, _), (_, leo)] = server.register_all(["kate", "leo"]).await;
     let reply = server.get(&format!("/api/v1/users/{leo}"), Some(&token)).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["username"], "leo");
@@ -281,8 +270,7 @@ async fn user_lookup_returns_the_public_profile_or_404(db: Db) {
 
 async fn a_contact_request_is_accepted_by_asking_back(db: Db) {
     let server = TestServer::start(db).await;
-    let (mia, mia_id) = server.register("mia").await;
-    let (ned, ned_id) = server.register("ned").await;
+    let [(mia, mia_id), (ned, ned_id)] = server.register_all(["mia", "ned"]).await;
 
     let request = server.post("/api/v1/contacts", Some(&mia), json!({"user_id": ned_id})).await;
     assert_eq!(request.status, 201, "{}", request.text);
@@ -309,9 +297,7 @@ async fn a_contact_request_is_accepted_by_asking_back(db: Db) {
 
 async fn contact_requests_can_be_accepted_declined_and_filtered(db: Db) {
     let server = TestServer::start(db).await;
-    let (olga, olga_id) = server.register("olga").await;
-    let (pete, pete_id) = server.register("pete").await;
-    let (quinn, quinn_id) = server.register("quinn").await;
+    let [(olga, olga_id), (pete, pete_id), (quinn, quinn_id)] = server.register_all(["olga", "pete", "quinn"]).await;
     assert_eq!(server.post("/api/v1/contacts", Some(&pete), json!({"user_id": olga_id})).await.status, 201);
     assert_eq!(server.post("/api/v1/contacts", Some(&quinn), json!({"user_id": olga_id})).await.status, 201);
 
@@ -374,13 +360,7 @@ async fn concurrent_registrations_of_one_name_create_one_user(db: Db) {
     let attempts = (0..12).map(|n| {
         let server = server.clone();
         tokio::spawn(async move {
-            server
-                .post(
-                    "/api/v1/auth/register",
-                    None,
-                    json!({"username": "same_name", "password": format!("password {n}")}),
-                )
-                .await
+            register_with(&server, json!({"username": "same_name", "password": format!("password {n}")})).await
         })
     });
     let mut created = 0;
@@ -448,8 +428,7 @@ async fn a_name_in_the_admin_setting_that_nobody_had_registered_grants_its_regis
 
 async fn admins_are_granted_and_revoked_by_the_operator(db: Db) {
     let server = TestServer::start_with(db, |config| config.session_cache = std::time::Duration::ZERO).await;
-    let (root, _) = server.register("root_user").await;
-    let (plain, _) = server.register("plain_user").await;
+    let [(root, _), (plain, _)] = server.register_all(["root_user", "plain_user"]).await;
     assert_eq!(server.set_admin("root_user", true).await, "root_user is now an admin");
     assert_eq!(server.set_admin("root_user", true).await, "root_user was already an admin");
     assert_eq!(server.get("/api/v1/me", Some(&root)).await.body["roles"], json!(["admin"]));
@@ -507,10 +486,14 @@ async fn closed_with(socket: &mut support::Socket, wait: std::time::Duration) ->
     socket.closed_within(wait).await
 }
 
+/// `token`'s session asks to change its password from `current` to `new`.
+async fn change_password(server: &TestServer, token: &str, current: &str, new: &str) -> support::Reply {
+    server.post("/api/v1/auth/password", Some(token), json!({"current_password": current, "new_password": new})).await
+}
+
 async fn a_socket_closes_when_its_session_logs_out(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, ann_id) = server.register("ann").await;
-    let (ben, ben_id) = server.register("ben").await;
+    let [(ann, ann_id), (ben, ben_id)] = server.register_all(["ann", "ben"]).await;
     let conversation = server.conversation(&ann, "direct", &[&ben_id]).await;
     let (mut ann_socket, _) = server.socket(&ann).await;
     // A second session of Ann's stays signed in and keeps its socket.
@@ -560,33 +543,15 @@ async fn changing_the_password_ends_every_other_session_and_socket(db: Db) {
     let (mut other_socket, _) = server.socket(&other).await;
     assert_eq!(server.get("/api/v1/me", Some(&other)).await.status, 200);
 
-    let wrong = server
-        .post(
-            "/api/v1/auth/password",
-            Some(&kept),
-            json!({"current_password": "not it at all", "new_password": "a new password"}),
-        )
-        .await;
+    let wrong = change_password(&server, &kept, "not it at all", "a new password").await;
     wrong.assert_problem(422, "invalid_field");
     assert_eq!(wrong.body["field"], "current_password");
-    let short = server
-        .post(
-            "/api/v1/auth/password",
-            Some(&kept),
-            json!({"current_password": "password-ann", "new_password": "short"}),
-        )
-        .await;
+    let short = change_password(&server, &kept, "password-ann", "short").await;
     short.assert_problem(422, "invalid_field");
     assert_eq!(short.body["field"], "new_password");
     assert_eq!(server.get("/api/v1/me", Some(&other)).await.status, 200, "a refused change ends nothing");
 
-    let changed = server
-        .post(
-            "/api/v1/auth/password",
-            Some(&kept),
-            json!({"current_password": "password-ann", "new_password": "a new password"}),
-        )
-        .await;
+    let changed = change_password(&server, &kept, "password-ann", "a new password").await;
     assert_eq!(changed.status, 204, "{}", changed.text);
     assert_eq!(closed_with(&mut other_socket, std::time::Duration::from_secs(10)).await, Some(Some(4001)));
     server.get("/api/v1/me", Some(&other)).await.assert_problem(401, "unauthenticated");
@@ -600,13 +565,8 @@ async fn changing_the_password_ends_every_other_session_and_socket(db: Db) {
 
 async fn names_with_bidirectional_overrides_are_refused(db: Db) {
     let server = TestServer::start(db).await;
-    let reply = server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            json!({"username": "spoof", "password": "correct horse", "display_name": "ann\u{202E}gnp.exe"}),
-        )
-        .await;
+    let spoof = json!({"username": "spoof", "password": "correct horse", "display_name": "ann\u{202E}gnp.exe"});
+    let reply = register_with(&server, spoof).await;
     reply.assert_problem(422, "invalid_field");
     assert_eq!(reply.body["field"], "display_name");
     let mut database = server.database().await;

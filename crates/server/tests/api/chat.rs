@@ -33,6 +33,11 @@ async fn users(server: &TestServer, names: &[&str]) -> Vec<(String, String)> {
     server.register_contacts(names).await
 }
 
+/// `token` removes `member_id` from the group (or leaves it, if it is their own id).
+async fn remove_member(server: &TestServer, group: &str, member_id: &str, token: &str) -> support::Reply {
+    server.request("DELETE", &format!("/api/v1/conversations/{group}/members/{member_id}"), Some(token), None).await
+}
+
 async fn a_direct_conversation_with_the_same_person_is_returned_not_duplicated(db: Db) {
     let server = TestServer::start(db).await;
     let people = users(&server, &["ann", "bob"]).await;
@@ -242,12 +247,7 @@ async fn a_burst_of_mixed_sends_is_stored_as_if_sent_one_by_one(db: Db) {
         assert!(items.iter().all(|m| m["body"]["text"] != "let me in"));
     }
     // The point of the burst: it really was stored in shared transactions.
-    let metrics = server.get("/metrics", None).await.text;
-    let batched: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("plaza_chat_batched_sends_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0);
+    let (batched, metrics) = server.metric("plaza_chat_batched_sends_total").await;
     assert!(batched > 0.0, "no sends shared a batch:\n{metrics}");
 }
 
@@ -411,27 +411,17 @@ async fn groups_add_and_remove_members_under_the_owner_rules(db: Db) {
     assert_eq!(added.body["members"].as_array().unwrap().len(), 4);
 
     // Only the owner removes others.
-    server
-        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", two.1), Some(&one.0), None)
-        .await
-        .assert_problem(403, "not_conversation_owner");
-    let removed = server
-        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", two.1), Some(&owner.0), None)
-        .await;
+    remove_member(&server, &group, &two.1, &one.0).await.assert_problem(403, "not_conversation_owner");
+    let removed = remove_member(&server, &group, &two.1, &owner.0).await;
     assert_eq!(removed.status, 204);
     server
         .get(&format!("/api/v1/conversations/{group}"), Some(&two.0))
         .await
         .assert_problem(404, "conversation_not_found");
-    server
-        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", two.1), Some(&owner.0), None)
-        .await
-        .assert_problem(404, "not_a_member");
+    remove_member(&server, &group, &two.1, &owner.0).await.assert_problem(404, "not_a_member");
 
     // The owner leaves; the longest-standing member takes over.
-    let left = server
-        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", owner.1), Some(&owner.0), None)
-        .await;
+    let left = remove_member(&server, &group, &owner.1, &owner.0).await;
     assert_eq!(left.status, 204);
     let now = server.get(&format!("/api/v1/conversations/{group}"), Some(&one.0)).await;
     assert_eq!(now.body["owner_id"], one.1.as_str());
@@ -505,9 +495,7 @@ async fn someone_who_left_a_group_cannot_be_added_back_by_others(db: Db) {
     let server = TestServer::start(db).await;
     let people = users(&server, &["l_ann", "l_bob", "l_cyd"]).await;
     let group = server.conversation(&people[0].0, "group", &[&people[1].1, &people[2].1]).await;
-    let left = server
-        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", people[1].1), Some(&people[1].0), None)
-        .await;
+    let left = remove_member(&server, &group, &people[1].1, &people[1].0).await;
     assert_eq!(left.status, 204, "{}", left.text);
     for adder in [&people[0], &people[2]] {
         server
@@ -516,9 +504,7 @@ async fn someone_who_left_a_group_cannot_be_added_back_by_others(db: Db) {
             .assert_problem(403, "left_conversation");
     }
     // Someone the owner removed did not choose to leave, and may be added back.
-    let removed = server
-        .request("DELETE", &format!("/api/v1/conversations/{group}/members/{}", people[2].1), Some(&people[0].0), None)
-        .await;
+    let removed = remove_member(&server, &group, &people[2].1, &people[0].0).await;
     assert_eq!(removed.status, 204, "{}", removed.text);
     let back = server
         .post(&format!("/api/v1/conversations/{group}/members"), Some(&people[0].0), json!({"user_ids": [people[2].1]}))

@@ -145,28 +145,18 @@ fn demo_reseeds_after_alice_has_many_newer_conversations() {
             .await
             .unwrap();
         let later = plaza_kernel::Timestamp::now().unix_millis() + 60_000;
+        // Each group, then alice as its owner: both statements take (id, alice, time).
+        let statements = [
+            "INSERT INTO conversations (id, kind, title, owner_id, direct_key, last_seq, last_activity_at, created_at)
+             VALUES ($1, 'group', 'Other', $2, NULL, 0, $3, $3)",
+            "INSERT INTO conversation_members (conversation_id, user_id, role, read_seq, joined_at)
+             VALUES ($1, $2, 'owner', 0, $3)",
+        ];
         for n in 0..250 {
             let id = format!("newer-{n:03}");
-            sqlx::query(
-                "INSERT INTO conversations (id, kind, title, owner_id, direct_key, last_seq, last_activity_at, created_at)
-                 VALUES ($1, 'group', 'Other', $2, NULL, 0, $3, $3)",
-            )
-            .bind(&id)
-            .bind(&alice)
-            .bind(later + n)
-            .execute(&mut connection)
-            .await
-            .unwrap();
-            sqlx::query(
-                "INSERT INTO conversation_members (conversation_id, user_id, role, read_seq, joined_at)
-                 VALUES ($1, $2, 'owner', 0, $3)",
-            )
-            .bind(&id)
-            .bind(&alice)
-            .bind(later + n)
-            .execute(&mut connection)
-            .await
-            .unwrap();
+            for statement in statements {
+                sqlx::query(statement).bind(&id).bind(&alice).bind(later + n).execute(&mut connection).await.unwrap();
+            }
         }
     });
     assert_eq!(count_conversations(&url), 252);

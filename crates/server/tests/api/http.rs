@@ -49,17 +49,18 @@ async fn readiness_fails_with_a_problem_when_the_database_is_gone() {
 async fn malformed_json_is_a_400_problem(db: Db) {
     let server = TestServer::start(db).await;
     for body in ["{\"username\": ", "not json", "{\"username\": \"a\"} trailing", ""] {
-        let reply = server
-            .raw(
-                server
-                    .client
-                    .post(format!("{}/api/v1/auth/login", server.base))
-                    .header("content-type", "application/json")
-                    .body(body.to_string()),
-            )
-            .await;
-        reply.assert_problem(400, "malformed_json");
+        login_with_body(&server, "application/json", body).await.assert_problem(400, "malformed_json");
     }
+}
+
+/// `POST /api/v1/auth/login` with `body` sent as it is, under `content_type`.
+async fn login_with_body(server: &TestServer, content_type: &str, body: &str) -> crate::support::Reply {
+    let request = server
+        .client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .header("content-type", content_type)
+        .body(body.to_string());
+    server.raw(request).await
 }
 
 async fn a_body_of_the_wrong_shape_is_a_422_naming_the_field(db: Db) {
@@ -122,16 +123,7 @@ async fn send_large_body(base: &str, path: &str, chunked: bool, chunks: usize, c
 
 async fn a_body_that_is_not_json_is_a_415_problem(db: Db) {
     let server = TestServer::start(db).await;
-    let reply = server
-        .raw(
-            server
-                .client
-                .post(format!("{}/api/v1/auth/login", server.base))
-                .header("content-type", "text/plain")
-                .body("username=ann"),
-        )
-        .await;
-    reply.assert_problem(415, "unsupported_media_type");
+    login_with_body(&server, "text/plain", "username=ann").await.assert_problem(415, "unsupported_media_type");
 }
 
 async fn unknown_routes_and_methods_are_problems(db: Db) {

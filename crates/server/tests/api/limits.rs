@@ -21,8 +21,7 @@ fn png_of(size: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_over_the_socket_cap_is_refused_before_the_upgrade() {
     let server = TestServer::start_with(Db::Sqlite, |config| config.gateway.sockets_per_user_max = 3).await;
-    let (ann, _) = server.register("sock_ann").await;
-    let (bob, _) = server.register("sock_bob").await;
+    let [(ann, _), (bob, _)] = server.register_all(["sock_ann", "sock_bob"]).await;
     let mut sockets = Vec::new();
     for _ in 0..3 {
         sockets.push(server.socket_raw(&ann).await.0);
@@ -65,8 +64,7 @@ async fn uploads_over_the_daily_count_or_bytes_are_refused_with_retry_after(db: 
         config.media.upload_bytes_per_day = 1024 * 1024;
     })
     .await;
-    let (ann, _) = server.register("quota_ann").await;
-    let (bob, _) = server.register("quota_bob").await;
+    let [(ann, _), (bob, _)] = server.register_all(["quota_ann", "quota_bob"]).await;
     // Concurrent uploads: exactly three of five get through.
     let attempts =
         futures_util::future::join_all((0..5).map(|_| server.upload_media(&ann, "file", PIXEL_PNG.to_vec()))).await;
@@ -102,20 +100,13 @@ async fn uploads_over_the_daily_count_or_bytes_are_refused_with_retry_after(db: 
 
 async fn an_upload_never_sent_is_deleted_after_a_day_and_a_sent_image_is_kept(db: Db) {
     let server = TestServer::start_with(db, |config| config.media.cleanup_interval = Duration::from_millis(100)).await;
-    let (ann, _) = server.register("clean_ann").await;
-    let (bob, bob_id) = server.register("clean_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["clean_ann", "clean_bob"]).await;
     let sent_id = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
     let unsent_id =
         server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
     let fresh_id = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
-    let sent = server
-        .post(
-            &format!("/api/v1/conversations/{conversation}/messages"),
-            Some(&ann),
-            json!({"client_id": "kept", "kind": "image", "body": {"media_id": sent_id}}),
-        )
-        .await;
+    let sent = server.send_image(&ann, &conversation, "kept", &sent_id).await;
     assert_eq!(sent.status, 201, "{}", sent.text);
     // Two of them were uploaded "two days ago".
     let mut database = server.database().await;
@@ -137,12 +128,6 @@ async fn an_upload_never_sent_is_deleted_after_a_day_and_a_sent_image_is_kept(db
     assert_eq!(server.get(&format!("/api/v1/media/{sent_id}"), Some(&bob)).await.status, 200, "a sent image stays");
     assert_eq!(server.get(&format!("/api/v1/media/{fresh_id}"), Some(&ann)).await.status, 200, "a new upload waits");
     // An upload that is gone cannot be sent any more.
-    let late = server
-        .post(
-            &format!("/api/v1/conversations/{conversation}/messages"),
-            Some(&ann),
-            json!({"client_id": "late", "kind": "image", "body": {"media_id": unsent_id}}),
-        )
-        .await;
+    let late = server.send_image(&ann, &conversation, "late", &unsent_id).await;
     late.assert_problem(422, "invalid_field");
 }

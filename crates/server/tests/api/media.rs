@@ -20,9 +20,7 @@ async fn fetch(server: &TestServer, token: &str, id: &str) -> (u16, Option<Strin
 
 async fn an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent_to(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, _) = server.register("pic_ann").await;
-    let (bob, bob_id) = server.register("pic_bob").await;
-    let (eve, _) = server.register("pic_eve").await;
+    let [(ann, _), (bob, bob_id), (eve, _)] = server.register_all(["pic_ann", "pic_bob", "pic_eve"]).await;
     let uploaded = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.text);
     assert_eq!(uploaded.body["content_type"], "image/png");
@@ -33,13 +31,7 @@ async fn an_uploaded_image_is_served_to_its_uploader_and_the_members_it_was_sent
     assert_eq!(fetch(&server, &bob, &media_id).await.0, 404, "not shared with bob yet");
 
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
-    let sent = server
-        .post(
-            &format!("/api/v1/conversations/{conversation}/messages"),
-            Some(&ann),
-            json!({"client_id": "pic", "kind": "image", "body": {"media_id": media_id}}),
-        )
-        .await;
+    let sent = server.send_image(&ann, &conversation, "pic", &media_id).await;
     assert_eq!(sent.status, 201, "{}", sent.text);
     assert_eq!(sent.body["body"], json!({"media_id": media_id}));
     assert_eq!(fetch(&server, &bob, &media_id).await.2, PIXEL_PNG.to_vec());
@@ -76,19 +68,12 @@ async fn uploads_that_are_not_images_or_too_large_are_refused(db: Db) {
 
 async fn another_users_media_cannot_be_sent(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, _) = server.register("own_ann").await;
-    let (bob, bob_id) = server.register("own_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["own_ann", "own_bob"]).await;
     let annes = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await.body["id"].as_str().unwrap().to_string();
     let _ = bob_id;
     let (carl, carl_id) = server.register("own_carl").await;
     let with_carl = server.conversation(&bob, "direct", &[&carl_id]).await;
-    let reply = server
-        .post(
-            &format!("/api/v1/conversations/{with_carl}/messages"),
-            Some(&bob),
-            json!({"client_id": "steal", "kind": "image", "body": {"media_id": annes}}),
-        )
-        .await;
+    let reply = server.send_image(&bob, &with_carl, "steal", &annes).await;
     reply.assert_problem(422, "invalid_field");
     assert_eq!(reply.body["field"], "body.media_id");
     assert_eq!(fetch(&server, &carl, &annes).await.0, 404);

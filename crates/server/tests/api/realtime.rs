@@ -26,8 +26,7 @@ fn cursor(frame: &Value) -> i64 {
 
 async fn a_message_reaches_every_device_of_every_member_with_a_cursor(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, _) = server.register("ws_ann").await;
-    let (bob, bob_id) = server.register("ws_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["ws_ann", "ws_bob"]).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     let (mut phone, _) = server.socket(&bob).await;
     let (mut laptop, _) = server.socket(&bob).await;
@@ -46,8 +45,7 @@ async fn a_message_reaches_every_device_of_every_member_with_a_cursor(db: Db) {
 
 async fn message_send_over_the_socket_is_acked_and_bad_input_is_an_error_frame(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, _) = server.register("ack_ann").await;
-    let (bob, bob_id) = server.register("ack_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["ack_ann", "ack_bob"]).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     let (mut socket, _) = server.socket(&ann).await;
     let send = |client_id: &str, body: Value| {
@@ -86,8 +84,7 @@ async fn message_send_over_the_socket_is_acked_and_bad_input_is_an_error_frame(d
 /// arrived, each acked once (acks may come in any order: match them by `id`).
 async fn sends_fired_without_waiting_are_all_acked_and_numbered_in_the_order_sent(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, _) = server.register("burst_ann").await;
-    let (_, bob_id) = server.register("burst_bob").await;
+    let [(ann, _), (_, bob_id)] = server.register_all(["burst_ann", "burst_bob"]).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     let (mut socket, _) = server.socket(&ann).await;
     let sends = 150;
@@ -124,8 +121,7 @@ async fn sends_fired_without_waiting_are_all_acked_and_numbered_in_the_order_sen
 
 async fn resume_replays_exactly_what_was_missed_then_continues_live(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, _) = server.register("res_ann").await;
-    let (bob, bob_id) = server.register("res_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["res_ann", "res_bob"]).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     let (mut socket, _) = server.socket(&bob).await;
     server.send_text(&ann, &conversation, "m1", "one").await;
@@ -174,8 +170,7 @@ async fn resume_replays_exactly_what_was_missed_then_continues_live(db: Db) {
 
 async fn the_events_endpoint_returns_what_the_socket_delivers(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, _) = server.register("ev_ann").await;
-    let (bob, bob_id) = server.register("ev_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["ev_ann", "ev_bob"]).await;
     let (mut socket, _) = server.socket(&bob).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     for n in 1..=3 {
@@ -204,8 +199,7 @@ async fn the_events_endpoint_returns_what_the_socket_delivers(db: Db) {
 
 async fn read_receipts_and_typing_reach_the_other_members(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, ann_id) = server.register("rt_ann").await;
-    let (bob, bob_id) = server.register("rt_bob").await;
+    let [(ann, ann_id), (bob, bob_id)] = server.register_all(["rt_ann", "rt_bob"]).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     server.send_text(&ann, &conversation, "r1", "read me").await;
     let (mut anns, _) = server.socket(&ann).await;
@@ -268,8 +262,7 @@ async fn a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming(db: D
         config.gateway.send_timeout = Duration::from_millis(200);
     })
     .await;
-    let (ann, _) = server.register("slow_ann").await;
-    let (bob, bob_id) = server.register("slow_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["slow_ann", "slow_bob"]).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
 
     // Bob's socket has a tiny receive buffer and never reads.
@@ -322,8 +315,7 @@ async fn a_slow_consumer_is_disconnected_and_misses_nothing_after_resuming(db: D
 
 async fn contact_requests_and_acceptances_arrive_on_the_socket(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, ann_id) = server.register("cr_ann").await;
-    let (bob, bob_id) = server.register("cr_bob").await;
+    let [(ann, ann_id), (bob, bob_id)] = server.register_all(["cr_ann", "cr_bob"]).await;
     let (mut bobs, _) = server.socket(&bob).await;
     let (mut anns, _) = server.socket(&ann).await;
     assert_eq!(server.post("/api/v1/contacts", Some(&ann), json!({"user_id": bob_id})).await.status, 201);
@@ -345,8 +337,7 @@ async fn a_cursor_older_than_the_retention_is_told_to_resync(db: Db) {
         config.event_prune_interval = Duration::from_millis(100);
     })
     .await;
-    let (ann, _) = server.register("old_ann").await;
-    let (bob, bob_id) = server.register("old_bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["old_ann", "old_bob"]).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     let (_, hello) = server.socket(&bob).await;
     let stale = hello["data"]["cursor"].as_str().unwrap().to_string();
