@@ -26,8 +26,7 @@ fn coffee() -> Value {
 
 async fn a_developer_registers_an_app_and_sees_its_secrets_once_and_everyone_finds_it_in_the_directory(db: Db) {
     let server = TestServer::start(db).await;
-    let (developer, developer_id) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
+    let [(developer, developer_id), (user, _)] = server.register_all(["dev", "ann"]).await;
 
     let created = server.post("/api/v1/miniapps", Some(&developer), coffee()).await;
     assert_eq!(created.status, 201, "{}", created.text);
@@ -113,8 +112,7 @@ async fn every_bad_registration_is_refused_with_its_code_and_field_and_registers
 
 async fn only_the_developer_rotates_the_client_secret_and_the_new_one_differs(db: Db) {
     let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (other, _) = server.register("eve").await;
+    let [(developer, _), (other, _)] = server.register_all(["dev", "eve"]).await;
     let created = server.post("/api/v1/miniapps", Some(&developer), coffee()).await;
     let id = created.body["id"].as_str().unwrap();
     let path = format!("/api/v1/miniapps/{id}/secret");

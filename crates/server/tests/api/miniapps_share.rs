@@ -4,7 +4,7 @@
 //! found; the SDK is served at the root as cacheable cross-origin JavaScript.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{Db, TestServer};
+use crate::support::{Db, Reply, TestServer};
 use serde_json::{json, Value};
 
 on_both_databases!(
@@ -28,6 +28,20 @@ async fn coffee_app(server: &TestServer, developer: &str) -> String {
     created.body["id"].as_str().unwrap().to_string()
 }
 
+/// The Coffee House app of a new developer and a direct chat between the contacts ann and
+/// bob: (app id, [ann, bob] as (token, user id), chat id).
+async fn app_and_chat(server: &TestServer) -> (String, Vec<(String, String)>, String) {
+    let (developer, _) = server.register("dev").await;
+    let people = server.register_contacts(&["ann", "bob"]).await;
+    let app_id = coffee_app(server, &developer).await;
+    let chat = server.conversation(&people[0].0, "direct", &[&people[1].1]).await;
+    (app_id, people, chat)
+}
+
+async fn share(server: &TestServer, token: &str, app_id: &str, body: Value) -> Reply {
+    server.post(&format!("/api/v1/miniapps/{app_id}/share"), Some(token), body).await
+}
+
 async fn cards(server: &TestServer, token: &str, conversation: &str) -> Vec<Value> {
     let history = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(token)).await;
     assert_eq!(history.status, 200, "{}", history.text);
@@ -36,20 +50,12 @@ async fn cards(server: &TestServer, token: &str, conversation: &str) -> Vec<Valu
 
 async fn a_shared_page_is_a_miniapp_card_the_other_member_reads_and_hears_of(db: Db) {
     let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let people = server.register_contacts(&["ann", "bob"]).await;
-    let ((ann, ann_id), (bob, bob_id)) = (&people[0], &people[1]);
-    let app_id = coffee_app(&server, &developer).await;
-    let chat = server.conversation(ann, "direct", &[bob_id]).await;
+    let (app_id, people, chat) = app_and_chat(&server).await;
+    let ((ann, ann_id), (bob, _)) = (&people[0], &people[1]);
     let (mut bob_socket, _) = server.socket(bob).await;
 
-    let shared = server
-        .post(
-            &format!("/api/v1/miniapps/{app_id}/share"),
-            Some(ann),
-            json!({"conversation_id": chat, "title": "  Flat white, 咖啡  ", "path": "/menu?item=flat-white"}),
-        )
-        .await;
+    let flat_white = json!({"conversation_id": chat, "title": "  Flat white, 咖啡  ", "path": "/menu?item=flat-white"});
+    let shared = share(&server, ann, &app_id, flat_white).await;
     assert_eq!(shared.status, 201, "{}", shared.text);
     let message = &shared.body;
     assert_eq!(message["kind"], "card");
@@ -79,13 +85,7 @@ async fn a_shared_page_is_a_miniapp_card_the_other_member_reads_and_hears_of(db:
     assert_eq!(heard["data"]["body"]["type"], "miniapp");
 
     // Sharing the same page again is a second card, as sharing a video twice is.
-    let again = server
-        .post(
-            &format!("/api/v1/miniapps/{app_id}/share"),
-            Some(bob),
-            json!({"conversation_id": chat, "title": "Also good", "path": "/"}),
-        )
-        .await;
+    let again = share(&server, bob, &app_id, json!({"conversation_id": chat, "title": "Also good", "path": "/"})).await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert_eq!(cards(&server, ann, &chat).await.len(), 2);
     bob_socket.close().await;
@@ -94,11 +94,8 @@ async fn a_shared_page_is_a_miniapp_card_the_other_member_reads_and_hears_of(db:
 
 async fn every_bad_share_is_a_422_naming_its_field_and_posts_nothing(db: Db) {
     let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let people = server.register_contacts(&["ann", "bob"]).await;
-    let ((ann, _), (_, bob_id)) = (&people[0], &people[1]);
-    let app_id = coffee_app(&server, &developer).await;
-    let chat = server.conversation(ann, "direct", &[bob_id]).await;
+    let (app_id, people, chat) = app_and_chat(&server).await;
+    let ann = &people[0].0;
     let share = format!("/api/v1/miniapps/{app_id}/share");
 
     let long_title = "a".repeat(81);
@@ -142,26 +139,14 @@ async fn every_bad_share_is_a_422_naming_its_field_and_posts_nothing(db: Db) {
 
 async fn a_share_into_a_chat_the_sharer_is_not_in_or_of_an_unknown_app_is_not_found(db: Db) {
     let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let people = server.register_contacts(&["ann", "bob"]).await;
-    let ((ann, _), (bob, bob_id)) = (&people[0], &people[1]);
+    let (app_id, people, chat) = app_and_chat(&server).await;
+    let ((ann, _), (bob, _)) = (&people[0], &people[1]);
     let (carol, _) = server.register("carol").await;
-    let app_id = coffee_app(&server, &developer).await;
-    let chat = server.conversation(ann, "direct", &[bob_id]).await;
     let body = json!({"conversation_id": chat, "title": "Menu", "path": "/menu"});
 
-    server
-        .post(&format!("/api/v1/miniapps/{app_id}/share"), Some(&carol), body.clone())
-        .await
-        .assert_problem(404, "conversation_not_found");
-    server
-        .post(
-            &format!("/api/v1/miniapps/{app_id}/share"),
-            Some(ann),
-            json!({"conversation_id": "NOSUCHCHAT", "title": "Menu", "path": "/menu"}),
-        )
-        .await
-        .assert_problem(404, "conversation_not_found");
+    share(&server, &carol, &app_id, body.clone()).await.assert_problem(404, "conversation_not_found");
+    let unknown_chat = json!({"conversation_id": "NOSUCHCHAT", "title": "Menu", "path": "/menu"});
+    share(&server, ann, &app_id, unknown_chat).await.assert_problem(404, "conversation_not_found");
     server
         .post("/api/v1/miniapps/NOSUCHAPP/share", Some(ann), body.clone())
         .await

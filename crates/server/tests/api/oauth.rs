@@ -59,8 +59,7 @@ async fn register_app(server: &TestServer, developer: &str, name: &str, scopes: 
 /// A server with a developer (`dev`), a user (`ann`) and the developer's Coffee House app.
 async fn coffee_house(db: Db, scopes: &[&str]) -> (TestServer, String, String, App) {
     let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
+    let [(developer, _), (user, _)] = server.register_all(["dev", "ann"]).await;
     let app = register_app(&server, &developer, "Coffee House", scopes).await;
     (server, developer, user, app)
 }
@@ -432,9 +431,7 @@ async fn userinfo_needs_the_openid_scope_and_shows_the_profile_only_with_profile
 
 async fn a_revoked_grant_stops_its_tokens_at_once_and_is_listed_no_more(db: Db) {
     let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
-    let (other_user, _) = server.register("bob").await;
+    let [(developer, _), (user, _), (other_user, _)] = server.register_all(["dev", "ann", "bob"]).await;
     let app = register_app(&server, &developer, "Coffee House", &["openid", "profile"]).await;
     let tokens = sign_in(&server, &user, &app, "openid profile").await;
     let others = sign_in(&server, &other_user, &app, "openid").await;
@@ -462,10 +459,8 @@ async fn a_revoked_grant_stops_its_tokens_at_once_and_is_listed_no_more(db: Db) 
 
 async fn sub_is_pairwise_per_app_and_union_id_is_shared_by_one_developers_apps(db: Db) {
     let server = TestServer::start(db).await;
-    let (developer, _) = server.register("dev").await;
-    let (other_developer, _) = server.register("dev2").await;
-    let (user, _) = server.register("ann").await;
-    let (second_user, _) = server.register("bob").await;
+    let [(developer, _), (other_developer, _), (user, _), (second_user, _)] =
+        server.register_all(["dev", "dev2", "ann", "bob"]).await;
     let coffee = register_app(&server, &developer, "Coffee House", &["openid"]).await;
     let tea = register_app(&server, &developer, "Tea Garden", &["openid"]).await;
     let juice = register_app(&server, &other_developer, "Juice Bar", &["openid"]).await;

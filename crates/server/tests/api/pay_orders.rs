@@ -184,6 +184,29 @@ fn order_body(out_trade_no: &str, sub: &str, amount: i64) -> Value {
            "description": "Flat white"})
 }
 
+/// `user` pays the order `order_id`.
+async fn confirm(server: &TestServer, user: &str, order_id: &str) -> Reply {
+    server.post(&format!("/api/v1/pay/orders/{order_id}/confirm"), Some(user), json!({})).await
+}
+
+/// A second app of `developer`'s, "Tea Garden", whose webhooks go to `webhook_url`, with one
+/// order of 100 (`out_trade_no`) that `user` has paid (checked).
+async fn tea_garden_with_a_paid_order(
+    server: &TestServer,
+    developer: &str,
+    user: &str,
+    webhook_url: &str,
+    out_trade_no: &str,
+) -> PayApp {
+    let app = register(server, developer, "Tea Garden", webhook_url).await;
+    let sub = user_sub(server, user, &app.app, "openid payments").await;
+    let token = app_token(server, &app.app, "payments").await;
+    let order = create_order(server, &token, None, &order_body(out_trade_no, &sub, 100)).await;
+    let paid = confirm(server, user, order.body["id"].as_str().unwrap()).await;
+    assert_eq!(paid.body["status"], "paid", "{}", paid.text);
+    app
+}
+
 /// Everything a payment test needs: a server, a developer, a paying user with $100, the
 /// app with its webhook receiver, the user's sub and the app server's token.
 struct Shop {
@@ -196,8 +219,7 @@ struct Shop {
 }
 
 async fn shop(server: TestServer, receiver: &Receiver) -> Shop {
-    let (developer, _) = server.register("dev").await;
-    let (user, _) = server.register("ann").await;
+    let [(developer, _), (user, _)] = server.register_all(["dev", "ann"]).await;
     topup(&server, &user, 10_000).await;
     let app = register(&server, &developer, "Coffee House", &receiver.url).await;
     let sub = user_sub(&server, &user, &app.app, "openid payments").await;
@@ -516,18 +538,12 @@ async fn a_failing_receiver_is_retried_with_growing_delays_while_a_hanging_one_d
     .map(|reply| reply.body["id"].as_str().unwrap().to_string())
     .collect();
     for id in &slow_orders {
-        let paid = server.post(&format!("/api/v1/pay/orders/{id}/confirm"), Some(&user), json!({})).await;
+        let paid = confirm(&server, &user, id).await;
         assert_eq!(paid.body["status"], "paid", "{}", paid.text);
     }
     hanging.wait_for(4).await;
 
-    let flaky_app = register(&server, &developer, "Tea Garden", &flaky.url).await;
-    let flaky_sub = user_sub(&server, &user, &flaky_app.app, "openid payments").await;
-    let flaky_token = app_token(&server, &flaky_app.app, "payments").await;
-    let order = create_order(&server, &flaky_token, None, &order_body("F-1", &flaky_sub, 100)).await;
-    let order_id = order.body["id"].as_str().unwrap();
-    let paid = server.post(&format!("/api/v1/pay/orders/{order_id}/confirm"), Some(&user), json!({})).await;
-    assert_eq!(paid.body["status"], "paid", "{}", paid.text);
+    let flaky_app = tea_garden_with_a_paid_order(&server, &developer, &user, &flaky.url, "F-1").await;
     let attempts = flaky.wait_for(3).await;
     // The same webhook, signed afresh at each attempt, with growing gaps.
     assert!(attempts.iter().all(|attempt| attempt.id == attempts[0].id && attempt.body == attempts[0].body));
@@ -582,20 +598,14 @@ async fn a_hanging_receivers_long_backlog_does_not_hold_up_another_apps_webhook(
         async move {
             let order = create_order(server, token, None, &order_body(&format!("H-{n}"), sub, 10)).await;
             let id = order.body["id"].as_str().unwrap();
-            let paid = server.post(&format!("/api/v1/pay/orders/{id}/confirm"), Some(user), json!({})).await;
+            let paid = confirm(server, user, id).await;
             assert_eq!(paid.status, 200, "{}", paid.text);
         }
     }))
     .await;
     hanging.wait_for(plaza_miniapps::webhooks::IN_FLIGHT_PER_APP_MAX).await;
 
-    let other = register(&server, &developer, "Tea Garden", &prompt.url).await;
-    let other_sub = user_sub(&server, &user, &other.app, "openid payments").await;
-    let other_token = app_token(&server, &other.app, "payments").await;
-    let order = create_order(&server, &other_token, None, &order_body("T-1", &other_sub, 100)).await;
-    let order_id = order.body["id"].as_str().unwrap();
-    let paid = server.post(&format!("/api/v1/pay/orders/{order_id}/confirm"), Some(&user), json!({})).await;
-    assert_eq!(paid.body["status"], "paid", "{}", paid.text);
+    let other = tea_garden_with_a_paid_order(&server, &developer, &user, &prompt.url, "T-1").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while prompt.received().is_empty() {
         assert!(Instant::now() < deadline, "the other app's webhook waited behind the hanging receiver's backlog");
@@ -642,8 +652,7 @@ async fn a_webhook_written_before_a_sigkill_is_delivered_after_the_restart(db: D
     let mut node = ChildNode::spawn_in(env, dir);
     node.wait_ready().await;
     let shim = TestServer::attach(&node.base(), &database_url);
-    let (developer, _) = shim.register("dev").await;
-    let (user, _) = shim.register("ann").await;
+    let [(developer, _), (user, _)] = shim.register_all(["dev", "ann"]).await;
     topup(&shim, &user, 5_000).await;
     let app = register(&shim, &developer, "Coffee House", &receiver.url).await;
     let sub = user_sub(&shim, &user, &app.app, "openid payments").await;

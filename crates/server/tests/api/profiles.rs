@@ -12,8 +12,7 @@ on_both_databases!(
 
 async fn a_profile_changes_with_patch_me_and_its_avatar_is_seen_by_everyone(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, ann_id) = server.register("prof_ann").await;
-    let (bob, _) = server.register("prof_bob").await;
+    let [(ann, ann_id), (bob, _)] = server.register_all(["prof_ann", "prof_bob"]).await;
     let uploaded = server.upload_media(&ann, "file", PIXEL_PNG.to_vec()).await;
     assert_eq!(uploaded.status, 201, "{}", uploaded.text);
     let media_id = uploaded.body["id"].as_str().unwrap().to_string();
@@ -58,9 +57,7 @@ async fn a_profile_changes_with_patch_me_and_its_avatar_is_seen_by_everyone(db: 
 
 async fn follows_are_one_way_counted_listed_and_announced(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, ann_id) = server.register("fol_ann").await;
-    let (bob, bob_id) = server.register("fol_bob").await;
-    let (cat, cat_id) = server.register("fol_cat").await;
+    let [(ann, ann_id), (bob, bob_id), (cat, cat_id)] = server.register_all(["fol_ann", "fol_bob", "fol_cat"]).await;
     let (mut ann_socket, _) = server.socket(&ann).await;
 
     for _ in 0..2 {

@@ -61,8 +61,7 @@ fn fee_of(amount: i64) -> i64 {
 
 async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (driver, driver_id) = server.register("driver").await;
+    let [(rider, _), (driver, driver_id)] = server.register_all(["rider", "driver"]).await;
     topup(&server, &rider, 10_000).await;
     let (mut driver_socket, _) = server.socket(&driver).await;
     let (mut rider_socket, _) = server.socket(&rider).await;
@@ -166,8 +165,7 @@ async fn a_full_trip_pays_the_driver_and_the_fee_and_both_parties_follow_it(db: 
         .post(&format!("/api/v1/rides/{ride_id}/share"), Some(&rider), json!({"conversation_id": conversation}))
         .await;
     assert_eq!(shared.status, 201, "{}", shared.text);
-    let messages = server.get(&format!("/api/v1/conversations/{conversation}/messages"), Some(&rider)).await;
-    let card = messages.body["items"].as_array().unwrap().iter().find(|m| m["kind"] == "card").cloned().unwrap();
+    let card = server.first_card(&rider, &conversation).await;
     assert_eq!((card["body"]["type"].as_str(), card["body"]["id"].as_str()), (Some("ride"), Some(ride_id)));
     assert_eq!(card["body"]["distance_m"], done["distance_m"], "the card tells the quoted route's length");
 }
@@ -216,8 +214,7 @@ async fn assigned_ride(server: &TestServer, rider: &str, driver: &str, driver_so
 
 async fn cancelling_before_arrival_releases_the_hold_and_after_it_charges_the_cancel_fee(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (driver, _) = server.register("driver").await;
+    let [(rider, _), (driver, _)] = server.register_all(["rider", "driver"]).await;
     topup(&server, &rider, 10_000).await;
     let (mut driver_socket, _) = server.socket(&driver).await;
     go_online(&server, &driver, (1.3005, 103.8000)).await;
@@ -252,8 +249,7 @@ async fn cancelling_before_arrival_releases_the_hold_and_after_it_charges_the_ca
 /// rider nothing even after a real arrival.
 async fn a_driver_who_never_came_cannot_arrive_and_a_drivers_cancel_never_charges_the_rider(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (driver, _) = server.register("driver").await;
+    let [(rider, _), (driver, _)] = server.register_all(["rider", "driver"]).await;
     topup(&server, &rider, 10_000).await;
     let (mut driver_socket, _) = server.socket(&driver).await;
     let far_away = (1.3333, 103.8000);
@@ -291,8 +287,7 @@ async fn a_trip_not_driven_to_the_dropoff_cannot_complete_and_one_not_driven_pla
         config.rides.trip_speed_max_kmh = 150.0;
     })
     .await;
-    let (rider, _) = server.register("rider").await;
-    let (driver, _) = server.register("driver").await;
+    let [(rider, _), (driver, _)] = server.register_all(["rider", "driver"]).await;
     topup(&server, &rider, 10_000).await;
     let (mut driver_socket, _) = server.socket(&driver).await;
     go_online(&server, &driver, (1.3005, 103.8000)).await;
@@ -330,9 +325,7 @@ async fn a_trip_not_driven_to_the_dropoff_cannot_complete_and_one_not_driven_pla
 /// rider's surge from 1.0 to 2.5. Demand counts riders, each once.
 async fn one_rider_quoting_thirty_times_does_not_raise_another_riders_surge(db: Db) {
     let server = server(db).await;
-    let (pumper, _) = server.register("pumper").await;
-    let (other, _) = server.register("other").await;
-    let (third, _) = server.register("third").await;
+    let [(pumper, _), (other, _), (third, _)] = server.register_all(["pumper", "other", "third"]).await;
     for (i, name) in ["near_one", "near_two"].into_iter().enumerate() {
         let (driver, _) = server.register(name).await;
         go_online(&server, &driver, (1.3001 + 0.0001 * i as f64, 103.8000)).await;
@@ -353,8 +346,7 @@ async fn one_rider_quoting_thirty_times_does_not_raise_another_riders_surge(db: 
 /// whose precise ETAs would differ by minutes); with more, whole minutes.
 async fn quotes_around_a_lone_driver_give_one_coarse_eta_that_does_not_locate_them(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (lone, _) = server.register("lone").await;
+    let [(rider, _), (lone, _)] = server.register_all(["rider", "lone"]).await;
     let car = (1.3100, 103.8000);
     go_online(&server, &lone, car).await;
     let eta_from = |pickup: (f64, f64)| {
@@ -389,9 +381,7 @@ async fn quotes_around_a_lone_driver_give_one_coarse_eta_that_does_not_locate_th
 
 async fn every_transition_not_allowed_is_refused_and_strangers_see_nothing(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (driver, _) = server.register("driver").await;
-    let (stranger, _) = server.register("stranger").await;
+    let [(rider, _), (driver, _), (stranger, _)] = server.register_all(["rider", "driver", "stranger"]).await;
     topup(&server, &rider, 10_000).await;
     let (mut driver_socket, _) = server.socket(&driver).await;
 
@@ -437,9 +427,7 @@ async fn every_transition_not_allowed_is_refused_and_strangers_see_nothing(db: D
 
 async fn two_riders_and_one_driver_one_gets_the_car_the_other_no_driver(db: Db) {
     let server = server_with(db, 15_000, 3).await;
-    let (ann, _) = server.register("ann").await;
-    let (bob, _) = server.register("bob").await;
-    let (driver, _) = server.register("driver").await;
+    let [(ann, _), (bob, _), (driver, _)] = server.register_all(["ann", "bob", "driver"]).await;
     topup(&server, &ann, 10_000).await;
     topup(&server, &bob, 10_000).await;
     let (mut driver_socket, _) = server.socket(&driver).await;
@@ -465,8 +453,7 @@ async fn two_riders_and_one_driver_one_gets_the_car_the_other_no_driver(db: Db) 
 
 async fn bad_coordinates_missing_money_and_impossible_jumps_are_refused(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (driver, _) = server.register("driver").await;
+    let [(rider, _), (driver, _)] = server.register_all(["rider", "driver"]).await;
     let bad = [json!({"lat": 91.0, "lng": 0.0}), json!({"lat": 0.0, "lng": 181.0}), json!({"lat": "x", "lng": 0.0})];
     for point in bad {
         let reply = server
@@ -524,8 +511,7 @@ async fn a_request_open_across_a_restart_is_dispatched_after_it(db: Db) {
         fast_driving(config);
     };
     let first = TestServer::start_with(db, adjust).await;
-    let (rider, _) = first.register("rider").await;
-    let (driver, _) = first.register("driver").await;
+    let [(rider, _), (driver, _)] = first.register_all(["rider", "driver"]).await;
     topup(&first, &rider, 10_000).await;
     // Nobody is online: the request waits, durable, while the node stops.
     let ride = request_ride(&first, &rider).await;
@@ -809,8 +795,7 @@ async fn streaming_trip(db: Db, trip_check_interval: Duration) -> StreamingTrip 
         config.rides.trip_check_interval = trip_check_interval;
     })
     .await;
-    let (rider, rider_id) = server.register("rider").await;
-    let (driver, _) = server.register("driver").await;
+    let [(rider, rider_id), (driver, _)] = server.register_all(["rider", "driver"]).await;
     topup(&server, &rider, 10_000).await;
     let (mut rider_socket, _) = server.socket(&rider).await;
     let (mut driver_socket, _) = server.socket(&driver).await;
@@ -862,9 +847,7 @@ async fn a_driver_the_database_has_offline_takes_no_candidate_slot_from_an_onlin
         config.rides.candidates_per_request = 1;
     })
     .await;
-    let (rider, _) = server.register("rider").await;
-    let (stale, stale_id) = server.register("stale").await;
-    let (far, far_id) = server.register("far").await;
+    let [(rider, _), (stale, stale_id), (far, far_id)] = server.register_all(["rider", "stale", "far"]).await;
     topup(&server, &rider, 10_000).await;
     let (mut far_socket, _) = server.socket(&far).await;
     go_online(&server, &stale, (1.3001, 103.8000)).await;
@@ -962,8 +945,7 @@ async fn a_batch_woken_by_a_decline_counts_no_round_and_does_no_housekeeping_and
         config.rides.lease_ttl = Duration::from_millis(1);
     })
     .await;
-    let (rider, _) = server.register("rider").await;
-    let (lonely, _) = server.register("lonely").await;
+    let [(rider, _), (lonely, _)] = server.register_all(["rider", "lonely"]).await;
     server.register("near").await;
     server.register("far").await;
     topup(&server, &rider, 10_000).await;

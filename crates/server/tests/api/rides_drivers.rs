@@ -38,8 +38,7 @@ async fn driver_state(server: &TestServer, token: &str) -> Value {
 /// offer event says so too); on a trip, the trip, which goes on after going offline.
 async fn a_driver_reads_where_they_stand_offline_online_offered_and_on_a_trip(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (driver, driver_id) = server.register("driver").await;
+    let [(rider, _), (driver, driver_id)] = server.register_all(["rider", "driver"]).await;
     topup(&server, &rider, 10_000).await;
 
     let state = driver_state(&server, &driver).await;
@@ -134,8 +133,7 @@ fn same_points(seen: &[(f64, f64)], expected: &[(f64, f64)]) -> bool {
 /// database either.
 async fn a_rider_sees_free_drivers_only_as_cell_centres_without_identities_and_no_busy_or_offline_ones(db: Db) {
     let server = server(db).await;
-    let (rider, _) = server.register("rider").await;
-    let (other_rider, _) = server.register("other").await;
+    let [(rider, _), (other_rider, _)] = server.register_all(["rider", "other"]).await;
     topup(&server, &other_rider, 10_000).await;
     assert_eq!(cars(&nearby(&server, &rider, PICKUP).await), []);
 

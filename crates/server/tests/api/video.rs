@@ -338,8 +338,7 @@ async fn what_is_not_a_video_or_is_too_long_fails_with_a_code(db: Db) {
 
 async fn tus_requests_out_of_protocol_are_refused_and_change_nothing(db: Db) {
     let server = TestServer::start_with(db, |config| config.video.upload_max_bytes = 1024 * 1024).await;
-    let (ann, _) = server.register("tus_ann").await;
-    let (bob, _) = server.register("tus_bob").await;
+    let [(ann, _), (bob, _)] = server.register_all(["tus_ann", "tus_bob"]).await;
 
     let described = server
         .raw(server.client.request(reqwest::Method::OPTIONS, format!("{}/api/v1/videos/uploads", server.base)))
@@ -415,9 +414,7 @@ async fn tus_requests_out_of_protocol_are_refused_and_change_nothing(db: Db) {
 
 async fn visibility_holds_on_every_path_feeds_included(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, ann_id) = server.register("vis_ann").await;
-    let (bob, bob_id) = server.register("vis_bob").await;
-    let (eve, _) = server.register("vis_eve").await;
+    let [(ann, ann_id), (bob, bob_id), (eve, _)] = server.register_all(["vis_ann", "vis_bob", "vis_eve"]).await;
     let file = small_h264();
     let mut ids = Vec::new();
     for visibility in ["public", "followers", "private"] {
@@ -508,9 +505,7 @@ async fn visibility_holds_on_every_path_feeds_included(db: Db) {
 
 async fn likes_comments_views_and_shares_are_counted_once_each(db: Db) {
     let server = TestServer::start(db).await;
-    let (ann, ann_id) = server.register("eng_ann").await;
-    let (bob, bob_id) = server.register("eng_bob").await;
-    let (cat, _) = server.register("eng_cat").await;
+    let [(ann, ann_id), (bob, bob_id), (cat, _)] = server.register_all(["eng_ann", "eng_bob", "eng_cat"]).await;
     let video = publish(&server, &ann, &small_h264(), "Counting #once", "public").await;
     let id = video["id"].as_str().unwrap().to_string();
     settled(&server, &ann, &id).await;

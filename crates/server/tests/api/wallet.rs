@@ -81,6 +81,11 @@ async fn assert_ledger_sound(server: &TestServer, auditor_token: &str) -> Value 
     reply.body
 }
 
+/// A red packet of `total` USD in `count` shares, `mode` "equal" or "lucky".
+fn red_packet(conversation: &str, total: i64, count: i64, mode: &str) -> Value {
+    json!({"conversation_id": conversation, "total": {"amount": total, "currency": "USD"}, "count": count, "mode": mode})
+}
+
 async fn transfer_body(to: &str, amount: i64) -> Value {
     json!({"to_user_id": to, "amount": amount, "currency": "USD"})
 }
@@ -88,8 +93,7 @@ async fn transfer_body(to: &str, amount: i64) -> Value {
 async fn topups_and_transfers_move_money_post_into_the_chat_and_show_in_history(db: Db) {
     let server = server(db).await;
     let (auditor, _) = register_auditor(&server).await;
-    let (ann, ann_id) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
+    let [(ann, ann_id), (bob, bob_id)] = server.register_all(["ann", "bob"]).await;
     assert_eq!(balance(&server, &ann).await, (0, 0));
 
     let reply =
@@ -174,8 +178,7 @@ async fn topups_and_transfers_move_money_post_into_the_chat_and_show_in_history(
 async fn a_retried_transfer_moves_money_once_and_a_reused_key_is_refused(db: Db) {
     let server = server(db).await;
     let (auditor, _) = register_auditor(&server).await;
-    let (ann, _) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["ann", "bob"]).await;
     topup(&server, &ann, 1_000).await;
     let conversation = server.conversation(&ann, "direct", &[&bob_id]).await;
     let body = json!({"to_user_id": bob_id, "amount": 300, "currency": "USD", "conversation_id": conversation});
@@ -217,8 +220,7 @@ async fn a_retried_transfer_moves_money_once_and_a_reused_key_is_refused(db: Db)
 async fn concurrent_duplicates_of_one_transfer_move_money_once(db: Db) {
     let server = Arc::new(server(db).await);
     let (auditor, _) = register_auditor(&server).await;
-    let (ann, _) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["ann", "bob"]).await;
     topup(&server, &ann, 1_000).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -250,13 +252,7 @@ async fn concurrent_random_transfers_never_overdraw_and_keep_the_ledger_balanced
         people.push((token, id));
     }
     let people = Arc::new(people);
-    let mut random = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        random
-    };
+    let mut next = support::xorshift(0x2545_f491_4f6c_dd1d);
     let mut tasks = Vec::new();
     for n in 0..300 {
         let from = (next() % 4) as usize;
@@ -418,12 +414,10 @@ async fn concurrent_red_packet_claims_hand_out_exactly_the_shares(db: Db) {
 async fn a_lucky_red_packet_splits_exactly_and_a_retried_claim_returns_the_same_share(db: Db) {
     let server = server(db).await;
     let (auditor, _) = register_auditor(&server).await;
-    let (ann, _) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["ann", "bob"]).await;
     topup(&server, &ann, 500).await;
     let direct = server.conversation(&ann, "direct", &[&bob_id]).await;
-    let body =
-        json!({"conversation_id": direct, "total": {"amount": 101, "currency": "USD"}, "count": 100, "mode": "equal"});
+    let body = red_packet(&direct, 101, 100, "equal");
     let packet = post_keyed(&server, "/api/v1/red-packets", &ann, Some("rp"), body.clone()).await;
     assert_eq!(packet.status, 201, "{}", packet.text);
     let again = post_keyed(&server, "/api/v1/red-packets", &ann, Some("rp"), body).await;
@@ -454,7 +448,7 @@ async fn in_a_direct_chat_only_the_other_person_may_claim_a_red_packet(db: Db) {
     let cat_account = server.register("cat").await;
     topup(&server, &ann, 1_000).await;
     let direct = server.conversation(&ann, "direct", &[&bob_id]).await;
-    let one_share = |conversation: &str| json!({"conversation_id": conversation, "total": {"amount": 300, "currency": "USD"}, "count": 1, "mode": "equal"});
+    let one_share = |conversation: &str| red_packet(conversation, 300, 1, "equal");
     let packet = post_keyed(&server, "/api/v1/red-packets", &ann, None, one_share(&direct)).await;
     assert_eq!(packet.status, 201, "{}", packet.text);
     let path = format!("/api/v1/red-packets/{}/claim", packet.body["id"].as_str().unwrap());
@@ -501,7 +495,7 @@ async fn a_claim_tells_the_chat_who_opened_the_packet_and_a_big_packet_only_when
         members.push(server.register(name).await);
     }
     topup(&server, &ann, 10_000).await;
-    let packet = |conversation: &str, count: i64| json!({"conversation_id": conversation, "total": {"amount": 400, "currency": "USD"}, "count": count, "mode": "equal"});
+    let packet = |conversation: &str, count: i64| red_packet(conversation, 400, count, "equal");
 
     // A direct chat: the other person opens it, and the chat says so, once however often
     // the claim is retried.
@@ -579,18 +573,10 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
     // A second node on the same database runs the same refund job at the same time.
     let second = TestServer::start_on(&first.database_url, quick).await;
     let (auditor, _) = register_auditor(&first).await;
-    let (ann, _) = first.register("ann").await;
-    let (bob, bob_id) = first.register("bob").await;
+    let [(ann, _), (bob, bob_id)] = first.register_all(["ann", "bob"]).await;
     topup(&first, &ann, 1_000).await;
     let direct = first.conversation(&ann, "direct", &[&bob_id]).await;
-    let reply = post_keyed(
-        &first,
-        "/api/v1/red-packets",
-        &ann,
-        None,
-        json!({"conversation_id": direct, "total": {"amount": 600, "currency": "USD"}, "count": 3, "mode": "equal"}),
-    )
-    .await;
+    let reply = post_keyed(&first, "/api/v1/red-packets", &ann, None, red_packet(&direct, 600, 3, "equal")).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     let id = reply.body["id"].as_str().unwrap().to_string();
     let claim = first.post(&format!("/api/v1/red-packets/{id}/claim"), Some(&bob), json!({})).await;
@@ -614,14 +600,7 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
     let mut database = first.database().await;
     for _ in 0..5 {
         let before = balance(&first, &ann).await;
-        let sentinel = post_keyed(
-            &first,
-            "/api/v1/red-packets",
-            &ann,
-            None,
-            json!({"conversation_id": direct, "total": {"amount": 1, "currency": "USD"}, "count": 1, "mode": "equal"}),
-        )
-        .await;
+        let sentinel = post_keyed(&first, "/api/v1/red-packets", &ann, None, red_packet(&direct, 1, 1, "equal")).await;
         assert_eq!(sentinel.status, 201, "{}", sentinel.text);
         let sentinel_id = sentinel.body["id"].as_str().unwrap().to_string();
         sqlx::query("UPDATE wallet_red_packets SET expires_at = 0 WHERE id = $1")
@@ -649,14 +628,7 @@ async fn unclaimed_red_packet_money_returns_once_even_with_two_nodes_refunding(d
     assert_ledger_sound(&first, &auditor).await;
 
     // A node started after a stop picks up what is due (the job is durable, in the table).
-    let late = post_keyed(
-        &first,
-        "/api/v1/red-packets",
-        &ann,
-        None,
-        json!({"conversation_id": direct, "total": {"amount": 100, "currency": "USD"}, "count": 1, "mode": "lucky"}),
-    )
-    .await;
+    let late = post_keyed(&first, "/api/v1/red-packets", &ann, None, red_packet(&direct, 100, 1, "lucky")).await;
     assert_eq!(late.status, 201, "{}", late.text);
     drop(database);
     second.stop().await;
@@ -697,9 +669,7 @@ async fn wait_until_refunded(server: &TestServer, token: &str, id: &str) {
 async fn bad_inputs_are_answered_with_their_codes_and_move_nothing(db: Db) {
     let server = server(db).await;
     let (auditor, _) = register_auditor(&server).await;
-    let (ann, ann_id) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
-    let (cat, cat_id) = server.register("cat").await;
+    let [(ann, ann_id), (bob, bob_id), (cat, cat_id)] = server.register_all(["ann", "bob", "cat"]).await;
     topup(&server, &ann, 1_000).await;
     let transfers = "/api/v1/wallet/transfers";
 
@@ -774,15 +744,9 @@ async fn bad_inputs_are_answered_with_their_codes_and_move_nothing(db: Db) {
         reply.assert_problem(422, "invalid_field");
         assert_eq!(reply.body["field"], field, "{body}: {}", reply.text);
     }
-    post_keyed(
-        &server,
-        packets,
-        &ann,
-        None,
-        json!({"conversation_id": bob_cat, "total": {"amount": 10, "currency": "USD"}, "count": 1, "mode": "lucky"}),
-    )
-    .await
-    .assert_problem(404, "conversation_not_found");
+    post_keyed(&server, packets, &ann, None, red_packet(&bob_cat, 10, 1, "lucky"))
+        .await
+        .assert_problem(404, "conversation_not_found");
     post_keyed(&server, packets, &ann, None, packet(json!(2), json!(2_000_000), "lucky"))
         .await
         .assert_problem(402, "insufficient_funds");
@@ -813,8 +777,7 @@ async fn bad_inputs_are_answered_with_their_codes_and_move_nothing(db: Db) {
 
 async fn a_pin_guards_payments_and_five_wrong_answers_lock_them(db: Db) {
     let server = server(db).await;
-    let (ann, _) = server.register("ann").await;
-    let (_, bob_id) = server.register("bob").await;
+    let [(ann, _), (_, bob_id)] = server.register_all(["ann", "bob"]).await;
     topup(&server, &ann, 1_000).await;
     let reply = server.post("/api/v1/wallet/pin", Some(&ann), json!({"pin": "024680"})).await;
     assert_eq!(reply.status, 204, "{}", reply.text);
@@ -861,8 +824,7 @@ async fn a_pin_guards_payments_and_five_wrong_answers_lock_them(db: Db) {
 
 async fn a_burst_of_pin_guesses_has_at_most_five_judged_and_then_payments_are_locked(db: Db) {
     let server = Arc::new(server(db).await);
-    let (ann, _) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
+    let [(ann, _), (bob, bob_id)] = server.register_all(["ann", "bob"]).await;
     topup(&server, &ann, 1_000).await;
     let reply = server.post("/api/v1/wallet/pin", Some(&ann), json!({"pin": "024680"})).await;
     assert_eq!(reply.status, 204, "{}", reply.text);
@@ -907,8 +869,7 @@ async fn a_burst_of_pin_guesses_has_at_most_five_judged_and_then_payments_are_lo
 
 async fn setting_or_replacing_the_pin_is_rate_limited_per_user(db: Db) {
     let server = TestServer::start_with(db, |config| config.pin_changes_per_hour = 3).await;
-    let (ann, _) = server.register("ann").await;
-    let (bob, _) = server.register("bob").await;
+    let [(ann, _), (bob, _)] = server.register_all(["ann", "bob"]).await;
     let pin = "/api/v1/wallet/pin";
     let first = server.post(pin, Some(&ann), json!({"pin": "024680"})).await;
     assert_eq!(first.status, 204, "{}", first.text);
@@ -935,8 +896,7 @@ async fn setting_or_replacing_the_pin_is_rate_limited_per_user(db: Db) {
 async fn payment_intents_hold_capture_release_and_refund(db: Db) {
     let server = server(db).await;
     let (auditor, _) = register_auditor(&server).await;
-    let (ann, ann_id) = server.register("ann").await;
-    let (bob, bob_id) = server.register("bob").await;
+    let [(ann, ann_id), (bob, bob_id)] = server.register_all(["ann", "bob"]).await;
     topup(&server, &ann, 10_000).await;
     // The service API, in-process on the same database, as the rides service will call it.
     let dir = tempfile::tempdir().unwrap();
@@ -1035,8 +995,7 @@ async fn payment_intents_hold_capture_release_and_refund(db: Db) {
 async fn the_ledger_check_is_for_admins_and_the_cli_agrees(db: Db) {
     let server = server(db).await;
     let (auditor, _) = register_auditor(&server).await;
-    let (ann, _) = server.register("ann").await;
-    let (_, bob_id) = server.register("bob").await;
+    let [(ann, _), (_, bob_id)] = server.register_all(["ann", "bob"]).await;
     topup(&server, &ann, 5_000).await;
     let reply = post_keyed(&server, "/api/v1/wallet/transfers", &ann, None, transfer_body(&bob_id, 1_234).await).await;
     assert_eq!(reply.status, 201);
@@ -1066,12 +1025,7 @@ async fn the_ledger_check_is_for_admins_and_the_cli_agrees(db: Db) {
     assert!(stdout.contains("ledger OK") && stdout.contains("USD sums to 0"), "{stdout}");
 
     // Tamper with a balance behind the ledger's back: both the API and the CLI notice.
-    let mut database = server.database().await;
-    sqlx::query("UPDATE wallet_accounts SET balance = balance + 1 WHERE owner_id = $1")
-        .bind(&bob_id)
-        .execute(&mut database)
-        .await
-        .unwrap();
+    server.execute_sql("UPDATE wallet_accounts SET balance = balance + 1 WHERE owner_id = $1", &[&bob_id]).await;
     let reply = server.get("/api/v1/admin/ledger/check", Some(&auditor)).await;
     assert_eq!(reply.body["ok"], false, "{}", reply.text);
     assert_eq!(reply.body["mismatches"][0]["balance"], 1_235, "{}", reply.text);
@@ -1209,11 +1163,6 @@ async fn a_burst_of_mixed_transfers_is_applied_as_if_one_by_one(db: Db) {
     assert_ledger_sound(&server, &auditor).await;
 
     // The point of the burst: it really was applied in shared transactions.
-    let metrics = server.get("/metrics", None).await.text;
-    let batched: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("plaza_wallet_batched_transfers_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0);
+    let (batched, metrics) = server.metric("plaza_wallet_batched_transfers_total").await;
     assert!(batched > 0.0, "no transfers shared a batch:\n{metrics}");
 }
