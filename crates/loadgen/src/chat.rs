@@ -6,7 +6,7 @@
 //! microseconds since the run started when it was sent, and the receiving socket's task
 //! subtracts that from its own clock.
 
-use crate::server::{PlazaServer, Target};
+use crate::server::{register_many, run_tag, PlazaServer, Target};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -328,32 +328,8 @@ async fn register_users(
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let run = plaza_run_tag();
-    let mut tasks = Vec::new();
-    for n in 0..count {
-        let client = client.clone();
-        let url = format!("{base}/api/v1/auth/register");
-        let username = format!("{prefix}_{run}_{n}");
-        tasks.push(tokio::spawn(async move {
-            let body: Value = client
-                .post(url)
-                .json(&json!({"username": username, "password": "bench-password"}))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            anyhow::Ok((
-                body["token"].as_str().context("token")?.to_string(),
-                body["user"]["id"].as_str().context("id")?.to_string(),
-            ))
-        }));
-    }
-    let mut users = Vec::new();
-    for task in tasks {
-        users.push(task.await??);
-    }
-    Ok(users)
+    let run = run_tag();
+    register_many(client, base, (0..count).map(|n| format!("{prefix}_{run}_{n}")).collect()).await
 }
 
 /// Asks `user_id` to be a contact of `token`'s user, or accepts their request.
@@ -385,11 +361,4 @@ async fn create_conversation(
         .json()
         .await?;
     Ok(body["id"].as_str().context("conversation id")?.to_string())
-}
-
-/// A short tag that makes usernames unique per run (runs may share a database).
-fn plaza_run_tag() -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{:x}", nanos % 0xFFFFF)
 }

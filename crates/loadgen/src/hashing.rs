@@ -11,8 +11,7 @@
 //!   the flood is mostly answered 429 and logins stay near the baseline.
 
 use crate::me::wait_ready;
-use crate::server::{PlazaServer, Target};
-use anyhow::Context;
+use crate::server::{register, PlazaServer, Target};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -113,20 +112,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let answered: Vec<String> = statuses.iter().map(|(status, count)| format!("{count} × {status}")).collect();
     println!("| {backend} | the flood's answers | {} |", answered.join(", "));
     Ok(())
-}
-
-async fn register(client: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<(String, String)> {
-    let reply: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"username": username, "password": "bench-password"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = reply["token"].as_str().context("no token")?.to_string();
-    let id = reply["user"]["id"].as_str().context("no id")?.to_string();
-    Ok((token, id))
 }
 
 /// Milliseconds each of `count` sequential logins of `hash_login` took, sorted.

@@ -34,7 +34,6 @@ mod webm;
 
 use crate::server::{PlazaServer, Target};
 use anyhow::Context;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -159,28 +158,6 @@ fn descriptor_limit() -> Option<u64> {
 // Rooms, users, the publisher and /proc
 // ---------------------------------------------------------------------------------------
 
-/// Registers `names` (16 at a time: each is an argon2id hash); (token, user id) each.
-async fn register(client: &reqwest::Client, base: &str, names: Vec<String>) -> anyhow::Result<Vec<(String, String)>> {
-    let registering = futures_util::stream::iter(names).map(|username| {
-        let (client, url) = (client.clone(), format!("{base}/api/v1/auth/register"));
-        async move {
-            let body: Value = client
-                .post(url)
-                .json(&json!({"username": username, "password": "bench-password"}))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            anyhow::Ok((
-                body["token"].as_str().context("token")?.to_string(),
-                body["user"]["id"].as_str().context("id")?.to_string(),
-            ))
-        }
-    });
-    registering.buffered(16).collect::<Vec<_>>().await.into_iter().collect()
-}
-
 /// A new room of the host's; (room id, RTMP URL with the key).
 async fn create_room(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<(String, String)> {
     let created: Value = client
@@ -282,24 +259,6 @@ impl Publish {
             .spawn()
             .context("ffmpeg (apt install ffmpeg)")
     }
-}
-
-/// A short tag that makes usernames unique per run (runs may share a database).
-fn run_tag() -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{:x}", nanos % 0xFFFFF)
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
 }
 
 /// CPU seconds (user + system) the processes have used so far.

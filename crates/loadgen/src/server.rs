@@ -50,14 +50,7 @@ impl PlazaServer {
 
     /// The server process's resident memory, from /proc (0 where unavailable).
     pub fn rss_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-                Some(kib * 1024)
-            })
-            .unwrap_or(0)
+        rss_of(self.child.id())
     }
 }
 
@@ -103,4 +96,51 @@ impl Target {
             "sqlite"
         }
     }
+}
+
+/// A process's resident memory, from /proc (0 where unavailable).
+pub fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// A short tag that makes usernames unique per run (runs may share a database).
+pub fn run_tag() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{:x}", nanos % 0xFFFFF)
+}
+
+/// Registers `username` over HTTP; (token, user id).
+pub async fn register(client: &reqwest::Client, base: &str, username: &str) -> anyhow::Result<(String, String)> {
+    let body: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&serde_json::json!({"username": username, "password": "bench-password"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = body["token"].as_str().context("no token")?.to_string();
+    let id = body["user"]["id"].as_str().context("no user id")?.to_string();
+    Ok((token, id))
+}
+
+/// Registers `names`, 16 at a time (each is an argon2id hash on the server); (token, user
+/// id) each, in order.
+pub async fn register_many(
+    client: &reqwest::Client,
+    base: &str,
+    names: Vec<String>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use futures_util::StreamExt;
+    let registering =
+        futures_util::stream::iter(names).map(|username| async move { register(client, base, &username).await });
+    registering.buffered(16).collect::<Vec<_>>().await.into_iter().collect()
 }

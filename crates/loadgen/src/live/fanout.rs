@@ -2,10 +2,9 @@
 //! and `GET /me` from a few paced clients as the same-run baseline.
 
 use super::{
-    backend, cpu_seconds, cpu_seconds_of, create_room, descriptor_limit, publish, register, rss_of, run_tag,
-    start_nodes, wait_live, Options,
+    backend, cpu_seconds, cpu_seconds_of, create_room, descriptor_limit, publish, start_nodes, wait_live, Options,
 };
-use crate::server::PlazaServer;
+use crate::server::{register_many, rss_of, run_tag, PlazaServer};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -87,14 +86,14 @@ async fn chat_setup(options: &Options, client: &reqwest::Client) -> anyhow::Resu
     }
     let bases: Vec<String> = nodes.iter().map(|node| node.base.clone()).collect();
     let tag = run_tag();
-    let host = register(client, &bases[0], vec![format!("host_{tag}")]).await?.remove(0);
+    let host = register_many(client, &bases[0], vec![format!("host_{tag}")]).await?.remove(0);
     let (room, rtmp_url) = create_room(client, &bases[0], &host.0).await?;
     // Media makes the room live; the publisher then stops (the room waits for an hour), so
     // that the chat runs with no ffmpeg beside it.
     let mut publisher = publish(&rtmp_url, 30)?;
     wait_live(client, &bases[0], &host.0, &room).await?;
     publisher.kill().await.ok();
-    let users = register(client, &bases[0], (0..senders).map(|n| format!("live_{tag}_{n}")).collect()).await?;
+    let users = register_many(client, &bases[0], (0..senders).map(|n| format!("live_{tag}_{n}")).collect()).await?;
     let tokens = users.into_iter().map(|(token, _)| token).collect();
     Ok(ChatSetup { nodes, bases, room, tokens })
 }

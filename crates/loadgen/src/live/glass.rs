@@ -8,8 +8,8 @@
 
 use super::anchor::Nginx;
 use super::ingest::{follow_progress, note_listed, percentile, Listed};
-use super::{create_room, register, run_tag, Options, Publish};
-use crate::server::PlazaServer;
+use super::{create_room, Options, Publish};
+use crate::server::{register_many, run_tag, PlazaServer};
 use anyhow::Context;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
@@ -52,7 +52,7 @@ pub(super) async fn glass_to_glass(
         return Ok(());
     }
     let backend = options.target.backend();
-    let host = register(client, &server.base, vec![format!("glass_{}", run_tag())]).await?.remove(0);
+    let host = register_many(client, &server.base, vec![format!("glass_{}", run_tag())]).await?.remove(0);
     let (room, rtmp_url) = create_room(client, &server.base, &host.0).await?;
     let nginx = Nginx::start().await?;
     let mut rtmp_urls = vec![rtmp_url];

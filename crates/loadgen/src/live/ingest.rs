@@ -2,8 +2,8 @@
 //! and (c) the CPU one streaming room costs.
 
 use super::anchor::Nginx;
-use super::{cpu_seconds_of, create_room, register, run_tag, start_nodes, stat_fields, Options, Publish};
-use crate::server::PlazaServer;
+use super::{cpu_seconds_of, create_room, start_nodes, stat_fields, Options, Publish};
+use crate::server::{register_many, run_tag, PlazaServer};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -122,7 +122,7 @@ struct IngestRun {
 /// Publishes for `options.ingest_seconds` into a new room, polling Plaza's playlist and
 /// ffmpeg's own every 50 ms.
 async fn ingest_run(options: &Options, server: &PlazaServer, client: &reqwest::Client) -> anyhow::Result<IngestRun> {
-    let host = register(client, &server.base, vec![format!("ingest_{}", run_tag())]).await?.remove(0);
+    let host = register_many(client, &server.base, vec![format!("ingest_{}", run_tag())]).await?.remove(0);
     let (room, rtmp_url) = create_room(client, &server.base, &host.0).await?;
     let dir = tempfile::tempdir()?;
     let idle_start = cpu_sample(server.pid(), None);

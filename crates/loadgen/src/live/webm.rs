@@ -6,8 +6,8 @@
 //! H.264/AAC; its CPU and the server's are measured as for the copying room.
 
 use super::ingest::{cpu_sample, print_cost, CpuSample};
-use super::{register, run_tag, wait_live, Options};
-use crate::server::PlazaServer;
+use super::{wait_live, Options};
+use crate::server::{register_many, run_tag, PlazaServer};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -26,7 +26,7 @@ pub(super) async fn browser_ingest_cost(
     idle_share: f64,
 ) -> anyhow::Result<()> {
     let backend = options.target.backend();
-    let host = register(client, &server.base, vec![format!("phone_{}", run_tag())]).await?.remove(0);
+    let host = register_many(client, &server.base, vec![format!("phone_{}", run_tag())]).await?.remove(0);
     let created: Value = client
         .post(format!("{}/api/v1/live/rooms", server.base))
         .bearer_auth(&host.0)
