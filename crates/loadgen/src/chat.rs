@@ -26,6 +26,9 @@ pub struct Options {
     /// Idle sockets to open (0 to skip).
     #[arg(long, default_value_t = 20_000)]
     pub idle_sockets: usize,
+    /// Users the idle sockets belong to, round robin (many devices of a few users).
+    #[arg(long, default_value_t = 100)]
+    pub idle_users: usize,
     /// 1:1 conversations driven at once (0 to skip).
     #[arg(long, default_value_t = 100)]
     pub pairs: usize,
@@ -73,7 +76,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!();
 
     if options.idle_sockets > 0 {
-        idle_sockets(&client, &bases, &nodes, options.idle_sockets).await?;
+        idle_sockets(&client, &bases, &nodes, options.idle_sockets, options.idle_users).await?;
     }
     if options.pairs > 0 {
         direct_throughput(&client, &bases, &options).await?;
@@ -89,9 +92,10 @@ async fn idle_sockets(
     bases: &[String],
     nodes: &[PlazaServer],
     count: usize,
+    user_count: usize,
 ) -> anyhow::Result<()> {
     // Many devices of a few users: registering is deliberately slow (argon2id).
-    let users = register_users(client, &bases[0], "idle", 100).await?;
+    let users = register_users(client, &bases[0], "idle", user_count.max(1)).await?;
     let rss_before: u64 = nodes.iter().map(PlazaServer::rss_bytes).sum();
     let started = Instant::now();
     let mut sockets = Vec::with_capacity(count);
