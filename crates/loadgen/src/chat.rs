@@ -59,7 +59,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         ("PLAZA_AUTH_ATTEMPTS_PER_USERNAME", "100000"),
         ("PLAZA_GROUP_MEMBERS_MAX", "1000"),
     ];
+    let limits = socket_limits(&options);
     let mut env: Vec<(&str, &str)> = settings.to_vec();
+    env.extend(limits.iter().map(|(name, value)| (*name, value.as_str())));
     if let Some(url) = options.nats_url.as_deref() {
         env.push(("PLAZA_NATS_URL", url));
     }
@@ -85,6 +87,26 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         group_fanout(&client, &bases, &options).await?;
     }
     Ok(())
+}
+
+/// The server's connection caps the run would exceed at their defaults, raised to what it
+/// holds at once (its parts run one after another): the idle sockets, many to a user and
+/// 250 to a source address; then the 1:1 pairs' and the group's sockets, all from 127.0.0.1.
+fn socket_limits(options: &Options) -> Vec<(&'static str, String)> {
+    let at_once = options.idle_sockets.max(options.pairs * 2).max(options.group_size) + 64;
+    let per_address = (options.pairs * 2).max(options.group_size).max(250) + 64;
+    let per_user = options.idle_sockets.div_ceil(options.idle_users.max(1)) + 2;
+    let mut limits = Vec::new();
+    if at_once > 10_000 {
+        limits.push(("PLAZA_CONNECTIONS_MAX", at_once.to_string()));
+    }
+    if per_address > 256 {
+        limits.push(("PLAZA_CONNECTIONS_PER_ADDRESS_MAX", per_address.to_string()));
+    }
+    if per_user > 16 {
+        limits.push(("PLAZA_SOCKETS_PER_USER_MAX", per_user.min(10_000).to_string()));
+    }
+    limits
 }
 
 async fn idle_sockets(
