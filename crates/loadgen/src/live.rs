@@ -74,6 +74,10 @@ pub struct Options {
     /// A smoke run of a few seconds: 300 viewers, 50 messages/s for 4 s, 6 s of ingest.
     #[arg(long)]
     pub quick: bool,
+    /// Only glass to glass, over --ingest-seconds of publishing (12 at least; Chromium and
+    /// `npm ci` in web/): no chat, no ingest latency, no cost per room.
+    #[arg(long)]
+    pub glass_only: bool,
 }
 
 impl Options {
@@ -91,6 +95,9 @@ impl Options {
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let options = if options.quick { options.quick() } else { options };
+    if options.glass_only {
+        return glass::glass_only(&options).await;
+    }
     if options.viewers > 0 {
         fanout::chat_fanout(&options).await?;
     }

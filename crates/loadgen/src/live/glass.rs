@@ -41,6 +41,20 @@ impl Presented {
     }
 }
 
+/// `--glass-only`: glass to glass alone, on a node of its own; its prerequisites missing
+/// are an error here, not a note.
+pub(super) async fn glass_only(options: &Options) -> anyhow::Result<()> {
+    anyhow::ensure!(options.ingest_seconds >= 12, "glass to glass needs --ingest-seconds 12 or more");
+    anyhow::ensure!(
+        Path::new(SCRIPT).exists() && Path::new("web/node_modules/hls.js").exists(),
+        "glass to glass needs {SCRIPT} and `npm ci` in web/ (run from the workspace's root)"
+    );
+    let nodes = super::start_nodes(options, 1, 1000, 16, false)?;
+    let client = reqwest::Client::new();
+    crate::me::wait_ready(&client, &nodes[0].base).await?;
+    glass_to_glass(options, &nodes[0], &client).await
+}
+
 pub(super) async fn glass_to_glass(
     options: &Options,
     server: &PlazaServer,
