@@ -219,7 +219,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         store.close().await;
         return Ok(());
     }
-    let server = PlazaServer::start(&options.target.plaza, Some(&config.database_url), &[])?;
+    // Every connection comes from 127.0.0.1: the reqwest clients' (kept open in the pool
+    // through the wrk run), then wrk's as many, and the readiness probe.
+    let per_address = 2 * options.http_clients + 64;
+    let per_address_text = per_address.to_string();
+    let mut settings = Vec::new();
+    if per_address > 256 {
+        settings.push(("PLAZA_CONNECTIONS_PER_ADDRESS_MAX", per_address_text.as_str()));
+    }
+    let server = PlazaServer::start(&options.target.plaza, Some(&config.database_url), &settings)?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.http_clients).build()?;
     wait_ready(&client, &server.base).await?;
     let tokens = Arc::new(tokens);
