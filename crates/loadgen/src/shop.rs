@@ -102,8 +102,20 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     if options.service_only {
         let users = Arc::new(buyers_in_order(&services.accounts, &buyer_ids).await?);
-        let sold = drive_service_sale(&services.shop, &users, &sku_id, &sale.id, options.clients).await?;
+        let sold = drive_service_sale(&services.shop, &users, &sku_id, &sale.id, options.clients, false).await?;
         let check = check_sale(&store, &sale.id, options.units).await?;
+        // The same code without its group commit, on a second sale to the same buyers.
+        let unbatched_sale = second_sale(&services.shop, &merchant, &shop.id, options.units).await?;
+        let unbatched = drive_service_sale(
+            &services.shop,
+            &users,
+            &unbatched_sale.sku_id,
+            &unbatched_sale.id,
+            options.clients,
+            true,
+        )
+        .await?;
+        let unbatched_check = check_sale(&store, &unbatched_sale.id, options.units).await?;
         // Like for like: the naive design is driven in-process too, with as many tasks.
         let baseline = match &options.target.database_url {
             Some(url) => Some(naive_baseline(url, options.buyers, options.units, options.clients).await?),
@@ -111,10 +123,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         };
         let path = "ShopHandle::place_order (flash sale, group commit, no HTTP)";
         print_sale(&options, backend, path, &sold, baseline.as_ref());
+        print_unbatched(&options, backend, &sold, &unbatched);
         println!();
         check.print(options.units);
+        unbatched_check.print(options.units);
         store.close().await;
-        anyhow::ensure!(check.exact, "the flash sale's check failed");
+        anyhow::ensure!(check.exact && unbatched_check.exact, "the flash sale's check failed");
         return Ok(());
     }
     let server = PlazaServer::start(&options.target.plaza, Some(&config.database_url), &[])?;
@@ -249,6 +263,7 @@ async fn drive_service_sale(
     sku_id: &str,
     sale_id: &str,
     clients: usize,
+    unbatched: bool,
 ) -> anyhow::Result<Sold> {
     let next = Arc::new(AtomicUsize::new(0));
     let address = plaza_shop::Address::parse("Bench", "1 Loop Road", "Localhost", "127001", "CN", "+86 000")
@@ -277,10 +292,18 @@ async fn drive_service_sale(
                     group: plaza_shop::GroupChoice::Alone,
                     pin: None,
                 };
-                let key = plaza_wallet::model::IdempotencyKey::parse(&format!("flash-{n}"))
-                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                let key = plaza_wallet::model::IdempotencyKey::parse(&format!(
+                    "{}-{n}",
+                    if unbatched { "unbatched" } else { "flash" }
+                ))
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
                 let sent = Instant::now();
-                let answer = shop.place_order(buyer, request, Some(&key)).await;
+                let answer = match unbatched {
+                    true => plaza_shop::bench_support::place_flash_order_unbatched(&shop, buyer, request, &key)
+                        .await
+                        .map(|_| ()),
+                    false => shop.place_order(buyer, request, Some(&key)).await.map(|_| ()),
+                };
                 let took = sent.elapsed().as_micros() as u64;
                 match answer {
                     Ok(_) => {
@@ -333,6 +356,57 @@ fn print_sale(options: &Options, backend: &str, path: &str, sold: &Sold, baselin
             ms(naive.ok.value_at_quantile(0.99)),
         );
     }
+}
+
+/// The row of Plaza's own flash-sale code run one transaction per order (no group commit),
+/// and the batched run's ratio to it.
+fn print_unbatched(options: &Options, backend: &str, batched: &Sold, unbatched: &Sold) {
+    println!(
+        "| {backend} | Plaza's flash code, one transaction per order (no group commit, no HTTP) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | batched {:.1}× this |",
+        options.buyers,
+        options.units,
+        options.clients,
+        unbatched.sell_out.as_secs_f64(),
+        unbatched.orders_per_second,
+        ms(unbatched.ok.value_at_quantile(0.5)),
+        ms(unbatched.ok.value_at_quantile(0.99)),
+        ms(unbatched.sold_out.value_at_quantile(0.5)),
+        ms(unbatched.sold_out.value_at_quantile(0.99)),
+        unbatched.errors,
+        batched.orders_per_second / unbatched.orders_per_second,
+    );
+}
+
+/// A second product and flash sale of `units` units, as the first, for the unbatched run.
+async fn second_sale(
+    shop: &plaza_shop::ShopHandle,
+    merchant: &plaza_accounts::User,
+    shop_id: &str,
+    units: i64,
+) -> anyhow::Result<plaza_shop::FlashSale> {
+    let input = ProductInput {
+        title: "Flash lamp 台灯".into(),
+        description: Some("The unbatched sale's lamp".into()),
+        media_ids: Vec::new(),
+        skus: vec![SkuInput { name: "white".into(), price: (1990, "USD".into()), stock: units, group_price: None }],
+        group_size: None,
+    };
+    let product = shop.create_product(merchant, shop_id, input).await?;
+    let now = Timestamp::now();
+    let sale = shop
+        .create_flash_sale(
+            merchant,
+            FlashSaleInput {
+                sku_id: product.skus[0].id.clone(),
+                price: (SALE_PRICE, "USD".into()),
+                quantity: units,
+                starts_at: now.minus(Duration::from_secs(1)),
+                ends_at: now.plus(Duration::from_secs(3600)),
+                per_user_limit: 1,
+            },
+        )
+        .await?;
+    Ok(sale)
 }
 
 pub(crate) fn ms(micros: u64) -> String {

@@ -399,7 +399,7 @@ impl ShopHandle {
 
     /// The batch in one transaction: on SQLite's writer set not to wait for the disk when
     /// it can be (as wallet transfers do), with the ticket each caller waits on.
-    async fn try_flash_batch(
+    pub(crate) async fn try_flash_batch(
         &self,
         jobs: &[FlashJob],
     ) -> Result<(Vec<Result<FlashPlaced, ShopError>>, Option<(Arc<WalSync>, SyncTicket)>), ShopError> {

@@ -15,6 +15,7 @@
 //! moves exactly once. Search indexes for itself (`search.rs`) so that SQLite and
 //! PostgreSQL give the same answers, Chinese included.
 
+pub mod bench_support;
 mod flash;
 mod flash_batch;
 mod groups;

@@ -79,7 +79,7 @@ enum Saved {
 }
 
 /// The checks of an order's lines that need no database.
-fn check_request(request: &OrderRequest) -> Result<(), ShopError> {
+pub(crate) fn check_request(request: &OrderRequest) -> Result<(), ShopError> {
     let lines = &request.lines;
     if lines.is_empty() || lines.len() > model::ORDER_ITEMS_MAX {
         return Err(invalid("items", format!("1 to {} items", model::ORDER_ITEMS_MAX)));
