@@ -316,9 +316,10 @@ fn shop_service_layer_on_postgres() {
         "--service-only",
     ]);
     let sale = output.table(SALE_HEADER);
-    sale.expect_rows(2).all("backend", "postgres").all("errors", "0");
+    sale.expect_rows(3).all("backend", "postgres").all("errors", "0");
     sale.row_with("ShopHandle::place_order (flash sale, group commit, no HTTP)");
     sale.row_with("naive: one transaction per order");
+    sale.row_with("Plaza's flash code, one transaction per order (no group commit, no HTTP)");
     output.says("ledger balanced: exact, nothing oversold.");
 }
 
