@@ -84,21 +84,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let sku_id = seed_catalogue(&services.shop, &merchant, &shop.id, options.products, options.units).await?;
     eprintln!("seeded {} products in {:.1} s", options.products, started.elapsed().as_secs_f64());
-    let now = Timestamp::now();
-    let sale = services
-        .shop
-        .create_flash_sale(
-            &merchant,
-            FlashSaleInput {
-                sku_id: sku_id.clone(),
-                price: (SALE_PRICE, "USD".into()),
-                quantity: options.units,
-                starts_at: now.minus(Duration::from_secs(1)),
-                ends_at: now.plus(Duration::from_secs(3600)),
-                per_user_limit: 1,
-            },
-        )
-        .await?;
+    let sale = open_sale(&services.shop, &merchant, &sku_id, options.units).await?;
 
     if options.service_only {
         let users = Arc::new(buyers_in_order(&services.accounts, &buyer_ids).await?);
@@ -392,21 +378,27 @@ async fn second_sale(
         group_size: None,
     };
     let product = shop.create_product(merchant, shop_id, input).await?;
+    open_sale(shop, merchant, &product.skus[0].id, units).await
+}
+
+/// A flash sale of `units` units of `sku_id` at the sale price, open now for an hour, one
+/// per buyer.
+async fn open_sale(
+    shop: &plaza_shop::ShopHandle,
+    merchant: &plaza_accounts::User,
+    sku_id: &str,
+    units: i64,
+) -> anyhow::Result<plaza_shop::FlashSale> {
     let now = Timestamp::now();
-    let sale = shop
-        .create_flash_sale(
-            merchant,
-            FlashSaleInput {
-                sku_id: product.skus[0].id.clone(),
-                price: (SALE_PRICE, "USD".into()),
-                quantity: units,
-                starts_at: now.minus(Duration::from_secs(1)),
-                ends_at: now.plus(Duration::from_secs(3600)),
-                per_user_limit: 1,
-            },
-        )
-        .await?;
-    Ok(sale)
+    let input = FlashSaleInput {
+        sku_id: sku_id.to_string(),
+        price: (SALE_PRICE, "USD".into()),
+        quantity: units,
+        starts_at: now.minus(Duration::from_secs(1)),
+        ends_at: now.plus(Duration::from_secs(3600)),
+        per_user_limit: 1,
+    };
+    Ok(shop.create_flash_sale(merchant, input).await?)
 }
 
 pub(crate) fn ms(micros: u64) -> String {

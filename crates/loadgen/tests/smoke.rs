@@ -228,26 +228,26 @@ const SALE_HEADER: &str = "| backend | path | buyers | units | clients | sell-ou
 const SEARCH_HEADER: &str =
     "| backend | products | clients | endpoint | requests/s | p50 | p99 | ratio of p99 to GET /me |";
 
+/// A sale of 20 units to 40 buyers from 4 clients, and 1 s of search over 50 products.
+const SHOP_SMALL: [&str; 12] = [
+    "--buyers",
+    "40",
+    "--units",
+    "20",
+    "--clients",
+    "4",
+    "--search-clients",
+    "2",
+    "--products",
+    "50",
+    "--duration",
+    "1",
+];
+
 #[test]
 fn shop() {
     let Some(plaza) = plaza() else { return };
-    let output = bench(&[
-        "shop",
-        "--plaza",
-        &plaza,
-        "--buyers",
-        "40",
-        "--units",
-        "20",
-        "--clients",
-        "4",
-        "--search-clients",
-        "2",
-        "--products",
-        "50",
-        "--duration",
-        "1",
-    ]);
+    let output = bench(&[&["shop", "--plaza", &plaza][..], &SHOP_SMALL].concat());
     output
         .table(SALE_HEADER)
         .expect_rows(1)
@@ -266,25 +266,7 @@ fn shop() {
 fn shop_on_postgres() {
     let Some(plaza) = plaza() else { return };
     let Some(database) = Postgres::create() else { return };
-    let output = bench(&[
-        "shop",
-        "--plaza",
-        &plaza,
-        "--database-url",
-        &database.url,
-        "--buyers",
-        "40",
-        "--units",
-        "20",
-        "--clients",
-        "4",
-        "--search-clients",
-        "2",
-        "--products",
-        "50",
-        "--duration",
-        "1",
-    ]);
+    let output = bench(&[&["shop", "--plaza", &plaza, "--database-url", &database.url][..], &SHOP_SMALL].concat());
     let sale = output.table(SALE_HEADER);
     sale.expect_rows(2).all("backend", "postgres").all("errors", "0");
     sale.row_with("POST /orders (flash sale, group commit)");
