@@ -317,6 +317,28 @@ fn print_sale(options: &Options, backend: &str, path: &str, sold: &Sold, baselin
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let ratio =
         baseline.map_or("—".to_string(), |naive| format!("{:.1}×", sold.orders_per_second / naive.orders_per_second));
+    print_sale_row(options, backend, path, sold, &ratio);
+    if let Some(naive) = baseline {
+        let path = "naive: one transaction per order, SELECT … FOR UPDATE on the stock row (no HTTP)";
+        print_sale_row(options, "postgres", path, naive, "1.0×");
+    }
+}
+
+/// The row of Plaza's own flash-sale code run one transaction per order (no group commit),
+/// and the batched run's ratio to it.
+fn print_unbatched(options: &Options, backend: &str, batched: &Sold, unbatched: &Sold) {
+    let path = "Plaza's flash code, one transaction per order (no group commit, no HTTP)";
+    let ratio = format!("batched {:.1}× this", batched.orders_per_second / unbatched.orders_per_second);
+    print_sale_row(options, backend, path, unbatched, &ratio);
+}
+
+/// One row of the sale's table; a run without sold-out answers (the naive baseline) shows
+/// "—" for them.
+fn print_sale_row(options: &Options, backend: &str, path: &str, sold: &Sold, ratio: &str) {
+    let sold_out = |quantile: f64| match sold.sold_out.is_empty() {
+        true => "—".to_string(),
+        false => ms(sold.sold_out.value_at_quantile(quantile)),
+    };
     println!(
         "| {backend} | {path} | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
         options.buyers,
@@ -326,40 +348,9 @@ fn print_sale(options: &Options, backend: &str, path: &str, sold: &Sold, baselin
         sold.orders_per_second,
         ms(sold.ok.value_at_quantile(0.5)),
         ms(sold.ok.value_at_quantile(0.99)),
-        ms(sold.sold_out.value_at_quantile(0.5)),
-        ms(sold.sold_out.value_at_quantile(0.99)),
+        sold_out(0.5),
+        sold_out(0.99),
         sold.errors,
-    );
-    if let Some(naive) = baseline {
-        println!(
-            "| postgres | naive: one transaction per order, SELECT … FOR UPDATE on the stock row (no HTTP) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | — | — | 0 | 1.0× |",
-            options.buyers,
-            options.units,
-            options.clients,
-            naive.sell_out.as_secs_f64(),
-            naive.orders_per_second,
-            ms(naive.ok.value_at_quantile(0.5)),
-            ms(naive.ok.value_at_quantile(0.99)),
-        );
-    }
-}
-
-/// The row of Plaza's own flash-sale code run one transaction per order (no group commit),
-/// and the batched run's ratio to it.
-fn print_unbatched(options: &Options, backend: &str, batched: &Sold, unbatched: &Sold) {
-    println!(
-        "| {backend} | Plaza's flash code, one transaction per order (no group commit, no HTTP) | {} | {} | {} | {:.2} s | {:.0} | {} | {} | {} | {} | {} | batched {:.1}× this |",
-        options.buyers,
-        options.units,
-        options.clients,
-        unbatched.sell_out.as_secs_f64(),
-        unbatched.orders_per_second,
-        ms(unbatched.ok.value_at_quantile(0.5)),
-        ms(unbatched.ok.value_at_quantile(0.99)),
-        ms(unbatched.sold_out.value_at_quantile(0.5)),
-        ms(unbatched.sold_out.value_at_quantile(0.99)),
-        unbatched.errors,
-        batched.orders_per_second / unbatched.orders_per_second,
     );
 }
 

@@ -337,28 +337,28 @@ const GROUP_HEADER: &str = "| group fan-out | messages | deliveries | expected |
 
 /// Idle sockets several to a user (more than the server's default of 16), 1:1 chats and a
 /// group: everything sent is delivered.
+/// 40 idle sockets of 2 users, 2 pairs at 20 messages/s for 1 s, 3 messages to a group of 4.
+const CHAT_SMALL: [&str; 14] = [
+    "--idle-sockets",
+    "40",
+    "--idle-users",
+    "2",
+    "--pairs",
+    "2",
+    "--rate",
+    "20",
+    "--duration",
+    "1",
+    "--group-size",
+    "4",
+    "--group-messages",
+    "3",
+];
+
 #[test]
 fn chat() {
     let Some(plaza) = plaza() else { return };
-    let output = bench(&[
-        "chat",
-        "--plaza",
-        &plaza,
-        "--idle-sockets",
-        "40",
-        "--idle-users",
-        "2",
-        "--pairs",
-        "2",
-        "--rate",
-        "20",
-        "--duration",
-        "1",
-        "--group-size",
-        "4",
-        "--group-messages",
-        "3",
-    ]);
+    let output = bench(&[&["chat", "--plaza", &plaza][..], &CHAT_SMALL].concat());
     output.says("## chat (sqlite)");
     output
         .table("| idle sockets | opened in | server RSS before | after | per socket |")
@@ -380,29 +380,8 @@ fn chat_on_two_nodes() {
     let Some(plaza) = plaza() else { return };
     let Some(nats) = nats() else { return };
     let Some(database) = Postgres::create() else { return };
-    let output = bench(&[
-        "chat",
-        "--plaza",
-        &plaza,
-        "--database-url",
-        &database.url,
-        "--nats-url",
-        &nats,
-        "--idle-sockets",
-        "40",
-        "--idle-users",
-        "2",
-        "--pairs",
-        "2",
-        "--rate",
-        "20",
-        "--duration",
-        "1",
-        "--group-size",
-        "4",
-        "--group-messages",
-        "3",
-    ]);
+    let args = ["chat", "--plaza", &plaza, "--database-url", &database.url, "--nats-url", &nats];
+    let output = bench(&[&args[..], &CHAT_SMALL].concat());
     output.says("## chat (postgres, 2 nodes + NATS)");
     let direct = output.table(DIRECT_HEADER);
     let row = &direct.expect_rows(1).rows[0];
