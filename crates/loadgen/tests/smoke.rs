@@ -593,6 +593,22 @@ fn rides() {
 /// The live chat's table.
 const LIVE_CHAT_HEADER: &str = "| backend | viewers | offered | accepted (202) | refused | deliveries | expected | deliveries/s | p50 | p99 | max | chat frames per viewer per s | server CPU | server RSS: no viewers / joined / max in chat | viewers dropped |";
 
+/// 20 viewers, 10 messages/s for 2 s, 1 s of GET /me from 1 client, no ingest run.
+const LIVE_FANOUT_SMALL: [&str; 12] = [
+    "--viewers",
+    "20",
+    "--rate",
+    "10",
+    "--duration",
+    "2",
+    "--me-clients",
+    "1",
+    "--me-seconds",
+    "1",
+    "--ingest-seconds",
+    "0",
+];
+
 /// The chat fan-out: one room, its viewers, every accepted message to every viewer.
 #[test]
 fn live_chat_fanout() {
@@ -600,23 +616,7 @@ fn live_chat_fanout() {
     if !tool("ffmpeg") {
         return;
     }
-    let output = bench(&[
-        "live",
-        "--plaza",
-        &plaza,
-        "--viewers",
-        "20",
-        "--rate",
-        "10",
-        "--duration",
-        "2",
-        "--me-clients",
-        "1",
-        "--me-seconds",
-        "1",
-        "--ingest-seconds",
-        "0",
-    ]);
+    let output = bench(&[&["live", "--plaza", &plaza][..], &LIVE_FANOUT_SMALL].concat());
     output.says("## live (sqlite)");
     let chat = output.table(LIVE_CHAT_HEADER);
     chat.expect_rows(1).all("viewers", "20").all("viewers dropped", "0");
@@ -637,27 +637,8 @@ fn live_chat_fanout_on_two_nodes() {
     }
     let Some(nats) = nats() else { return };
     let Some(database) = Postgres::create() else { return };
-    let output = bench(&[
-        "live",
-        "--plaza",
-        &plaza,
-        "--database-url",
-        &database.url,
-        "--nats-url",
-        &nats,
-        "--viewers",
-        "20",
-        "--rate",
-        "10",
-        "--duration",
-        "2",
-        "--me-clients",
-        "1",
-        "--me-seconds",
-        "1",
-        "--ingest-seconds",
-        "0",
-    ]);
+    let args = ["live", "--plaza", &plaza, "--database-url", &database.url, "--nats-url", &nats];
+    let output = bench(&[&args[..], &LIVE_FANOUT_SMALL].concat());
     output.says("## live (postgres, 2 nodes + NATS)");
     let chat = output.table(LIVE_CHAT_HEADER);
     let row = &chat.expect_rows(1).all("viewers dropped", "0").rows[0];
