@@ -9,7 +9,9 @@ use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use plaza_http::{authorization_credentials, page_limit, ApiJson, ApiQuery, ClientAddress, ErrorCode, Problem};
+use plaza_http::{
+    authorization_credentials, page_limit, ApiJson, ApiQuery, ClientAddress, ErrorCode, PageParams, Problem,
+};
 use plaza_kernel::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -480,36 +482,28 @@ async fn unfollow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct FollowListParams {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
-}
-
 /// Who follows a user, most recent first.
 #[utoipa::path(get, path = "/users/{id}/followers", tag = "accounts", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id"), FollowListParams),
+    params(("id" = String, Path, description = "User id"), PageParams),
     responses((status = 200, description = "Followers", body = UserPage)))]
 async fn followers(
     State(accounts): State<Accounts>,
     current: CurrentUser,
     Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<FollowListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<axum::Json<UserPage>, Problem> {
     follow_list(&accounts, &current.user, &id, FollowList::Followers, params).await
 }
 
 /// Whom a user follows, most recent first.
 #[utoipa::path(get, path = "/users/{id}/following", tag = "accounts", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id"), FollowListParams),
+    params(("id" = String, Path, description = "User id"), PageParams),
     responses((status = 200, description = "Followed users", body = UserPage)))]
 async fn following(
     State(accounts): State<Accounts>,
     current: CurrentUser,
     Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<FollowListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<axum::Json<UserPage>, Problem> {
     follow_list(&accounts, &current.user, &id, FollowList::Following, params).await
 }
@@ -519,7 +513,7 @@ async fn follow_list(
     me: &User,
     user_id: &str,
     list: FollowList,
-    params: FollowListParams,
+    params: PageParams,
 ) -> Result<axum::Json<UserPage>, Problem> {
     let limit = page_limit(params.limit)?;
     let page = accounts.follow_list(user_id, list, limit, params.cursor.as_deref()).await?;

@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use plaza_accounts::{Accounts, CurrentUser, HeaderOrQueryUser};
-use plaza_http::{page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
+use plaza_http::{page_limit, ApiJson, ApiQuery, ErrorCode, PageParams, Problem};
 use plaza_media::{MediaError, MediaItem, UPLOAD_MAX_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -225,14 +225,6 @@ pub struct SendMessageRequest {
 pub struct ReadRequest {
     /// Everything up to this `seq` is read.
     pub seq: i64,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct PageParams {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -221,6 +221,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
+/// The query of a list that pages by `limit` and an opaque `cursor` alone, for
+/// [`ApiQuery`]; its `limit` goes through [`page_limit`].
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
 /// The `?limit=` of a list: default 50, 1 to 200, otherwise a 422 naming `limit`.
 pub fn page_limit(limit: Option<i64>) -> Result<plaza_kernel::PageLimit, Problem> {
     plaza_kernel::PageLimit::parse(limit).map_err(|reason| Problem::invalid_field("limit", reason))

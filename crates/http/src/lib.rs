@@ -9,7 +9,7 @@ pub mod problem;
 pub mod rate_limit;
 pub mod request_id;
 
-pub use extract::{authorization_credentials, page_limit, ApiJson, ApiQuery, ClientAddress};
+pub use extract::{authorization_credentials, page_limit, ApiJson, ApiQuery, ClientAddress, PageParams};
 pub use problem::{ErrorCode, Problem, ProblemSchema};
 pub use rate_limit::RateLimiter;
 

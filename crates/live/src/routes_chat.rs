@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::routes::UserBody;
 use plaza_accounts::CurrentUser;
-use plaza_http::{ApiJson, ApiQuery, Problem};
+use plaza_http::{ApiJson, ApiQuery, PageParams, Problem};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -66,14 +66,6 @@ async fn post_chat(
     Ok((StatusCode::ACCEPTED, Json(ChatMessageBody::from(&message))))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ChatListParams {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = LiveChatPage)]
 pub struct ChatPage {
@@ -83,12 +75,12 @@ pub struct ChatPage {
 
 /// A room's kept chat, oldest first: what was said in a replay, or before joining.
 #[utoipa::path(get, path = "/live/rooms/{id}/chat", tag = "live", security(("bearer" = [])),
-    params(("id" = String, Path), ChatListParams), responses((status = 200, body = ChatPage)))]
+    params(("id" = String, Path), PageParams), responses((status = 200, body = ChatPage)))]
 async fn list_chat(
     State(live): State<LiveHandle>,
     current: CurrentUser,
     Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<ChatListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<ChatPage>, Problem> {
     let limit = plaza_http::page_limit(params.limit)?;
     let page = live.chat_history(&current.user, &id, limit, params.cursor.as_deref()).await?;

@@ -17,10 +17,10 @@ use object_store::{GetOptions, GetRange, ObjectStore};
 use plaza_accounts::routes::UserBody;
 use plaza_accounts::{Accounts, CurrentUser, HeaderOrQueryUser, User};
 use plaza_chat::{CardFuture, CardSource};
-use plaza_http::{ApiJson, ApiQuery, ErrorCode, Problem};
+use plaza_http::{ApiJson, ApiQuery, ErrorCode, PageParams, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -302,14 +302,6 @@ impl From<SharedVideo> for SharedVideoBody {
     fn from(shared: SharedVideo) -> Self {
         Self { id: shared.message_id, conversation_id: shared.conversation_id, seq: shared.seq, kind: "card".into() }
     }
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct PageParams {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
 }
 
 /// Publish a finished upload; it is `processing` until transcoded (`video.ready` or

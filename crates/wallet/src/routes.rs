@@ -10,10 +10,10 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
 use plaza_accounts::{Accounts, CurrentUser};
-use plaza_http::{idempotent_answer, page_limit, ApiJson, ApiQuery, ErrorCode, Problem};
+use plaza_http::{idempotent_answer, page_limit, ApiJson, ApiQuery, ErrorCode, PageParams, Problem};
 use plaza_kernel::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -387,14 +387,6 @@ pub struct ClaimResult {
     /// The share this claim received, in minor units.
     pub amount: i64,
     pub currency: String,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct PageParams {
-    /// 1–200, default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
