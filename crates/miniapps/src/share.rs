@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use plaza_accounts::{CurrentUser, User};
 use plaza_chat::wire::MessageView;
-use plaza_chat::MessageKind;
 use plaza_http::{ApiJson, Problem};
 use serde::Deserialize;
 use serde_json::json;
@@ -98,15 +97,8 @@ impl MiniApps {
             "home_url": app.home_url,
             "description": app.description,
         });
-        let inner = self.inner();
-        let mut transaction = inner.store.begin().await?;
         let client_id = format!("miniapp-share-{}", plaza_kernel::new_id());
-        let (message, appended) = inner
-            .chat
-            .post_in_transaction(&mut transaction, conversation_id, &sharer.id, &client_id, MessageKind::Card, &body)
-            .await?;
-        transaction.commit().await?;
-        inner.events.publish(appended);
+        let message = self.inner().chat.post_card(conversation_id, &sharer.id, &client_id, &body).await?;
         Ok(MessageView::from(&message))
     }
 }

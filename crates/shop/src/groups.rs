@@ -202,15 +202,8 @@ impl ShopHandle {
         conversation_id: &str,
     ) -> Result<SharedCard, ShopError> {
         let body = self.product_card(product_id).await?;
-        let mut transaction = self.inner.store.begin().await?;
         let client_id = format!("product-share-{}", plaza_kernel::new_id());
-        let (message, appended) = self
-            .inner
-            .chat
-            .post_in_transaction(&mut transaction, conversation_id, &me.id, &client_id, MessageKind::Card, &body)
-            .await?;
-        transaction.commit().await?;
-        self.inner.events.publish(appended);
+        let message = self.inner.chat.post_card(conversation_id, &me.id, &client_id, &body).await?;
         Ok(SharedCard { message_id: message.id, conversation_id: message.conversation_id, seq: message.seq })
     }
 

@@ -203,6 +203,24 @@ impl Chat {
         self.insert_message(transaction, conversation_id, sender_id, Some(client_id), kind, body, &member_ids).await
     }
 
+    /// Posts a service's `card` message in a transaction of its own, then publishes it:
+    /// for a share, which changes nothing else of the service's.
+    pub async fn post_card(
+        &self,
+        conversation_id: &str,
+        sender_id: &str,
+        client_id: &str,
+        body: &Value,
+    ) -> Result<Message, ChatError> {
+        let mut transaction = self.inner.store.begin().await?;
+        let (message, appended) = self
+            .post_in_transaction(&mut transaction, conversation_id, sender_id, client_id, MessageKind::Card, body)
+            .await?;
+        transaction.commit().await?;
+        self.inner.events.publish(appended);
+        Ok(message)
+    }
+
     /// The server's card for the object a client's card names, from the service that owns
     /// its type; what the client wrote besides `type` and `id` is dropped.
     pub(crate) async fn render_card(&self, me: &User, body: &MessageBody) -> Result<MessageBody, ChatError> {

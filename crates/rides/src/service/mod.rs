@@ -61,7 +61,7 @@ use crate::index::{DriverIndex, IndexLimits, LocationRefused, SURGE_RESOLUTION};
 use crate::model::{FarePolicy, GreatCircleRoutes, LatLng, PaymentStatus, RideAction, RideStatus, RouteEstimator};
 use crate::presence::Presence;
 use plaza_accounts::{Accounts, User};
-use plaza_chat::{Chat, ChatError, MessageKind};
+use plaza_chat::{Chat, ChatError};
 use plaza_events::{Appended, Events};
 use plaza_kernel::{BasisPoints, Currency, Money, Percent, Timestamp};
 use plaza_store::{Any, AnyRow, Row, Store, Transaction};

@@ -325,15 +325,8 @@ impl Rides {
     pub async fn share(&self, me: &User, ride_id: &str, conversation_id: &str) -> Result<SharedCard, RidesError> {
         let ride = self.ride(me, ride_id).await?;
         let body = crate::card::ride_card(&ride);
-        let mut transaction = self.inner.store.begin().await?;
         let client_id = format!("ride-share-{}", plaza_kernel::new_id());
-        let (message, appended) = self
-            .inner
-            .chat
-            .post_in_transaction(&mut transaction, conversation_id, &me.id, &client_id, MessageKind::Card, &body)
-            .await?;
-        transaction.commit().await?;
-        self.inner.events.publish(appended);
+        let message = self.inner.chat.post_card(conversation_id, &me.id, &client_id, &body).await?;
         Ok(SharedCard { message_id: message.id, conversation_id: message.conversation_id, seq: message.seq })
     }
 }
