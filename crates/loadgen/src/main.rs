@@ -8,6 +8,7 @@ mod hashing;
 mod live;
 mod me;
 mod miniapps;
+mod random;
 mod rides;
 mod server;
 mod shop;

@@ -11,6 +11,7 @@
 //! candidates per request, ETAs from `GreatCircleRoutes`, the same radius and candidate
 //! count, decliners excluded) and the batch interval.
 
+use crate::random::Random;
 use hdrhistogram::Histogram;
 use plaza_rides::assignment::{assign_batched, assign_greedy};
 use plaza_rides::index::{DriverIndex, IndexLimits};
@@ -66,39 +67,6 @@ impl City {
 
     fn clamp(&self, v: f64) -> f64 {
         v.clamp(-self.half_side_m, self.half_side_m)
-    }
-}
-
-/// xorshift64: reproducible and cheap enough not to show in the timings.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn between(&mut self, low: f64, high: f64) -> f64 {
-        low + (high - low) * self.unit()
-    }
-
-    /// Poisson with mean `mean` (Knuth; the means here are well below 10).
-    fn poisson(&mut self, mean: f64) -> u32 {
-        let limit = (-mean).exp();
-        let mut k = 0;
-        let mut p = self.unit();
-        while p > limit {
-            k += 1;
-            p *= self.unit();
-        }
-        k
     }
 }
 

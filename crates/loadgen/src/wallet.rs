@@ -14,6 +14,7 @@
 //! one transaction each, from one task. No transfer path over these tables can beat it on
 //! the same machine, which tells a slow code path from a slow database.
 
+use crate::random::Random;
 use crate::server::{PlazaServer, Target};
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -123,18 +124,6 @@ impl Pick {
             Self::Uniform(n) => *n,
             Self::Zipf(cdf) => cdf.len(),
         }
-    }
-}
-
-/// xorshift64: cheap and good enough to pick accounts.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
     }
 }
 
