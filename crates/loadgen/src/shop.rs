@@ -252,56 +252,86 @@ async fn drive_service_sale(
     clients: usize,
     unbatched: bool,
 ) -> anyhow::Result<Sold> {
-    let next = Arc::new(AtomicUsize::new(0));
     let address = plaza_shop::Address::parse("Bench", "1 Loop Road", "Localhost", "127001", "CN", "+86 000")
         .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let count = buyers.len();
+    let (shop, buyers, sku_id, sale_id) = (shop.clone(), buyers.clone(), sku_id.to_string(), sale_id.to_string());
+    let place = move |n: usize| {
+        let (shop, buyers, address, sku_id, sale_id) =
+            (shop.clone(), buyers.clone(), address.clone(), sku_id.clone(), sale_id.clone());
+        async move {
+            let buyer = &buyers[n];
+            let request = plaza_shop::OrderRequest {
+                lines: vec![plaza_shop::OrderLine { sku_id, quantity: 1, flash_sale_id: Some(sale_id) }],
+                address,
+                group: plaza_shop::GroupChoice::Alone,
+                pin: None,
+            };
+            let key = match plaza_wallet::model::IdempotencyKey::parse(&format!(
+                "{}-{n}",
+                if unbatched { "unbatched" } else { "flash" }
+            )) {
+                Ok(key) => key,
+                Err(error) => return Answer::Failed(error.to_string()),
+            };
+            let answer = match unbatched {
+                true => plaza_shop::bench_support::place_flash_order_unbatched(&shop, buyer, request, &key)
+                    .await
+                    .map(|_| ()),
+                false => shop.place_order(buyer, request, Some(&key)).await.map(|_| ()),
+            };
+            match answer {
+                Ok(()) => Answer::Sold,
+                Err(plaza_shop::ShopError::SoldOut) => Answer::SoldOut,
+                Err(error) => Answer::Failed(format!("place_order answered {error}")),
+            }
+        }
+    };
+    drive_buyers(count, clients, place).await
+}
+
+/// What one buyer's order got.
+enum Answer {
+    Sold,
+    SoldOut,
+    Failed(String),
+}
+
+/// `clients` tasks placing buyer 0, 1, 2, … `buyers` − 1's one order each with `place`,
+/// each answer timed: the sale's histograms and its sell-out.
+async fn drive_buyers<F, Placed>(buyers: usize, clients: usize, place: F) -> anyhow::Result<Sold>
+where
+    F: Fn(usize) -> Placed + Clone + Send + 'static,
+    Placed: std::future::Future<Output = Answer> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
     let successes: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..clients {
-        let (shop, buyers, next, successes, address) =
-            (shop.clone(), buyers.clone(), next.clone(), successes.clone(), address.clone());
-        let (sku_id, sale_id) = (sku_id.to_string(), sale_id.to_string());
+        let (place, next, successes) = (place.clone(), next.clone(), successes.clone());
         handles.push(tokio::spawn(async move {
             let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut sold_out = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut errors = 0u64;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let Some(buyer) = buyers.get(n) else { break };
-                let request = plaza_shop::OrderRequest {
-                    lines: vec![plaza_shop::OrderLine {
-                        sku_id: sku_id.clone(),
-                        quantity: 1,
-                        flash_sale_id: Some(sale_id.clone()),
-                    }],
-                    address: address.clone(),
-                    group: plaza_shop::GroupChoice::Alone,
-                    pin: None,
-                };
-                let key = plaza_wallet::model::IdempotencyKey::parse(&format!(
-                    "{}-{n}",
-                    if unbatched { "unbatched" } else { "flash" }
-                ))
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
+                if n >= buyers {
+                    break;
+                }
                 let sent = Instant::now();
-                let answer = match unbatched {
-                    true => plaza_shop::bench_support::place_flash_order_unbatched(&shop, buyer, request, &key)
-                        .await
-                        .map(|_| ()),
-                    false => shop.place_order(buyer, request, Some(&key)).await.map(|_| ()),
-                };
+                let answer = place(n).await;
                 let took = sent.elapsed().as_micros() as u64;
                 match answer {
-                    Ok(_) => {
+                    Answer::Sold => {
                         ok.saturating_record(took);
                         successes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Instant::now());
                     }
-                    Err(plaza_shop::ShopError::SoldOut) => sold_out.saturating_record(took),
-                    Err(error) => {
+                    Answer::SoldOut => sold_out.saturating_record(took),
+                    Answer::Failed(why) => {
                         errors += 1;
                         if errors <= 3 {
-                            eprintln!("place_order answered {error}");
+                            eprintln!("{why}");
                         }
                     }
                 }
@@ -490,56 +520,35 @@ async fn drive_sale(
     sale_id: &str,
     clients: usize,
 ) -> anyhow::Result<Sold> {
-    let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{base}/api/v1/orders");
     let body = serde_json::json!({
         "items": [{"sku_id": sku_id, "quantity": 1, "flash_sale_id": sale_id}],
         "address": {"name": "Bench", "line1": "1 Loop Road", "city": "Localhost", "postal_code": "127001",
                     "country": "CN", "phone": "+86 000"},
     });
-    let successes: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
-    let mut handles = Vec::new();
-    for _ in 0..clients {
-        let (client, url, body, buyers, next, successes) =
-            (client.clone(), url.clone(), body.clone(), buyers.clone(), next.clone(), successes.clone());
-        handles.push(tokio::spawn(async move {
-            let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut sold_out = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut errors = 0u64;
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                let Some(token) = buyers.get(n) else { break };
-                let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .bearer_auth(token)
-                    .header("idempotency-key", format!("flash-{n}"))
-                    .json(&body)
-                    .send()
-                    .await;
-                let (status, text) = match response {
-                    Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
-                    Err(error) => (0, error.to_string()),
-                };
-                let took = sent.elapsed().as_micros() as u64;
-                match status {
-                    201 => {
-                        ok.saturating_record(took);
-                        successes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Instant::now());
-                    }
-                    409 if text.contains("\"sold_out\"") => sold_out.saturating_record(took),
-                    _ => {
-                        errors += 1;
-                        if errors <= 3 {
-                            eprintln!("POST /orders answered {status}: {text}");
-                        }
-                    }
-                }
+    let (client, tokens) = (client.clone(), buyers.clone());
+    let place = move |n: usize| {
+        let (client, url, body, tokens) = (client.clone(), url.clone(), body.clone(), tokens.clone());
+        async move {
+            let response = client
+                .post(&url)
+                .bearer_auth(&tokens[n])
+                .header("idempotency-key", format!("flash-{n}"))
+                .json(&body)
+                .send()
+                .await;
+            let (status, text) = match response {
+                Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+                Err(error) => (0, error.to_string()),
+            };
+            match status {
+                201 => Answer::Sold,
+                409 if text.contains("\"sold_out\"") => Answer::SoldOut,
+                _ => Answer::Failed(format!("POST /orders answered {status}: {text}")),
             }
-            anyhow::Ok((ok, sold_out, errors))
-        }));
-    }
-    collect_sold(handles, successes, Instant::now()).await
+        }
+    };
+    drive_buyers(buyers.len(), clients, place).await
 }
 
 type SaleTask = tokio::task::JoinHandle<anyhow::Result<(Histogram<u64>, Histogram<u64>, u64)>>;
