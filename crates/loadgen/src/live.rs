@@ -235,19 +235,7 @@ impl Publish {
             .args(["-re", "-f", "lavfi", "-i", &video])
             .args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
             .args(["-t", &self.seconds.to_string(), "-map", "0:v", "-map", "1:a"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "30",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args(["-c:a", "aac", "-b:a", "64k"]);
+            .args(plaza_server::demo::LIVE_PUBLISH_CODECS);
         let mut outputs: Vec<String> = self.rtmp_urls.iter().map(|url| format!("[f=flv]{url}")).collect();
         if let Some(dir) = &self.local_hls {
             let playlist = dir.join("index.m3u8");

@@ -12,6 +12,26 @@ use serde_json::json;
 /// Every demo user's password.
 pub const DEMO_PASSWORD: &str = "plaza-demo";
 
+/// How the demo live room's ffmpeg encodes its test pattern and tone for RTMP: H.264
+/// as cheap and as low-latency as it goes, a keyframe every 30 frames (a second at 30
+/// fps), and AAC. The benchmarks' and the tests' publishers send the same.
+pub const LIVE_PUBLISH_CODECS: [&str; 14] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "30",
+    "-pix_fmt",
+    "yuv420p",
+    "-c:a",
+    "aac",
+    "-b:a",
+    "64k",
+];
+
 const DEMO_USERS: &[(&str, &str)] =
     &[("alice", "Alice Chen"), ("bob", "Bob Okafor"), ("carol", "Carol Santos"), ("dave", "Dave Kim")];
 

@@ -59,19 +59,8 @@ async fn publish_for_ever(url: &str) {
         let child = tokio::process::Command::new("nice")
             .args(["-n", "15", "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-re"])
             .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "30",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+            .args(crate::demo::LIVE_PUBLISH_CODECS)
+            .args(["-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -52,8 +52,8 @@ fn publish(url: &str, seconds: u32) -> tokio::process::Child {
             "sine=frequency=440:sample_rate=44100",
         ])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .args(plaza_server::demo::LIVE_PUBLISH_CODECS)
+        .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
