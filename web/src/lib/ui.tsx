@@ -1,10 +1,11 @@
 // Shared pieces: dialogs, the PIN pad, avatars, error lines, authenticated images, the
-// connection banner.
-import type { ComponentChildren } from 'preact';
+// connection banner, the segmented switch of a tab's sections.
+import type { ComponentChildren, JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, newId } from './api';
 import { createStore } from './store';
 import { errorText, t } from './i18n';
+import type { TextKey } from './i18n';
 import { formatMoney, parseMoney } from './money';
 import { getToken } from './api';
 import { conversationTitle, store } from './data';
@@ -182,6 +183,40 @@ export function ConnectionBanner() {
   return (
     <div class={`banner ${connection}`} role="status" data-testid="connection">
       {connection === 'offline' ? t('chat.offline') : t('chat.connecting')}
+    </div>
+  );
+}
+
+/** A labelled input with the app's own sentence for its rule next to it (not the browser's
+ *  tooltip), named as its description; `name` is also the input's name and the ids' stem. */
+export function Field(props: {
+  name: string; label: string; hint?: string; problem?: TextKey; input: JSX.InputHTMLAttributes<HTMLInputElement>;
+}) {
+  const hintId = `${props.name}-hint`;
+  const errorId = `${props.name}-error`;
+  const describedBy = [props.problem ? errorId : '', props.hint ? hintId : ''].filter(Boolean).join(' ') || undefined;
+  return (
+    <>
+      <label>
+        {props.label}
+        <input name={props.name} {...props.input} aria-invalid={props.problem ? true : undefined} aria-describedby={describedBy} />
+      </label>
+      {props.problem && <small id={errorId} class="field-error" data-testid={`${props.name}-error`}>{t(props.problem)}</small>}
+      {props.hint && <small id={hintId} class="hint">{props.hint}</small>}
+    </>
+  );
+}
+
+/** A tab's switch between its sections (rides or drive, For You or Following, …): a group
+ *  of toggle buttons named by `label`, the `selected` one pressed. */
+export function Segmented<Key extends string>({ label, selected, options, onSelect }: {
+  label: string; selected: Key; options: [Key, string][]; onSelect: (key: Key) => void;
+}) {
+  return (
+    <div class="segmented" role="group" aria-label={label}>
+      {options.map(([key, text]) => (
+        <button type="button" key={key} aria-pressed={selected === key} onClick={() => onSelect(key)}>{text}</button>
+      ))}
     </div>
   );
 }

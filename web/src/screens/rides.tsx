@@ -13,7 +13,7 @@ import { api } from '../lib/api';
 import type { ClientConfig } from '../lib/api';
 import { store } from '../lib/data';
 import { t } from '../lib/i18n';
-import { ConnectionBanner, ErrorLine } from '../lib/ui';
+import { ConnectionBanner, ErrorLine, Segmented } from '../lib/ui';
 import { saved, save } from './rides-parts';
 import { RiderView } from './rider';
 import { DriverView } from './driver';
@@ -41,10 +41,8 @@ export function RidesScreen() {
     <section class="rides" aria-labelledby="rides-title">
       <header class="topbar rides-top">
         <h1 id="rides-title">{t('rides.title')}</h1>
-        <div class="segmented" role="group" aria-label={t('rides.mode')}>
-          <button type="button" aria-pressed={mode === 'ride'} onClick={() => setMode('ride')}>{t('rides.mode_ride')}</button>
-          <button type="button" aria-pressed={mode === 'drive'} onClick={() => setMode('drive')}>{t('rides.mode_drive')}</button>
-        </div>
+        <Segmented label={t('rides.mode')} selected={mode} onSelect={setMode}
+          options={[['ride', t('rides.mode_ride')], ['drive', t('rides.mode_drive')]]} />
       </header>
       <ConnectionBanner />
       <ErrorLine error={error} />

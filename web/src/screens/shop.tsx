@@ -17,7 +17,7 @@ import {
   shareProduct, shop, timeLeft, useLoaded, useNow,
 } from '../lib/shop';
 import type { Address, Order, Product, Sku } from '../lib/shop';
-import { AuthImage, ChatShare, ConnectionBanner, Dialog, ErrorLine, isCancelled, withPin } from '../lib/ui';
+import { AuthImage, ChatShare, ConnectionBanner, Dialog, ErrorLine, isCancelled, Segmented, withPin } from '../lib/ui';
 import { MerchantView } from './merchant';
 
 export function ShopScreen() {
@@ -31,11 +31,9 @@ export function ShopScreen() {
     <section class="shop" aria-labelledby="shop-title">
       <header class="topbar rides-top">
         <h1 id="shop-title">{t('shop.title')}</h1>
-        <div class="segmented" role="group" aria-label={t('shop.section')}>
-          <button type="button" aria-pressed={section === 'browse'} onClick={() => navigate('/shop')}>{t('shop.browse')}</button>
-          <button type="button" aria-pressed={section === 'orders'} onClick={() => navigate('/shop/orders')}>{t('shop.orders')}</button>
-          <button type="button" aria-pressed={section === 'mine'} onClick={() => navigate('/shop/mine')}>{t('shop.mine')}</button>
-        </div>
+        <Segmented label={t('shop.section')} selected={section}
+          onSelect={(key) => navigate(key === 'browse' ? '/shop' : `/shop/${key}`)}
+          options={[['browse', t('shop.browse')], ['orders', t('shop.orders')], ['mine', t('shop.mine')]]} />
       </header>
       <ConnectionBanner />
       {section === 'browse' && <Browse />}

@@ -11,7 +11,7 @@ import { conversationTitle, loadConversations, store } from '../lib/data';
 import { t } from '../lib/i18n';
 import { formatMoney } from '../lib/money';
 import { match, navigate, route } from '../lib/router';
-import { AuthImage, Avatar, ConnectionBanner, Dialog, ErrorLine } from '../lib/ui';
+import { AuthImage, Avatar, ConnectionBanner, Dialog, ErrorLine, Segmented } from '../lib/ui';
 import {
   formatCount, loadFeed, playUrl, reportView, uploadVideo, videoState,
 } from '../lib/video';
@@ -28,10 +28,9 @@ export function VideoScreen() {
     <section class="video-tab" aria-labelledby="video-title">
       <header class="topbar rides-top">
         <h1 id="video-title">{t('video.title')}</h1>
-        <div class="segmented" role="group" aria-label={t('video.feeds')}>
-          <button type="button" aria-pressed={section === 'for-you'} onClick={() => navigate('/video')}>{t('video.for_you')}</button>
-          <button type="button" aria-pressed={section === 'following'} onClick={() => navigate('/video/following')}>{t('video.following')}</button>
-        </div>
+        <Segmented label={t('video.feeds')} selected={section}
+          onSelect={(key) => navigate(key === 'following' ? '/video/following' : '/video')}
+          options={[['for-you', t('video.for_you')], ['following', t('video.following')]]} />
         <button type="button" class="primary small-button" onClick={() => navigate('/video/new')}>＋ {t('video.upload')}</button>
       </header>
       <ConnectionBanner />
