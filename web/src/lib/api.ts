@@ -113,6 +113,13 @@ export async function api<T>(
 }
 
 /** A random id for client_id and Idempotency-Key; works on plain-HTTP origins too. */
+/** Uploads a file as media (`POST /media`, multipart) and returns its id. */
+export async function uploadMedia(file: File): Promise<string> {
+  const form = new FormData();
+  form.append('file', file);
+  return (await api<{ id: string }>('POST', '/media', undefined, { form })).id;
+}
+
 export function newId(): string {
   const bytes = new Uint8Array(16);
   crypto.getRandomValues(bytes);

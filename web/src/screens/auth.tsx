@@ -1,12 +1,11 @@
 import { useState } from 'preact/hooks';
-import type { JSX } from 'preact';
 import { api, ApiError } from '../lib/api';
 import type { User } from '../lib/api';
 import { startSession } from '../lib/data';
 import { t, useLang, setLang } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { displayNameRule, passwordRule, usernameRule } from '../lib/rules';
-import { ErrorLine } from '../lib/ui';
+import { ErrorLine, Field } from '../lib/ui';
 import { navigate } from '../lib/router';
 
 type FieldName = 'username' | 'password' | 'display_name';
@@ -35,24 +34,6 @@ function fieldProblem(error: unknown, values: Record<FieldName, string>): Proble
   if (field === 'password') return { password: passwordRule(values.password) ?? 'field.password_short' };
   if (field === 'display_name') return { display_name: displayNameRule(values.display_name) ?? 'field.display_name_chars' };
   return null;
-}
-
-function Field(props: {
-  name: FieldName; label: string; hint?: string; problem?: TextKey; input: JSX.InputHTMLAttributes<HTMLInputElement>;
-}) {
-  const hintId = `${props.name}-hint`;
-  const errorId = `${props.name}-error`;
-  const describedBy = [props.problem ? errorId : '', props.hint ? hintId : ''].filter(Boolean).join(' ') || undefined;
-  return (
-    <>
-      <label>
-        {props.label}
-        <input name={props.name} {...props.input} aria-invalid={props.problem ? true : undefined} aria-describedby={describedBy} />
-      </label>
-      {props.problem && <small id={errorId} class="field-error" data-testid={`${props.name}-error`}>{t(props.problem)}</small>}
-      {props.hint && <small id={hintId} class="hint">{props.hint}</small>}
-    </>
-  );
 }
 
 export function AuthScreen() {

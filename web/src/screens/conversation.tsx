@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError } from '../lib/api';
+import { api, ApiError, uploadMedia } from '../lib/api';
 import type { Conversation, Message } from '../lib/api';
 import {
   conversationTitle, displayName, loadConversation, loadMessages, loadRedPacket, loadWallet, markRead, retrySend,
@@ -207,11 +207,9 @@ function Composer(props: { conversationId: string; onMoney: () => void; onRedPac
   const sendImage = async (chosen: File | undefined) => {
     if (!chosen) return;
     setError(null);
-    const form = new FormData();
-    form.append('file', chosen);
     try {
-      const media = await api<{ id: string }>('POST', '/media', undefined, { form });
-      sendMessage(props.conversationId, 'image', { media_id: media.id }, URL.createObjectURL(chosen));
+      const mediaId = await uploadMedia(chosen);
+      sendMessage(props.conversationId, 'image', { media_id: mediaId }, URL.createObjectURL(chosen));
     } catch (caught) { setError(caught); }
     if (file.current) file.current.value = '';
   };

@@ -12,7 +12,7 @@
 // which would answer a reload of such a page with a 404.
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, getToken } from '../lib/api';
+import { api, getToken, uploadMedia } from '../lib/api';
 import type { Page } from '../lib/api';
 import { store } from '../lib/data';
 import { t } from '../lib/i18n';
@@ -507,11 +507,7 @@ function NewRoomForm() {
     setBusy(true); setError(null);
     try {
       let cover_media_id: string | undefined;
-      if (cover) {
-        const form = new FormData();
-        form.append('file', cover);
-        cover_media_id = (await api<{ id: string }>('POST', '/media', undefined, { form })).id;
-      }
+      if (cover) cover_media_id = await uploadMedia(cover);
       const room = await api<LiveRoomWithKey>('POST', '/live/rooms', { title: title.trim(), product_ids: chosen, cover_media_id });
       rememberKey(room);
       navigate(`/live/host/rooms/${encodeURIComponent(room.id)}`);

@@ -1,11 +1,11 @@
 import { logout, store } from '../lib/data';
-import { api } from '../lib/api';
+import { api, uploadMedia } from '../lib/api';
 import { setLang, t, useLang } from '../lib/i18n';
 import type { TextKey } from '../lib/i18n';
 import { passwordRule } from '../lib/rules';
 import { applyTheme, currentTheme } from '../lib/theme';
 import type { Theme } from '../lib/theme';
-import { Avatar, ErrorLine } from '../lib/ui';
+import { Avatar, ErrorLine, Field } from '../lib/ui';
 import { navigate } from '../lib/router';
 import { useEffect, useState } from 'preact/hooks';
 
@@ -124,18 +124,12 @@ function PasswordForm() {
   return (
     <form class="form pad" onSubmit={submit} noValidate aria-label={t('me.password')}>
       <h2>{t('me.password')}</h2>
-      <label>{t('me.password_current')}
-        <input name="current_password" type="password" autoComplete="current-password" required value={current}
-          onInput={(e) => setCurrent(e.currentTarget.value)} aria-invalid={problem.current ? true : undefined}
-          aria-describedby={problem.current ? 'current-password-error' : undefined} />
-      </label>
-      {problem.current && <small id="current-password-error" class="field-error">{t(problem.current)}</small>}
-      <label>{t('me.password_new')}
-        <input name="new_password" type="password" autoComplete="new-password" required value={next}
-          onInput={(e) => setNext(e.currentTarget.value)} aria-invalid={problem.next ? true : undefined}
-          aria-describedby={problem.next ? 'new-password-error' : undefined} />
-      </label>
-      {problem.next && <small id="new-password-error" class="field-error">{t(problem.next)}</small>}
+      <Field name="current_password" label={t('me.password_current')} problem={problem.current}
+        input={{ type: 'password', autoComplete: 'current-password', required: true, value: current,
+          onInput: (e) => setCurrent(e.currentTarget.value) }} />
+      <Field name="new_password" label={t('me.password_new')} problem={problem.next}
+        input={{ type: 'password', autoComplete: 'new-password', required: true, value: next,
+          onInput: (e) => setNext(e.currentTarget.value) }} />
       <ErrorLine error={error} />
       {done && <p role="status">{t('me.password_changed')}</p>}
       <button type="submit" disabled={busy}>{t('me.password_change')}</button>
@@ -156,11 +150,7 @@ function ProfileForm() {
     setSaved(false);
     try {
       let avatar_media_id: string | undefined;
-      if (photo) {
-        const form = new FormData();
-        form.append('file', photo);
-        avatar_media_id = (await api<{ id: string }>('POST', '/media', undefined, { form })).id;
-      }
+      if (photo) avatar_media_id = await uploadMedia(photo);
       const updated = await api<any>('PATCH', '/me', { display_name: name, bio, avatar_media_id });
       store.set({ me: { ...me, ...updated } });
       setSaved(true);

@@ -3,7 +3,7 @@
 // the refunds to answer (each acted on from its order page), the sales total, and flash
 // sales. Every number shown is the server's.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, newId } from '../lib/api';
+import { api, newId, uploadMedia } from '../lib/api';
 import type { Page } from '../lib/api';
 import { t } from '../lib/i18n';
 import { formatMoney, parseMoney } from '../lib/money';
@@ -124,11 +124,8 @@ function ProductEditor({ shopId, product, onClose, onSaved }: { shopId: string; 
 
   const upload = async (chosen: File | undefined) => {
     if (!chosen) return;
-    const form = new FormData();
-    form.append('file', chosen);
     try {
-      const media = await api<{ id: string }>('POST', '/media', undefined, { form });
-      setMediaIds([...mediaIds, media.id]);
+      setMediaIds([...mediaIds, await uploadMedia(chosen)]);
     } catch (caught) { setError(caught); }
     if (file.current) file.current.value = '';
   };
