@@ -31,19 +31,10 @@ use utoipa_axum::router::OpenApiRouter;
 /// How long one request may take before it is abandoned with a 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Everything a running node holds.
+/// Everything a running node holds: its services and the gateway's own state.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub accounts: Accounts,
-    pub events: Events,
-    pub chat: Chat,
-    pub wallet: Wallet,
-    pub rides: Rides,
-    pub shop: ShopHandle,
-    pub miniapps: MiniApps,
-    pub video: VideoHandle,
-    pub live: plaza_live::LiveHandle,
+    pub services: Services,
     pub gateway: GatewayConfig,
     pub sockets: crate::gateway::UserSockets,
     pub openapi_json: Arc<String>,
@@ -51,7 +42,7 @@ pub struct AppState {
 
 impl FromRef<AppState> for Accounts {
     fn from_ref(state: &AppState) -> Accounts {
-        state.accounts.clone()
+        state.services.accounts.clone()
     }
 }
 
@@ -248,48 +239,33 @@ pub fn router(
     client: crate::client::ClientConfig,
     metrics: Option<ops::MetricsAccess>,
 ) -> Router {
-    let Services { store, accounts, events, chat, wallet, rides, shop, miniapps, video, live, .. } = services;
     let security = crate::web::SecurityHeaders::new(client.map.tile_url.as_deref());
     // The gateway's routes are part of the document, so its state is built first with a
     // placeholder document and completed below.
-    let mut state = AppState {
-        store,
-        accounts,
-        events,
-        chat,
-        wallet,
-        rides,
-        shop,
-        miniapps,
-        video,
-        live,
-        gateway,
-        sockets: Default::default(),
-        openapi_json: Arc::new(String::new()),
-    };
+    let mut state = AppState { services, gateway, sockets: Default::default(), openapi_json: Arc::new(String::new()) };
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", plaza_accounts::router(state.accounts.clone()))
-        .nest("/api/v1", plaza_chat::router(state.chat.clone()))
-        .nest("/api/v1", plaza_wallet::router(state.wallet.clone()))
-        .nest("/api/v1", plaza_rides::router(state.rides.clone()))
-        .nest("/api/v1", plaza_shop::router(state.shop.clone()))
-        .nest("/api/v1", plaza_miniapps::router(state.miniapps.clone()))
-        .nest("/api/v1", plaza_miniapps::share_router(state.miniapps.clone()))
-        .nest("/api/v1", plaza_video::router(state.video.clone()))
-        .nest("/api/v1", plaza_live::router(state.live.clone()))
+        .nest("/api/v1", plaza_accounts::router(state.services.accounts.clone()))
+        .nest("/api/v1", plaza_chat::router(state.services.chat.clone()))
+        .nest("/api/v1", plaza_wallet::router(state.services.wallet.clone()))
+        .nest("/api/v1", plaza_rides::router(state.services.rides.clone()))
+        .nest("/api/v1", plaza_shop::router(state.services.shop.clone()))
+        .nest("/api/v1", plaza_miniapps::router(state.services.miniapps.clone()))
+        .nest("/api/v1", plaza_miniapps::share_router(state.services.miniapps.clone()))
+        .nest("/api/v1", plaza_video::router(state.services.video.clone()))
+        .nest("/api/v1", plaza_live::router(state.services.live.clone()))
         .nest("/api/v1", crate::client::router(client))
         .merge(crate::gateway::router(state.clone()))
-        .merge(ops::router(state.store.clone(), metrics))
+        .merge(ops::router(state.services.store.clone(), metrics))
         .split_for_parts();
     state.openapi_json = Arc::new(docs::finish_openapi(openapi));
 
     api.merge(docs::router(state.clone()))
         // OpenID Connect discovery lives at the root, beside the issuer, not under /api/v1.
-        .merge(plaza_miniapps::discovery_router(state.miniapps.clone()))
+        .merge(plaza_miniapps::discovery_router(state.services.miniapps.clone()))
         // Live playback (HLS) lives at the root: `/live/{room_id}/index.m3u8`.
-        .merge(plaza_live::playback_router(state.live.clone()))
+        .merge(plaza_live::playback_router(state.services.live.clone()))
         // The browser camera's ingest socket (a stream key, not a session, opens it).
-        .merge(plaza_live::ingest_router(state.live.clone()))
+        .merge(plaza_live::ingest_router(state.services.live.clone()))
         // The mini-app SDK, a static script apps load from any origin.
         .merge(plaza_miniapps::sdk_router())
         // Paths under `/api/` that no route claims stay problem+json 404s; anything else
@@ -301,7 +277,7 @@ pub fn router(
         .layer(RequestBodyLimitLayer::new(plaza_media::UPLOAD_MAX_BYTES + 64 * 1024))
         // A tus PATCH streams up to an upload's declared length for as long as bytes keep
         // coming, so its routes join below the time-out and the body limit (`tus.rs`).
-        .merge(plaza_video::tus_router(state.video.clone()))
+        .merge(plaza_video::tus_router(state.services.video.clone()))
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn(refuse_nul_in_url))
         .layer(middleware::from_fn(crate::metrics::track))

@@ -187,6 +187,7 @@ async fn events(
             .ok_or_else(|| Problem::invalid_field("after", "not a cursor this server issued"))?,
     };
     let checked = state
+        .services
         .events
         .after_checked(&current.user.id, after, limit.get())
         .await
@@ -237,7 +238,7 @@ async fn websocket(
         .on_upgrade(move |socket| async move {
             metrics::gauge!("plaza_ws_connections").increment(1.0);
             let user_id = caller.user.id.clone();
-            let session = state.accounts.watch_session(&caller).await;
+            let session = state.services.accounts.watch_session(&caller).await;
             if let Err(reason) = Connection::run(socket, caller.user, session, state, resume_from).await {
                 tracing::debug!(user_id, "socket closed: {reason}");
             }
@@ -370,13 +371,13 @@ impl Connection {
 
         // Subscribe first, then read where the log stands: nothing committed in between
         // can fall into the gap.
-        let mut subscription = state.events.subscribe(&user.id).await.map_err(Disconnect::internal)?;
-        let latest = state.events.latest_cursor(&user.id).await.map_err(Disconnect::internal)?;
+        let mut subscription = state.services.events.subscribe(&user.id).await.map_err(Disconnect::internal)?;
+        let latest = state.services.events.latest_cursor(&user.id).await.map_err(Disconnect::internal)?;
         let (last_sent, live) = match resume_from {
             Some(cursor) => (cursor, true),
             None => (latest, false),
         };
-        let (rooms, mut room_frames) = state.live.viewer(user.clone());
+        let (rooms, mut room_frames) = state.services.live.viewer(user.clone());
         let mut connection =
             Connection { user, state, outbound, last_sent, live, typing_window: (Instant::now(), 0), rooms };
         connection
@@ -543,10 +544,10 @@ impl Connection {
                 if !self.allow_typing() {
                     return Ok(());
                 }
-                match self.state.chat.other_members(&self.user, &conversation_id).await {
+                match self.state.services.chat.other_members(&self.user, &conversation_id).await {
                     Ok(others) => {
                         let data = json!({"conversation_id": conversation_id, "user_id": self.user.id});
-                        self.state.events.publish_ephemeral(&others, "typing", &data);
+                        self.state.services.events.publish_ephemeral(&others, "typing", &data);
                         Ok(())
                     }
                     Err(error) => self.send_error(id, &Problem::from(error)).await,
@@ -564,9 +565,13 @@ impl Connection {
                 let parsed = location
                     .and_then(|location| Ok((location, plaza_rides::routes::parse_heading(number("heading"))?)));
                 let result = match parsed {
-                    Ok((location, heading)) => {
-                        self.state.rides.update_location(&self.user, location, heading).await.map_err(Problem::from)
-                    }
+                    Ok((location, heading)) => self
+                        .state
+                        .services
+                        .rides
+                        .update_location(&self.user, location, heading)
+                        .await
+                        .map_err(Problem::from),
                     Err(problem) => Err(problem),
                 };
                 match (result, id) {
@@ -606,7 +611,7 @@ impl Connection {
             }
             _ => {
                 let text = data.get("text").and_then(Value::as_str).unwrap_or("");
-                self.state.live.post_chat(&self.user, &room_id, text).await.map(|message| {
+                self.state.services.live.post_chat(&self.user, &room_id, text).await.map(|message| {
                     serde_json::to_value(plaza_live::routes_chat::ChatMessageBody::from(&message)).unwrap_or_default()
                 })
             }
@@ -634,6 +639,7 @@ impl Connection {
         let text_field = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or("").to_string();
         let queued = self
             .state
+            .services
             .chat
             .queue_message(
                 &self.user,
@@ -679,6 +685,7 @@ impl Connection {
         loop {
             let page = self
                 .state
+                .services
                 .events
                 .after_checked(&self.user.id, self.last_sent, plaza_events::READ_MAX)
                 .await
@@ -688,7 +695,9 @@ impl Connection {
                 // it must reload its state over HTTP; events continue from `cursor`.
                 let resume_from = match page.events.first() {
                     Some(first) => first.cursor - 1,
-                    None => self.state.events.latest_cursor(&self.user.id).await.map_err(Disconnect::internal)?,
+                    None => {
+                        self.state.services.events.latest_cursor(&self.user.id).await.map_err(Disconnect::internal)?
+                    }
                 };
                 self.last_sent = resume_from;
                 self.send_json(&json!({"type": "resync", "data": {"cursor": resume_from.to_string()}})).await?;
