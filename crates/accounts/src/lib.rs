@@ -16,6 +16,7 @@ mod profiles;
 pub mod routes;
 mod service;
 mod session_cache;
+mod session_reads;
 mod sessions;
 mod throttle;
 

@@ -4,13 +4,14 @@
 use crate::model::{ContactStatus, DisplayName, Password, Role, User, Username};
 use crate::password::{HashError, PasswordHasher};
 use crate::session_cache::SessionCache;
+use crate::session_reads::{session_reads, StoredSession};
 use crate::sessions::{Authenticated, Revocation, SessionId, SessionWatch, REVOCATION_CHANNEL_CAPACITY};
 use crate::throttle::LoginThrottle;
 use plaza_bus::Received;
 use plaza_events::Events;
 use plaza_kernel::{Cursor, Page, PageLimit, Timestamp};
 use plaza_media::Media;
-use plaza_store::{is_unique_violation, AnyRow, Row, Store};
+use plaza_store::{is_unique_violation, AnyRow, ReadBatch, Row, Store};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +127,8 @@ pub(crate) struct Inner {
     hasher: PasswordHasher,
     throttle: LoginThrottle,
     pub(crate) sessions: SessionCache,
+    /// The reads behind cache misses, batched (`session_reads.rs`).
+    session_reads: ReadBatch<StoredSession>,
     pub(crate) media: Media,
     /// Ended sessions, for this node's sockets (see `sessions.rs`).
     revocations: broadcast::Sender<Revocation>,
@@ -139,6 +142,7 @@ impl Accounts {
     pub fn new(store: Store, events: Events, media: Media, config: AccountsConfig) -> Result<Self, AccountsError> {
         Ok(Self {
             inner: Arc::new(Inner {
+                session_reads: session_reads(store.clone()),
                 store,
                 hasher: PasswordHasher::with_queue_max(config.hash_queue_max)?,
                 throttle: LoginThrottle::new(
@@ -248,16 +252,8 @@ impl Accounts {
         if let Some(caller) = self.inner.sessions.get(&token_hash) {
             return Ok(caller);
         }
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, s.last_used_at,
-                    (SELECT COUNT(*) FROM user_roles r WHERE r.user_id = u.id AND r.role = 'admin') AS admin_roles
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
-        ))
-        .bind(&token_hash)
-        .fetch_optional(self.inner.store.read())
-        .await?
-        .ok_or(AccountsError::Unauthenticated)?;
-        let last_used = Timestamp::from_unix_millis(row.try_get("last_used_at")?);
+        let stored = self.inner.session_reads.read(&token_hash).await?.ok_or(AccountsError::Unauthenticated)?;
+        let last_used = Timestamp::from_unix_millis(stored.last_used_at);
         let now = Timestamp::now();
         if last_used.plus(SESSION_IDLE_EXPIRY) <= now {
             sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
@@ -273,9 +269,7 @@ impl Accounts {
                 .execute(self.inner.store.write())
                 .await?;
         }
-        let admin_roles: i64 = row.try_get("admin_roles")?;
-        let caller =
-            Authenticated { user: user_from_row(&row)?, is_admin: admin_roles > 0, session: SessionId(token_hash) };
+        let caller = Authenticated { user: stored.user, is_admin: stored.is_admin, session: SessionId(token_hash) };
         self.inner.sessions.put(&caller.session.0, &caller);
         Ok(caller)
     }

@@ -14,10 +14,12 @@
 
 mod group_commit;
 mod migrate;
+mod read_batch;
 mod wal_sync;
 
 pub use group_commit::{GroupCommit, GroupCommitError, Queued};
 pub use migrate::{AppliedMigration, Migration};
+pub use read_batch::{ReadBatch, ReadMany};
 pub use sqlx::any::AnyRow;
 pub use sqlx::AnyPool;
 pub use sqlx::{Any, Row, Transaction};

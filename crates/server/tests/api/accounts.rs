@@ -13,6 +13,7 @@ on_both_databases!(
     usernames_are_unique_regardless_of_case,
     invalid_registrations_are_422_naming_the_field,
     requests_without_a_valid_token_are_401,
+    many_sessions_at_once_each_see_their_own_user_and_an_ended_one_is_refused,
     a_session_unused_for_thirty_days_expires,
     login_is_rate_limited_per_username_with_retry_after,
     registration_is_rate_limited_per_client_address,
@@ -140,6 +141,41 @@ async fn requests_without_a_valid_token_are_401(db: Db) {
     basic.assert_problem(401, "unauthenticated");
     server.get("/api/v1/contacts", None).await.assert_problem(401, "unauthenticated");
     server.request("POST", "/api/v1/auth/logout", None, None).await.assert_problem(401, "unauthenticated");
+}
+
+/// Session reads that miss the cache are batched (`session_reads.rs`): a crowd of requests
+/// at once, each with its own token (some twice, some unknown, one logged out), must each
+/// be answered as if read alone.
+async fn many_sessions_at_once_each_see_their_own_user_and_an_ended_one_is_refused(db: Db) {
+    let server = TestServer::start_with(db, |config| config.session_cache = std::time::Duration::ZERO).await;
+    let mut people = Vec::new();
+    for n in 0..12 {
+        people.push(server.register(&format!("crowd{n}")).await);
+    }
+    let (ended, _) = server.register("gone").await;
+    let out = server.request("POST", "/api/v1/auth/logout", Some(&ended), None).await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    let mut asks: Vec<(String, Option<String>)> = Vec::new();
+    for round in 0..4 {
+        for (token, id) in &people {
+            asks.push((token.clone(), Some(id.clone())));
+        }
+        asks.push((format!("{:064x}", round), None));
+        asks.push((ended.clone(), None));
+    }
+    let replies =
+        futures_util::future::join_all(asks.iter().map(|(token, _)| server.get("/api/v1/me", Some(token)))).await;
+    for ((_, expected), reply) in asks.iter().zip(replies) {
+        match expected {
+            Some(id) => {
+                assert_eq!(reply.status, 200, "{}", reply.text);
+                assert_eq!(reply.body["id"], id.as_str(), "{}", reply.text);
+            }
+            None => {
+                reply.assert_problem(401, "unauthenticated");
+            }
+        }
+    }
 }
 
 /// Backdates every session's last use to `at` (ms since the epoch), behind the server's back.
