@@ -21,6 +21,7 @@ on_both_databases!(
     only_buyer_and_seller_see_an_order_and_each_does_only_their_part,
     every_bad_order_is_refused_with_its_code_and_field_and_holds_nothing,
     a_shipped_order_nobody_confirms_confirms_itself_once,
+    a_product_shared_into_a_chat_is_a_card_its_members_see_and_an_outsider_cannot_post,
 );
 
 const AUDITOR: &str = "auditor";
@@ -602,4 +603,39 @@ async fn a_shipped_order_nobody_confirms_confirms_itself_once(db: Db) {
     assert_eq!(balance(&server, &buyer).await, (9000, 0));
     act(&server, &buyer, id, "confirm", json!({})).await.assert_problem(409, "invalid_transition");
     assert_ledger_sound(&server).await;
+}
+
+async fn a_product_shared_into_a_chat_is_a_card_its_members_see_and_an_outsider_cannot_post(db: Db) {
+    let server = shop_server(db).await;
+    let (_, _, product_id, _) = merchant_with_product(&server, 1200, 5).await;
+    let people = server.register_contacts(&["ann", "bob"]).await;
+    let [(ann, ann_id), (bob, bob_id)] = [people[0].clone(), people[1].clone()];
+    let (carol, _) = server.register("carol").await;
+    let chat = server.conversation(&ann, "direct", &[&bob_id]).await;
+    let server = &server;
+    let share = |token: &str, product: &str, conversation: &str| {
+        let path = format!("/api/v1/products/{product}/share");
+        let body = json!({"conversation_id": conversation});
+        let token = token.to_string();
+        async move { server.post(&path, Some(&token), body).await }
+    };
+
+    let shared = share(&ann, &product_id, &chat).await;
+    assert_eq!(shared.status, 201, "{}", shared.text);
+    assert_eq!(shared.body["conversation_id"], chat.as_str(), "{}", shared.text);
+    let card = server.first_card(&bob, &chat).await;
+    assert_eq!(card["body"]["type"], "product", "{card}");
+    assert_eq!(card["body"]["id"], product_id.as_str());
+    assert_eq!(card["body"]["title"], "云南咖啡豆");
+    assert_eq!(card["body"]["price"], usd(1200));
+    assert_eq!(card["body"]["shop_name"], "Beans");
+    assert_eq!(card["body"]["status"], "active");
+    assert_eq!(card["sender_id"], ann_id.as_str(), "the sharer sent it: {card}");
+
+    // Someone outside the chat cannot post into it, and nothing is posted.
+    share(&carol, &product_id, &chat).await.assert_problem(404, "conversation_not_found");
+    share(&ann, "no-such-product", &chat).await.assert_problem(404, "product_not_found");
+    let history = server.get(&format!("/api/v1/conversations/{chat}/messages"), Some(&bob)).await;
+    let cards = history.body["items"].as_array().unwrap().iter().filter(|m| m["kind"] == "card").count();
+    assert_eq!(cards, 1, "{}", history.text);
 }
