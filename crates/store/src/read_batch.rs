@@ -160,138 +160,124 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::Semaphore;
 
-    /// A reader that answers `key` → its length, records each round's keys, and holds its
-    /// first round until `gate` has a permit for it.
-    fn reader(rounds: Arc<Mutex<Vec<Vec<String>>>>, gate: Arc<Semaphore>) -> ReadMany<usize> {
-        gated_reader(rounds, gate, 1)
+    /// A batch over a reader that answers `key` → its length (nothing for keys starting
+    /// "unknown"), records each round's keys, and holds its first `gated` rounds until the
+    /// test opens the gate.
+    struct Rig {
+        batch: ReadBatch<usize>,
+        rounds: Arc<Mutex<Vec<Vec<String>>>>,
+        gate: Arc<Semaphore>,
     }
 
-    /// The same, holding its first `gated` rounds.
-    fn gated_reader(rounds: Arc<Mutex<Vec<Vec<String>>>>, gate: Arc<Semaphore>, gated: usize) -> ReadMany<usize> {
-        Arc::new(move |keys: Vec<String>| {
-            let (rounds, gate) = (Arc::clone(&rounds), Arc::clone(&gate));
-            Box::pin(async move {
-                let held = {
-                    let mut rounds = rounds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    rounds.push(keys.clone());
-                    rounds.len() <= gated
-                };
-                if held {
-                    gate.acquire().await.expect("the gate stays open").forget();
-                }
-                Ok(keys
-                    .into_iter()
-                    .filter(|key| !key.starts_with("unknown"))
-                    .map(|key| (key.clone(), key.len()))
-                    .collect())
-            })
-        })
+    type Reading = tokio::task::JoinHandle<Result<Option<usize>, sqlx::Error>>;
+
+    impl Rig {
+        fn new(max_rounds: usize, max_keys: usize, max_waiting: usize, gated: usize) -> Self {
+            let rounds: Arc<Mutex<Vec<Vec<String>>>> = Arc::new(Mutex::new(Vec::new()));
+            let gate = Arc::new(Semaphore::new(0));
+            let (seen, held_at) = (Arc::clone(&rounds), Arc::clone(&gate));
+            let read_many: ReadMany<usize> = Arc::new(move |keys: Vec<String>| {
+                let (seen, held_at) = (Arc::clone(&seen), Arc::clone(&held_at));
+                Box::pin(async move {
+                    let held = {
+                        let mut seen = seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        seen.push(keys.clone());
+                        seen.len() <= gated
+                    };
+                    if held {
+                        held_at.acquire().await.expect("the gate stays open").forget();
+                    }
+                    Ok(keys
+                        .into_iter()
+                        .filter(|key| !key.starts_with("unknown"))
+                        .map(|key| (key.clone(), key.len()))
+                        .collect())
+                })
+            });
+            Self { batch: ReadBatch::new(max_rounds, max_keys, max_waiting, read_many), rounds, gate }
+        }
+
+        fn spawn(&self, key: &str) -> Reading {
+            let (batch, key) = (self.batch.clone(), key.to_string());
+            tokio::spawn(async move { batch.read(&key).await })
+        }
+
+        async fn until_rounds(&self, count: usize) {
+            while self.rounds.lock().unwrap().len() < count {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        async fn until_waiting(&self, count: usize) {
+            while self.batch.shared.lock().waiting.len() < count {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        fn sizes(&self) -> Vec<usize> {
+            self.rounds.lock().unwrap().iter().map(Vec::len).collect()
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn callers_arriving_during_a_round_are_read_together_in_the_next() {
-        let rounds = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Semaphore::new(0));
-        let batch = ReadBatch::new(1, 1000, 1000, reader(Arc::clone(&rounds), Arc::clone(&gate)));
-        let first = tokio::spawn({
-            let batch = batch.clone();
-            async move { batch.read("a").await }
-        });
-        while rounds.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
-        }
+        let rig = Rig::new(1, 1000, 1000, 1);
+        let first = rig.spawn("a");
+        rig.until_rounds(1).await;
         // The first round is in flight: these forty wait, and are read in one round.
         let keys: Vec<String> =
             (0..40).map(|n| if n % 10 == 9 { format!("unknown{n}") } else { "k".repeat(n + 1) }).collect();
-        let waiting: Vec<_> = keys
-            .iter()
-            .map(|key| {
-                let (batch, key) = (batch.clone(), key.clone());
-                tokio::spawn(async move { batch.read(&key).await })
-            })
-            .collect();
-        let duplicate = tokio::spawn({
-            let batch = batch.clone();
-            async move { batch.read("kk").await }
-        });
-        while batch.shared.lock().waiting.len() < 41 {
-            tokio::task::yield_now().await;
-        }
-        gate.add_permits(1);
+        let waiting: Vec<Reading> = keys.iter().map(|key| rig.spawn(key)).collect();
+        let duplicate = rig.spawn("kk");
+        rig.until_waiting(41).await;
+        rig.gate.add_permits(1);
         assert_eq!(first.await.unwrap().unwrap(), Some(1));
         for (key, handle) in keys.iter().zip(waiting) {
             let expected = (!key.starts_with("unknown")).then_some(key.len());
             assert_eq!(handle.await.unwrap().unwrap(), expected, "{key}");
         }
         assert_eq!(duplicate.await.unwrap().unwrap(), Some(2));
-        let rounds = rounds.lock().unwrap().clone();
-        assert_eq!(rounds.len(), 2, "{rounds:?}");
-        assert_eq!(rounds[0], vec!["a".to_string()]);
-        assert_eq!(rounds[1].len(), 40, "the duplicate key is read once");
+        assert_eq!(rig.sizes(), vec![1, 40], "the duplicate key is read once");
+        assert_eq!(rig.rounds.lock().unwrap()[0], vec!["a".to_string()]);
         // And the batch is idle again: a later lone caller is read at once.
-        assert_eq!(batch.read("later").await.unwrap(), Some(5));
+        assert_eq!(rig.batch.read("later").await.unwrap(), Some(5));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_round_takes_at_most_max_keys_and_a_full_queue_reads_alone() {
-        let rounds = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Semaphore::new(0));
-        let batch = ReadBatch::new(1, 3, 5, reader(Arc::clone(&rounds), Arc::clone(&gate)));
-        let first = tokio::spawn({
-            let batch = batch.clone();
-            async move { batch.read("a").await }
-        });
-        while rounds.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
-        }
-        let waiting: Vec<_> = (0..5)
-            .map(|n| {
-                let batch = batch.clone();
-                tokio::spawn(async move { batch.read(&format!("w{n}")).await })
-            })
-            .collect();
-        while batch.shared.lock().waiting.len() < 5 {
-            tokio::task::yield_now().await;
-        }
+        let rig = Rig::new(1, 3, 5, 1);
+        let first = rig.spawn("a");
+        rig.until_rounds(1).await;
+        let waiting: Vec<Reading> = (0..5).map(|n| rig.spawn(&format!("w{n}"))).collect();
+        rig.until_waiting(5).await;
         // Five are waiting: a sixth caller does not queue, it is read on its own at once.
-        assert_eq!(batch.read("alone").await.unwrap(), Some(5));
-        gate.add_permits(1);
+        assert_eq!(rig.batch.read("alone").await.unwrap(), Some(5));
+        rig.gate.add_permits(1);
         assert_eq!(first.await.unwrap().unwrap(), Some(1));
         for handle in waiting {
             assert_eq!(handle.await.unwrap().unwrap(), Some(2));
         }
-        let sizes: Vec<usize> = rounds.lock().unwrap().iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![1, 1, 3, 2], "the first, the lone one, then the five in rounds of three");
+        assert_eq!(rig.sizes(), vec![1, 1, 3, 2], "the first, the lone one, then the five in rounds of three");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn callers_are_read_at_once_while_a_round_is_free_and_wait_only_when_none_is() {
-        let rounds = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Semaphore::new(0));
-        let batch = ReadBatch::new(2, 1000, 1000, gated_reader(Arc::clone(&rounds), Arc::clone(&gate), 2));
-        let spawn = |key: &str| {
-            let (batch, key) = (batch.clone(), key.to_string());
-            tokio::spawn(async move { batch.read(&key).await })
-        };
-        let first = spawn("a");
-        let second = spawn("bb");
-        while rounds.lock().unwrap().len() < 2 {
-            tokio::task::yield_now().await;
-        }
-        let waiting: Vec<_> = (0..5).map(|n| spawn(&format!("w{n}"))).collect();
-        while batch.shared.lock().waiting.len() < 5 {
-            tokio::task::yield_now().await;
-        }
-        gate.add_permits(2);
+        let rig = Rig::new(2, 1000, 1000, 2);
+        let first = rig.spawn("a");
+        let second = rig.spawn("bb");
+        rig.until_rounds(2).await;
+        let waiting: Vec<Reading> = (0..5).map(|n| rig.spawn(&format!("w{n}"))).collect();
+        rig.until_waiting(5).await;
+        rig.gate.add_permits(2);
         assert_eq!(first.await.unwrap().unwrap(), Some(1));
         assert_eq!(second.await.unwrap().unwrap(), Some(2));
         for handle in waiting {
             assert_eq!(handle.await.unwrap().unwrap(), Some(2));
         }
-        let mut sizes: Vec<usize> = rounds.lock().unwrap().iter().map(Vec::len).collect();
+        let mut sizes = rig.sizes();
         sizes.sort_unstable();
         assert_eq!(sizes, vec![1, 1, 5], "two lone rounds at once, then the five together");
-        assert_eq!(batch.shared.lock().rounds, 0, "every round counted itself out");
+        assert_eq!(rig.batch.shared.lock().rounds, 0, "every round counted itself out");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
