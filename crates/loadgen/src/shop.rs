@@ -526,15 +526,17 @@ async fn drive_sale(
         "address": {"name": "Bench", "line1": "1 Loop Road", "city": "Localhost", "postal_code": "127001",
                     "country": "CN", "phone": "+86 000"},
     });
-    let (client, tokens) = (client.clone(), buyers.clone());
+    // Shared, not copied per request: the load generator's own work competes with the
+    // server's for the same two cores.
+    let (client, tokens, url, body) = (client.clone(), buyers.clone(), Arc::new(url), Arc::new(body));
     let place = move |n: usize| {
-        let (client, url, body, tokens) = (client.clone(), url.clone(), body.clone(), tokens.clone());
+        let (client, url, body, tokens) = (client.clone(), Arc::clone(&url), Arc::clone(&body), tokens.clone());
         async move {
             let response = client
-                .post(&url)
+                .post(url.as_str())
                 .bearer_auth(&tokens[n])
                 .header("idempotency-key", format!("flash-{n}"))
-                .json(&body)
+                .json(&*body)
                 .send()
                 .await;
             let (status, text) = match response {
