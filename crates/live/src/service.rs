@@ -49,7 +49,9 @@ pub struct LiveConfig {
     /// How often each node sends a room's new chat to its viewers, as one frame each.
     pub chat_batch_interval: Duration,
     /// Frames a socket may have waiting from its rooms; a viewer whose queue is full is
-    /// dropped from its rooms and disconnected rather than buffered without bound.
+    /// dropped from its rooms and disconnected rather than buffered without bound. One
+    /// batch is offered whole, and a flood's (2,000 messages of 200 characters) can be
+    /// up to about 60 frames of 32 KB: a smaller queue drops viewers that keep up.
     pub viewer_queue_frames: usize,
     /// Chat messages kept per room (for the replay); older ones are deleted.
     pub chat_kept_per_room: usize,
