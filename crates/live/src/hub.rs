@@ -36,6 +36,11 @@ pub const ROOMS_PER_SOCKET_MAX: usize = 5;
 /// Messages a relay holds for its next batch; past it the oldest are dropped (and
 /// counted), so a flood cannot grow a node's memory.
 const PENDING_MAX: usize = 2_000;
+/// Bytes of messages a relay holds for its next batch, likewise. A batch is offered to
+/// every viewer's queue whole, so its frames (about 17 of [`CHAT_FRAME_BYTES_MAX`] at the
+/// most) must fit in a queue that is keeping up: 2,000 of the largest messages, wide
+/// characters with a long name and bio, would be over a hundred frames and drop everyone.
+const PENDING_BYTES_MAX: usize = 16 * CHAT_FRAME_BYTES_MAX;
 
 /// The bus subject of a room's chat, pins, deletions, bans and end.
 pub(crate) fn room_subject(room_id: &str) -> String {
@@ -245,8 +250,9 @@ struct RelayState {
     seats: HashMap<u64, Seated>,
     /// Seats per user, for "has this user joined" and for the member rows.
     users: HashMap<String, usize>,
-    /// Messages for the next batch.
+    /// Messages for the next batch, and their bytes.
     pending: Vec<Line>,
+    pending_bytes: usize,
     /// The last messages sent, oldest first: a joiner's backlog.
     history: VecDeque<Line>,
     backlog_frame: Option<Utf8Bytes>,
@@ -450,6 +456,25 @@ impl RelayState {
         frame
     }
 
+    /// Keeps a new message for the next batch; past [`PENDING_MAX`] messages or
+    /// [`PENDING_BYTES_MAX`] bytes the oldest are dropped (and counted).
+    fn collect(&mut self, line: Line) {
+        self.pending_bytes += line.json.len();
+        self.pending.push(line);
+        let (mut dropped, mut bytes) = (0, self.pending_bytes);
+        while self.pending.len() - dropped > 1
+            && (self.pending.len() - dropped > PENDING_MAX || bytes > PENDING_BYTES_MAX)
+        {
+            bytes -= self.pending[dropped].json.len();
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.pending.drain(..dropped);
+            self.pending_bytes = bytes;
+            metrics::counter!("plaza_live_chat_dropped_total").increment(dropped as u64);
+        }
+    }
+
     /// Moves the collected messages into the history; their frames (none if there were
     /// none), each at most about [`CHAT_FRAME_BYTES_MAX`].
     fn flush(&mut self, room_id: &str) -> Vec<Utf8Bytes> {
@@ -460,6 +485,7 @@ impl RelayState {
         for line in self.pending.drain(..) {
             self.history.push_back(line);
         }
+        self.pending_bytes = 0;
         while self.history.len() > BACKLOG_MESSAGES {
             self.history.pop_front();
         }
@@ -661,11 +687,7 @@ fn apply(live: &LiveHandle, relay: &Arc<Relay>, notice: RoomNotice) -> bool {
             let id = message.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
             let mut state = lock(&relay.state);
             if !id.is_empty() && !state.is_known(&id) {
-                if state.pending.len() >= PENDING_MAX {
-                    state.pending.remove(0);
-                    metrics::counter!("plaza_live_chat_dropped_total").increment(1);
-                }
-                state.pending.push(Line { id, json: Arc::from(message.to_string()) });
+                state.collect(Line { id, json: Arc::from(message.to_string()) });
             }
         }
         RoomNotice::Deleted { message_id } => {
@@ -722,11 +744,11 @@ mod tests {
         let text = "x".repeat(150);
         for n in 0..800 {
             let json = json!({"id": format!("{n:04}"), "text": text}).to_string();
-            state.pending.push(Line { id: format!("{n:04}"), json: Arc::from(json) });
+            state.collect(Line { id: format!("{n:04}"), json: Arc::from(json) });
         }
         // One message larger than a frame still goes, alone.
         let huge = json!({"id": "9999", "text": "y".repeat(40_000)}).to_string();
-        state.pending.push(Line { id: "9999".into(), json: Arc::from(huge) });
+        state.collect(Line { id: "9999".into(), json: Arc::from(huge) });
         let frames = state.flush("r");
         assert!(frames.len() > 4, "{} frames", frames.len());
         let mut ids = Vec::new();
@@ -741,6 +763,47 @@ mod tests {
         let expected: Vec<String> = (0..800).map(|n| format!("{n:04}")).chain(["9999".to_string()]).collect();
         assert_eq!(ids, expected);
         assert!(state.pending.is_empty() && state.history.len() == BACKLOG_MESSAGES);
+    }
+
+    #[test]
+    fn a_flood_of_the_largest_messages_is_one_batch_of_its_newest_that_a_viewers_queue_holds_whole() {
+        let mut state = RelayState::default();
+        // As large as a message can be on the wire: four-byte characters in the text, the
+        // name and the bio, each at its limit.
+        let wide = |chars: usize| "😀".repeat(chars);
+        let flood = 3 * PENDING_MAX;
+        for n in 0..flood {
+            let json = json!({
+                "id": format!("{n:05}"),
+                "user": {"id": "01M97FSQFPN25X0BYX7VF8TD7Q", "username": "u".repeat(32), "display_name": wide(64),
+                         "avatar_url": "/api/v1/media/01M97FSQFPN25X0BYX7VF8TD7Q",
+                         "created_at": "2026-12-07T07:45:00.000Z", "bio": wide(160),
+                         "followers_count": 1_000_000_000, "following_count": 1_000_000_000},
+                "text": wide(crate::model::CHAT_CHARS_MAX),
+                "at": "2026-12-07T07:45:00.000Z",
+            })
+            .to_string();
+            state.collect(Line { id: format!("{n:05}"), json: Arc::from(json) });
+        }
+        let frames = state.flush("r");
+        let queue = crate::LiveConfig::default().viewer_queue_frames;
+        assert!(frames.len() <= queue / 3, "{} frames for a queue of {queue}", frames.len());
+        let ids: Vec<String> = frames
+            .iter()
+            .flat_map(|frame| {
+                let parsed: Value = serde_json::from_str(frame.as_str()).unwrap();
+                ids_of(&parsed)
+            })
+            .collect();
+        let first = flood - ids.len();
+        assert!(ids.len() > 200, "only {} messages kept", ids.len());
+        assert_eq!(ids, (first..flood).map(|n| format!("{n:05}")).collect::<Vec<_>>(), "the newest, in order");
+        assert_eq!(state.pending_bytes, 0);
+    }
+
+    fn ids_of(frame: &Value) -> Vec<String> {
+        let messages = frame["data"]["messages"].as_array().unwrap();
+        messages.iter().map(|message| message["id"].as_str().unwrap().to_string()).collect()
     }
 
     #[test]

@@ -50,8 +50,8 @@ pub struct LiveConfig {
     pub chat_batch_interval: Duration,
     /// Frames a socket may have waiting from its rooms; a viewer whose queue is full is
     /// dropped from its rooms and disconnected rather than buffered without bound. One
-    /// batch is offered whole, and a flood's (2,000 messages of 200 characters) can be
-    /// up to about 60 frames of 32 KB: a smaller queue drops viewers that keep up.
+    /// batch is offered whole, and is at most about 17 frames (the relay holds at most
+    /// 512 KiB for it): a queue shorter than that drops viewers that keep up.
     pub viewer_queue_frames: usize,
     /// Chat messages kept per room (for the replay); older ones are deleted.
     pub chat_kept_per_room: usize,

@@ -535,7 +535,7 @@ async fn a_viewer_that_never_reads_is_dropped_while_the_others_keep_receiving(db
         // 32 KB (about 90 of these messages): a queue of 8 dropped a reader that kept up
         // whenever one batch held more than ~700 messages (a fast moment, or a relay tick
         // that came late on a loaded machine). 24 frames hold the most one batch can be
-        // here (2,000 messages), and the stalled viewer still fills them soon.
+        // (about 17 frames), and the stalled viewer still fills them soon.
         config.live.viewer_queue_frames = 24;
         config.live.chat_per_second = 100_000;
         config.live.chat_burst = 100_000;
