@@ -33,7 +33,7 @@ use plaza_accounts::User;
 use plaza_events::{Appended, ToAppend};
 use plaza_kernel::{Currency, Timestamp};
 use plaza_store::{Any, GroupCommit, Row, SyncTicket, Transaction, WalSync};
-use plaza_wallet::HoldBatch;
+use plaza_wallet::{HoldBatch, HoldEvents};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -348,6 +348,9 @@ impl ShopHandle {
 
     fn flash_queue(&self) -> &FlashQueue {
         self.inner.flash_orders.get_or_init(|| {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let _ = self.inner.flash_publisher.set(runtime);
+            }
             // The runner holds the service weakly, so dropping the last handle stops it.
             let service = Arc::downgrade(&self.inner);
             let run = move |jobs: Vec<FlashJob>| {
@@ -427,14 +430,18 @@ impl ShopHandle {
         }
         let ticket = wal.committed();
         let (shop, syncing) = (self.clone(), Arc::clone(&wal));
-        tokio::spawn(async move {
+        let publish = async move {
             if syncing.durable(ticket).await.is_ok() {
                 for appended in appended {
                     shop.inner.events.publish(appended);
                 }
                 shop.tell_placed(&placed);
             }
-        });
+        };
+        match self.inner.flash_publisher.get() {
+            Some(runtime) => drop(runtime.spawn(publish)),
+            None => drop(tokio::spawn(publish)),
+        }
         Ok((outcomes, Some((wal, ticket))))
     }
 
@@ -462,18 +469,22 @@ impl ShopHandle {
             transaction.rollback().await?;
             return Ok((decided, Vec::new(), sales));
         }
-        let mut appended = Vec::new();
+        let mut wallet_events = Vec::with_capacity(holds.len());
         for batch in holds.into_values() {
-            appended.push(batch.write(&self.inner.wallet, &mut transaction).await?);
+            wallet_events.push(batch.write(&mut transaction).await?);
         }
         write_sales(&mut transaction, &decided).await?;
         write_purchases(&mut transaction, backend, jobs, &decided).await?;
         write_orders(&mut transaction, backend, jobs, &decided, now).await?;
         let data: Vec<(Vec<String>, Value)> =
             decided.accepted.iter().map(|(_, order)| (order.parties(), order.to_json())).collect();
-        let to_append: Vec<ToAppend<'_>> =
-            data.iter().map(|(users, data)| ToAppend { user_ids: users, event_type: "order.updated", data }).collect();
-        appended.push(self.inner.events.append_many(&mut transaction, &to_append).await?);
+        // Each buyer's `wallet.updated` first, then the orders', in one append.
+        let to_append: Vec<ToAppend<'_>> = wallet_events
+            .iter()
+            .flat_map(HoldEvents::to_append)
+            .chain(data.iter().map(|(users, data)| ToAppend { user_ids: users, event_type: "order.updated", data }))
+            .collect();
+        let appended = vec![self.inner.events.append_many(&mut transaction, &to_append).await?];
         transaction.commit().await?;
         Ok((decided, appended, sales))
     }

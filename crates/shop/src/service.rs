@@ -392,6 +392,9 @@ pub(crate) struct Inner {
     pub(crate) node_id: String,
     /// The group commit of flash-sale orders, started on first use.
     pub(crate) flash_orders: OnceLock<crate::flash::FlashQueue>,
+    /// The runtime of the first flash order's caller, where a committed batch's events are
+    /// published: off the batch's own thread, which every waiting buyer depends on.
+    pub(crate) flash_publisher: OnceLock<tokio::runtime::Handle>,
     /// This node's catalogue index (`search.rs`).
     pub(crate) search_index: search::SearchIndex,
     /// Told of every order placed through this node, once committed (`on_orders_placed`).
@@ -426,6 +429,7 @@ impl ShopHandle {
                 config,
                 node_id,
                 flash_orders,
+                flash_publisher: OnceLock::new(),
                 search_index,
                 placed_hooks: Default::default(),
             }),

@@ -7,13 +7,13 @@
 //! never deadlock) the payers' accounts; the service then calls [`HoldBatch::hold`] per
 //! payment in its own order, each checked against the running balance exactly as
 //! [`Wallet::create_payment_intent`] checks one; [`HoldBatch::write`] writes the balances,
-//! the escrow account, the journal, the intents and one `wallet.updated` per payer, and
-//! asserts the batch balances. The intents are ordinary ones: capture, void and refund
+//! the escrow account, the journal and the intents, asserts the batch balances, and
+//! returns one `wallet.updated` per payer for the caller to append with its own events. The intents are ordinary ones: capture, void and refund
 //! treat them like any other, and the ledger check counts them.
 
 use crate::ledger::{Account, SystemAccount};
 use crate::service::{Wallet, WalletError};
-use plaza_events::{Appended, ToAppend};
+use plaza_events::ToAppend;
 use plaza_kernel::{Currency, Timestamp};
 use plaza_store::JsonColumn::{BigInt, Text};
 use plaza_store::{Any, Backend, Row, Transaction};
@@ -37,6 +37,20 @@ struct PlannedHold {
     payer_id: String,
     amount: i64,
     description: String,
+}
+
+/// The `wallet.updated` events a written [`HoldBatch`] owes its payers.
+#[derive(Debug, Default)]
+#[must_use = "append the payers' events in the batch's transaction"]
+pub struct HoldEvents {
+    updates: Vec<(Vec<String>, Value)>,
+}
+
+impl HoldEvents {
+    /// The events, as [`plaza_events::Events::append_many`] takes them.
+    pub fn to_append(&self) -> impl Iterator<Item = ToAppend<'_>> {
+        self.updates.iter().map(|(users, data)| ToAppend { user_ids: users, event_type: "wallet.updated", data })
+    }
 }
 
 /// Holds being planned in one transaction, for payers whose accounts were read at its start.
@@ -133,11 +147,13 @@ impl HoldBatch {
         self.holds.is_empty()
     }
 
-    /// Writes the planned holds into `transaction` and appends each payer's
-    /// `wallet.updated` (published by the caller after its commit).
-    pub async fn write(self, wallet: &Wallet, transaction: &mut Transaction<'_, Any>) -> Result<Appended, WalletError> {
+    /// Writes the planned holds into `transaction` and returns each payer's
+    /// `wallet.updated`, for the caller to append in the same transaction together with its
+    /// own events ([`HoldEvents::to_append`]): one append for the batch, so a payer who is
+    /// also told of the order takes one step of its event cursor, not two.
+    pub async fn write(self, transaction: &mut Transaction<'_, Any>) -> Result<HoldEvents, WalletError> {
         if self.holds.is_empty() {
-            return Ok(Appended::default());
+            return Ok(HoldEvents::default());
         }
         let now = Timestamp::now().unix_millis();
         let total: i64 = self.holds.iter().map(|hold| hold.amount).sum();
@@ -148,7 +164,7 @@ impl HoldBatch {
         self.write_payers(transaction).await?;
         self.write_escrow(transaction, total, now).await?;
         self.write_journal(transaction, now).await?;
-        let updates: Vec<(Vec<String>, Value)> = self
+        let updates = self
             .accounts
             .iter()
             .filter(|(_, account)| account.balance != account.balance_before)
@@ -165,14 +181,12 @@ impl HoldBatch {
                 (vec![payer_id.clone()], data)
             })
             .collect();
-        let to_append: Vec<ToAppend<'_>> = updates
-            .iter()
-            .map(|(users, data)| ToAppend { user_ids: users, event_type: "wallet.updated", data })
-            .collect();
-        Ok(wallet.inner.events.append_many(transaction, &to_append).await?)
+        Ok(HoldEvents { updates })
     }
 
-    /// The payers' balances and holds, each checked against the plan.
+    /// The payers' balances and holds. Each row was read (and on PostgreSQL locked) in this
+    /// transaction, so a payer debited by exactly its planned amount, never below zero, is
+    /// at the planned balance: counting the rows checks the plan without reading them back.
     async fn write_payers(&self, transaction: &mut Transaction<'_, Any>) -> Result<(), WalletError> {
         let changed: Vec<(String, i64)> = self
             .accounts
@@ -186,20 +200,12 @@ impl HoldBatch {
             "WITH changes AS ({})
              UPDATE wallet_accounts SET balance = wallet_accounts.balance - changes.amount,
                                         held = wallet_accounts.held + changes.amount
-             FROM changes WHERE wallet_accounts.id = changes.id AND wallet_accounts.balance >= changes.amount
-             RETURNING wallet_accounts.owner_id, wallet_accounts.balance",
+             FROM changes WHERE wallet_accounts.id = changes.id AND wallet_accounts.balance >= changes.amount",
             self.backend.json_rows(1, &[("id", Text), ("amount", BigInt)])
         );
-        let rows = sqlx::query(&sql).bind(json_text(&changed)?).fetch_all(&mut **transaction).await?;
-        if rows.len() != changed.len() {
-            return Err(WalletError::Invariant(format!("{} of {} payers debited", rows.len(), changed.len())));
-        }
-        for row in rows {
-            let owner: String = row.try_get("owner_id")?;
-            let balance: i64 = row.try_get("balance")?;
-            if self.accounts.get(&owner).map(|account| account.balance) != Some(balance) {
-                return Err(WalletError::Invariant(format!("{owner} is at {balance}, not what the batch planned")));
-            }
+        let debited = sqlx::query(&sql).bind(json_text(&changed)?).execute(&mut **transaction).await?.rows_affected();
+        if debited != changed.len() as u64 {
+            return Err(WalletError::Invariant(format!("{debited} of {} payers debited", changed.len())));
         }
         Ok(())
     }

@@ -39,7 +39,7 @@ mod service;
 mod transfer_batch;
 
 pub use direct::{DirectPayment, DirectRefund, DIRECT_PAYMENT_KIND, DIRECT_REFUND_KIND};
-pub use hold_batch::HoldBatch;
+pub use hold_batch::{HoldBatch, HoldEvents};
 pub use intents::{PaymentIntent, PaymentIntentStatus};
 pub use ledger::{check as check_ledger, CurrencySum, LedgerCheck, Mismatch};
 pub use migrations::MIGRATIONS;
