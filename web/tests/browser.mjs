@@ -894,6 +894,45 @@ test('a group buy opened in the shop and shared into a chat is joined from its c
   for (const user of [mel, amy, bo]) await user.context.close();
 }));
 
+// Run alone: node --test-name-pattern='burst of orders' tests/browser.mjs
+test('a merchant whose shop takes a burst of orders sees every one of them, refetching a few times, not once an order', () => keepEvidence(async () => {
+  const ned = await signUp('ned', 'Ned Tea');
+  const nedToken = await tokenOf(ned);
+  const nedShop = await call('POST', '/shops', nedToken, { name: 'Ned’s Teas' });
+  const tea = await call('POST', `/shops/${nedShop.id}/products`, nedToken, {
+    title: 'Green tea', description: 'Loose leaf', media_ids: [],
+    skus: [{ name: '50 g', price: { amount: 100, currency: 'USD' }, stock: 99 }],
+  });
+  const ola = await call('POST', '/auth/register', undefined, { username: 'ola', password: 'browser-password', display_name: 'Ola Berg' });
+  await topUp(ola.token, 5000);
+
+  await tab(ned, 'Shop');
+  await ned.page.getByRole('button', { name: 'My shop' }).click();
+  await ned.page.getByText('Nothing to ship.').waitFor();
+  let listFetches = 0;
+  ned.page.on('request', (request) => {
+    if (request.url().includes('/api/v1/orders?role=seller')) listFetches += 1;
+  });
+  // Ten orders at a time: each one's `order.updated` reaches the page as the order commits.
+  const ORDERS = 30;
+  const address = { name: 'Ola Berg', line1: '1 Tea Street', city: 'Hangzhou', postal_code: '310000', country: 'CN', phone: '+86 571 0000' };
+  const burstStarted = Date.now();
+  for (let wave = 0; wave < ORDERS / 10; wave++) {
+    await Promise.all(Array.from({ length: 10 }, () =>
+      call('POST', '/orders', ola.token, { items: [{ sku_id: tea.skus[0].id, quantity: 1 }], address })));
+  }
+  const burstMs = Date.now() - burstStarted;
+  const toShip = ned.page.getByRole('list', { name: 'Orders to ship' }).getByTestId('order');
+  await toShip.nth(ORDERS - 1).waitFor();
+  assert.equal(await toShip.count(), ORDERS, 'every order is on the merchant\'s list');
+  // The client applies the events that arrive within 300 ms together: a refetch a window,
+  // and a few more for the last window and a fetch still in flight.
+  const allowed = Math.ceil(burstMs / 300) + 3;
+  assert.ok(allowed < ORDERS, `the burst took ${burstMs} ms, too slow to tell a refetch a window from one an order`);
+  assert.ok(listFetches <= allowed, `the list was fetched ${listFetches} times for ${ORDERS} orders in ${burstMs} ms`);
+  await ned.context.close();
+}));
+
 test('a creator uploads a video by tus, a viewer finds it in For You with its reason, watches, likes, comments, follows and shares it into a chat where it plays', () => keepEvidence(async () => {
   const vic = await signUp('vic', 'Vic Surf');
   const wen = await signUp('wen', 'Wen Li');

@@ -51,15 +51,35 @@ interface ShopState {
 
 export const shop = createStore<ShopState>({ orders: {}, groupBuys: {}, version: 0, myShop: undefined });
 
+/**
+ * How long shop events wait to be applied together. A flash sale tells its merchant of every
+ * order, thousands in a few seconds: one state update and one refetch of the open list per
+ * event would be thousands of `GET /orders` from one tab. Applied together, an open screen
+ * refetches at most about three times a second however many orders arrive.
+ */
+const SHOP_EVENTS_WAIT_MS = 300;
+let pendingOrders: Order[] = [];
+let pendingGroupBuys: GroupBuy[] = [];
+let pendingFlush: ReturnType<typeof setTimeout> | undefined;
+
 export function resetShop() {
+  if (pendingFlush !== undefined) clearTimeout(pendingFlush);
+  pendingFlush = undefined;
+  pendingOrders = [];
+  pendingGroupBuys = [];
   shop.set({ orders: {}, groupBuys: {}, version: 0, myShop: undefined });
+}
+
+/** Whether `known` is a later version of the order than `order`: events and fetches may
+ * cross, and the later `updated_at` wins. */
+function isOlder(order: Order, known: Order | undefined): boolean {
+  return known !== undefined && Date.parse(known.updated_at) > Date.parse(order.updated_at);
 }
 
 export function noteOrder(order: Order) {
   shop.set((s) => {
     const known = s.orders[order.id];
-    // Events and fetches may cross; the later `updated_at` wins.
-    if (known && Date.parse(known.updated_at) > Date.parse(order.updated_at)) return {};
+    if (isOlder(order, known)) return {};
     return { orders: { ...s.orders, [order.id]: { ...known, ...order } } };
   });
 }
@@ -68,11 +88,30 @@ export function noteGroupBuy(group: GroupBuy) {
   shop.set((s) => ({ groupBuys: { ...s.groupBuys, [group.id]: { ...s.groupBuys[group.id], ...group } } }));
 }
 
-/** What the socket's shop events do (called from data.ts's event switch). */
+/** What the socket's shop events do (called from data.ts's event switch): kept, then applied
+ * with the others that arrive within `SHOP_EVENTS_WAIT_MS`, in the order they came. */
 export function applyShopEvent(type: string, data: any) {
-  if (type === 'order.updated') noteOrder(data);
-  else if (type === 'group_buy.updated' && data?.id) noteGroupBuy(data);
-  refreshShop();
+  if (type === 'order.updated' && data?.id) pendingOrders.push(data);
+  else if (type === 'group_buy.updated' && data?.id) pendingGroupBuys.push(data);
+  else return;
+  if (pendingFlush === undefined) pendingFlush = setTimeout(flushShopEvents, SHOP_EVENTS_WAIT_MS);
+}
+
+function flushShopEvents() {
+  pendingFlush = undefined;
+  const [orders, groupBuys] = [pendingOrders, pendingGroupBuys];
+  pendingOrders = [];
+  pendingGroupBuys = [];
+  shop.set((s) => {
+    // One copy for the whole burst, not one per event.
+    const known = { ...s.orders };
+    for (const order of orders) {
+      if (!isOlder(order, known[order.id])) known[order.id] = { ...known[order.id], ...order };
+    }
+    const groups = { ...s.groupBuys };
+    for (const group of groupBuys) groups[group.id] = { ...groups[group.id], ...group };
+    return { orders: known, groupBuys: groups, version: s.version + 1 };
+  });
 }
 
 /** After a `resync` (events were missed): every shop view refetches. */
