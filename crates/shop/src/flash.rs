@@ -409,9 +409,7 @@ impl ShopHandle {
         let store = &self.inner.store;
         let Some((mut writer, wal)) = store.deferred_sync_writer().await? else {
             let (decided, appended, sales) = self.flash_batch_in(store.begin().await?, jobs).await?;
-            for appended in appended {
-                self.inner.events.publish(appended);
-            }
+            self.inner.events.publish(appended);
             let placed: Vec<Order> = decided.accepted.iter().map(|(_, order)| order.clone()).collect();
             self.tell_placed(&placed);
             return Ok((self.answers(decided, jobs, &sales).await?, None));
@@ -432,9 +430,7 @@ impl ShopHandle {
         let (shop, syncing) = (self.clone(), Arc::clone(&wal));
         let publish = async move {
             if syncing.durable(ticket).await.is_ok() {
-                for appended in appended {
-                    shop.inner.events.publish(appended);
-                }
+                shop.inner.events.publish(appended);
                 shop.tell_placed(&placed);
             }
         };
@@ -451,7 +447,7 @@ impl ShopHandle {
         &self,
         mut transaction: Transaction<'_, Any>,
         jobs: &[FlashJob],
-    ) -> Result<(Decided, Vec<Appended>, HashMap<String, SaleInBatch>), ShopError> {
+    ) -> Result<(Decided, Appended, HashMap<String, SaleInBatch>), ShopError> {
         let backend = self.inner.store.backend();
         let stored = read_stored_orders(&mut transaction, backend, jobs).await?;
         let sales = read_sales(&mut transaction, backend, jobs).await?;
@@ -467,7 +463,7 @@ impl ShopHandle {
         let decided = decide(jobs, &stored, &sales, bought, &mut holds, now)?;
         if decided.accepted.is_empty() {
             transaction.rollback().await?;
-            return Ok((decided, Vec::new(), sales));
+            return Ok((decided, Appended::default(), sales));
         }
         let mut wallet_events = Vec::with_capacity(holds.len());
         for batch in holds.into_values() {
@@ -484,7 +480,7 @@ impl ShopHandle {
             .flat_map(HoldEvents::to_append)
             .chain(data.iter().map(|(users, data)| ToAppend { user_ids: users, event_type: "order.updated", data }))
             .collect();
-        let appended = vec![self.inner.events.append_many(&mut transaction, &to_append).await?];
+        let appended = self.inner.events.append_many(&mut transaction, &to_append).await?;
         transaction.commit().await?;
         Ok((decided, appended, sales))
     }

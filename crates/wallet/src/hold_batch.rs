@@ -8,8 +8,9 @@
 //! payment in its own order, each checked against the running balance exactly as
 //! [`Wallet::create_payment_intent`] checks one; [`HoldBatch::write`] writes the balances,
 //! the escrow account, the journal and the intents, asserts the batch balances, and
-//! returns one `wallet.updated` per payer for the caller to append with its own events. The intents are ordinary ones: capture, void and refund
-//! treat them like any other, and the ledger check counts them.
+//! returns one `wallet.updated` per payer for the caller to append with its own events.
+//! The intents are ordinary ones: capture, void and refund treat them like any other, and
+//! the ledger check counts them.
 
 use crate::ledger::{Account, SystemAccount};
 use crate::service::{Wallet, WalletError};
