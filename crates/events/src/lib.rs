@@ -17,7 +17,9 @@ use plaza_bus::{Bus, BusError, Subscription};
 use plaza_kernel::Timestamp;
 use plaza_store::{Any, JsonColumn, Migration, Row, Store, Transaction};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The event log's schema.
 pub const MIGRATIONS: &[Migration] = &[
@@ -95,7 +97,42 @@ pub struct ToAppend<'a> {
 #[derive(Debug, Default)]
 #[must_use = "publish the appended events after the transaction commits"]
 pub struct Appended {
-    per_user: Vec<(String, Event)>,
+    per_user: Vec<AppendedEvent>,
+}
+
+/// One recipient's copy of an appended event: its own cursor, and the entry it shares
+/// with the entry's other recipients.
+#[derive(Debug)]
+struct AppendedEvent {
+    user_id: String,
+    cursor: i64,
+    created_at_ms: i64,
+    entry: Arc<SerializedEntry>,
+}
+
+/// An entry's type and data, serialized once: the database row of each recipient and
+/// each recipient's notice copy the text instead of serializing the data again.
+#[derive(Debug)]
+struct SerializedEntry {
+    event_type: String,
+    data: Box<RawValue>,
+}
+
+/// [`Notice::Durable`] as the bus carries it, written from a serialized entry (the same
+/// JSON, so subscribers read it as a [`Notice`]).
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum DurableNotice<'a> {
+    Durable { event: EventText<'a> },
+}
+
+#[derive(Serialize)]
+struct EventText<'a> {
+    cursor: i64,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    data: &'a RawValue,
+    created_at_ms: i64,
 }
 
 impl Appended {
@@ -147,12 +184,19 @@ impl Events {
         let backend = self.store.backend();
         let mut next_cursor = take_cursors(transaction, backend, counts).await?;
         let created_at_ms = Timestamp::now().unix_millis();
-        let (rows, appended) = assign_cursors(batch, &recipients, &mut next_cursor, created_at_ms)?;
-        let texts: Vec<String> = batch.iter().map(|entry| entry.data.to_string()).collect();
+        let entries = batch
+            .iter()
+            .map(|entry| {
+                let data = serde_json::value::to_raw_value(entry.data)
+                    .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+                Ok(Arc::new(SerializedEntry { event_type: entry.event_type.to_string(), data }))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let (rows, appended) = assign_cursors(&entries, &recipients, &mut next_cursor, created_at_ms)?;
         if backend == plaza_store::Backend::Sqlite {
-            insert_events_sqlite(transaction, backend, batch, &texts, &rows, created_at_ms).await?;
+            insert_events_sqlite(transaction, backend, &entries, &rows, created_at_ms).await?;
         } else {
-            insert_events_postgres(transaction, batch, &texts, &rows, created_at_ms).await?;
+            insert_events_postgres(transaction, &entries, &rows, created_at_ms).await?;
         }
         Ok(appended)
     }
@@ -160,8 +204,19 @@ impl Events {
     /// Announces committed events on the bus. Losing an announcement is harmless: the
     /// gateway notices the gap and reads the log.
     pub fn publish(&self, appended: Appended) {
-        for (user_id, event) in appended.per_user {
-            self.publish_notice(&user_id, &Notice::Durable { event });
+        for event in appended.per_user {
+            let notice = DurableNotice::Durable {
+                event: EventText {
+                    cursor: event.cursor,
+                    event_type: &event.entry.event_type,
+                    data: &event.entry.data,
+                    created_at_ms: event.created_at_ms,
+                },
+            };
+            match serde_json::to_vec(&notice) {
+                Ok(payload) => self.bus.publish(&subject(&event.user_id), Bytes::from(payload)),
+                Err(error) => tracing::error!("cannot encode a notice: {error}"),
+            }
         }
     }
 
@@ -348,7 +403,7 @@ type EventRow<'a> = (&'a str, i64, usize);
 /// One row per recipient of each entry, in order, and the events to publish once
 /// committed.
 fn assign_cursors<'a>(
-    batch: &[ToAppend<'_>],
+    entries: &[Arc<SerializedEntry>],
     recipients: &[Vec<&'a str>],
     next_cursor: &mut std::collections::HashMap<&'a str, i64>,
     created_at_ms: i64,
@@ -359,61 +414,73 @@ fn assign_cursors<'a>(
         for user_id in users {
             let cursor = next_cursor.get_mut(user_id).ok_or_else(|| sqlx::Error::Protocol("cursor lost".into()))?;
             rows.push((user_id, *cursor, index));
-            appended.per_user.push((
-                (*user_id).to_string(),
-                Event {
-                    cursor: *cursor,
-                    event_type: batch[index].event_type.to_string(),
-                    data: batch[index].data.clone(),
-                    created_at_ms,
-                },
-            ));
+            appended.per_user.push(AppendedEvent {
+                user_id: (*user_id).to_string(),
+                cursor: *cursor,
+                created_at_ms,
+                entry: Arc::clone(&entries[index]),
+            });
             *cursor += 1;
         }
     }
     Ok((rows, appended))
 }
 
-/// The event rows on SQLite: it copies each event's data into every recipient's row of
-/// the JSON, in memory only.
+/// The event rows on SQLite, in two JSON parameters: the rows (recipient, cursor, which
+/// entry) and the entries' types and data, each entry's data once however many
+/// recipients share it.
 async fn insert_events_sqlite(
     transaction: &mut Transaction<'_, Any>,
     backend: plaza_store::Backend,
-    batch: &[ToAppend<'_>],
-    texts: &[String],
+    entries: &[Arc<SerializedEntry>],
     rows: &[(&str, i64, usize)],
     created_at_ms: i64,
 ) -> Result<(), sqlx::Error> {
+    // `$2 ->> n` is the n-th element of the JSON array `$2`, parsed once per statement.
     let insert = format!(
         "INSERT INTO user_events (user_id, cursor, type, data, created_at)
-         SELECT user_id, cursor, type, data, $2 FROM ({}) AS events",
+         SELECT user_id, cursor, $2 ->> entry, $3 ->> entry, $4 FROM ({}) AS events",
         backend.json_rows(
             1,
-            &[
-                ("user_id", JsonColumn::Text),
-                ("cursor", JsonColumn::BigInt),
-                ("type", JsonColumn::Text),
-                ("data", JsonColumn::Text),
-            ]
+            &[("user_id", JsonColumn::Text), ("cursor", JsonColumn::BigInt), ("entry", JsonColumn::BigInt)]
         )
     );
     for chunk in rows.chunks(APPEND_CHUNK) {
-        let events: Vec<(&str, i64, &str, &str)> = chunk
+        // The chunk's entries, renumbered from 0 in order of first use.
+        let mut position_of: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+        let mut used: Vec<&SerializedEntry> = Vec::new();
+        let rows: Vec<(&str, i64, usize)> = chunk
             .iter()
-            .map(|(user_id, cursor, index)| (*user_id, *cursor, batch[*index].event_type, texts[*index].as_str()))
+            .map(|(user_id, cursor, index)| {
+                let position = *position_of.entry(*index).or_insert_with(|| {
+                    used.push(&entries[*index]);
+                    used.len() - 1
+                });
+                (*user_id, *cursor, position)
+            })
             .collect();
-        let payload = serde_json::to_string(&events).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-        sqlx::query(&insert).bind(payload).bind(created_at_ms).execute(&mut **transaction).await?;
+        let types: Vec<&str> = used.iter().map(|entry| entry.event_type.as_str()).collect();
+        let data: Vec<&str> = used.iter().map(|entry| entry.data.get()).collect();
+        sqlx::query(&insert)
+            .bind(json_text(&rows)?)
+            .bind(json_text(&types)?)
+            .bind(json_text(&data)?)
+            .bind(created_at_ms)
+            .execute(&mut **transaction)
+            .await?;
     }
     Ok(())
+}
+
+fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|error| sqlx::Error::Encode(Box::new(error)))
 }
 
 /// The event rows on PostgreSQL: each event's type and data are bound once and shared by
 /// its rows (a group message's 500 recipients send its text once).
 async fn insert_events_postgres(
     transaction: &mut Transaction<'_, Any>,
-    batch: &[ToAppend<'_>],
-    texts: &[String],
+    entries_of_batch: &[Arc<SerializedEntry>],
     rows: &[(&str, i64, usize)],
     created_at_ms: i64,
 ) -> Result<(), sqlx::Error> {
@@ -443,7 +510,8 @@ async fn insert_events_postgres(
             format!("INSERT INTO user_events (user_id, cursor, type, data, created_at) VALUES {}", values.join(", "));
         let mut insert = sqlx::query(&sql).bind(created_at_ms);
         for index in &entries {
-            insert = insert.bind(batch[*index].event_type).bind(&texts[*index]);
+            let entry = &entries_of_batch[*index];
+            insert = insert.bind(entry.event_type.as_str()).bind(entry.data.get());
         }
         for (user_id, cursor, _) in chunk {
             insert = insert.bind(*user_id).bind(*cursor);
@@ -487,7 +555,13 @@ mod tests {
         match ann.recv().await {
             plaza_bus::Received::Notification(notification) => {
                 let notice: Notice = serde_json::from_slice(&notification.payload).expect("notice");
-                assert!(matches!(notice, Notice::Durable { event } if event.cursor == 1));
+                let expected = Event {
+                    cursor: 1,
+                    event_type: "test.event".into(),
+                    data: serde_json::json!({"n": 0}),
+                    created_at_ms: stored[0].created_at_ms,
+                };
+                assert_eq!(notice, Notice::Durable { event: expected });
             }
             other => panic!("expected a notification, got {other:?}"),
         }
@@ -507,6 +581,41 @@ mod tests {
         let stored = events.after("ann", 0, 10).await.expect("read");
         assert_eq!(stored.len(), 1);
         assert_eq!((stored[0].cursor, stored[0].event_type.as_str()), (1, "kept"));
+    }
+
+    /// Entries of one append shared by several recipients, and others by one: every
+    /// recipient's row and notice hold its entry's own type and data, byte for byte.
+    #[tokio::test]
+    async fn shared_entries_reach_each_recipient_whole() {
+        let (events, _dir) = events().await;
+        let mut bob = events.subscribe("bob").await.expect("subscribe");
+        let (both, ann) = (vec!["bob".to_string(), "ann".to_string()], vec!["ann".to_string()]);
+        let tricky =
+            serde_json::json!({"text": "it's \"quoted\" \\ 红包 🧧", "n": i64::MAX, "list": [1, null, {"a": []}]});
+        let plain = serde_json::json!({"n": 1});
+        let batch = [
+            ToAppend { user_ids: &ann, event_type: "first", data: &plain },
+            ToAppend { user_ids: &both, event_type: "second", data: &tricky },
+            ToAppend { user_ids: &ann, event_type: "third", data: &Value::Null },
+        ];
+        let mut transaction = events.store.begin().await.expect("begin");
+        let appended = events.append_many(&mut transaction, &batch).await.expect("append");
+        transaction.commit().await.expect("commit");
+        events.publish(appended);
+        let of_ann = events.after("ann", 0, 10).await.expect("read");
+        let seen: Vec<(i64, &str, &Value)> =
+            of_ann.iter().map(|event| (event.cursor, event.event_type.as_str(), &event.data)).collect();
+        assert_eq!(seen, [(1, "first", &plain), (2, "second", &tricky), (3, "third", &Value::Null)]);
+        let of_bob = events.after("bob", 0, 10).await.expect("read");
+        assert_eq!(of_bob.len(), 1);
+        assert_eq!((of_bob[0].cursor, of_bob[0].event_type.as_str(), &of_bob[0].data), (1, "second", &tricky));
+        match bob.recv().await {
+            plaza_bus::Received::Notification(notification) => {
+                let notice: Notice = serde_json::from_slice(&notification.payload).expect("notice");
+                assert_eq!(notice, Notice::Durable { event: of_bob[0].clone() });
+            }
+            other => panic!("expected a notification, got {other:?}"),
+        }
     }
 
     #[test]

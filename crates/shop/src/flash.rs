@@ -408,21 +408,19 @@ impl ShopHandle {
     ) -> Result<(Vec<Result<FlashPlaced, ShopError>>, Option<(Arc<WalSync>, SyncTicket)>), ShopError> {
         let store = &self.inner.store;
         let Some((mut writer, wal)) = store.deferred_sync_writer().await? else {
-            let (decided, appended, sales) = self.flash_batch_in(store.begin().await?, jobs).await?;
+            let (decided, appended, shops) = self.flash_batch_in(store.begin().await?, jobs).await?;
             self.inner.events.publish(appended);
             let placed: Vec<Order> = decided.accepted.iter().map(|(_, order)| order.clone()).collect();
             self.tell_placed(&placed);
-            return Ok((self.answers(decided, jobs, &sales).await?, None));
+            return Ok((self.answers(decided, jobs, &shops).await?, None));
         };
-        let transaction = sqlx::Connection::begin(writer.connection()).await?;
+        let transaction = writer.begin().await?;
         let batch = self.flash_batch_in(transaction, jobs).await;
-        if let Err(error) = writer.finish().await {
-            tracing::warn!("the writer could not be set back to synced commits ({error}); it is closed instead");
-        }
+        writer.finish();
         // Answers read stored orders through the pool, so only once the writer is back.
-        let (decided, appended, sales) = batch?;
+        let (decided, appended, shops) = batch?;
         let placed: Vec<Order> = decided.accepted.iter().map(|(_, order)| order.clone()).collect();
-        let outcomes = self.answers(decided, jobs, &sales).await?;
+        let outcomes = self.answers(decided, jobs, &shops).await?;
         if appended.is_empty() {
             return Ok((outcomes, Some((Arc::clone(&wal), wal.read_ticket()))));
         }
@@ -442,12 +440,14 @@ impl ShopHandle {
     }
 
     /// Reads what the batch needs (stored keys, the sales locked, each buyer's units so
-    /// far, the balances), decides every order in order ([`decide`]), then writes.
+    /// far, the balances), decides every order in order ([`decide`]), then writes. The
+    /// shops of the accepted orders (for their answers) are read meanwhile from the read
+    /// pool, so that the owner's read is not one more step the writer waits on.
     async fn flash_batch_in(
         &self,
         mut transaction: Transaction<'_, Any>,
         jobs: &[FlashJob],
-    ) -> Result<(Decided, Appended, HashMap<String, SaleInBatch>), ShopError> {
+    ) -> Result<(Decided, Appended, HashMap<String, Shop>), ShopError> {
         let backend = self.inner.store.backend();
         let stored = read_stored_orders(&mut transaction, backend, jobs).await?;
         let sales = read_sales(&mut transaction, backend, jobs).await?;
@@ -463,15 +463,30 @@ impl ShopHandle {
         let decided = decide(jobs, &stored, &sales, bought, &mut holds, now)?;
         if decided.accepted.is_empty() {
             transaction.rollback().await?;
-            return Ok((decided, Appended::default(), sales));
+            return Ok((decided, Appended::default(), HashMap::new()));
         }
+        let (written, shops) =
+            tokio::join!(self.write_batch(transaction, jobs, holds, &decided, now), self.shops_of(&sales, &decided));
+        Ok((decided, written?, shops))
+    }
+
+    /// The decided batch's writes and its events, committed.
+    async fn write_batch(
+        &self,
+        mut transaction: Transaction<'_, Any>,
+        jobs: &[FlashJob],
+        holds: BTreeMap<String, HoldBatch>,
+        decided: &Decided,
+        now: Timestamp,
+    ) -> Result<Appended, ShopError> {
+        let backend = self.inner.store.backend();
         let mut wallet_events = Vec::with_capacity(holds.len());
         for batch in holds.into_values() {
             wallet_events.push(batch.write(&mut transaction).await?);
         }
-        write_sales(&mut transaction, &decided).await?;
-        write_purchases(&mut transaction, backend, jobs, &decided).await?;
-        write_orders(&mut transaction, backend, jobs, &decided, now).await?;
+        write_sales(&mut transaction, decided).await?;
+        write_purchases(&mut transaction, backend, jobs, decided).await?;
+        write_orders(&mut transaction, backend, jobs, decided, now).await?;
         let data: Vec<(Vec<String>, Value)> =
             decided.accepted.iter().map(|(_, order)| (order.parties(), order.to_json())).collect();
         // Each buyer's `wallet.updated` first, then the orders', in one append.
@@ -482,7 +497,7 @@ impl ShopHandle {
             .collect();
         let appended = self.inner.events.append_many(&mut transaction, &to_append).await?;
         transaction.commit().await?;
-        Ok((decided, appended, sales))
+        Ok(appended)
     }
 
     /// Every job's answer once the batch committed (or decided to write nothing).
@@ -490,9 +505,8 @@ impl ShopHandle {
         &self,
         decided: Decided,
         jobs: &[FlashJob],
-        sales: &HashMap<String, SaleInBatch>,
+        shops: &HashMap<String, Shop>,
     ) -> Result<Vec<Result<FlashPlaced, ShopError>>, ShopError> {
-        let shops = self.shops_of(sales, &decided).await;
         let shop_of = |order: &Order| shops.get(&order.shop_id).cloned();
         let accepted: HashMap<usize, Order> = decided.accepted.into_iter().collect();
         let mut answers = Vec::with_capacity(jobs.len());

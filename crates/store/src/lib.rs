@@ -23,6 +23,7 @@ pub use read_batch::{ReadBatch, ReadMany};
 pub use sqlx::any::AnyRow;
 pub use sqlx::AnyPool;
 pub use sqlx::{Any, Row, Transaction};
+use wal_sync::SyncRestore;
 pub use wal_sync::{DeferredSyncWriter, SyncTicket, WalSync};
 
 use sqlx::any::AnyPoolOptions;
@@ -161,6 +162,8 @@ pub struct Store {
     backend: Backend,
     /// On SQLite with `synchronous = FULL`: what makes deferred commits durable.
     wal_sync: Option<Arc<WalSync>>,
+    /// Whether the SQLite writer still has a finished deferred writer's setting.
+    restore: Arc<SyncRestore>,
 }
 
 /// Connection-pool occupancy, for the `/metrics` gauges.
@@ -187,10 +190,16 @@ impl Store {
         if url.starts_with("sqlite:") {
             // A file connection does not go stale, so no ping before each use: on the one
             // writer that ping is a round trip every transaction would queue behind.
+            let restore = SyncRestore::new(sync);
+            let restore_on_acquire = Arc::clone(&restore);
             let write = AnyPoolOptions::new()
                 .max_connections(1)
                 .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .before_acquire(move |connection, _| {
+                    let restore = Arc::clone(&restore_on_acquire);
+                    Box::pin(async move { restore.before_acquire(connection).await })
+                })
                 .after_connect(move |connection, _| {
                     Box::pin(async move {
                         connection
@@ -245,11 +254,17 @@ impl Store {
                 }
                 SqliteSync::Normal => None,
             };
-            Ok(Self { read, write, backend: Backend::Sqlite, wal_sync })
+            Ok(Self { read, write, backend: Backend::Sqlite, wal_sync, restore })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool =
                 AnyPoolOptions::new().max_connections(pool_max).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
-            Ok(Self { read: pool.clone(), write: pool, backend: Backend::Postgres, wal_sync: None })
+            Ok(Self {
+                read: pool.clone(),
+                write: pool,
+                backend: Backend::Postgres,
+                wal_sync: None,
+                restore: SyncRestore::new("FULL"),
+            })
         } else {
             Err(StoreError::UnsupportedUrl(redact(url)))
         }
@@ -287,8 +302,8 @@ impl Store {
         let Some(wal_sync) = &self.wal_sync else {
             return Ok(None);
         };
-        let connection = self.write.acquire().await?;
-        Ok(Some((DeferredSyncWriter::start(connection, "FULL").await?, Arc::clone(wal_sync))))
+        let connection = SyncRestore::acquire_deferred(&self.write).await?;
+        Ok(Some((DeferredSyncWriter::start(connection, Arc::clone(&self.restore)), Arc::clone(wal_sync))))
     }
 
     /// What makes deferred commits durable, when this store defers any (SQLite with
@@ -473,16 +488,29 @@ mod tests {
         sqlx::query("CREATE TABLE t (n BIGINT NOT NULL)").execute(store.write()).await.expect("create");
 
         let (mut writer, wal) = store.deferred_sync_writer().await.expect("writer").expect("on SQLite with FULL");
-        let mut transaction = sqlx::Connection::begin(writer.connection()).await.expect("begin");
+        let mut transaction = writer.begin().await.expect("begin");
         let during: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *transaction).await.expect("pragma");
         assert_eq!(during, 1, "NORMAL inside the deferred transaction");
         sqlx::query("INSERT INTO t (n) VALUES (1)").execute(&mut *transaction).await.expect("insert");
         transaction.commit().await.expect("commit");
-        writer.finish().await.expect("finish");
+        writer.finish();
         let ticket = wal.committed();
         wal.durable(ticket).await.expect("durable");
         wal.durable(wal.read_ticket()).await.expect("nothing newer to sync");
         assert_eq!(synchronous().await, 2, "FULL again after finish");
+
+        // Two deferred writers in a row, then an ordinary transaction: it syncs.
+        for _ in 0..2 {
+            let (mut writer, _) = store.deferred_sync_writer().await.expect("writer").expect("on SQLite with FULL");
+            let transaction = writer.begin().await.expect("begin");
+            transaction.commit().await.expect("commit");
+            writer.finish();
+        }
+        let mut transaction = store.begin().await.expect("begin");
+        let ordinary: i64 =
+            sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *transaction).await.expect("pragma");
+        assert_eq!(ordinary, 2, "FULL in an ordinary transaction after deferred ones");
+        transaction.rollback().await.expect("rollback");
 
         let (writer, _) = store.deferred_sync_writer().await.expect("writer").expect("on SQLite with FULL");
         drop(writer);

@@ -17,9 +17,9 @@
 //! A SIGKILL loses nothing: the WAL is written before `COMMIT` returns.
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{Any, AnyConnection, Connection, Executor, Transaction};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -127,34 +127,75 @@ impl WalSync {
 }
 
 /// The writer connection, set for one transaction whose commit does not wait for the disk
-/// (see the module's comment). [`DeferredSyncWriter::finish`] sets it back; should that
-/// not happen (an error, a panic, a cancelled future), the connection is closed rather
-/// than handed to a writer that expects its commits synced.
+/// (see the module's comment). [`DeferredSyncWriter::finish`] hands it back marked as not
+/// syncing, and the next ordinary user of the writer sets it back to syncing as it takes it
+/// ([`SyncRestore::before_acquire`]), so a run of deferred batches pays for no setting
+/// in between; should `finish` not happen (an error, a panic, a cancelled future), the
+/// connection is closed rather than handed to a writer that expects its commits synced.
 pub struct DeferredSyncWriter {
     connection: Option<PoolConnection<Any>>,
-    restore: &'static str,
+    restore: Arc<SyncRestore>,
 }
 
 impl DeferredSyncWriter {
-    pub(crate) async fn start(connection: PoolConnection<Any>, restore: &'static str) -> Result<Self, sqlx::Error> {
-        // Owned by the writer before the first await, so that its `Drop` covers every path.
-        let mut writer = Self { connection: Some(connection), restore };
-        writer.connection().execute("PRAGMA synchronous = NORMAL").await?;
-        Ok(writer)
+    pub(crate) fn start(connection: PoolConnection<Any>, restore: Arc<SyncRestore>) -> Self {
+        // Owned by the writer before any await, so that its `Drop` covers every path.
+        Self { connection: Some(connection), restore }
     }
 
-    /// The connection, to begin the transaction on.
-    pub fn connection(&mut self) -> &mut AnyConnection {
-        self.connection.as_mut().expect("a deferred-sync writer is used only until it is finished")
+    /// Begins the one transaction, with the commit set not to wait for the disk: the
+    /// setting and `BEGIN` go to SQLite together, in one round trip.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, sqlx::Error> {
+        self.connection
+            .as_mut()
+            .expect("a deferred-sync writer is used only until it is finished")
+            .begin_with("PRAGMA synchronous = NORMAL; BEGIN")
+            .await
     }
 
-    /// Sets the connection back to the configured durability and returns it to the pool.
-    pub async fn finish(mut self) -> Result<(), sqlx::Error> {
-        let sql = format!("PRAGMA synchronous = {}", self.restore);
-        self.connection().execute(sql.as_str()).await?;
-        // Set back: returned to the pool as any other connection.
+    /// Returns the connection to the pool, owed a reset to syncing commits.
+    pub fn finish(mut self) {
+        self.restore.owed.store(true, Ordering::SeqCst);
         drop(self.connection.take());
-        Ok(())
+    }
+}
+
+tokio::task_local! {
+    /// Set while a deferred-sync writer takes the writer: it wants commits not synced, so
+    /// the reset would be undone at once.
+    static DEFERRED_ACQUIRE: ();
+}
+
+/// Whether the one writer connection still has a deferred writer's `synchronous = NORMAL`.
+#[derive(Debug)]
+pub(crate) struct SyncRestore {
+    owed: AtomicBool,
+    sql: &'static str,
+}
+
+impl SyncRestore {
+    pub(crate) fn new(restore: &'static str) -> Arc<Self> {
+        let sql = match restore {
+            "FULL" => "PRAGMA synchronous = FULL",
+            _ => "PRAGMA synchronous = NORMAL",
+        };
+        Arc::new(Self { owed: AtomicBool::new(false), sql })
+    }
+
+    /// Takes the writer for a deferred-sync transaction.
+    pub(crate) async fn acquire_deferred(pool: &sqlx::AnyPool) -> Result<PoolConnection<Any>, sqlx::Error> {
+        DEFERRED_ACQUIRE.scope((), pool.acquire()).await
+    }
+
+    /// The write pool's `before_acquire`: anyone but a deferred writer gets the writer
+    /// syncing its commits again. (An error closes the connection; its replacement
+    /// starts syncing.)
+    pub(crate) async fn before_acquire(&self, connection: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+        if DEFERRED_ACQUIRE.try_with(|_| ()).is_err() && self.owed.load(Ordering::SeqCst) {
+            connection.execute(self.sql).await?;
+            self.owed.store(false, Ordering::SeqCst);
+        }
+        Ok(true)
     }
 }
 

@@ -141,12 +141,10 @@ impl Wallet {
             }
             return Ok((outcomes, None));
         };
-        let transaction = sqlx::Connection::begin(writer.connection()).await?;
+        let transaction = writer.begin().await?;
         let (outcomes, appended) = self.transfer_batch_in(transaction, jobs).await?;
         // Past a commit nothing may fail the batch: its transfers would run a second time.
-        if let Err(error) = writer.finish().await {
-            tracing::warn!("the writer could not be set back to synced commits ({error}); it is closed instead");
-        }
+        writer.finish();
         let Some(appended) = appended else {
             return Ok((outcomes, Some((Arc::clone(&wal), wal.read_ticket()))));
         };
