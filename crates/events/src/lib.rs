@@ -373,20 +373,32 @@ async fn take_cursors<'a>(
     let mut next_cursor = std::collections::HashMap::with_capacity(counted.len());
     // Rows go in as one JSON parameter (`Backend::json_rows`), so each statement's text
     // is the same for every batch and is prepared once. (`WHERE true` tells SQLite's
-    // parser that `ON CONFLICT` is not a join's `ON`.)
+    // parser that `ON CONFLICT` is not a join's `ON`.) The counters are read back in one
+    // row (`Backend::json_array_agg`) rather than returned a row per user; the upsert
+    // holds them (the writer on SQLite, the rows' locks on PostgreSQL) until commit.
     let upsert = format!(
         "INSERT INTO user_event_cursors (user_id, last_cursor)
          SELECT user_id, added FROM ({}) AS counts WHERE true
-         ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor
-         RETURNING user_id, last_cursor",
+         ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor",
+        backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)])
+    );
+    let read = format!(
+        "SELECT {} FROM user_event_cursors WHERE user_id IN (SELECT user_id FROM ({}) AS counts)",
+        backend.json_array_agg(&["user_id", "last_cursor"]),
         backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)])
     );
     for chunk in counted.chunks(APPEND_CHUNK) {
-        let payload = serde_json::to_string(chunk).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-        let mut returned = std::collections::HashMap::with_capacity(chunk.len());
-        for row in sqlx::query(&upsert).bind(payload).fetch_all(&mut **transaction).await? {
-            returned.insert(row.try_get::<String, _>("user_id")?, row.try_get::<i64, _>("last_cursor")?);
-        }
+        let payload = json_text(chunk)?;
+        sqlx::query(&upsert).bind(&payload).execute(&mut **transaction).await?;
+        let counters: Option<String> = sqlx::query_scalar(&read).bind(&payload).fetch_one(&mut **transaction).await?;
+        let returned: std::collections::HashMap<String, i64> = match counters {
+            Some(text) => {
+                let rows: Vec<(String, i64)> =
+                    serde_json::from_str(&text).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+                rows.into_iter().collect()
+            }
+            None => std::collections::HashMap::new(),
+        };
         for (user_id, count) in chunk {
             let last = *returned
                 .get(*user_id)

@@ -392,6 +392,20 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// An aggregate of a query's rows as the JSON text of one array of arrays (`[["a", 1],
+    /// …]`, the shape [`Backend::json_rows`] reads), `NULL` or `[]` when there are none:
+    /// a read of many rows then comes back as one. On SQLite every row of a result is a
+    /// hand-off from the connection's thread to the caller (a wake-up each), which a
+    /// batch reading a row per payer or per recipient would wait on row by row.
+    pub fn json_array_agg(self, columns: &[&str]) -> String {
+        match self {
+            Self::Sqlite => format!("json_group_array(json_array({}))", columns.join(", ")),
+            Self::Postgres => format!("CAST(json_agg(json_build_array({})) AS TEXT)", columns.join(", ")),
+        }
+    }
+}
+
 /// `$from, $from+1, …`: `count` numbered parameters, for multi-row statements written
 /// once for both engines.
 pub fn numbered_parameters(from: usize, count: usize) -> String {

@@ -17,7 +17,7 @@ use crate::service::{Wallet, WalletError};
 use plaza_events::ToAppend;
 use plaza_kernel::{Currency, Timestamp};
 use plaza_store::JsonColumn::{BigInt, Text};
-use plaza_store::{Any, Backend, Row, Transaction};
+use plaza_store::{Any, Backend, Transaction};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -77,22 +77,26 @@ impl Wallet {
         ids.sort();
         ids.dedup();
         let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        // One row back however many payers (`Backend::json_array_agg`).
         let sql = format!(
-            "SELECT a.owner_id, a.balance, a.held,
-                    (SELECT COUNT(*) FROM wallet_pins p WHERE p.user_id = a.owner_id) AS pins
-             FROM wallet_accounts a
-             WHERE a.id IN (SELECT id FROM ({}) AS wanted) ORDER BY a.id{lock}",
+            "SELECT {} AS accounts FROM (
+                 SELECT a.owner_id, a.balance, a.held,
+                        (SELECT COUNT(*) FROM wallet_pins p WHERE p.user_id = a.owner_id) AS pins
+                 FROM wallet_accounts a
+                 WHERE a.id IN (SELECT id FROM ({}) AS wanted) ORDER BY a.id{lock}) AS locked",
+            backend.json_array_agg(&["owner_id", "balance", "held", "pins"]),
             backend.json_rows(1, &[("id", Text)])
         );
         let wanted = json_text(&ids.iter().map(|id| [id]).collect::<Vec<_>>())?;
+        let read: Option<String> = sqlx::query_scalar(&sql).bind(wanted).fetch_one(&mut **transaction).await?;
+        let rows: Vec<(Option<String>, i64, i64, i64)> = match read {
+            Some(text) => serde_json::from_str(&text).map_err(|error| WalletError::Invariant(error.to_string()))?,
+            None => Vec::new(),
+        };
         let mut accounts = BTreeMap::new();
-        for row in sqlx::query(&sql).bind(wanted).fetch_all(&mut **transaction).await? {
-            let owner: Option<String> = row.try_get("owner_id")?;
-            let balance: i64 = row.try_get("balance")?;
+        for (owner, balance, held, pins) in rows {
             if let Some(owner) = owner {
-                let pin_set = row.try_get::<i64, _>("pins")? > 0;
-                let held = row.try_get("held")?;
-                accounts.insert(owner, PayerAccount { balance, held, balance_before: balance, pin_set });
+                accounts.insert(owner, PayerAccount { balance, held, balance_before: balance, pin_set: pins > 0 });
             }
         }
         Ok(HoldBatch { currency, backend, accounts, holds: Vec::new() })
