@@ -91,10 +91,8 @@ impl Chat {
         self.advance_read_marks(&mut transaction, &new).await?;
         self.record_shared_images(&mut transaction, &new).await?;
 
-        let data: Vec<Value> = new
-            .iter()
-            .map(|message| serde_json::to_value(MessageView::from(*message)).unwrap_or(Value::Null))
-            .collect();
+        let data: Vec<Box<serde_json::value::RawValue>> =
+            new.iter().map(|message| plaza_events::to_data(&MessageView::from(*message))).collect();
         let no_members = Vec::new();
         let to_append: Vec<ToAppend<'_>> = new
             .iter()

@@ -85,12 +85,24 @@ pub struct After {
     pub expired: bool,
 }
 
-/// One event to append for some users, as part of [`Events::append_many`].
+/// One event to append for some users, as part of [`Events::append_many`]; its data
+/// already serialized ([`to_data`]), so that a batch can write it from any view of its
+/// own without building a `Value` first.
 #[derive(Debug, Clone, Copy)]
 pub struct ToAppend<'a> {
     pub user_ids: &'a [String],
     pub event_type: &'a str,
-    pub data: &'a Value,
+    pub data: &'a RawValue,
+}
+
+/// An event's data, serialized for [`ToAppend`]. What events carry is plain data (views
+/// with string keys), whose serialization cannot fail; should a bug make it fail, the
+/// event carries `null` and the error is logged.
+pub fn to_data<T: Serialize + ?Sized>(data: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(data).unwrap_or_else(|error| {
+        tracing::error!("cannot encode an event's data: {error}");
+        RawValue::from_string("null".into()).expect("null is JSON")
+    })
 }
 
 /// Events appended in a transaction, to announce once it has committed.
@@ -169,7 +181,8 @@ impl Events {
         event_type: &str,
         data: &Value,
     ) -> Result<Appended, sqlx::Error> {
-        self.append_many(transaction, &[ToAppend { user_ids, event_type, data }]).await
+        let data = to_data(data);
+        self.append_many(transaction, &[ToAppend { user_ids, event_type, data: &data }]).await
     }
 
     /// Appends several events at once (a group-committed batch of messages): each goes to
@@ -184,14 +197,12 @@ impl Events {
         let backend = self.store.backend();
         let mut next_cursor = take_cursors(transaction, backend, counts).await?;
         let created_at_ms = Timestamp::now().unix_millis();
-        let entries = batch
+        let entries: Vec<Arc<SerializedEntry>> = batch
             .iter()
             .map(|entry| {
-                let data = serde_json::value::to_raw_value(entry.data)
-                    .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-                Ok(Arc::new(SerializedEntry { event_type: entry.event_type.to_string(), data }))
+                Arc::new(SerializedEntry { event_type: entry.event_type.to_string(), data: entry.data.to_owned() })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .collect();
         let (rows, appended) = assign_cursors(&entries, &recipients, &mut next_cursor, created_at_ms)?;
         if backend == plaza_store::Backend::Sqlite {
             insert_events_sqlite(transaction, backend, &entries, &rows, created_at_ms).await?;
@@ -605,10 +616,11 @@ mod tests {
         let tricky =
             serde_json::json!({"text": "it's \"quoted\" \\ 红包 🧧", "n": i64::MAX, "list": [1, null, {"a": []}]});
         let plain = serde_json::json!({"n": 1});
+        let data = [to_data(&plain), to_data(&tricky), to_data(&Value::Null)];
         let batch = [
-            ToAppend { user_ids: &ann, event_type: "first", data: &plain },
-            ToAppend { user_ids: &both, event_type: "second", data: &tricky },
-            ToAppend { user_ids: &ann, event_type: "third", data: &Value::Null },
+            ToAppend { user_ids: &ann, event_type: "first", data: &data[0] },
+            ToAppend { user_ids: &both, event_type: "second", data: &data[1] },
+            ToAppend { user_ids: &ann, event_type: "third", data: &data[2] },
         ];
         let mut transaction = events.store.begin().await.expect("begin");
         let appended = events.append_many(&mut transaction, &batch).await.expect("append");

@@ -27,6 +27,7 @@ use crate::flash_batch::{
     decide, payers_by_currency, read_purchases, read_sales, read_stored_orders, write_orders, write_purchases,
     write_sales, Decided, SaleInBatch, Verdict,
 };
+use crate::order_json::OrderJson;
 use crate::orders::load_order;
 use crate::service::{invalid, Order, OrderItem, OrderRequest, Shop, ShopError, ShopHandle};
 use plaza_accounts::User;
@@ -34,6 +35,7 @@ use plaza_events::{Appended, ToAppend};
 use plaza_kernel::{Currency, Timestamp};
 use plaza_store::{Any, GroupCommit, Row, SyncTicket, Transaction, WalSync};
 use plaza_wallet::{HoldBatch, HoldEvents};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -487,8 +489,11 @@ impl ShopHandle {
         write_sales(&mut transaction, decided).await?;
         write_purchases(&mut transaction, backend, jobs, decided).await?;
         write_orders(&mut transaction, backend, jobs, decided, now).await?;
-        let data: Vec<(Vec<String>, Value)> =
-            decided.accepted.iter().map(|(_, order)| (order.parties(), order.to_json())).collect();
+        let data: Vec<(Vec<String>, Box<RawValue>)> = decided
+            .accepted
+            .iter()
+            .map(|(_, order)| (order.parties(), plaza_events::to_data(&OrderJson::of(order))))
+            .collect();
         // Each buyer's `wallet.updated` first, then the orders', in one append.
         let to_append: Vec<ToAppend<'_>> = wallet_events
             .iter()

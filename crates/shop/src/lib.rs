@@ -22,6 +22,7 @@ mod groups;
 mod jobs;
 mod migrations;
 pub mod model;
+mod order_json;
 mod orders;
 mod placed;
 mod reviews;

@@ -322,31 +322,8 @@ impl Order {
     /// The order as its buyer and seller see it, with the users and the shop filled in by
     /// the caller (also the data of `order.updated`, where they are ids).
     pub fn to_json(&self) -> Value {
-        let money = |amount: i64| json!({"amount": amount, "currency": self.currency});
-        let shipment = self.carrier.as_ref().map(|carrier| {
-            json!({"carrier": carrier, "tracking_number": self.tracking_number,
-                "shipped_at": self.shipped_at.map(|at| at.to_rfc3339()),
-                "auto_confirm_at": self.auto_confirm_at.map(|at| at.to_rfc3339())})
-        });
-        let refund = self.refund_amount.map(|amount| json!({"reason": self.refund_reason, "amount": money(amount)}));
-        json!({
-            "id": self.id,
-            "buyer": {"id": self.buyer_id},
-            "shop": {"id": self.shop_id, "owner": {"id": self.seller_id}},
-            "items": self.items.iter().map(|item| json!({"sku_id": item.sku_id, "product_id": item.product_id,
-                "title": item.title, "sku_name": item.sku_name, "quantity": item.quantity,
-                "unit_price": money(item.unit_price)})).collect::<Vec<_>>(),
-            "total": money(self.total),
-            "status": self.status.as_str(),
-            "payment_status": self.payment_status,
-            "group_buy_id": self.group_buy_id,
-            "flash_sale_id": self.flash_sale_id,
-            "shipment": shipment,
-            "refund": refund,
-            "address": self.address,
-            "created_at": self.created_at.to_rfc3339(),
-            "updated_at": self.updated_at.to_rfc3339(),
-        })
+        // A view of borrowed fields and numbers serializes infallibly.
+        serde_json::to_value(crate::order_json::OrderJson::of(self)).unwrap_or(Value::Null)
     }
 
     pub(crate) fn parties(&self) -> Vec<String> {

@@ -18,7 +18,8 @@ use plaza_events::ToAppend;
 use plaza_kernel::{Currency, Timestamp};
 use plaza_store::JsonColumn::{BigInt, Text};
 use plaza_store::{Any, Backend, Transaction};
-use serde_json::{json, Value};
+use serde_json::json;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// A payer's account in the batch: its state when read and its running state.
@@ -44,7 +45,7 @@ struct PlannedHold {
 #[derive(Debug, Default)]
 #[must_use = "append the payers' events in the batch's transaction"]
 pub struct HoldEvents {
-    updates: Vec<(Vec<String>, Value)>,
+    updates: Vec<(Vec<String>, Box<RawValue>)>,
 }
 
 impl HoldEvents {
@@ -183,7 +184,7 @@ impl HoldBatch {
                     .unwrap_or_default();
                 let data = json!({"currency": self.currency.code(), "available": account.balance,
                     "held": account.held, "kind": "payment_hold", "reference": reference});
-                (vec![payer_id.clone()], data)
+                (vec![payer_id.clone()], plaza_events::to_data(&data))
             })
             .collect();
         Ok(HoldEvents { updates })

@@ -195,7 +195,8 @@ impl Wallet {
         create_accounts(&mut transaction, backend, &accounts, now).await?;
         write_movements(&mut transaction, backend, jobs, &applied.done, now).await?;
         store_results(&mut transaction, backend, jobs, &applied.done, now).await?;
-        let updates = batch_updates(&applied);
+        let updates: Vec<(Vec<String>, Box<serde_json::value::RawValue>)> =
+            batch_updates(&applied).into_iter().map(|(users, data)| (users, plaza_events::to_data(&data))).collect();
         let to_append: Vec<ToAppend<'_>> = updates
             .iter()
             .map(|(users, data)| ToAppend { user_ids: users, event_type: "wallet.updated", data })
