@@ -190,7 +190,7 @@ impl Store {
         if url.starts_with("sqlite:") {
             // A file connection does not go stale, so no ping before each use: on the one
             // writer that ping is a round trip every transaction would queue behind.
-            let restore = SyncRestore::new(sync);
+            let restore = SyncRestore::new(sqlite_sync);
             let restore_on_acquire = Arc::clone(&restore);
             let write = AnyPoolOptions::new()
                 .max_connections(1)
@@ -263,7 +263,7 @@ impl Store {
                 write: pool,
                 backend: Backend::Postgres,
                 wal_sync: None,
-                restore: SyncRestore::new("FULL"),
+                restore: SyncRestore::new(SqliteSync::Full),
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact(url)))

@@ -263,7 +263,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn callers_are_read_at_once_while_a_round_is_free_and_wait_only_when_none_is() {
         let rig = Rig::new(2, 1000, 1000, 2);
+        // One at a time: spawned together, the first round could take both keys.
         let first = rig.spawn("a");
+        rig.until_rounds(1).await;
         let second = rig.spawn("bb");
         rig.until_rounds(2).await;
         let waiting: Vec<Reading> = (0..5).map(|n| rig.spawn(&format!("w{n}"))).collect();

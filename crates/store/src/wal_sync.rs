@@ -16,6 +16,7 @@
 //! them), and a crash of the machine in that window loses it along with everything after.
 //! A SIGKILL loses nothing: the WAL is written before `COMMIT` returns.
 
+use crate::SqliteSync;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Connection, Executor, Transaction};
 use std::path::PathBuf;
@@ -174,10 +175,11 @@ pub(crate) struct SyncRestore {
 }
 
 impl SyncRestore {
-    pub(crate) fn new(restore: &'static str) -> Arc<Self> {
-        let sql = match restore {
-            "FULL" => "PRAGMA synchronous = FULL",
-            _ => "PRAGMA synchronous = NORMAL",
+    /// For a writer whose configured durability is `configured`.
+    pub(crate) fn new(configured: SqliteSync) -> Arc<Self> {
+        let sql = match configured {
+            SqliteSync::Full => "PRAGMA synchronous = FULL",
+            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
         };
         Arc::new(Self { owed: AtomicBool::new(false), sql })
     }
