@@ -449,8 +449,8 @@ fn assign_cursors<'a>(
     Ok((rows, appended))
 }
 
-/// The event rows on SQLite, in two JSON parameters: the rows (recipient, cursor, which
-/// entry) and the entries' types and data, each entry's data once however many
+/// The event rows on SQLite, in three JSON parameters: the rows (recipient, cursor, which
+/// entry), the entries' types and the entries' data, each entry's data once however many
 /// recipients share it.
 async fn insert_events_sqlite(
     transaction: &mut Transaction<'_, Any>,
