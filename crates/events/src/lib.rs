@@ -387,16 +387,15 @@ async fn take_cursors<'a>(
     // parser that `ON CONFLICT` is not a join's `ON`.) The counters are read back in one
     // row (`Backend::json_array_agg`) rather than returned a row per user; the upsert
     // holds them (the writer on SQLite, the rows' locks on PostgreSQL) until commit.
+    let counts = backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)]);
     let upsert = format!(
         "INSERT INTO user_event_cursors (user_id, last_cursor)
-         SELECT user_id, added FROM ({}) AS counts WHERE true
-         ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor",
-        backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)])
+         SELECT user_id, added FROM ({counts}) AS counts WHERE true
+         ON CONFLICT (user_id) DO UPDATE SET last_cursor = user_event_cursors.last_cursor + excluded.last_cursor"
     );
     let read = format!(
-        "SELECT {} FROM user_event_cursors WHERE user_id IN (SELECT user_id FROM ({}) AS counts)",
-        backend.json_array_agg(&["user_id", "last_cursor"]),
-        backend.json_rows(1, &[("user_id", JsonColumn::Text), ("added", JsonColumn::BigInt)])
+        "SELECT {} FROM user_event_cursors WHERE user_id IN (SELECT user_id FROM ({counts}) AS counts)",
+        backend.json_array_agg(&["user_id", "last_cursor"])
     );
     for chunk in counted.chunks(APPEND_CHUNK) {
         let payload = json_text(chunk)?;
